@@ -1,0 +1,47 @@
+# Modelgate: the one entry point. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+PY312 ?= $(shell ls -d $$HOME/.pyenv/versions/3.12*/bin 2>/dev/null | tail -n 1)
+export SAM_CLI_TELEMETRY := 0
+export MODELGATE_SAM := $(abspath $(SAM))
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test demo lint build bench clean
+
+help: ## Show the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
+	touch $@
+
+venv: $(VENV)/.installed $(SAM_VENV)/.installed ## Create the virtual environments (project, and SAM CLI apart)
+
+test: venv ## Lint the template (cfn-lint, sam validate --lint) and run every test
+	$(VENV)/bin/python -m pytest
+
+lint: venv ## Only the template checks
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint --template template.yaml --region us-east-1
+
+demo: $(VENV)/.installed ## Four releases on the embedded local AWS: promoted, promoted, gate failed, rolled back
+	$(VENV)/bin/modelgate demo
+
+build: venv ## sam build (needs python3.12; pyenv's is used when found)
+	PATH="$(PY312):$$PATH" $(SAM) build --template template.yaml
+
+bench: $(VENV)/.installed ## Run the benchmarks under bench/
+	@for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+
+clean: ## Remove the virtual environments and build output
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache

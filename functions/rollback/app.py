@@ -1,0 +1,22 @@
+"""Rollback: the live alias back to the version that was live, with the reason in the ledger.
+
+The event is {"release": <context>, "error": {"Error": ..., "Cause": ...}} from the ASL's Catch.
+"""
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from modelgate import pipeline
+from modelgate.models import ReleaseContext
+from modelgate.observability import logger
+
+
+class OutcomeEvent(BaseModel):
+    release: ReleaseContext
+    error: dict | None = None
+
+
+@logger.inject_lambda_context(correlation_id_path="release.release_id")
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    request = OutcomeEvent.model_validate(event)
+    return pipeline.rollback(pipeline.default_deps(), request.release, request.error)

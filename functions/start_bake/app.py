@@ -1,0 +1,23 @@
+"""StartBake: arm the bake (keep its token); an alarm already firing fails it at once.
+
+Invoked with waitForTaskToken: the event is {"release": <context>, "task_token": "..."}.
+The token is stored, never logged.
+"""
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from modelgate import pipeline
+from modelgate.models import ReleaseContext
+from modelgate.observability import logger
+
+
+class CallbackEvent(BaseModel):
+    release: ReleaseContext
+    task_token: str
+
+
+@logger.inject_lambda_context(correlation_id_path="release.release_id")
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    request = CallbackEvent.model_validate(event)
+    return pipeline.start_bake(pipeline.default_deps(), request.release, request.task_token)

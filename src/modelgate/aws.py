@@ -1,0 +1,32 @@
+"""boto3 clients, built lazily and once (never at import time, so tests need not dodge them).
+
+Standard retry mode with more attempts: throttling and transient faults are retried by
+botocore with backoff, so handlers don't hand-roll retry loops.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+
+
+@lru_cache(maxsize=32)
+def client(service: str) -> Any:
+    return boto3.client(service, config=_CONFIG)
+
+
+def reset_clients() -> None:
+    """Forget cached clients and tables (the local runtime calls this when it starts or stops)."""
+    client.cache_clear()
+    table.cache_clear()
+
+
+@lru_cache(maxsize=8)
+def table(name: str) -> Any:
+    """A DynamoDB resource Table (floats in as Decimals: see ledger.to_dynamo)."""
+    return boto3.resource("dynamodb", config=_CONFIG).Table(name)

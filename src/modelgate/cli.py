@@ -1,0 +1,147 @@
+"""`modelgate`: submit, status, approve / reject, invoke, dataset, demo.
+
+Against AWS the commands use the default credential chain and the stack's outputs
+(--stack / MODELGATE_STACK). `invoke` and `demo` run on the embedded local runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from modelgate.errors import ModelgateError
+
+
+def _control(args: argparse.Namespace):
+    import boto3
+
+    from modelgate.control import Control
+
+    session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    return Control.from_stack(args.stack, session)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from modelgate.control import submit
+
+    result = submit(_control(args), Path(args.directory), commit=args.commit, branch=args.branch)
+    for key in result.uploaded:
+        print(f"uploaded {key}", file=sys.stderr)
+    print(result.release_id)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from modelgate.control import format_release, format_table
+
+    ledger = _control(args).ledger()
+    if args.release:
+        record = ledger.get(args.release)
+        if record is None:
+            print(f"no release {args.release} in the ledger", file=sys.stderr)
+            return 1
+        print(json.dumps(record, indent=2, default=str) if args.json else format_release(record))
+    else:
+        records = ledger.list_releases(service=args.service, limit=args.limit)
+        print(json.dumps(records, indent=2, default=str) if args.json else format_table(records))
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from modelgate.control import decide
+
+    record = decide(_control(args), args.release, args.command, args.comment or "")
+    print(f"{args.release}: {record['status']} by {record['approval']['approver']}")
+    return 0
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from modelgate.control import put_dataset
+
+    version = put_dataset(_control(args), args.service, Path(args.file))
+    print(f"dataset of {args.service} uploaded (object version {version})")
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    from modelgate.local import invoke_event
+
+    parameters = dict(p.split("=", 1) for p in args.parameter)
+    result = invoke_event(
+        args.function,
+        Path(args.event),
+        template_path=Path(args.template),
+        parameters=parameters,
+    )
+    print(json.dumps(result, indent=2, default=str))
+    return 1 if isinstance(result, dict) and "errorType" in result else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from modelgate.demo import run_demo
+
+    return run_demo(time_factor=args.time_factor, template_path=Path(args.template))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelgate", description=__doc__)
+    parser.add_argument("--stack", default=os.environ.get("MODELGATE_STACK", "modelgate"),
+                        help="CloudFormation stack name (default: $MODELGATE_STACK or 'modelgate')")
+    parser.add_argument("--region", default=None, help="AWS region (default: the credential chain's)")
+    parser.add_argument("--profile", default=None, help="AWS profile")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("submit", help="upload a release folder (prompt files, then the manifest); prints the release id")
+    p.add_argument("directory", help="folder with model-config.json and the prompt files it names")
+    p.add_argument("--commit", help="source commit (default: the manifest's)")
+    p.add_argument("--branch", help="source branch (default: the manifest's)")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", help="one release in detail, or the latest releases")
+    p.add_argument("release", nargs="?")
+    p.add_argument("--service")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    for name in ("approve", "reject"):
+        p = sub.add_parser(name, help=f"{name} a release waiting for approval (your IAM identity is recorded)")
+        p.add_argument("release")
+        p.add_argument("--comment", default="")
+        p.set_defaults(func=cmd_decide)
+
+    p = sub.add_parser("dataset", help="upload a service's evaluation dataset (JSONL)")
+    p.add_argument("service")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_dataset)
+
+    p = sub.add_parser("invoke", help="run one function's handler on the local runtime (Docker-free `sam local invoke`)")
+    p.add_argument("function", help="logical id in template.yaml (e.g. ValidateFunction) or functions/<name>")
+    p.add_argument("-e", "--event", required=True, help="event JSON file")
+    p.add_argument("-t", "--template", default="template.yaml")
+    p.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE",
+                   help="template parameter override (repeatable)")
+    p.set_defaults(func=cmd_invoke)
+
+    p = sub.add_parser("demo", help="four releases on the local runtime: promoted, promoted, gate failed, rolled back")
+    p.add_argument("--time-factor", type=float, default=0.005,
+                   help="real seconds per nominal second for waits and bakes (default 0.005)")
+    p.add_argument("-t", "--template", default="template.yaml")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ModelgateError as exc:
+        print(f"modelgate: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""The release ledger: one DynamoDB table, every release and every decision.
+
+Items (pk / sk):
+  RELEASE#<id> / RELEASE        the release: status, numbers, reason, history of decisions
+  RELEASE#<id> / TOKEN#<kind>   a Step Functions task token (approval, bake); kept apart so
+                                 listing or showing releases never reads a token
+  SERVICE#<svc> / LOCK          the service's release lock (a lease)
+  ALARM#<name>  / OWNER         which release a canary alarm belongs to
+
+It outlives Step Functions' 90-day history, so it carries the who / when / why itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from modelgate.errors import DecisionConflict, ServiceLocked
+
+# Final states: a release in one of these never changes again.
+FINAL_STATUSES = frozenset(
+    {"Promoted", "RolledBack", "GateFailed", "Rejected", "ApprovalTimedOut", "Invalid", "Failed"}
+)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def to_dynamo(value: Any) -> Any:
+    """JSON-able python → what boto3's resource layer stores (floats become Decimals)."""
+    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+
+
+def from_dynamo(value: Any) -> Any:
+    """DynamoDB values → plain JSON-able python (Decimals become int or float)."""
+    if isinstance(value, list):
+        return [from_dynamo(v) for v in value]
+    if isinstance(value, dict):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Adapter over the ledger table; takes a boto3 DynamoDB *resource* Table."""
+
+    table: Any
+
+    # ------------------------------------------------------------------ releases
+    def record(
+        self,
+        release_id: str,
+        status: str,
+        detail: str,
+        *,
+        actor: str = "modelgate",
+        **fields: Any,
+    ) -> dict:
+        """Set the release's status and fields and append one history entry (who/when/why)."""
+        at = now_iso()
+        names = {"#status": "status", "#history": "history"}
+        values: dict[str, Any] = {
+            ":status": status,
+            ":at": at,
+            ":entry": [{"at": at, "status": status, "detail": detail, "actor": actor}],
+            ":empty": [],
+        }
+        sets = [
+            "#status = :status",
+            "updated_at = :at",
+            "created_at = if_not_exists(created_at, :at)",
+            "#history = list_append(if_not_exists(#history, :empty), :entry)",
+        ]
+        for i, (key, value) in enumerate(sorted(fields.items())):
+            if value is None:
+                continue
+            names[f"#f{i}"] = key
+            values[f":f{i}"] = to_dynamo(value)
+            sets.append(f"#f{i} = :f{i}")
+        response = self.table.update_item(
+            Key={"pk": f"RELEASE#{release_id}", "sk": "RELEASE"},
+            UpdateExpression="SET " + ", ".join(sets),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        )
+        return from_dynamo(response["Attributes"])
+
+    def get(self, release_id: str) -> dict | None:
+        item = self.table.get_item(Key={"pk": f"RELEASE#{release_id}", "sk": "RELEASE"}).get("Item")
+        return from_dynamo(item) if item else None
+
+    def list_releases(self, service: str | None = None, limit: int = 50) -> list[dict]:
+        """Newest first. With a service: the by_service index; without: a scan (small table)."""
+        if service:
+            response = self.table.query(
+                IndexName="by_service",
+                KeyConditionExpression="service = :s",
+                ExpressionAttributeValues={":s": service},
+                ScanIndexForward=False,
+                Limit=limit,
+            )
+            items = response.get("Items", [])
+        else:
+            items, kwargs = [], {
+                "FilterExpression": "sk = :sk",
+                "ExpressionAttributeValues": {":sk": "RELEASE"},
+            }
+            while True:
+                page = self.table.scan(**kwargs)
+                items.extend(page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            items.sort(key=lambda i: i.get("created_at", ""), reverse=True)
+            items = items[:limit]
+        return [from_dynamo(i) for i in items]
+
+    def decide(self, release_id: str, decision: str, approver: str, comment: str) -> dict:
+        """Record an approval decision exactly once: only a release waiting for one takes it."""
+        status = {"approve": "Approved", "reject": "Rejected"}[decision]
+        at = now_iso()
+        try:
+            response = self.table.update_item(
+                Key={"pk": f"RELEASE#{release_id}", "sk": "RELEASE"},
+                UpdateExpression=(
+                    "SET #status = :status, updated_at = :at, approval = :approval, "
+                    "#history = list_append(#history, :entry)"
+                ),
+                ConditionExpression="#status = :waiting",
+                ExpressionAttributeNames={"#status": "status", "#history": "history"},
+                ExpressionAttributeValues={
+                    ":status": status,
+                    ":waiting": "PendingManualApproval",
+                    ":at": at,
+                    ":approval": {"decision": decision, "approver": approver, "comment": comment, "at": at},
+                    ":entry": [{"at": at, "status": status, "detail": comment or decision, "actor": approver}],
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                current = self.get(release_id)
+                state = current["status"] if current else "unknown release"
+                raise DecisionConflict(
+                    f"release {release_id} is not waiting for approval (status: {state})"
+                ) from exc
+            raise
+        return from_dynamo(response["Attributes"])
+
+    # ------------------------------------------------------------------ task tokens
+    def put_token(self, release_id: str, kind: str, token: str) -> None:
+        self.table.put_item(
+            Item={"pk": f"RELEASE#{release_id}", "sk": f"TOKEN#{kind}", "token": token, "at": now_iso()}
+        )
+
+    def get_token(self, release_id: str, kind: str) -> str | None:
+        item = self.table.get_item(Key={"pk": f"RELEASE#{release_id}", "sk": f"TOKEN#{kind}"}).get("Item")
+        return item["token"] if item else None
+
+    def take_token(self, release_id: str, kind: str) -> str | None:
+        """Remove and return the token: whoever takes it is the only one to use it."""
+        response = self.table.delete_item(
+            Key={"pk": f"RELEASE#{release_id}", "sk": f"TOKEN#{kind}"}, ReturnValues="ALL_OLD"
+        )
+        item = response.get("Attributes")
+        return item["token"] if item else None
+
+    # ------------------------------------------------------------------ service lock
+    def acquire_lock(self, service: str, release_id: str, lease_seconds: int) -> None:
+        now = int(time.time())
+        try:
+            self.table.put_item(
+                Item={
+                    "pk": f"SERVICE#{service}",
+                    "sk": "LOCK",
+                    "release_id": release_id,
+                    "acquired_at": now_iso(),
+                    "lease_expires": now + lease_seconds,
+                },
+                ConditionExpression="attribute_not_exists(pk) OR release_id = :me OR lease_expires < :now",
+                ExpressionAttributeValues={":me": release_id, ":now": now},
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                holder = self.lock_holder(service)
+                raise ServiceLocked(
+                    f"service {service} is locked by release {holder or 'unknown'}; "
+                    "one release per service at a time"
+                ) from exc
+            raise
+
+    def lock_holder(self, service: str) -> str | None:
+        item = self.table.get_item(Key={"pk": f"SERVICE#{service}", "sk": "LOCK"}).get("Item")
+        return item["release_id"] if item else None
+
+    def release_lock(self, service: str, release_id: str) -> bool:
+        """Release the lock if this release holds it; True if it did."""
+        try:
+            self.table.delete_item(
+                Key={"pk": f"SERVICE#{service}", "sk": "LOCK"},
+                ConditionExpression="release_id = :me",
+                ExpressionAttributeValues={":me": release_id},
+            )
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
+    # ------------------------------------------------------------------ canary alarms
+    def put_alarm_owner(self, alarm_name: str, release_id: str, service: str) -> None:
+        self.table.put_item(
+            Item={"pk": f"ALARM#{alarm_name}", "sk": "OWNER", "release_id": release_id, "service": service}
+        )
+
+    def alarm_owner(self, alarm_name: str) -> dict | None:
+        item = self.table.get_item(Key={"pk": f"ALARM#{alarm_name}", "sk": "OWNER"}).get("Item")
+        return from_dynamo(item) if item else None
+
+    def delete_alarm_owner(self, alarm_name: str) -> None:
+        self.table.delete_item(Key={"pk": f"ALARM#{alarm_name}", "sk": "OWNER"})

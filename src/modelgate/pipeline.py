@@ -1,0 +1,617 @@
+"""The release pipeline's steps: one function per state machine task.
+
+Each step takes the release context (what the state machine carries) and its
+dependencies, does one thing, records it in the ledger, and returns the context updated.
+Handlers in functions/<name>/app.py only parse, build `Deps` and call one of these.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from modelgate import aws, deploy, evaluation
+from modelgate.errors import (
+    CandidatePublishFailed,
+    CanaryAlarm,
+    ConfigurationError,
+    DatasetInvalid,
+    DecisionConflict,
+    ManifestInvalid,
+    NotEnoughEvidence,
+)
+from modelgate.ledger import Ledger
+from modelgate.models import (
+    MANIFEST_FILENAME,
+    RELEASES_PREFIX,
+    ArtifactRef,
+    Manifest,
+    ReleaseContext,
+    release_id_for,
+    sha256_hex,
+)
+from modelgate.observability import logger
+from modelgate.registry import get_service
+from modelgate.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: Settings
+    s3: Any
+    ssm: Any
+    lambda_: Any
+    cloudwatch: Any
+    sfn: Any
+    sns: Any
+    ledger: Ledger
+
+
+def default_deps() -> Deps:
+    settings = get_settings()
+    return Deps(
+        settings=settings,
+        s3=aws.client("s3"),
+        ssm=aws.client("ssm"),
+        lambda_=aws.client("lambda"),
+        cloudwatch=aws.client("cloudwatch"),
+        sfn=aws.client("stepfunctions"),
+        sns=aws.client("sns"),
+        ledger=Ledger(aws.table(settings.ledger_table)),
+    )
+
+
+# ---------------------------------------------------------------------- intake
+def parse_release_key(key: str) -> tuple[str, str]:
+    """releases/<service>/<commit>/model-config.json → (service, commit)."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] + "/" != RELEASES_PREFIX or parts[3] != MANIFEST_FILENAME:
+        raise ManifestInvalid(
+            f"{key!r} is not a release manifest key: expected "
+            f"{RELEASES_PREFIX}<service>/<commit>/{MANIFEST_FILENAME}"
+        )
+    return parts[1], parts[2]
+
+
+def initial_context(bucket: str, key: str, version_id: str) -> ReleaseContext:
+    service, commit = parse_release_key(key)
+    return ReleaseContext(
+        release_id=release_id_for(service, commit, key, version_id),
+        service=service,
+        artifact=ArtifactRef(bucket=bucket, key=key, version_id=version_id),
+        commit=commit,
+        branch="",
+    )
+
+
+def start_release(deps: Deps, bucket: str, key: str, version_id: str | None) -> dict:
+    """Start the pipeline for one manifest upload; a duplicate event starts nothing."""
+    if not version_id:
+        raise ManifestInvalid(
+            f"s3://{bucket}/{key} has no object version: the artefact bucket must be versioned"
+        )
+    ctx = initial_context(bucket, key, version_id)
+    if not deps.settings.state_machine_arn:
+        raise ConfigurationError("function environment lacks STATE_MACHINE_ARN")
+    try:
+        response = deps.sfn.start_execution(
+            stateMachineArn=deps.settings.state_machine_arn,
+            name=ctx.release_id,
+            input=ctx.model_dump_json(),
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+            logger.info("duplicate upload event ignored", extra={"release_id": ctx.release_id})
+            return {"release_id": ctx.release_id, "started": False, "reason": "already started"}
+        raise
+    deps.ledger.record(
+        ctx.release_id,
+        "Received",
+        f"manifest uploaded: s3://{bucket}/{key} (version {version_id})",
+        service=ctx.service,
+        commit=ctx.commit,
+        artifact=ctx.artifact.model_dump(),
+        execution_arn=response["executionArn"],
+    )
+    return {"release_id": ctx.release_id, "started": True, "execution_arn": response["executionArn"]}
+
+
+# ---------------------------------------------------------------------- validate
+def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """Manifest schema, pinned model, prompt files present with the digests it names."""
+    art = ctx.artifact
+    body = _get_object(deps.s3, art.bucket, art.key, art.version_id)
+    try:
+        manifest = Manifest.model_validate_json(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'manifest'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ManifestInvalid(f"{art.key} is invalid: {problems}") from exc
+    if manifest.service != ctx.service:
+        raise ManifestInvalid(
+            f"{art.key} names service {manifest.service!r} but was uploaded under {ctx.service!r}"
+        )
+    if not manifest.source.commit.startswith(ctx.commit) and not ctx.commit.startswith(
+        manifest.source.commit
+    ):
+        raise ManifestInvalid(
+            f"{art.key} names commit {manifest.source.commit} but was uploaded under {ctx.commit}"
+        )
+    service = get_service(deps.ssm, deps.settings.services_prefix, ctx.service)
+
+    prompt_versions: dict[str, str] = {}
+    problems = []
+    for prompt in manifest.prompts:
+        key = art.prefix + prompt.file
+        try:
+            obj = deps.s3.get_object(Bucket=art.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                problems.append(f"prompt {prompt.name!r}: {key} is missing")
+                continue
+            raise
+        digest = sha256_hex(obj["Body"].read())
+        if digest != prompt.sha256:
+            problems.append(
+                f"prompt {prompt.name!r}: sha256 of {key} is {digest}, manifest says {prompt.sha256}"
+            )
+            continue
+        prompt_versions[prompt.file] = obj.get("VersionId") or "null"
+    if problems:
+        raise ManifestInvalid(f"{art.key}: " + "; ".join(problems))
+
+    updated = ctx.model_copy(
+        update={
+            "manifest": manifest,
+            "policy": service.policy,
+            "function_name": service.function_name,
+            "alias": service.alias,
+            "branch": manifest.source.branch,
+            "prompt_versions": prompt_versions,
+            "dataset_key": service.dataset_key,
+        }
+    )
+    deps.ledger.record(
+        ctx.release_id,
+        "Validated",
+        f"model {manifest.model.model_id}, {len(manifest.prompts)} prompt file(s) verified",
+        service=ctx.service,
+        commit=manifest.source.commit,
+        branch=manifest.source.branch,
+        author=manifest.source.author,
+        model_id=manifest.model.model_id,
+        artifact=art.model_dump(),
+    )
+    return updated
+
+
+def _get_object(s3: Any, bucket: str, key: str, version_id: str) -> bytes:
+    try:
+        return s3.get_object(Bucket=bucket, Key=key, VersionId=version_id)["Body"].read()
+    except ClientError as exc:
+        raise ManifestInvalid(
+            f"s3://{bucket}/{key} version {version_id} can't be read: {exc.response['Error']['Code']}"
+        ) from exc
+
+
+# ---------------------------------------------------------------------- lock
+def acquire_lock(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    assert ctx.policy is not None
+    deps.ledger.acquire_lock(ctx.service, ctx.release_id, ctx.policy.lock_lease_seconds)
+    deps.ledger.record(ctx.release_id, "Locked", f"holds the release lock of {ctx.service}")
+    return ctx
+
+
+# ---------------------------------------------------------------------- candidate
+def publish_candidate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    fn, alias = _target(ctx)
+    live_version, weights = deploy.alias_state(deps.lambda_, fn, alias)
+    if weights:
+        # Only a release holding the lock moves weights, so leftover weights mean an
+        # earlier release died mid-canary: don't build on that state.
+        raise CandidatePublishFailed(
+            f"{fn}:{alias} still routes {weights} besides version {live_version}; "
+            "finish or roll back the release that moved it first"
+        )
+    version = deploy.publish_candidate(
+        deps.lambda_,
+        fn,
+        release_id=ctx.release_id,
+        model_config={
+            "MODEL_CONFIG_KEY": ctx.artifact.key,
+            "MODEL_CONFIG_VERSION": ctx.artifact.version_id,
+            "MODEL_PROMPT_VERSIONS": json.dumps(ctx.prompt_versions, separators=(",", ":")),
+        },
+    )
+    deps.ledger.record(
+        ctx.release_id,
+        "CandidatePublished",
+        f"{fn} version {version} pins {ctx.artifact.key} @ {ctx.artifact.version_id}; live is {live_version}",
+        candidate_version=version,
+        live_version=live_version,
+    )
+    return ctx.model_copy(update={"candidate_version": version, "live_version": live_version})
+
+
+def _target(ctx: ReleaseContext) -> tuple[str, str]:
+    if not ctx.function_name or not ctx.alias:
+        raise ManifestInvalid(f"release {ctx.release_id} has no validated service target")
+    return ctx.function_name, ctx.alias
+
+
+# ---------------------------------------------------------------------- evaluate + gate
+def report_key(ctx: ReleaseContext) -> str:
+    return f"reports/{ctx.service}/{ctx.release_id}/evaluation.json"
+
+
+def evaluate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """Candidate and live on the same cases in the same run: no stale baseline."""
+    fn, _ = _target(ctx)
+    assert ctx.policy is not None and ctx.candidate_version and ctx.live_version
+    dataset_key = ctx.dataset_key or ""
+    try:
+        obj = deps.s3.get_object(Bucket=deps.settings.artifact_bucket, Key=dataset_key)
+    except ClientError as exc:
+        raise DatasetInvalid(
+            f"dataset s3://{deps.settings.artifact_bucket}/{dataset_key} of {ctx.service} "
+            f"can't be read: {exc.response['Error']['Code']}"
+        ) from exc
+    dataset_version = obj.get("VersionId") or "null"
+    cases = evaluation.parse_dataset(obj["Body"].read().decode("utf-8"))
+
+    invokers = {"candidate": partial(invoke_version, deps.lambda_, fn, ctx.candidate_version)}
+    live_env = deploy.version_environment(deps.lambda_, fn, ctx.live_version)
+    if deploy.is_configured(live_env):
+        invokers["live"] = partial(invoke_version, deps.lambda_, fn, ctx.live_version)
+    report = evaluation.evaluate(cases, invokers, concurrency=ctx.policy.eval_concurrency)
+
+    key = report_key(ctx)
+    body = report.model_dump_json().encode()
+    put = deps.s3.put_object(
+        Bucket=deps.settings.artifact_bucket, Key=key, Body=body, ContentType="application/json"
+    )
+    summary = report.summary()
+    summary.update(
+        {
+            "report_key": key,
+            "report_version": put.get("VersionId"),
+            "dataset_key": dataset_key,
+            "dataset_version": dataset_version,
+            "baseline": "live" if "live" in invokers else "none (first release)",
+        }
+    )
+    deps.ledger.record(
+        ctx.release_id,
+        "Evaluated",
+        f"{len(cases)} cases against candidate {ctx.candidate_version}"
+        + (f" and live {ctx.live_version}" if "live" in invokers else " (no configured live version)"),
+        evaluation=summary,
+    )
+    return ctx.model_copy(update={"evaluation": summary})
+
+
+def invoke_version(lambda_client: Any, function_name: str, version: str, inputs: dict) -> dict:
+    """Call one exact version of the service; a function error is raised, never scored as output."""
+    response = lambda_client.invoke(
+        FunctionName=function_name,
+        Qualifier=version,
+        Payload=json.dumps({"inputs": inputs}).encode(),
+    )
+    payload = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError"):
+        error = payload if isinstance(payload, dict) else {}
+        raise RuntimeError(
+            f"{error.get('errorType', 'Error')}: {error.get('errorMessage', payload)}"
+        )
+    return payload
+
+
+def gate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    assert ctx.policy is not None and ctx.evaluation is not None
+    body = deps.s3.get_object(
+        Bucket=deps.settings.artifact_bucket,
+        Key=ctx.evaluation["report_key"],
+        **({"VersionId": v} if (v := ctx.evaluation.get("report_version")) else {}),
+    )["Body"].read()
+    report = evaluation.EvaluationReport.model_validate_json(body)
+    verdict = evaluation.judge(report, ctx.policy)
+    criteria = verdict.model_dump(mode="json")
+    if not verdict.passed:
+        deps.ledger.record(ctx.release_id, "GateChecked", "gate failed", gate=criteria)
+        verdict.raise_if_failed()
+    deps.ledger.record(ctx.release_id, "GatePassed", "every gate criterion passed", gate=criteria)
+    return ctx.model_copy(update={"gate": criteria})
+
+
+# ---------------------------------------------------------------------- register + approval
+def register(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    assert ctx.policy is not None
+    if ctx.policy.approval == "auto":
+        deps.ledger.record(
+            ctx.release_id,
+            "Approved",
+            "approved by policy (approval: auto)",
+            approval={"decision": "approve", "approver": "policy:auto", "comment": "", "at": None},
+        )
+        return ctx.model_copy(update={"approval": {"decision": "approve", "approver": "policy:auto"}})
+    deps.ledger.record(
+        ctx.release_id,
+        "PendingManualApproval",
+        "registered; waiting for an approver",
+        evaluation=ctx.evaluation,
+    )
+    return ctx
+
+
+def request_approval(deps: Deps, ctx: ReleaseContext, task_token: str) -> dict:
+    """Keep the token in the ledger (never in the message) and ask the approvers."""
+    deps.ledger.put_token(ctx.release_id, "approval", task_token)
+    deps.sns.publish(
+        TopicArn=deps.settings.approval_topic_arn,
+        Subject=f"Modelgate: approve {ctx.service} release {ctx.commit[:12]}?"[:100],
+        Message=approval_message(ctx),
+        MessageAttributes={
+            "service": {"DataType": "String", "StringValue": ctx.service},
+            "release_id": {"DataType": "String", "StringValue": ctx.release_id},
+        },
+    )
+    logger.info("approval requested", extra={"release_id": ctx.release_id})
+    return {"release_id": ctx.release_id, "requested": True}
+
+
+def approval_message(ctx: ReleaseContext) -> str:
+    ev = ctx.evaluation or {}
+    lines = [
+        f"Release {ctx.release_id} of {ctx.service} waits for your decision.",
+        f"Commit {ctx.commit} on {ctx.branch}; model "
+        f"{ctx.manifest.model.model_id if ctx.manifest else '?'}; candidate version {ctx.candidate_version}.",
+        "",
+        "Evaluation (candidate vs live, same cases):",
+    ]
+    for name, side in (ev.get("sides") or {}).items():
+        lines.append(
+            f"  {name:9} accuracy {side.get('accuracy', 0):.3f}  p95 {side.get('latency_p95_ms', 0):.1f} ms  "
+            f"cost/request ${side.get('cost_per_request_usd', 0):.6f}  errors {side.get('error_rate', 0):.1%}"
+        )
+    deltas = ev.get("deltas") or {}
+    if deltas:
+        lines.append("  deltas: " + ", ".join(f"{k} {v:+.4g}" for k, v in deltas.items() if v is not None))
+    if ev.get("report_key"):
+        lines.append(f"Report: s3://{ctx.artifact.bucket}/{ev['report_key']}")
+    lines += [
+        "",
+        f"Approve:  modelgate approve {ctx.release_id} --comment '...'",
+        f"Reject:   modelgate reject {ctx.release_id} --comment '...'",
+    ]
+    return "\n".join(lines)
+
+
+def decide(
+    deps: Deps, release_id: str, decision: str, approver: str, comment: str = ""
+) -> dict:
+    """An approver's decision: recorded once in the ledger, then handed to the waiting task."""
+    if deps.ledger.get_token(release_id, "approval") is None:
+        current = deps.ledger.get(release_id)
+        status = current["status"] if current else "no such release"
+        raise DecisionConflict(
+            f"release {release_id} has no approval request waiting (status: {status})"
+        )
+    record = deps.ledger.decide(release_id, decision, approver, comment)
+    token = deps.ledger.take_token(release_id, "approval")
+    if token is None:  # the timeout's outcome took it between our two reads
+        raise DecisionConflict(f"release {release_id} stopped waiting for approval")
+    if decision == "approve":
+        deps.sfn.send_task_success(
+            taskToken=token,
+            output=json.dumps({"decision": "approve", "approver": approver, "comment": comment}),
+        )
+    else:
+        deps.sfn.send_task_failure(
+            taskToken=token,
+            error="ApprovalRejected",
+            cause=f"rejected by {approver}" + (f": {comment}" if comment else ""),
+        )
+    return record
+
+
+# ---------------------------------------------------------------------- canary
+def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    fn, alias = _target(ctx)
+    assert ctx.policy is not None and ctx.candidate_version and ctx.live_version
+    names = deploy.put_canary_alarms(
+        deps.cloudwatch,
+        stack_name=deps.settings.stack_name,
+        release_id=ctx.release_id,
+        function_name=fn,
+        alias=alias,
+        candidate=ctx.candidate_version,
+        specs=ctx.policy.canary_alarms,
+    )
+    for name in names:
+        deps.ledger.put_alarm_owner(name, ctx.release_id, ctx.service)
+    deploy.set_canary(
+        deps.lambda_,
+        fn,
+        alias,
+        stable=ctx.live_version,
+        candidate=ctx.candidate_version,
+        weight=ctx.policy.canary_weight,
+    )
+    started = datetime.now(timezone.utc).isoformat()
+    deps.ledger.record(
+        ctx.release_id,
+        "Canary",
+        f"{ctx.policy.canary_weight:.0%} of {fn}:{alias} to version {ctx.candidate_version}",
+        canary_alarms=names,
+        canary_started_at=started,
+    )
+    return ctx.model_copy(update={"canary_alarms": names, "canary_started_at": started})
+
+
+def start_bake(deps: Deps, ctx: ReleaseContext, task_token: str) -> dict:
+    """Arm the bake: keep its token for the alarm handler; an alarm already firing ends it now.
+
+    (An alarm that is already in ALARM emits no change event, so it must be read here.)
+    """
+    deps.ledger.put_token(ctx.release_id, "bake", task_token)
+    firing = deploy.alarms_firing(deps.cloudwatch, ctx.canary_alarms)
+    if firing:
+        deps.ledger.take_token(ctx.release_id, "bake")
+        raise CanaryAlarm(_alarm_text(firing) + " (already firing when the bake started)")
+    bake = ctx.policy.bake_seconds if ctx.policy else "?"
+    deps.ledger.record(ctx.release_id, "Baking", f"bake armed for {bake} s")
+    return {"release_id": ctx.release_id, "armed": True}
+
+
+def check_canary(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """The bake's end: the alarms once more, and enough traffic to call the canary healthy."""
+    fn, alias = _target(ctx)
+    assert ctx.policy is not None and ctx.candidate_version
+    deps.ledger.take_token(ctx.release_id, "bake")
+    firing = deploy.alarms_firing(deps.cloudwatch, ctx.canary_alarms)
+    if firing:
+        raise CanaryAlarm(_alarm_text(firing))
+    since = (
+        datetime.fromisoformat(ctx.canary_started_at)
+        if ctx.canary_started_at
+        else datetime.now(timezone.utc)
+    )
+    served = deploy.canary_invocations(
+        deps.cloudwatch, function_name=fn, alias=alias, version=ctx.candidate_version, since=since
+    )
+    if served < ctx.policy.min_canary_invocations:
+        raise NotEnoughEvidence(
+            f"candidate {ctx.candidate_version} served {served} invocation(s) through {alias} "
+            f"during the bake; the policy needs {ctx.policy.min_canary_invocations} to judge it"
+        )
+    deps.ledger.record(
+        ctx.release_id, "CanaryHealthy", f"no alarm; {served} canary invocations", canary_invocations=served
+    )
+    return ctx.model_copy(update={"canary_invocations": served})
+
+
+def _alarm_text(firing: list[dict]) -> str:
+    return "; ".join(f"alarm {a['name']} is in ALARM: {a['reason']}" for a in firing)
+
+
+def on_alarm(deps: Deps, alarm_name: str, reason: str) -> dict:
+    """A canary alarm went to ALARM: fail that release's bake task now (no polling)."""
+    owner = deps.ledger.alarm_owner(alarm_name)
+    if owner is None:
+        return {"alarm": alarm_name, "action": "ignored", "why": "no release owns this alarm"}
+    release_id = owner["release_id"]
+    token = deps.ledger.take_token(release_id, "bake")
+    if token is None:
+        # Not baking (yet or any more): start_bake / check_canary read the alarm state.
+        return {"alarm": alarm_name, "release_id": release_id, "action": "none", "why": "not baking"}
+    try:
+        deps.sfn.send_task_failure(
+            taskToken=token, error="CanaryAlarm", cause=f"alarm {alarm_name} is in ALARM: {reason}"
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
+            raise
+        return {"alarm": alarm_name, "release_id": release_id, "action": "none", "why": "task already ended"}
+    logger.info("bake failed by alarm", extra={"release_id": release_id, "alarm": alarm_name})
+    return {"alarm": alarm_name, "release_id": release_id, "action": "bake failed"}
+
+
+# ---------------------------------------------------------------------- promote / rollback
+def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    fn, alias = _target(ctx)
+    assert ctx.candidate_version
+    deploy.point_alias(deps.lambda_, fn, alias, ctx.candidate_version)
+    _cleanup_canary(deps, ctx)
+    deps.ledger.record(
+        ctx.release_id,
+        "Promoted",
+        f"{fn}:{alias} serves version {ctx.candidate_version} (was {ctx.live_version})",
+        promoted_at=datetime.now(timezone.utc).isoformat(),
+    )
+    deps.ledger.release_lock(ctx.service, ctx.release_id)
+    return ctx
+
+
+def rollback(deps: Deps, ctx: ReleaseContext, error: dict | None) -> dict:
+    """One alias update back to the version that was live; idempotent, says why."""
+    reason = _reason(error)
+    fn, alias = ctx.function_name, ctx.alias
+    if fn and alias and ctx.live_version:
+        deploy.point_alias(deps.lambda_, fn, alias, ctx.live_version)
+    _cleanup_canary(deps, ctx)
+    deps.ledger.take_token(ctx.release_id, "bake")
+    deps.ledger.record(
+        ctx.release_id,
+        "RolledBack",
+        f"{fn}:{alias} restored to version {ctx.live_version}: {reason}",
+        reason=reason,
+        error=(error or {}).get("Error"),
+    )
+    deps.ledger.release_lock(ctx.service, ctx.release_id)
+    deps.sns.publish(
+        TopicArn=deps.settings.approval_topic_arn,
+        Subject=f"Modelgate: {ctx.service} release {ctx.commit[:12]} rolled back"[:100],
+        Message=f"Release {ctx.release_id} was rolled back; {fn}:{alias} serves version "
+        f"{ctx.live_version} again.\nWhy: {reason}",
+    )
+    return _outcome(ctx, "RolledBack", (error or {}).get("Error") or "RolledBack", reason)
+
+
+def _cleanup_canary(deps: Deps, ctx: ReleaseContext) -> None:
+    deploy.delete_alarms(deps.cloudwatch, ctx.canary_alarms)
+    for name in ctx.canary_alarms:
+        deps.ledger.delete_alarm_owner(name)
+
+
+STATUS_BY_ERROR = {
+    "ManifestInvalid": "Invalid",
+    "ServiceNotRegistered": "Invalid",
+    "GateFailed": "GateFailed",
+    "ApprovalRejected": "Rejected",
+    "ApprovalTimedOut": "ApprovalTimedOut",
+}
+
+
+def record_outcome(deps: Deps, ctx: ReleaseContext, error: dict | None) -> dict:
+    """End a release that failed before any traffic moved: ledger says why, lock released."""
+    name = (error or {}).get("Error") or "Failed"
+    status = STATUS_BY_ERROR.get(name, "Failed")
+    reason = _reason(error)
+    deps.ledger.take_token(ctx.release_id, "approval")
+    deps.ledger.record(
+        ctx.release_id,
+        status,
+        reason,
+        reason=reason,
+        error=name,
+        service=ctx.service,
+        commit=ctx.commit,
+    )
+    deps.ledger.release_lock(ctx.service, ctx.release_id)
+    return _outcome(ctx, status, name, reason)
+
+
+def _reason(error: dict | None) -> str:
+    if not error:
+        return "no reason recorded"
+    cause = error.get("Cause") or ""
+    try:  # a Lambda error's cause is the runtime's JSON: keep its message
+        parsed = json.loads(cause)
+        if isinstance(parsed, dict) and "errorMessage" in parsed:
+            cause = parsed["errorMessage"]
+    except (ValueError, TypeError):
+        pass
+    return f"{error.get('Error', 'Error')}: {cause}" if cause else str(error.get("Error"))
+
+
+def _outcome(ctx: ReleaseContext, status: str, error: str, reason: str) -> dict:
+    data = ctx.model_dump(mode="json")
+    data["outcome"] = {"status": status, "error": error, "reason": reason[:32000]}
+    return data

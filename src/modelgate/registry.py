@@ -1,0 +1,42 @@
+"""Service registrations: one SSM parameter per service under the stack's prefix.
+
+The policy lives here, with the control plane, so an artefact can never lower its own bar.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from modelgate.errors import ConfigurationError, ServiceNotRegistered
+from modelgate.models import ServiceConfig
+
+
+def get_service(ssm: Any, prefix: str, service: str) -> ServiceConfig:
+    name = f"{prefix}{service}"
+    try:
+        value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+            raise ServiceNotRegistered(
+                f"service {service!r} is not registered with this control plane "
+                f"(no SSM parameter {name})"
+            ) from exc
+        raise
+    try:
+        config = ServiceConfig.model_validate_json(value)
+    except ValidationError as exc:
+        raise ConfigurationError(f"registration {name} is invalid: {exc}") from exc
+    if config.service != service:
+        raise ConfigurationError(f"registration {name} names service {config.service!r}")
+    return config
+
+
+def list_services(ssm: Any, prefix: str) -> list[ServiceConfig]:
+    services = []
+    for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=prefix.rstrip("/")):
+        for parameter in page["Parameters"]:
+            services.append(ServiceConfig.model_validate_json(parameter["Value"]))
+    return sorted(services, key=lambda s: s.service)
