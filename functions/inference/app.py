@@ -1,0 +1,29 @@
+"""Inference function of a managed service (the sample: support-bot).
+
+Thin on purpose: the environment of the published version pins the release, and
+modelgate.inference does the work. Errors propagate unhandled so Lambda reports them
+(errorType = the exception's class name) and the canary's Errors alarm sees them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from modelgate import aws, inference, providers
+from modelgate.observability import logger
+
+
+@logger.inject_lambda_context(log_event=False)  # requests may carry customer text
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    provider = providers.get_provider(os.environ.get("MODEL_PROVIDER", ""))
+    response = inference.handle_request(event, os.environ, aws.client("s3"), provider)
+    logger.info(
+        "request served",
+        model_id=response["model_id"],
+        commit=response["release"]["commit"],
+        input_tokens=response["usage"]["input_tokens"],
+        output_tokens=response["usage"]["output_tokens"],
+        cost_usd=response["cost_usd"],
+    )
+    return response

@@ -1,0 +1,312 @@
+"""The managed inference service: serve one request with the release its version pins.
+
+Why the environment pins S3 object versions: a Lambda version's environment is frozen
+when the version is published, so pinning the manifest's and every prompt file's object
+version there makes "version N" mean one model + one prompt forever, even after CI
+overwrites ``releases/<service>/<commit>/`` or a later release is promoted. The sha256
+digests in the manifest are checked too, so a pinned version that doesn't hold what the
+release was evaluated with is an error, not a silent drift.
+
+Environment (set by PublishCandidate; the unpublished $LATEST has no release):
+
+    MODEL_PROVIDER         bedrock | local (must match the manifest's model.provider)
+    MODEL_CONFIG_BUCKET    bucket of the release artefacts
+    MODEL_CONFIG_KEY       key of model-config.json; absent/empty = no release promoted
+    MODEL_CONFIG_VERSION   S3 object version id of model-config.json
+    MODEL_PROMPT_VERSIONS  JSON object: prompt file path as in the manifest
+                           (e.g. "prompts/system.txt") -> S3 object version id
+
+Prompt templates use ``{name}`` placeholders filled from the request's ``inputs``
+(``{{``/``}}`` for literal braces). The ``system`` prompt is required; an optional
+``user`` prompt shapes the user message and defaults to ``{question}``.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from modelgate import pricing
+from modelgate.errors import (
+    ConfigurationError,
+    ManifestInvalid,
+    ModelgateError,
+    ModelNotConfigured,
+    PromptVariableMissing,
+)
+from modelgate.models import Manifest, sha256_hex
+from modelgate.observability import logger
+from modelgate.providers import ModelProvider
+
+DEFAULT_USER_TEMPLATE = "{question}"
+_MISSING_OBJECT_CODES = {"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404", "InvalidArgument"}
+
+
+class InvalidRequest(ModelgateError):
+    """The inference request does not have the documented shape."""
+
+
+# --------------------------------------------------------------------------- templates
+
+
+@dataclass(frozen=True, slots=True)
+class PromptTemplate:
+    """A parsed ``{name}`` template: literal text and the variables between it."""
+
+    name: str
+    file: str
+    parts: tuple[tuple[str, str | None], ...]  # (literal, variable or None)
+
+    @classmethod
+    def parse(cls, name: str, file: str, text: str) -> PromptTemplate:
+        """Parse once at load time, so a malformed template fails the release, not a request."""
+        parts: list[tuple[str, str | None]] = []
+        try:
+            parsed = list(string.Formatter().parse(text))
+        except ValueError as exc:  # a lone "{" or "}"
+            raise ManifestInvalid(
+                f"prompt {name!r} ({file}) is not a valid template: {exc} "
+                "(write literal braces as '{{' and '}}')"
+            ) from exc
+        for literal, variable, spec, conversion in parsed:
+            if variable is not None and (not variable.isidentifier() or spec or conversion):
+                raise ManifestInvalid(
+                    f"prompt {name!r} ({file}) has placeholder {{{variable}"
+                    f"{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}: "
+                    "only plain {name} placeholders are supported"
+                )
+            parts.append((literal, variable))
+        return cls(name=name, file=file, parts=tuple(parts))
+
+    @property
+    def variables(self) -> frozenset[str]:
+        return frozenset(v for _, v in self.parts if v is not None)
+
+    def render(self, values: Mapping[str, str]) -> str:
+        missing = sorted(self.variables - values.keys())
+        if missing:
+            raise PromptVariableMissing(
+                f"prompt {self.name!r} ({self.file}) needs variable "
+                f"{', '.join(repr(m) for m in missing)}, which the request does not carry "
+                f"(request inputs: {', '.join(sorted(values)) or 'none'})"
+            )
+        return "".join(lit + (values[var] if var is not None else "") for lit, var in self.parts)
+
+
+# --------------------------------------------------------------------------- release
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedRelease:
+    """A release as one function version serves it: manifest + verified, parsed prompts."""
+
+    bucket: str
+    key: str
+    config_version: str
+    manifest: Manifest
+    prompts: Mapping[str, PromptTemplate] = field(default_factory=dict)
+
+    @property
+    def system(self) -> PromptTemplate:
+        return self.prompts["system"]
+
+    @property
+    def user(self) -> PromptTemplate:
+        return self.prompts.get("user") or _DEFAULT_USER
+
+
+_DEFAULT_USER = PromptTemplate.parse("user", "<default>", DEFAULT_USER_TEMPLATE)
+
+
+_CacheKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
+_cache: dict[_CacheKey, LoadedRelease] = {}
+_cache_lock = threading.Lock()
+_CACHE_SIZE = 8  # several functions share one process locally; on AWS there is one entry
+
+
+def clear_release_cache() -> None:
+    """Forget loaded releases (tests; the local runtime when it resets)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _get_bytes(s3_client: Any, bucket: str, key: str, version_id: str, what: str) -> bytes:
+    try:
+        response = s3_client.get_object(Bucket=bucket, Key=key, VersionId=version_id)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in _MISSING_OBJECT_CODES:
+            raise ConfigurationError(
+                f"{what} s3://{bucket}/{key} version {version_id!r} does not exist ({code})"
+            ) from exc
+        raise
+    return response["Body"].read()
+
+
+def load_release(
+    s3_client: Any,
+    bucket: str,
+    key: str,
+    version_id: str,
+    prompt_versions: Mapping[str, str],
+) -> LoadedRelease:
+    """Read the manifest and its prompts at their pinned versions; cached per version.
+
+    Warm invocations reuse the cache: the pinned versions are immutable, so there is
+    nothing to refresh.
+    """
+    cache_key: _CacheKey = (bucket, key, version_id, tuple(sorted(prompt_versions.items())))
+    if (cached := _cache.get(cache_key)) is not None:
+        return cached
+
+    raw = _get_bytes(s3_client, bucket, key, version_id, "model config")
+    try:
+        manifest = Manifest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ManifestInvalid(f"s3://{bucket}/{key} version {version_id!r}: {exc}") from exc
+
+    folder = key.rsplit("/", 1)[0] if "/" in key else ""
+    prompts: dict[str, PromptTemplate] = {}
+    for prompt in manifest.prompts:
+        pinned = prompt_versions.get(prompt.file)
+        if not pinned:
+            raise ConfigurationError(
+                f"MODEL_PROMPT_VERSIONS pins no version for prompt file {prompt.file!r} "
+                f"(pinned: {', '.join(sorted(prompt_versions)) or 'none'})"
+            )
+        prompt_key = f"{folder}/{prompt.file}" if folder else prompt.file
+        data = _get_bytes(s3_client, bucket, prompt_key, pinned, f"prompt {prompt.name!r}")
+        actual = sha256_hex(data)
+        if actual != prompt.sha256:
+            raise ManifestInvalid(
+                f"prompt {prompt.name!r} s3://{bucket}/{prompt_key} version {pinned!r} has "
+                f"sha256 {actual}, but the manifest says {prompt.sha256}"
+            )
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestInvalid(f"prompt {prompt.name!r} ({prompt.file}) is not UTF-8") from exc
+        prompts[prompt.name] = PromptTemplate.parse(prompt.name, prompt.file, text)
+
+    release = LoadedRelease(bucket, key, version_id, manifest, prompts)
+    with _cache_lock:
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.pop(next(iter(_cache)))
+        _cache[cache_key] = release
+    logger.info(
+        "model release loaded",
+        managed_service=manifest.service,
+        commit=manifest.source.commit,
+        config_version=version_id,
+        model_id=manifest.model.model_id,
+    )
+    return release
+
+
+# --------------------------------------------------------------------------- request
+
+
+class InferenceEnvironment(BaseModel):
+    """The function environment's pin of one release (see the module docstring)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    provider: str = Field(alias="MODEL_PROVIDER", min_length=1)
+    bucket: str = Field(alias="MODEL_CONFIG_BUCKET", min_length=1)
+    key: str = Field(alias="MODEL_CONFIG_KEY", min_length=1)
+    version: str = Field(alias="MODEL_CONFIG_VERSION", min_length=1)
+    prompt_versions: dict[str, str] = Field(alias="MODEL_PROMPT_VERSIONS")
+
+
+_ENV_KEYS = tuple(f.alias for f in InferenceEnvironment.model_fields.values() if f.alias)
+
+
+def read_environment(env: Mapping[str, str]) -> InferenceEnvironment:
+    """Validate the pin; no MODEL_CONFIG_KEY means this version serves no release yet."""
+    if not env.get("MODEL_CONFIG_KEY"):
+        raise ModelNotConfigured(
+            "this function version has no model configuration: no model release has been "
+            "promoted to it yet (MODEL_CONFIG_KEY is not set)"
+        )
+    values: dict[str, Any] = {a: env[a] for a in _ENV_KEYS if a in env}
+    try:
+        if "MODEL_PROMPT_VERSIONS" in values:
+            values["MODEL_PROMPT_VERSIONS"] = json.loads(values["MODEL_PROMPT_VERSIONS"])
+        return InferenceEnvironment.model_validate(values)
+    except (ValueError, ValidationError) as exc:
+        wrong = (
+            sorted({str(e["loc"][0]) for e in exc.errors()})
+            if isinstance(exc, ValidationError)
+            else ["MODEL_PROMPT_VERSIONS (not JSON)"]
+        )
+        raise ConfigurationError(
+            f"inference function environment is incomplete or wrong: {', '.join(wrong)}"
+        ) from exc
+
+
+class InferenceRequest(BaseModel):
+    """``{"inputs": {"question": "...", ...}}``: the template variables of one request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    inputs: dict[str, str]
+
+
+def parse_request(event: Any) -> InferenceRequest:
+    try:
+        return InferenceRequest.model_validate(event)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidRequest(
+            f'request must be {{"inputs": {{"<variable>": "<text>", ...}}}}: {problems}'
+        ) from exc
+
+
+def handle_request(
+    event: dict[str, Any],
+    env: Mapping[str, str],
+    s3_client: Any,
+    provider: ModelProvider,
+) -> dict[str, Any]:
+    """Answer one request with the pinned release; returns output, usage, cost and release."""
+    pin = read_environment(env)
+    request = parse_request(event)
+    release = load_release(s3_client, pin.bucket, pin.key, pin.version, pin.prompt_versions)
+    manifest = release.manifest
+    if manifest.model.provider != pin.provider:
+        raise ConfigurationError(
+            f"release {manifest.source.commit} wants model provider "
+            f"{manifest.model.provider!r}, but this function runs MODEL_PROVIDER={pin.provider!r}"
+        )
+    system = release.system.render(request.inputs)
+    user = release.user.render(request.inputs)
+    completion = provider.converse(
+        model_id=manifest.model.model_id,
+        system=system,
+        user=user,
+        parameters=manifest.parameters,
+    )
+    cost = pricing.cost_usd(completion.model_id, completion.input_tokens, completion.output_tokens)
+    return {
+        "output": completion.text,
+        "model_id": completion.model_id,
+        "usage": {
+            "input_tokens": completion.input_tokens,
+            "output_tokens": completion.output_tokens,
+        },
+        "cost_usd": cost,
+        "release": {
+            "service": manifest.service,
+            "commit": manifest.source.commit,
+            "config_version": release.config_version,
+        },
+    }

@@ -1,0 +1,329 @@
+"""The inference service serves exactly the release its environment pins."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from modelgate import aws, inference, pricing, providers
+from modelgate.errors import (
+    ConfigurationError,
+    ManifestInvalid,
+    ModelNotConfigured,
+    PromptVariableMissing,
+)
+from modelgate.inference import InvalidRequest, PromptTemplate, handle_request, load_release
+from modelgate.models import sha256_hex
+from modelgate.providers import LocalProvider
+
+BUCKET = "artefacts"
+PREFIX = "releases/support-bot/abc1234"
+KEY = f"{PREFIX}/model-config.json"
+MODEL = "local.retrieval-small-v1:0"
+APP = Path(__file__).resolve().parents[2] / "functions" / "inference" / "app.py"
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    inference.clear_release_cache()
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        yield client
+    inference.clear_release_cache()
+
+
+def put_release(
+    s3: Any,
+    prompts: dict[str, str],
+    *,
+    commit: str = "abc1234",
+    model_id: str = MODEL,
+    provider: str = "local",
+    digests: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Upload prompt files then the manifest (CI's order); return the pinning environment."""
+    versions: dict[str, str] = {}
+    entries = []
+    for name, text in prompts.items():
+        file = f"prompts/{name}.txt"
+        put = s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{file}", Body=text.encode())
+        versions[file] = put["VersionId"]
+        digest = (digests or {}).get(name, sha256_hex(text.encode()))
+        entries.append({"name": name, "file": file, "sha256": digest})
+    manifest = {
+        "service": "support-bot",
+        "model": {"provider": provider, "model_id": model_id},
+        "prompts": entries,
+        "source": {"commit": commit, "branch": "main"},
+    }
+    put = s3.put_object(Bucket=BUCKET, Key=KEY, Body=json.dumps(manifest).encode())
+    return {
+        "MODEL_PROVIDER": "local",
+        "MODEL_CONFIG_BUCKET": BUCKET,
+        "MODEL_CONFIG_KEY": KEY,
+        "MODEL_CONFIG_VERSION": put["VersionId"],
+        "MODEL_PROMPT_VERSIONS": json.dumps(versions),
+    }
+
+
+def ask(question: str, **extra: str) -> dict[str, Any]:
+    return {"inputs": {"question": question, **extra}}
+
+
+PROVIDER = LocalProvider(base_ms=0, per_output_token_ms=0)
+OLD_SYSTEM = "Q: What does Plus cost? A: Plus costs $5 per month."
+NEW_SYSTEM = "Q: What does Plus cost? A: Plus costs $6 per month."
+
+
+class CountingS3:
+    """Wraps a client and counts get_object calls (a fake over a mock)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.gets = 0
+
+    def get_object(self, **kwargs: Any) -> Any:
+        self.gets += 1
+        return self._client.get_object(**kwargs)
+
+
+# --------------------------------------------------------------------------- pinning
+
+
+def test_pinned_version_serves_the_old_release_after_the_key_is_overwritten(s3: Any) -> None:
+    # Given release v-old was pinned, then CI overwrote the same keys with v-new
+    old_env = put_release(s3, {"system": OLD_SYSTEM})
+    new_env = put_release(s3, {"system": NEW_SYSTEM}, commit="def5678")
+    assert old_env["MODEL_CONFIG_VERSION"] != new_env["MODEL_CONFIG_VERSION"]
+    # When each pinned environment serves the same question
+    old = handle_request(ask("What does Plus cost?"), old_env, s3, PROVIDER)
+    new = handle_request(ask("What does Plus cost?"), new_env, s3, PROVIDER)
+    # Then each reads its own object versions, not the latest
+    assert old["output"] == "Plus costs $5 per month."
+    assert old["release"] == {
+        "service": "support-bot",
+        "commit": "abc1234",
+        "config_version": old_env["MODEL_CONFIG_VERSION"],
+    }
+    assert new["output"] == "Plus costs $6 per month."
+    assert new["release"]["commit"] == "def5678"
+
+
+def test_response_carries_usage_and_cost(s3: Any) -> None:
+    # Given a pinned release
+    env = put_release(s3, {"system": NEW_SYSTEM})
+    # When a request is served
+    response = handle_request(ask("What does Plus cost?"), env, s3, PROVIDER)
+    # Then usage comes from the model and cost from the price table
+    usage = response["usage"]
+    assert response["model_id"] == MODEL
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+    assert response["cost_usd"] == pytest.approx(
+        pricing.cost_usd(MODEL, usage["input_tokens"], usage["output_tokens"])
+    )
+    json.dumps(response)  # a Lambda response must be JSON
+
+
+def test_digest_mismatch_is_a_clear_error(s3: Any) -> None:
+    # Given a manifest whose system digest doesn't match the uploaded prompt
+    env = put_release(s3, {"system": NEW_SYSTEM}, digests={"system": sha256_hex(b"something else")})
+    # When a request is served / Then the error names the prompt and both digests
+    with pytest.raises(
+        ManifestInvalid, match=r"prompt 'system'.*has sha256 [0-9a-f]{64}, but the manifest says"
+    ):
+        handle_request(ask("Plus?"), env, s3, PROVIDER)
+
+
+def test_warm_invocations_do_not_reread_s3(s3: Any) -> None:
+    # Given a pinned release with a system and a user prompt
+    env = put_release(s3, {"system": NEW_SYSTEM, "user": "Question: {question}"})
+    counting = CountingS3(s3)
+    # When two requests are served
+    handle_request(ask("What does Plus cost?"), env, counting, PROVIDER)
+    cold_reads = counting.gets
+    handle_request(ask("What does Plus cost?"), env, counting, PROVIDER)
+    # Then the manifest and both prompts were read once, on the cold start only
+    assert cold_reads == 3
+    assert counting.gets == 3
+
+
+def test_load_release_returns_parsed_prompts(s3: Any) -> None:
+    env = put_release(s3, {"system": NEW_SYSTEM, "user": "Q: {question} ({customer_tier})"})
+    release = load_release(
+        s3, BUCKET, KEY, env["MODEL_CONFIG_VERSION"], json.loads(env["MODEL_PROMPT_VERSIONS"])
+    )
+    assert release.manifest.service == "support-bot"
+    assert release.config_version == env["MODEL_CONFIG_VERSION"]
+    assert release.user.variables == {"question", "customer_tier"}
+    assert release.system.variables == set()
+
+
+def test_a_prompt_without_a_pinned_version_is_a_configuration_error(s3: Any) -> None:
+    # Given an environment that pins the manifest but not the user prompt
+    env = put_release(s3, {"system": NEW_SYSTEM, "user": "{question}"})
+    env["MODEL_PROMPT_VERSIONS"] = json.dumps(
+        {k: v for k, v in json.loads(env["MODEL_PROMPT_VERSIONS"]).items() if "user" not in k}
+    )
+    # When served / Then the error names the unpinned file
+    with pytest.raises(ConfigurationError, match="prompts/user.txt"):
+        handle_request(ask("Plus?"), env, s3, PROVIDER)
+
+
+def test_a_version_that_does_not_exist_is_a_configuration_error(s3: Any) -> None:
+    env = put_release(s3, {"system": NEW_SYSTEM})
+    env["MODEL_CONFIG_VERSION"] = "nonexistent-version"
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        handle_request(ask("Plus?"), env, s3, PROVIDER)
+
+
+def test_provider_mismatch_between_manifest_and_function_is_an_error(s3: Any) -> None:
+    # Given a bedrock release pinned on a function running the local provider
+    env = put_release(
+        s3, {"system": NEW_SYSTEM}, provider="bedrock", model_id="amazon.nova-lite-v1:0"
+    )
+    # When served / Then the mismatch is named instead of calling the wrong model
+    with pytest.raises(ConfigurationError, match="'bedrock'.*MODEL_PROVIDER='local'"):
+        handle_request(ask("Plus?"), env, s3, PROVIDER)
+
+
+# --------------------------------------------------------------------------- environment
+
+
+@pytest.mark.parametrize("key", [None, ""])
+def test_no_release_promoted_yet_is_model_not_configured(key: str | None) -> None:
+    # Given a function whose environment pins no manifest (absent or empty)
+    env = {"MODEL_PROVIDER": "local", "MODEL_CONFIG_BUCKET": BUCKET}
+    if key is not None:
+        env["MODEL_CONFIG_KEY"] = key
+    # When a request arrives / Then it says no release has been promoted
+    with pytest.raises(ModelNotConfigured, match="no model release has been promoted"):
+        handle_request(ask("hi"), env, object(), PROVIDER)
+
+
+def test_incomplete_pin_names_the_missing_variables() -> None:
+    env = {"MODEL_PROVIDER": "local", "MODEL_CONFIG_KEY": KEY, "MODEL_PROMPT_VERSIONS": "{}"}
+    with pytest.raises(ConfigurationError, match="MODEL_CONFIG_BUCKET, MODEL_CONFIG_VERSION"):
+        handle_request(ask("hi"), env, object(), PROVIDER)
+
+
+def test_prompt_versions_must_be_json() -> None:
+    env = {
+        "MODEL_PROVIDER": "local",
+        "MODEL_CONFIG_BUCKET": BUCKET,
+        "MODEL_CONFIG_KEY": KEY,
+        "MODEL_CONFIG_VERSION": "v1",
+        "MODEL_PROMPT_VERSIONS": "prompts/system.txt=v1",
+    }
+    with pytest.raises(ConfigurationError, match="MODEL_PROMPT_VERSIONS"):
+        handle_request(ask("hi"), env, object(), PROVIDER)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def test_missing_template_variable_names_variable_and_prompt(s3: Any) -> None:
+    # Given a user template that needs customer_tier
+    env = put_release(s3, {"system": NEW_SYSTEM, "user": "{question} (tier: {customer_tier})"})
+    # When a request carries only the question
+    # Then the error names the variable and the prompt
+    with pytest.raises(
+        PromptVariableMissing,
+        match=r"prompt 'user' \(prompts/user.txt\) needs variable 'customer_tier'",
+    ):
+        handle_request(ask("What does Plus cost?"), env, s3, PROVIDER)
+    # And with the variable the same release answers
+    ok = handle_request(ask("What does Plus cost?", customer_tier="gold"), env, s3, PROVIDER)
+    assert ok["output"] == "Plus costs $6 per month."
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"question": "flat"},
+        {"inputs": {"question": 3}},
+        {"inputs": "text"},
+        {"inputs": {}, "x": 1},
+        [],
+    ],
+)
+def test_malformed_requests_are_rejected_clearly(s3: Any, event: Any) -> None:
+    env = put_release(s3, {"system": NEW_SYSTEM})
+    with pytest.raises(InvalidRequest, match=r'request must be \{"inputs"'):
+        handle_request(event, env, s3, PROVIDER)
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def test_template_renders_placeholders_and_literal_braces() -> None:
+    template = PromptTemplate.parse(
+        "user", "prompts/user.txt", 'Reply as JSON {{"a": 1}} to: {question}'
+    )
+    assert template.render({"question": "hi"}) == 'Reply as JSON {"a": 1} to: hi'
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["unclosed {question", "stray } brace", "{0}", "{}", "{a.b}", "{a[0]}", "{a!r}", "{a:>10}"],
+)
+def test_unsupported_templates_fail_when_loaded(text: str) -> None:
+    with pytest.raises(ManifestInvalid, match="prompt 'user'"):
+        PromptTemplate.parse("user", "prompts/user.txt", text)
+
+
+def test_malformed_template_in_a_release_fails_at_load(s3: Any) -> None:
+    env = put_release(s3, {"system": NEW_SYSTEM, "user": "{question"})
+    with pytest.raises(ManifestInvalid, match="not a valid template"):
+        handle_request(ask("Plus?"), env, s3, PROVIDER)
+
+
+# --------------------------------------------------------------------------- handler
+
+
+def _load_app() -> Any:
+    spec = importlib.util.spec_from_file_location("inference_app_under_test", APP)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lambda_handler_wires_environment_s3_and_provider(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a function environment pinning a release (shared S3 client, local provider)
+    env = put_release(s3, {"system": NEW_SYSTEM})
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    aws.reset_clients()
+    providers.get_provider.cache_clear()
+    app = _load_app()
+    context = SimpleNamespace(
+        function_name="support-bot",
+        function_version="3",
+        memory_limit_in_mb=256,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:support-bot:live",
+        aws_request_id="req-1",
+    )
+    try:
+        # When Lambda invokes the handler
+        response = app.lambda_handler(ask("What does Plus cost?"), context)
+    finally:
+        aws.reset_clients()
+        providers.get_provider.cache_clear()
+    # Then it answered with the pinned release
+    assert response["output"] == "Plus costs $6 per month."
+    assert response["release"]["config_version"] == env["MODEL_CONFIG_VERSION"]
