@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from modelgate import pipeline
 from modelgate.errors import ManifestInvalid
+from modelgate.evaluation import format_side
 from modelgate.ledger import Ledger
 from modelgate.models import MANIFEST_FILENAME, RELEASES_PREFIX, Manifest, release_id_for, sha256_hex
 from modelgate.settings import Settings
@@ -180,11 +181,8 @@ def format_release(record: dict) -> str:
     if record.get("reason"):
         lines.append(f"reason    {record['reason']}")
     ev = record.get("evaluation") or {}
-    for side, m in (ev.get("sides") or {}).items():
-        lines.append(
-            f"eval      {side:9} accuracy {m.get('accuracy', 0):.3f}  p95 {m.get('latency_p95_ms', 0):.1f} ms"
-            f"  cost/req ${m.get('cost_per_request_usd', 0):.6f}  errors {m.get('error_rate', 0):.1%}"
-        )
+    for side, metrics in (ev.get("sides") or {}).items():
+        lines.append("eval      " + format_side(side, metrics))
     if ev.get("report_key"):
         lines.append(f"report    {ev['report_key']}")
     lines.append("history")

@@ -16,10 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "support-bot"
 
@@ -45,52 +43,22 @@ def fake_commit(label: str) -> str:
     return hashlib.sha1(f"support-bot {label}".encode()).hexdigest()
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def run_release(control, scenario: Scenario, *, timeout: float, out=sys.stdout) -> dict:
-    from modelgate.control import decide, submit
-    from modelgate.local.stepfunctions import history_path, wait_for_execution
-
-    ledger = control.ledger()
-    sfn = control.client("stepfunctions")
-    submission = submit(control, EXAMPLES / scenario.folder, commit=fake_commit(scenario.folder), branch="main")
-    print(f"\n== {scenario.name}: submitted {submission.key}\n   release {submission.release_id}", file=out)
-    record = wait_until(
-        lambda: (r := ledger.get(submission.release_id)) and r.get("execution_arn") and r,
-        timeout, what=f"intake of {submission.release_id}",
-    )
-    arn = record["execution_arn"]
-
-    def waiting_or_done():
-        current = ledger.get(submission.release_id) or {}
-        if current.get("status") == "PendingManualApproval" and ledger.get_token(submission.release_id, "approval"):
-            return "waiting"
-        if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
-            return "done"
-        return None
-
-    if wait_until(waiting_or_done, timeout, what="approval request or end") == "waiting":
-        if scenario.approve:
-            decided = decide(control, submission.release_id, "approve", "demo: looks good")
-            print(f"   approved by {decided['approval']['approver']}", file=out)
-        else:
-            decide(control, submission.release_id, "reject", "demo: no")
-    execution = wait_for_execution(sfn, arn, timeout=timeout)
-    path = history_path(sfn, arn)
-    final = ledger.get(submission.release_id) or {}
-    print(f"   path: {' -> '.join(path)}", file=out)
-    print(f"   execution {execution['status']}; ledger status {final.get('status')}", file=out)
-    if final.get("reason"):
-        print(f"   why: {final['reason']}", file=out)
-    return final
+def run_release(driver, scenario: Scenario, *, out=sys.stdout) -> dict:
+    run = driver.submit(EXAMPLES / scenario.folder, commit=fake_commit(scenario.folder))
+    print(f"\n== {scenario.name}\n   release {run.release_id}", file=out)
+    if driver.wait_for_decision_point(run):
+        decision = "approve" if scenario.approve else "reject"
+        decided = driver.decide(run, decision, f"demo: {decision}")
+        print(f"   {decided['status'].lower()} by {decided['approval']['approver']}", file=out)
+    driver.finish(run)
+    print(f"   path: {' -> '.join(run.path)}", file=out)
+    print(f"   execution {run.execution['status']}; ledger status {run.status}", file=out)
+    if run.record.get("reason"):
+        print(f"   why: {run.record['reason']}", file=out)
+    report = (run.record.get("evaluation") or {}).get("report_key")
+    if report:
+        print(f"   evaluation report: s3://{driver.control.bucket}/{report}", file=out)
+    return run.record
 
 
 def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template.yaml"), out=sys.stdout) -> int:
@@ -100,6 +68,7 @@ def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template
     from modelgate.control import Control, format_table, put_dataset
     from modelgate.deploy import alias_state
     from modelgate.local import LocalAWS
+    from modelgate.local.driver import ReleaseDriver
     from modelgate.local.traffic import TrafficGenerator
 
     requests = [json.loads(line) for line in (EXAMPLES / "traffic.jsonl").read_text().splitlines() if line.strip()]
@@ -116,11 +85,11 @@ def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template
             requests=[{"inputs": r} for r in requests], rate_per_second=80,
         )
         traffic.start()
-        timeout = 120.0
+        driver = ReleaseDriver(control)
         try:
             for scenario in SCENARIOS:
                 before, _ = alias_state(control.client("lambda"), function, "live")
-                final = run_release(control, scenario, timeout=timeout, out=out)
+                final = run_release(driver, scenario, out=out)
                 after, weights = alias_state(control.client("lambda"), function, "live")
                 expected_live = final.get("candidate_version") if scenario.live_after == "candidate" else before
                 print(f"   live alias: version {before} -> {after}"

@@ -376,10 +376,7 @@ def approval_message(ctx: ReleaseContext) -> str:
         "Evaluation (candidate vs live, same cases):",
     ]
     for name, side in (ev.get("sides") or {}).items():
-        lines.append(
-            f"  {name:9} accuracy {side.get('accuracy', 0):.3f}  p95 {side.get('latency_p95_ms', 0):.1f} ms  "
-            f"cost/request ${side.get('cost_per_request_usd', 0):.6f}  errors {side.get('error_rate', 0):.1%}"
-        )
+        lines.append("  " + evaluation.format_side(name, side))
     deltas = ev.get("deltas") or {}
     if deltas:
         lines.append("  deltas: " + ", ".join(f"{k} {v:+.4g}" for k, v in deltas.items() if v is not None))
