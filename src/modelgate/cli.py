@@ -83,7 +83,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from modelgate.demo import run_demo
 
-    return run_demo(time_factor=args.time_factor, template_path=Path(args.template))
+    return run_demo(time_factor=args.time_factor, template_path=Path(args.template), verbose=args.verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-factor", type=float, default=0.005,
                    help="real seconds per nominal second for waits and bakes (default 0.005)")
     p.add_argument("-t", "--template", default="template.yaml")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the functions' logs too")
     p.set_defaults(func=cmd_demo)
     return parser
 

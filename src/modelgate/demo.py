@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,18 @@ def run_release(driver, scenario: Scenario, *, out=sys.stdout) -> dict:
     return run.record
 
 
-def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template.yaml"), out=sys.stdout) -> int:
+def quiet_logs() -> None:
+    """Keep the demo's output to the releases: handlers log at WARNING and above.
+
+    (On AWS each function is its own process with its own log level; here they share one
+    process and one Powertools logger, so the level is set once for all of them.)
+    """
+    for name, level in (("modelgate", logging.WARNING), ("moto", logging.ERROR), ("moto.stepfunctions", logging.CRITICAL), ("botocore", logging.WARNING)):
+        logging.getLogger(name).setLevel(level)
+
+
+def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template.yaml"), out=sys.stdout,
+             verbose: bool = False) -> int:
     import boto3
 
     from modelgate import aws
@@ -71,6 +83,10 @@ def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template
     from modelgate.local.driver import ReleaseDriver
     from modelgate.local.traffic import TrafficGenerator
 
+    from modelgate import observability  # noqa: F401  (builds the shared logger first)
+
+    if not verbose:
+        quiet_logs()
     requests = [json.loads(line) for line in (EXAMPLES / "traffic.jsonl").read_text().splitlines() if line.strip()]
     failures = []
     with LocalAWS(template_path, parameters={"ModelProvider": "local", "ApprovalMode": "manual"},

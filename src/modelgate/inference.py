@@ -210,6 +210,34 @@ def load_release(
     return release
 
 
+def release_from_files(
+    manifest: Manifest, files: Mapping[str, bytes], *, source: str = "local"
+) -> LoadedRelease:
+    """A release from a manifest and its prompt files' bytes (a folder, before upload).
+
+    Digests are checked here too (``files`` maps each prompt's ``file`` to its bytes), so
+    a release built this way holds exactly what its manifest names. ``source`` stands in
+    for the S3 location in ``LoadedRelease`` (``key``) and its version (``"local"``).
+    """
+    prompts: dict[str, PromptTemplate] = {}
+    for prompt in manifest.prompts:
+        data = files.get(prompt.file)
+        if data is None:
+            raise ManifestInvalid(f"prompt {prompt.name!r}: no file {prompt.file!r} given")
+        actual = sha256_hex(data)
+        if actual != prompt.sha256:
+            raise ManifestInvalid(
+                f"prompt {prompt.name!r} ({prompt.file}) has sha256 {actual}, "
+                f"but the manifest says {prompt.sha256}"
+            )
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestInvalid(f"prompt {prompt.name!r} ({prompt.file}) is not UTF-8") from exc
+        prompts[prompt.name] = PromptTemplate.parse(prompt.name, prompt.file, text)
+    return LoadedRelease("", source, "local", manifest, prompts)
+
+
 # --------------------------------------------------------------------------- request
 
 
@@ -287,8 +315,21 @@ def handle_request(
             f"release {manifest.source.commit} wants model provider "
             f"{manifest.model.provider!r}, but this function runs MODEL_PROVIDER={pin.provider!r}"
         )
-    system = release.system.render(request.inputs)
-    user = release.user.render(request.inputs)
+    return answer(release, request.inputs, provider)
+
+
+def answer(
+    release: LoadedRelease, inputs: Mapping[str, str], provider: ModelProvider
+) -> dict[str, Any]:
+    """Render the release's prompts with ``inputs``, call the model, price the call.
+
+    The one path from a loaded release to a response: the inference function uses it
+    with a release pinned in S3, ``modelgate eval`` with a release folder on disk, so what
+    an engineer evaluates before pushing is what the function will serve.
+    """
+    manifest = release.manifest
+    system = release.system.render(inputs)
+    user = release.user.render(inputs)
     completion = provider.converse(
         model_id=manifest.model.model_id,
         system=system,

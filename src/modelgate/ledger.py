@@ -78,7 +78,9 @@ class Ledger:
             ":entry": [{"at": at, "status": status, "detail": detail, "actor": actor}],
             ":empty": [],
         }
+        values[":rid"] = release_id
         sets = [
+            "release_id = if_not_exists(release_id, :rid)",
             "#status = :status",
             "updated_at = :at",
             "created_at = if_not_exists(created_at, :at)",
@@ -98,6 +100,38 @@ class Ledger:
             ReturnValues="ALL_NEW",
         )
         return from_dynamo(response["Attributes"])
+
+    def receive(self, release_id: str, detail: str, **fields: Any) -> bool:
+        """Create the release's record; False when it already exists (a duplicate event)."""
+        at = now_iso()
+        item = {
+            "pk": f"RELEASE#{release_id}",
+            "sk": "RELEASE",
+            "release_id": release_id,
+            "status": "Received",
+            "created_at": at,
+            "updated_at": at,
+            "history": [{"at": at, "status": "Received", "detail": detail, "actor": "modelgate"}],
+            **{k: to_dynamo(v) for k, v in fields.items() if v is not None},
+        }
+        try:
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def set_fields(self, release_id: str, **fields: Any) -> None:
+        """Set fields of the release without a status change or history entry."""
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = {f":f{i}": to_dynamo(v) for i, v in enumerate(fields.values())}
+        self.table.update_item(
+            Key={"pk": f"RELEASE#{release_id}", "sk": "RELEASE"},
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     def get(self, release_id: str) -> dict | None:
         item = self.table.get_item(Key={"pk": f"RELEASE#{release_id}", "sk": "RELEASE"}).get("Item")

@@ -131,7 +131,15 @@ class ReleasePolicy(_Strict):
     min_accuracy: float = Field(default=0.0, ge=0.0, le=1.0)
     max_error_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     min_cases: int = Field(default=10, ge=1)
+    # Latency and cost limits are off unless a service asks for them (a bigger model is
+    # often the point of a release); when set they are judged like accuracy (paired).
+    max_p95_latency_increase_ms: float | None = Field(default=None, ge=0.0)
+    max_p95_latency_increase_ratio: float | None = Field(default=None, ge=0.0)
+    max_cost_increase_ratio: float | None = Field(default=None, ge=0.0)
+    significance_level: float = Field(default=0.05, gt=0.0, lt=0.5)
     eval_concurrency: int = Field(default=8, ge=1, le=64)
+    eval_rate_limit_rps: float | None = Field(default=None, gt=0.0)
+    scoring_models: Literal["local", "bedrock"] | None = None
     approval: Literal["auto", "manual"] = "manual"
     approval_timeout_seconds: int = Field(default=86_400, ge=1)
     canary_weight: float = Field(default=0.10, gt=0.0, lt=1.0)

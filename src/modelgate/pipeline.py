@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from modelgate import aws, deploy, evaluation
+from modelgate import aws, deploy, evaluation, scorers
 from modelgate.errors import (
     CandidatePublishFailed,
     CanaryAlarm,
@@ -38,6 +38,7 @@ from modelgate.models import (
 )
 from modelgate.observability import logger
 from modelgate.registry import get_service
+from modelgate.report import render_html
 from modelgate.settings import Settings, get_settings
 
 
@@ -99,27 +100,31 @@ def start_release(deps: Deps, bucket: str, key: str, version_id: str | None) -> 
     ctx = initial_context(bucket, key, version_id)
     if not deps.settings.state_machine_arn:
         raise ConfigurationError("function environment lacks STATE_MACHINE_ARN")
-    try:
-        response = deps.sfn.start_execution(
-            stateMachineArn=deps.settings.state_machine_arn,
-            name=ctx.release_id,
-            input=ctx.model_dump_json(),
-        )
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
-            logger.info("duplicate upload event ignored", extra={"release_id": ctx.release_id})
-            return {"release_id": ctx.release_id, "started": False, "reason": "already started"}
-        raise
-    deps.ledger.record(
+    # The ledger's conditional create decides which delivery of a (possibly duplicated)
+    # event reports "started"; StartExecution is idempotent for a name and input (Standard
+    # workflows), so a retry after a crash between the two still starts exactly one.
+    first = deps.ledger.receive(
         ctx.release_id,
-        "Received",
         f"manifest uploaded: s3://{bucket}/{key} (version {version_id})",
         service=ctx.service,
         commit=ctx.commit,
         artifact=ctx.artifact.model_dump(),
-        execution_arn=response["executionArn"],
     )
-    return {"release_id": ctx.release_id, "started": True, "execution_arn": response["executionArn"]}
+    try:
+        arn = deps.sfn.start_execution(
+            stateMachineArn=deps.settings.state_machine_arn,
+            name=ctx.release_id,
+            input=ctx.model_dump_json(),
+        )["executionArn"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+            raise
+        arn = f"{deps.settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{ctx.release_id}"
+    deps.ledger.set_fields(ctx.release_id, execution_arn=arn)
+    if not first:
+        logger.info("duplicate upload event ignored", extra={"release_id": ctx.release_id})
+        return {"release_id": ctx.release_id, "started": False, "reason": "already started"}
+    return {"release_id": ctx.release_id, "started": True, "execution_arn": arn}
 
 
 # ---------------------------------------------------------------------- validate
@@ -270,7 +275,15 @@ def evaluate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     live_env = deploy.version_environment(deps.lambda_, fn, ctx.live_version)
     if deploy.is_configured(live_env):
         invokers["live"] = partial(invoke_version, deps.lambda_, fn, ctx.live_version)
-    report = evaluation.evaluate(cases, invokers, concurrency=ctx.policy.eval_concurrency)
+    report = evaluation.evaluate(
+        cases,
+        invokers,
+        concurrency=ctx.policy.eval_concurrency,
+        rate_limit=ctx.policy.eval_rate_limit_rps,
+        scoring_models=(
+            scorers.scoring_models_for(ctx.policy.scoring_models) if ctx.policy.scoring_models else None
+        ),
+    )
 
     key = report_key(ctx)
     body = report.model_dump_json().encode()
@@ -307,9 +320,11 @@ def invoke_version(lambda_client: Any, function_name: str, version: str, inputs:
     payload = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError"):
         error = payload if isinstance(payload, dict) else {}
-        raise RuntimeError(
-            f"{error.get('errorType', 'Error')}: {error.get('errorMessage', payload)}"
-        )
+        kind = error.get("errorType", "Error")
+        message = f"{kind}: {error.get('errorMessage', payload)}"
+        if kind in evaluation.THROTTLE_CODES:  # the model provider throttled the function
+            raise evaluation.Throttled(message)
+        raise RuntimeError(message)
     return payload
 
 
@@ -322,12 +337,24 @@ def gate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     )["Body"].read()
     report = evaluation.EvaluationReport.model_validate_json(body)
     verdict = evaluation.judge(report, ctx.policy)
+    html_key = ctx.evaluation["report_key"].rsplit("/", 1)[0] + "/evaluation.html"
+    deps.s3.put_object(
+        Bucket=deps.settings.artifact_bucket,
+        Key=html_key,
+        Body=render_html(report, verdict, title=f"{ctx.service} release {ctx.release_id}").encode(),
+        ContentType="text/html; charset=utf-8",
+    )
     criteria = verdict.model_dump(mode="json")
+    evaluation_summary = {**ctx.evaluation, "report_html_key": html_key}
     if not verdict.passed:
-        deps.ledger.record(ctx.release_id, "GateChecked", "gate failed", gate=criteria)
+        deps.ledger.record(
+            ctx.release_id, "GateChecked", "gate failed", gate=criteria, evaluation=evaluation_summary
+        )
         verdict.raise_if_failed()
-    deps.ledger.record(ctx.release_id, "GatePassed", "every gate criterion passed", gate=criteria)
-    return ctx.model_copy(update={"gate": criteria})
+    deps.ledger.record(
+        ctx.release_id, "GatePassed", "every gate criterion passed", gate=criteria, evaluation=evaluation_summary
+    )
+    return ctx.model_copy(update={"gate": criteria, "evaluation": evaluation_summary})
 
 
 # ---------------------------------------------------------------------- register + approval
@@ -380,8 +407,15 @@ def approval_message(ctx: ReleaseContext) -> str:
     deltas = ev.get("deltas") or {}
     if deltas:
         lines.append("  deltas: " + ", ".join(f"{k} {v:+.4g}" for k, v in deltas.items() if v is not None))
-    if ev.get("report_key"):
-        lines.append(f"Report: s3://{ctx.artifact.bucket}/{ev['report_key']}")
+    ci = (ev.get("deltas_ci95") or {}).get("accuracy_delta")
+    if ci:
+        lines.append(f"  accuracy delta 95% CI: [{ci[0]:+.3f}, {ci[1]:+.3f}]")
+    if ev.get("paired_test"):
+        test = ev["paired_test"]
+        lines.append(f"  {test.get('method')}: p={test.get('p_value'):.3g} ({test.get('b')} worse / {test.get('c')} better)")
+    for key in ("report_html_key", "report_key"):
+        if ev.get(key):
+            lines.append(f"Report: s3://{ctx.artifact.bucket}/{ev[key]}")
     lines += [
         "",
         f"Approve:  modelgate approve {ctx.release_id} --comment '...'",

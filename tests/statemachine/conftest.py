@@ -1,0 +1,99 @@
+"""State-machine tests: the real template and ASL on the embedded local AWS.
+
+Each test gets a fresh stack (deploying takes well under a second). Waits, bakes and
+timeouts are scaled by TIME_FACTOR, never skipped: a 900 s bake lasts 1.8 s here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from modelgate import aws
+from modelgate.control import Control, put_dataset
+from modelgate.deploy import alias_state
+from modelgate.local import LocalAWS
+from modelgate.local.driver import ReleaseDriver, ReleaseRun
+from modelgate.local.traffic import TrafficGenerator
+from modelgate.models import ServiceConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "support-bot"
+TIME_FACTOR = 0.002
+SERVICE = "support-bot"
+
+
+def commit_for(label: str) -> str:
+    return hashlib.sha1(f"{SERVICE} {label}".encode()).hexdigest()
+
+
+@dataclass
+class Pipeline:
+    local: LocalAWS
+    control: Control
+    driver: ReleaseDriver
+    function: str
+
+    def set_policy(self, **overrides: Any) -> None:
+        """Act as the control plane's operator: change the service's registered policy."""
+        ssm = self.control.client("ssm")
+        name = self.control.outputs["ServicesPrefix"] + SERVICE
+        config = ServiceConfig.model_validate_json(ssm.get_parameter(Name=name)["Parameter"]["Value"])
+        policy = config.policy.model_copy(update=overrides)
+        ssm.put_parameter(
+            Name=name, Type="String", Overwrite=True,
+            Value=config.model_copy(update={"policy": policy}).model_dump_json(),
+        )
+
+    def live(self) -> tuple[str, dict]:
+        return alias_state(self.control.client("lambda"), self.function, "live")
+
+    def release(self, folder: str, *, decision: str | None = "approve", comment: str = "") -> ReleaseRun:
+        return self.driver.release(EXAMPLES / folder, commit=commit_for(folder), decision=decision, comment=comment)
+
+    def traffic(self, rate: float = 150.0) -> TrafficGenerator:
+        requests = [{"inputs": json.loads(line)} for line in (EXAMPLES / "traffic.jsonl").read_text().splitlines() if line.strip()]
+        return TrafficGenerator(
+            lambda_client=self.control.client("lambda"), function_name=self.function,
+            qualifier="live", requests=requests, rate_per_second=rate,
+        )
+
+    examples = EXAMPLES
+    commit_for = staticmethod(commit_for)
+
+    def versions(self) -> list[str]:
+        pages = self.control.client("lambda").get_paginator("list_versions_by_function").paginate(FunctionName=self.function)
+        return [v["Version"] for page in pages for v in page["Versions"]]
+
+    def alarms(self) -> list[str]:
+        return [a["AlarmName"] for a in self.control.client("cloudwatch").describe_alarms()["MetricAlarms"]]
+
+
+@pytest.fixture
+def pipeline():
+    with LocalAWS(ROOT / "template.yaml", parameters={"ModelProvider": "local", "LogLevel": "WARNING"},
+                  time_factor=TIME_FACTOR) as local:
+        control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource)
+        put_dataset(control, SERVICE, EXAMPLES / "dataset.jsonl")
+        yield Pipeline(local, control, ReleaseDriver(control, timeout=60), local.stack.outputs["SampleServiceFunctionName"])
+
+
+@pytest.fixture
+def with_live_v2(pipeline):
+    """A stack whose live alias serves v2 (released with an auto policy and live traffic)."""
+    pipeline.set_policy(approval="auto", min_canary_invocations=3)
+    traffic = pipeline.traffic()
+    traffic.start()
+    try:
+        run = pipeline.release("v2", decision=None)
+    finally:
+        traffic.stop()
+    assert run.status == "Promoted", run.record.get("reason")
+    pipeline.set_policy(approval="manual", min_canary_invocations=3)
+    return pipeline

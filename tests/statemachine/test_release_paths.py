@@ -1,0 +1,171 @@
+"""Every path through the release pipeline, on the real ASL and template.
+
+Each ends with a ledger record that says what happened and why, and leaves the live alias
+untouched unless the release was promoted.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from modelgate.errors import DecisionConflict
+from modelgate.local.driver import ReleaseRun, wait_until
+from modelgate.models import release_id_for
+
+
+def statuses(run) -> list[str]:
+    return [entry["status"] for entry in run.record["history"]]
+
+
+def test_first_release_is_approved_canaried_and_promoted(pipeline):
+    # Given a fresh stack whose live alias serves the unconfigured template version
+    pipeline.set_policy(min_canary_invocations=3)
+    before, _ = pipeline.live()
+    traffic = pipeline.traffic()
+    traffic.start()
+    try:
+        # When v1 is submitted and approved through the approver's path
+        run = pipeline.release("v1", decision="approve", comment="first model")
+    finally:
+        traffic.stop()
+    # Then it went through every state to Promoted
+    assert run.execution["status"] == "SUCCEEDED"
+    assert run.path == ["Validate", "AcquireLock", "PublishCandidate", "Evaluate", "Gate", "Register",
+                        "ApprovalMode", "WaitForApproval", "ShiftTraffic", "Bake", "CheckCanary",
+                        "Promote", "Promoted"]
+    assert run.status == "Promoted"
+    for status in ("Received", "Validated", "Locked", "CandidatePublished", "Evaluated", "GatePassed",
+                   "PendingManualApproval", "Approved", "Canary", "Baking", "CanaryHealthy", "Promoted"):
+        assert status in statuses(run)
+    assert run.record["approval"]["comment"] == "first model"
+    assert run.record["approval"]["approver"].startswith("arn:aws:")
+    # And the live alias serves the candidate alone, with nothing left behind
+    live, weights = pipeline.live()
+    assert (before, live, weights) == ("1", run.record["candidate_version"], {})
+    assert not [a for a in pipeline.alarms() if "-canary-" in a]
+    assert pipeline.control.ledger().lock_holder("support-bot") is None
+    # And the canary really served live traffic from the candidate
+    assert traffic.stats.get(live, {}).get("ok", 0) >= 3
+    # And the report is stored as JSON and HTML, linked from the ledger
+    s3 = pipeline.control.client("s3")
+    for key in ("report_key", "report_html_key"):
+        s3.head_object(Bucket=pipeline.control.bucket, Key=run.record["evaluation"][key])
+
+
+def test_worse_prompt_fails_the_gate_and_live_is_untouched(with_live_v2):
+    pipeline = with_live_v2
+    live_before, _ = pipeline.live()
+    versions_before = pipeline.versions()
+    run = pipeline.release("v3")
+    assert run.execution["status"] == "FAILED"
+    assert run.execution.get("error") == "GateFailed"
+    assert run.path[-3:] == ["Gate", "RecordOutcome", "ReleaseFailed"]
+    assert run.status == "GateFailed"
+    assert "accuracy_drop" in run.record["reason"] and "pts allowed" in run.record["reason"]
+    assert [c for c in run.record["gate"]["criteria"] if c["name"] == "accuracy_drop"][0]["verdict"] == "fail"
+    assert pipeline.live() == (live_before, {})
+    # the candidate was published (and stays unused), nothing else moved
+    assert len(pipeline.versions()) == len(versions_before) + 1
+    assert pipeline.control.ledger().lock_holder("support-bot") is None
+
+
+def test_canary_alarm_from_real_errors_rolls_back(with_live_v2):
+    pipeline = with_live_v2
+    live_before, _ = pipeline.live()
+    traffic = pipeline.traffic()
+    traffic.start()
+    try:
+        run = pipeline.release("v4")
+    finally:
+        traffic.stop()
+    assert run.status == "RolledBack"
+    assert run.execution.get("error") == "CanaryAlarm"
+    assert "Bake" in run.path and "CheckCanary" not in run.path
+    assert run.path[-2:] == ["Rollback", "ReleaseFailed"]
+    assert "-canary-" in run.record["reason"] and "in ALARM" in run.record["reason"]
+    # the candidate really failed live requests; the alias is exactly as it was
+    assert traffic.stats[run.record["candidate_version"]]["error"] >= 1
+    assert pipeline.live() == (live_before, {})
+    assert not [a for a in pipeline.alarms() if "-canary-" in a]
+
+
+def test_canary_without_traffic_is_not_enough_evidence(with_live_v2):
+    pipeline = with_live_v2
+    live_before, _ = pipeline.live()
+    run = pipeline.release("v4")  # nobody calls the service during the bake
+    assert run.status == "RolledBack"
+    assert run.execution.get("error") == "NotEnoughEvidence"
+    assert "CheckCanary" in run.path
+    assert "served 0 invocation(s)" in run.record["reason"]
+    assert pipeline.live() == (live_before, {})
+
+
+def test_rejected_release_records_who_and_why(with_live_v2):
+    pipeline = with_live_v2
+    live_before, _ = pipeline.live()
+    run = pipeline.release("v4", decision="reject", comment="tier variable not rolled out yet")
+    assert run.status == "Rejected"
+    assert run.execution.get("error") == "ApprovalRejected"
+    assert "tier variable not rolled out yet" in run.record["reason"]
+    assert run.record["approval"]["decision"] == "reject"
+    assert pipeline.live() == (live_before, {})
+    with pytest.raises(DecisionConflict):
+        pipeline.driver.decide(run, "approve")
+
+
+def test_approval_timeout_rejects_with_that_reason(with_live_v2):
+    pipeline = with_live_v2
+    pipeline.set_policy(approval_timeout_seconds=300)  # 0.6 s at the tests' time factor
+    live_before, _ = pipeline.live()
+    run = pipeline.release("v4", decision=None)
+    assert run.status == "ApprovalTimedOut"
+    assert run.path[-4:] == ["WaitForApproval", "ApprovalTimedOut", "RecordOutcome", "ReleaseFailed"]
+    assert "timeout" in run.record["reason"]
+    assert pipeline.live() == (live_before, {})
+    # the token is gone with the timeout: a late approval is refused
+    with pytest.raises(DecisionConflict):
+        pipeline.driver.decide(run, "approve")
+
+
+def test_malformed_manifest_is_refused_before_anything_is_published(pipeline):
+    EXAMPLES, commit_for = pipeline.examples, pipeline.commit_for
+    # Given an artefact uploaded around the CLI's own checks, with an unpinned model id
+    manifest = json.loads((EXAMPLES / "v1" / "model-config.json").read_text())
+    manifest["model"]["model_id"] = "anthropic.claude-latest"
+    commit = commit_for("bad")
+    manifest["source"]["commit"] = commit
+    s3 = pipeline.control.client("s3")
+    prefix = f"releases/support-bot/{commit}/"
+    s3.put_object(Bucket=pipeline.control.bucket, Key=prefix + "prompts/system.txt",
+                  Body=(EXAMPLES / "v1" / "prompts" / "system.txt").read_bytes())
+    versions_before = pipeline.versions()
+    put = s3.put_object(Bucket=pipeline.control.bucket, Key=prefix + "model-config.json", Body=json.dumps(manifest))
+    release_id = release_id_for("support-bot", commit, prefix + "model-config.json", put["VersionId"])
+    ledger = pipeline.control.ledger()
+    record = wait_until(lambda: (r := ledger.get(release_id)) and r.get("execution_arn") and r, 30, "intake")
+    run = pipeline.driver.finish(ReleaseRun(release_id, record["execution_arn"]))
+    # Then it ends Invalid, naming the problem, with nothing published and live untouched
+    assert run.status == "Invalid"
+    assert run.path == ["Validate", "RecordOutcome", "ReleaseFailed"]
+    assert "model.model_id" in run.record["reason"] and "not pinned" in run.record["reason"]
+    assert pipeline.versions() == versions_before
+    assert pipeline.live() == ("1", {})
+
+
+def test_a_duplicate_upload_event_starts_no_second_release(pipeline):
+    EXAMPLES, commit_for = pipeline.examples, pipeline.commit_for
+    pipeline.set_policy(approval_timeout_seconds=300)
+    run = pipeline.driver.submit(EXAMPLES / "v1", commit=commit_for("v1"))
+    record = pipeline.control.ledger().get(run.release_id)
+    artifact = record["artifact"]
+    event = json.loads((EXAMPLES.parents[1] / "events" / "intake" / "manifest-uploaded.json").read_text())
+    event["detail"]["bucket"]["name"] = artifact["bucket"]
+    event["detail"]["object"].update({"key": artifact["key"], "version-id": artifact["version_id"]})
+    result = pipeline.local.invoke("IntakeFunction", event)
+    assert result == {"release_id": run.release_id, "started": False, "reason": "already started"}
+    sfn = pipeline.control.client("stepfunctions")
+    executions = sfn.list_executions(stateMachineArn=pipeline.control.outputs["ReleasePipelineArn"])["executions"]
+    assert [e["name"] for e in executions] == [run.release_id]
+    pipeline.driver.finish(run)

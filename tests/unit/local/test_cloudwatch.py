@@ -1,0 +1,562 @@
+"""CloudWatch shims: Lambda metrics, alarm evaluation and alarm state change events."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.cloudwatch.models import CloudWatchBackend, Dimension, cloudwatch_backends
+from moto.core import DEFAULT_ACCOUNT_ID
+
+from modelgate.local import cloudwatch, events
+from modelgate.local.cloudwatch import AlarmEvaluator, emit_lambda_metrics
+
+REGION = "us-east-1"
+ACCOUNT = DEFAULT_ACCOUNT_ID
+FUNCTION = "inference"
+DEADLINE_SECONDS = 15.0
+MOTO_CONFIG: Any = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws(config=MOTO_CONFIG):
+        yield
+
+
+@pytest.fixture
+def cw(aws: None) -> Any:
+    return boto3.client("cloudwatch", region_name=REGION)
+
+
+@pytest.fixture
+def patched(aws: None) -> Iterator[None]:
+    uninstall = cloudwatch.install()
+    yield
+    uninstall()
+
+
+class FakeInvoker:
+    """Stands in for the runtime's async Lambda invoke: records what it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+
+    def __call__(self, function_arn: str, payload: bytes) -> None:
+        self.calls.append((function_arn, payload))
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(payload) for _, payload in self.calls]
+
+
+@pytest.fixture
+def invoker(aws: None) -> Iterator[FakeInvoker]:
+    fake = FakeInvoker()
+    uninstall = events.install(invoke_async=fake)
+    yield fake
+    uninstall()
+
+
+def emit(
+    version: str, *, error: bool, resource: str | None = f"{FUNCTION}:live", **kwargs: Any
+) -> None:
+    emit_lambda_metrics(
+        account_id=ACCOUNT,
+        region=REGION,
+        function_name=FUNCTION,
+        resource=resource,
+        executed_version=version,
+        duration_ms=12.5,
+        error=error,
+        **kwargs,
+    )
+
+
+def put_datum(cw: Any, value: float, *, seconds_ago: float = 0.0, name: str = "Latency") -> None:
+    cw.put_metric_data(
+        Namespace="App",
+        MetricData=[
+            {
+                "MetricName": name,
+                "Value": value,
+                "Timestamp": datetime.now(UTC) - timedelta(seconds=seconds_ago),
+            }
+        ],
+    )
+
+
+def put_alarm(cw: Any, name: str = "latency", **overrides: Any) -> None:
+    params: dict[str, Any] = {
+        "AlarmName": name,
+        "Namespace": "App",
+        "MetricName": "Latency",
+        "Statistic": "Maximum",
+        "Period": 60,
+        "EvaluationPeriods": 1,
+        "Threshold": 100.0,
+        "ComparisonOperator": "GreaterThanThreshold",
+    }
+    params.update(overrides)
+    cw.put_metric_alarm(**params)
+
+
+def evaluator(time_factor: float = 1.0) -> AlarmEvaluator:
+    return AlarmEvaluator(account_id=ACCOUNT, region=REGION, time_factor=time_factor)
+
+
+def alarm_state(cw: Any, name: str) -> str:
+    return cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"]
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.02)
+
+
+def metric_sum(
+    cw: Any, metric: str, dimensions: dict[str, str], statistic: str = "Sum"
+) -> float | None:
+    now = datetime.now(UTC)
+    points = cw.get_metric_statistics(
+        Namespace="AWS/Lambda",
+        MetricName=metric,
+        Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
+        StartTime=now - timedelta(hours=1),
+        EndTime=now + timedelta(hours=1),
+        Period=7200,
+        Statistics=[statistic],
+    )["Datapoints"]
+    if not points:
+        return None
+    assert len(points) == 1
+    return points[0][statistic]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_lambda_metrics_land_in_each_aws_dimension_set(cw: Any, patched: None) -> None:
+    # Given invocations through the live alias (versions 1 and 2), one through a version
+    # and one unqualified
+    emit("1", error=False)
+    emit("2", error=True)
+    emit("2", error=False)
+    emit("3", error=False, resource=f"{FUNCTION}:3")
+    emit("$LATEST", error=False, resource=None)
+
+    # Then each dimension set AWS emits holds exactly its own invocations
+    assert metric_sum(cw, "Invocations", {}) == 5
+    assert metric_sum(cw, "Invocations", {"FunctionName": FUNCTION}) == 5
+    assert (
+        metric_sum(cw, "Invocations", {"FunctionName": FUNCTION, "Resource": f"{FUNCTION}:live"})
+        == 3
+    )
+    assert (
+        metric_sum(cw, "Invocations", {"FunctionName": FUNCTION, "Resource": f"{FUNCTION}:3"}) == 1
+    )
+    candidate = {"FunctionName": FUNCTION, "Resource": f"{FUNCTION}:live", "ExecutedVersion": "2"}
+    assert metric_sum(cw, "Invocations", candidate) == 2
+    assert metric_sum(cw, "Errors", candidate) == 1
+    assert metric_sum(cw, "Errors", candidate, "Average") == 0.5
+    assert metric_sum(cw, "Duration", candidate, "Maximum") == 12.5
+    # and a version invocation carries no ExecutedVersion dimension set
+    assert (
+        metric_sum(
+            cw,
+            "Invocations",
+            {"FunctionName": FUNCTION, "Resource": f"{FUNCTION}:3", "ExecutedVersion": "3"},
+        )
+        is None
+    )
+    listed = cw.list_metrics(Namespace="AWS/Lambda", MetricName="Duration")["Metrics"]
+    assert {frozenset(d["Name"] for d in m["Dimensions"]) for m in listed} >= {
+        frozenset({"FunctionName", "Resource", "ExecutedVersion"})
+    }
+
+
+def test_get_metric_data_matches_dimensions_listed_in_any_order(cw: Any, patched: None) -> None:
+    # Given candidate invocations through the alias
+    emit("2", error=True)
+    now = datetime.now(UTC)
+
+    # When a query names the dimensions in another order than they were emitted
+    result = cw.get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "errors",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/Lambda",
+                        "MetricName": "Errors",
+                        "Dimensions": [
+                            {"Name": "ExecutedVersion", "Value": "2"},
+                            {"Name": "Resource", "Value": f"{FUNCTION}:live"},
+                            {"Name": "FunctionName", "Value": FUNCTION},
+                        ],
+                    },
+                    "Period": 60,
+                    "Stat": "Sum",
+                },
+            }
+        ],
+        StartTime=now - timedelta(minutes=5),
+        EndTime=now + timedelta(minutes=5),
+    )
+
+    # Then the datapoint is found
+    assert sum(result["MetricDataResults"][0]["Values"]) == 1
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def test_canary_alarm_fires_on_errors_of_its_executed_version_only(cw: Any, patched: None) -> None:
+    # Given an alarm on the candidate's (version 2) errors behind the live alias
+    put_alarm(
+        cw,
+        "canary-errors",
+        Namespace="AWS/Lambda",
+        MetricName="Errors",
+        Statistic="Sum",
+        Threshold=0.0,
+        Dimensions=[
+            {"Name": "FunctionName", "Value": FUNCTION},
+            {"Name": "Resource", "Value": f"{FUNCTION}:live"},
+            {"Name": "ExecutedVersion", "Value": "2"},
+        ],
+        TreatMissingData="notBreaching",
+    )
+    alarms = evaluator()
+
+    # When the stable version 1 fails
+    emit("1", error=True)
+    alarms.evaluate_once()
+
+    # Then the canary alarm stays out of ALARM
+    assert alarm_state(cw, "canary-errors") == "OK"
+
+    # When the candidate fails
+    emit("2", error=True)
+    changes = alarms.evaluate_once()
+
+    # Then it goes to ALARM, with AWS's reason
+    assert [(c.alarm_name, c.old_state, c.new_state) for c in changes] == [
+        ("canary-errors", "OK", "ALARM")
+    ]
+    alarm = cw.describe_alarms(AlarmNames=["canary-errors"])["MetricAlarms"][0]
+    assert alarm["StateValue"] == "ALARM"
+    assert alarm["StateReason"].startswith(
+        "Threshold Crossed: 1 out of the last 1 datapoints [1.0 ("
+    )
+    assert "was greater than the threshold (0.0)" in alarm["StateReason"]
+    assert json.loads(alarm["StateReasonData"])["recentDatapoints"] == [1.0]
+
+
+@pytest.mark.parametrize(
+    ("treat_missing_data", "expected"),
+    [
+        (None, "INSUFFICIENT_DATA"),
+        ("missing", "INSUFFICIENT_DATA"),
+        ("notBreaching", "OK"),
+        ("breaching", "ALARM"),
+        ("ignore", "ALARM"),  # keeps the state it was in
+    ],
+)
+def test_an_alarm_with_no_data_follows_treat_missing_data(
+    cw: Any, treat_missing_data: str | None, expected: str
+) -> None:
+    # Given an alarm in ALARM whose metric has no datapoint at all
+    extra = {"TreatMissingData": treat_missing_data} if treat_missing_data else {}
+    put_alarm(cw, **extra)
+    cw.set_alarm_state(AlarmName="latency", StateValue="ALARM", StateReason="test setup")
+
+    # When it is evaluated
+    evaluator().evaluate_once()
+
+    # Then its state follows AWS's missing-data rules
+    assert alarm_state(cw, "latency") == expected
+
+
+@pytest.mark.parametrize(
+    ("treat_missing_data", "value", "expected"),
+    [
+        # "3 out of 3" alarm, one real datapoint and two missing (AWS's missing-data table)
+        ("missing", 500.0, "ALARM"),
+        ("missing", 1.0, "OK"),
+        ("ignore", 500.0, "INSUFFICIENT_DATA"),  # keeps the current state
+        ("ignore", 1.0, "OK"),
+        ("breaching", 500.0, "ALARM"),
+        ("breaching", 1.0, "OK"),
+        ("notBreaching", 500.0, "OK"),
+    ],
+)
+def test_too_few_datapoints_are_filled_per_treat_missing_data(
+    cw: Any, patched: None, treat_missing_data: str, value: float, expected: str
+) -> None:
+    # Given a 3-out-of-3 alarm and a single datapoint in the latest period
+    put_alarm(cw, EvaluationPeriods=3, DatapointsToAlarm=3, TreatMissingData=treat_missing_data)
+    put_datum(cw, value, seconds_ago=1)
+
+    # When it is evaluated
+    evaluator().evaluate_once()
+
+    # Then
+    assert alarm_state(cw, "latency") == expected
+
+
+def test_enough_real_datapoints_decide_and_datapoints_to_alarm_counts(
+    cw: Any, patched: None
+) -> None:
+    # Given a 2-out-of-3 alarm with breaching datapoints in two of the last three periods
+    put_alarm(cw, EvaluationPeriods=3, DatapointsToAlarm=2)
+    put_datum(cw, 500, seconds_ago=1)
+    put_datum(cw, 1, seconds_ago=61)
+    put_datum(cw, 500, seconds_ago=121)
+    alarms = evaluator()
+
+    # When it is evaluated
+    alarms.evaluate_once()
+
+    # Then two breaching out of three is enough
+    alarm = cw.describe_alarms(AlarmNames=["latency"])["MetricAlarms"][0]
+    assert alarm["StateValue"] == "ALARM"
+    assert "2 out of the last 3 datapoints" in alarm["StateReason"]
+    assert (
+        "(minimum 2 datapoints for INSUFFICIENT_DATA -> ALARM transition)" in alarm["StateReason"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("statistic", "expected"),
+    [
+        ({"Statistic": "Sum"}, 55.0),
+        ({"Statistic": "Average"}, 5.5),
+        ({"Statistic": "Minimum"}, 1.0),
+        ({"Statistic": "Maximum"}, 10.0),
+        ({"Statistic": "SampleCount"}, 10.0),
+        ({"ExtendedStatistic": "p90"}, 9.0),
+        ({"ExtendedStatistic": "p50"}, 5.0),
+    ],
+)
+def test_statistics(cw: Any, patched: None, statistic: dict[str, str], expected: float) -> None:
+    # Given values 1..10 in the latest period and an alarm using one statistic
+    params: dict[str, Any] = {
+        "AlarmName": "latency",
+        "Namespace": "App",
+        "MetricName": "Latency",
+        "Period": 60,
+        "EvaluationPeriods": 1,
+        "Threshold": -1.0,
+        "ComparisonOperator": "GreaterThanThreshold",
+        **statistic,
+    }
+    cw.put_metric_alarm(**params)
+    for value in range(1, 11):
+        put_datum(cw, float(value), seconds_ago=1)
+
+    # When it is evaluated
+    evaluator().evaluate_once()
+
+    # Then the statistic over the period is the evaluated datapoint
+    alarm = cw.describe_alarms(AlarmNames=["latency"])["MetricAlarms"][0]
+    assert json.loads(alarm["StateReasonData"])["recentDatapoints"] == [expected]
+
+
+def test_periods_are_scaled_by_the_time_factor(cw: Any, patched: None) -> None:
+    # Given a breaching datapoint 5 real seconds old and a 60 s, 1-period alarm
+    put_alarm(cw)
+    put_datum(cw, 500, seconds_ago=5)
+
+    # When time runs 100x faster, a 60 s period is 0.6 real seconds: the datapoint is
+    # older than the whole evaluation range
+    evaluator(time_factor=0.01).evaluate_once()
+
+    # Then there is no evidence
+    assert alarm_state(cw, "latency") == "INSUFFICIENT_DATA"
+
+    # When time is not scaled, the same datapoint is in the latest period
+    evaluator(time_factor=1.0).evaluate_once()
+
+    # Then it breaches
+    assert alarm_state(cw, "latency") == "ALARM"
+
+
+def test_running_evaluator_alarms_on_live_errors_then_loses_evidence(
+    cw: Any, patched: None
+) -> None:
+    # Given a canary alarm (missing data = not enough evidence) and a running evaluator
+    put_alarm(
+        cw,
+        "canary-errors",
+        Namespace="AWS/Lambda",
+        MetricName="Errors",
+        Statistic="Sum",
+        Threshold=0.0,
+        Dimensions=[
+            {"Name": "FunctionName", "Value": FUNCTION},
+            {"Name": "Resource", "Value": f"{FUNCTION}:live"},
+            {"Name": "ExecutedVersion", "Value": "2"},
+        ],
+    )
+    alarms = evaluator(time_factor=0.01)
+    alarms.start()
+    try:
+        # When the candidate keeps failing
+        def failing() -> bool:
+            emit("2", error=True)
+            return alarm_state(cw, "canary-errors") == "ALARM"
+
+        # Then the alarm fires
+        wait_until(failing)
+
+        # When the traffic stops, after a few scaled periods there is no evidence left
+        wait_until(lambda: alarm_state(cw, "canary-errors") == "INSUFFICIENT_DATA")
+    finally:
+        alarms.stop()
+
+
+# --------------------------------------------------------------------------- events
+
+
+def test_new_alarms_start_with_insufficient_data(cw: Any, patched: None) -> None:
+    put_alarm(cw)
+
+    alarm = cw.describe_alarms(AlarmNames=["latency"])["MetricAlarms"][0]
+
+    assert alarm["StateValue"] == "INSUFFICIENT_DATA"
+    assert alarm["StateReason"] == "Unchecked: Initial alarm creation"
+
+
+def alarm_rule(target_arn: str) -> None:
+    client = boto3.client("events", region_name=REGION)
+    client.put_rule(
+        Name="on-alarm",
+        EventPattern=json.dumps(
+            {
+                "source": ["aws.cloudwatch"],
+                "detail-type": ["CloudWatch Alarm State Change"],
+                "detail": {"state": {"value": ["ALARM"]}},
+            }
+        ),
+    )
+    client.put_targets(Rule="on-alarm", Targets=[{"Id": "on-alarm", "Arn": target_arn}])
+
+
+def test_state_change_event_reaches_a_lambda_target_in_aws_shape(
+    cw: Any, patched: None, invoker: FakeInvoker
+) -> None:
+    # Given a rule sending alarm state changes to a Lambda function
+    target = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:on-alarm"
+    alarm_rule(target)
+    dimensions = [
+        {"Name": "FunctionName", "Value": FUNCTION},
+        {"Name": "Resource", "Value": f"{FUNCTION}:live"},
+        {"Name": "ExecutedVersion", "Value": "2"},
+    ]
+    put_alarm(
+        cw,
+        "canary-errors",
+        AlarmDescription="candidate errors",
+        Namespace="AWS/Lambda",
+        MetricName="Errors",
+        Statistic="Sum",
+        Threshold=0.0,
+        Dimensions=dimensions,
+    )
+
+    # When the candidate fails and the alarm is evaluated
+    emit("2", error=True)
+    evaluator().evaluate_once()
+
+    # Then the function gets the event AWS sends
+    assert [arn for arn, _ in invoker.calls] == [target]
+    event = invoker.events()[0]
+    assert event["source"] == "aws.cloudwatch"
+    assert event["detail-type"] == "CloudWatch Alarm State Change"
+    assert event["account"] == ACCOUNT
+    assert event["region"] == REGION
+    assert event["resources"] == [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:canary-errors"]
+    assert datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ")
+    detail = event["detail"]
+    assert detail["alarmName"] == "canary-errors"
+    assert detail["state"]["value"] == "ALARM"
+    assert detail["state"]["reason"].startswith("Threshold Crossed: 1 out of the last 1 datapoints")
+    assert json.loads(detail["state"]["reasonData"])["threshold"] == 0.0
+    assert datetime.strptime(detail["state"]["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z")
+    assert detail["previousState"]["value"] == "INSUFFICIENT_DATA"
+    assert detail["previousState"]["reason"] == "Unchecked: Initial alarm creation"
+    assert detail["configuration"]["description"] == "candidate errors"
+    [metric] = detail["configuration"]["metrics"]
+    assert metric["returnData"] is True
+    assert metric["metricStat"] == {
+        "metric": {
+            "dimensions": {d["Name"]: d["Value"] for d in dimensions},
+            "name": "Errors",
+            "namespace": "AWS/Lambda",
+        },
+        "period": 60,
+        "stat": "Sum",
+    }
+
+
+def test_set_alarm_state_emits_the_event_once_per_change(
+    cw: Any, patched: None, invoker: FakeInvoker
+) -> None:
+    # Given a rule on alarm state changes to ALARM
+    alarm_rule(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:on-alarm")
+    put_alarm(cw)
+
+    # When the alarm is set to ALARM by hand, twice
+    cw.set_alarm_state(AlarmName="latency", StateValue="ALARM", StateReason="drill")
+    cw.set_alarm_state(AlarmName="latency", StateValue="ALARM", StateReason="drill again")
+
+    # Then one event tells the change
+    [event] = invoker.events()
+    assert event["detail"]["state"]["value"] == "ALARM"
+    assert event["detail"]["state"]["reason"] == "drill"
+    assert event["detail"]["previousState"]["value"] == "INSUFFICIENT_DATA"
+
+
+def test_uninstall_restores_moto(aws: None) -> None:
+    originals = (
+        CloudWatchBackend.set_alarm_state,
+        CloudWatchBackend.get_metric_statistics,
+        cloudwatch.Alarm.__init__,
+        Dimension.__lt__,
+    )
+
+    cloudwatch.install()()
+
+    assert originals == (
+        CloudWatchBackend.set_alarm_state,
+        CloudWatchBackend.get_metric_statistics,
+        cloudwatch.Alarm.__init__,
+        Dimension.__lt__,
+    )
+
+
+def test_metrics_go_straight_into_the_backend(aws: None) -> None:
+    emit("2", error=True, timestamp=datetime(2030, 1, 1, tzinfo=UTC))
+
+    data = cloudwatch_backends[ACCOUNT][REGION].metric_data
+
+    assert len(data) == 12  # 3 metrics x 4 dimension sets
+    assert {d.timestamp for d in data} == {datetime(2030, 1, 1)}

@@ -1,0 +1,344 @@
+"""The in-process Lambda runtime (modelgate.local.lambda_runtime) and its moto patches.
+
+Each test of a moto workaround fails without it: moto 5.2.1 echoes the payload, ignores
+Qualifier and alias weights, and sends no ExecutedVersion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from modelgate.local import LambdaInvokeError, LocalAWS, environ
+from modelgate.local.lambda_runtime import LambdaRuntime, WeightedRouter
+from modelgate.local.runtime import FAKE_CREDENTIALS, MOTO_CONFIG
+from modelgate.local.template import deploy
+
+
+
+def raw_invoke(local: LocalAWS, function: str, event: Any, **kwargs: Any) -> tuple[dict[str, Any], Any]:
+    response = local.client("lambda").invoke(
+        FunctionName=local.stack.function_name(function), Payload=json.dumps(event).encode(), **kwargs
+    )
+    body = response["Payload"].read()
+    return response, json.loads(body) if body else None
+
+
+@pytest.fixture(scope="module")
+def two_versions(local_aws: LocalAWS) -> LocalAWS:
+    """ServiceFunction: version 1 (MODEL_CONFIG=v1, behind `live`) and version 2 (v2)."""
+    lam = local_aws.client("lambda")
+    name = local_aws.stack.function_name("ServiceFunction")
+    config = lam.get_function_configuration(FunctionName=name)
+    variables = {**config["Environment"]["Variables"], "MODEL_CONFIG": "v2"}
+    lam.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
+    assert lam.publish_version(FunctionName=name)["Version"] == "2"
+    return local_aws
+
+
+# ------------------------------------------------------------------ handler, context, env
+def test_invoke_runs_the_real_handler_with_the_template_environment_and_a_context(local_aws: LocalAWS) -> None:
+    # Given the fixture stack
+    name = local_aws.stack.function_name("EchoFunction")
+    # When Echo is invoked
+    result = local_aws.invoke("EchoFunction", {"a": 1})
+    # Then its handler ran (not moto's echo) with the template's environment and a context
+    assert result["module"] == "echo"
+    assert result["event"] == {"a": 1}
+    assert result["env"] == {
+        "WHO": "echo",
+        "TABLE_NAME": local_aws.stack.physical_id("Table"),
+        "STAGE": "dev",
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+    }
+    context = result["context"]
+    assert context["function_name"] == name
+    assert context["function_version"] == "$LATEST"
+    assert context["invoked_function_arn"].endswith(f":function:{name}")
+    assert context["memory_limit_in_mb"] == 256
+    assert context["log_group_name"] == f"/aws/lambda/{name}"
+    assert "[$LATEST]" in context["log_stream_name"]
+    assert 0 < context["remaining_ms"] <= 5000
+    # And the layer's package was importable, as /opt/python is on Lambda
+    assert result["layer"] == "from-layer"
+
+
+def test_each_function_imports_its_own_app_and_sibling_modules(local_aws: LocalAWS) -> None:
+    # Given two functions whose code is app.py + helpers.py each
+    # When both are invoked
+    echo = local_aws.invoke("EchoFunction", {})
+    other = local_aws.invoke("OtherFunction", {})
+    # Then each ran its own module and its own sibling
+    assert (echo["module"], echo["helpers"]) == ("echo", "echo-helpers")
+    assert (other["module"], other["helpers"]) == ("other", "other-helpers")
+
+
+def test_environments_stay_apart_between_concurrent_invocations(local_aws: LocalAWS) -> None:
+    # Given a variable in the test process that no function declares
+    os.environ["LEAK_CHECK"] = "from-the-test-process"
+    try:
+        # When Echo (WHO=echo) and Other (WHO=other) run at the same time, many times
+        def call(function: str) -> tuple[str, Any]:
+            return function, local_aws.invoke(function, {"sleep": 0.05, "set_env": "x"})
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(call, ["EchoFunction", "OtherFunction"] * 8))
+    finally:
+        del os.environ["LEAK_CHECK"]
+    # Then every invocation saw its own function's environment, also in threads it started
+    for function, result in results:
+        if function == "EchoFunction":
+            assert result["env"]["WHO"] == "echo"
+            assert result["env_from_thread"] == "echo"
+            assert result["leaked"] is None  # the sandbox hides the host's variables
+        else:
+            assert result["who"] == "other"
+    # And nothing a handler wrote reached the process environment
+    assert "SET_BY_HANDLER" not in os.environ
+    assert "WHO" not in os.environ
+
+
+def test_module_code_runs_at_cold_start_with_the_function_environment(local_aws: LocalAWS) -> None:
+    result = local_aws.invoke("EchoFunction", {})
+    assert result["cold_start_who"] == "echo"
+
+
+def test_first_invocation_is_a_cold_start_and_later_ones_are_warm(local_aws: LocalAWS) -> None:
+    # Given a function nobody invoked yet in this module
+    # When it is invoked twice
+    local_aws.invoke("TokenFunction", {})
+    local_aws.invoke("TokenFunction", {})
+    # Then the log says cold, then warm
+    records = local_aws.invocations("TokenFunction")
+    assert [r.cold_start for r in records[-2:]] == [True, False]
+
+
+# ------------------------------------------------------------------ versions and aliases
+def test_qualifier_selects_the_version_and_its_own_environment(two_versions: LocalAWS) -> None:
+    # Given version 1 (v1) and version 2 (v2) of ServiceFunction
+    # When each is invoked by Qualifier, and unqualified
+    first, first_body = raw_invoke(two_versions, "ServiceFunction", {}, Qualifier="1")
+    second, second_body = raw_invoke(two_versions, "ServiceFunction", {}, Qualifier="2")
+    latest, latest_body = raw_invoke(two_versions, "ServiceFunction", {})
+    # Then the version asked for ran, with the environment it was published with
+    assert first_body == {"version": "1", "config": "v1"}
+    assert second_body == {"version": "2", "config": "v2"}
+    assert latest_body == {"version": "$LATEST", "config": "v2"}
+    # And the response says which version executed
+    assert (first["ExecutedVersion"], second["ExecutedVersion"], latest["ExecutedVersion"]) == ("1", "2", "$LATEST")
+
+
+def test_qualifier_in_the_function_arn_works_too(two_versions: LocalAWS) -> None:
+    arn = two_versions.stack.function("ServiceFunction").arn
+    response = two_versions.client("lambda").invoke(FunctionName=f"{arn}:2", Payload=b"{}")
+    assert response["ExecutedVersion"] == "2"
+
+
+def test_alias_weights_route_a_deterministic_share_to_the_extra_version(two_versions: LocalAWS) -> None:
+    # Given the live alias on version 1 with 10 % on version 2
+    lam = two_versions.client("lambda")
+    name = two_versions.stack.function_name("ServiceFunction")
+    lam.update_alias(FunctionName=name, Name="live", FunctionVersion="1", RoutingConfig={"AdditionalVersionWeights": {"2": 0.1}})
+    try:
+        # When the alias is invoked 1000 times
+        executed = Counter(
+            lam.invoke(FunctionName=name, Qualifier="live", Payload=b"{}")["ExecutedVersion"] for _ in range(1000)
+        )
+    finally:
+        lam.update_alias(FunctionName=name, Name="live", FunctionVersion="1", RoutingConfig={"AdditionalVersionWeights": {}})
+    # Then exactly 100 went to the canary
+    assert executed == {"1": 900, "2": 100}
+
+
+def test_alias_without_weights_runs_its_version(two_versions: LocalAWS) -> None:
+    response, body = raw_invoke(two_versions, "ServiceFunction", {}, Qualifier="live")
+    assert response["ExecutedVersion"] == "1"
+    assert body["version"] == "1"
+
+
+def test_unknown_function_and_alias_are_resource_not_found(local_aws: LocalAWS) -> None:
+    lam = local_aws.client("lambda")
+    with pytest.raises(ClientError) as unknown_function:
+        lam.invoke(FunctionName="no-such-function", Payload=b"{}")
+    with pytest.raises(ClientError) as unknown_alias:
+        lam.invoke(FunctionName=local_aws.stack.function_name("EchoFunction"), Qualifier="nope", Payload=b"{}")
+    assert unknown_function.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert unknown_alias.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+# ------------------------------------------------------------------ errors
+def test_an_exception_is_reported_like_the_python_runtime(local_aws: LocalAWS) -> None:
+    # When a handler raises a named domain error
+    response, body = raw_invoke(local_aws, "FailFunction", {"kind": "gate", "accuracy": 0.5})
+    # Then Invoke reports an Unhandled function error with the runtime's payload
+    assert response["StatusCode"] == 200
+    assert response["FunctionError"] == "Unhandled"
+    assert set(body) == {"errorMessage", "errorType", "requestId", "stackTrace"}
+    assert body["errorType"] == "GateFailed"
+    assert body["errorMessage"] == "accuracy 0.5 below 0.9"
+    assert body["requestId"] == local_aws.invocations("FailFunction")[-1].request_id
+    # And the stack trace is the handler's, without the local runtime's frames
+    assert any("in _judge" in line for line in body["stackTrace"])
+    assert not any("lambda_runtime.py" in line for line in body["stackTrace"])
+
+
+def test_local_invoke_raises_lambda_invoke_error_with_the_error_type(local_aws: LocalAWS) -> None:
+    with pytest.raises(LambdaInvokeError) as raised:
+        local_aws.invoke("FailFunction", {"kind": "gate"})
+    assert raised.value.error_type == "GateFailed"
+    assert "below 0.9" in raised.value.error_message
+
+
+def test_a_result_that_is_not_json_is_a_marshal_error(local_aws: LocalAWS) -> None:
+    with pytest.raises(LambdaInvokeError) as raised:
+        local_aws.invoke("FailFunction", {"kind": "unserialisable"})
+    assert raised.value.error_type == "Runtime.MarshalError"
+
+
+def test_the_function_timeout_is_enforced_in_real_seconds(local_aws: LocalAWS) -> None:
+    # Given FailFunction's Timeout of 1 s and a handler that sleeps 5 s
+    started = time.monotonic()
+    with pytest.raises(LambdaInvokeError) as raised:
+        local_aws.invoke("FailFunction", {"kind": "timeout"})
+    elapsed = time.monotonic() - started
+    # Then the invocation ends after about a second with the sandbox's timeout error
+    assert raised.value.error_type == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in raised.value.error_message
+    assert 0.9 <= elapsed < 4.0
+
+
+# ------------------------------------------------------------------ invocation types
+def test_event_invocation_returns_202_and_runs_in_the_background(local_aws: LocalAWS, poll: Any) -> None:
+    before = len(local_aws.invocations("OtherFunction"))
+    response, _ = raw_invoke(local_aws, "OtherFunction", {"sleep": 0.05}, InvocationType="Event")
+    assert response["StatusCode"] == 202
+    records = poll(lambda: local_aws.invocations("OtherFunction")[before:], what="the async invocation")
+    assert records[0].invocation_type == "Event"
+    assert records[0].error_type is None
+
+
+def test_dry_run_checks_without_running(local_aws: LocalAWS) -> None:
+    before = len(local_aws.invocations("OtherFunction"))
+    response, _ = raw_invoke(local_aws, "OtherFunction", {}, InvocationType="DryRun")
+    assert response["StatusCode"] == 204
+    assert len(local_aws.invocations("OtherFunction")) == before
+
+
+# ------------------------------------------------------------------ metrics sink, layers
+class RecordingSink:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, **kwargs: Any) -> None:
+        with self.lock:
+            self.calls.append(kwargs)
+
+
+@pytest.fixture
+def bare_runtime(monkeypatch: pytest.MonkeyPatch, fixture_template: Any) -> Iterator[tuple[LambdaRuntime, RecordingSink, Any]]:
+    """The runtime alone on moto (no LocalAWS), with a recording metrics sink."""
+    for key, value in {**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    sink = RecordingSink()
+    with mock_aws(config=MOTO_CONFIG):
+        runtime = LambdaRuntime(metrics_sink=sink)
+        runtime.install()
+        try:
+            clients: dict[str, Any] = {}
+            stack = deploy(
+                fixture_template,
+                client=lambda s: clients.setdefault(s, boto3.client(s, region_name="us-east-1")),
+                stack_name=f"bare-{uuid.uuid4().hex[:8]}",  # a module-scoped LocalAWS may share moto
+                region="us-east-1",
+                account_id="123456789012",
+                runtime=runtime,
+            )
+            yield runtime, sink, stack
+        finally:
+            runtime.uninstall()
+
+
+def test_every_invocation_reaches_the_metrics_sink(bare_runtime: tuple[LambdaRuntime, RecordingSink, Any]) -> None:
+    runtime, sink, stack = bare_runtime
+    lam = boto3.client("lambda", region_name="us-east-1")
+    name = stack.function_name("ServiceFunction")
+    # When the function is invoked through its alias, by version, unqualified, and fails
+    lam.invoke(FunctionName=name, Qualifier="live", Payload=b"{}")
+    lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")
+    lam.invoke(FunctionName=name, Payload=b"{}")
+    lam.invoke(FunctionName=stack.function_name("FailFunction"), Payload=b'{"kind": "gate"}')
+    # Then the sink saw each with its resource, executed version, duration and error flag
+    seen = [(c["function_name"], c["resource"], c["executed_version"], c["error"]) for c in sink.calls]
+    assert seen == [
+        (name, f"{name}:live", "1", False),
+        (name, f"{name}:1", "1", False),
+        (name, None, "$LATEST", False),
+        (stack.function_name("FailFunction"), None, "$LATEST", True),
+    ]
+    assert all(c["duration_ms"] >= 0 and c["account_id"] == "123456789012" and c["region"] == "us-east-1" for c in sink.calls)
+
+
+def test_functions_with_layers_can_be_created_on_the_docker_free_backend(
+    bare_runtime: tuple[LambdaRuntime, RecordingSink, Any],
+) -> None:
+    # moto looks layers up in the Docker backend; the patch uses the backend in use
+    _, _, stack = bare_runtime
+    config = boto3.client("lambda", region_name="us-east-1").get_function_configuration(
+        FunctionName=stack.function_name("EchoFunction")
+    )
+    layers = [r.physical_id for r in stack.resources.values() if r.type == "AWS::Lambda::LayerVersion"]
+    assert [layer["Arn"] for layer in config["Layers"]] == layers
+
+
+# ------------------------------------------------------------------ pure parts
+def test_weighted_router_spreads_exactly_and_resets_when_weights_change() -> None:
+    router = WeightedRouter()
+    picks = [router.pick("alias", "1", {"2": 0.25}) for _ in range(400)]
+    assert Counter(picks) == {"1": 300, "2": 100}
+    assert all(picks[i : i + 4].count("2") == 1 for i in range(0, 400, 4))  # smooth: spread, not bunched
+    assert Counter(router.pick("alias", "1", {"2": 0.5}) for _ in range(10)) == {"1": 5, "2": 5}
+    assert router.pick("alias", "1", {}) == "1"
+    with pytest.raises(ValueError):
+        router.pick("alias", "1", {"2": 0.7, "3": 0.6})
+
+
+def test_environ_overlay_is_per_context_and_inherited_by_threads() -> None:
+    was_installed = environ.is_installed()
+    environ.install()
+    try:
+        os.environ["BASE_ONLY"] = "base"
+        seen: dict[str, Any] = {}
+        with environ.overlay({"WHO": "a"}):
+            assert os.environ["WHO"] == "a"
+            assert os.getenv("BASE_ONLY") is None  # hidden: not a pass-through key
+            assert os.environ.get("AWS_DEFAULT_REGION") == os.environ.get("AWS_DEFAULT_REGION")
+            os.environ["WRITTEN"] = "inside"
+            thread = threading.Thread(target=lambda: seen.update(who=os.environ.get("WHO"), written=os.environ.get("WRITTEN")))
+            thread.start()
+            thread.join()
+            with environ.overlay({"WHO": "b"}):
+                assert os.environ["WHO"] == "b"
+            assert os.environ["WHO"] == "a"
+            del os.environ["WHO"]
+            assert "WHO" not in os.environ
+        assert seen == {"who": "a", "written": "inside"}
+        assert "WRITTEN" not in os.environ
+        assert os.environ["BASE_ONLY"] == "base"
+    finally:
+        os.environ.pop("BASE_ONLY", None)
+        environ.uninstall()
+    assert environ.is_installed() == was_installed

@@ -1,0 +1,258 @@
+"""Step Functions on the embedded AWS: the real ASL runs, with the interpreter patches.
+
+Timing tests assert order and loose bounds only: at time factor 0.01 a nominal 100 s wait
+takes about 1 s; without the patch it would take 100 s and hit the poll timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from modelgate.local import LocalAWS
+from modelgate.local.stepfunctions import StepFunctionsPatches, decode_cause, failure_of, history_path, wait_for_execution
+
+
+def start(local: LocalAWS, machine_arn: str, payload: dict[str, Any], name: str | None = None) -> str:
+    args: dict[str, Any] = {"stateMachineArn": machine_arn, "input": json.dumps(payload)}
+    if name:
+        args["name"] = name
+    return str(local.client("stepfunctions").start_execution(**args)["executionArn"])
+
+
+def machine(local: LocalAWS, definition: dict[str, Any]) -> str:
+    """An ad-hoc state machine next to the stack's (same role)."""
+    role = local.client("iam").get_role(RoleName=local.stack.physical_id("MachineRole"))["Role"]["Arn"]
+    return str(
+        local.client("stepfunctions").create_state_machine(
+            name=f"adhoc-{uuid.uuid4().hex[:10]}", definition=json.dumps(definition), roleArn=role
+        )["stateMachineArn"]
+    )
+
+
+def lambda_task(function_arn: str, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": function_arn, "Payload": payload},
+        **extra,
+    }
+
+
+def timed_run(local: LocalAWS, machine_arn: str, payload: dict[str, Any], timeout: float = 20.0) -> tuple[dict[str, Any], float]:
+    started = time.monotonic()
+    arn = start(local, machine_arn, payload)
+    description = local.wait_for_execution(arn, timeout=timeout)
+    return description, time.monotonic() - started
+
+
+# ------------------------------------------------------------------ the machine runs
+def test_definition_substitutions_are_applied(local_aws: LocalAWS) -> None:
+    definition = local_aws.client("stepfunctions").describe_state_machine(
+        stateMachineArn=local_aws.stack.physical_id("Machine")
+    )["definition"]
+    assert local_aws.stack.function("EchoFunction").arn in definition
+    assert "${" not in definition
+    assert '"$$.Task.Token"' in definition
+
+
+def test_the_state_machine_executes_real_lambda_tasks(local_aws: LocalAWS) -> None:
+    # When an execution takes the default branch
+    arn = start(local_aws, local_aws.stack.outputs["MachineArn"], {"mode": "echo", "n": 1})
+    description = local_aws.wait_for_execution(arn)
+    # Then it succeeded through the Echo task, whose handler really ran
+    assert description["status"] == "SUCCEEDED"
+    assert json.loads(description["output"]) == {"echo": {"mode": "echo", "n": 1}}
+    assert local_aws.history_path(arn) == ["Route", "Echo"]
+
+
+def test_a_domain_error_is_caught_by_its_name(local_aws: LocalAWS) -> None:
+    # When the Lambda task raises GateFailed
+    arn = start(local_aws, local_aws.stack.outputs["MachineArn"], {"mode": "gate", "accuracy": 0.4})
+    description = local_aws.wait_for_execution(arn)
+    # Then the ASL's Catch on "GateFailed" took it, with the runtime's error payload as cause
+    assert description["status"] == "SUCCEEDED"
+    output = json.loads(description["output"])
+    assert output["outcome"] == "rejected"
+    assert output["failure"]["Error"] == "GateFailed"
+    assert decode_cause(output["failure"]["Cause"])["errorMessage"] == "accuracy 0.4 below 0.9"
+    assert history_path(local_aws.client("stepfunctions"), arn) == ["Route", "Judge", "Rejected"]
+
+
+# ------------------------------------------------------------------ callbacks
+def test_send_task_failure_carries_the_cause(local_aws: LocalAWS, poll: Callable[..., Any], task_token: Callable[..., Any]) -> None:
+    # Given an execution waiting on a task token
+    arn = start(local_aws, local_aws.stack.outputs["MachineArn"], {"mode": "token", "raise": False})
+    token = poll(lambda: task_token(local_aws, arn), what="the task token")
+    # When the callback fails it with an error and a cause
+    local_aws.client("stepfunctions").send_task_failure(taskToken=token, error="ApprovalRejected", cause="alice: prompt leaks PII")
+    description = local_aws.wait_for_execution(arn)
+    # Then the task failure and the execution both say why
+    assert description["status"] == "FAILED"
+    assert (description["error"], description["cause"]) == ("ApprovalRejected", "alice: prompt leaks PII")
+    task_failed = [e["taskFailedEventDetails"] for e in local_aws.client("stepfunctions").get_execution_history(executionArn=arn)["events"] if "taskFailedEventDetails" in e]
+    assert task_failed[-1]["cause"] == "alice: prompt leaks PII"
+
+
+def test_a_callback_lambda_that_raises_fails_the_task_at_once(local_aws: LocalAWS) -> None:
+    # Given a waitForTaskToken task (TimeoutSeconds 86400 → 864 s real) whose Lambda raises
+    started = time.monotonic()
+    arn = start(local_aws, local_aws.stack.outputs["MachineArn"], {"mode": "token", "raise": True})
+    description = local_aws.wait_for_execution(arn, timeout=20)
+    # Then the task failed at once with the Lambda's errorType, not after the timeout
+    assert time.monotonic() - started < 15
+    assert description["status"] == "FAILED"
+    assert description["error"] == "ApprovalRequestFailed"
+
+
+def test_task_token_survives_fn_sub_in_an_inline_definition(
+    local_aws: LocalAWS, poll: Callable[..., Any], task_token: Callable[..., Any]
+) -> None:
+    # Given InlineMachine, whose definition is a Fn::Sub with "$$.Task.Token" and "${!X}"
+    machine_arn = local_aws.stack.physical_id("InlineMachine")
+    definition = local_aws.client("stepfunctions").describe_state_machine(stateMachineArn=machine_arn)["definition"]
+    assert '"token.$": "$$.Task.Token"' in definition
+    assert '"literal": "${NotSubstituted}"' in definition
+    # When it runs, the Lambda receives a real token, and the token completes the task
+    arn = start(local_aws, machine_arn, {})
+    token = poll(lambda: task_token(local_aws, arn), what="the task token")
+    local_aws.client("stepfunctions").send_task_success(taskToken=token, output=json.dumps({"approved": True}))
+    description = local_aws.wait_for_execution(arn)
+    assert description["status"] == "SUCCEEDED"
+    assert json.loads(description["output"]) == {"approved": True}
+
+
+# ------------------------------------------------------------------ time factor
+def test_a_wait_of_100_seconds_takes_about_one_second_at_factor_001(local_aws: LocalAWS) -> None:
+    description, elapsed = timed_run(local_aws, local_aws.stack.outputs["MachineArn"], {"mode": "wait", "seconds": 100})
+    assert description["status"] == "SUCCEEDED"
+    assert 0.8 <= elapsed < 10  # scaled, never skipped
+    assert local_aws.history_path(description["executionArn"]) == ["Route", "Pause", "Echo"]
+
+
+def test_a_wait_until_a_timestamp_is_scaled(local_aws: LocalAWS) -> None:
+    when = (datetime.now(timezone.utc) + timedelta(seconds=100)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    machine_arn = machine(local_aws, {"StartAt": "Until", "States": {"Until": {"Type": "Wait", "Timestamp": when, "End": True}}})
+    description, elapsed = timed_run(local_aws, machine_arn, {})
+    assert description["status"] == "SUCCEEDED"
+    assert 0.5 <= elapsed < 10
+
+
+def test_retry_intervals_are_scaled(local_aws: LocalAWS) -> None:
+    fail_arn = local_aws.stack.function("FailFunction").arn
+    task = lambda_task(
+        fail_arn,
+        {"kind": "flaky"},
+        Retry=[{"ErrorEquals": ["Flaky"], "IntervalSeconds": 100, "MaxAttempts": 1, "BackoffRate": 1.0}],
+        End=True,
+    )
+    machine_arn = machine(local_aws, {"StartAt": "Flaky", "States": {"Flaky": task}})
+    description, elapsed = timed_run(local_aws, machine_arn, {})
+    assert (description["status"], description["error"]) == ("FAILED", "Flaky")
+    assert 0.8 <= elapsed < 10
+    assert len([r for r in local_aws.invocations("FailFunction") if r.error_type == "Flaky"]) >= 2
+
+
+def test_a_callback_timeout_is_scaled_and_reports_states_timeout(local_aws: LocalAWS) -> None:
+    token_arn = local_aws.stack.function("TokenFunction").arn
+    task = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {"FunctionName": token_arn, "Payload": {"token.$": "$$.Task.Token"}},
+        "TimeoutSeconds": 100,
+        "End": True,
+    }
+    description, elapsed = timed_run(local_aws, machine(local_aws, {"StartAt": "Ask", "States": {"Ask": task}}), {})
+    assert (description["status"], description["error"]) == ("FAILED", "States.Timeout")
+    assert 0.8 <= elapsed < 10
+
+
+def test_heartbeat_expiry_is_scaled_and_reports_states_heartbeat_timeout(local_aws: LocalAWS) -> None:
+    token_arn = local_aws.stack.function("TokenFunction").arn
+    task = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {"FunctionName": token_arn, "Payload": {"token.$": "$$.Task.Token"}},
+        "TimeoutSeconds": 100_000,
+        "HeartbeatSeconds": 100,
+        "End": True,
+    }
+    description, elapsed = timed_run(local_aws, machine(local_aws, {"StartAt": "Ask", "States": {"Ask": task}}), {})
+    assert (description["status"], description["error"]) == ("FAILED", "States.HeartbeatTimeout")
+    assert 0.8 <= elapsed < 10
+
+
+def test_the_machine_timeout_is_scaled(local_aws: LocalAWS) -> None:
+    definition = {"TimeoutSeconds": 100, "StartAt": "Long", "States": {"Long": {"Type": "Wait", "Seconds": 100_000, "End": True}}}
+    description, elapsed = timed_run(local_aws, machine(local_aws, definition), {})
+    assert description["status"] == "TIMED_OUT"
+    assert 0.8 <= elapsed < 10
+
+
+def test_a_lambda_task_timeout_is_not_scaled_below_real_work(local_aws: LocalAWS) -> None:
+    # A 2 s task timeout would be 0.02 s at factor 0.01: shorter than the handler's real 0.3 s.
+    task = lambda_task(local_aws.stack.function("EchoFunction").arn, {"sleep": 0.3}, TimeoutSeconds=2, End=True)
+    description, _ = timed_run(local_aws, machine(local_aws, {"StartAt": "Work", "States": {"Work": task}}), {})
+    assert description["status"] == "SUCCEEDED"
+
+
+def test_a_lambda_task_timeout_is_scaled_above_the_floor(fixture_template: Any) -> None:
+    # With a 0.1 s floor, TimeoutSeconds 100 is 1 s real: a 3 s handler times the task out.
+    with LocalAWS(fixture_template, stack_name="floor", work_timeout_floor=0.1) as local:
+        task = lambda_task(local.stack.function("EchoFunction").arn, {"sleep": 3}, TimeoutSeconds=100, End=True)
+        description, elapsed = timed_run(local, machine(local, {"StartAt": "Work", "States": {"Work": task}}), {})
+    assert (description["status"], description["error"]) == ("FAILED", "States.Timeout")
+    assert 0.8 <= elapsed < 2.9
+
+
+def test_a_timestamp_wait_is_measured_in_utc(local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto compared the UTC timestamp with local time: 5 h off in a UTC-5 zone
+    monkeypatch.setenv("TZ", "EST5")
+    time.tzset()
+    try:
+        when = (datetime.now(timezone.utc) + timedelta(seconds=100)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        machine_arn = machine(local_aws, {"StartAt": "Until", "States": {"Until": {"Type": "Wait", "Timestamp": when, "End": True}}})
+        description, elapsed = timed_run(local_aws, machine_arn, {})
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert description["status"] == "SUCCEEDED"
+    assert elapsed < 10
+
+
+def test_patches_reject_a_factor_that_would_skip_waits() -> None:
+    with pytest.raises(ValueError):
+        StepFunctionsPatches(0)
+
+
+# ------------------------------------------------------------------ executions
+def test_unnamed_executions_get_unique_names(local_aws: LocalAWS) -> None:
+    machine_arn = local_aws.stack.outputs["MachineArn"]
+    sfn = local_aws.client("stepfunctions")
+    first = sfn.start_execution(stateMachineArn=machine_arn, input="{}")["executionArn"]
+    second = sfn.start_execution(stateMachineArn=machine_arn, input="{}")["executionArn"]
+    assert first != second
+    names = [arn.rsplit(":", 1)[1] for arn in (first, second)]
+    assert all(str(uuid.UUID(name)) == name for name in names)
+    for arn in (first, second):
+        local_aws.wait_for_execution(arn)
+
+
+def test_execution_names_are_validated(local_aws: LocalAWS) -> None:
+    with pytest.raises(ClientError):
+        start(local_aws, local_aws.stack.outputs["MachineArn"], {}, name="has spaces in it")
+
+
+def test_wait_for_execution_times_out_with_the_last_state(local_aws: LocalAWS) -> None:
+    arn = start(local_aws, local_aws.stack.outputs["MachineArn"], {"mode": "wait", "seconds": 100_000})
+    with pytest.raises(TimeoutError, match="Pause"):
+        wait_for_execution(local_aws.client("stepfunctions"), arn, timeout=0.3)
+    local_aws.client("stepfunctions").stop_execution(executionArn=arn)
+    assert local_aws.wait_for_execution(arn, timeout=5)["status"] == "ABORTED"

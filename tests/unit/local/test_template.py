@@ -1,0 +1,235 @@
+"""Deploying a template into moto from the template itself (modelgate.local.template)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelgate.local import LocalAWS, TemplateError
+from modelgate.local.template import _Resolver, translate
+
+
+def resolver(**parameters: Any) -> _Resolver:
+    template = {
+        "Conditions": {"IsProd": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}},
+        "Mappings": {"Sizes": {"dev": {"Memory": 256}}},
+        "Resources": {},
+    }
+    pseudo = {"AWS::StackName": "s", "AWS::Region": "eu-west-1", "AWS::AccountId": "111122223333", "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+    return _Resolver(template, {"Stage": "dev", **parameters}, pseudo)
+
+
+# ------------------------------------------------------------------ intrinsics (pure)
+def test_fn_sub_keeps_double_dollar_and_unescapes_bang_placeholders() -> None:
+    r = resolver()
+    assert r.resolve({"Fn::Sub": '{"token.$": "$$.Task.Token", "x": "${!Literal}", "r": "${AWS::Region}"}'}, "t") == (
+        '{"token.$": "$$.Task.Token", "x": "${Literal}", "r": "eu-west-1"}'
+    )
+    assert r.resolve({"Fn::Sub": ["${A}-${Stage}-${AWS::AccountId}", {"A": {"Ref": "AWS::StackName"}}]}, "t") == "s-dev-111122223333"
+
+
+def test_condition_functions_and_list_functions() -> None:
+    r = resolver()
+    assert r.resolve({"Fn::If": ["IsProd", 365, 30]}, "t") == 30
+    assert resolver(Stage="prod").resolve({"Fn::If": ["IsProd", 365, 30]}, "t") == 365
+    assert r.resolve({"Fn::Not": [{"Condition": "IsProd"}]}, "t") is True
+    assert r.resolve({"Fn::And": [{"Fn::Equals": ["a", "a"]}, {"Condition": "IsProd"}]}, "t") is False
+    assert r.resolve({"Fn::Or": [{"Fn::Equals": ["a", "b"]}, {"Fn::Equals": [{"Ref": "Stage"}, "dev"]}]}, "t") is True
+    assert r.resolve({"Fn::Join": ["/", ["a", {"Fn::Select": [2, {"Fn::Split": [",", "x,y,z"]}]}]]}, "t") == "a/z"
+    assert r.resolve({"Fn::FindInMap": ["Sizes", {"Ref": "Stage"}, "Memory"]}, "t") == 256
+    assert r.resolve({"Fn::Base64": "hi"}, "t") == "aGk="
+    assert r.resolve({"A": {"Ref": "AWS::NoValue"}, "B": [1, {"Ref": "AWS::NoValue"}]}, "t") == {"B": [1]}
+
+
+def test_unknown_references_and_intrinsics_are_clear_errors() -> None:
+    r = resolver()
+    with pytest.raises(TemplateError, match="unknown parameter or resource 'Nope'"):
+        r.resolve({"Ref": "Nope"}, "Thing")
+    with pytest.raises(TemplateError, match="Fn::ImportValue is not supported"):
+        r.resolve({"Fn::ImportValue": "x"}, "Thing")
+    with pytest.raises(TemplateError, match="unknown condition"):
+        r.resolve({"Fn::If": ["Nope", 1, 2]}, "Thing")
+
+
+def test_translate_replaces_local_paths_and_remembers_them(fixture_template: Path) -> None:
+    from modelgate.local.template import load_template
+
+    cfn, paths = translate(load_template(fixture_template), fixture_template.parent, region="us-east-1")
+    assert paths["EchoFunction"] == (fixture_template.parent / "functions/echo").resolve()
+    assert paths["Machine"] == (fixture_template.parent / "machine.asl.json").resolve()
+    assert cfn["Resources"]["EchoFunction"]["Properties"]["Code"] == {"S3Bucket": "modelgate-local-artifacts", "S3Key": "EchoFunction"}
+    assert "AWS::Serverless::Function" not in json.dumps(cfn)
+
+
+# ------------------------------------------------------------------ the fixture stack
+def test_every_resource_of_the_template_exists_in_moto(local_aws: LocalAWS) -> None:
+    stack = local_aws.stack
+    s3 = local_aws.client("s3")
+    bucket = stack.physical_id("Bucket")
+    # Physical names are generated like CloudFormation's
+    assert re.fullmatch(r"fixture-bucket-[a-z0-9]{12}", bucket)
+    assert re.fullmatch(r"fixture-Table-[A-Z0-9]{12}", stack.physical_id("Table"))
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    assert s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]["BlockPublicAcls"] is True
+    assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"][0]["Resource"][1] == f"arn:aws:s3:::{bucket}/*"
+    table = local_aws.client("dynamodb").describe_table(TableName=stack.physical_id("Table"))["Table"]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["by_service"]
+    assert local_aws.client("sns").get_topic_attributes(TopicArn=stack.physical_id("Topic"))["Attributes"]["TopicArn"]
+    groups = local_aws.client("logs").describe_log_groups(logGroupNamePrefix=stack.physical_id("LogGroup"))["logGroups"]
+    assert groups[0]["retentionInDays"] == 30  # !If [IsProd, 365, 30] with Stage=dev
+    alarm = local_aws.client("cloudwatch").describe_alarms(AlarmNames=[stack.physical_id("ErrorsAlarm")])["MetricAlarms"][0]
+    assert (alarm["MetricName"], alarm["Threshold"], alarm["Dimensions"]) == (
+        "Errors",
+        1.0,
+        [{"Name": "FunctionName", "Value": stack.function_name("EchoFunction")}],
+    )
+    rule = local_aws.client("events").describe_rule(Name=stack.physical_id("EchoFunctionUploaded"))
+    assert json.loads(rule["EventPattern"])["detail"]["bucket"]["name"] == [bucket]
+    targets = local_aws.client("events").list_targets_by_rule(Rule=stack.physical_id("EchoFunctionUploaded"))["Targets"]
+    assert targets[0]["Arn"] == stack.function("EchoFunction").arn
+    assert targets[0]["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 60}
+    alias = local_aws.client("lambda").get_alias(FunctionName=stack.function_name("ServiceFunction"), Name="live")
+    assert alias["FunctionVersion"] == "1"
+    assert "ProdOnlyTopic" not in stack.resources  # Condition: IsProd
+    assert stack.outputs == {
+        "BucketName": bucket,
+        "MachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:fixture-machine",
+        "Joined": "dev|b|not-prod",
+    }
+
+
+def test_parameter_values_are_resolved_with_fn_sub_in_both_forms(local_aws: LocalAWS) -> None:
+    stack = local_aws.stack
+    value = local_aws.client("ssm").get_parameter(Name="/fixture/fixture/registration")["Parameter"]["Value"]
+    assert json.loads(value) == {
+        "function": stack.function_name("ServiceFunction"),
+        "alarm": stack.physical_id("ErrorsAlarm"),
+        "greeting": "hello",
+        "region": "us-east-1",
+        "literal": "${Literal}",
+        "token": "$$.Task.Token",
+        "topic": stack.attribute("Topic", "TopicName"),
+        "prod": "no",
+    }
+
+
+def test_function_specs_say_where_the_code_is(local_aws: LocalAWS, fixtures_dir: Path) -> None:
+    spec = local_aws.stack.function("EchoFunction")
+    assert spec.code_dir == (fixtures_dir / "functions/echo").resolve()
+    assert spec.handler == "app.lambda_handler"
+    assert spec.layer_dirs == ((fixtures_dir / "layer").resolve(),)
+    assert spec.environment["WHO"] == "echo"
+    assert (spec.timeout, spec.memory_size) == (5, 256)
+    assert local_aws.stack.function(spec.function_name) is spec
+
+
+def test_the_bucket_sends_object_created_to_eventbridge(local_aws: LocalAWS, poll: Callable[..., Any]) -> None:
+    # Given a queue subscribed to the default bus, next to the stack's own rule
+    sqs = local_aws.client("sqs")
+    queue_url = sqs.create_queue(QueueName="s3-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = local_aws.client("events")
+    events.put_rule(Name="all-s3", EventPattern=json.dumps({"source": ["aws.s3"]}))
+    events.put_targets(Rule="all-s3", Targets=[{"Id": "q", "Arn": queue_arn}])
+    before = len(local_aws.invocations("EchoFunction"))
+    # When an object is uploaded to the stack's bucket
+    bucket = local_aws.stack.physical_id("Bucket")
+    local_aws.client("s3").put_object(Bucket=bucket, Key="releases/x/model-config.json", Body=b"{}")
+    # Then EventBridge got "Object Created" from the bucket
+    messages = poll(lambda: sqs.receive_message(QueueUrl=queue_url).get("Messages"), what="the S3 event")
+    event = json.loads(messages[0]["Body"])
+    assert (event["source"], event["detail-type"]) == ("aws.s3", "Object Created")
+    assert event["detail"]["bucket"]["name"] == bucket
+    assert event["detail"]["object"]["key"] == "releases/x/model-config.json"
+    # And the stack's rule delivered it to its Lambda target
+    records = poll(lambda: local_aws.invocations("EchoFunction")[before:], what="the Lambda target")
+    assert records[0].invocation_type == "Event"
+
+
+# ------------------------------------------------------------------ overrides and errors
+def test_parameter_overrides_and_conditions(fixture_template: Path) -> None:
+    with LocalAWS(fixture_template, stack_name="prod-fixture", parameters={"Stage": "prod", "Greeting": "hi"}) as local:
+        stack = local.stack
+        assert "ProdOnlyTopic" in stack.resources
+        assert stack.outputs["ProdTopic"] == stack.physical_id("ProdOnlyTopic")
+        assert stack.outputs["Joined"] == "prod|b|prod"
+        groups = local.client("logs").describe_log_groups(logGroupNamePrefix=stack.physical_id("LogGroup"))["logGroups"]
+        assert groups[0]["retentionInDays"] == 365
+        assert local.invoke("EchoFunction", {})["env"]["STAGE"] == "prod"
+
+
+def test_bad_parameters_are_rejected(fixture_template: Path) -> None:
+    with pytest.raises(TemplateError, match="not one of"):
+        with LocalAWS(fixture_template, parameters={"Stage": "qa"}):
+            pass
+    with pytest.raises(TemplateError, match="not declared"):
+        with LocalAWS(fixture_template, parameters={"Nope": "x"}):
+            pass
+
+
+def write(tmp_path: Path, resources: str) -> Path:
+    path = tmp_path / "template.yaml"
+    path.write_text('AWSTemplateFormatVersion: "2010-09-09"\nResources:\n' + resources)
+    return path
+
+
+def test_an_unsupported_resource_type_is_named(tmp_path: Path) -> None:
+    template = write(tmp_path, "  Queue:\n    Type: AWS::SQS::Queue\n")
+    with pytest.raises(TemplateError, match=r"Queue: resource type AWS::SQS::Queue is not supported"):
+        with LocalAWS(template):
+            pass
+
+
+def test_an_unsupported_attribute_is_named(tmp_path: Path) -> None:
+    template = write(
+        tmp_path,
+        "  Topic:\n    Type: AWS::SNS::Topic\n"
+        "  Param:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Type: String\n"
+        "      Value: !GetAtt Topic.Nonsense\n",
+    )
+    with pytest.raises(TemplateError, match=r"Fn::GetAtt Topic.Nonsense is not supported locally for AWS::SNS::Topic"):
+        with LocalAWS(template):
+            pass
+
+
+def test_a_missing_definition_substitution_is_named(tmp_path: Path) -> None:
+    (tmp_path / "m.asl.json").write_text('{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "${MissingArn}", "End": true}}}')
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        'AWSTemplateFormatVersion: "2010-09-09"\nTransform: AWS::Serverless-2016-10-31\nResources:\n'
+        "  M:\n    Type: AWS::Serverless::StateMachine\n    Properties:\n      DefinitionUri: m.asl.json\n"
+        "      DefinitionSubstitutions:\n        OtherArn: x\n"
+    )
+    with pytest.raises(TemplateError, match="DefinitionSubstitutions has no value for MissingArn"):
+        with LocalAWS(template):
+            pass
+
+
+# ------------------------------------------------------------------ the real template
+def test_the_real_template_deploys_and_its_functions_have_code(repo_root: Path) -> None:
+    # The project's template.yaml, as `sam deploy` would get it, with the local model provider
+    with LocalAWS(repo_root / "template.yaml", parameters={"ModelProvider": "local"}) as local:
+        stack = local.stack
+        template_functions = [k for k, r in stack.resources.items() if r.type == "AWS::Lambda::Function"]
+        assert template_functions and set(template_functions) == set(stack.functions)
+        for spec in stack.functions.values():
+            assert spec.code_dir is not None and (spec.code_dir / "app.py").is_file(), spec.logical_id
+            assert spec.layer_dirs == ((repo_root / "src").resolve(),)
+        # The pipeline is in the executing backend, every ARN substituted
+        definition = local.client("stepfunctions").describe_state_machine(
+            stateMachineArn=stack.outputs["ReleasePipelineArn"]
+        )["definition"]
+        assert "${" not in definition
+        json.loads(definition)
+        # Alarms and the live alias exist (moto's CloudFormation would skip them)
+        alarms = {a["AlarmName"] for a in local.client("cloudwatch").describe_alarms()["MetricAlarms"]}
+        assert {stack.physical_id("SampleServiceErrorsAlarm"), stack.physical_id("SampleServiceLatencyAlarm")} <= alarms
+        service = stack.function_name("SampleServiceFunction")
+        assert local.client("lambda").get_alias(FunctionName=service, Name="live")["FunctionVersion"] == "1"
+        assert stack.functions["SampleServiceFunction"].environment["MODEL_PROVIDER"] == "local"
