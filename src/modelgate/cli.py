@@ -58,6 +58,37 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a release folder before anything is uploaded (what an engineer runs before pushing)."""
+    from modelgate.evaluation import format_side
+    from modelgate.local_eval import run_local_eval
+    from modelgate.models import ReleasePolicy
+    from modelgate.report import render_html
+    from modelgate.scorers import scoring_models_for
+
+    policy = (
+        ReleasePolicy.model_validate_json(Path(args.policy).read_text()) if args.policy else ReleasePolicy()
+    )
+    report, verdict = run_local_eval(
+        Path(args.directory),
+        Path(args.dataset),
+        live_dir=Path(args.live) if args.live else None,
+        policy=policy,
+        concurrency=args.concurrency,
+        scoring_models=scoring_models_for(args.scoring) if args.scoring else None,
+    )
+    summary = report.summary()
+    for name, metrics in summary["sides"].items():
+        print(format_side(name, metrics))
+    for criterion in verdict.criteria:
+        print(f"{criterion.verdict:15} {criterion.name}: {criterion.message}")
+    if args.html:
+        Path(args.html).write_text(render_html(report, verdict, title=f"{args.directory} evaluation"))
+        print(f"report: {args.html}")
+    print("gate: PASS" if verdict.passed else "gate: FAIL")
+    return 0 if verdict.passed else 1
+
+
 def cmd_dataset(args: argparse.Namespace) -> int:
     from modelgate.control import put_dataset
 
@@ -112,6 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("release")
         p.add_argument("--comment", default="")
         p.set_defaults(func=cmd_decide)
+
+    p = sub.add_parser("eval", help="evaluate a release folder locally against a dataset (and the live folder), before pushing")
+    p.add_argument("directory", help="release folder with model-config.json")
+    p.add_argument("--dataset", required=True, help="JSONL dataset")
+    p.add_argument("--live", help="the live release's folder, evaluated on the same cases")
+    p.add_argument("--policy", help="gate policy JSON (default: the built-in default policy)")
+    p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument("--scoring", choices=["local", "bedrock"], help="models for semantic / llm_judge scorers")
+    p.add_argument("--html", help="write the HTML report here")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("dataset", help="upload a service's evaluation dataset (JSONL)")
     p.add_argument("service")

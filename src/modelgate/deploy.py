@@ -169,8 +169,10 @@ def canary_invocations(
     cloudwatch: Any, *, function_name: str, alias: str, version: str, since: datetime
 ) -> int:
     """How many invocations through the alias the candidate version served since `since`."""
-    end = datetime.now(timezone.utc) + timedelta(minutes=1)
-    start = since.replace(second=0, microsecond=0) - timedelta(minutes=1)
+    now = datetime.now(timezone.utc)
+    end = now + timedelta(minutes=1)
+    # A canary start "in the future" (clock skew between hosts) must not make an empty window.
+    start = min(since, now).replace(second=0, microsecond=0) - timedelta(minutes=1)
     response = cloudwatch.get_metric_statistics(
         Namespace="AWS/Lambda",
         MetricName="Invocations",

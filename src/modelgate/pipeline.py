@@ -23,6 +23,7 @@ from modelgate.errors import (
     ConfigurationError,
     DatasetInvalid,
     DecisionConflict,
+    EvaluationFailed,
     ManifestInvalid,
     NotEnoughEvidence,
 )
@@ -330,11 +331,17 @@ def invoke_version(lambda_client: Any, function_name: str, version: str, inputs:
 
 def gate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     assert ctx.policy is not None and ctx.evaluation is not None
-    body = deps.s3.get_object(
-        Bucket=deps.settings.artifact_bucket,
-        Key=ctx.evaluation["report_key"],
-        **({"VersionId": v} if (v := ctx.evaluation.get("report_version")) else {}),
-    )["Body"].read()
+    try:
+        body = deps.s3.get_object(
+            Bucket=deps.settings.artifact_bucket,
+            Key=ctx.evaluation["report_key"],
+            **({"VersionId": v} if (v := ctx.evaluation.get("report_version")) else {}),
+        )["Body"].read()
+    except ClientError as exc:
+        raise EvaluationFailed(
+            f"evaluation report s3://{deps.settings.artifact_bucket}/{ctx.evaluation['report_key']} "
+            f"can't be read: {exc.response['Error']['Code']}"
+        ) from exc
     report = evaluation.EvaluationReport.model_validate_json(body)
     verdict = evaluation.judge(report, ctx.policy)
     html_key = ctx.evaluation["report_key"].rsplit("/", 1)[0] + "/evaluation.html"

@@ -89,10 +89,10 @@ class OverlayEnviron(os._Environ):  # type: ignore[type-arg]  # os._Environ is g
     def __init__(self, base: os._Environ) -> None:  # type: ignore[type-arg]
         super().__init__(
             base._data,  # type: ignore[attr-defined]
-            base.encodekey,  # type: ignore[attr-defined]
-            base.decodekey,  # type: ignore[attr-defined]
-            base.encodevalue,  # type: ignore[attr-defined]
-            base.decodevalue,  # type: ignore[attr-defined]
+            base.encodekey,
+            base.decodekey,
+            base.encodevalue,
+            base.decodevalue,
         )
 
     def __getitem__(self, key: str) -> str:

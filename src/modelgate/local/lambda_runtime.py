@@ -296,9 +296,10 @@ class LambdaRuntime:
 
             backend = get_backend(function.account_id, function.region)
             versions = [backend.layers_versions_by_arn(arn) for arn in layer_version_arns]
-            if not all(versions):
+            found = [lv for lv in versions if lv is not None]
+            if len(found) != len(versions):
                 raise UnknownLayerVersionException(layer_version_arns)
-            return [{"Arn": lv.arn, "CodeSize": lv.code_size} for lv in versions]
+            return [{"Arn": lv.arn, "CodeSize": lv.code_size} for lv in found]
 
         stack = contextlib.ExitStack()
         stack.enter_context(mock.patch.object(LambdaResponse, "invoke", response_invoke))
@@ -416,7 +417,8 @@ class LambdaRuntime:
                 raise UnknownFunctionException(invoked_arn)
             return _Target(account_id, region, name, qualifier, qualifier, invoked_arn, resource, version_config)
         alias = backend.get_alias(qualifier, name)  # raises ResourceNotFound for an unknown alias
-        weights = ((alias.routing_config or {}).get("AdditionalVersionWeights") or {})
+        routing: Any = alias.routing_config  # the RoutingConfig dict as Create/UpdateAlias sent it
+        weights = (routing.get("AdditionalVersionWeights") if isinstance(routing, dict) else None) or {}
         version = self._router.pick(alias.arn, str(alias.function_version), weights)
         config = latest if version == "$LATEST" else backend._lambdas._get_version(name, version)
         if config is None:
@@ -438,60 +440,18 @@ class LambdaRuntime:
             )
 
     def _execute(self, target: _Target, event: Any, request_id: str, invocation_type: str) -> InvokeResult:
-        config = target.config
         started_at = datetime.now(timezone.utc)
         start = time.monotonic()
-        timeout = float(config.timeout or 3)
         cold_start = False
-        error_type: str | None = None
-        error_message: str | None = None
         try:
             env, cold_start = self._environment_for(target)
-        except _HandlerError as exc:
-            payload_obj: dict[str, Any] = {
-                "errorMessage": str(exc),
-                "errorType": exc.error_type,
-                "requestId": request_id,
-                "stackTrace": exc.stack,
-            }
-            error_type, error_message = exc.error_type, str(exc)
-            result = InvokeResult(200, _dumps(payload_obj), target.executed_version, request_id, "Unhandled")
-        else:
-            context = LambdaContext(
-                function_name=target.function_name,
-                function_version=target.executed_version,
-                invoked_function_arn=target.invoked_arn,
-                memory_limit_in_mb=int(config.memory_size),
-                aws_request_id=request_id,
-                log_group_name=f"/aws/lambda/{target.function_name}",
-                log_stream_name=env.log_stream_name,
-                deadline=start + timeout,
-            )
-            variables = self._variables(target, env.log_stream_name)
-            outcome = _run_with_timeout(env.handler, event, context, variables, timeout, f"lambda:{target.function_name}:{request_id}")
-            if outcome.timed_out:
-                error_type = "Sandbox.Timedout"
-                error_message = f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds"
-                LOG.warning("%s timed out after %.2f s; its thread is left to finish", target.invoked_arn, timeout)
-                body = _dumps({"errorType": error_type, "errorMessage": error_message})
-                result = InvokeResult(200, body, target.executed_version, request_id, "Unhandled")
-            elif outcome.error is not None:
-                exc = outcome.error
-                error_type = "Runtime.ExitError" if isinstance(exc, SystemExit) else type(exc).__name__
-                error_message = str(exc)
-                body = _dumps(
-                    {"errorMessage": error_message, "errorType": error_type, "requestId": request_id, "stackTrace": _stack(exc)}
-                )
-                result = InvokeResult(200, body, target.executed_version, request_id, "Unhandled")
-            else:
-                try:
-                    body = _dumps(outcome.value)
-                except (TypeError, ValueError) as exc:
-                    error_type, error_message = "Runtime.MarshalError", f"Unable to marshal response: {exc}"
-                    body = _dumps({"errorMessage": error_message, "errorType": error_type, "requestId": request_id, "stackTrace": []})
-                    result = InvokeResult(200, body, target.executed_version, request_id, "Unhandled")
-                else:
-                    result = InvokeResult(200, body, target.executed_version, request_id)
+            body, error = self._call(target, env, event, request_id, start)
+        except _HandlerError as exc:  # the runtime could not load the handler
+            body, error = b"", (exc.error_type, str(exc), exc.stack)
+        if error is not None:
+            error_type, error_message, stack = error
+            body = _dumps({"errorMessage": error_message, "errorType": error_type, "requestId": request_id, "stackTrace": stack})
+        result = InvokeResult(200, body, target.executed_version, request_id, "Unhandled" if error else None)
         duration_ms = (time.monotonic() - start) * 1000.0
         self._record(
             InvocationRecord(
@@ -503,8 +463,8 @@ class LambdaRuntime:
                 started_at=started_at,
                 duration_ms=duration_ms,
                 cold_start=cold_start,
-                error_type=error_type,
-                error_message=error_message,
+                error_type=error[0] if error else None,
+                error_message=error[1] if error else None,
             )
         )
         if self._metrics_sink is not None:
@@ -516,15 +476,42 @@ class LambdaRuntime:
                     resource=target.resource,
                     executed_version=target.executed_version,
                     duration_ms=duration_ms,
-                    error=result.function_error is not None,
+                    error=error is not None,
                     timestamp=started_at,
                 )
             except Exception:
                 LOG.exception("emitting Lambda metrics for %s failed", target.invoked_arn)
                 raise
-        if invocation_type == "Event":
-            return dataclasses.replace(result, status_code=202)
         return result
+
+    def _call(
+        self, target: _Target, env: _Environment, event: Any, request_id: str, start: float
+    ) -> tuple[bytes, tuple[str, str, list[str]] | None]:
+        """Run the handler; (JSON result, None) or (b"", (errorType, errorMessage, stackTrace))."""
+        timeout = float(target.config.timeout or 3)
+        context = LambdaContext(
+            function_name=target.function_name,
+            function_version=target.executed_version,
+            invoked_function_arn=target.invoked_arn,
+            memory_limit_in_mb=int(target.config.memory_size),
+            aws_request_id=request_id,
+            log_group_name=f"/aws/lambda/{target.function_name}",
+            log_stream_name=env.log_stream_name,
+            deadline=start + timeout,
+        )
+        variables = self._variables(target, env.log_stream_name)
+        outcome = _run_with_timeout(env.handler, event, context, variables, timeout, f"lambda:{target.function_name}:{request_id}")
+        if outcome.timed_out:
+            LOG.warning("%s timed out after %.2f s; its thread is left to finish", target.invoked_arn, timeout)
+            return b"", ("Sandbox.Timedout", f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds", [])
+        if outcome.error is not None:
+            raised = outcome.error
+            error_type = "Runtime.ExitError" if isinstance(raised, SystemExit) else type(raised).__name__
+            return b"", (error_type, str(raised), _stack(raised))
+        try:
+            return _dumps(outcome.value), None
+        except (TypeError, ValueError) as exc:
+            return b"", ("Runtime.MarshalError", f"Unable to marshal response: {exc}", [])
 
     def _variables(self, target: _Target, log_stream_name: str) -> dict[str, str]:
         """The function's environment plus the variables the Lambda runtime sets."""
@@ -695,10 +682,10 @@ def _load_handler(code_dir: Path, handler: str, module_name: str) -> tuple[Modul
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(str(code_dir))
-        root = str(code_dir.resolve())
+        root = code_dir.resolve()
         for name in set(sys.modules) - before - {module_name}:
-            file = getattr(sys.modules.get(name), "__file__", None) or ""
-            if file and str(Path(file).resolve()).startswith(root):
+            file = getattr(sys.modules.get(name), "__file__", None)
+            if file and Path(file).resolve().is_relative_to(root):
                 sys.modules.pop(name, None)
     handler_fn = getattr(module, function_name, None)
     if not callable(handler_fn):

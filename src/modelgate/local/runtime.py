@@ -29,7 +29,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import boto3
@@ -39,6 +39,9 @@ from modelgate.local import stepfunctions as sfn_patches
 from modelgate.local.lambda_runtime import InvocationRecord, LambdaInvokeError, LambdaRuntime, MetricsSink
 from modelgate.local.template import Stack, deploy
 
+if TYPE_CHECKING:
+    from moto.core.config import DefaultConfig
+
 LOG = logging.getLogger(__name__)
 
 FAKE_CREDENTIALS = {
@@ -47,7 +50,7 @@ FAKE_CREDENTIALS = {
     "AWS_SECURITY_TOKEN": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
-MOTO_CONFIG: dict[str, Any] = {
+MOTO_CONFIG: DefaultConfig = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
     # Not loading AWS-managed IAM policies saves ~1 s per start; moto enforces no policy, so
@@ -122,17 +125,15 @@ class LocalAWS:
         if self._exit is not None:
             raise RuntimeError("this LocalAWS is already running")
         from moto import mock_aws
-        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.core.models import DEFAULT_ACCOUNT_ID
 
         exit_stack = contextlib.ExitStack()
         try:
             exit_stack.enter_context(
                 mock.patch.dict(os.environ, {**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region})
             )
-            for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-                if key in os.environ:
-                    exit_stack.enter_context(mock.patch.dict(os.environ))
-                    del os.environ[key]
+            for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):  # would lead boto3 away from moto
+                os.environ.pop(key, None)  # restored with the rest by patch.dict on exit
             self.account_id = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
             moto = mock_aws(config=MOTO_CONFIG)
             moto.start()
@@ -201,10 +202,13 @@ class LocalAWS:
         """Stop running executions and wait for async invocations before unpatching."""
         try:
             sfn = self.client("stepfunctions")
+            pages = sfn.get_paginator("list_executions")
             for machine in sfn.list_state_machines()["stateMachines"]:
-                running = sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")
-                for execution in running["executions"]:
-                    sfn.stop_execution(executionArn=execution["executionArn"], error="LocalAWS.Shutdown", cause="the local runtime stopped")
+                for page in pages.paginate(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING"):
+                    for execution in page["executions"]:
+                        sfn.stop_execution(
+                            executionArn=execution["executionArn"], error="LocalAWS.Shutdown", cause="the local runtime stopped"
+                        )
         except Exception:
             LOG.exception("stopping running executions at shutdown failed")
             raise

@@ -92,6 +92,7 @@ class StepFunctionsPatches:
             StatesErrorNameType,
         )
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
         from moto.stepfunctions.parser.asl.component.program.program import Program
         from moto.stepfunctions.parser.asl.component.state.exec import execute_state
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
@@ -131,7 +132,8 @@ class StepFunctionsPatches:
             if parsed is None:
                 raise FailureEventException(wait_function._create_failure_event(env, timestamp_str))
             now = _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)  # parsed is naive UTC
-            return (parsed - now).total_seconds()
+            seconds: float = (parsed - now).total_seconds()
+            return seconds
 
         # --- task timeouts ------------------------------------------------------------
         class ScaledEvent(threading.Event):
@@ -165,7 +167,7 @@ class StepFunctionsPatches:
         def program_eval(program: Any, env: Any) -> None:
             timeout = program.timeout_seconds.timeout_seconds if program.timeout_seconds else None
             env.next_state_name = program.start_at.start_at_name
-            worker = threading.Thread(target=super(Program, program).eval, args=(env,), daemon=True)
+            worker = threading.Thread(target=EvalComponent.eval, args=(program, env), daemon=True)
             TMP_THREADS.append(worker)
             worker.start()
             worker.join(timeout=None if timeout is None else float(timeout) * factor)
@@ -185,7 +187,7 @@ class StepFunctionsPatches:
                     env=env,
                     error_name=StatesErrorName(typ=StatesErrorNameType.StatesHeartbeatTimeout),
                     event_type=HistoryEventType.TaskTimedOut,
-                    event_details=EventDetails(taskTimedOutEventDetails=details),
+                    event_details=EventDetails(taskTimedOutEventDetails=details),  # type: ignore[typeddict-item]  # as moto builds it
                 )
             return original_from_error(state, env, ex)
 

@@ -137,7 +137,8 @@ def load_template(template_path: str | os.PathLike[str]) -> dict[str, Any]:
 
     text = Path(template_path).read_text(encoding="utf-8")
     loaded = load_yaml(text)
-    return json.loads(json.dumps(loaded))  # plain dicts (cfn_flip returns ODicts)
+    plain: dict[str, Any] = json.loads(json.dumps(loaded))  # plain dicts (cfn_flip returns ODicts)
+    return plain
 
 
 def translate(
@@ -597,7 +598,7 @@ class _Deployer:
     def local_path(self, logical_id: str, location: Any) -> Path | None:
         if isinstance(location, dict):
             bucket = location.get("S3Bucket", location.get("Bucket"))
-            key = location.get("S3Key", location.get("Key"))
+            key = str(location.get("S3Key", location.get("Key")))
             if bucket == LOCAL_ARTIFACT_BUCKET:
                 if key not in self.local_paths:
                     raise TemplateError(f"{logical_id}: unknown local artifact {key!r}")
@@ -703,7 +704,7 @@ def _sns_topic(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, d
     sns = d.client("sns")
     fifo = str(p.get("FifoTopic", False)).lower() == "true"
     name = p.get("TopicName") or (d.name(logical_id, 251) + (".fifo" if fifo else ""))
-    attributes = {key: str(p[key]) for key in ("DisplayName", "KmsMasterKeyId", "ContentBasedDeduplication", "SignatureVersion", "TracingConfig") if key in p}
+    attributes: dict[str, str] = {key: str(p[key]) for key in ("DisplayName", "KmsMasterKeyId", "ContentBasedDeduplication", "SignatureVersion", "TracingConfig") if key in p}
     if fifo:
         attributes["FifoTopic"] = "true"
     args: dict[str, Any] = {"Name": name, "Attributes": attributes}
