@@ -102,13 +102,29 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
     parameters = dict(p.split("=", 1) for p in args.parameter)
     result = invoke_event(
-        args.function,
+        _logical_id(Path(args.template), args.function),
         Path(args.event),
         template_path=Path(args.template),
         parameters=parameters,
     )
     print(json.dumps(result, indent=2, default=str))
     return 1 if isinstance(result, dict) and "errorType" in result else 0
+
+
+def _logical_id(template: Path, function: str) -> str:
+    """A logical id as given, or the one whose CodeUri is functions/<name> (or <name>)."""
+    from cfn_flip import load_yaml
+
+    resources = load_yaml(template.read_text())["Resources"]
+    if function in resources:
+        return function
+    wanted = function.rstrip("/").split("/")[-1]
+    for logical_id, resource in resources.items():
+        code = str(resource.get("Properties", {}).get("CodeUri", "")).rstrip("/").split("/")[-1]
+        if resource["Type"] == "AWS::Serverless::Function" and code == wanted:
+            return logical_id
+    names = sorted(k for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function")
+    raise SystemExit(f"modelgate: no function {function!r} in {template}; functions: {', '.join(names)}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -56,9 +56,13 @@ def run_release(driver, scenario: Scenario, *, out=sys.stdout) -> dict:
     print(f"   execution {run.execution['status']}; ledger status {run.status}", file=out)
     if run.record.get("reason"):
         print(f"   why: {run.record['reason']}", file=out)
-    report = (run.record.get("evaluation") or {}).get("report_key")
+    evaluation = run.record.get("evaluation") or {}
+    report = evaluation.get("report_html_key") or evaluation.get("report_key")
     if report:
         print(f"   evaluation report: s3://{driver.control.bucket}/{report}", file=out)
+    for criterion in (run.record.get("gate") or {}).get("criteria", []):
+        if criterion["verdict"] in ("fail", "inconclusive"):
+            print(f"   gate {criterion['verdict']}: {criterion['name']}: {criterion['message']}", file=out)
     return run.record
 
 

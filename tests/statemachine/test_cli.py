@@ -77,9 +77,15 @@ def test_eval_before_pushing(capsys, tmp_path):
 
 
 def test_invoke_runs_one_handler_with_a_sample_event(capsys):
-    code = cli.main(["invoke", "SampleServiceFunction",
+    code = cli.main(["invoke", "functions/inference",
                      "-e", str(ROOT / "events" / "inference" / "question.json"),
                      "-t", str(ROOT / "template.yaml"), "--parameter", "ModelProvider=local"])
     payload = json.loads(capsys.readouterr().out)
     assert code == 1 and payload["errorType"] == "ModelNotConfigured"
     assert set(payload) >= {"errorMessage", "errorType", "stackTrace", "requestId"}
+
+
+def test_invoke_names_the_functions_when_one_is_unknown(capsys):
+    with pytest.raises(SystemExit, match="no function 'nope'.*ValidateFunction"):
+        cli.main(["invoke", "nope", "-e", str(ROOT / "events" / "inference" / "question.json"),
+                  "-t", str(ROOT / "template.yaml")])

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -206,15 +207,22 @@ class LocalAWS:
             for machine in sfn.list_state_machines()["stateMachines"]:
                 for page in pages.paginate(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING"):
                     for execution in page["executions"]:
-                        sfn.stop_execution(
-                            executionArn=execution["executionArn"], error="LocalAWS.Shutdown", cause="the local runtime stopped"
-                        )
-        except Exception:
-            LOG.exception("stopping running executions at shutdown failed")
-            raise
+                        self._stop_execution(sfn, execution["executionArn"])
         finally:
             if self.runtime is not None and not self.runtime.wait_for_async(timeout=5.0):
                 LOG.warning("asynchronous Lambda invocations still running at shutdown")
+
+    @staticmethod
+    def _stop_execution(sfn: Any, arn: str, attempts: int = 50) -> None:
+        """Stop one execution. moto 5.2.1 fails (AttributeError on ``env.set_stop``) for an
+        execution whose worker thread has not built its environment yet: retry briefly."""
+        for _ in range(attempts):
+            try:
+                sfn.stop_execution(executionArn=arn, error="LocalAWS.Shutdown", cause="the local runtime stopped")
+                return
+            except AttributeError:
+                time.sleep(0.02)
+        LOG.warning("execution %s could not be stopped at shutdown", arn)
 
     # ---------------------------------------------------------------- public API
     @property
