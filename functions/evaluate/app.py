@@ -1,13 +1,29 @@
-"""Evaluate: the service's dataset against the candidate and the live version."""
+"""EvaluateShard: one shard of the dataset against the candidate and the live version.
+
+The event is {"release": <context>, "shard": {"index", "start", "end"}} (the Map's item);
+per-case results go to S3, the state carries only where they are.
+"""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
 
 from modelgate import pipeline
 from modelgate.models import ReleaseContext
 from modelgate.observability import logger
 
 
-@logger.inject_lambda_context(correlation_id_path="release_id")
+class Shard(BaseModel):
+    index: int
+    start: int
+    end: int
+
+
+class ShardEvent(BaseModel):
+    release: ReleaseContext
+    shard: Shard
+
+
+@logger.inject_lambda_context(correlation_id_path="release.release_id")
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    ctx = ReleaseContext.model_validate(event)
-    return pipeline.evaluate(pipeline.default_deps(), ctx).model_dump(mode="json")
+    request = ShardEvent.model_validate(event)
+    return pipeline.evaluate_shard(pipeline.default_deps(), request.release, request.shard.model_dump())

@@ -138,6 +138,7 @@ class ReleasePolicy(_Strict):
     max_cost_increase_ratio: float | None = Field(default=None, ge=0.0)
     significance_level: float = Field(default=0.05, gt=0.0, lt=0.5)
     eval_concurrency: int = Field(default=8, ge=1, le=64)
+    eval_shard_size: int = Field(default=500, ge=1, le=5000)
     eval_rate_limit_rps: float | None = Field(default=None, gt=0.0)
     scoring_models: Literal["local", "bedrock"] | None = None
     approval: Literal["auto", "manual"] = "manual"
@@ -205,6 +206,7 @@ class ReleaseContext(BaseModel):
     live_version: str | None = None
     candidate_version: str | None = None
     dataset_key: str | None = None
+    eval_plan: dict | None = None
     evaluation: dict | None = None
     gate: dict | None = None
     approval: dict | None = None

@@ -257,10 +257,14 @@ def report_key(ctx: ReleaseContext) -> str:
     return f"reports/{ctx.service}/{ctx.release_id}/evaluation.json"
 
 
-def evaluate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
-    """Candidate and live on the same cases in the same run: no stale baseline."""
+def plan_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """Pin the dataset's object version, check every line, and cut it into shards.
+
+    Shards run as a Map in the state machine (each within one Lambda invocation's limits);
+    candidate and live always evaluate the same shard's cases in the same invocation.
+    """
     fn, _ = _target(ctx)
-    assert ctx.policy is not None and ctx.candidate_version and ctx.live_version
+    assert ctx.policy is not None and ctx.live_version
     dataset_key = ctx.dataset_key or ""
     try:
         obj = deps.s3.get_object(Bucket=deps.settings.artifact_bucket, Key=dataset_key)
@@ -269,12 +273,56 @@ def evaluate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             f"dataset s3://{deps.settings.artifact_bucket}/{dataset_key} of {ctx.service} "
             f"can't be read: {exc.response['Error']['Code']}"
         ) from exc
-    dataset_version = obj.get("VersionId") or "null"
     cases = evaluation.parse_dataset(obj["Body"].read().decode("utf-8"))
+    size = ctx.policy.eval_shard_size
+    live_configured = deploy.is_configured(deploy.version_environment(deps.lambda_, fn, ctx.live_version))
+    plan = {
+        "dataset_key": dataset_key,
+        "dataset_version": obj.get("VersionId") or "null",
+        "n_cases": len(cases),
+        "live_configured": live_configured,
+        "shards": [
+            {"index": i, "start": start, "end": min(start + size, len(cases))}
+            for i, start in enumerate(range(0, len(cases), size))
+        ],
+    }
+    deps.ledger.record(
+        ctx.release_id,
+        "EvaluationPlanned",
+        f"{len(cases)} cases in {len(plan['shards'])} shard(s) of at most {size}; dataset version "
+        f"{plan['dataset_version']}",
+    )
+    return ctx.model_copy(update={"eval_plan": plan})
 
+
+def _read_object(deps: Deps, key: str, version: str | None, error: type[Exception], what: str) -> bytes:
+    """Read one (pinned) object of the artefact bucket; a failure is a named error saying which."""
+    try:
+        return deps.s3.get_object(
+            Bucket=deps.settings.artifact_bucket, Key=key, **({"VersionId": version} if version else {})
+        )["Body"].read()
+    except ClientError as exc:
+        raise error(
+            f"{what} (s3://{deps.settings.artifact_bucket}/{key}"
+            f"{f' version {version}' if version else ''}) can't be read: {exc.response['Error']['Code']}"
+        ) from exc
+
+
+def _shard_key(ctx: ReleaseContext, index: int) -> str:
+    return report_key(ctx).rsplit("/", 1)[0] + f"/shards/{index:05d}.json"
+
+
+def evaluate_shard(deps: Deps, ctx: ReleaseContext, shard: dict) -> dict:
+    """One shard: its cases against the candidate and (when configured) the live version."""
+    fn, _ = _target(ctx)
+    assert ctx.policy is not None and ctx.candidate_version and ctx.live_version and ctx.eval_plan
+    plan = ctx.eval_plan
+    body = _read_object(
+        deps, plan["dataset_key"], plan["dataset_version"], DatasetInvalid, f"dataset of {ctx.service}"
+    )
+    cases = evaluation.parse_dataset(body.decode("utf-8"))[shard["start"] : shard["end"]]
     invokers = {"candidate": partial(invoke_version, deps.lambda_, fn, ctx.candidate_version)}
-    live_env = deploy.version_environment(deps.lambda_, fn, ctx.live_version)
-    if deploy.is_configured(live_env):
+    if plan["live_configured"]:
         invokers["live"] = partial(invoke_version, deps.lambda_, fn, ctx.live_version)
     report = evaluation.evaluate(
         cases,
@@ -285,30 +333,57 @@ def evaluate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             scorers.scoring_models_for(ctx.policy.scoring_models) if ctx.policy.scoring_models else None
         ),
     )
-
-    key = report_key(ctx)
-    body = report.model_dump_json().encode()
+    key = _shard_key(ctx, shard["index"])
     put = deps.s3.put_object(
-        Bucket=deps.settings.artifact_bucket, Key=key, Body=body, ContentType="application/json"
+        Bucket=deps.settings.artifact_bucket,
+        Key=key,
+        Body=json.dumps([r.model_dump(mode="json") for r in report.results]).encode(),
+        ContentType="application/json",
+    )
+    return {"index": shard["index"], "key": key, "version": put.get("VersionId"), "cases": len(cases)}
+
+
+def reduce_evaluation(deps: Deps, ctx: ReleaseContext, shards: list[dict]) -> ReleaseContext:
+    """Merge the shards' per-case results into one report (statistics over all cases)."""
+    assert ctx.eval_plan is not None and ctx.candidate_version
+    plan = ctx.eval_plan
+    results: list[evaluation.CaseResult] = []
+    for shard in sorted(shards, key=lambda s: s["index"]):
+        body = _read_object(
+            deps, shard["key"], shard.get("version"), EvaluationFailed, f"results of shard {shard['index']}"
+        )
+        results += [evaluation.CaseResult.model_validate(r) for r in json.loads(body)]
+    if len({r.case_id for r in results}) != plan["n_cases"]:
+        raise EvaluationFailed(
+            f"shards returned {len({r.case_id for r in results})} cases, the dataset has {plan['n_cases']}"
+        )
+    report = evaluation.build_report(results)
+    key = report_key(ctx)
+    put = deps.s3.put_object(
+        Bucket=deps.settings.artifact_bucket,
+        Key=key,
+        Body=report.model_dump_json().encode(),
+        ContentType="application/json",
     )
     summary = report.summary()
     summary.update(
         {
             "report_key": key,
             "report_version": put.get("VersionId"),
-            "dataset_key": dataset_key,
-            "dataset_version": dataset_version,
-            "baseline": "live" if "live" in invokers else "none (first release)",
+            "dataset_key": plan["dataset_key"],
+            "dataset_version": plan["dataset_version"],
+            "shards": len(shards),
+            "baseline": "live" if plan["live_configured"] else "none (first release)",
         }
     )
     deps.ledger.record(
         ctx.release_id,
         "Evaluated",
-        f"{len(cases)} cases against candidate {ctx.candidate_version}"
-        + (f" and live {ctx.live_version}" if "live" in invokers else " (no configured live version)"),
+        f"{plan['n_cases']} cases in {len(shards)} shard(s) against candidate {ctx.candidate_version}"
+        + (f" and live {ctx.live_version}" if plan["live_configured"] else " (no configured live version)"),
         evaluation=summary,
     )
-    return ctx.model_copy(update={"evaluation": summary})
+    return ctx.model_copy(update={"evaluation": summary, "eval_plan": None})
 
 
 def invoke_version(lambda_client: Any, function_name: str, version: str, inputs: dict) -> dict:
@@ -331,17 +406,10 @@ def invoke_version(lambda_client: Any, function_name: str, version: str, inputs:
 
 def gate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     assert ctx.policy is not None and ctx.evaluation is not None
-    try:
-        body = deps.s3.get_object(
-            Bucket=deps.settings.artifact_bucket,
-            Key=ctx.evaluation["report_key"],
-            **({"VersionId": v} if (v := ctx.evaluation.get("report_version")) else {}),
-        )["Body"].read()
-    except ClientError as exc:
-        raise EvaluationFailed(
-            f"evaluation report s3://{deps.settings.artifact_bucket}/{ctx.evaluation['report_key']} "
-            f"can't be read: {exc.response['Error']['Code']}"
-        ) from exc
+    body = _read_object(
+        deps, ctx.evaluation["report_key"], ctx.evaluation.get("report_version"), EvaluationFailed,
+        "evaluation report",
+    )
     report = evaluation.EvaluationReport.model_validate_json(body)
     verdict = evaluation.judge(report, ctx.policy)
     html_key = ctx.evaluation["report_key"].rsplit("/", 1)[0] + "/evaluation.html"

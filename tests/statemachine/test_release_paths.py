@@ -32,7 +32,8 @@ def test_first_release_is_approved_canaried_and_promoted(pipeline):
         traffic.stop()
     # Then it went through every state to Promoted
     assert run.execution["status"] == "SUCCEEDED"
-    assert run.path == ["Validate", "AcquireLock", "PublishCandidate", "Evaluate", "Gate", "Register",
+    assert run.path == ["Validate", "AcquireLock", "PublishCandidate", "PlanEvaluation", "Evaluate",
+                        "ReduceEvaluation", "Gate", "Register",
                         "ApprovalMode", "WaitForApproval", "ShiftTraffic", "Bake", "CheckCanary",
                         "Promote", "Promoted"]
     assert run.status == "Promoted"

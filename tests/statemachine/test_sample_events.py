@@ -28,7 +28,9 @@ EXPECTED = {
     "validate/release-uploaded.json": "ManifestInvalid",  # the sample artefact isn't in the bucket
     "acquire_lock/validated.json": None,
     "publish_candidate/locked.json": None,            # publishes version 2 of the sample service
-    "evaluate/published.json": "DatasetInvalid",      # no dataset uploaded on a fresh stack
+    "plan_evaluation/published.json": "DatasetInvalid",  # no dataset uploaded on a fresh stack
+    "evaluate/shard.json": "DatasetInvalid",          # nor the pinned dataset version
+    "reduce_evaluation/shards-done.json": "EvaluationFailed",  # nor the shard's results
     "gate/evaluated.json": "EvaluationFailed",         # the sample's report isn't in the bucket
     "register/gate-passed.json": None,
     "request_approval/waiting.json": None,
