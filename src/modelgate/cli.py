@@ -89,6 +89,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0 if verdict.passed else 1
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from modelgate import pipeline
+    from modelgate.control import caller_identity
+
+    control = _control(args)
+    result = pipeline.rollback_service(control.deps(), args.service, caller_identity(control), args.comment)
+    print(f"{args.service}: version {result['from_version']} -> {result['to_version']} "
+          f"(release {result['release_id']} {result['status']})")
+    return 0
+
+
 def cmd_dataset(args: argparse.Namespace) -> int:
     from modelgate.control import put_dataset
 
@@ -169,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scoring", choices=["local", "bedrock"], help="models for semantic / llm_judge scorers")
     p.add_argument("--html", help="write the HTML report here")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("rollback", help="return a service to its last known good version now (no gates; alarms don't block it)")
+    p.add_argument("service")
+    p.add_argument("--comment", default="")
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("dataset", help="upload a service's evaluation dataset (JSONL)")
     p.add_argument("service")

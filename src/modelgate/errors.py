@@ -24,6 +24,14 @@ class ServiceLocked(ModelgateError):
     """Another release of the same service holds the release lock."""
 
 
+class Superseded(ModelgateError):
+    """A newer artefact of the same service took over; this release was cancelled cleanly."""
+
+
+class ReleaseClosed(ModelgateError):
+    """The release already ended (promoted, rolled back, superseded...); it can't change."""
+
+
 class CandidatePublishFailed(ModelgateError):
     """The candidate Lambda version could not be published as asked."""
 

@@ -21,11 +21,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from modelgate.errors import DecisionConflict, ServiceLocked
+from modelgate.errors import DecisionConflict, ReleaseClosed, ServiceLocked
 
 # Final states: a release in one of these never changes again.
 FINAL_STATUSES = frozenset(
-    {"Promoted", "RolledBack", "GateFailed", "Rejected", "ApprovalTimedOut", "Invalid", "Failed"}
+    {"Promoted", "RolledBack", "GateFailed", "Rejected", "ApprovalTimedOut", "Invalid", "Failed", "Superseded"}
 )
 
 
@@ -67,9 +67,14 @@ class Ledger:
         detail: str,
         *,
         actor: str = "modelgate",
+        reopen: bool = False,
         **fields: Any,
     ) -> dict:
-        """Set the release's status and fields and append one history entry (who/when/why)."""
+        """Set the release's status and fields and append one history entry (who/when/why).
+
+        A release in a final status stays there (a task still running when its execution
+        was stopped can't overwrite "Superseded"): that raises ReleaseClosed, unless
+        ``reopen`` (a manual rollback of a promoted release)."""
         at = now_iso()
         names = {"#status": "status", "#history": "history"}
         values: dict[str, Any] = {
@@ -92,13 +97,29 @@ class Ledger:
             names[f"#f{i}"] = key
             values[f":f{i}"] = to_dynamo(value)
             sets.append(f"#f{i} = :f{i}")
-        response = self.table.update_item(
-            Key={"pk": f"RELEASE#{release_id}", "sk": "RELEASE"},
-            UpdateExpression="SET " + ", ".join(sets),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_NEW",
-        )
+        condition: dict[str, Any] = {}
+        if not reopen:
+            finals = {f":final{i}": name for i, name in enumerate(sorted(FINAL_STATUSES))}
+            values.update(finals)
+            condition["ConditionExpression"] = (
+                f"attribute_not_exists(#status) OR NOT (#status IN ({', '.join(finals)}))"
+            )
+        try:
+            response = self.table.update_item(
+                Key={"pk": f"RELEASE#{release_id}", "sk": "RELEASE"},
+                UpdateExpression="SET " + ", ".join(sets),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                **condition,
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                current = self.get(release_id) or {}
+                raise ReleaseClosed(
+                    f"release {release_id} already ended {current.get('status')}; not recording {status}"
+                ) from exc
+            raise
         return from_dynamo(response["Attributes"])
 
     def receive(self, release_id: str, detail: str, **fields: Any) -> bool:

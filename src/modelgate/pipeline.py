@@ -24,10 +24,11 @@ from modelgate.errors import (
     DatasetInvalid,
     DecisionConflict,
     EvaluationFailed,
+    Superseded,
     ManifestInvalid,
     NotEnoughEvidence,
 )
-from modelgate.ledger import Ledger
+from modelgate.ledger import FINAL_STATUSES, Ledger
 from modelgate.models import (
     MANIFEST_FILENAME,
     RELEASES_PREFIX,
@@ -194,6 +195,8 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         author=manifest.source.author,
         model_id=manifest.model.model_id,
         artifact=art.model_dump(),
+        function_name=service.function_name,
+        alias=service.alias,
     )
     return updated
 
@@ -209,10 +212,73 @@ def _get_object(s3: Any, bucket: str, key: str, version_id: str) -> bytes:
 
 # ---------------------------------------------------------------------- lock
 def acquire_lock(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """One release per service. A newer artefact supersedes the release in flight: that one
+    is cancelled cleanly (canary traffic returned, ledger says superseded) and this proceeds.
+    An older artefact arriving late is itself superseded by the one in flight."""
     assert ctx.policy is not None
+    holder = deps.ledger.lock_holder(ctx.service)
+    if holder and holder != ctx.release_id:
+        mine, theirs = deps.ledger.get(ctx.release_id) or {}, deps.ledger.get(holder) or {}
+        if theirs and theirs.get("status") not in FINAL_STATUSES:
+            if (theirs.get("created_at") or "") > (mine.get("created_at") or ""):
+                raise Superseded(f"release {holder} of {ctx.service} is newer and already in flight")
+            cancel_release(
+                deps, holder, "Superseded", f"superseded by release {ctx.release_id} (commit {ctx.commit})"
+            )
     deps.ledger.acquire_lock(ctx.service, ctx.release_id, ctx.policy.lock_lease_seconds)
     deps.ledger.record(ctx.release_id, "Locked", f"holds the release lock of {ctx.service}")
     return ctx
+
+
+def cancel_release(deps: Deps, release_id: str, status: str, reason: str, *, actor: str = "modelgate") -> dict:
+    """Stop a release in flight and undo what it moved: its execution is stopped, canary
+    traffic returns to the version that was live, its alarms and tokens are removed, the
+    ledger records why and the lock is released. Idempotent."""
+    record = deps.ledger.get(release_id)
+    if record is None:
+        raise DecisionConflict(f"no release {release_id} in the ledger")
+    if record.get("status") in FINAL_STATUSES:
+        return record
+    if record.get("execution_arn"):
+        try:
+            deps.sfn.stop_execution(executionArn=record["execution_arn"], error=status, cause=reason[:32000])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
+                raise
+    ctx = ReleaseContext.model_validate(
+        {
+            "release_id": release_id,
+            "service": record["service"],
+            "artifact": record["artifact"],
+            "commit": record.get("commit", ""),
+            "branch": record.get("branch", ""),
+            "function_name": record.get("function_name"),
+            "alias": record.get("alias"),
+            "live_version": record.get("live_version"),
+            "candidate_version": record.get("candidate_version"),
+            "canary_alarms": record.get("canary_alarms") or [],
+        }
+    )
+    restored = _return_canary_traffic(deps, ctx)
+    _cleanup_canary(deps, ctx)
+    for kind in ("approval", "bake"):
+        deps.ledger.take_token(release_id, kind)
+    updated = deps.ledger.record(
+        release_id, status, reason + (f"; {restored}" if restored else ""), actor=actor, reason=reason
+    )
+    deps.ledger.release_lock(ctx.service, release_id)
+    return updated
+
+
+def _return_canary_traffic(deps: Deps, ctx: ReleaseContext) -> str:
+    """If the alias routes anything to this release's candidate, give it back to live."""
+    if not (ctx.function_name and ctx.alias and ctx.candidate_version and ctx.live_version):
+        return ""
+    version, weights = deploy.alias_state(deps.lambda_, ctx.function_name, ctx.alias)
+    if version == ctx.candidate_version or ctx.candidate_version in weights:
+        deploy.point_alias(deps.lambda_, ctx.function_name, ctx.alias, ctx.live_version)
+        return f"{ctx.function_name}:{ctx.alias} returned to version {ctx.live_version}"
+    return ""
 
 
 # ---------------------------------------------------------------------- candidate
@@ -670,6 +736,59 @@ def rollback(deps: Deps, ctx: ReleaseContext, error: dict | None) -> dict:
     return _outcome(ctx, "RolledBack", (error or {}).get("Error") or "RolledBack", reason)
 
 
+def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") -> dict:
+    """`modelgate rollback SERVICE`: back to the last known good version, now.
+
+    No gate runs and no alarm is consulted (an alarm still firing is why one rolls back).
+    A release in flight is cancelled first, its canary traffic returned. The last known
+    good version is the one that was live before the live release was promoted.
+    """
+    config = get_service(deps.ssm, deps.settings.services_prefix, service)
+    fn, alias = config.function_name, config.alias
+    why = f"manual rollback by {actor}" + (f": {comment}" if comment else "")
+    holder = deps.ledger.lock_holder(service)
+    if holder:
+        cancel_release(deps, holder, "RolledBack", why, actor=actor)
+    current, _ = deploy.alias_state(deps.lambda_, fn, alias)
+    live_release = next(
+        (
+            r
+            for r in deps.ledger.list_releases(service=service, limit=200)
+            if r.get("status") == "Promoted" and str(r.get("candidate_version")) == current
+        ),
+        None,
+    )
+    if live_release is None:
+        raise DecisionConflict(
+            f"{fn}:{alias} serves version {current}, which no promoted release of {service} "
+            "put there: nothing to roll back to"
+        )
+    target = str(live_release.get("live_version") or "")
+    if not target or not deploy.is_configured(deploy.version_environment(deps.lambda_, fn, target)):
+        raise DecisionConflict(
+            f"version {current} of {service} is its first release: the version before it "
+            f"({target or 'none'}) serves no model, so there is no known good version to return to"
+        )
+    deploy.point_alias(deps.lambda_, fn, alias, target)
+    release_id = live_release["release_id"]
+    record = deps.ledger.record(
+        release_id,
+        "RolledBack",
+        f"{why}; {fn}:{alias} returned to version {target}",
+        actor=actor,
+        reopen=True,
+        reason=why,
+        error="ManualRollback",
+    )
+    deps.sns.publish(
+        TopicArn=deps.settings.approval_topic_arn,
+        Subject=f"Modelgate: {service} rolled back to version {target}"[:100],
+        Message=f"{why}.\n{fn}:{alias} serves version {target} again (release {release_id} is rolled back).",
+    )
+    return {"service": service, "release_id": release_id, "from_version": current, "to_version": target,
+            "status": record["status"]}
+
+
 def _cleanup_canary(deps: Deps, ctx: ReleaseContext) -> None:
     deploy.delete_alarms(deps.cloudwatch, ctx.canary_alarms)
     for name in ctx.canary_alarms:
@@ -677,6 +796,7 @@ def _cleanup_canary(deps: Deps, ctx: ReleaseContext) -> None:
 
 
 STATUS_BY_ERROR = {
+    "Superseded": "Superseded",
     "ManifestInvalid": "Invalid",
     "ServiceNotRegistered": "Invalid",
     "GateFailed": "GateFailed",

@@ -23,6 +23,11 @@ moto 5.2.1 (``moto/stepfunctions/parser``, LocalStack's ASL interpreter) behavio
   ("cannot pickle '_thread.RLock' object"), so only the first execution of a process ever
   starts. The copy now takes the definition and settings and shares the backend, versions
   and aliases, without the executions (which is what the copy is for).
+- ``StopExecution`` marks the program stopped but a task waiting for its callback
+  (``.waitForTaskToken``) keeps waiting until its timeout, so the execution stays RUNNING
+  (a superseded release would hold on for its whole bake): stopping now wakes the
+  execution's callback waits, and a state that fails because its execution was stopped
+  runs no Catch and no failure (AWS runs nothing after StopExecution): it ends ABORTED.
 """
 
 from __future__ import annotations
@@ -106,6 +111,8 @@ class StepFunctionsPatches:
             HeartbeatEndpoint,
             HeartbeatTimeoutError,
         )
+        from moto.stepfunctions.parser.asl.component.common.catch.catch_outcome import CatchOutcome
+        from moto.stepfunctions.parser.asl.eval.environment import Environment
         from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
         from moto.stepfunctions.parser.models import StepFunctionsParserBackend
         from moto.stepfunctions.parser.utils import TMP_THREADS
@@ -226,7 +233,33 @@ class StepFunctionsPatches:
                     setattr(clone, key, copy.deepcopy(value, memo))
             return clone
 
+        # --- StopExecution while a callback task waits ------------------------------------
+        original_set_stop = Environment.set_stop
+
+        def set_stop(env: Any, stop_date: Any, cause: Any, error: Any) -> None:
+            original_set_stop(env, stop_date, cause, error)
+            for endpoint in list(env.callback_pool_manager._pool.values()):
+                endpoint.interrupt_all()
+
+        # The woken task fails (as a timeout); after a stop no Catch or failure may follow.
+        original_handle_catch = execute_state.ExecutionState._handle_catch
+        original_handle_uncaught = execute_state.ExecutionState._handle_uncaught
+
+        def handle_catch(state: Any, env: Any, failure_event: Any) -> None:
+            if not env.is_running():
+                env.stack.append(CatchOutcome.Caught)
+                return
+            original_handle_catch(state, env, failure_event)
+
+        def handle_uncaught(state: Any, env: Any, failure_event: Any) -> None:
+            if not env.is_running():
+                return
+            original_handle_uncaught(state, env, failure_event)
+
         return [
+            (Environment, "set_stop", set_stop),
+            (execute_state.ExecutionState, "_handle_catch", handle_catch),
+            (execute_state.ExecutionState, "_handle_uncaught", handle_uncaught),
             (StateMachineInstance, "__deepcopy__", state_machine_deepcopy),
             (WaitFunction, "_wait_interval", wait_interval),
             (Timestamp, "_get_wait_seconds", timestamp_wait_seconds),

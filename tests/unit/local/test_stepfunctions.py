@@ -100,6 +100,21 @@ def test_send_task_failure_carries_the_cause(local_aws: LocalAWS, poll: Callable
     assert failure_of(local_aws.client("stepfunctions"), arn) == {"error": "ApprovalRejected", "cause": "alice: prompt leaks PII"}
 
 
+def test_stopping_an_execution_that_waits_for_a_callback_aborts_it_at_once(
+    local_aws: LocalAWS, poll: Callable[..., Any], task_token: Callable[..., Any]
+) -> None:
+    # Given an execution waiting on a task token (its timeout is 864 s real here)
+    arn = start(local_aws, local_aws.stack.outputs["MachineArn"], {"mode": "token", "raise": False})
+    poll(lambda: task_token(local_aws, arn), what="the task token")
+    # When it is stopped
+    local_aws.client("stepfunctions").stop_execution(executionArn=arn, error="Superseded", cause="newer release")
+    # Then it ends ABORTED without running its Catch (which would go to a Fail state)
+    description = local_aws.wait_for_execution(arn, timeout=10)
+    assert description["status"] == "ABORTED"
+    events = [e["type"] for e in local_aws.client("stepfunctions").get_execution_history(executionArn=arn)["events"]]
+    assert "FailStateEntered" not in events and events[-1] == "ExecutionAborted"
+
+
 def test_a_callback_lambda_that_raises_fails_the_task_at_once(local_aws: LocalAWS) -> None:
     # Given a waitForTaskToken task (TimeoutSeconds 86400 → 864 s real) whose Lambda raises
     started = time.monotonic()

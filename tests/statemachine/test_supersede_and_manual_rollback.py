@@ -1,0 +1,75 @@
+"""One release per service (a newer artefact supersedes), and `modelgate rollback`."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelgate import pipeline as steps
+from modelgate.errors import DecisionConflict
+from modelgate.local.driver import wait_until
+
+
+def test_a_newer_artefact_supersedes_the_release_in_its_canary(with_live_v2):
+    pipeline = with_live_v2
+    live_before, _ = pipeline.live()
+    pipeline.set_policy(approval="auto", bake_seconds=5000, min_canary_invocations=1)  # a 10 s bake here
+    older = pipeline.driver.submit(pipeline.examples / "v4", commit=pipeline.commit_for("v4-older"))
+    ledger = pipeline.control.ledger()
+    wait_until(lambda: (ledger.get(older.release_id) or {}).get("status") == "Baking", 30, "the older canary")
+    assert pipeline.live()[1]  # the older release holds canary weight
+
+    # When a newer artefact of the same service arrives
+    pipeline.set_policy(approval="manual", bake_seconds=900, min_canary_invocations=1)
+    newer = pipeline.driver.submit(pipeline.examples / "v4", commit=pipeline.commit_for("v4-newer"))
+    assert pipeline.driver.wait_for_decision_point(newer)
+
+    # Then the older one is cancelled cleanly and says why; the newer one proceeds
+    record = ledger.get(older.release_id)
+    assert record["status"] == "Superseded"
+    assert newer.release_id in record["reason"]
+    sfn = pipeline.control.client("stepfunctions")
+    wait_until(lambda: sfn.describe_execution(executionArn=older.execution_arn)["status"] == "ABORTED",
+               30, "the older execution to stop")
+    assert pipeline.live() == (live_before, {})  # its canary traffic went back to live
+    assert not [a for a in pipeline.alarms() if older.release_id in a]
+    assert ledger.lock_holder("support-bot") == newer.release_id
+    pipeline.driver.decide(newer, "reject", "test over")
+    assert pipeline.driver.finish(newer).status == "Rejected"
+
+
+@pytest.fixture
+def with_live_v1_then_v2(pipeline):
+    pipeline.set_policy(approval="auto", min_canary_invocations=3)
+    traffic = pipeline.traffic()
+    traffic.start()
+    try:
+        first = pipeline.release("v1", decision=None)
+        second = pipeline.release("v2", decision=None)
+    finally:
+        traffic.stop()
+    assert (first.status, second.status) == ("Promoted", "Promoted")
+    return pipeline, first, second
+
+
+def test_manual_rollback_returns_to_the_last_known_good_version_while_an_alarm_fires(with_live_v1_then_v2):
+    pipeline, first, second = with_live_v1_then_v2
+    cloudwatch = pipeline.control.client("cloudwatch")
+    alarm = [a for a in pipeline.alarms() if "SampleServiceErrorsAlarm" in a][0]
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="errors everywhere")
+    assert pipeline.live()[0] == second.record["candidate_version"]
+
+    # When an operator rolls the service back
+    result = steps.rollback_service(pipeline.control.deps(), "support-bot", "arn:aws:iam::123456789012:user/ops",
+                                    "bad answers reported")
+
+    # Then live serves v1's version again, the ledger says who and why, no gate ran
+    assert result["to_version"] == first.record["candidate_version"]
+    assert pipeline.live() == (first.record["candidate_version"], {})
+    record = pipeline.control.ledger().get(second.release_id)
+    assert record["status"] == "RolledBack"
+    assert "manual rollback by arn:aws:iam::123456789012:user/ops: bad answers reported" in record["reason"]
+
+    # And rolling back again goes to the version before v1's, which serves no model: refused
+    with pytest.raises(DecisionConflict, match="first release"):
+        steps.rollback_service(pipeline.control.deps(), "support-bot", "ops", "again")
+    assert pipeline.live() == (first.record["candidate_version"], {})
