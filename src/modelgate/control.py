@@ -66,6 +66,7 @@ class Control:
             sfn=self.client("stepfunctions"),
             sns=self.client("sns"),
             ledger=self.ledger(),
+            secretsmanager=self.client("secretsmanager"),
         )
 
 

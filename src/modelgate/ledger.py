@@ -4,6 +4,8 @@ Items (pk / sk):
   RELEASE#<id> / RELEASE        the release: status, numbers, reason, history of decisions
   RELEASE#<id> / TOKEN#<kind>   a Step Functions task token (approval, bake); kept apart so
                                  listing or showing releases never reads a token
+  RELEASE#<id> / LINK#<nonce>   an approval link used (once): decision, who, source IP, user
+                                 agent (written by modelgate.approval_links.claim_link)
   SERVICE#<svc> / LOCK          the service's release lock (a lease)
   ALARM#<name>  / OWNER         which release a canary alarm belongs to
 
@@ -73,8 +75,9 @@ class Ledger:
         """Set the release's status and fields and append one history entry (who/when/why).
 
         A release in a final status stays there (a task still running when its execution
-        was stopped can't overwrite "Superseded"): that raises ReleaseClosed, unless
-        ``reopen`` (a manual rollback of a promoted release)."""
+        was stopped can't overwrite "Superseded"; the same status may be recorded again with
+        more detail): anything else raises ReleaseClosed, unless ``reopen`` (a manual
+        rollback of a promoted release)."""
         at = now_iso()
         names = {"#status": "status", "#history": "history"}
         values: dict[str, Any] = {
@@ -101,8 +104,8 @@ class Ledger:
         if not reopen:
             finals = {f":final{i}": name for i, name in enumerate(sorted(FINAL_STATUSES))}
             values.update(finals)
-            condition["ConditionExpression"] = (
-                f"attribute_not_exists(#status) OR NOT (#status IN ({', '.join(finals)}))"
+            condition["ConditionExpression"] = (  # the same final status may gain detail
+                f"attribute_not_exists(#status) OR #status = :status OR NOT (#status IN ({', '.join(finals)}))"
             )
         try:
             response = self.table.update_item(

@@ -143,6 +143,9 @@ class ReleasePolicy(_Strict):
     scoring_models: Literal["local", "bedrock"] | None = None
     approval: Literal["auto", "manual"] = "manual"
     approval_timeout_seconds: int = Field(default=86_400, ge=1)
+    # Four eyes: the commit's author (manifest source.author) can't approve the release;
+    # anyone may reject it. A release without an author can then only be rejected.
+    four_eyes: bool = False
     canary_weight: float = Field(default=0.10, gt=0.0, lt=1.0)
     bake_seconds: int = Field(default=900, ge=1)
     min_canary_invocations: int = Field(default=20, ge=1)

@@ -8,6 +8,7 @@ Handlers in functions/<name>/app.py only parse, build `Deps` and call one of the
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -16,7 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from modelgate import aws, deploy, evaluation, scorers
+from modelgate import approval_links, aws, deploy, evaluation, scorers
 from modelgate.errors import (
     CandidatePublishFailed,
     CanaryAlarm,
@@ -54,6 +55,7 @@ class Deps:
     sfn: Any
     sns: Any
     ledger: Ledger
+    secretsmanager: Any = None  # approval link signing keys (RequestApproval)
 
 
 def default_deps() -> Deps:
@@ -67,6 +69,7 @@ def default_deps() -> Deps:
         sfn=aws.client("stepfunctions"),
         sns=aws.client("sns"),
         ledger=Ledger(aws.table(settings.ledger_table)),
+        secretsmanager=aws.client("secretsmanager"),
     )
 
 
@@ -152,6 +155,10 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             f"{art.key} names commit {manifest.source.commit} but was uploaded under {ctx.commit}"
         )
     service = get_service(deps.ssm, deps.settings.services_prefix, ctx.service)
+    if service.policy.four_eyes and not (manifest.source.author or "").strip():
+        raise ManifestInvalid(
+            f"{art.key}: {ctx.service}'s policy asks for four eyes, so source.author (the commit's author) is required"
+        )
 
     prompt_versions: dict[str, str] = {}
     problems = []
@@ -514,17 +521,19 @@ def register(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         "PendingManualApproval",
         "registered; waiting for an approver",
         evaluation=ctx.evaluation,
+        four_eyes=ctx.policy.four_eyes,  # read by decide: the policy as it was when asked
     )
     return ctx
 
 
 def request_approval(deps: Deps, ctx: ReleaseContext, task_token: str) -> dict:
-    """Keep the token in the ledger (never in the message) and ask the approvers."""
+    """Keep the token in the ledger (never in the message) and mail signed links to the approvers."""
+    links = approval_links_for(deps, ctx)  # first: a misconfiguration fails before anything is kept
     deps.ledger.put_token(ctx.release_id, "approval", task_token)
     deps.sns.publish(
         TopicArn=deps.settings.approval_topic_arn,
         Subject=f"Modelgate: approve {ctx.service} release {ctx.commit[:12]}?"[:100],
-        Message=approval_message(ctx),
+        Message=approval_message(ctx, links),
         MessageAttributes={
             "service": {"DataType": "String", "StringValue": ctx.service},
             "release_id": {"DataType": "String", "StringValue": ctx.release_id},
@@ -534,7 +543,22 @@ def request_approval(deps: Deps, ctx: ReleaseContext, task_token: str) -> dict:
     return {"release_id": ctx.release_id, "requested": True}
 
 
-def approval_message(ctx: ReleaseContext) -> str:
+def approval_links_for(deps: Deps, ctx: ReleaseContext) -> dict[str, str]:
+    """Signed approve / reject links; they live as long as the approval waits, at most a day."""
+    settings = deps.settings
+    if not settings.approval_base_url or not settings.signing_secret_arn:
+        raise ConfigurationError(
+            "function environment lacks APPROVAL_BASE_URL or SIGNING_SECRET_ARN: approval links can't be signed"
+        )
+    assert ctx.policy is not None
+    keys = approval_links.load_signing_keys(deps.secretsmanager, settings.signing_secret_arn)
+    return approval_links.approval_links(
+        settings.approval_base_url, keys[0], ctx.release_id, ctx.policy.approval_timeout_seconds, time.time()
+    )
+
+
+def approval_message(ctx: ReleaseContext, links: dict[str, str] | None = None) -> str:
+    """The mail approvers get: the numbers, the report, and signed links (never the task token)."""
     ev = ctx.evaluation or {}
     lines = [
         f"Release {ctx.release_id} of {ctx.service} waits for your decision.",
@@ -557,10 +581,22 @@ def approval_message(ctx: ReleaseContext) -> str:
     for key in ("report_html_key", "report_key"):
         if ev.get(key):
             lines.append(f"Report: s3://{ctx.artifact.bucket}/{ev[key]}")
+    if ctx.policy is not None and ctx.policy.four_eyes:
+        author = ctx.manifest.source.author if ctx.manifest else None
+        lines.append(f"Four eyes: the commit's author ({author or 'not named'}) can't approve it.")
+    if links:
+        ttl = approval_links.link_ttl(ctx.policy.approval_timeout_seconds if ctx.policy else 0)
+        lines += [
+            "",
+            f"Approve:  {links['approve']}",
+            f"Reject:   {links['reject']}",
+            f"(Each link opens a confirmation page, works once and expires in {ttl // 3600} h {ttl % 3600 // 60} min.)",
+        ]
     lines += [
         "",
-        f"Approve:  modelgate approve {ctx.release_id} --comment '...'",
-        f"Reject:   modelgate reject {ctx.release_id} --comment '...'",
+        "With AWS credentials:",
+        f"  modelgate approve {ctx.release_id} --comment '...'",
+        f"  modelgate reject {ctx.release_id} --comment '...'",
     ]
     return "\n".join(lines)
 
@@ -568,28 +604,42 @@ def approval_message(ctx: ReleaseContext) -> str:
 def decide(
     deps: Deps, release_id: str, decision: str, approver: str, comment: str = ""
 ) -> dict:
-    """An approver's decision: recorded once in the ledger, then handed to the waiting task."""
-    if deps.ledger.get_token(release_id, "approval") is None:
-        current = deps.ledger.get(release_id)
+    """An approver's decision: recorded once in the ledger, then handed to the waiting task.
+
+    Four eyes holds for every way in (links and `modelgate approve` alike): the approver is
+    compared with the commit's author the validate step recorded.
+    """
+    current = deps.ledger.get(release_id)
+    if current is None or deps.ledger.get_token(release_id, "approval") is None:
         status = current["status"] if current else "no such release"
         raise DecisionConflict(
             f"release {release_id} has no approval request waiting (status: {status})"
         )
+    approval_links.check_four_eyes(
+        four_eyes=bool(current.get("four_eyes")), author=current.get("author"), approver=approver, decision=decision
+    )
     record = deps.ledger.decide(release_id, decision, approver, comment)
     token = deps.ledger.take_token(release_id, "approval")
     if token is None:  # the timeout's outcome took it between our two reads
         raise DecisionConflict(f"release {release_id} stopped waiting for approval")
-    if decision == "approve":
-        deps.sfn.send_task_success(
-            taskToken=token,
-            output=json.dumps({"decision": "approve", "approver": approver, "comment": comment}),
-        )
-    else:
-        deps.sfn.send_task_failure(
-            taskToken=token,
-            error="ApprovalRejected",
-            cause=f"rejected by {approver}" + (f": {comment}" if comment else ""),
-        )
+    try:
+        if decision == "approve":
+            deps.sfn.send_task_success(
+                taskToken=token,
+                output=json.dumps({"decision": "approve", "approver": approver, "comment": comment}),
+            )
+        else:
+            deps.sfn.send_task_failure(
+                taskToken=token,
+                error="ApprovalRejected",
+                cause=f"rejected by {approver}" + (f": {comment}" if comment else ""),
+            )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
+            raise
+        raise DecisionConflict(
+            f"release {release_id} stopped waiting for approval before the decision reached it"
+        ) from exc
     return record
 
 

@@ -23,6 +23,9 @@ class Settings(BaseModel):
     approval_topic_arn: str = Field(alias="APPROVAL_TOPIC_ARN", min_length=1)
     stack_name: str = Field(alias="STACK_NAME", min_length=1)
     state_machine_arn: str | None = Field(default=None, alias="STATE_MACHINE_ARN")
+    # Approval links: RequestApproval signs them (both set), ApprovalCallback verifies them.
+    signing_secret_arn: str | None = Field(default=None, alias="SIGNING_SECRET_ARN")
+    approval_base_url: str | None = Field(default=None, alias="APPROVAL_BASE_URL")
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

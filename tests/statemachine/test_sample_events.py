@@ -42,6 +42,11 @@ EXPECTED = {
     "record_outcome/gate-failed.json": None,
     "on_alarm/canary-alarm.json": None,
     "inference/question.json": "ModelNotConfigured",
+    # HTTP pages, never Lambda errors: the samples are signed with the documented example key,
+    # not the stack's, so both answer 403 "not valid" (tests/unit/test_approval_links.py runs them
+    # with the example key and shows them approving)
+    "approval_callback/get-confirm.json": None,
+    "approval_callback/post-approve.json": None,
 }
 
 

@@ -69,3 +69,15 @@ def test_an_expired_lease_can_be_taken_over(ledger):
     ledger.acquire_lock("svc", "r1", -10)
     ledger.acquire_lock("svc", "r2", 3600)
     assert ledger.lock_holder("svc") == "r2"
+
+
+def test_a_final_status_is_never_changed_but_may_gain_detail(ledger):
+    from modelgate.errors import ReleaseClosed
+
+    ledger.record("r1", "Superseded", "newer release")
+    with pytest.raises(ReleaseClosed, match="already ended Superseded"):
+        ledger.record("r1", "Evaluated", "a late task of the stopped execution")
+    ledger.record("r1", "Superseded", "more detail", reason="superseded by r2")
+    assert ledger.get("r1")["reason"] == "superseded by r2"
+    ledger.record("r1", "RolledBack", "operator", reopen=True)
+    assert ledger.get("r1")["status"] == "RolledBack"

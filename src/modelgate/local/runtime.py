@@ -35,7 +35,7 @@ from unittest import mock
 
 import boto3
 
-from modelgate import aws
+from modelgate import approval_links, aws
 from modelgate.local import stepfunctions as sfn_patches
 from modelgate.local.lambda_runtime import InvocationRecord, LambdaInvokeError, LambdaRuntime, MetricsSink
 from modelgate.local.template import Stack, deploy
@@ -141,6 +141,8 @@ class LocalAWS:
             exit_stack.callback(moto.stop)
             aws.reset_clients()
             exit_stack.callback(aws.reset_clients)
+            approval_links.clear_key_cache()  # signing keys are per stack
+            exit_stack.callback(approval_links.clear_key_cache)
             exit_stack.callback(self._clients.clear)
 
             integrations = _integrations()

@@ -1,0 +1,178 @@
+"""ApprovalCallback: the Lambda Function URL behind the approve / reject links in the mail.
+
+GET  /decide?t=<signed link>  verifies the link and shows a confirmation page. It decides
+                              nothing (mail scanners open every link they see).
+POST /decide                  t + email + comment from that page: verifies the link again,
+                              checks four eyes, uses the link up and decides.
+
+The URL has no AWS auth (AuthType NONE): the link's signature is the authorisation. This
+module only maps HTTP to modelgate.approval_links and its outcomes to pages; it logs the
+release id and the link's nonce, never the link itself (nor, of course, a task token).
+Dependencies come from ``build_deps()``, which tests replace.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from urllib.parse import parse_qs
+
+from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+
+from modelgate import approval_links as links
+from modelgate import approval_page as pages
+from modelgate import aws, pipeline
+from modelgate.errors import ConfigurationError, DecisionConflict
+from modelgate.observability import logger
+
+app = LambdaFunctionUrlResolver()
+
+REPORT_URL_SECONDS = 900
+_FORM_TYPE = "application/x-www-form-urlencoded"
+# SendTask* on a token whose task already ended (timed out, or the execution stopped).
+_TASK_GONE = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
+
+
+@dataclass(frozen=True)
+class CallbackDeps:
+    pipeline: pipeline.Deps
+    keys: links.KeySource
+    clock: Callable[[], float] = time.time
+
+
+def build_deps() -> CallbackDeps:
+    """Real AWS (clients cached per cold start by modelgate.aws); tests monkeypatch this."""
+    secret = links.signing_secret_id()
+    secretsmanager = aws.client("secretsmanager")
+    return CallbackDeps(
+        pipeline=pipeline.default_deps(),
+        keys=lambda refresh: links.load_signing_keys(secretsmanager, secret, refresh=refresh),
+    )
+
+
+def _html(status: int, body: str) -> Response:
+    return Response(status_code=status, content_type=pages.CONTENT_TYPE, body=body, headers=dict(pages.PAGE_HEADERS))
+
+
+def _now_iso(clock: Callable[[], float]) -> str:
+    return datetime.fromtimestamp(clock(), timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _report(deps: pipeline.Deps, record: dict) -> tuple[str | None, str | None]:
+    """A short-lived https link to the HTML report (signed locally: no AWS call), or its s3:// location."""
+    ev = record.get("evaluation") or {}
+    key = ev.get("report_html_key") or ev.get("report_key")
+    if not key:
+        return None, None
+    location = f"s3://{deps.settings.artifact_bucket}/{key}"
+    try:
+        url = deps.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": deps.settings.artifact_bucket, "Key": key}, ExpiresIn=REPORT_URL_SECONDS
+        )
+    except Exception:  # a report link is a convenience; the page must still render
+        logger.warning("report link not signed", extra={"release_id": record.get("release_id")})
+        return None, location
+    return url, location
+
+
+# ---------------------------------------------------------------------- routes
+@app.get(links.DECIDE_PATH)
+def confirm() -> Response:
+    token = app.current_event.get_query_string_value("t", "") or ""
+    if not token:
+        raise links.ApprovalFormInvalid("the link has no signed token (?t=...): copy the whole link from the mail")
+    deps = build_deps()
+    claims, record = links.open_link(token, keys=deps.keys, ledger=deps.pipeline.ledger, now=deps.clock())
+    logger.append_keys(release_id=claims.release_id, nonce=claims.nonce)
+    logger.info("approval link opened", extra={"decision": claims.decision})
+    report_url, report_location = _report(deps.pipeline, record)
+    return _html(
+        200,
+        pages.confirmation_page(
+            claims, token, record, report_url=report_url, report_location=report_location,
+            four_eyes=bool(record.get("four_eyes")),
+        ),
+    )
+
+
+@app.post(links.DECIDE_PATH)
+def decide() -> Response:
+    event = app.current_event
+    content_type = (event.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if content_type != _FORM_TYPE:
+        raise links.ApprovalFormInvalid(f"expected a form post ({_FORM_TYPE}), got {content_type or 'no content type'}")
+    fields = parse_qs(event.decoded_body or "", keep_blank_values=True, max_num_fields=10)
+    repeated = sorted(k for k, v in fields.items() if len(v) > 1)
+    if repeated:
+        raise links.ApprovalFormInvalid(f"field(s) sent more than once: {', '.join(repeated)}")
+    form = links.parse_form({k: v[0] for k, v in fields.items()})
+    deps = build_deps()
+    claims, record = links.decide_by_link(
+        form,
+        source_ip=event.request_context.http.source_ip or "",
+        user_agent=event.request_context.http.user_agent or "",
+        keys=deps.keys,
+        ledger=deps.pipeline.ledger,
+        decide=partial(pipeline.decide, deps.pipeline),
+        now=deps.clock(),
+        at=_now_iso(deps.clock),
+    )
+    logger.append_keys(release_id=claims.release_id, nonce=claims.nonce)
+    logger.info("approval decided by link", extra={"decision": claims.decision})
+    return _html(200, pages.result_page(claims, record))
+
+
+# ---------------------------------------------------------------------- refusals
+_REFUSALS: dict[type[Exception], tuple[int, str, str | None]] = {
+    links.ApprovalFormInvalid: (400, "Bad request", "Nothing was decided. Go back and fill in the form again."),
+    links.LinkInvalid: (403, "This link is not valid", "Nothing was decided. Use the links from the latest Modelgate mail, unaltered."),
+    links.FourEyesViolation: (403, "Four eyes required", "Nothing was decided; the link still works for another approver."),
+    links.ReleaseNotFound: (404, "Unknown release", "Nothing was decided."),
+    DecisionConflict: (409, "Not waiting for a decision", "Nothing was changed: `modelgate status <release>` shows the history."),
+    links.LinkExpired: (410, "This link has expired", "Nothing was decided. An approver can still decide with `modelgate approve|reject`."),
+}
+
+
+@app.exception_handler(list(_REFUSALS))
+def refused(error: Exception) -> Response:
+    status, title, hint = next(v for k, v in _REFUSALS.items() if isinstance(error, k))
+    logger.info("approval request refused", extra={"status": status, "error": type(error).__name__})
+    return _html(status, pages.refusal_page(title, str(error), hint=hint))
+
+
+@app.exception_handler(ClientError)
+def aws_error(error: ClientError) -> Response:
+    code = error.response.get("Error", {}).get("Code", "")
+    if code in _TASK_GONE:
+        logger.info("approval arrived after the task ended", extra={"error": code})
+        return _html(409, pages.refusal_page(
+            "Too late", "The release stopped waiting for approval before this decision reached it.",
+            hint="`modelgate status <release>` shows what happened.",
+        ))
+    return unexpected(error)
+
+
+@app.exception_handler(Exception)
+def unexpected(error: Exception) -> Response:
+    logger.exception("approval callback failed", extra={"error": type(error).__name__})
+    status = 500 if not isinstance(error, ConfigurationError) else 503
+    return _html(status, pages.refusal_page(
+        "Something went wrong", "The decision could not be completed.",
+        hint="Check `modelgate status <release>` before trying again.",
+    ))
+
+
+@app.not_found
+def not_found(_: NotFoundError) -> Response:
+    return _html(404, pages.refusal_page("Not found", f"Approval links go to {links.DECIDE_PATH}."))
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)
