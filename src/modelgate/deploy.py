@@ -8,7 +8,6 @@ absolute state, alarm puts overwrite and deletes ignore what is gone.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from modelgate.errors import CandidatePublishFailed
@@ -163,27 +162,3 @@ def delete_alarms(cloudwatch: Any, names: list[str]) -> None:
     for start in range(0, len(names), 100):
         if names[start : start + 100]:
             cloudwatch.delete_alarms(AlarmNames=names[start : start + 100])
-
-
-def canary_invocations(
-    cloudwatch: Any, *, function_name: str, alias: str, version: str, since: datetime
-) -> int:
-    """How many invocations through the alias the candidate version served since `since`."""
-    now = datetime.now(timezone.utc)
-    end = now + timedelta(minutes=1)
-    # A canary start "in the future" (clock skew between hosts) must not make an empty window.
-    start = min(since, now).replace(second=0, microsecond=0) - timedelta(minutes=1)
-    response = cloudwatch.get_metric_statistics(
-        Namespace="AWS/Lambda",
-        MetricName="Invocations",
-        Dimensions=[
-            {"Name": "FunctionName", "Value": function_name},
-            {"Name": "Resource", "Value": f"{function_name}:{alias}"},
-            {"Name": "ExecutedVersion", "Value": version},
-        ],
-        StartTime=start,
-        EndTime=end,
-        Period=60,
-        Statistics=["Sum"],
-    )
-    return int(sum(p["Sum"] for p in response.get("Datapoints", [])))

@@ -60,6 +60,10 @@ class CanaryAlarm(ModelgateError):
     """A canary alarm fired (or was already firing) while the candidate took traffic."""
 
 
+class CanaryRegression(ModelgateError):
+    """The judge found the candidate measurably worse than stable over the same window."""
+
+
 class NotEnoughEvidence(ModelgateError):
     """The canary received too little traffic to judge it: never treated as healthy."""
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from modelgate.judge import JudgePolicy
+from modelgate.rollout import Rollout, RolloutStep, resolve_rollout, step_plan
 
 MANIFEST_FILENAME = "model-config.json"
 RELEASES_PREFIX = "releases/"
@@ -146,15 +149,43 @@ class ReleasePolicy(_Strict):
     # Four eyes: the commit's author (manifest source.author) can't approve the release;
     # anyone may reject it. A release without an author can then only be rejected.
     four_eyes: bool = False
+    # The rollout: a CodeDeploy preset name ("Canary10Percent15Minutes", "Linear10Percent
+    # Every1Minute", "AllAtOnce", ...) or explicit steps ending at weight 1.0; the last step's
+    # bake is the post-promotion watch (rollback still armed). Unset: one canary step
+    # (canary_weight for bake_seconds), then 100% watched for post_promotion_watch_seconds.
+    rollout: str | list[RolloutStep] | None = None
+    post_promotion_watch_seconds: int | None = Field(default=None, ge=0)
     canary_weight: float = Field(default=0.10, gt=0.0, lt=1.0)
     bake_seconds: int = Field(default=900, ge=1)
+    # The judge's minimum sample per side (the judge's own min_invocations is set from it).
     min_canary_invocations: int = Field(default=20, ge=1)
+    judge: JudgePolicy = Field(default_factory=JudgePolicy)
     canary_alarms: list[CanaryAlarmSpec] = Field(
         default_factory=lambda: [
             CanaryAlarmSpec(name="errors", metric="Errors", statistic="Sum", threshold=1),
         ]
     )
     lock_lease_seconds: int = Field(default=3 * 86_400, ge=60)
+
+    @model_validator(mode="after")
+    def _rollout_resolves(self) -> ReleasePolicy:
+        self.rollout_plan()  # an unknown preset or a bad step list fails at registration
+        return self
+
+    def rollout_plan(self) -> Rollout:
+        return resolve_rollout(
+            self.rollout if isinstance(self.rollout, str) else None,
+            self.rollout if isinstance(self.rollout, list) else None,
+            canary_weight=self.canary_weight,
+            bake_seconds=self.bake_seconds,
+            post_promotion_watch_seconds=self.post_promotion_watch_seconds,
+        )
+
+    def step_plan(self) -> list[dict[str, Any]]:
+        return step_plan(self.rollout_plan())
+
+    def judge_policy(self) -> JudgePolicy:
+        return self.judge.model_copy(update={"min_invocations": self.min_canary_invocations})
 
 
 class ServiceConfig(_Strict):
@@ -216,3 +247,7 @@ class ReleaseContext(BaseModel):
     canary_alarms: list[str] = Field(default_factory=list)
     canary_started_at: str | None = None
     canary_invocations: int | None = None
+    step: dict | None = None  # the rollout step in progress (a step_plan() entry)
+    step_started_at: str | None = None
+    extensions_used: int = 0
+    judge_action: str | None = None  # proceed / wait / synthetic (a rollback raises)

@@ -17,10 +17,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from modelgate import approval_links, aws, deploy, evaluation, scorers
+from modelgate import approval_links, aws, deploy, evaluation, judge, scorers
 from modelgate.errors import (
     CandidatePublishFailed,
     CanaryAlarm,
+    CanaryRegression,
     ConfigurationError,
     DatasetInvalid,
     DecisionConflict,
@@ -645,36 +646,58 @@ def decide(
 
 # ---------------------------------------------------------------------- canary
 def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """Move the alias to the rollout step in ctx.step (the first step when none yet).
+
+    The first step creates the canary alarms (on the candidate alone); the final step
+    (weight 1.0) points the alias wholly at the candidate, with rollback still armed for
+    the post-promotion watch.
+    """
     fn, alias = _target(ctx)
     assert ctx.policy is not None and ctx.candidate_version and ctx.live_version
-    names = deploy.put_canary_alarms(
-        deps.cloudwatch,
-        stack_name=deps.settings.stack_name,
-        release_id=ctx.release_id,
-        function_name=fn,
-        alias=alias,
-        candidate=ctx.candidate_version,
-        specs=ctx.policy.canary_alarms,
-    )
-    for name in names:
-        deps.ledger.put_alarm_owner(name, ctx.release_id, ctx.service)
-    deploy.set_canary(
-        deps.lambda_,
-        fn,
-        alias,
-        stable=ctx.live_version,
-        candidate=ctx.candidate_version,
-        weight=ctx.policy.canary_weight,
-    )
+    step = ctx.step or ctx.policy.step_plan()[0]
+    names = ctx.canary_alarms
+    if not names:
+        names = deploy.put_canary_alarms(
+            deps.cloudwatch,
+            stack_name=deps.settings.stack_name,
+            release_id=ctx.release_id,
+            function_name=fn,
+            alias=alias,
+            candidate=ctx.candidate_version,
+            specs=ctx.policy.canary_alarms,
+        )
+        for name in names:
+            deps.ledger.put_alarm_owner(name, ctx.release_id, ctx.service)
+    if step["is_final"]:
+        deploy.point_alias(deps.lambda_, fn, alias, ctx.candidate_version)
+    else:
+        deploy.set_canary(
+            deps.lambda_, fn, alias, stable=ctx.live_version, candidate=ctx.candidate_version, weight=step["weight"]
+        )
     started = datetime.now(timezone.utc).isoformat()
     deps.ledger.record(
         ctx.release_id,
-        "Canary",
-        f"{ctx.policy.canary_weight:.0%} of {fn}:{alias} to version {ctx.candidate_version}",
+        "Watching" if step["is_final"] else "Canary",
+        (
+            f"100% of {fn}:{alias} on version {ctx.candidate_version}; watched {step['bake_seconds']} s "
+            "with rollback armed"
+            if step["is_final"]
+            else f"step {step['index'] + 1}: {step['weight']:.0%} of {fn}:{alias} to version {ctx.candidate_version}"
+        ),
         canary_alarms=names,
-        canary_started_at=started,
+        canary_started_at=ctx.canary_started_at or started,
+        step=step,
     )
-    return ctx.model_copy(update={"canary_alarms": names, "canary_started_at": started})
+    return ctx.model_copy(
+        update={
+            "canary_alarms": names,
+            "canary_started_at": ctx.canary_started_at or started,
+            "step": step,
+            "step_started_at": started,
+            "extensions_used": 0,
+            "judge_action": None,
+        }
+    )
 
 
 def start_bake(deps: Deps, ctx: ReleaseContext, task_token: str) -> dict:
@@ -687,36 +710,78 @@ def start_bake(deps: Deps, ctx: ReleaseContext, task_token: str) -> dict:
     if firing:
         deps.ledger.take_token(ctx.release_id, "bake")
         raise CanaryAlarm(_alarm_text(firing) + " (already firing when the bake started)")
-    bake = ctx.policy.bake_seconds if ctx.policy else "?"
+    bake = ctx.step["bake_seconds"] if ctx.step else "?"
     deps.ledger.record(ctx.release_id, "Baking", f"bake armed for {bake} s")
     return {"release_id": ctx.release_id, "armed": True}
 
 
 def check_canary(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
-    """The bake's end: the alarms once more, and enough traffic to call the canary healthy."""
+    """The end of a step's bake: the alarms once more, then the judge.
+
+    The judge compares candidate and stable over the step's window (errors: Fisher's exact
+    test; latency: Mann-Whitney U when the policy limits it). Too little evidence is never
+    a pass: per policy the bake is extended, synthetic traffic is sent, or it rolls back.
+    At 100% there is no stable side left: the alarms decide.
+    """
     fn, alias = _target(ctx)
-    assert ctx.policy is not None and ctx.candidate_version
+    assert ctx.policy is not None and ctx.candidate_version and ctx.live_version
+    step = ctx.step or ctx.policy.step_plan()[0]
     deps.ledger.take_token(ctx.release_id, "bake")
     firing = deploy.alarms_firing(deps.cloudwatch, ctx.canary_alarms)
     if firing:
         raise CanaryAlarm(_alarm_text(firing))
-    since = (
-        datetime.fromisoformat(ctx.canary_started_at)
-        if ctx.canary_started_at
-        else datetime.now(timezone.utc)
-    )
-    served = deploy.canary_invocations(
-        deps.cloudwatch, function_name=fn, alias=alias, version=ctx.candidate_version, since=since
-    )
-    if served < ctx.policy.min_canary_invocations:
-        raise NotEnoughEvidence(
-            f"candidate {ctx.candidate_version} served {served} invocation(s) through {alias} "
-            f"during the bake; the policy needs {ctx.policy.min_canary_invocations} to judge it"
+    if not step["is_final"]:
+        since = ctx.step_started_at or ctx.canary_started_at
+        start = datetime.fromisoformat(since) if since else datetime.now(timezone.utc)
+        candidate, stable = judge.collect_window(
+            deps.cloudwatch,
+            function_name=fn,
+            alias=alias,
+            candidate_version=ctx.candidate_version,
+            stable_version=ctx.live_version,
+            start=min(start, datetime.now(timezone.utc)),
+            end=datetime.now(timezone.utc),
         )
+        verdict = judge.judge_canary(
+            candidate, stable, ctx.policy.judge_policy(), extensions_used=ctx.extensions_used
+        )
+        deps.ledger.record(
+            ctx.release_id,
+            "CanaryJudged",
+            verdict.message,
+            verdict=verdict.model_dump(mode="json"),
+            canary_invocations=candidate.invocations,
+        )
+        if verdict.action == "rollback":
+            raise (CanaryRegression if verdict.verdict == "fail" else NotEnoughEvidence)(verdict.message)
+        if verdict.action in ("wait", "synthetic"):
+            return ctx.model_copy(
+                update={"extensions_used": ctx.extensions_used + 1, "judge_action": verdict.action}
+            )
+    plan = ctx.policy.step_plan()
+    following = None if step["is_final"] else plan[step["index"] + 1]
+    return ctx.model_copy(update={"judge_action": "proceed", "extensions_used": 0, "step": following})
+
+
+def send_synthetic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """Not enough canary traffic and the policy says synthetic: call the alias with inputs
+    from the evaluation dataset, enough for the candidate's share to reach the minimum."""
+    fn, alias = _target(ctx)
+    assert ctx.policy is not None and ctx.step is not None
+    body = _read_object(deps, ctx.dataset_key or "", None, DatasetInvalid, f"dataset of {ctx.service}")
+    cases = evaluation.parse_dataset(body.decode("utf-8"))
+    wanted = min(2000, int(ctx.policy.min_canary_invocations / max(ctx.step["weight"], 0.01)) + 1)
+    errors = 0
+    for i in range(wanted):
+        response = deps.lambda_.invoke(
+            FunctionName=fn, Qualifier=alias, Payload=json.dumps({"inputs": cases[i % len(cases)].inputs}).encode()
+        )
+        response["Payload"].read()
+        errors += bool(response.get("FunctionError"))
     deps.ledger.record(
-        ctx.release_id, "CanaryHealthy", f"no alarm; {served} canary invocations", canary_invocations=served
+        ctx.release_id, "SyntheticTraffic", f"{wanted} synthetic requests through {fn}:{alias} ({errors} failed)"
     )
-    return ctx.model_copy(update={"canary_invocations": served})
+    return ctx
 
 
 def _alarm_text(firing: list[dict]) -> str:
@@ -747,9 +812,10 @@ def on_alarm(deps: Deps, alarm_name: str, reason: str) -> dict:
 
 # ---------------------------------------------------------------------- promote / rollback
 def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """The rollout and its watch are over: the candidate is the live version."""
     fn, alias = _target(ctx)
     assert ctx.candidate_version
-    deploy.point_alias(deps.lambda_, fn, alias, ctx.candidate_version)
+    deploy.point_alias(deps.lambda_, fn, alias, ctx.candidate_version)  # already so: idempotent
     _cleanup_canary(deps, ctx)
     deps.ledger.record(
         ctx.release_id,

@@ -34,11 +34,14 @@ def test_first_release_is_approved_canaried_and_promoted(pipeline):
     assert run.execution["status"] == "SUCCEEDED"
     assert run.path == ["Validate", "AcquireLock", "PublishCandidate", "PlanEvaluation", "Evaluate",
                         "ReduceEvaluation", "Gate", "Register",
-                        "ApprovalMode", "WaitForApproval", "ShiftTraffic", "Bake", "CheckCanary",
+                        "ApprovalMode", "WaitForApproval",
+                        "ShiftTraffic", "BakeOrJudge", "Bake", "CheckCanary", "NextStep",  # 10% canary
+                        "ShiftTraffic", "BakeOrJudge", "Bake", "CheckCanary", "NextStep",  # 100%, watched
                         "Promote", "Promoted"]
     assert run.status == "Promoted"
     for status in ("Received", "Validated", "Locked", "CandidatePublished", "Evaluated", "GatePassed",
-                   "PendingManualApproval", "Approved", "Canary", "Baking", "CanaryHealthy", "Promoted"):
+                   "PendingManualApproval", "Approved", "Canary", "Baking", "CanaryJudged", "Watching",
+                   "Promoted"):
         assert status in statuses(run)
     assert run.record["approval"]["comment"] == "first model"
     assert run.record["approval"]["approver"].startswith("arn:aws:")
@@ -98,8 +101,11 @@ def test_canary_without_traffic_is_not_enough_evidence(with_live_v2):
     run = pipeline.release("v4")  # nobody calls the service during the bake
     assert run.status == "RolledBack"
     assert run.execution.get("error") == "NotEnoughEvidence"
-    assert "CheckCanary" in run.path
-    assert "served 0 invocation(s)" in run.record["reason"]
+    # the judge asked for more (the policy waits twice), then gave up: never a pass
+    assert run.path.count("CheckCanary") == 3 and run.path.count("Bake") == 3
+    assert "Promote" not in run.path
+    assert "no invocations on candidate" in run.record["reason"]
+    assert "not_enough_evidence" in run.record["reason"]
     assert pipeline.live() == (live_before, {})
 
 

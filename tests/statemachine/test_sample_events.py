@@ -36,7 +36,8 @@ EXPECTED = {
     "request_approval/waiting.json": None,
     "shift_traffic/approved.json": "ResourceNotFoundException",  # candidate 3 doesn't exist there
     "start_bake/canary.json": None,
-    "check_canary/baked.json": "NotEnoughEvidence",
+    "check_canary/baked.json": None,                  # no data yet: the policy waits (extends the bake)
+    "send_synthetic/not-enough-traffic.json": "DatasetInvalid",  # no dataset on a fresh stack
     "promote/healthy.json": "ResourceNotFoundException",   # version 3 doesn't exist there
     "rollback/canary-alarm.json": "ResourceNotFoundException",  # nor does version 2
     "record_outcome/gate-failed.json": None,

@@ -1,0 +1,212 @@
+"""Rollout policy as data: the traffic steps a release walks through, and their bakes.
+
+A rollout is a list of steps ``(weight, bake_seconds)`` with strictly increasing weights
+that ends at weight 1.0. At each step the live alias sends ``weight`` of its traffic to
+the candidate, the release bakes for ``bake_seconds`` with the canary alarms armed, and
+(before 100%) the judge compares candidate and stable over that step's window. The last
+step's bake is the *post-promotion watch*: the alias already serves the candidate alone,
+but the release still holds the lock and an alarm still rolls it back. CodeDeploy stops
+watching at 100%; we don't.
+
+Why the last step carries the watch instead of a separate field: one list is the whole
+timeline, so the state machine walks it with one loop, and a policy can't describe a
+rollout and a watch that disagree.
+
+Presets carry CodeDeploy's names (as SAM's ``DeploymentPreference.Type`` spells them),
+so a team moving from CodeDeploy keeps its vocabulary and its timings:
+
+* ``Canary10Percent<N>Minutes``: 10% for N minutes, then 100% (two increments);
+* ``Linear10PercentEvery<N>Minute(s)``: 10%, 20%, ... 90%, each for N minutes, then
+  100% (CodeDeploy's TimeBasedLinear: an equal share "at the start of each increment",
+  an equal number of minutes between increments; 100% is reached after 9 intervals);
+* ``AllAtOnce``: 100% at once; only the post-promotion watch remains.
+
+Pure: no AWS calls, nothing at import time but the preset table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Lambda alias routing weights are applied with 4 decimals (deploy.set_canary rounds
+# them); rounding here keeps the plan and the alias in agreement (0.1 * 3 is 0.3, not
+# 0.30000000000000004).
+WEIGHT_DECIMALS = 4
+# Each step costs a handful of state transitions and history events (an execution keeps
+# at most 25,000); 20 steps is twice CodeDeploy's longest preset.
+MAX_STEPS = 20
+DEFAULT_POST_PROMOTION_WATCH_SECONDS = 900
+
+
+class RolloutStep(BaseModel):
+    """One traffic step: ``weight`` of the alias's traffic to the candidate for ``bake_seconds``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weight: float = Field(gt=0.0, le=1.0)
+    bake_seconds: int = Field(ge=0)
+
+    @field_validator("weight")
+    @classmethod
+    def _rounded(cls, value: float) -> float:
+        rounded = round(value, WEIGHT_DECIMALS)
+        if rounded <= 0.0:
+            raise ValueError(
+                f"weight {value} rounds to 0 at {WEIGHT_DECIMALS} decimals: "
+                "the candidate would get no traffic"
+            )
+        return rounded
+
+
+class Rollout(BaseModel):
+    """A validated rollout: strictly increasing weights, ending at 1.0."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    steps: tuple[RolloutStep, ...] = Field(min_length=1, max_length=MAX_STEPS)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Rollout:
+        weights = [s.weight for s in self.steps]
+        for before, after in zip(weights, weights[1:]):
+            if after <= before:
+                raise ValueError(f"rollout weights must strictly increase, got {weights}")
+        if weights[-1] != 1.0:
+            raise ValueError(
+                f"a rollout must end at weight 1.0 (all traffic to the candidate), got {weights}"
+            )
+        for index, step in enumerate(self.steps[:-1]):
+            if step.bake_seconds < 1:
+                raise ValueError(
+                    f"step {index} ({step.weight:.2%}) has no bake: a canary step needs "
+                    "bake_seconds >= 1, or the judge has no window to compare"
+                )
+        return self
+
+    @property
+    def post_promotion_watch_seconds(self) -> int:
+        """The bake at 100%: rollback stays armed this long after promotion."""
+        return self.steps[-1].bake_seconds
+
+    @property
+    def total_seconds(self) -> int:
+        return sum(s.bake_seconds for s in self.steps)
+
+
+def _canary(minutes: int) -> list[tuple[float, int]]:
+    return [(0.10, minutes * 60)]
+
+
+def _linear(minutes: int) -> list[tuple[float, int]]:
+    return [(round(k / 10, WEIGHT_DECIMALS), minutes * 60) for k in range(1, 10)]
+
+
+# The steps *before* 100%; the 100% step's bake is the post-promotion watch.
+PRESETS: dict[str, list[tuple[float, int]]] = {
+    "Canary10Percent5Minutes": _canary(5),
+    "Canary10Percent10Minutes": _canary(10),
+    "Canary10Percent15Minutes": _canary(15),
+    "Canary10Percent30Minutes": _canary(30),
+    "Linear10PercentEvery1Minute": _linear(1),
+    "Linear10PercentEvery2Minutes": _linear(2),
+    "Linear10PercentEvery3Minutes": _linear(3),
+    "Linear10PercentEvery10Minutes": _linear(10),
+    "AllAtOnce": [],
+}
+_CODEDEPLOY_PREFIX = "CodeDeployDefault.Lambda"
+
+
+def preset_rollout(name: str, *, post_promotion_watch_seconds: int) -> Rollout:
+    """A preset by CodeDeploy's name (``CodeDeployDefault.Lambda<Name>`` is accepted too)."""
+    key = name[len(_CODEDEPLOY_PREFIX) :] if name.startswith(_CODEDEPLOY_PREFIX) else name
+    if key not in PRESETS:
+        raise ValueError(
+            f"unknown rollout preset {name!r}; valid presets: {', '.join(PRESETS)}"
+        )
+    steps = [RolloutStep(weight=w, bake_seconds=s) for w, s in PRESETS[key]]
+    steps.append(RolloutStep(weight=1.0, bake_seconds=post_promotion_watch_seconds))
+    return Rollout(name=key, steps=tuple(steps))
+
+
+StepLike = RolloutStep | Mapping[str, Any] | Sequence[float]
+
+
+def _as_step(value: StepLike) -> RolloutStep:
+    if isinstance(value, RolloutStep):
+        return value
+    if isinstance(value, Mapping):
+        return RolloutStep.model_validate(value)
+    weight, bake_seconds = value  # a (weight, bake_seconds) pair
+    return RolloutStep(weight=weight, bake_seconds=int(bake_seconds))
+
+
+def resolve_rollout(
+    preset: str | None = None,
+    steps: Sequence[StepLike] | None = None,
+    *,
+    canary_weight: float = 0.10,
+    bake_seconds: int = 900,
+    post_promotion_watch_seconds: int | None = None,
+) -> Rollout:
+    """The rollout a policy asks for: a preset, explicit steps, or the legacy single canary.
+
+    * ``preset``: a CodeDeploy name; the 100% step bakes ``post_promotion_watch_seconds``
+      (default :data:`DEFAULT_POST_PROMOTION_WATCH_SECONDS`).
+    * ``steps``: explicit steps ending at 1.0; the last one's bake *is* the watch. Passing
+      a different ``post_promotion_watch_seconds`` too is an error, not a silent override.
+    * neither: the pre-rollout policy (``canary_weight`` for ``bake_seconds``, then 100%),
+      so existing policies keep their meaning.
+    """
+    if preset is not None and steps is not None:
+        raise ValueError("give a rollout preset or explicit steps, not both")
+    watch = (
+        DEFAULT_POST_PROMOTION_WATCH_SECONDS
+        if post_promotion_watch_seconds is None
+        else post_promotion_watch_seconds
+    )
+    if watch < 0:
+        raise ValueError(f"post_promotion_watch_seconds must be >= 0, got {watch}")
+    if preset is not None:
+        return preset_rollout(preset, post_promotion_watch_seconds=watch)
+    if steps is not None:
+        rollout = Rollout(steps=tuple(_as_step(s) for s in steps))
+        if (
+            post_promotion_watch_seconds is not None
+            and rollout.post_promotion_watch_seconds != post_promotion_watch_seconds
+        ):
+            raise ValueError(
+                f"the 100% step bakes {rollout.post_promotion_watch_seconds} s but "
+                f"post_promotion_watch_seconds is {post_promotion_watch_seconds}: the last "
+                "step's bake is the watch, set one of them"
+            )
+        return rollout
+    return Rollout(
+        steps=(
+            RolloutStep(weight=canary_weight, bake_seconds=bake_seconds),
+            RolloutStep(weight=1.0, bake_seconds=watch),
+        )
+    )
+
+
+def step_plan(rollout: Rollout) -> list[dict[str, Any]]:
+    """The rollout as the state machine walks it: one JSON object per step, in order.
+
+    ``is_final`` marks the 100% step: the alias points at the candidate alone (no
+    routing weights), its bake is the post-promotion watch, and there is no stable
+    traffic left for the judge to compare with, so only the alarms decide there. A bake
+    of 0 s has no callback to wait on (a task's timeout must be >= 1 s): skip the bake.
+    """
+    last = len(rollout.steps) - 1
+    return [
+        {
+            "index": index,
+            "weight": step.weight,
+            "bake_seconds": step.bake_seconds,
+            "is_final": index == last,
+        }
+        for index, step in enumerate(rollout.steps)
+    ]
