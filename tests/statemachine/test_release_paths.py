@@ -176,3 +176,30 @@ def test_a_duplicate_upload_event_starts_no_second_release(pipeline):
     executions = sfn.list_executions(stateMachineArn=pipeline.control.outputs["ReleasePipelineArn"])["executions"]
     assert [e["name"] for e in executions] == [run.release_id]
     pipeline.driver.finish(run)
+
+
+def test_an_alarm_during_the_post_promotion_watch_rolls_back(with_live_v2):
+    # Given a release at 100% in its watch window (rollback still armed)
+    pipeline = with_live_v2
+    pipeline.set_policy(approval="auto", post_promotion_watch_seconds=50_000, min_canary_invocations=1)
+    live_before, _ = pipeline.live()
+    traffic = pipeline.traffic()
+    traffic.start()
+    try:
+        run = pipeline.driver.submit(pipeline.examples / "v2", commit=pipeline.commit_for("v2-watch"))
+        ledger = pipeline.control.ledger()
+        wait_until(lambda: any(h["status"] == "Watching" for h in (ledger.get(run.release_id) or {}).get("history", []))
+                   and ledger.get(run.release_id)["status"] == "Baking", 60, "the watch")
+        candidate = ledger.get(run.release_id)["candidate_version"]
+        assert pipeline.live() == (candidate, {})  # all traffic on the candidate
+        # When its canary alarm fires during the watch
+        name = ledger.get(run.release_id)["canary_alarms"][0]
+        pipeline.control.client("cloudwatch").set_alarm_state(
+            AlarmName=name, StateValue="ALARM", StateReason="errors after promotion")
+        run = pipeline.driver.finish(run)
+    finally:
+        traffic.stop()
+    # Then it is rolled back to the version live before it, at once
+    assert run.status == "RolledBack" and run.execution.get("error") == "CanaryAlarm"
+    assert "Promote" not in run.path and run.path.count("ShiftTraffic") == 2
+    assert pipeline.live() == (live_before, {})
