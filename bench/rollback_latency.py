@@ -17,29 +17,16 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
-
-from modelgate import aws
-from modelgate.control import Control, put_dataset
+from modelgate.control import update_policy
 from modelgate.demo import quiet_logs
 from modelgate.deploy import alias_state
-from modelgate.local import LocalAWS
-from modelgate.local.driver import ReleaseDriver, wait_until
+from modelgate.local.driver import ReleaseDriver, sample_stack, wait_until
 from modelgate.local.traffic import TrafficGenerator
-from modelgate.models import ServiceConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
 EXAMPLES = ROOT / "examples" / "support-bot"
 TIME_FACTOR = 0.01
-
-
-def set_policy(control: Control, **overrides) -> None:
-    ssm = control.client("ssm")
-    name = control.outputs["ServicesPrefix"] + "support-bot"
-    config = ServiceConfig.model_validate_json(ssm.get_parameter(Name=name)["Parameter"]["Value"])
-    config = config.model_copy(update={"policy": config.policy.model_copy(update=overrides)})
-    ssm.put_parameter(Name=name, Type="String", Overwrite=True, Value=config.model_dump_json())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -53,15 +40,12 @@ def percentile(values: list[float], q: float) -> float:
 def main(runs: int) -> dict:
     quiet_logs()
     samples: list[float] = []
-    with LocalAWS(ROOT / "template.yaml", parameters={"ModelProvider": "local", "LogLevel": "WARNING"},
-                  time_factor=TIME_FACTOR) as local:
-        control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource)
-        put_dataset(control, "support-bot", EXAMPLES / "dataset.jsonl")
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR) as (local, control):
         function = local.stack.outputs["SampleServiceFunctionName"]
         lam, cloudwatch, ledger = control.client("lambda"), control.client("cloudwatch"), control.ledger()
         driver = ReleaseDriver(control)
         # a live version first, then canaries that bake for a long time (1 h nominal)
-        set_policy(control, approval="auto", min_canary_invocations=1, bake_seconds=60)
+        update_policy(control, "support-bot", approval="auto", min_canary_invocations=1, bake_seconds=60)
         traffic = TrafficGenerator(lambda_client=lam, function_name=function, qualifier="live",
                                    requests=[{"inputs": {"question": "How do I reset my password?"}}],
                                    rate_per_second=50)
@@ -70,7 +54,7 @@ def main(runs: int) -> dict:
         traffic.stop()
         assert first.status == "Promoted", first.record.get("reason")
         live, _ = alias_state(lam, function, "live")
-        set_policy(control, approval="auto", bake_seconds=3600)
+        update_policy(control, "support-bot", approval="auto", bake_seconds=3600)
         for i in range(runs):
             run = driver.submit(EXAMPLES / "v2", commit=f"{i + 2:040x}")
             wait_until(lambda: (ledger.get(run.release_id) or {}).get("status") == "Baking", 60, "the bake")

@@ -18,7 +18,15 @@ from modelgate import pipeline
 from modelgate.errors import ManifestInvalid
 from modelgate.evaluation import format_side
 from modelgate.ledger import Ledger
-from modelgate.models import MANIFEST_FILENAME, RELEASES_PREFIX, Manifest, release_id_for, sha256_hex
+from modelgate.models import (
+    MANIFEST_FILENAME,
+    RELEASES_PREFIX,
+    Manifest,
+    ReleasePolicy,
+    ServiceConfig,
+    release_id_for,
+    sha256_hex,
+)
 from modelgate.settings import Settings
 
 OUTPUT_KEYS = {
@@ -205,3 +213,14 @@ def format_table(records: list[dict]) -> str:
             f"{(r.get('reason') or '')[:100]}"
         )
     return "\n".join(rows)
+
+
+def update_policy(control: Control, service: str, **overrides: object) -> ServiceConfig:
+    """The operator changes a service's release policy (its registration in SSM)."""
+    ssm = control.client("ssm")
+    name = control.outputs["ServicesPrefix"] + service
+    config = ServiceConfig.model_validate_json(ssm.get_parameter(Name=name)["Parameter"]["Value"])
+    policy = ReleasePolicy.model_validate({**config.policy.model_dump(), **overrides})
+    updated = config.model_copy(update={"policy": policy})
+    ssm.put_parameter(Name=name, Type="String", Overwrite=True, Value=updated.model_dump_json())
+    return updated

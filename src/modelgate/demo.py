@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "support-bot"
+from modelgate.local.driver import EXAMPLES
 
 
 @dataclass
@@ -78,13 +78,9 @@ def quiet_logs() -> None:
 
 def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template.yaml"), out=sys.stdout,
              verbose: bool = False) -> int:
-    import boto3
-
-    from modelgate import aws
-    from modelgate.control import Control, format_table, put_dataset
+    from modelgate.control import format_table
     from modelgate.deploy import alias_state
-    from modelgate.local import LocalAWS
-    from modelgate.local.driver import ReleaseDriver
+    from modelgate.local.driver import ReleaseDriver, sample_stack
     from modelgate.local.traffic import TrafficGenerator
 
     from modelgate import observability  # noqa: F401  (builds the shared logger first)
@@ -93,13 +89,9 @@ def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template
         quiet_logs()
     requests = [json.loads(line) for line in (EXAMPLES / "traffic.jsonl").read_text().splitlines() if line.strip()]
     failures = []
-    with LocalAWS(template_path, parameters={"ModelProvider": "local", "ApprovalMode": "manual"},
-                  time_factor=time_factor) as local:
-        control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource)
+    with sample_stack(template_path, time_factor=time_factor, ApprovalMode="manual") as (local, control):
         function = local.stack.outputs["SampleServiceFunctionName"]
-        version = put_dataset(control, "support-bot", EXAMPLES / "dataset.jsonl")
-        print(f"stack {local.stack_name} on the local runtime (time factor {time_factor}); "
-              f"dataset version {version}", file=out)
+        print(f"stack {local.stack_name} on the local runtime (time factor {time_factor})", file=out)
         traffic = TrafficGenerator(
             lambda_client=control.client("lambda"), function_name=function, qualifier="live",
             requests=[{"inputs": r} for r in requests], rate_per_second=80,

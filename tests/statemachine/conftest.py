@@ -12,16 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from modelgate import aws
-from modelgate.control import Control, put_dataset
+from modelgate.control import Control, update_policy
 from modelgate.deploy import alias_state
 from modelgate.local import LocalAWS
-from modelgate.local.driver import ReleaseDriver, ReleaseRun
+from modelgate.local.driver import ReleaseDriver, ReleaseRun, sample_stack
 from modelgate.local.traffic import TrafficGenerator
-from modelgate.models import ServiceConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "support-bot"
@@ -42,14 +39,7 @@ class Pipeline:
 
     def set_policy(self, **overrides: Any) -> None:
         """Act as the control plane's operator: change the service's registered policy."""
-        ssm = self.control.client("ssm")
-        name = self.control.outputs["ServicesPrefix"] + SERVICE
-        config = ServiceConfig.model_validate_json(ssm.get_parameter(Name=name)["Parameter"]["Value"])
-        policy = config.policy.model_copy(update=overrides)
-        ssm.put_parameter(
-            Name=name, Type="String", Overwrite=True,
-            Value=config.model_copy(update={"policy": policy}).model_dump_json(),
-        )
+        update_policy(self.control, SERVICE, **overrides)
 
     def live(self) -> tuple[str, dict]:
         return alias_state(self.control.client("lambda"), self.function, "live")
@@ -77,10 +67,7 @@ class Pipeline:
 
 @pytest.fixture
 def pipeline():
-    with LocalAWS(ROOT / "template.yaml", parameters={"ModelProvider": "local", "LogLevel": "WARNING"},
-                  time_factor=TIME_FACTOR) as local:
-        control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource)
-        put_dataset(control, SERVICE, EXAMPLES / "dataset.jsonl")
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR) as (local, control):
         yield Pipeline(local, control, ReleaseDriver(control, timeout=60), local.stack.outputs["SampleServiceFunctionName"])
 
 

@@ -7,6 +7,8 @@ watching `modelgate status` would, and decides through `control.decide` (the CLI
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -87,3 +89,23 @@ class ReleaseDriver:
         if decision and self.wait_for_decision_point(run):
             self.decide(run, decision, comment)
         return self.finish(run)
+
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "support-bot"
+
+
+@contextmanager
+def sample_stack(template_path: Path, *, time_factor: float, **parameters: str) -> Iterator[tuple[Any, Control]]:
+    """The stack on the local runtime with the sample service's dataset uploaded:
+    what the demo, the benchmarks and the state-machine tests start from."""
+    import boto3
+
+    from modelgate import aws
+    from modelgate.control import put_dataset
+    from modelgate.local import LocalAWS
+
+    params = {"ModelProvider": "local", "LogLevel": "WARNING", **parameters}
+    with LocalAWS(template_path, parameters=params, time_factor=time_factor) as local:
+        control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource)
+        put_dataset(control, "support-bot", EXAMPLES / "dataset.jsonl")
+        yield local, control
