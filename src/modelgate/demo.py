@@ -5,6 +5,10 @@
   v3  worse prompt                        -> fails the gate; live unchanged
   v4  passes the gate, errors in live use -> its canary alarm fires from real errors of
                                              the candidate -> rolled back; live unchanged
+  v5  passes the gate, fails 1 live request
+      in 21                               -> too few errors for the alarm; the judge finds
+                                             the candidate's error rate significantly worse
+                                             than stable's -> rolled back; live unchanged
 
 Live traffic comes from a traffic generator calling the `live` alias all along, so the
 alarm in v4 fires because 10% of real requests reach a candidate that fails them.
@@ -30,13 +34,15 @@ class Scenario:
     expect_status: str
     approve: bool
     live_after: str  # "candidate" or "unchanged"
+    expect_error: str | None = None  # what ended it, when it failed
 
 
 SCENARIOS = [
     Scenario("v1 first release", "v1", "Promoted", True, "candidate"),
     Scenario("v2 better prompt", "v2", "Promoted", True, "candidate"),
-    Scenario("v3 worse prompt", "v3", "GateFailed", True, "unchanged"),
-    Scenario("v4 breaks live requests", "v4", "RolledBack", True, "unchanged"),
+    Scenario("v3 worse prompt", "v3", "GateFailed", True, "unchanged", "GateFailed"),
+    Scenario("v4 breaks live requests", "v4", "RolledBack", True, "unchanged", "CanaryAlarm"),
+    Scenario("v5 breaks a few live requests", "v5", "RolledBack", True, "unchanged", "CanaryRegression"),
 ]
 
 
@@ -108,6 +114,8 @@ def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template
                       + (f" (weights left: {weights})" if weights else ""), file=out)
                 if final.get("status") != scenario.expect_status:
                     failures.append(f"{scenario.name}: ended {final.get('status')}, expected {scenario.expect_status}")
+                if scenario.expect_error and final.get("error") != scenario.expect_error:
+                    failures.append(f"{scenario.name}: ended by {final.get('error')}, expected {scenario.expect_error}")
                 if after != expected_live or weights:
                     failures.append(f"{scenario.name}: live alias is {after} {weights or ''}, expected {expected_live}")
         finally:
@@ -120,5 +128,6 @@ def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template
     if failures:
         print("\nDEMO FAILED:\n  " + "\n  ".join(failures), file=out)
         return 1
-    print("\nDemo OK: promoted, promoted, gate failed, rolled back - live alias exactly as expected.", file=out)
+    print("\nDemo OK: promoted, promoted, gate failed, rolled back by an alarm, rolled back by the judge"
+          " - the live alias exactly as expected after each.", file=out)
     return 0

@@ -19,7 +19,7 @@ from modelgate.models import MANIFEST_FILENAME, Manifest, ReleasePolicy, sha256_
 from modelgate.providers import LOCAL_MODELS, LocalProvider
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support-bot"
-RELEASES = ("v1", "v2", "v3", "v4")
+RELEASES = ("v1", "v2", "v3", "v4", "v5")
 BUCKET = "artefacts"
 POLICY = ReleasePolicy()  # the default gate: at most 5 points below live
 
@@ -40,14 +40,17 @@ def test_release_manifests_are_valid_and_digests_match_the_files(version: str) -
         assert sha256_hex(data) == prompt.sha256, f"{version}/{prompt.file}: recompute the digest"
 
 
-def test_dataset_cases_carry_question_and_tier_and_traffic_carries_only_questions() -> None:
+def test_dataset_cases_carry_every_variable_and_traffic_lacks_some() -> None:
     cases = parse_dataset((EXAMPLE / "dataset.jsonl").read_text())
     assert 30 <= len(cases) <= 45
-    assert all(set(c.inputs) == {"question", "customer_tier"} for c in cases)
+    assert all(set(c.inputs) == {"question", "customer_tier", "locale"} for c in cases)
     assert {c.scorer for c in cases} <= {"contains", "any_of"}
     traffic = traffic_requests()
     assert len(traffic) >= 15
-    assert all(set(r) == {"question"} for r in traffic)
+    # live requests carry no tier (v4 fails them all) and one in 21 has no locale (v5 fails it):
+    # 21 is coprime with the 10% canary's routing cycle, so the canary sees every request
+    assert all("customer_tier" not in r for r in traffic)
+    assert len(traffic) == 21 and sum("locale" not in r for r in traffic) == 1
 
 
 def traffic_requests() -> list[dict[str, str]]:
@@ -164,3 +167,17 @@ def test_v4_fails_on_every_live_traffic_request_that_v2_serves(pinned: Any) -> N
         # When v4 serves it / Then its user template can't be rendered
         with pytest.raises(PromptVariableMissing, match="'customer_tier'"):
             inference.handle_request(event, envs["v4"], s3, provider)
+
+
+def test_v5_passes_the_gate_but_fails_the_one_live_request_without_a_locale(pinned: Any) -> None:
+    s3, envs = pinned
+    assert judge(run(pinned, "v5", live="v2"), POLICY).passed
+    provider = LocalProvider(base_ms=0, per_output_token_ms=0)
+    failed = 0
+    for request in traffic_requests():
+        try:
+            inference.handle_request({"inputs": request}, envs["v5"], s3, provider)
+        except PromptVariableMissing as exc:
+            assert "'locale'" in str(exc)
+            failed += 1
+    assert failed == 1
