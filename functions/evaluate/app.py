@@ -5,22 +5,10 @@ per-case results go to S3, the state carries only where they are.
 """
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from modelgate import pipeline
-from modelgate.models import ReleaseContext
 from modelgate.observability import logger
-
-
-class Shard(BaseModel):
-    index: int
-    start: int
-    end: int
-
-
-class ShardEvent(BaseModel):
-    release: ReleaseContext
-    shard: Shard
+from modelgate.task_events import ShardEvent
 
 
 @logger.inject_lambda_context(correlation_id_path="release.release_id")

@@ -4,16 +4,10 @@ The event is {"release": <context>, "error": {"Error": ..., "Cause": ...}} from 
 """
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from modelgate import pipeline
-from modelgate.models import ReleaseContext
 from modelgate.observability import logger
-
-
-class OutcomeEvent(BaseModel):
-    release: ReleaseContext
-    error: dict | None = None
+from modelgate.task_events import OutcomeEvent
 
 
 @logger.inject_lambda_context(correlation_id_path="release.release_id")

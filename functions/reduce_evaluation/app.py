@@ -4,16 +4,10 @@ The event is {"release": <context>, "shards": [{"index", "key", "version", "case
 """
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from modelgate import pipeline
-from modelgate.models import ReleaseContext
 from modelgate.observability import logger
-
-
-class ReduceEvent(BaseModel):
-    release: ReleaseContext
-    shards: list[dict]
+from modelgate.task_events import ReduceEvent
 
 
 @logger.inject_lambda_context(correlation_id_path="release.release_id")

@@ -5,16 +5,10 @@ The token is stored, never logged.
 """
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from modelgate import pipeline
-from modelgate.models import ReleaseContext
 from modelgate.observability import logger
-
-
-class CallbackEvent(BaseModel):
-    release: ReleaseContext
-    task_token: str
+from modelgate.task_events import CallbackEvent
 
 
 @logger.inject_lambda_context(correlation_id_path="release.release_id")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import mimetypes
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,7 +51,7 @@ class Control:
         cfn = session.client("cloudformation")
         stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-        return cls(stack_name, outputs, session.client, session.resource)
+        return cls(stack_name, outputs, lru_cache(maxsize=None)(session.client), session.resource)
 
     @property
     def bucket(self) -> str:
@@ -65,17 +66,7 @@ class Control:
         return Ledger(self.resource("dynamodb").Table(self.outputs["LedgerTableName"]))
 
     def deps(self) -> pipeline.Deps:
-        return pipeline.Deps(
-            settings=self.settings(),
-            s3=self.client("s3"),
-            ssm=self.client("ssm"),
-            lambda_=self.client("lambda"),
-            cloudwatch=self.client("cloudwatch"),
-            sfn=self.client("stepfunctions"),
-            sns=self.client("sns"),
-            ledger=self.ledger(),
-            secretsmanager=self.client("secretsmanager"),
-        )
+        return pipeline.Deps(self.settings(), self.client, self.ledger())
 
 
 # ---------------------------------------------------------------------- submit

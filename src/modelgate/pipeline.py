@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
@@ -48,30 +48,46 @@ from modelgate.settings import Settings, get_settings
 
 @dataclass(frozen=True)
 class Deps:
+    """What a step needs: settings, the ledger, and clients made on first use from one
+    factory (``aws.client`` in Lambda: cached, so a handler's cold start builds only the
+    clients its step uses)."""
+
     settings: Settings
-    s3: Any
-    ssm: Any
-    lambda_: Any
-    cloudwatch: Any
-    sfn: Any
-    sns: Any
+    client: Callable[[str], Any]
     ledger: Ledger
-    secretsmanager: Any = None  # approval link signing keys (RequestApproval)
+
+    @property
+    def s3(self) -> Any:
+        return self.client("s3")
+
+    @property
+    def ssm(self) -> Any:
+        return self.client("ssm")
+
+    @property
+    def lambda_(self) -> Any:
+        return self.client("lambda")
+
+    @property
+    def cloudwatch(self) -> Any:
+        return self.client("cloudwatch")
+
+    @property
+    def sfn(self) -> Any:
+        return self.client("stepfunctions")
+
+    @property
+    def sns(self) -> Any:
+        return self.client("sns")
+
+    @property
+    def secretsmanager(self) -> Any:
+        return self.client("secretsmanager")
 
 
 def default_deps() -> Deps:
     settings = get_settings()
-    return Deps(
-        settings=settings,
-        s3=aws.client("s3"),
-        ssm=aws.client("ssm"),
-        lambda_=aws.client("lambda"),
-        cloudwatch=aws.client("cloudwatch"),
-        sfn=aws.client("stepfunctions"),
-        sns=aws.client("sns"),
-        ledger=Ledger(aws.table(settings.ledger_table)),
-        secretsmanager=aws.client("secretsmanager"),
-    )
+    return Deps(settings, aws.client, Ledger(aws.table(settings.ledger_table)))
 
 
 # ---------------------------------------------------------------------- intake

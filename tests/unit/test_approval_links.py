@@ -310,8 +310,8 @@ def callback(ledger, sfn, monkeypatch, log_output):
         "LEDGER_TABLE": "ledger", "ARTIFACT_BUCKET": "artefacts", "SERVICES_PREFIX": "/modelgate/test/services/",
         "APPROVAL_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:approvals", "STACK_NAME": "modelgate-test",
     })
-    deps = pipeline.Deps(settings=settings, s3=boto3.client("s3"), ssm=None, lambda_=None, cloudwatch=None,
-                         sfn=sfn, sns=None, ledger=ledger)
+    clients = {"s3": boto3.client("s3"), "stepfunctions": sfn}
+    deps = pipeline.Deps(settings=settings, client=clients.__getitem__, ledger=ledger)
     clock = {"now": float(T0 + 300)}
     monkeypatch.setattr(app, "build_deps", lambda: app.CallbackDeps(
         pipeline=deps, keys=lambda refresh: [KEY, EXAMPLE_KEY], clock=lambda: clock["now"]))

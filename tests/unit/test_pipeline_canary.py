@@ -26,8 +26,8 @@ def deps(ledger_table):
         LEDGER_TABLE="ledger", ARTIFACT_BUCKET="b", SERVICES_PREFIX="/p/",
         APPROVAL_TOPIC_ARN="arn:aws:sns:us-east-1:123456789012:t", STACK_NAME="test",
     )
-    return Deps(settings, boto3.client("s3"), boto3.client("ssm"), boto3.client("lambda"),
-                boto3.client("cloudwatch"), FakeStepFunctions(), boto3.client("sns"), Ledger(ledger_table))
+    clients = {"stepfunctions": FakeStepFunctions(), "cloudwatch": boto3.client("cloudwatch")}
+    return Deps(settings, lambda name: clients.get(name) or boto3.client(name), Ledger(ledger_table))
 
 
 def canary_ctx(alarm: str) -> ReleaseContext:

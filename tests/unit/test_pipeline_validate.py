@@ -33,8 +33,8 @@ def deps(ledger_table):
         LEDGER_TABLE="ledger", ARTIFACT_BUCKET="artefacts", SERVICES_PREFIX="/modelgate/test/services/",
         APPROVAL_TOPIC_ARN="arn:aws:sns:us-east-1:123456789012:t", STACK_NAME="test",
     )
-    return Deps(settings, s3, ssm, boto3.client("lambda"), boto3.client("cloudwatch"),
-                boto3.client("stepfunctions"), boto3.client("sns"), Ledger(ledger_table))
+    clients = {"s3": s3, "ssm": ssm}
+    return Deps(settings, lambda name: clients.get(name) or boto3.client(name), Ledger(ledger_table))
 
 
 def upload(deps, *, service="support-bot", model_id="local.retrieval-small-v1:0", prompt=PROMPT,

@@ -3,7 +3,7 @@
 moto 5.2.1 ``Rule.send_to_targets`` (``moto/events/models.py``) gets these wrong; the
 patch installed here fixes each (one test each):
 
-- Lambda and Step Functions targets raise ``NotImplementedError`` (swallowed on the S3
+- Lambda and Step Functions targets raise moto's not-implemented error (swallowed on the S3
   notification path): Lambda targets now go to ``invoke_async``, Step Functions targets
   start an execution named with a random uuid, as AWS names them. SQS targets are sent
   here too, so they get the same input shaping and retries.
