@@ -20,6 +20,11 @@ def _control(args: argparse.Namespace):
 
     from modelgate.control import Control
 
+    if args.local:
+        from modelgate.local.server import control_from_state
+
+        return control_from_state(Path(args.local))
+
     session = boto3.Session(profile_name=args.profile, region_name=args.region)
     return Control.from_stack(args.stack, session)
 
@@ -138,6 +143,14 @@ def _logical_id(template: Path, function: str) -> str:
     raise SystemExit(f"modelgate: no function {function!r} in {template}; functions: {', '.join(names)}")
 
 
+def cmd_local_up(args: argparse.Namespace) -> int:
+    from modelgate.local.server import serve
+
+    serve(Path(args.template), port=args.port, time_factor=args.time_factor, state_file=Path(args.state_file),
+          traffic_rate=args.traffic)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from modelgate.demo import run_demo
 
@@ -150,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CloudFormation stack name (default: $MODELGATE_STACK or 'modelgate')")
     parser.add_argument("--region", default=None, help="AWS region (default: the credential chain's)")
     parser.add_argument("--profile", default=None, help="AWS profile")
+    parser.add_argument("--local", nargs="?", const=".modelgate-local.json",
+                        default=os.environ.get("MODELGATE_LOCAL"), metavar="STATE_FILE",
+                        help="talk to a running `modelgate local up` instead of AWS")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("submit", help="upload a release folder (prompt files, then the manifest); prints the release id")
@@ -198,6 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE",
                    help="template parameter override (repeatable)")
     p.set_defaults(func=cmd_invoke)
+
+    p = sub.add_parser("local", help="the embedded local AWS as a server for the other commands")
+    local_sub = p.add_subparsers(dest="local_command", required=True)
+    up = local_sub.add_parser("up", help="deploy template.yaml locally and serve it until Ctrl-C")
+    up.add_argument("-t", "--template", default="template.yaml")
+    up.add_argument("--port", type=int, default=4566)
+    up.add_argument("--time-factor", type=float, default=0.01,
+                    help="real seconds per nominal second for waits and bakes (default 0.01)")
+    up.add_argument("--state-file", default=".modelgate-local.json")
+    up.add_argument("--traffic", type=float, default=0.0, metavar="RPS",
+                    help="live traffic on the sample service's live alias (requests per second)")
+    up.set_defaults(func=cmd_local_up)
 
     p = sub.add_parser("demo", help="four releases on the local runtime: promoted, promoted, gate failed, rolled back")
     p.add_argument("--time-factor", type=float, default=0.005,

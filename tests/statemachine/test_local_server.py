@@ -1,0 +1,73 @@
+"""`modelgate local up` in one process, the CLI's commands from another: the same commands
+that run against AWS run against the local runtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from modelgate import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    state = tmp_path / "local.json"
+    log = (tmp_path / "server.log").open("w")  # a pipe nobody reads would fill and block the server
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelgate.cli", "local", "up", "--port", str(free_port()),
+         "--time-factor", "0.003", "--traffic", "120", "--state-file", str(state)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 60
+    while not state.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("local runtime did not start:\n" + (tmp_path / "server.log").read_text()[-5000:])
+        time.sleep(0.1)
+    yield state
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+    assert not state.exists()  # it cleans up after itself
+
+
+def status(state: Path, capsys, release: str | None = None) -> dict | list:
+    assert cli.main(["--local", str(state), "status", *([release] if release else []), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.enable_socket
+def test_submit_status_and_approve_from_another_process(server, capsys):
+    # When CI submits through the CLI
+    assert cli.main(["--local", str(server), "submit", str(ROOT / "examples" / "support-bot" / "v1"),
+                     "--commit", "cd" * 20, "--branch", "main"]) == 0
+    release = capsys.readouterr().out.strip().splitlines()[-1]
+    # Then it asks for approval, and an approver approves through the CLI
+    deadline = time.monotonic() + 60
+    while (record := status(server, capsys, release))["status"] != "PendingManualApproval":
+        assert time.monotonic() < deadline, record["status"]
+        time.sleep(0.2)
+    assert cli.main(["--local", str(server), "approve", release, "--comment", "from another shell"]) == 0
+    capsys.readouterr()
+    while (record := status(server, capsys, release))["status"] not in ("Promoted", "RolledBack", "Failed"):
+        assert time.monotonic() < deadline + 60, record["status"]
+        time.sleep(0.2)
+    assert record["status"] == "Promoted", record.get("reason")
+    assert record["approval"]["comment"] == "from another shell"
+    assert [r["status"] for r in status(server, capsys)] == ["Promoted"]
