@@ -27,6 +27,7 @@ from modelgate.models import (
     ServiceConfig,
     release_id_for,
     sha256_hex,
+    validation_problems,
 )
 from modelgate.settings import Settings
 
@@ -96,8 +97,7 @@ def load_release_dir(directory: Path, *, commit: str | None, branch: str | None)
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ManifestInvalid(f"{path}: {problems}") from exc
+        raise ManifestInvalid(f"{path}: {validation_problems(exc, 'manifest')}") from exc
     files: dict[str, bytes] = {}
     for prompt in manifest.prompts:
         file = directory / prompt.file

@@ -41,7 +41,7 @@ from modelgate.errors import (
     ModelNotConfigured,
     PromptVariableMissing,
 )
-from modelgate.models import Manifest, sha256_hex
+from modelgate.models import Manifest, PromptFile, sha256_hex, validation_problems
 from modelgate.observability import logger
 from modelgate.providers import ModelProvider
 
@@ -183,17 +183,9 @@ def load_release(
             )
         prompt_key = f"{folder}/{prompt.file}" if folder else prompt.file
         data = _get_bytes(s3_client, bucket, prompt_key, pinned, f"prompt {prompt.name!r}")
-        actual = sha256_hex(data)
-        if actual != prompt.sha256:
-            raise ManifestInvalid(
-                f"prompt {prompt.name!r} s3://{bucket}/{prompt_key} version {pinned!r} has "
-                f"sha256 {actual}, but the manifest says {prompt.sha256}"
-            )
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ManifestInvalid(f"prompt {prompt.name!r} ({prompt.file}) is not UTF-8") from exc
-        prompts[prompt.name] = PromptTemplate.parse(prompt.name, prompt.file, text)
+        prompts[prompt.name] = _verified_template(
+            prompt, data, f"s3://{bucket}/{prompt_key} version {pinned!r}"
+        )
 
     release = LoadedRelease(bucket, key, version_id, manifest, prompts)
     with _cache_lock:
@@ -210,6 +202,20 @@ def load_release(
     return release
 
 
+def _verified_template(prompt: PromptFile, data: bytes, where: str) -> PromptTemplate:
+    """A prompt file's bytes as a template, once they match the manifest's digest."""
+    actual = sha256_hex(data)
+    if actual != prompt.sha256:
+        raise ManifestInvalid(
+            f"prompt {prompt.name!r} {where} has sha256 {actual}, but the manifest says {prompt.sha256}"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestInvalid(f"prompt {prompt.name!r} ({prompt.file}) is not UTF-8") from exc
+    return PromptTemplate.parse(prompt.name, prompt.file, text)
+
+
 def release_from_files(
     manifest: Manifest, files: Mapping[str, bytes], *, source: str = "local"
 ) -> LoadedRelease:
@@ -224,17 +230,7 @@ def release_from_files(
         data = files.get(prompt.file)
         if data is None:
             raise ManifestInvalid(f"prompt {prompt.name!r}: no file {prompt.file!r} given")
-        actual = sha256_hex(data)
-        if actual != prompt.sha256:
-            raise ManifestInvalid(
-                f"prompt {prompt.name!r} ({prompt.file}) has sha256 {actual}, "
-                f"but the manifest says {prompt.sha256}"
-            )
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ManifestInvalid(f"prompt {prompt.name!r} ({prompt.file}) is not UTF-8") from exc
-        prompts[prompt.name] = PromptTemplate.parse(prompt.name, prompt.file, text)
+        prompts[prompt.name] = _verified_template(prompt, data, f"({prompt.file})")
     return LoadedRelease("", source, "local", manifest, prompts)
 
 
@@ -291,9 +287,7 @@ def parse_request(event: Any) -> InferenceRequest:
     try:
         return InferenceRequest.model_validate(event)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = validation_problems(exc, "event")
         raise InvalidRequest(
             f'request must be {{"inputs": {{"<variable>": "<text>", ...}}}}: {problems}'
         ) from exc

@@ -10,7 +10,7 @@ import hashlib
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelgate.judge import JudgePolicy
 from modelgate.rollout import Rollout, RolloutStep, resolve_rollout, step_plan
@@ -27,6 +27,11 @@ _COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def validation_problems(exc: ValidationError, root: str) -> str:
+    """Every problem pydantic found, each with its field path: "model.model_id: ..."."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or root}: {e['msg']}" for e in exc.errors())
 
 
 def sha256_hex(data: bytes) -> str:

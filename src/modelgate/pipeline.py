@@ -39,6 +39,7 @@ from modelgate.models import (
     ReleaseContext,
     release_id_for,
     sha256_hex,
+    validation_problems,
 )
 from modelgate.observability import logger
 from modelgate.registry import get_service
@@ -157,10 +158,7 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     try:
         manifest = Manifest.model_validate_json(body)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'manifest'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ManifestInvalid(f"{art.key} is invalid: {problems}") from exc
+        raise ManifestInvalid(f"{art.key} is invalid: {validation_problems(exc, 'manifest')}") from exc
     if manifest.service != ctx.service:
         raise ManifestInvalid(
             f"{art.key} names service {manifest.service!r} but was uploaded under {ctx.service!r}"

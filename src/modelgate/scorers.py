@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelgate.errors import ConfigurationError, ModelgateError
+from modelgate.models import validation_problems
 from modelgate.providers import words
 
 if TYPE_CHECKING:
@@ -151,9 +152,7 @@ def check_case(case: DatasetCase) -> None:
     try:
         spec.options.model_validate(case.options)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = validation_problems(exc, "options")
         raise ValueError(f"options of scorer {case.scorer!r}: {problems}") from None
 
 
