@@ -18,7 +18,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from modelgate.evaluation import CANDIDATE, LIVE, DatasetCase, build_report, evaluate
+from modelgate.evaluation.comparison import CANDIDATE, LIVE, build_report
+from modelgate.evaluation.dataset import DatasetCase
+from modelgate.evaluation.runner import evaluate
 
 
 def fake_provider(latency_s: float, right_every: int) -> Callable[[dict[str, str]], Mapping[str, Any]]:

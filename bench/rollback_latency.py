@@ -17,11 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from modelgate.control import update_policy
-from modelgate.demo import quiet_logs
-from modelgate.deploy import alias_state
-from modelgate.local.driver import ReleaseDriver, sample_stack, wait_until
-from modelgate.local.traffic import TrafficGenerator
+from modelgate_harness.control import update_policy
+from modelgate_harness.demo import quiet_logs
+from modelgate_harness.driver import ReleaseDriver, sample_stack, wait_until
+from modelgate_harness.traffic import TrafficGenerator
+
+from modelgate.adapters.lambda_alias import alias_state
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -85,11 +85,11 @@ def run_paths() -> dict[str, Any]:
     """Every path of the release pipeline on the local runtime, with its transitions."""
     from pathlib import Path
 
-    from modelgate.control import update_policy
-    from modelgate.demo import quiet_logs
-    from modelgate.local.driver import EXAMPLES, ReleaseDriver, sample_stack
-    from modelgate.local.stepfunctions import execution_history
-    from modelgate.local.traffic import TrafficGenerator
+    from modelgate_emulator.stepfunctions import execution_history
+    from modelgate_harness.control import update_policy
+    from modelgate_harness.demo import quiet_logs
+    from modelgate_harness.driver import EXAMPLES, ReleaseDriver, sample_stack
+    from modelgate_harness.traffic import TrafficGenerator
 
     quiet_logs()
     root = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ POST /decide                  t + email + comment from that page: verifies the l
                               checks four eyes, uses the link up and decides.
 
 The URL has no AWS auth (AuthType NONE): the link's signature is the authorisation. This
-module only maps HTTP to modelgate.approval_links and its outcomes to pages; it logs the
+module only maps HTTP to modelgate.approval.links and its outcomes to pages; it logs the
 release id and the link's nonce, never the link itself (nor, of course, a task token).
 Dependencies come from ``build_deps()``, which tests replace.
 """
@@ -25,33 +25,34 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
-from modelgate import approval_links as links
-from modelgate import approval_page as pages
-from modelgate import aws, pipeline
-from modelgate.errors import ConfigurationError, DecisionConflict
+from modelgate.adapters import clients
+from modelgate.approval import links
+from modelgate.approval import page as pages
+from modelgate.errors import TASK_GONE_CODES, ConfigurationError, DecisionConflict
 from modelgate.observability import logger
+from modelgate.pipeline import approval
+from modelgate.pipeline.deps import Deps, default_deps
+from modelgate.settings import ApprovalCallbackSettings
 
 app = LambdaFunctionUrlResolver()
 
 REPORT_URL_SECONDS = 900
 _FORM_TYPE = "application/x-www-form-urlencoded"
-# SendTask* on a token whose task already ended (timed out, or the execution stopped).
-_TASK_GONE = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
 
 
 @dataclass(frozen=True)
 class CallbackDeps:
-    pipeline: pipeline.Deps
+    pipeline: Deps[ApprovalCallbackSettings]
     keys: links.KeySource
     clock: Callable[[], float] = time.time
 
 
 def build_deps() -> CallbackDeps:
-    """Real AWS (clients cached per cold start by modelgate.aws); tests monkeypatch this."""
-    secret = links.signing_secret_id()
-    secretsmanager = aws.client("secretsmanager")
+    """Real AWS (clients cached per cold start by modelgate.adapters.clients); tests monkeypatch this."""
+    deps = default_deps(ApprovalCallbackSettings)
+    secret, secretsmanager = deps.settings.signing_secret_arn, clients.client("secretsmanager")
     return CallbackDeps(
-        pipeline=pipeline.default_deps(),
+        pipeline=deps,
         keys=lambda refresh: links.load_signing_keys(secretsmanager, secret, refresh=refresh),
     )
 
@@ -64,7 +65,7 @@ def _now_iso(clock: Callable[[], float]) -> str:
     return datetime.fromtimestamp(clock(), timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _report(deps: pipeline.Deps, record: dict) -> tuple[str | None, str | None]:
+def _report(deps: Deps, record: dict) -> tuple[str | None, str | None]:
     """A short-lived https link to the HTML report (signed locally: no AWS call), or its s3:// location."""
     ev = record.get("evaluation") or {}
     key = ev.get("report_html_key") or ev.get("report_key")
@@ -119,7 +120,7 @@ def decide() -> Response:
         user_agent=event.request_context.http.user_agent or "",
         keys=deps.keys,
         ledger=deps.pipeline.ledger,
-        decide=partial(pipeline.decide, deps.pipeline),
+        decide=partial(approval.decide, deps.pipeline),
         now=deps.clock(),
         at=_now_iso(deps.clock),
     )
@@ -149,7 +150,7 @@ def refused(error: Exception) -> Response:
 @app.exception_handler(ClientError)
 def aws_error(error: ClientError) -> Response:
     code = error.response.get("Error", {}).get("Code", "")
-    if code in _TASK_GONE:
+    if code in TASK_GONE_CODES:
         logger.info("approval arrived after the task ended", extra={"error": code})
         return _html(409, pages.refusal_page(
             "Too late", "The release stopped waiting for approval before this decision reached it.",

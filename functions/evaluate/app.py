@@ -4,14 +4,16 @@ The event is {"release": <context>, "shard": {"index", "start", "end"}} (the Map
 per-case results go to S3, the state carries only where they are.
 """
 
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from modelgate import pipeline
+from modelgate.contract import ShardEvent
 from modelgate.observability import logger
-from modelgate.task_events import ShardEvent
+from modelgate.pipeline import evaluation
+from modelgate.pipeline.deps import default_deps
 
 
 @logger.inject_lambda_context(correlation_id_path="release.release_id")
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    request = ShardEvent.model_validate(event)
-    return pipeline.evaluate_shard(pipeline.default_deps(), request.release, request.shard.model_dump())
+@event_parser(model=ShardEvent)
+def lambda_handler(event: ShardEvent, context: LambdaContext) -> dict:
+    return evaluation.evaluate_shard(default_deps(), event.release, event.shard).model_dump(mode="json")

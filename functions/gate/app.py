@@ -1,13 +1,15 @@
 """Gate: judge the evaluation against the service's policy; raises GateFailed naming each failed criterion."""
 
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from modelgate import pipeline
-from modelgate.models import ReleaseContext
+from modelgate.contract import ReleaseContext
 from modelgate.observability import logger
+from modelgate.pipeline import evaluation
+from modelgate.pipeline.deps import default_deps
 
 
 @logger.inject_lambda_context(correlation_id_path="release_id")
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    ctx = ReleaseContext.model_validate(event)
-    return pipeline.gate(pipeline.default_deps(), ctx).model_dump(mode="json")
+@event_parser(model=ReleaseContext)
+def lambda_handler(event: ReleaseContext, context: LambdaContext) -> dict:
+    return evaluation.gate(default_deps(), event).dump()

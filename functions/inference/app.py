@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from modelgate import aws, inference, providers
+from modelgate import inference, providers
+from modelgate.adapters import clients as aws
 from modelgate.observability import logger
 
 

@@ -10,8 +10,9 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from modelgate import pipeline
 from modelgate.observability import logger
+from modelgate.pipeline import canary
+from modelgate.pipeline.deps import default_deps
 
 
 class AlarmState(BaseModel):
@@ -33,6 +34,6 @@ class AlarmStateChangeEvent(EventBridgeModel):
 def lambda_handler(event: AlarmStateChangeEvent, context: LambdaContext) -> dict:
     if event.detail.state.value != "ALARM":
         return {"alarm": event.detail.alarmName, "action": "ignored", "why": event.detail.state.value}
-    result = pipeline.on_alarm(pipeline.default_deps(), event.detail.alarmName, event.detail.state.reason)
+    result = canary.on_alarm(default_deps(), event.detail.alarmName, event.detail.state.reason)
     logger.info("alarm handled", extra=result)
     return result

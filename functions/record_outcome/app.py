@@ -1,16 +1,18 @@
 """RecordOutcome: end a release that failed before traffic moved; the ledger says why.
 
-The event is {"release": <context>, "error": {"Error": ..., "Cause": ...}} from the ASL's Catch.
+The event is the release context with the caught error at "error" ({"Error": ..., "Cause": ...}).
 """
 
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from modelgate import pipeline
+from modelgate.contract import ReleaseContext
 from modelgate.observability import logger
-from modelgate.task_events import OutcomeEvent
+from modelgate.pipeline import outcome
+from modelgate.pipeline.deps import default_deps
 
 
-@logger.inject_lambda_context(correlation_id_path="release.release_id")
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    request = OutcomeEvent.model_validate(event)
-    return pipeline.record_outcome(pipeline.default_deps(), request.release, request.error)
+@logger.inject_lambda_context(correlation_id_path="release_id")
+@event_parser(model=ReleaseContext)
+def lambda_handler(event: ReleaseContext, context: LambdaContext) -> dict:
+    return outcome.record_outcome(default_deps(), event).dump()

@@ -1,16 +1,19 @@
 """ReduceEvaluation: merge the shards' per-case results into one report and its statistics.
 
-The event is {"release": <context>, "shards": [{"index", "key", "version", "cases"}, ...]}.
+The event is the release context with the Map's results at "eval_shards"
+([{"index", "key", "version", "cases"}, ...]).
 """
 
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from modelgate import pipeline
+from modelgate.contract import ReleaseContext
 from modelgate.observability import logger
-from modelgate.task_events import ReduceEvent
+from modelgate.pipeline import evaluation
+from modelgate.pipeline.deps import default_deps
 
 
-@logger.inject_lambda_context(correlation_id_path="release.release_id")
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    request = ReduceEvent.model_validate(event)
-    return pipeline.reduce_evaluation(pipeline.default_deps(), request.release, request.shards).model_dump(mode="json")
+@logger.inject_lambda_context(correlation_id_path="release_id")
+@event_parser(model=ReleaseContext)
+def lambda_handler(event: ReleaseContext, context: LambdaContext) -> dict:
+    return evaluation.reduce_evaluation(default_deps(), event).dump()

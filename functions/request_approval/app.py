@@ -4,14 +4,17 @@ Invoked with waitForTaskToken: the event is {"release": <context>, "task_token":
 The token is stored, never logged.
 """
 
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from modelgate import pipeline
+from modelgate.contract import CallbackEvent
 from modelgate.observability import logger
-from modelgate.task_events import CallbackEvent
+from modelgate.pipeline import approval
+from modelgate.pipeline.deps import default_deps
+from modelgate.settings import ApprovalRequestSettings
 
 
 @logger.inject_lambda_context(correlation_id_path="release.release_id")
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    request = CallbackEvent.model_validate(event)
-    return pipeline.request_approval(pipeline.default_deps(), request.release, request.task_token)
+@event_parser(model=CallbackEvent)
+def lambda_handler(event: CallbackEvent, context: LambdaContext) -> dict:
+    return approval.request_approval(default_deps(ApprovalRequestSettings), event.release, event.task_token)

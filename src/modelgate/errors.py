@@ -7,6 +7,15 @@ name (``"ErrorEquals": ["GateFailed"]``). Never rename one without the ASL.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from pydantic import ValidationError
+
+
+def validation_problems(exc: ValidationError, root: str) -> str:
+    """Every problem pydantic found, each with its field path: "model.model_id: ..."."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or root}: {e['msg']}" for e in exc.errors())
+
 
 class ModelgateError(Exception):
     """Base of every error Modelgate raises on purpose."""
@@ -82,3 +91,51 @@ class PromptVariableMissing(ModelgateError):
 
 class ConfigurationError(ModelgateError):
     """The function's environment (settings) is incomplete or wrong."""
+
+
+# ---------------------------------------------------------------------- AWS error codes
+# SendTaskSuccess/Failure/Heartbeat on a token whose task already ended (timed out, the
+# execution stopped or finished): the decision or alarm came too late, nothing to do.
+TASK_GONE_CODES = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
+
+
+def error_code(exc: BaseException) -> str:
+    """A botocore ClientError's code ("" for anything else)."""
+    response = getattr(exc, "response", None)
+    return str((response.get("Error") or {}).get("Code", "")) if isinstance(response, Mapping) else ""
+
+
+THROTTLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+    }
+)
+
+
+class Throttled(ModelgateError):
+    """The provider refused a call for now (rate or quota): retry it, never score it.
+
+    Raise it from an invoker when the throttle arrives in some other shape (e.g. a Lambda
+    function error whose errorType is ThrottlingException).
+    """
+
+
+def is_throttle(exc: BaseException) -> bool:
+    """Whether ``exc`` is a throttle: ``Throttled``, a botocore ClientError with a throttling
+    code, or any exception class named like one (boto3's modeled exceptions)."""
+    if isinstance(exc, Throttled):
+        return True
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        code = (response.get("Error") or {}).get("Code")
+        if code in THROTTLE_CODES:
+            return True
+    return any(cls.__name__ in THROTTLE_CODES for cls in type(exc).__mro__)

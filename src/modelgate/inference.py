@@ -40,8 +40,9 @@ from modelgate.errors import (
     ModelgateError,
     ModelNotConfigured,
     PromptVariableMissing,
+    validation_problems,
 )
-from modelgate.models import Manifest, PromptFile, sha256_hex, validation_problems
+from modelgate.manifest import Manifest, PromptFile, sha256_hex
 from modelgate.observability import logger
 from modelgate.providers import ModelProvider
 

@@ -5,7 +5,7 @@ Items (pk / sk):
   RELEASE#<id> / TOKEN#<kind>   a Step Functions task token (approval, bake); kept apart so
                                  listing or showing releases never reads a token
   RELEASE#<id> / LINK#<nonce>   an approval link used (once): decision, who, source IP, user
-                                 agent (written by modelgate.approval_links.claim_link)
+                                 agent (written by modelgate.approval.links.claim_link)
   SERVICE#<svc> / LOCK          the service's release lock (a lease)
   ALARM#<name>  / OWNER         which release a canary alarm belongs to
 
@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import BaseModel
 
 from modelgate.errors import DecisionConflict, ReleaseClosed, ServiceLocked
 
@@ -35,9 +36,15 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):  # a contract model (evaluation summary, gate verdict, step...)
+        return value.model_dump(mode="json", by_alias=True)
+    return str(value)
+
+
 def to_dynamo(value: Any) -> Any:
-    """JSON-able python → what boto3's resource layer stores (floats become Decimals)."""
-    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+    """JSON-able python (or contract models) -> what boto3's resource layer stores (floats become Decimals)."""
+    return json.loads(json.dumps(value, default=_json_default), parse_float=Decimal)
 
 
 def from_dynamo(value: Any) -> Any:

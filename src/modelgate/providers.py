@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
-from modelgate import aws
+from modelgate.adapters import clients as aws
 from modelgate.errors import ConfigurationError, ModelgateError
-from modelgate.models import InferenceParameters
+from modelgate.manifest import InferenceParameters
 
 REFUSAL = "I don't know."
 

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from modelgate.errors import ConfigurationError, ServiceNotRegistered
-from modelgate.models import ServiceConfig
+from modelgate.policy import ServiceConfig
 
 
 def get_service(ssm: Any, prefix: str, service: str) -> ServiceConfig:

@@ -192,21 +192,27 @@ def resolve_rollout(
     )
 
 
-def step_plan(rollout: Rollout) -> list[dict[str, Any]]:
-    """The rollout as the state machine walks it: one JSON object per step, in order.
+class PlannedStep(BaseModel):
+    """One step as the state machine walks it (``$.step`` in the release context).
 
     ``is_final`` marks the 100% step: the alias points at the candidate alone (no
     routing weights), its bake is the post-promotion watch, and there is no stable
     traffic left for the judge to compare with, so only the alarms decide there. A bake
-    of 0 s has no callback to wait on (a task's timeout must be >= 1 s): skip the bake.
+    of 0 s has no callback to wait on (a task's timeout must be >= 1 s): the ASL skips it.
     """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index: int = Field(ge=0)
+    weight: float = Field(gt=0.0, le=1.0)
+    bake_seconds: int = Field(ge=0)
+    is_final: bool
+
+
+def step_plan(rollout: Rollout) -> list[PlannedStep]:
+    """The rollout as the state machine walks it: one step per increment, in order."""
     last = len(rollout.steps) - 1
     return [
-        {
-            "index": index,
-            "weight": step.weight,
-            "bake_seconds": step.bake_seconds,
-            "is_final": index == last,
-        }
+        PlannedStep(index=index, weight=step.weight, bake_seconds=step.bake_seconds, is_final=index == last)
         for index, step in enumerate(rollout.steps)
     ]

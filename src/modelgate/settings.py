@@ -1,53 +1,123 @@
-"""Function settings, validated from ``os.environ`` once per cold start.
+"""Function settings: pydantic models validated from ``os.environ``, one per function.
 
-Resource names have no defaults: a function deployed without them fails at its first
-invocation with an error that names the missing variable, instead of calling AWS with "".
+Built from shared pieces (the cookbook's env-var models): every pipeline function has the
+stack's common variables (``PipelineSettings``: what template.yaml's Globals set); a
+function that needs more declares its own model with those fields required. A handler
+loads its model before it does anything (``load(IntakeSettings)``), so a function
+deployed without a variable fails at its first invocation naming it, never halfway
+through a step and never by calling AWS with "". Resource names have no defaults.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelgate.errors import ConfigurationError
 
+__all__ = [
+    "ApprovalCallbackSettings",
+    "ApprovalRequestSettings",
+    "InferenceSettings",
+    "IntakeSettings",
+    "PipelineSettings",
+    "Settings",
+    "get_settings",
+    "load",
+    "load_settings",
+]
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
+class _Env(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+
+# ---------------------------------------------------------------------- shared pieces
+class _Ledger(_Env):
     ledger_table: str = Field(alias="LEDGER_TABLE", min_length=1)
+
+
+class _Artifacts(_Env):
     artifact_bucket: str = Field(alias="ARTIFACT_BUCKET", min_length=1)
+
+
+class _Services(_Env):
     services_prefix: str = Field(alias="SERVICES_PREFIX", min_length=1)
+
+
+class _Notifications(_Env):
     approval_topic_arn: str = Field(alias="APPROVAL_TOPIC_ARN", min_length=1)
+
+
+class _Stack(_Env):
     stack_name: str = Field(alias="STACK_NAME", min_length=1)
-    state_machine_arn: str | None = Field(default=None, alias="STATE_MACHINE_ARN")
-    # Approval links: RequestApproval signs them (both set), ApprovalCallback verifies them.
-    signing_secret_arn: str | None = Field(default=None, alias="SIGNING_SECRET_ARN")
-    approval_base_url: str | None = Field(default=None, alias="APPROVAL_BASE_URL")
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
+class _Signing(_Env):
+    signing_secret_arn: str = Field(alias="SIGNING_SECRET_ARN", min_length=1)
+
+
+# ---------------------------------------------------------------------- per function
+class PipelineSettings(_Ledger, _Artifacts, _Services, _Notifications, _Stack):
+    """What every pipeline task has (template.yaml's Globals)."""
+
+
+class IntakeSettings(PipelineSettings):
+    state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", min_length=1)
+
+
+class ApprovalRequestSettings(PipelineSettings, _Signing):
+    approval_base_url: str = Field(alias="APPROVAL_BASE_URL", min_length=1)
+
+
+class ApprovalCallbackSettings(PipelineSettings, _Signing):
+    """The approval links' Function URL."""
+
+
+class InferenceSettings(_Env):
+    """A managed service's inference function (one model: provider and where configs live).
+
+    The release pin itself (``modelgate.manifest.PIN_VARIABLES``) is per published version
+    and may be absent (a version that serves no release yet): the inference service reads
+    it per request, not here.
+    """
+
+    provider: str = Field(alias="MODEL_PROVIDER", min_length=1)
+    bucket: str = Field(alias="MODEL_CONFIG_BUCKET", min_length=1)
+
+
+# The settings of a plain pipeline task (kept as the short name the stages use).
+Settings = PipelineSettings
+S = TypeVar("S", bound=_Env)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, model: type[S] = PipelineSettings) -> S:  # type: ignore[assignment]
     env = dict(os.environ if environ is None else environ)
     try:
-        return Settings.model_validate(env)
+        return model.model_validate(env)
     except ValidationError as exc:
-        missing = [str(e["loc"][0]) for e in exc.errors()]
-        raise ConfigurationError(
-            f"function environment is incomplete or wrong: {', '.join(missing)}"
-        ) from exc
+        wrong = sorted({str(e["loc"][0]) for e in exc.errors()})
+        raise ConfigurationError(f"function environment is incomplete or wrong: {', '.join(wrong)}") from exc
 
 
-_KEYS = tuple(f.alias for f in Settings.model_fields.values())
+def _aliases(model: type[_Env]) -> tuple[str, ...]:
+    return tuple(f.alias for f in model.model_fields.values() if f.alias)
 
 
-@lru_cache(maxsize=16)
-def _cached(values: tuple[str | None, ...]) -> Settings:
-    return load_settings({k: v for k, v in zip(_KEYS, values) if v is not None})
+@lru_cache(maxsize=64)
+def _cached(model: type[_Env], values: tuple[str | None, ...]) -> _Env:
+    return load_settings({k: v for k, v in zip(_aliases(model), values) if v is not None}, model)
 
 
-def get_settings() -> Settings:
-    """Validated once per distinct environment (a cold start on AWS; per function locally,
-    where several functions share one process)."""
-    return _cached(tuple(os.environ.get(k) for k in _KEYS))
+def load(model: type[S]) -> S:
+    """``model`` validated from the environment, once per distinct environment (a cold
+    start on AWS; per function locally, where several functions share one process)."""
+    return _cached(model, tuple(os.environ.get(k) for k in _aliases(model)))  # type: ignore[return-value]
+
+
+def get_settings() -> PipelineSettings:
+    return load(PipelineSettings)

@@ -29,7 +29,8 @@ pytestmark = [
 
 
 def test_the_stack_has_its_outputs_and_a_registered_service():
-    from modelgate.control import Control
+    from modelgate_harness.control import Control
+
     from modelgate.registry import list_services
 
     control = Control.from_stack(STACK, boto3.Session())
@@ -41,7 +42,7 @@ def test_the_stack_has_its_outputs_and_a_registered_service():
 
 def test_the_live_alias_reports_its_executed_version():
     """The 100% watch relies on ExecutedVersion being emitted for alias invocations."""
-    from modelgate.control import Control
+    from modelgate_harness.control import Control
 
     control = Control.from_stack(STACK, boto3.Session())
     response = control.client("lambda").invoke(

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from modelgate_emulator import LocalAWS
+from modelgate_harness.control import Control, update_policy
+from modelgate_harness.driver import ReleaseDriver, ReleaseRun, sample_stack
+from modelgate_harness.traffic import TrafficGenerator
 
-from modelgate.control import Control, update_policy
-from modelgate.deploy import alias_state
-from modelgate.local import LocalAWS
-from modelgate.local.driver import ReleaseDriver, ReleaseRun, sample_stack
-from modelgate.local.traffic import TrafficGenerator
+from modelgate.adapters.lambda_alias import alias_state
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "support-bot"

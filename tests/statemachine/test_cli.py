@@ -7,10 +7,11 @@ from pathlib import Path
 
 import boto3
 import pytest
+from modelgate_emulator import LocalAWS
+from modelgate_harness import cli
+from modelgate_harness.control import Control, put_dataset
 
-from modelgate import aws, cli
-from modelgate.control import Control, put_dataset
-from modelgate.local import LocalAWS
+from modelgate.adapters import clients as aws
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "support-bot"
@@ -33,7 +34,7 @@ def test_submit_status_and_reject_through_the_cli(stack, capsys):
     release_id = capsys.readouterr().out.strip().splitlines()[-1]
     assert release_id.startswith("support-bot-abababababab-")
     # Then status shows it, and an approver can reject it once it asks
-    from modelgate.local.driver import ReleaseDriver, ReleaseRun, wait_until
+    from modelgate_harness.driver import ReleaseDriver, ReleaseRun, wait_until
 
     ledger = stack.ledger()
     record = wait_until(lambda: (r := ledger.get(release_id)) and r.get("execution_arn") and r, 30, "intake")

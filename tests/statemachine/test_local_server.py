@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from modelgate import cli
+from modelgate_harness import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +28,7 @@ def server(tmp_path):
     state = tmp_path / "local.json"
     log = (tmp_path / "server.log").open("w")  # a pipe nobody reads would fill and block the server
     process = subprocess.Popen(
-        [sys.executable, "-m", "modelgate.cli", "local", "up", "--port", str(free_port()),
+        [sys.executable, "-m", "modelgate_harness.cli", "local", "up", "--port", str(free_port()),
          "--time-factor", "0.003", "--traffic", "120", "--state-file", str(state)],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

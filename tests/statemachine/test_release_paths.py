@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from modelgate_harness.driver import ReleaseRun, wait_until
 
 from modelgate.errors import DecisionConflict
-from modelgate.local.driver import ReleaseRun, wait_until
-from modelgate.models import release_id_for
+from modelgate.manifest import release_id_for
 
 
 def statuses(run) -> list[str]:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from cfn_flip import load_yaml
+from modelgate_emulator import LocalAWS
 
 from modelgate import errors
-from modelgate.local import LocalAWS
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = sorted((ROOT / "events").glob("*/*.json"))

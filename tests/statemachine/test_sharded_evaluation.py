@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from modelgate.evaluation import EvaluationReport, parse_dataset
+from modelgate.evaluation.comparison import EvaluationReport
+from modelgate.evaluation.dataset import parse_dataset
 
 
 def test_five_thousand_cases_are_sharded_and_reduced_into_one_report(pipeline, tmp_path):
@@ -15,7 +16,7 @@ def test_five_thousand_cases_are_sharded_and_reduced_into_one_report(pipeline, t
     assert len(cases) == 5000
     big = tmp_path / "big.jsonl"
     big.write_text("\n".join(json.dumps(c) for c in cases) + "\n")
-    from modelgate.control import put_dataset
+    from modelgate_harness.control import put_dataset
 
     put_dataset(pipeline.control, "support-bot", big)
     pipeline.set_policy(eval_shard_size=500, eval_concurrency=16, approval_timeout_seconds=60)

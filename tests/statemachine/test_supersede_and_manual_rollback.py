@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from modelgate_harness.driver import wait_until
 
-from modelgate import pipeline as steps
 from modelgate.errors import DecisionConflict
-from modelgate.local.driver import wait_until
+from modelgate.pipeline import outcome
 
 
 def test_a_newer_artefact_supersedes_the_release_in_its_canary(with_live_v2):
@@ -59,7 +59,7 @@ def test_manual_rollback_returns_to_the_last_known_good_version_while_an_alarm_f
     assert pipeline.live()[0] == second.record["candidate_version"]
 
     # When an operator rolls the service back
-    result = steps.rollback_service(pipeline.control.deps(), "support-bot", "arn:aws:iam::123456789012:user/ops",
+    result = outcome.rollback_service(pipeline.control.deps(), "support-bot", "arn:aws:iam::123456789012:user/ops",
                                     "bad answers reported")
 
     # Then live serves v1's version again, the ledger says who and why, no gate ran
@@ -71,5 +71,5 @@ def test_manual_rollback_returns_to_the_last_known_good_version_while_an_alarm_f
 
     # And rolling back again goes to the version before v1's, which serves no model: refused
     with pytest.raises(DecisionConflict, match="first release"):
-        steps.rollback_service(pipeline.control.deps(), "support-bot", "ops", "again")
+        outcome.rollback_service(pipeline.control.deps(), "support-bot", "ops", "again")
     assert pipeline.live() == (first.record["candidate_version"], {})

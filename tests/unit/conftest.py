@@ -6,7 +6,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from modelgate import aws
+from modelgate.adapters import clients as aws
 
 
 @pytest.fixture

@@ -23,11 +23,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from modelgate import approval_links as links
-from modelgate import pipeline
+from modelgate.approval import links
 from modelgate.errors import ConfigurationError
 from modelgate.ledger import Ledger
 from modelgate.observability import logger
+from modelgate.pipeline import deps
 from modelgate.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -311,10 +311,10 @@ def callback(ledger, sfn, monkeypatch, log_output):
         "APPROVAL_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:approvals", "STACK_NAME": "modelgate-test",
     })
     clients = {"s3": boto3.client("s3"), "stepfunctions": sfn}
-    deps = pipeline.Deps(settings=settings, client=clients.__getitem__, ledger=ledger)
+    pipeline_deps = deps.Deps(settings=settings, client=clients.__getitem__, ledger=ledger)
     clock = {"now": float(T0 + 300)}
     monkeypatch.setattr(app, "build_deps", lambda: app.CallbackDeps(
-        pipeline=deps, keys=lambda refresh: [KEY, EXAMPLE_KEY], clock=lambda: clock["now"]))
+        pipeline=pipeline_deps, keys=lambda refresh: [KEY, EXAMPLE_KEY], clock=lambda: clock["now"]))
     context = SimpleNamespace(function_name="approval-callback", function_version="$LATEST", memory_limit_in_mb=256,
                               invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:approval-callback",
                               aws_request_id="req-1")
@@ -429,8 +429,9 @@ def test_a_link_approves_once_and_a_replay_is_refused(callback, ledger, sfn):
     assert record["approval"] == {**record["approval"], "decision": "approve", "approver": "link:alice@example.com",
                                   "comment": "numbers <b>look</b> good"}
     # and the waiting task got the token, once
-    assert sfn.calls == [("send_task_success", {"taskToken": TASK_TOKEN, "output": json.dumps(
-        {"decision": "approve", "approver": "link:alice@example.com", "comment": "numbers <b>look</b> good"})})]
+    assert [(name, call["taskToken"]) for name, call in sfn.calls] == [("send_task_success", TASK_TOKEN)]
+    assert json.loads(sfn.calls[0][1]["output"]) == {
+        "decision": "approve", "approver": "link:alice@example.com", "comment": "numbers <b>look</b> good"}
     # and the link's use is on record with where it came from
     used = ledger.table.get_item(Key={"pk": f"RELEASE#{RELEASE}", "sk": f"LINK#{NONCE}"})["Item"]
     assert (used["approver"], used["source_ip"], used["decision"]) == ("link:alice@example.com", "203.0.113.42", "approve")

@@ -12,26 +12,26 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from modelgate.errors import DatasetInvalid, EvaluationFailed, GateFailed
-from modelgate.evaluation import (
+from modelgate.contract import Criterion
+from modelgate.errors import (
+    DatasetInvalid,
+    EvaluationFailed,
+    GateFailed,
+    Throttled,
+    is_throttle,
+)
+from modelgate.evaluation.comparison import (
     CANDIDATE,
     LIVE,
-    SCORERS,
     CaseResult,
-    Criterion,
-    DatasetCase,
     EvaluationReport,
-    RetryPolicy,
-    Throttled,
-    TokenBucket,
     build_report,
-    evaluate,
-    is_throttle,
-    judge,
-    parse_dataset,
-    register_scorer,
 )
-from modelgate.models import ReleasePolicy
+from modelgate.evaluation.dataset import DatasetCase, parse_dataset
+from modelgate.evaluation.gate import evaluate_gate as judge
+from modelgate.evaluation.runner import RetryPolicy, TokenBucket, evaluate
+from modelgate.evaluation.scorers import SCORERS, register_scorer
+from modelgate.policy import ReleasePolicy
 
 
 def line(**fields: Any) -> str:

@@ -14,8 +14,12 @@ from moto import mock_aws
 
 from modelgate import inference
 from modelgate.errors import GateFailed, PromptVariableMissing
-from modelgate.evaluation import CANDIDATE, LIVE, EvaluationReport, evaluate, judge, parse_dataset
-from modelgate.models import MANIFEST_FILENAME, Manifest, ReleasePolicy, sha256_hex
+from modelgate.evaluation.comparison import CANDIDATE, LIVE, EvaluationReport
+from modelgate.evaluation.dataset import parse_dataset
+from modelgate.evaluation.gate import evaluate_gate as judge
+from modelgate.evaluation.runner import evaluate
+from modelgate.manifest import MANIFEST_FILENAME, Manifest, sha256_hex
+from modelgate.policy import ReleasePolicy
 from modelgate.providers import LOCAL_MODELS, LocalProvider
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support-bot"

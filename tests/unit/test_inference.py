@@ -13,15 +13,21 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from modelgate import aws, inference, pricing, providers
+from modelgate import inference, pricing, providers
+from modelgate.adapters import clients as aws
 from modelgate.errors import (
     ConfigurationError,
     ManifestInvalid,
     ModelNotConfigured,
     PromptVariableMissing,
 )
-from modelgate.inference import InvalidRequest, PromptTemplate, handle_request, load_release
-from modelgate.models import sha256_hex
+from modelgate.inference import (
+    InvalidRequest,
+    PromptTemplate,
+    handle_request,
+    load_release,
+)
+from modelgate.manifest import sha256_hex
 from modelgate.providers import LocalProvider
 
 BUCKET = "artefacts"

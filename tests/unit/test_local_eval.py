@@ -9,12 +9,18 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
+from modelgate_harness.local_eval import default_provider, run_local_eval
 
 from modelgate import pricing
-from modelgate.errors import ConfigurationError, DatasetInvalid, EvaluationFailed, ManifestInvalid
-from modelgate.evaluation import CANDIDATE, LIVE
-from modelgate.local_eval import default_provider, run_local_eval
-from modelgate.models import MANIFEST_FILENAME, ReleasePolicy, sha256_hex
+from modelgate.errors import (
+    ConfigurationError,
+    DatasetInvalid,
+    EvaluationFailed,
+    ManifestInvalid,
+)
+from modelgate.evaluation.comparison import CANDIDATE, LIVE
+from modelgate.manifest import MANIFEST_FILENAME, sha256_hex
+from modelgate.policy import ReleasePolicy
 from modelgate.providers import BedrockProvider, LocalProvider
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support-bot"

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from modelgate.models import Manifest, ModelSpec, ReleasePolicy, ServiceConfig, release_id_for
+from modelgate.manifest import Manifest, ModelSpec, release_id_for
+from modelgate.policy import ReleasePolicy, ServiceConfig
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support-bot" / "v1" / "model-config.json"
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import boto3
 import pytest
 
+from modelgate.contract import ReleaseContext
 from modelgate.errors import CanaryAlarm
 from modelgate.ledger import Ledger
-from modelgate.models import ArtifactRef, ReleaseContext, ReleasePolicy
-from modelgate.pipeline import Deps, on_alarm, start_bake
+from modelgate.manifest import ArtifactRef
+from modelgate.pipeline.canary import on_alarm, start_bake
+from modelgate.pipeline.deps import Deps
+from modelgate.policy import ReleasePolicy
 from modelgate.settings import Settings
 
 

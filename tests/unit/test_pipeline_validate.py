@@ -10,8 +10,13 @@ import pytest
 
 from modelgate.errors import ManifestInvalid, ServiceNotRegistered
 from modelgate.ledger import Ledger
-from modelgate.models import ReleasePolicy, ServiceConfig
-from modelgate.pipeline import Deps, initial_context, parse_release_key, record_outcome, validate
+from modelgate.manifest import parse_release_key
+from modelgate.pipeline.candidate import validate
+from modelgate.pipeline.deps import Deps
+from modelgate.pipeline.intake import initial_context
+from modelgate.contract import TaskError
+from modelgate.pipeline.outcome import record_outcome
+from modelgate.policy import ReleasePolicy, ServiceConfig
 from modelgate.settings import Settings
 
 COMMIT = "a" * 40
@@ -108,7 +113,8 @@ def test_record_outcome_says_why_and_releases_the_lock(deps):
     ctx = validate(deps, upload(deps))
     deps.ledger.acquire_lock("support-bot", ctx.release_id, 3600)
     cause = json.dumps({"errorType": "GateFailed", "errorMessage": "accuracy_drop: 0.61 vs 0.86"})
-    out = record_outcome(deps, ctx, {"Error": "GateFailed", "Cause": cause})
+    failed = ctx.model_copy(update={"error": TaskError(Error="GateFailed", Cause=cause)})
+    out = record_outcome(deps, failed).dump()
     assert out["outcome"] == {"status": "GateFailed", "error": "GateFailed",
                               "reason": "GateFailed: accuracy_drop: 0.61 vs 0.86"}
     record = deps.ledger.get(ctx.release_id)

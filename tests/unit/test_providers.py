@@ -9,9 +9,9 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from modelgate import aws
+from modelgate.adapters import clients as aws
 from modelgate.errors import ConfigurationError
-from modelgate.models import InferenceParameters
+from modelgate.manifest import InferenceParameters
 from modelgate.providers import (
     LOCAL_MODELS,
     REFUSAL,

@@ -7,9 +7,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from modelgate.evaluation import CANDIDATE, LIVE, CaseResult, build_report, judge
-from modelgate.models import ReleasePolicy
-from modelgate.report import render_html, worst_regressions
+from modelgate.evaluation.comparison import CANDIDATE, LIVE, CaseResult, build_report
+from modelgate.evaluation.gate import evaluate_gate as judge
+from modelgate.evaluation.report import render_html, worst_regressions
+from modelgate.policy import ReleasePolicy
 
 SCRIPT = '<script>alert("pwned")</script>'
 VOID = {"meta", "br", "circle", "line", "img", "hr", "input", "link"}

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from modelgate.rollout import (
+    PlannedStep,
     DEFAULT_POST_PROMOTION_WATCH_SECONDS,
     MAX_STEPS,
     PRESETS,
@@ -179,7 +180,7 @@ def test_step_plan_is_json_for_the_state_machine() -> None:
     # Given a three-step rollout
     rollout = resolve_rollout(steps=[(0.1, 900), (0.5, 900), (1.0, 1800)])
     # When planned
-    plan = step_plan(rollout)
+    plan = [step.model_dump() for step in step_plan(rollout)]
     # Then each step has its index, weight, bake and whether it is the 100% step
     assert plan == [
         {"index": 0, "weight": 0.1, "bake_seconds": 900, "is_final": False},
@@ -188,11 +189,12 @@ def test_step_plan_is_json_for_the_state_machine() -> None:
     ]
     # And it round-trips through JSON unchanged (it is state machine input)
     assert json.loads(json.dumps(plan)) == plan
+    assert [PlannedStep.model_validate(s) for s in plan] == step_plan(rollout)
 
 
 def test_step_plan_of_every_preset_ends_with_exactly_one_final_step() -> None:
     for name in PRESETS:
         plan = step_plan(resolve_rollout(name))
-        assert [p["is_final"] for p in plan].count(True) == 1, name
-        assert plan[-1]["is_final"] and plan[-1]["weight"] == 1.0, name
-        assert [p["index"] for p in plan] == list(range(len(plan))), name
+        assert [p.is_final for p in plan].count(True) == 1, name
+        assert plan[-1].is_final and plan[-1].weight == 1.0, name
+        assert [p.index for p in plan] == list(range(len(plan))), name

@@ -13,16 +13,20 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from pydantic import BaseModel
 
-from modelgate import scorers
 from modelgate.errors import DatasetInvalid, EvaluationFailed
-from modelgate.evaluation import CANDIDATE, SCORERS, DatasetCase, evaluate, parse_dataset, register_scorer
-from modelgate.scorers import (
+from modelgate.evaluation import scorers
+from modelgate.evaluation.comparison import CANDIDATE
+from modelgate.evaluation.dataset import DatasetCase, parse_dataset
+from modelgate.evaluation.runner import evaluate
+from modelgate.evaluation.scorers import (
+    SCORERS,
     BedrockScoringModels,
     LocalScoringModels,
     ScorerError,
     is_refusal,
     normalise,
     numbers_in,
+    register_scorer,
     scoring_models_for,
 )
 

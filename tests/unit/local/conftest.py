@@ -1,4 +1,4 @@
-"""Fixtures for the embedded local AWS (modelgate.local): a small fixture stack.
+"""Fixtures for the embedded local AWS (modelgate_emulator): a small fixture stack.
 
 The fixture template (fixtures/template.yaml) has every resource kind the real template
 uses, and handlers written for the tests, so these tests don't depend on the real
@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from modelgate.local import LocalAWS
+from modelgate_emulator import LocalAWS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE_TEMPLATE = FIXTURES / "template.yaml"

@@ -10,12 +10,11 @@ from typing import Any
 
 import boto3
 import pytest
+from modelgate_emulator import cloudwatch, events
+from modelgate_emulator.cloudwatch import AlarmEvaluator, emit_lambda_metrics
 from moto import mock_aws
 from moto.cloudwatch.models import CloudWatchBackend, Dimension, cloudwatch_backends
 from moto.core import DEFAULT_ACCOUNT_ID
-
-from modelgate.local import cloudwatch, events
-from modelgate.local.cloudwatch import AlarmEvaluator, emit_lambda_metrics
 
 REGION = "us-east-1"
 ACCOUNT = DEFAULT_ACCOUNT_ID

@@ -13,12 +13,11 @@ from typing import Any
 
 import boto3
 import pytest
+from modelgate_emulator import events
+from modelgate_emulator.events import render_input_template
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.events.models import Rule
-
-from modelgate.local import events
-from modelgate.local.events import render_input_template
 
 REGION = "us-east-1"
 ACCOUNT = DEFAULT_ACCOUNT_ID
@@ -433,7 +432,7 @@ def test_exhausted_retries_are_logged_and_dead_lettered(
     sqs, queue_url, queue_arn = make_queue("intake-dlq")
     fake = FakeInvoker(failures=10**6)
     uninstall = events.install(invoke_async=fake)
-    caplog.set_level(logging.ERROR, logger="modelgate.local.events")
+    caplog.set_level(logging.ERROR, logger="modelgate_emulator.events")
     try:
         rule_with_target(
             eb,

@@ -1,4 +1,4 @@
-"""The in-process Lambda runtime (modelgate.local.lambda_runtime) and its moto patches.
+"""The in-process Lambda runtime (modelgate_emulator.lambda_runtime) and its moto patches.
 
 Each test of a moto workaround fails without it: moto 5.2.1 echoes the payload, ignores
 Qualifier and alias weights, and sends no ExecutedVersion.
@@ -19,13 +19,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from modelgate_emulator import LambdaInvokeError, LocalAWS, environ
+from modelgate_emulator.lambda_runtime import LambdaRuntime, WeightedRouter
+from modelgate_emulator.runtime import FAKE_CREDENTIALS, MOTO_CONFIG
+from modelgate_emulator.template import deploy
 from moto import mock_aws
-
-from modelgate.local import LambdaInvokeError, LocalAWS, environ
-from modelgate.local.lambda_runtime import LambdaRuntime, WeightedRouter
-from modelgate.local.runtime import FAKE_CREDENTIALS, MOTO_CONFIG
-from modelgate.local.template import deploy
-
 
 
 def raw_invoke(local: LocalAWS, function: str, event: Any, **kwargs: Any) -> tuple[dict[str, Any], Any]:

@@ -12,8 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from modelgate.local import InvokeOutcome, LambdaInvokeError, LocalAWS, environ, invoke_event, run_function
+from modelgate_emulator import (
+    InvokeOutcome,
+    LambdaInvokeError,
+    LocalAWS,
+    environ,
+    invoke_event,
+    run_function,
+)
 
 
 def moto_and_process_state() -> dict[str, Any]:
@@ -22,7 +28,9 @@ def moto_and_process_state() -> dict[str, Any]:
     from moto.awslambda_simple.models import LambdaSimpleBackend
     from moto.events.models import Rule
     from moto.s3.models import FakeBucket
-    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+        WaitFunction,
+    )
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
     from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -117,8 +125,8 @@ def test_a_secure_transport_bucket_policy_allows_local_requests(fixture_template
 
 
 def test_handlers_see_the_stack_through_modelgate_aws_clients(fixture_template: Path) -> None:
-    # modelgate.aws caches clients; LocalAWS resets them so they are built inside the mock
-    from modelgate import aws
+    # modelgate.adapters.clients caches clients; LocalAWS resets them so they are built inside the mock
+    from modelgate.adapters import clients as aws
 
     with LocalAWS(fixture_template, stack_name="clients") as local:
         assert local.stack.physical_id("Table") in aws.client("dynamodb").list_tables()["TableNames"]

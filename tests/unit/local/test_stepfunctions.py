@@ -15,9 +15,14 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-
-from modelgate.local import LocalAWS
-from modelgate.local.stepfunctions import StepFunctionsPatches, decode_cause, failure_of, history_path, wait_for_execution
+from modelgate_emulator import LocalAWS
+from modelgate_emulator.stepfunctions import (
+    StepFunctionsPatches,
+    decode_cause,
+    failure_of,
+    history_path,
+    wait_for_execution,
+)
 
 
 def start(local: LocalAWS, machine_arn: str, payload: dict[str, Any], name: str | None = None) -> str:

@@ -1,4 +1,4 @@
-"""Deploying a template into moto from the template itself (modelgate.local.template)."""
+"""Deploying a template into moto from the template itself (modelgate_emulator.template)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from modelgate.local import LocalAWS, TemplateError
-from modelgate.local.template import _Resolver, translate
+from modelgate_emulator import LocalAWS, TemplateError
+from modelgate_emulator.template import _Resolver, translate
 
 
 def resolver(**parameters: Any) -> _Resolver:
@@ -57,7 +56,7 @@ def test_unknown_references_and_intrinsics_are_clear_errors() -> None:
 
 
 def test_translate_replaces_local_paths_and_remembers_them(fixture_template: Path) -> None:
-    from modelgate.local.template import load_template
+    from modelgate_emulator.template import load_template
 
     cfn, paths = translate(load_template(fixture_template), fixture_template.parent, region="us-east-1")
     assert paths["EchoFunction"] == (fixture_template.parent / "functions/echo").resolve()

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-from modelgate.local.traffic import UNKNOWN_VERSION, TrafficGenerator
+from modelgate_harness.traffic import UNKNOWN_VERSION, TrafficGenerator
 
 DEADLINE_SECONDS = 10.0
 

@@ -1,0 +1,697 @@
+"""CloudWatch for the embedded AWS: Lambda metrics, alarm evaluation, alarm events.
+
+moto 5.2.1 (``moto/cloudwatch/models.py``) stores metrics and alarms but leaves out what
+the release pipeline relies on. This module covers, each with a test:
+
+- Lambda invocations put no ``AWS/Lambda`` metrics          -> :func:`emit_lambda_metrics`
+- no alarm is ever evaluated from its datapoints            -> :class:`AlarmEvaluator`
+- a state change emits no "CloudWatch Alarm State Change"   -> :func:`put_alarm_state_change_event`
+- ``SetAlarmState`` emits no event either                   -> :func:`install`
+- a new alarm starts in ``OK``; AWS starts it in ``INSUFFICIENT_DATA`` -> :func:`install`
+- ``GetMetricStatistics`` matches dimensions as a subset, so a ``[FunctionName]`` query
+  also sums the ``[FunctionName, Resource]`` datapoints; AWS matches the exact set
+                                                            -> :func:`install`
+- ``Dimension.__lt__`` is not an order, so ``GetMetricData`` misses a query whose
+  dimensions are listed in another order than the datapoints' -> :func:`install`
+
+Alarm windows are scaled by the runtime's time factor (``Period x time_factor`` real
+seconds) and slide with the evaluator's tick instead of aligning to period boundaries.
+Alarm actions (SNS, Auto Scaling) are not run: the pipeline listens on EventBridge.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import math
+import operator
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from moto.cloudwatch.models import (
+    Alarm,
+    CloudWatchBackend,
+    Dimension,
+    MetricAggregatedDatum,
+    MetricDatum,
+    MetricDatumBase,
+    Statistics,
+    cloudwatch_backends,
+    daterange,
+)
+
+logger = logging.getLogger(__name__)
+
+LAMBDA_NAMESPACE = "AWS/Lambda"
+# AWS fetches more periods than EvaluationPeriods to cope with missing data (its
+# missing-data table evaluates "3 out of 3" over 5 periods); we look back this many more.
+EXTRA_RANGE_PERIODS = 2
+_EPOCH = datetime(1970, 1, 1)
+_OPERATORS: dict[str, tuple[Callable[[float, float], bool], str]] = {
+    "GreaterThanOrEqualToThreshold": (operator.ge, "greater than or equal to"),
+    "GreaterThanThreshold": (operator.gt, "greater than"),
+    "LessThanThreshold": (operator.lt, "less than"),
+    "LessThanOrEqualToThreshold": (operator.le, "less than or equal to"),
+}
+SeriesKey = tuple[str, str, frozenset[tuple[str | None, str | None]]]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def emit_lambda_metrics(
+    *,
+    account_id: str,
+    region: str,
+    function_name: str,
+    resource: str | None,
+    executed_version: str,
+    duration_ms: float,
+    error: bool,
+    timestamp: datetime | None = None,
+) -> None:
+    """Record one invocation's Invocations, Errors and Duration as AWS Lambda does.
+
+    Dimension sets, as AWS emits them: none (account-wide), ``[FunctionName]``,
+    ``[FunctionName, Resource]`` when the call was qualified (``resource`` is
+    ``"fn:alias"`` or ``"fn:version"``), and ``[FunctionName, Resource, ExecutedVersion]``
+    when it went through an alias, so a canary alarm can watch the candidate alone.
+    ``Errors`` is sent as 0 on success so its Average is an error rate. Written straight
+    into moto's backend: one call per invocation must stay cheap.
+    """
+    backend = cloudwatch_backends[account_id][region]
+    when = _naive_utc(timestamp) if timestamp else _utcnow()
+    dimension_sets: list[list[dict[str, str]]] = [
+        [],
+        [{"Name": "FunctionName", "Value": function_name}],
+    ]
+    if resource:
+        qualified = [*dimension_sets[1], {"Name": "Resource", "Value": resource}]
+        dimension_sets.append(qualified)
+        if _is_alias(resource):
+            dimension_sets.append(
+                [*qualified, {"Name": "ExecutedVersion", "Value": executed_version}]
+            )
+    values = (
+        ("Invocations", 1.0, "Count"),
+        ("Errors", 1.0 if error else 0.0, "Count"),
+        ("Duration", float(duration_ms), "Milliseconds"),
+    )
+    for dimensions in dimension_sets:
+        for name, value, unit in values:
+            backend.metric_data.append(
+                MetricDatum(LAMBDA_NAMESPACE, name, value, dimensions, when, unit)
+            )
+
+
+def _is_alias(resource: str) -> bool:
+    qualifier = resource.rsplit(":", 1)[1] if ":" in resource else ""
+    return bool(qualifier) and qualifier != "$LATEST" and not qualifier.isdigit()
+
+
+# --------------------------------------------------------------------------- events
+
+
+def put_alarm_state_change_event(
+    *, account_id: str, region: str, alarm: Alarm, old_state: str, new_state: str, reason: str
+) -> dict[str, Any]:
+    """Send the "CloudWatch Alarm State Change" event for ``alarm`` to the default bus.
+
+    Call it after the alarm's state was updated: ``state`` is read from the alarm,
+    ``previousState`` from its last history entry. The event goes through moto's rules,
+    so patterns match it and targets receive it (Lambda and Step Functions targets need
+    :func:`modelgate_emulator.events.install`). Returns the event as AWS delivers it.
+    """
+    now = time.time()
+    event: dict[str, Any] = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch",
+        "account": account_id,
+        "time": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [alarm.alarm_arn],
+        "detail": {
+            "alarmName": alarm.name,
+            "state": _state_block(
+                new_state, reason, alarm.state_reason_data, alarm.state_updated_timestamp
+            ),
+            "previousState": _previous_state_block(alarm, old_state),
+            "configuration": _configuration_block(alarm),
+        },
+    }
+    from moto.events.models import events_backends
+
+    bus = events_backends[account_id][region].event_buses["default"]
+    for rule in list(bus.rules.values()):
+        # moto's internal event carries a unix "time" and an "ingestion-time".
+        internal = {**json.loads(json.dumps(event)), "time": now, "ingestion-time": now}
+        try:
+            rule.send_to_targets(internal)  # type: ignore[arg-type]
+        except Exception:  # AWS delivers to every rule; one failing target must not stop the rest
+            logger.exception(
+                "alarm event %s: delivery through rule %s failed", event["id"], rule.name
+            )
+    return event
+
+
+def _state_block(
+    value: str, reason: str, reason_data: str | None, when: datetime
+) -> dict[str, Any]:
+    block: dict[str, Any] = {"value": value, "reason": reason}
+    if reason_data and reason_data != "{}":
+        block["reasonData"] = reason_data
+    block["timestamp"] = _aws_millis(when)
+    return block
+
+
+def _previous_state_block(alarm: Alarm, old_state: str) -> dict[str, Any]:
+    updates = [h for h in alarm.history if h and h[0] == "StateUpdate"]
+    if updates and updates[-1][3] == old_state:
+        _, reason, reason_data, value, when = updates[-1]
+        return _state_block(value, reason, reason_data, when)
+    return {
+        "value": old_state,
+        "reason": "",
+        "timestamp": _aws_millis(alarm.state_updated_timestamp),
+    }
+
+
+def _configuration_block(alarm: Alarm) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if alarm.description:
+        config["description"] = alarm.description
+    metrics: list[dict[str, Any]] = []
+    if alarm.metric_name:
+        stat: dict[str, Any] = {
+            "metric": {
+                "dimensions": {d.name: d.value for d in alarm.dimensions},
+                "name": alarm.metric_name,
+                "namespace": alarm.namespace,
+            },
+            "period": int(alarm.period),
+            "stat": alarm.statistic or alarm.extended_statistic,
+        }
+        if alarm.unit:
+            stat["unit"] = alarm.unit
+        metrics.append({"id": _metric_id(alarm), "metricStat": stat, "returnData": True})
+    for query in alarm.metric_data_queries:
+        entry: dict[str, Any] = {
+            "id": query.id,
+            "returnData": query.return_data in (None, True, "true"),
+        }
+        if query.label:
+            entry["label"] = query.label
+        if query.expression:
+            entry["expression"] = query.expression
+        if query.metric_stat:
+            ms = query.metric_stat
+            entry["metricStat"] = {
+                "metric": {
+                    "dimensions": {d.name: d.value for d in ms.metric.dimensions},
+                    "name": ms.metric.metric_name,
+                    "namespace": ms.metric.namespace,
+                },
+                "period": int(ms.period),
+                "stat": ms.stat,
+            }
+        metrics.append(entry)
+    config["metrics"] = metrics
+    return config
+
+
+def _metric_id(alarm: Alarm) -> str:
+    # AWS shows a stable opaque id for a single-metric alarm; derive one from the ARN.
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, alarm.alarm_arn))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """One alarm transition made by :meth:`AlarmEvaluator.evaluate_once`."""
+
+    alarm_name: str
+    old_state: str
+    new_state: str
+    reason: str
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Query:
+    """What an alarm watches, resolved from either its single metric or one MetricStat."""
+
+    key: SeriesKey
+    stat: str
+    period: int
+    unit: str | None
+    evaluation_periods: int
+    datapoints_to_alarm: int
+
+
+@dataclass(frozen=True)
+class _Window:
+    start: float
+    value: float | None  # None: no datapoint in this period (missing)
+    samples: float
+
+
+class _SeriesIndex:
+    """Per-series, time-sorted view of moto's append-only ``metric_data`` list.
+
+    Scanning every datum for every alarm on every tick gets slow under live traffic
+    (three metrics x four dimension sets per invocation), so only new datums are indexed.
+    """
+
+    def __init__(self) -> None:
+        self._backend: CloudWatchBackend | None = None
+        self._seen = 0
+        self._series: dict[SeriesKey, tuple[list[float], list[MetricDatumBase]]] = {}
+
+    def refresh(self, backend: CloudWatchBackend) -> None:
+        data = backend.metric_data
+        if backend is not self._backend or len(data) < self._seen:
+            self._backend, self._seen, self._series = backend, 0, {}
+        new = data[self._seen :]
+        self._seen += len(new)
+        for datum in new:
+            times, items = self._series.setdefault(_series_key(datum), ([], []))
+            at = _epoch(datum.timestamp)
+            pos = bisect.bisect_right(times, at)
+            times.insert(pos, at)
+            items.insert(pos, datum)
+
+    def between(self, key: SeriesKey, start: float, end: float) -> list[MetricDatumBase]:
+        times, items = self._series.get(key, ([], []))
+        return items[bisect.bisect_left(times, start) : bisect.bisect_left(times, end)]
+
+
+class AlarmEvaluator:
+    """Evaluates every metric alarm of one account/region from its stored datapoints.
+
+    Semantics follow AWS: exact namespace/metric/dimension-set match; Statistic or
+    ExtendedStatistic (pNN); EvaluationPeriods windows of ``Period x time_factor`` real
+    seconds; DatapointsToAlarm (default EvaluationPeriods); ComparisonOperator;
+    TreatMissingData: with at least EvaluationPeriods real datapoints in the evaluation
+    range the most recent ones decide, otherwise the missing ones are filled as the alarm
+    says (``missing`` with no data at all -> INSUFFICIENT_DATA; ``ignore`` keeps the state).
+    A transition updates the alarm as AWS does and emits the state change event.
+    Composite alarms, anomaly-detection operators and metric math are left alone.
+    """
+
+    def __init__(
+        self, *, account_id: str, region: str, time_factor: float, tick_seconds: float = 0.05
+    ) -> None:
+        if time_factor <= 0 or tick_seconds <= 0:
+            raise ValueError("time_factor and tick_seconds must be positive")
+        self.account_id = account_id
+        self.region = region
+        self.time_factor = time_factor
+        self.tick_seconds = tick_seconds
+        self._index = _SeriesIndex()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Evaluate every ``tick_seconds`` on a daemon thread until :meth:`stop`."""
+        if self._thread and self._thread.is_alive():
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._run, name="modelgate-alarm-evaluator", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.tick_seconds):
+            try:
+                self.evaluate_once()
+            except Exception:  # one bad tick must not end alarm evaluation for the run
+                logger.exception("alarm evaluation failed")
+
+    def evaluate_once(self) -> list[StateChange]:
+        """Evaluate all metric alarms now; apply and return the state changes."""
+        with self._lock:
+            backend = cloudwatch_backends[self.account_id][self.region]
+            self._index.refresh(backend)
+            now = time.time()
+            changes = []
+            for alarm in list(backend.alarms.values()):
+                change = self._evaluate(alarm, now)
+                if change:
+                    changes.append(change)
+            return changes
+
+    def _evaluate(self, alarm: Alarm, now: float) -> StateChange | None:
+        query = _alarm_query(alarm)
+        if query is None:
+            return None
+        span = query.period * self.time_factor
+        windows = []
+        for i in range(query.evaluation_periods + EXTRA_RANGE_PERIODS):
+            start = now - (i + 1) * span
+            data = self._index.between(query.key, start, start + span)
+            if query.unit:
+                data = [d for d in data if d.unit == query.unit]
+            windows.append(_Window(start, _statistic(query.stat, data), _sample_count(data)))
+        outcome = _decide(alarm, query, windows, now)
+        if outcome is None or outcome[0] == alarm.state_value:
+            return None
+        new_state, reason, reason_data = outcome
+        old_state = alarm.state_value
+        alarm.update_state(reason, reason_data, new_state)
+        event = put_alarm_state_change_event(
+            account_id=self.account_id,
+            region=self.region,
+            alarm=alarm,
+            old_state=old_state,
+            new_state=new_state,
+            reason=reason,
+        )
+        logger.info("alarm %s: %s -> %s: %s", alarm.name, old_state, new_state, reason)
+        return StateChange(alarm.name, old_state, new_state, reason, event)
+
+
+def _alarm_query(alarm: Alarm) -> _Query | None:
+    if alarm.rule is not None or alarm.comparison_operator not in _OPERATORS:
+        return None
+    stat: str
+    period: int | str | None
+    unit: str | None
+    if alarm.metric_name:
+        key = (alarm.namespace, alarm.metric_name, _dims_key(alarm.dimensions))
+        stat, period, unit = (
+            alarm.statistic or alarm.extended_statistic or "",
+            alarm.period,
+            alarm.unit,
+        )
+    else:
+        queries = alarm.metric_data_queries
+        if len(queries) != 1 or queries[0].metric_stat is None or queries[0].expression:
+            return None
+        ms = queries[0].metric_stat
+        key = (ms.metric.namespace, ms.metric.metric_name, _dims_key(ms.metric.dimensions))
+        stat, period, unit = ms.stat, ms.period, ms.unit
+    if not period or int(period) <= 0 or not _supported(stat):
+        return None
+    evaluation_periods = max(1, int(alarm.evaluation_periods))
+    to_alarm = int(alarm.datapoints_to_alarm or evaluation_periods)
+    return _Query(
+        key, stat, int(period), unit, evaluation_periods, min(to_alarm, evaluation_periods)
+    )
+
+
+def _decide(
+    alarm: Alarm, query: _Query, windows: list[_Window], now: float
+) -> tuple[str, str, str] | None:
+    """New (state, reason, reason data) per AWS's alarm rules, or None to keep the state."""
+    n, m = query.evaluation_periods, query.datapoints_to_alarm
+    compare, phrase = _OPERATORS[alarm.comparison_operator]
+    threshold = float(alarm.threshold)
+    treat = alarm.treat_missing_data or "missing"
+    real = [w for w in windows if w.value is not None]
+    evaluated = real[:n]
+    filled = n - len(evaluated)
+    breaching = sum(1 for w in evaluated if w.value is not None and compare(w.value, threshold))
+    data = _reason_data(query, threshold, evaluated or windows[:n], now)
+    if not evaluated:
+        if treat == "ignore":
+            return None
+        if treat in ("breaching", "notBreaching"):
+            label = "Breaching" if treat == "breaching" else "NonBreaching"
+            reason = (
+                f"Threshold Crossed: no datapoints were received for {_n(n, 'period')} and "
+                f"{_n(n, 'missing datapoint')} {_was(n)} treated as [{label}]."
+            )
+            return ("ALARM" if treat == "breaching" else "OK"), reason, data
+        return (
+            "INSUFFICIENT_DATA",
+            f"Insufficient Data: {_n(n, 'datapoint')} {_was(n)} unknown.",
+            data,
+        )
+    if filled and treat in ("missing", "ignore"):
+        # Too few real datapoints: they decide alone (AWS's missing-data table; "ignore"
+        # then keeps the current state rather than going to ALARM).
+        to_alarm = breaching >= min(m, len(evaluated))
+        if to_alarm and treat == "ignore":
+            return None
+    else:
+        to_alarm = breaching + (filled if treat == "breaching" else 0) >= m
+    points = ", ".join(f"{w.value!r} ({_reason_time(w.start)})" for w in evaluated)
+    shown = len(evaluated)
+    old = alarm.state_value
+    if to_alarm:
+        reason = (
+            f"Threshold Crossed: {breaching} out of the last {shown} datapoints [{points}] "
+            f"{_was(breaching)} {phrase} the threshold ({threshold!r}) "
+            f"(minimum {_n(m, 'datapoint')} for {old} -> ALARM transition)."
+        )
+        new_state = "ALARM"
+    else:
+        fine = shown - breaching
+        reason = (
+            f"Threshold Crossed: {fine} out of the last {shown} datapoints [{points}] "
+            f"{_was(fine)} not {phrase} the threshold ({threshold!r}) "
+            f"(minimum {_n(n - m + 1, 'datapoint')} for {old} -> OK transition)."
+        )
+        new_state = "OK"
+    if filled and treat in ("breaching", "notBreaching"):
+        label = "Breaching" if treat == "breaching" else "NonBreaching"
+        reason += f" {_n(filled, 'missing datapoint')} {_was(filled)} treated as [{label}]."
+    return new_state, reason, data
+
+
+def _reason_data(query: _Query, threshold: float, windows: list[_Window], now: float) -> str:
+    stat_key = "extendedStatistic" if query.stat.startswith("p") else "statistic"
+    payload: dict[str, Any] = {
+        "version": "1.0",
+        "queryDate": _aws_millis(_from_epoch(now)),
+        "startDate": _aws_millis(_from_epoch(min(w.start for w in windows))),
+        stat_key: query.stat,
+        "period": query.period,
+        "recentDatapoints": [w.value for w in reversed(windows) if w.value is not None],
+        "threshold": threshold,
+        "evaluatedDatapoints": [
+            {
+                "timestamp": _aws_millis(_from_epoch(w.start)),
+                "sampleCount": w.samples,
+                "value": w.value,
+            }
+            for w in windows
+            if w.value is not None
+        ],
+    }
+    return json.dumps(payload, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------- statistics
+
+_BASIC_STATS = ("Sum", "Average", "Minimum", "Maximum", "SampleCount")
+
+
+def _supported(stat: str) -> bool:
+    return stat in _BASIC_STATS or _percentile(stat) is not None
+
+
+def _statistic(stat: str, data: Sequence[MetricDatumBase]) -> float | None:
+    """The statistic (a supported one) over ``data``; None when there is no datapoint."""
+    percentile = _percentile(stat)
+    if not data:
+        return None
+    if stat == "SampleCount":
+        return _sample_count(data)
+    if percentile is not None:
+        # Aggregated datums (StatisticValues) only carry their average for percentiles.
+        values = sorted(_expanded_values(data))
+        rank = max(1, math.ceil(percentile / 100 * len(values)))
+        return values[rank - 1]
+    stats = Statistics([stat], _utcnow())
+    stats.metric_data = list(data)
+    value = stats.get_statistics_for_type(stat)
+    return None if value is None else float(value)
+
+
+def _percentile(stat: str) -> float | None:
+    if not stat.startswith("p"):
+        return None
+    try:
+        value = float(stat[1:])
+    except ValueError:
+        return None
+    return value if 0 < value <= 100 else None
+
+
+def _sample_count(data: Sequence[MetricDatumBase]) -> float:
+    return float(sum(d.sample_count if isinstance(d, MetricAggregatedDatum) else 1 for d in data))
+
+
+def _expanded_values(data: Sequence[MetricDatumBase]) -> list[float]:
+    values: list[float] = []
+    for d in data:
+        if isinstance(d, MetricDatum):
+            values.append(float(d.value))
+        elif isinstance(d, MetricAggregatedDatum) and d.sample_count:
+            values.extend([d.sum / d.sample_count] * max(1, int(d.sample_count)))
+    return values
+
+
+# --------------------------------------------------------------------------- patches
+
+
+def install() -> Callable[[], None]:
+    """Patch moto's CloudWatch as described in the module docstring; returns ``uninstall``.
+
+    Patches stack: ``uninstall`` restores exactly what this call replaced.
+    """
+    originals = {
+        (CloudWatchBackend, "set_alarm_state"): CloudWatchBackend.set_alarm_state,
+        (CloudWatchBackend, "get_metric_statistics"): CloudWatchBackend.get_metric_statistics,
+        (Alarm, "__init__"): Alarm.__init__,
+        (Dimension, "__lt__"): Dimension.__lt__,
+    }
+    original_set_state = CloudWatchBackend.set_alarm_state
+    original_alarm_init = Alarm.__init__
+
+    def set_alarm_state(
+        self: CloudWatchBackend, alarm_name: str, reason: str, reason_data: str, state_value: str
+    ) -> None:
+        alarm = self.alarms.get(alarm_name)
+        old_state = alarm.state_value if alarm else None
+        original_set_state(self, alarm_name, reason, reason_data, state_value)
+        # AWS emits the event (and runs actions) only when the state really changes.
+        if alarm is not None and old_state != state_value:
+            put_alarm_state_change_event(
+                account_id=self.account_id,
+                region=self.region_name,
+                alarm=alarm,
+                old_state=old_state or "INSUFFICIENT_DATA",
+                new_state=state_value,
+                reason=reason,
+            )
+
+    def alarm_init(self: Alarm, *args: Any, **kwargs: Any) -> None:
+        original_alarm_init(self, *args, **kwargs)
+        self.state_value = "INSUFFICIENT_DATA"
+
+    def dimension_lt(self: Dimension, other: Dimension) -> bool:
+        return (self.name or "", self.value or "") < (other.name or "", other.value or "")
+
+    CloudWatchBackend.set_alarm_state = set_alarm_state  # type: ignore[method-assign]
+    CloudWatchBackend.get_metric_statistics = _get_metric_statistics_exact  # type: ignore[method-assign]
+    Alarm.__init__ = alarm_init  # type: ignore[method-assign]
+    Dimension.__lt__ = dimension_lt  # type: ignore[method-assign]
+
+    def uninstall() -> None:
+        for (owner, name), original in originals.items():
+            setattr(owner, name, original)
+
+    return uninstall
+
+
+def _get_metric_statistics_exact(
+    self: CloudWatchBackend,
+    namespace: str,
+    metric_name: str,
+    start_time: datetime,
+    end_time: datetime,
+    period: int,
+    stats: list[str],
+    dimensions: list[dict[str, str]],
+    unit: str | None = None,
+) -> list[Statistics]:
+    """moto's GetMetricStatistics with AWS's exact dimension-set match (see docstring)."""
+    from moto.cloudwatch.exceptions import InvalidParameterValue
+
+    start_time = _naive_utc(start_time).replace(microsecond=0)
+    end_time = _naive_utc(end_time).replace(microsecond=0)
+    if start_time >= end_time:
+        raise InvalidParameterValue(
+            "The parameter StartTime must be less than the parameter EndTime."
+        )
+    wanted = frozenset((d["Name"], d.get("Value")) for d in dimensions or [])
+    data = sorted(
+        (
+            md
+            for md in self.get_all_metrics()
+            if md.namespace == namespace
+            and md.name == metric_name
+            and start_time <= md.timestamp < end_time
+            and (unit is None or md.unit == unit)
+            and _dims_key(md.dimensions) == wanted
+        ),
+        key=lambda md: md.timestamp,
+    )
+    if not data:
+        return []
+    step = timedelta(seconds=period)
+    result: list[Statistics] = []
+    idx = 0
+    for dt in daterange(data[0].timestamp, data[-1].timestamp + step, step):
+        bucket = Statistics(stats, dt)
+        while idx < len(data) and data[idx].timestamp < dt + step:
+            bucket.metric_data.append(data[idx])
+            bucket.unit = data[idx].unit
+            idx += 1
+        if bucket.metric_data:
+            result.append(bucket)
+    return result
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _series_key(datum: MetricDatumBase) -> SeriesKey:
+    return (datum.namespace, datum.name, _dims_key(datum.dimensions))
+
+
+def _dims_key(dimensions: Sequence[Dimension]) -> frozenset[tuple[str | None, str | None]]:
+    return frozenset((d.name, d.value) for d in dimensions)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _epoch(value: datetime) -> float:
+    return (_naive_utc(value) - _EPOCH).total_seconds()
+
+
+def _from_epoch(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
+
+
+def _aws_millis(value: datetime) -> str:
+    """AWS alarm timestamps: ``2019-10-01T13:56:40.987+0000``."""
+    return _naive_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+
+
+def _reason_time(start: float) -> str:
+    return _from_epoch(start).strftime("%d/%m/%y %H:%M:%S")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _was(count: int) -> str:
+    return "was" if count == 1 else "were"

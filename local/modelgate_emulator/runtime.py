@@ -1,0 +1,418 @@
+"""``LocalAWS``: the embedded AWS that tests, the demo and ``modelgate invoke`` run on.
+
+One context manager wires the pieces together, in this order, and undoes all of it on
+exit (tests run many LocalAWS one after another in one process):
+
+1. fake credentials and region in the process environment;
+2. ``moto.mock_aws`` with the executing Step Functions backend and Docker-free Lambda;
+3. the in-process Lambda runtime (``lambda_runtime``), the Step Functions patches with the
+   time factor (``stepfunctions``), EventBridge delivery (``events``) and CloudWatch
+   alarm behaviour (``cloudwatch``);
+4. the stack, deployed from template.yaml itself (``template``);
+5. the alarm evaluator.
+
+It also covers one moto 5.2.1 S3 behaviour itself (test in tests/unit/local/test_runtime.py):
+bucket policies are evaluated with every ``Condition`` operator but ``StringEquals``
+counted as satisfied, and a statement whose condition is *not* met counts as a Deny. So
+the template's ``DenyInsecureTransport`` statement (``Bool aws:SecureTransport false``)
+denies every object operation locally. :func:`_bucket_policy_conditions` evaluates
+``Bool``/``String(Not)Equals`` conditions against the local request context (TLS: boto3
+talks https) and leaves out statements whose conditions it can't evaluate, logging each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from unittest import mock
+
+import boto3
+
+from modelgate.adapters import clients as aws
+from modelgate.approval import links as approval_links
+from modelgate_emulator import stepfunctions as sfn_patches
+from modelgate_emulator.lambda_runtime import (
+    InvocationRecord,
+    LambdaInvokeError,
+    LambdaRuntime,
+    MetricsSink,
+)
+from modelgate_emulator.template import Stack, deploy
+
+if TYPE_CHECKING:
+    from moto.core.config import DefaultConfig
+
+LOG = logging.getLogger(__name__)
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+MOTO_CONFIG: DefaultConfig = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+    # Not loading AWS-managed IAM policies saves ~1 s per start; moto enforces no policy, so
+    # the deployer records the managed policy ARNs it could not attach and moves on.
+    "iam": {"load_aws_managed_policies": False},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Integrations:
+    """The sibling modules LocalAWS wires in (a seam for tests that fake them)."""
+
+    metrics_sink: MetricsSink | None
+    install_cloudwatch: Callable[[], Callable[[], None]] | None
+    install_events: Callable[..., Callable[[], None]] | None
+    alarm_evaluator: Callable[..., Any] | None
+
+
+def _integrations() -> _Integrations:
+    from modelgate_emulator import cloudwatch, events
+
+    return _Integrations(
+        metrics_sink=cloudwatch.emit_lambda_metrics,
+        install_cloudwatch=cloudwatch.install,
+        install_events=events.install,
+        alarm_evaluator=cloudwatch.AlarmEvaluator,
+    )
+
+
+class LocalAWS:
+    """Moto in process with the stack of ``template_path`` deployed and running.
+
+    ``time_factor``: real seconds per nominal second for Step Functions waits and timeouts
+    and CloudWatch alarm periods. ``work_timeout_floor``: a task that does real work (a
+    request-response Lambda task) gets at least ``min(TimeoutSeconds, floor)`` real seconds;
+    by default the whole nominal TimeoutSeconds, as on AWS (handlers run at real speed, so
+    a busy machine must not turn slow work into a spurious States.Timeout).
+    ``seed`` makes generated physical names repeatable.
+
+    >>> with LocalAWS("template.yaml", parameters={"ModelProvider": "local"}) as local:
+    ...     local.invoke("GateFunction", {...})
+    """
+
+    def __init__(
+        self,
+        template_path: str | os.PathLike[str] = "template.yaml",
+        *,
+        parameters: Mapping[str, str] | None = None,
+        stack_name: str = "modelgate-local",
+        region: str = "us-east-1",
+        time_factor: float = 0.01,
+        alarm_tick_seconds: float = 0.05,
+        work_timeout_floor: float = math.inf,
+        seed: int | None = None,
+    ) -> None:
+        if time_factor <= 0:
+            raise ValueError("time_factor must be > 0: waits are scaled, never skipped")
+        self.template_path = Path(template_path)
+        self.parameters = dict(parameters or {})
+        self.stack_name = stack_name
+        self.region = region
+        self.time_factor = time_factor
+        self.alarm_tick_seconds = alarm_tick_seconds
+        self.work_timeout_floor = work_timeout_floor
+        self.seed = seed
+        self.runtime: LambdaRuntime | None = None
+        self._stack: Stack | None = None
+        self._exit: contextlib.ExitStack | None = None
+        self._clients: dict[str, Any] = {}
+        self.account_id = ""
+
+    # ---------------------------------------------------------------- lifecycle
+    def __enter__(self) -> LocalAWS:
+        if self._exit is not None:
+            raise RuntimeError("this LocalAWS is already running")
+        from moto import mock_aws
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+
+        exit_stack = contextlib.ExitStack()
+        try:
+            exit_stack.enter_context(
+                mock.patch.dict(os.environ, {**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region})
+            )
+            for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):  # would lead boto3 away from moto
+                os.environ.pop(key, None)  # restored with the rest by patch.dict on exit
+            self.account_id = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+            moto = mock_aws(config=MOTO_CONFIG)
+            moto.start()
+            exit_stack.callback(moto.stop)
+            aws.reset_clients()
+            exit_stack.callback(aws.reset_clients)
+            approval_links.clear_key_cache()  # signing keys are per stack
+            exit_stack.callback(approval_links.clear_key_cache)
+            exit_stack.callback(self._clients.clear)
+
+            integrations = _integrations()
+            runtime = LambdaRuntime(metrics_sink=integrations.metrics_sink)
+            runtime.install()
+            exit_stack.callback(runtime.uninstall)
+            self.runtime = runtime
+
+            exit_stack.enter_context(_bucket_policy_conditions())
+
+            patches = sfn_patches.StepFunctionsPatches(self.time_factor, work_timeout_floor=self.work_timeout_floor)
+            patches.install()
+            exit_stack.callback(patches.uninstall)
+
+            if integrations.install_cloudwatch is not None:
+                exit_stack.callback(integrations.install_cloudwatch())
+            if integrations.install_events is not None:
+                exit_stack.callback(integrations.install_events(invoke_async=runtime.invoke_async))
+
+            self._stack = deploy(
+                self.template_path,
+                client=self.client,
+                stack_name=self.stack_name,
+                region=self.region,
+                account_id=self.account_id,
+                parameters=self.parameters,
+                runtime=runtime,
+                seed=self.seed,
+            )
+            for note in self._stack.notes:
+                LOG.debug("deploy note: %s", note)
+
+            # Runs before the patches are undone: executions and async invokes end first.
+            exit_stack.callback(self._quiesce)
+            if integrations.alarm_evaluator is not None:
+                evaluator = integrations.alarm_evaluator(
+                    account_id=self.account_id,
+                    region=self.region,
+                    time_factor=self.time_factor,
+                    tick_seconds=self.alarm_tick_seconds,
+                )
+                evaluator.start()
+                exit_stack.callback(evaluator.stop)
+        except BaseException:
+            exit_stack.close()
+            self.runtime = None
+            self._stack = None
+            raise
+        self._exit = exit_stack
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        exit_stack, self._exit = self._exit, None
+        if exit_stack is not None:
+            exit_stack.close()
+        self._stack = None
+        self.runtime = None
+
+    def _quiesce(self) -> None:
+        """Stop running executions and wait for async invocations before unpatching."""
+        try:
+            sfn = self.client("stepfunctions")
+            pages = sfn.get_paginator("list_executions")
+            for machine in sfn.list_state_machines()["stateMachines"]:
+                for page in pages.paginate(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING"):
+                    for execution in page["executions"]:
+                        self._stop_execution(sfn, execution["executionArn"])
+        finally:
+            if self.runtime is not None and not self.runtime.wait_for_async(timeout=5.0):
+                LOG.warning("asynchronous Lambda invocations still running at shutdown")
+
+    @staticmethod
+    def _stop_execution(sfn: Any, arn: str, attempts: int = 50) -> None:
+        """Stop one execution. moto 5.2.1 fails (AttributeError on ``env.set_stop``) for an
+        execution whose worker thread has not built its environment yet: retry briefly."""
+        for _ in range(attempts):
+            try:
+                sfn.stop_execution(executionArn=arn, error="LocalAWS.Shutdown", cause="the local runtime stopped")
+                return
+            except AttributeError:
+                time.sleep(0.02)
+        LOG.warning("execution %s could not be stopped at shutdown", arn)
+
+    # ---------------------------------------------------------------- public API
+    @property
+    def stack(self) -> Stack:
+        if self._stack is None:
+            raise RuntimeError("LocalAWS is not running: use it as a context manager")
+        return self._stack
+
+    def client(self, service: str) -> Any:
+        """A boto3 client inside the mock (cached per service)."""
+        if service not in self._clients:
+            self._clients[service] = boto3.client(service, region_name=self.region)
+        return self._clients[service]
+
+    def scale(self, nominal_seconds: float) -> float:
+        """Real seconds for ``nominal_seconds`` of pipeline time."""
+        return float(nominal_seconds) * self.time_factor
+
+    def function_name(self, function: str) -> str:
+        """Physical name for a logical id (a physical name or ARN passes through)."""
+        try:
+            return self.stack.function(function).function_name
+        except KeyError:
+            return function
+
+    def invoke(self, function: str, event: Any, qualifier: str | None = None) -> Any:
+        """Invoke through boto3 ``lambda.invoke`` (the real path, patches included).
+
+        Returns the decoded payload; raises :class:`LambdaInvokeError` on a function error.
+        """
+        args: dict[str, Any] = {"FunctionName": self.function_name(function), "Payload": json.dumps(event).encode()}
+        if qualifier is not None:
+            args["Qualifier"] = qualifier
+        response = self.client("lambda").invoke(**args)
+        payload = _decode(response["Payload"].read())
+        if response.get("FunctionError"):
+            body = payload if isinstance(payload, dict) else {}
+            raise LambdaInvokeError(
+                str(body.get("errorType", response["FunctionError"])), str(body.get("errorMessage", payload)), body
+            )
+        return payload
+
+    def invocations(self, function: str) -> list[InvocationRecord]:
+        """Invocations of a function (logical id or name) so far, oldest first."""
+        if self.runtime is None:
+            raise RuntimeError("LocalAWS is not running")
+        return self.runtime.invocations(self.function_name(function))
+
+    def wait_for_execution(self, execution_arn: str, timeout: float = 30.0) -> dict[str, Any]:
+        return sfn_patches.wait_for_execution(self.client("stepfunctions"), execution_arn, timeout)
+
+    def history_path(self, execution_arn: str) -> list[str]:
+        return sfn_patches.history_path(self.client("stepfunctions"), execution_arn)
+
+
+# ---------------------------------------------------------------------------- S3 policies
+# The request context every local S3 request has (boto3 uses https endpoints).
+_LOCAL_REQUEST_CONTEXT = {"aws:securetransport": "true"}
+
+
+def _condition_holds(condition: Mapping[str, Any]) -> bool | None:
+    """True/False for a statement's Condition block, None if it can't be evaluated."""
+    for operator, entries in condition.items():
+        for key, expected in entries.items():
+            values = [str(v) for v in (expected if isinstance(expected, list) else [expected])]
+            actual = _LOCAL_REQUEST_CONTEXT.get(str(key).lower())
+            if operator == "Bool":
+                holds = actual is not None and actual.lower() in [v.lower() for v in values]
+            elif operator == "StringEquals":
+                holds = actual is not None and actual in values
+            elif operator == "StringNotEquals":
+                holds = actual is None or actual not in values
+            else:
+                return None
+            if not holds:
+                return False
+    return True
+
+
+@contextlib.contextmanager
+def _bucket_policy_conditions() -> Any:
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    def get_permission(bucket: Any, action: str, resource: str) -> Any:
+        if bucket.policy is None:
+            return PermissionResult.NEUTRAL
+        policy = json.loads(bucket.policy.decode())
+        statements = policy["Statement"] if isinstance(policy["Statement"], list) else [policy["Statement"]]
+        applicable = []
+        for statement in statements:
+            condition = statement.get("Condition")
+            holds = True if not condition else _condition_holds(condition)
+            if holds is None:
+                LOG.warning("bucket %s: policy statement %s has a condition not evaluated locally; ignored", bucket.name, statement.get("Sid", "?"))
+            elif holds:
+                applicable.append({k: v for k, v in statement.items() if k != "Condition"})
+        if not applicable:
+            return PermissionResult.NEUTRAL
+        return IAMPolicy(json.dumps({"Version": "2012-10-17", "Statement": applicable})).is_action_permitted(action, resource)
+
+    with mock.patch.object(FakeBucket, "get_permission", get_permission):
+        yield
+
+
+def _decode(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------- invoke
+@dataclasses.dataclass(frozen=True)
+class InvokeOutcome:
+    """What ``modelgate invoke`` prints: the handler's result or the runtime-shaped error."""
+
+    function_name: str
+    executed_version: str
+    payload: Any
+    function_error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.function_error is None
+
+    def to_json(self) -> str:
+        return json.dumps(self.payload, indent=2, default=str)
+
+
+def run_function(
+    function: str,
+    event_path: str | os.PathLike[str] | None = None,
+    *,
+    event: Any = None,
+    template_path: str | os.PathLike[str] = "template.yaml",
+    parameters: Mapping[str, str] | None = None,
+    qualifier: str | None = None,
+    stack_name: str = "modelgate-local",
+    region: str = "us-east-1",
+) -> InvokeOutcome:
+    """The Docker-free twin of ``sam local invoke FUNCTION -e EVENT.json``.
+
+    Deploys the stack into a fresh embedded AWS, runs that one function's handler with the
+    environment the template gives it, and returns its result or the error exactly as the
+    Lambda Python runtime shapes it (``function_error`` = "Unhandled").
+    """
+    if event_path is not None and event is not None:
+        raise ValueError("pass event_path or event, not both")
+    body = json.loads(Path(event_path).read_text(encoding="utf-8")) if event_path is not None else (event if event is not None else {})
+    with LocalAWS(template_path, parameters=parameters, stack_name=stack_name, region=region) as local:
+        name = local.function_name(function)
+        args: dict[str, Any] = {"FunctionName": name, "Payload": json.dumps(body).encode()}
+        if qualifier is not None:
+            args["Qualifier"] = qualifier
+        response = local.client("lambda").invoke(**args)
+        return InvokeOutcome(
+            function_name=name,
+            executed_version=str(response.get("ExecutedVersion", "$LATEST")),
+            payload=_decode(response["Payload"].read()),
+            function_error=response.get("FunctionError"),
+        )
+
+
+def invoke_event(
+    function: str,
+    event_path: str | os.PathLike[str] | None = None,
+    *,
+    event: Any = None,
+    template_path: str | os.PathLike[str] = "template.yaml",
+    parameters: Mapping[str, str] | None = None,
+    qualifier: str | None = None,
+) -> Any:
+    """What ``modelgate invoke FUNCTION -e EVENT.json`` prints: the handler's result, or the
+    runtime-shaped error payload (``errorType``, ``errorMessage``, ``requestId``,
+    ``stackTrace``). :func:`run_function` returns the same with the executed version and
+    the function-error flag."""
+    return run_function(
+        function, event_path, event=event, template_path=template_path, parameters=parameters, qualifier=qualifier
+    ).payload

@@ -1,0 +1,347 @@
+"""Patches of moto's Step Functions interpreter for the local runtime, and test helpers.
+
+moto 5.2.1 (``moto/stepfunctions/parser``, LocalStack's ASL interpreter) behaviour covered:
+- every wait runs in real wall-clock time. Here a TIME FACTOR applies: real seconds =
+  nominal seconds × factor. Waits are scaled, never skipped: Wait Seconds/SecondsPath/
+  Timestamp/TimestampPath, Task TimeoutSeconds(Path), HeartbeatSeconds(Path), Retry
+  intervals and the machine's TimeoutSeconds. The history keeps the nominal numbers.
+  The guard timeout of a task that does real work (a request-response Lambda call runs at
+  real speed) is never scaled below ``min(nominal, work_timeout_floor)`` seconds, so a
+  0.01 factor does not turn a 30 s Lambda task timeout into a spurious 0.3 s one; callback
+  (``.waitForTaskToken``) timeouts and heartbeats are scaled without a floor.
+- ``WaitFunction._wait_interval`` truncates the elapsed time to whole seconds and waits
+  again for the remainder, so a fractional wait would never end: replaced.
+- ``Timestamp`` waits compare a UTC timestamp with local naive ``datetime.now()``: UTC used.
+- ``SendTaskFailure`` drops ``cause`` (the response handler never reads it): passed on,
+  so the ledger can say why a callback failed.
+- heartbeat expiry fails the task with ``States.Timeout``; AWS reports
+  ``States.HeartbeatTimeout``: fixed.
+- an unnamed ``StartExecution`` is named "None" (a second one with the same input returns
+  the first execution): a UUID name is generated, and names are validated like AWS does.
+- ``StartExecution`` deep-copies the state machine, and with it its backend and every
+  execution in it; once any execution exists the copy hits an ``RLock`` and fails
+  ("cannot pickle '_thread.RLock' object"), so only the first execution of a process ever
+  starts. The copy now takes the definition and settings and shares the backend, versions
+  and aliases, without the executions (which is what the copy is for).
+- ``StopExecution`` marks the program stopped but a task waiting for its callback
+  (``.waitForTaskToken``) keeps waiting until its timeout, so the execution stays RUNNING
+  (a superseded release would hold on for its whole bake): stopping now wakes the
+  execution's callback waits, and a state that fails because its execution was stopped
+  runs no Catch and no failure (AWS runs nothing after StopExecution): it ends ABORTED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as _dt
+import json
+import math
+import threading
+import time
+import types
+import uuid
+from typing import Any
+from unittest import mock
+
+_POLL_SECONDS = 0.02
+# Fields of a moto state machine that a new execution's snapshot shares instead of copying.
+_SHARED_STATE_MACHINE_FIELDS = frozenset({"backend", "versions", "latest_version", "aliases"})
+
+
+class StepFunctionsPatches:
+    """Installs the patches above; ``uninstall()`` restores moto exactly."""
+
+    def __init__(self, time_factor: float, *, work_timeout_floor: float = math.inf) -> None:
+        if time_factor <= 0:
+            raise ValueError("time_factor must be > 0: waits are scaled, never skipped")
+        self.time_factor = time_factor
+        self.work_timeout_floor = work_timeout_floor
+        self._stack: contextlib.ExitStack | None = None
+
+    def scale(self, nominal_seconds: float | None) -> float | None:
+        return None if nominal_seconds is None else max(0.0, float(nominal_seconds)) * self.time_factor
+
+    def install(self) -> None:
+        if self._stack is not None:
+            return
+        stack = contextlib.ExitStack()
+        try:
+            for target, attribute, value in self._patches():
+                stack.enter_context(mock.patch.object(target, attribute, value, create=not hasattr(target, attribute)))
+        except BaseException:
+            stack.close()
+            raise
+        self._stack = stack
+
+    def uninstall(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+    def __enter__(self) -> StepFunctionsPatches:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstall()
+
+    # ------------------------------------------------------------------ the patches
+    def _patches(self) -> list[tuple[Any, str, Any]]:
+        from moto.core.responses import EmptyResult
+        from moto.stepfunctions.models import StateMachineInstance
+        from moto.stepfunctions.parser.api import (
+            HistoryEventType,
+            TaskTimedOutEventDetails,
+        )
+        from moto.stepfunctions.parser.asl.component.common.catch.catch_outcome import (
+            CatchOutcome,
+        )
+        from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+            FailureEvent,
+            FailureEventException,
+        )
+        from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+            StatesErrorName,
+        )
+        from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+            StatesErrorNameType,
+        )
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+        from moto.stepfunctions.parser.asl.component.program.program import Program
+        from moto.stepfunctions.parser.asl.component.state.exec import execute_state
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
+            StateTaskService,
+        )
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import (
+            StateTask,
+        )
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import (
+            Timestamp,
+        )
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+            WaitFunction,
+        )
+        from moto.stepfunctions.parser.asl.eval.callback.callback import (
+            CallbackEndpoint,
+            HeartbeatEndpoint,
+            HeartbeatTimeoutError,
+        )
+        from moto.stepfunctions.parser.asl.eval.environment import Environment
+        from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+        from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+        from moto.stepfunctions.parser.utils import TMP_THREADS
+        from moto.stepfunctions.responses import StepFunctionResponse
+
+        patches = self
+        factor = self.time_factor
+
+        # --- waits -----------------------------------------------------------------
+        def wait_interval(wait_function: Any, env: Any, wait_seconds: float) -> None:
+            deadline = time.monotonic() + max(0.0, float(wait_seconds)) * factor
+            while env.is_running():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                env.program_state_event.wait(min(remaining, 1.0))  # pulsed on stop/failure
+
+        def timestamp_wait_seconds(wait_function: Any, env: Any) -> float:
+            wait_function.string.eval(env=env)
+            timestamp_str = env.stack.pop()
+            parsed = wait_function._from_timestamp_string(timestamp=timestamp_str)
+            if parsed is None:
+                raise FailureEventException(wait_function._create_failure_event(env, timestamp_str))
+            now = _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)  # parsed is naive UTC
+            seconds: float = (parsed - now).total_seconds()
+            return seconds
+
+        # --- task timeouts ------------------------------------------------------------
+        class ScaledEvent(threading.Event):
+            """The Event ExecutionState waits on for a task to finish within TimeoutSeconds."""
+
+            def wait(self, timeout: float | None = None) -> bool:
+                if timeout is None:
+                    return super().wait()
+                real = max(float(timeout) * factor, min(float(timeout), patches.work_timeout_floor))
+                return super().wait(real)
+
+        threading_for_execute_state = types.SimpleNamespace(**{k: getattr(threading, k) for k in dir(threading) if not k.startswith("__")})
+        threading_for_execute_state.Event = ScaledEvent
+
+        def callback_wait(endpoint: Any, timeout: float | None = None) -> Any:
+            endpoint._notify_event.wait(timeout=None if timeout is None else float(timeout) * factor)
+            return endpoint._outcome
+
+        def heartbeat_clear_and_wait(endpoint: Any) -> bool:
+            with endpoint._mutex:
+                if endpoint._next_heartbeat_event.is_set():
+                    endpoint._next_heartbeat_event.clear()
+                    return True
+            return bool(endpoint._next_heartbeat_event.wait(timeout=float(endpoint._heartbeat_seconds) * factor))
+
+        # --- retry intervals -----------------------------------------------------------
+        time_for_retrier = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("__")})
+        time_for_retrier.sleep = lambda seconds: time.sleep(max(0.0, float(seconds)) * factor)
+
+        # --- machine timeout -----------------------------------------------------------
+        def program_eval(program: Any, env: Any) -> None:
+            timeout = program.timeout_seconds.timeout_seconds if program.timeout_seconds else None
+            env.next_state_name = program.start_at.start_at_name
+            worker = threading.Thread(target=EvalComponent.eval, args=(program, env), daemon=True)
+            TMP_THREADS.append(worker)
+            worker.start()
+            worker.join(timeout=None if timeout is None else float(timeout) * factor)
+            if worker.is_alive():
+                env.set_timed_out()
+
+        # --- heartbeat error name --------------------------------------------------------
+        original_from_error = StateTask._from_error
+
+        def from_error(state: Any, env: Any, ex: Exception) -> Any:
+            if isinstance(ex, HeartbeatTimeoutError):
+                details = TaskTimedOutEventDetails(error=StatesErrorNameType.StatesHeartbeatTimeout.to_name())
+                if isinstance(state, StateTaskService):
+                    details["resourceType"] = state._get_sfn_resource_type()
+                    details["resource"] = state._get_sfn_resource()
+                return FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=StatesErrorNameType.StatesHeartbeatTimeout),
+                    event_type=HistoryEventType.TaskTimedOut,
+                    event_details=EventDetails(taskTimedOutEventDetails=details),  # type: ignore[typeddict-item]  # as moto builds it
+                )
+            return original_from_error(state, env, ex)
+
+        # --- SendTaskFailure cause ---------------------------------------------------------
+        def send_task_failure(response: Any) -> Any:
+            backend = response.stepfunction_backend
+            task_token = response._get_param("taskToken")
+            error = response._get_param("error")
+            cause = response._get_param("cause")
+            if isinstance(backend, StepFunctionsParserBackend):
+                backend.send_task_failure(task_token, error=error, cause=cause)
+            else:
+                backend.send_task_failure(task_token, error=error)
+            return EmptyResult()
+
+        # --- unnamed executions ------------------------------------------------------------
+        original_start_execution = StepFunctionsParserBackend.start_execution
+
+        def start_execution(backend: Any, state_machine_arn: str, name: str | None = None, execution_input: Any = None, trace_header: Any = None) -> Any:
+            if name is None:
+                name = str(uuid.uuid4())
+            else:
+                backend._validate_name(name)
+            return original_start_execution(backend, state_machine_arn, name, execution_input, trace_header)
+
+        # --- state machine snapshot for a new execution ------------------------------------
+        def state_machine_deepcopy(machine: Any, memo: dict[int, Any]) -> Any:
+            clone = object.__new__(type(machine))
+            memo[id(machine)] = clone
+            for key, value in machine.__dict__.items():
+                if key == "executions":
+                    setattr(clone, key, [])
+                elif key in _SHARED_STATE_MACHINE_FIELDS:
+                    setattr(clone, key, value)
+                else:
+                    setattr(clone, key, copy.deepcopy(value, memo))
+            return clone
+
+        # --- StopExecution while a callback task waits ------------------------------------
+        original_set_stop = Environment.set_stop
+
+        def set_stop(env: Any, stop_date: Any, cause: Any, error: Any) -> None:
+            original_set_stop(env, stop_date, cause, error)
+            for endpoint in list(env.callback_pool_manager._pool.values()):
+                endpoint.interrupt_all()
+
+        # The woken task fails (as a timeout); after a stop no Catch or failure may follow.
+        original_handle_catch = execute_state.ExecutionState._handle_catch
+        original_handle_uncaught = execute_state.ExecutionState._handle_uncaught
+
+        def handle_catch(state: Any, env: Any, failure_event: Any) -> None:
+            if not env.is_running():
+                env.stack.append(CatchOutcome.Caught)
+                return
+            original_handle_catch(state, env, failure_event)
+
+        def handle_uncaught(state: Any, env: Any, failure_event: Any) -> None:
+            if not env.is_running():
+                return
+            original_handle_uncaught(state, env, failure_event)
+
+        return [
+            (Environment, "set_stop", set_stop),
+            (execute_state.ExecutionState, "_handle_catch", handle_catch),
+            (execute_state.ExecutionState, "_handle_uncaught", handle_uncaught),
+            (StateMachineInstance, "__deepcopy__", state_machine_deepcopy),
+            (WaitFunction, "_wait_interval", wait_interval),
+            (Timestamp, "_get_wait_seconds", timestamp_wait_seconds),
+            (execute_state, "threading", threading_for_execute_state),
+            (CallbackEndpoint, "wait", callback_wait),
+            (HeartbeatEndpoint, "clear_and_wait", heartbeat_clear_and_wait),
+            (retrier_decl, "time", time_for_retrier),
+            (Program, "eval", program_eval),
+            (StateTask, "_from_error", from_error),
+            (StepFunctionResponse, "send_task_failure", send_task_failure),
+            (StepFunctionsParserBackend, "start_execution", start_execution),
+        ]
+
+
+# ---------------------------------------------------------------------- helpers
+def wait_for_execution(sfn_client: Any, execution_arn: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Poll DescribeExecution until the execution is no longer RUNNING; return its description.
+
+    Raises TimeoutError naming the execution and its last entered state otherwise.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        description: dict[str, Any] = sfn_client.describe_execution(executionArn=execution_arn)
+        if description["status"] != "RUNNING":
+            return description
+        if time.monotonic() >= deadline:
+            path = history_path(sfn_client, execution_arn)
+            raise TimeoutError(
+                f"execution {execution_arn} still RUNNING after {timeout} s (last state: {path[-1] if path else 'none'})"
+            )
+        time.sleep(_POLL_SECONDS)
+
+
+def execution_history(sfn_client: Any, execution_arn: str) -> list[dict[str, Any]]:
+    """Every history event of an execution, oldest first (all pages)."""
+    events: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": execution_arn}
+    while True:
+        page = sfn_client.get_execution_history(**kwargs)
+        events.extend(page["events"])
+        token = page.get("nextToken")
+        if not token:
+            return events
+        kwargs["nextToken"] = token
+
+
+def history_path(sfn_client: Any, execution_arn: str) -> list[str]:
+    """Names of the states the execution entered, in order (its path through the machine)."""
+    return [
+        event["stateEnteredEventDetails"]["name"]
+        for event in execution_history(sfn_client, execution_arn)
+        if "stateEnteredEventDetails" in event
+    ]
+
+
+def failure_of(sfn_client: Any, execution_arn: str) -> dict[str, str] | None:
+    """The (error, cause) of the last failed task or execution event, parsed for tests."""
+    for event in reversed(execution_history(sfn_client, execution_arn)):
+        for key in ("taskFailedEventDetails", "taskTimedOutEventDetails", "executionFailedEventDetails"):
+            if key in event:
+                details = event[key]
+                return {"error": details.get("error", ""), "cause": details.get("cause", "")}
+    return None
+
+
+def decode_cause(cause: str) -> Any:
+    """A Lambda task's cause is the function's error payload as JSON; decode when it is."""
+    try:
+        return json.loads(cause)
+    except ValueError:
+        return cause

@@ -1,0 +1,1041 @@
+"""Deploy a SAM/CloudFormation template into moto, from the template itself.
+
+Why not moto's CloudFormation (create_stack)? In moto 5.2.1 it skips AWS::CloudWatch::Alarm
+and AWS::Lambda::Alias silently, puts state machines into the non-executing Step Functions
+backend, ignores DefinitionSubstitutions and the bucket's EventBridge setting, and its
+Fn::Sub turns ``$$.Task.Token`` into ``$.Task.Token``. So this module does what
+``sam deploy`` does, in process:
+
+1. load template.yaml (cfn_flip), replace local CodeUri/ContentUri/DefinitionUri paths by
+   placeholder S3 locations and remember each path (relative to the template's folder);
+2. transform SAM → CloudFormation with aws-sam-translator (offline: the bundled
+   managed-policy list stands in for IAM);
+3. resolve Parameters (defaults + overrides), Conditions and intrinsics (Ref incl. pseudo
+   parameters, Fn::GetAtt, Fn::Sub in both forms - ``$$`` stays ``$$``, ``${!X}`` becomes
+   ``${X}`` - Fn::Join, Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or, Fn::Select,
+   Fn::Split, Fn::FindInMap, Fn::Base64);
+4. create the resources in dependency order with boto3 against moto, with CloudFormation-
+   style generated physical names.
+
+Every resource comes from the template: a resource missing there is missing locally.
+An unsupported resource type, attribute or intrinsic is a :class:`TemplateError` naming it;
+a property a handler does not apply is logged and listed in :attr:`Stack.notes`.
+IAM policies are created but not enforced by moto; AWS-managed policy ARNs moto doesn't
+know are skipped (listed in notes).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import io
+import json
+import logging
+import os
+import random
+import re
+import string
+import uuid
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from modelgate_emulator.lambda_runtime import FunctionCode, LambdaRuntime
+
+LOG = logging.getLogger(__name__)
+
+LOCAL_ARTIFACT_BUCKET = "modelgate-local-artifacts"
+_NO_VALUE = object()
+_SERVERLESS_LOCAL_URIS = {
+    "AWS::Serverless::Function": "CodeUri",
+    "AWS::Serverless::LayerVersion": "ContentUri",
+    "AWS::Serverless::StateMachine": "DefinitionUri",
+}
+_PSEUDO = ("AWS::StackName", "AWS::Region", "AWS::AccountId", "AWS::Partition", "AWS::URLSuffix", "AWS::StackId", "AWS::NotificationARNs", "AWS::NoValue")
+_SUB_RE = re.compile(r"\$\{([^}]*)\}")
+
+
+class TemplateError(Exception):
+    """The template can't be deployed locally; the message names the resource and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionSpec:
+    """What the local runtime needs to run one function like Lambda would."""
+
+    logical_id: str
+    function_name: str
+    arn: str
+    code_dir: Path | None
+    handler: str
+    runtime: str
+    layer_dirs: tuple[Path, ...]
+    environment: dict[str, str]
+    timeout: int
+    memory_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployedResource:
+    logical_id: str
+    type: str
+    physical_id: str
+    attributes: dict[str, Any]
+
+
+@dataclasses.dataclass
+class Stack:
+    """A deployed stack: physical ids by logical id, outputs, function specs."""
+
+    name: str
+    region: str
+    account_id: str
+    template_path: Path
+    parameters: dict[str, Any]
+    resources: dict[str, DeployedResource]
+    outputs: dict[str, Any]
+    functions: dict[str, FunctionSpec]
+    notes: list[str]
+
+    def physical_id(self, logical_id: str) -> str:
+        try:
+            return self.resources[logical_id].physical_id
+        except KeyError:
+            raise KeyError(f"stack {self.name} has no resource {logical_id!r}") from None
+
+    def attribute(self, logical_id: str, name: str) -> Any:
+        resource = self.resources[logical_id]
+        try:
+            return resource.attributes[name]
+        except KeyError:
+            raise KeyError(f"{logical_id} ({resource.type}) has no attribute {name!r}") from None
+
+    def function(self, ref: str) -> FunctionSpec:
+        """A function by logical id, physical name, ARN or code path ("functions/gate/")."""
+        if ref in self.functions:
+            return self.functions[ref]
+        for spec in self.functions.values():
+            if ref in (spec.function_name, spec.arn):
+                return spec
+        if "/" in ref and not ref.startswith("arn:"):
+            code_dir = (self.template_path.parent / ref).resolve()
+            matches = [spec for spec in self.functions.values() if spec.code_dir == code_dir]
+            if len(matches) == 1:
+                return matches[0]
+        raise KeyError(f"stack {self.name} has no function {ref!r} (known: {', '.join(self.functions)})")
+
+    def function_name(self, logical_id: str) -> str:
+        return self.function(logical_id).function_name
+
+
+# ---------------------------------------------------------------------------- loading
+def load_template(template_path: str | os.PathLike[str]) -> dict[str, Any]:
+    from cfn_flip import load_yaml
+
+    text = Path(template_path).read_text(encoding="utf-8")
+    loaded = load_yaml(text)
+    plain: dict[str, Any] = json.loads(json.dumps(loaded))  # plain dicts (cfn_flip returns ODicts)
+    return plain
+
+
+def translate(
+    template: Mapping[str, Any], template_dir: Path, *, region: str, parameters: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """SAM → CloudFormation. Returns the template and the local path per placeholder key."""
+    source = copy.deepcopy(dict(template))
+    local_paths: dict[str, Path] = {}
+
+    def placeholder(key: str, value: Any) -> Any:
+        if isinstance(value, str) and not value.startswith("s3://"):
+            path = (template_dir / value).resolve()
+            if not path.exists():
+                raise TemplateError(f"{key}: local path {value!r} does not exist (relative to {template_dir})")
+            local_paths[key] = path
+            return f"s3://{LOCAL_ARTIFACT_BUCKET}/{key}"
+        return value
+
+    for logical_id, resource in (source.get("Resources") or {}).items():
+        properties = resource.get("Properties") or {}
+        prop = _SERVERLESS_LOCAL_URIS.get(resource.get("Type", ""))
+        if prop and prop in properties:
+            properties[prop] = placeholder(logical_id, properties[prop])
+        elif resource.get("Type") == "AWS::Lambda::Function" and isinstance(properties.get("Code"), str):
+            properties["Code"] = _s3_location(placeholder(logical_id, properties["Code"]), "S3Bucket", "S3Key")
+        elif resource.get("Type") == "AWS::Lambda::LayerVersion" and isinstance(properties.get("Content"), str):
+            properties["Content"] = _s3_location(placeholder(logical_id, properties["Content"]), "S3Bucket", "S3Key")
+        elif resource.get("Type") == "AWS::StepFunctions::StateMachine" and isinstance(properties.get("DefinitionS3Location"), str):
+            properties["DefinitionS3Location"] = _s3_location(placeholder(logical_id, properties["DefinitionS3Location"]), "Bucket", "Key")
+    global_function = ((source.get("Globals") or {}).get("Function") or {})
+    if "CodeUri" in global_function:
+        global_function["CodeUri"] = placeholder("Globals.Function", global_function["CodeUri"])
+
+    transforms = source.get("Transform")
+    transforms = transforms if isinstance(transforms, list) else [transforms] if transforms else []
+    if not any(str(t).startswith("AWS::Serverless") for t in transforms):
+        return source, local_paths
+
+    from samtranslator.internal.managed_policies import get_bundled_managed_policy_map
+    from samtranslator.translator.transform import transform
+
+    partition = _partition(region)
+
+    class _BundledPolicies:
+        def load(self) -> dict[str, str]:
+            return get_bundled_managed_policy_map(partition) or {}
+
+    with mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": region}):
+        try:
+            translated = transform(source, dict(parameters or {}), _BundledPolicies())
+        except Exception as exc:
+            raise TemplateError(f"SAM transform failed: {exc}") from exc
+    return json.loads(json.dumps(translated)), local_paths
+
+
+def _s3_location(uri: Any, bucket_key: str, key_key: str) -> Any:
+    if isinstance(uri, str) and uri.startswith("s3://"):
+        bucket, _, key = uri[5:].partition("/")
+        return {bucket_key: bucket, key_key: key}
+    return uri
+
+
+def _partition(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+# ---------------------------------------------------------------------------- intrinsics
+class _Resolver:
+    """Evaluates CloudFormation intrinsics against parameters and deployed resources."""
+
+    def __init__(self, template: Mapping[str, Any], parameters: Mapping[str, Any], pseudo: Mapping[str, Any]) -> None:
+        self.template = template
+        self.parameters = dict(parameters)
+        self.pseudo = dict(pseudo)
+        self.mappings = template.get("Mappings") or {}
+        self.condition_defs = template.get("Conditions") or {}
+        self.conditions: dict[str, bool] = {}
+        self.deployed: dict[str, DeployedResource] = {}
+        self.resource_types = {k: v.get("Type", "") for k, v in (template.get("Resources") or {}).items()}
+
+    def condition(self, name: str) -> bool:
+        if name not in self.conditions:
+            if name not in self.condition_defs:
+                raise TemplateError(f"unknown condition {name!r}")
+            self.conditions[name] = bool(self.resolve(self.condition_defs[name], where=f"Conditions.{name}"))
+        return self.conditions[name]
+
+    def ref(self, name: str, where: str) -> Any:
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if name == "AWS::NoValue":
+            return _NO_VALUE
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in self.deployed:
+            return self.deployed[name].physical_id
+        if name in self.resource_types:
+            raise TemplateError(f"{where}: Ref {name} before it exists (skipped by a condition, or a dependency cycle)")
+        raise TemplateError(f"{where}: Ref to unknown parameter or resource {name!r}")
+
+    def get_att(self, logical_id: str, attribute: str, where: str) -> Any:
+        resource = self.deployed.get(logical_id)
+        if resource is None:
+            if logical_id in self.resource_types:
+                raise TemplateError(f"{where}: Fn::GetAtt {logical_id}.{attribute} before it exists")
+            raise TemplateError(f"{where}: Fn::GetAtt of unknown resource {logical_id!r}")
+        if attribute not in resource.attributes:
+            raise TemplateError(
+                f"{where}: Fn::GetAtt {logical_id}.{attribute} is not supported locally for {resource.type} "
+                f"(supported: {', '.join(sorted(resource.attributes)) or 'none'})"
+            )
+        return resource.attributes[attribute]
+
+    def sub(self, text: str, variables: Mapping[str, Any], where: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"  # ${!Literal} is an escape for a literal ${Literal}
+            name = name.strip()
+            if name in variables:
+                value = variables[name]
+            elif "." in name and name.split(".", 1)[0] in self.resource_types:
+                logical_id, attribute = name.split(".", 1)
+                value = self.get_att(logical_id, attribute, where)
+            else:
+                value = self.ref(name, where)
+            if isinstance(value, (dict, list)) or value is _NO_VALUE:
+                raise TemplateError(f"{where}: Fn::Sub variable ${{{name}}} is not a string")
+            return str(value)
+
+        return _SUB_RE.sub(replace, text)  # "$$" is not an escape in CloudFormation: kept as is
+
+    def resolve(self, value: Any, where: str) -> Any:
+        if isinstance(value, list):
+            items = [self.resolve(v, where) for v in value]
+            return [v for v in items if v is not _NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return self.ref(arg, where)
+            if key == "Condition" and isinstance(arg, str):
+                return self.condition(arg)
+            if key.startswith("Fn::"):
+                return self._function(key, arg, where)
+        resolved = {k: self.resolve(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
+
+    def _function(self, name: str, arg: Any, where: str) -> Any:
+        here = f"{where} {name}"
+        if name == "Fn::GetAtt":
+            logical_id, attribute = arg.split(".", 1) if isinstance(arg, str) else (arg[0], self.resolve(arg[1], here))
+            return self.get_att(logical_id, attribute, here)
+        if name == "Fn::Sub":
+            if isinstance(arg, str):
+                return self.sub(arg, {}, here)
+            text, variables = arg
+            return self.sub(text, {k: self.resolve(v, here) for k, v in variables.items()}, here)
+        if name == "Fn::Join":
+            delimiter, items = arg
+            return str(delimiter).join(str(v) for v in self.resolve(items, here))
+        if name == "Fn::If":
+            condition, when_true, when_false = arg
+            return self.resolve(when_true if self.condition(condition) else when_false, here)
+        if name == "Fn::Equals":
+            left, right = (self.resolve(v, here) for v in arg)
+            return str(left) == str(right)
+        if name == "Fn::Not":
+            return not self._truth(arg[0], here)
+        if name == "Fn::And":
+            return all(self._truth(v, here) for v in arg)
+        if name == "Fn::Or":
+            return any(self._truth(v, here) for v in arg)
+        if name == "Fn::Select":
+            index, items = arg
+            items = self.resolve(items, here)
+            return items[int(self.resolve(index, here))]
+        if name == "Fn::Split":
+            delimiter, text = arg
+            return str(self.resolve(text, here)).split(delimiter)
+        if name == "Fn::FindInMap":
+            mapping, first, second = (self.resolve(v, here) for v in arg)
+            try:
+                return self.mappings[mapping][first][second]
+            except KeyError:
+                raise TemplateError(f"{here}: no mapping {mapping}.{first}.{second}") from None
+        if name == "Fn::Base64":
+            return base64.b64encode(str(self.resolve(arg, here)).encode()).decode()
+        if name == "Fn::GetAZs":
+            region = self.resolve(arg, here) or self.pseudo["AWS::Region"]
+            return [f"{region}{suffix}" for suffix in "abc"]
+        raise TemplateError(f"{where}: intrinsic function {name} is not supported locally")
+
+    def _truth(self, value: Any, where: str) -> bool:
+        if isinstance(value, dict) and set(value) == {"Condition"}:
+            return self.condition(value["Condition"])
+        return bool(self.resolve(value, where))
+
+
+def _references(value: Any, resource_ids: set[str]) -> set[str]:
+    """Logical ids of resources ``value`` refers to (Ref, Fn::GetAtt, Fn::Sub)."""
+    found: set[str] = set()
+
+    def walk(node: Any, local_vars: frozenset[str] = frozenset()) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item, local_vars)
+        elif isinstance(node, dict):
+            if len(node) == 1:
+                (key, arg), = node.items()
+                if key == "Ref" and isinstance(arg, str) and arg in resource_ids:
+                    found.add(arg)
+                    return
+                if key == "Fn::GetAtt":
+                    logical_id = arg.split(".", 1)[0] if isinstance(arg, str) else arg[0]
+                    if logical_id in resource_ids:
+                        found.add(logical_id)
+                    return
+                if key == "Fn::Sub":
+                    text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+                    walk(variables)
+                    for match in _SUB_RE.finditer(text):
+                        name = match.group(1).strip()
+                        if name.startswith("!") or name in variables:
+                            continue
+                        logical_id = name.split(".", 1)[0]
+                        if logical_id in resource_ids:
+                            found.add(logical_id)
+                    return
+            for item in node.values():
+                walk(item, local_vars)
+
+    walk(value)
+    return found
+
+
+def _deployment_order(resources: Mapping[str, Any]) -> list[str]:
+    ids = set(resources)
+    dependencies: dict[str, set[str]] = {}
+    for logical_id, resource in resources.items():
+        depends_on = resource.get("DependsOn") or []
+        depends_on = [depends_on] if isinstance(depends_on, str) else list(depends_on)
+        unknown = [d for d in depends_on if d not in ids]
+        if unknown:
+            raise TemplateError(f"{logical_id}: DependsOn unknown resource(s) {unknown}")
+        dependencies[logical_id] = (_references(resource.get("Properties") or {}, ids) | set(depends_on)) - {logical_id}
+    order: list[str] = []
+    placed: set[str] = set()
+    remaining = list(resources)  # template order breaks ties, so deploys are repeatable
+    while remaining:
+        ready = [r for r in remaining if dependencies[r] <= placed]
+        if not ready:
+            raise TemplateError(f"circular dependency between resources: {', '.join(sorted(remaining))}")
+        for logical_id in ready:
+            order.append(logical_id)
+            placed.add(logical_id)
+        remaining = [r for r in remaining if r not in placed]
+    return order
+
+
+# ---------------------------------------------------------------------------- deploy
+def deploy(
+    template_path: str | os.PathLike[str],
+    *,
+    client: Callable[[str], Any],
+    stack_name: str,
+    region: str,
+    account_id: str,
+    parameters: Mapping[str, str] | None = None,
+    runtime: LambdaRuntime | None = None,
+    seed: int | None = None,
+) -> Stack:
+    """Create every resource of the template through ``client(service)`` (boto3 on moto).
+
+    ``runtime`` (if given) learns each function's and layer's local code directory.
+    ``seed`` makes generated physical names repeatable.
+    """
+    path = Path(template_path).resolve()
+    template = load_template(path)
+    declared = template.get("Parameters") or {}
+    unknown = sorted(set(parameters or {}) - set(declared))
+    if unknown:
+        raise TemplateError(f"parameter override(s) not declared in the template: {', '.join(unknown)}")
+    cfn, local_paths = translate(template, path.parent, region=region, parameters=parameters)
+    deployer = _Deployer(
+        cfn,
+        path=path,
+        local_paths=local_paths,
+        client=client,
+        stack_name=stack_name,
+        region=region,
+        account_id=account_id,
+        parameters=_parameter_values(declared, parameters or {}),
+        runtime=runtime,
+        rng=random.Random(seed),
+    )
+    return deployer.deploy()
+
+
+def _parameter_values(declared: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, spec in declared.items():
+        if name in overrides:
+            value: Any = overrides[name]
+        elif "Default" in spec:
+            value = spec["Default"]
+        else:
+            raise TemplateError(f"parameter {name} has no Default and no value was given")
+        kind = str(spec.get("Type", "String"))
+        if kind.startswith("AWS::SSM::Parameter::Value"):
+            raise TemplateError(f"parameter {name}: type {kind} is not supported locally; pass a value instead")
+        if kind in ("CommaDelimitedList", "List<Number>") or kind.startswith("List<"):
+            value = value if isinstance(value, list) else [v.strip() for v in str(value).split(",")]
+        else:
+            value = str(value) if not isinstance(value, str) else value
+        allowed = spec.get("AllowedValues")
+        if allowed is not None and value not in [str(a) for a in allowed]:
+            raise TemplateError(f"parameter {name}={value!r} is not one of {allowed}")
+        pattern = spec.get("AllowedPattern")
+        if pattern is not None and isinstance(value, str) and not re.fullmatch(pattern, value):
+            raise TemplateError(f"parameter {name}={value!r} does not match {pattern!r}")
+        values[name] = value
+    return values
+
+
+def _tiny_zip(label: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("MODELGATE_LOCAL.txt", f"code runs in process from {label}\n")
+    return buffer.getvalue()
+
+
+def _tags_dict(tags: Any) -> dict[str, str]:
+    if isinstance(tags, dict):
+        return {str(k): str(v) for k, v in tags.items()}
+    return {str(t["Key"]): str(t["Value"]) for t in tags or []}
+
+
+_Handler = Callable[["_Deployer", str, dict[str, Any]], tuple[str, dict[str, Any]]]
+
+
+class _Deployer:
+    def __init__(
+        self,
+        template: Mapping[str, Any],
+        *,
+        path: Path,
+        local_paths: Mapping[str, Path],
+        client: Callable[[str], Any],
+        stack_name: str,
+        region: str,
+        account_id: str,
+        parameters: Mapping[str, Any],
+        runtime: LambdaRuntime | None,
+        rng: random.Random,
+    ) -> None:
+        self.template = template
+        self.path = path
+        self.local_paths = local_paths
+        self.client = client
+        self.stack_name = stack_name
+        self.region = region
+        self.account_id = account_id
+        self.partition = _partition(region)
+        self.runtime = runtime
+        self.rng = rng
+        self.notes: list[str] = []
+        self.functions: dict[str, FunctionSpec] = {}
+        self.layer_dirs: dict[str, Path] = {}
+        self.parameters = dict(parameters)
+        stack_id = f"arn:{self.partition}:cloudformation:{region}:{account_id}:stack/{stack_name}/{uuid.UUID(int=rng.getrandbits(128))}"
+        url_suffix = "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
+        self.resolver = _Resolver(
+            template,
+            parameters,
+            {
+                "AWS::StackName": stack_name,
+                "AWS::Region": region,
+                "AWS::AccountId": account_id,
+                "AWS::Partition": self.partition,
+                "AWS::URLSuffix": url_suffix,
+                "AWS::StackId": stack_id,
+                "AWS::NotificationARNs": [],
+            },
+        )
+
+    # ---------------------------------------------------------------- driver
+    def deploy(self) -> Stack:
+        resources = self.template.get("Resources") or {}
+        for logical_id in _deployment_order(resources):
+            resource = resources[logical_id]
+            condition = resource.get("Condition")
+            if condition is not None and not self.resolver.condition(condition):
+                LOG.debug("skipping %s: condition %s is false", logical_id, condition)
+                continue
+            kind = resource.get("Type", "")
+            handler = _HANDLERS.get(kind)
+            if handler is None:
+                raise TemplateError(
+                    f"{logical_id}: resource type {kind} is not supported by the local runtime "
+                    f"(supported: {', '.join(sorted(_HANDLERS))})"
+                )
+            properties = self.resolver.resolve(resource.get("Properties") or {}, where=logical_id)
+            try:
+                physical_id, attributes = handler(self, logical_id, properties)
+            except TemplateError:
+                raise
+            except Exception as exc:
+                raise TemplateError(f"{logical_id} ({kind}): creating it failed: {exc}") from exc
+            self.resolver.deployed[logical_id] = DeployedResource(logical_id, kind, physical_id, attributes)
+        outputs: dict[str, Any] = {}
+        for name, output in (self.template.get("Outputs") or {}).items():
+            condition = output.get("Condition")
+            if condition is not None and not self.resolver.condition(condition):
+                continue
+            outputs[name] = self.resolver.resolve(output.get("Value"), where=f"Outputs.{name}")
+        return Stack(
+            name=self.stack_name,
+            region=self.region,
+            account_id=self.account_id,
+            template_path=self.path,
+            parameters=self.parameters,
+            resources=dict(self.resolver.deployed),
+            outputs=outputs,
+            functions=self.functions,
+            notes=self.notes,
+        )
+
+    # ---------------------------------------------------------------- helpers
+    def name(self, logical_id: str, max_length: int, *, lower: bool = False, prefix: str | None = None) -> str:
+        """A CloudFormation-style generated name: <stack>-<LogicalId>-<RANDOM> (``prefix``
+        replaces the stack name; "" leaves it out, as CloudFormation does for state machines)."""
+        alphabet = string.ascii_lowercase + string.digits if lower else string.ascii_uppercase + string.digits
+        suffix = "".join(self.rng.choice(alphabet) for _ in range(12))
+        prefix = self.stack_name if prefix is None else prefix
+        head = f"{prefix}-{logical_id}" if prefix else logical_id
+        head = head[: max_length - len(suffix) - 1]
+        generated = f"{head}-{suffix}"
+        return generated.lower() if lower else generated
+
+    def unused(
+        self, logical_id: str, properties: Mapping[str, Any], used: set[str], *, harmless: frozenset[str] | set[str] = frozenset()
+    ) -> None:
+        for key in sorted(set(properties) - used - harmless):
+            note = f"{logical_id}: property {key} is not applied locally"
+            LOG.info(note)
+            self.notes.append(note)
+
+    def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
+        return f"arn:{self.partition}:{service}:{self.region if region else ''}:{self.account_id if account else ''}:{resource}"
+
+    def local_path(self, logical_id: str, location: Any) -> Path | None:
+        if isinstance(location, dict):
+            bucket = location.get("S3Bucket", location.get("Bucket"))
+            key = str(location.get("S3Key", location.get("Key")))
+            if bucket == LOCAL_ARTIFACT_BUCKET:
+                if key not in self.local_paths:
+                    raise TemplateError(f"{logical_id}: unknown local artifact {key!r}")
+                return self.local_paths[key]
+        return None
+
+
+# ---------------------------------------------------------------------------- handlers
+def _s3_bucket(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    s3 = d.client("s3")
+    name = p.get("BucketName") or d.name(logical_id, 63, lower=True)
+    if d.region == "us-east-1":
+        s3.create_bucket(Bucket=name)
+    else:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": d.region})
+    if "VersioningConfiguration" in p:
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": p["VersioningConfiguration"]["Status"]})
+    if "BucketEncryption" in p:
+        rules = []
+        for rule in p["BucketEncryption"].get("ServerSideEncryptionConfiguration", []):
+            api_rule: dict[str, Any] = {"ApplyServerSideEncryptionByDefault": rule.get("ServerSideEncryptionByDefault", {})}
+            if "BucketKeyEnabled" in rule:
+                api_rule["BucketKeyEnabled"] = bool(rule["BucketKeyEnabled"])
+            rules.append(api_rule)
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+    if "PublicAccessBlockConfiguration" in p:
+        s3.put_public_access_block(
+            Bucket=name, PublicAccessBlockConfiguration={k: bool(v) for k, v in p["PublicAccessBlockConfiguration"].items()}
+        )
+    if "OwnershipControls" in p:
+        s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls={"Rules": p["OwnershipControls"]["Rules"]})
+    if "NotificationConfiguration" in p:
+        notification = dict(p["NotificationConfiguration"])
+        config: dict[str, Any] = {}
+        bridge = notification.pop("EventBridgeConfiguration", None)
+        if bridge is not None and str(bridge.get("EventBridgeEnabled", True)).lower() == "true":
+            config["EventBridgeConfiguration"] = {}  # moto then sends S3 events to EventBridge
+        for key in notification:
+            raise TemplateError(f"{logical_id}: NotificationConfiguration.{key} is not supported locally (EventBridge is)")
+        s3.put_bucket_notification_configuration(Bucket=name, NotificationConfiguration=config)
+    if "Tags" in p:
+        s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in _tags_dict(p["Tags"]).items()]})
+    d.unused(
+        logical_id,
+        p,
+        {"BucketName", "VersioningConfiguration", "BucketEncryption", "PublicAccessBlockConfiguration", "OwnershipControls", "NotificationConfiguration", "Tags"},
+    )
+    return name, {
+        "Arn": f"arn:{d.partition}:s3:::{name}",
+        "DomainName": f"{name}.s3.amazonaws.com",
+        "RegionalDomainName": f"{name}.s3.{d.region}.amazonaws.com",
+        "DualStackDomainName": f"{name}.s3.dualstack.{d.region}.amazonaws.com",
+        "WebsiteURL": f"http://{name}.s3-website-{d.region}.amazonaws.com",
+    }
+
+
+def _s3_bucket_policy(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    d.client("s3").put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(p["PolicyDocument"]))
+    return f"{d.stack_name}-{logical_id}", {}
+
+
+def _dynamodb_table(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    dynamodb = d.client("dynamodb")
+    name = p.get("TableName") or d.name(logical_id, 255)
+    args: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": p["AttributeDefinitions"],
+        "KeySchema": p["KeySchema"],
+        "BillingMode": p.get("BillingMode", "PROVISIONED"),
+    }
+    for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "ProvisionedThroughput", "TableClass"):
+        if key in p:
+            args[key] = p[key]
+    if "StreamSpecification" in p:
+        args["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": p["StreamSpecification"]["StreamViewType"]}
+    if "SSESpecification" in p:
+        sse = p["SSESpecification"]
+        args["SSESpecification"] = {"Enabled": str(sse.get("SSEEnabled", False)).lower() == "true"}
+        for src, dst in (("SSEType", "SSEType"), ("KMSMasterKeyId", "KMSMasterKeyId")):
+            if src in sse:
+                args["SSESpecification"][dst] = sse[src]
+    if "Tags" in p:
+        args["Tags"] = [{"Key": k, "Value": v} for k, v in _tags_dict(p["Tags"]).items()]
+    if "DeletionProtectionEnabled" in p:
+        args["DeletionProtectionEnabled"] = str(p["DeletionProtectionEnabled"]).lower() == "true"
+    table = dynamodb.create_table(**args)["TableDescription"]
+    if "TimeToLiveSpecification" in p:
+        ttl = p["TimeToLiveSpecification"]
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": str(ttl.get("Enabled")).lower() == "true", "AttributeName": ttl["AttributeName"]}
+        )
+    if "PointInTimeRecoverySpecification" in p:
+        enabled = str(p["PointInTimeRecoverySpecification"].get("PointInTimeRecoveryEnabled")).lower() == "true"
+        dynamodb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": enabled})
+    d.unused(logical_id, p, set(args) | {"TimeToLiveSpecification", "PointInTimeRecoverySpecification"})
+    attributes = {"Arn": table["TableArn"]}
+    if table.get("LatestStreamArn"):
+        attributes["StreamArn"] = table["LatestStreamArn"]
+    return name, attributes
+
+
+def _sns_topic(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    sns = d.client("sns")
+    fifo = str(p.get("FifoTopic", False)).lower() == "true"
+    name = p.get("TopicName") or (d.name(logical_id, 251) + (".fifo" if fifo else ""))
+    attributes: dict[str, str] = {key: str(p[key]) for key in ("DisplayName", "KmsMasterKeyId", "ContentBasedDeduplication", "SignatureVersion", "TracingConfig") if key in p}
+    if fifo:
+        attributes["FifoTopic"] = "true"
+    args: dict[str, Any] = {"Name": name, "Attributes": attributes}
+    if "Tags" in p:
+        args["Tags"] = [{"Key": k, "Value": v} for k, v in _tags_dict(p["Tags"]).items()]
+    arn = sns.create_topic(**args)["TopicArn"]
+    for subscription in p.get("Subscription", []):
+        sns.subscribe(TopicArn=arn, Protocol=subscription["Protocol"], Endpoint=subscription["Endpoint"])
+    d.unused(logical_id, p, {"TopicName", "FifoTopic", "Tags", "Subscription"} | set(attributes))
+    return arn, {"TopicArn": arn, "TopicName": name}
+
+
+def _logs_log_group(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    logs = d.client("logs")
+    name = p.get("LogGroupName") or d.name(logical_id, 512)
+    logs.create_log_group(logGroupName=name)
+    if "RetentionInDays" in p:
+        logs.put_retention_policy(logGroupName=name, retentionInDays=int(p["RetentionInDays"]))
+    d.unused(logical_id, p, {"LogGroupName", "RetentionInDays"}, harmless={"Tags"})
+    return name, {"Arn": d.arn("logs", f"log-group:{name}:*")}
+
+
+def _iam_role(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    iam = d.client("iam")
+    name = p.get("RoleName") or d.name(logical_id, 64)
+    args: dict[str, Any] = {"RoleName": name, "AssumeRolePolicyDocument": json.dumps(p["AssumeRolePolicyDocument"])}
+    for key in ("Path", "Description", "PermissionsBoundary"):
+        if key in p:
+            args[key] = p[key]
+    if "MaxSessionDuration" in p:
+        args["MaxSessionDuration"] = int(p["MaxSessionDuration"])
+    if "Tags" in p:
+        args["Tags"] = [{"Key": k, "Value": v} for k, v in _tags_dict(p["Tags"]).items()]
+    role = iam.create_role(**args)["Role"]
+    for policy in p.get("Policies", []):
+        # SAM policy templates emit documents without "Version"; IAM defaults it, moto rejects it.
+        document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
+        iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
+    for policy_arn in p.get("ManagedPolicyArns", []):
+        try:
+            iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
+        except iam.exceptions.NoSuchEntityException:
+            d.notes.append(f"{logical_id}: managed policy {policy_arn} unknown to moto, not attached (IAM is not enforced locally)")
+    d.unused(logical_id, p, set(args) | {"Policies", "ManagedPolicyArns"})
+    return name, {"Arn": role["Arn"], "RoleId": role["RoleId"]}
+
+
+def _lambda_layer(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    content_dir = d.local_path(logical_id, p.get("Content"))
+    if content_dir is None:
+        raise TemplateError(f"{logical_id}: layer content must be a local path in the template (got {p.get('Content')!r})")
+    args: dict[str, Any] = {"LayerName": p.get("LayerName") or logical_id, "Content": {"ZipFile": _tiny_zip(str(content_dir))}}
+    for key in ("Description", "CompatibleRuntimes", "CompatibleArchitectures", "LicenseInfo"):
+        if key in p:
+            args[key] = p[key]
+    arn = d.client("lambda").publish_layer_version(**args)["LayerVersionArn"]
+    d.layer_dirs[arn] = content_dir
+    if d.runtime is not None:
+        d.runtime.register_layer(arn, content_dir)
+    d.unused(logical_id, p, {"LayerName", "Content"} | set(args))
+    return arn, {"LayerVersionArn": arn}
+
+
+def _lambda_function(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    code_dir = d.local_path(logical_id, p.get("Code"))
+    if code_dir is None and not (isinstance(p.get("Code"), dict) and "ZipFile" in p["Code"]):
+        raise TemplateError(f"{logical_id}: function code must be a local path in the template (got {p.get('Code')!r})")
+    name = p.get("FunctionName") or d.name(logical_id, 64)
+    environment = {str(k): str(v) for k, v in ((p.get("Environment") or {}).get("Variables") or {}).items()}
+    if code_dir is not None:
+        code: dict[str, Any] = {"ZipFile": _tiny_zip(str(code_dir))}
+    else:
+        code = {"ZipFile": _inline_zip(str(p["Code"]["ZipFile"]), str(p.get("Handler", "index.handler")))}
+    args: dict[str, Any] = {
+        "FunctionName": name,
+        "Role": p["Role"],
+        "Code": code,
+        "Runtime": p.get("Runtime", "python3.12"),
+        "Handler": p.get("Handler", "app.lambda_handler"),
+        "Timeout": int(p.get("Timeout", 3)),
+        "MemorySize": int(p.get("MemorySize", 128)),
+        "Environment": {"Variables": environment},
+    }
+    for key in ("Description", "TracingConfig", "Architectures", "Layers", "EphemeralStorage", "DeadLetterConfig", "LoggingConfig", "PackageType"):
+        if key in p:
+            args[key] = p[key]
+    if "KmsKeyArn" in p:
+        args["KMSKeyArn"] = p["KmsKeyArn"]
+    if "Tags" in p:
+        args["Tags"] = _tags_dict(p["Tags"])
+    created = d.client("lambda").create_function(**args)
+    if "ReservedConcurrentExecutions" in p:
+        d.client("lambda").put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=int(p["ReservedConcurrentExecutions"]))
+    if d.runtime is not None and code_dir is not None:
+        d.runtime.register_function(
+            account_id=d.account_id,
+            region=d.region,
+            function_name=name,
+            code=FunctionCode(code_dir=code_dir, placeholder_sha256=created["CodeSha256"]),
+        )
+    d.functions[logical_id] = FunctionSpec(
+        logical_id=logical_id,
+        function_name=name,
+        arn=created["FunctionArn"],
+        code_dir=code_dir,
+        handler=args["Handler"],
+        runtime=args["Runtime"],
+        layer_dirs=tuple(d.layer_dirs[arn] for arn in args.get("Layers", []) if arn in d.layer_dirs),
+        environment=environment,
+        timeout=args["Timeout"],
+        memory_size=args["MemorySize"],
+    )
+    d.unused(logical_id, p, set(args) | {"Code", "KmsKeyArn", "ReservedConcurrentExecutions"})
+    return name, {"Arn": created["FunctionArn"]}
+
+
+def _inline_zip(source: str, handler: str) -> bytes:
+    module = handler.rpartition(".")[0] or "index"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(f"{module.replace('.', '/')}.py", source)
+    return buffer.getvalue()
+
+
+def _lambda_permission(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    statement_id = d.name(logical_id, 100)
+    args = {"FunctionName": p["FunctionName"], "StatementId": statement_id, "Action": p["Action"], "Principal": p["Principal"]}
+    for key in ("SourceArn", "SourceAccount", "EventSourceToken", "PrincipalOrgID", "FunctionUrlAuthType"):
+        if key in p:
+            args[key] = p[key]
+    d.client("lambda").add_permission(**args)
+    d.unused(logical_id, p, set(args))
+    return statement_id, {}
+
+
+def _lambda_version(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    args = {"FunctionName": p["FunctionName"]}
+    if "Description" in p:
+        args["Description"] = p["Description"]
+    published = d.client("lambda").publish_version(**args)
+    d.unused(logical_id, p, set(args), harmless={"CodeSha256", "ProvisionedConcurrencyConfig"})
+    return published["FunctionArn"], {"Version": published["Version"], "FunctionArn": published["FunctionArn"].rsplit(":", 1)[0]}
+
+
+def _lambda_alias(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    args: dict[str, Any] = {"FunctionName": p["FunctionName"], "Name": p["Name"], "FunctionVersion": str(p["FunctionVersion"])}
+    if "Description" in p:
+        args["Description"] = p["Description"]
+    if "RoutingConfig" in p:
+        weights = p["RoutingConfig"].get("AdditionalVersionWeights", [])
+        args["RoutingConfig"] = {"AdditionalVersionWeights": {str(w["FunctionVersion"]): float(w["FunctionWeight"]) for w in weights}}
+    alias = d.client("lambda").create_alias(**args)
+    d.unused(logical_id, p, set(args), harmless={"ProvisionedConcurrencyConfig"})
+    return alias["AliasArn"], {"AliasArn": alias["AliasArn"]}
+
+
+def _events_rule(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    events = d.client("events")
+    name = p.get("Name") or d.name(logical_id, 64)
+    args: dict[str, Any] = {"Name": name, "State": p.get("State", "ENABLED")}
+    if "EventPattern" in p:
+        pattern = p["EventPattern"]
+        args["EventPattern"] = pattern if isinstance(pattern, str) else json.dumps(pattern)
+    for key in ("ScheduleExpression", "Description", "RoleArn", "EventBusName"):
+        if key in p:
+            args[key] = p[key]
+    arn = events.put_rule(**args)["RuleArn"]
+    targets = []
+    for target in p.get("Targets", []):
+        api_target = {k: v for k, v in target.items()}
+        if "RetryPolicy" in api_target:
+            api_target["RetryPolicy"] = {k: int(v) for k, v in api_target["RetryPolicy"].items()}
+        targets.append(api_target)
+    if targets:
+        kwargs: dict[str, Any] = {"Rule": name, "Targets": targets}
+        if "EventBusName" in p:
+            kwargs["EventBusName"] = p["EventBusName"]
+        failed = events.put_targets(**kwargs).get("FailedEntries") or []
+        if failed:
+            raise TemplateError(f"{logical_id}: put_targets failed: {failed}")
+    d.unused(logical_id, p, set(args) | {"Targets"})
+    bus = p.get("EventBusName")
+    physical_id = name if not bus or bus == "default" else f"{bus.rsplit('/', 1)[-1]}|{name}"
+    return physical_id, {"Arn": arn}
+
+
+def _state_machine(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    if "DefinitionS3Location" in p:
+        source = d.local_path(logical_id, p["DefinitionS3Location"])
+        if source is None:
+            raise TemplateError(f"{logical_id}: DefinitionS3Location must be a local file in the template")
+        definition = source.read_text(encoding="utf-8")
+    elif "DefinitionString" in p:
+        definition = str(p["DefinitionString"])
+    elif "Definition" in p:
+        definition = json.dumps(p["Definition"])
+    else:
+        raise TemplateError(f"{logical_id}: state machine has no definition")
+    substitutions = {str(k): v for k, v in (p.get("DefinitionSubstitutions") or {}).items()}
+    for key, value in substitutions.items():
+        definition = definition.replace("${" + key + "}", str(value).lower() if isinstance(value, bool) else str(value))
+    # A placeholder left over is a deploy bug (an ARN missing from the substitutions).
+    leftover = sorted(set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", definition))) if substitutions else []
+    if leftover:
+        raise TemplateError(f"{logical_id}: DefinitionSubstitutions has no value for {', '.join(leftover)}")
+    try:
+        json.loads(definition)
+    except ValueError as exc:
+        raise TemplateError(f"{logical_id}: definition is not valid JSON after substitution: {exc}") from exc
+    name = p.get("StateMachineName") or d.name(logical_id, 80, prefix="")
+    args: dict[str, Any] = {"name": name, "definition": definition, "roleArn": p["RoleArn"], "type": p.get("StateMachineType", "STANDARD")}
+    if "LoggingConfiguration" in p:
+        logging_config = p["LoggingConfiguration"]
+        args["loggingConfiguration"] = {
+            "level": logging_config.get("Level", "OFF"),
+            "includeExecutionData": str(logging_config.get("IncludeExecutionData", False)).lower() == "true",
+            "destinations": [
+                {"cloudWatchLogsLogGroup": {"logGroupArn": dest["CloudWatchLogsLogGroup"]["LogGroupArn"]}}
+                for dest in logging_config.get("Destinations", [])
+            ],
+        }
+    if "TracingConfiguration" in p:
+        args["tracingConfiguration"] = {"enabled": str(p["TracingConfiguration"].get("Enabled", False)).lower() == "true"}
+    if "Tags" in p:
+        args["tags"] = [{"key": k, "value": v} for k, v in _tags_dict(p["Tags"]).items()]
+    # The stepfunctions API (not moto's CloudFormation) puts it in the executing backend.
+    arn = d.client("stepfunctions").create_state_machine(**args)["stateMachineArn"]
+    d.unused(
+        logical_id,
+        p,
+        {"DefinitionS3Location", "DefinitionString", "Definition", "DefinitionSubstitutions", "StateMachineName", "RoleArn", "StateMachineType", "LoggingConfiguration", "TracingConfiguration", "Tags"},
+    )
+    return arn, {"Arn": arn, "Name": name, "StateMachineRevisionId": "INITIAL"}
+
+
+_ALARM_INT = {"Period", "EvaluationPeriods", "DatapointsToAlarm"}
+_ALARM_KEYS = {
+    "AlarmDescription", "ActionsEnabled", "OKActions", "AlarmActions", "InsufficientDataActions", "MetricName",
+    "Namespace", "Statistic", "ExtendedStatistic", "Dimensions", "Period", "Unit", "EvaluationPeriods",
+    "DatapointsToAlarm", "Threshold", "ComparisonOperator", "TreatMissingData", "EvaluateLowSampleCountPercentile",
+    "Metrics", "ThresholdMetricId",
+}  # fmt: skip
+
+
+def _cloudwatch_alarm(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    name = p.get("AlarmName") or d.name(logical_id, 255)
+    args: dict[str, Any] = {"AlarmName": name}
+    for key in _ALARM_KEYS & set(p):
+        value = p[key]
+        if key in _ALARM_INT:
+            value = int(value)
+        elif key == "Threshold":
+            value = float(value)
+        elif key == "ActionsEnabled":
+            value = str(value).lower() == "true"
+        args[key] = value
+    if "Tags" in p:
+        args["Tags"] = [{"Key": k, "Value": v} for k, v in _tags_dict(p["Tags"]).items()]
+    d.client("cloudwatch").put_metric_alarm(**args)
+    d.unused(logical_id, p, set(args))
+    return name, {"Arn": d.arn("cloudwatch", f"alarm:{name}")}
+
+
+def _ssm_parameter(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    name = p.get("Name") or d.name(logical_id, 1011, prefix="CFN")
+    args: dict[str, Any] = {"Name": name, "Type": p["Type"], "Value": str(p["Value"]), "Overwrite": False}
+    for key in ("Description", "AllowedPattern", "Tier", "DataType", "Policies"):
+        if key in p:
+            args[key] = p[key]
+    if "Tags" in p:
+        args["Tags"] = [{"Key": k, "Value": v} for k, v in _tags_dict(p["Tags"]).items()]
+    d.client("ssm").put_parameter(**args)
+    d.unused(logical_id, p, set(args))
+    return name, {"Type": p["Type"], "Value": str(p["Value"])}
+
+
+def _secretsmanager_secret(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Ref is the secret's ARN; GenerateSecretString is generated by Secrets Manager (moto) itself."""
+    sm = d.client("secretsmanager")
+    name = p.get("Name") or d.name(logical_id, 512, prefix="")
+    args: dict[str, Any] = {"Name": name}
+    for key in ("Description", "KmsKeyId"):
+        if key in p:
+            args[key] = p[key]
+    if "SecretString" in p:
+        args["SecretString"] = str(p["SecretString"])
+    elif "GenerateSecretString" in p:
+        g = dict(p["GenerateSecretString"])
+        options = {k: g[k] for k in ("PasswordLength", "ExcludeCharacters", "ExcludeNumbers", "ExcludePunctuation",
+                                     "ExcludeUppercase", "ExcludeLowercase", "IncludeSpace", "RequireEachIncludedType") if k in g}
+        password = sm.get_random_password(**options)["RandomPassword"]
+        if "SecretStringTemplate" in g:
+            document = json.loads(g["SecretStringTemplate"])
+            document[g["GenerateStringKey"]] = password
+            password = json.dumps(document)
+        args["SecretString"] = password
+    if "Tags" in p:
+        args["Tags"] = [{"Key": k, "Value": v} for k, v in _tags_dict(p["Tags"]).items()]
+    arn = sm.create_secret(**args)["ARN"]
+    d.unused(logical_id, p, set(args) | {"GenerateSecretString"})
+    return arn, {"Id": arn}
+
+
+def _lambda_url(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    args: dict[str, Any] = {"FunctionName": p["TargetFunctionArn"], "AuthType": p["AuthType"]}
+    if "Qualifier" in p:
+        args["Qualifier"] = p["Qualifier"]
+    for key in ("Cors", "InvokeMode"):
+        if key in p:
+            args[key] = p[key]
+    created = d.client("lambda").create_function_url_config(**args)
+    d.unused(logical_id, p, {"TargetFunctionArn", "AuthType", "Qualifier", "Cors", "InvokeMode"})
+    return created["FunctionArn"], {"FunctionArn": created["FunctionArn"], "FunctionUrl": created["FunctionUrl"]}
+
+
+_HANDLERS: dict[str, _Handler] = {
+    "AWS::S3::Bucket": _s3_bucket,
+    "AWS::S3::BucketPolicy": _s3_bucket_policy,
+    "AWS::DynamoDB::Table": _dynamodb_table,
+    "AWS::SNS::Topic": _sns_topic,
+    "AWS::Logs::LogGroup": _logs_log_group,
+    "AWS::IAM::Role": _iam_role,
+    "AWS::Lambda::LayerVersion": _lambda_layer,
+    "AWS::Lambda::Function": _lambda_function,
+    "AWS::Lambda::Permission": _lambda_permission,
+    "AWS::Lambda::Version": _lambda_version,
+    "AWS::Lambda::Alias": _lambda_alias,
+    "AWS::Events::Rule": _events_rule,
+    "AWS::StepFunctions::StateMachine": _state_machine,
+    "AWS::CloudWatch::Alarm": _cloudwatch_alarm,
+    "AWS::SSM::Parameter": _ssm_parameter,
+    "AWS::SecretsManager::Secret": _secretsmanager_secret,
+    "AWS::Lambda::Url": _lambda_url,
+}

@@ -1,0 +1,250 @@
+"""`modelgate`: submit, status, approve / reject, invoke, dataset, demo.
+
+Against AWS the commands use the default credential chain and the stack's outputs
+(--stack / MODELGATE_STACK). `invoke` and `demo` run on the embedded local runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from modelgate.errors import ModelgateError
+
+
+def _control(args: argparse.Namespace):
+    import boto3
+    from modelgate_harness.control import Control
+
+    if args.local:
+        from modelgate_harness.server import control_from_state
+
+        return control_from_state(Path(args.local))
+
+    session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    return Control.from_stack(args.stack, session)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from modelgate_harness.control import submit
+
+    result = submit(_control(args), Path(args.directory), commit=args.commit, branch=args.branch)
+    for key in result.uploaded:
+        print(f"uploaded {key}", file=sys.stderr)
+    print(result.release_id)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from modelgate_harness.control import format_release, format_table
+
+    ledger = _control(args).ledger()
+    if args.release:
+        record = ledger.get(args.release)
+        if record is None:
+            print(f"no release {args.release} in the ledger", file=sys.stderr)
+            return 1
+        print(json.dumps(record, indent=2, default=str) if args.json else format_release(record))
+    else:
+        records = ledger.list_releases(service=args.service, limit=args.limit)
+        print(json.dumps(records, indent=2, default=str) if args.json else format_table(records))
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from modelgate_harness.control import decide
+
+    record = decide(_control(args), args.release, args.command, args.comment or "")
+    print(f"{args.release}: {record['status']} by {record['approval']['approver']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a release folder before anything is uploaded (what an engineer runs before pushing)."""
+    from modelgate_harness.local_eval import run_local_eval
+
+    from modelgate.evaluation.comparison import format_side
+    from modelgate.evaluation.report import render_html
+    from modelgate.evaluation.scorers import scoring_models_for
+    from modelgate.policy import ReleasePolicy
+
+    policy = (
+        ReleasePolicy.model_validate_json(Path(args.policy).read_text()) if args.policy else ReleasePolicy()
+    )
+    report, verdict = run_local_eval(
+        Path(args.directory),
+        Path(args.dataset),
+        live_dir=Path(args.live) if args.live else None,
+        policy=policy,
+        concurrency=args.concurrency,
+        scoring_models=scoring_models_for(args.scoring) if args.scoring else None,
+    )
+    summary = report.summary()
+    for name, metrics in summary["sides"].items():
+        print(format_side(name, metrics))
+    for criterion in verdict.criteria:
+        print(f"{criterion.verdict:15} {criterion.name}: {criterion.message}")
+    if args.html:
+        Path(args.html).write_text(render_html(report, verdict, title=f"{args.directory} evaluation"))
+        print(f"report: {args.html}")
+    print("gate: PASS" if verdict.passed else "gate: FAIL")
+    return 0 if verdict.passed else 1
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from modelgate_harness.control import caller_identity
+
+    from modelgate.pipeline import outcome
+
+    control = _control(args)
+    result = outcome.rollback_service(control.deps(), args.service, caller_identity(control), args.comment)
+    print(f"{args.service}: version {result['from_version']} -> {result['to_version']} "
+          f"(release {result['release_id']} {result['status']})")
+    return 0
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from modelgate_harness.control import put_dataset
+
+    version = put_dataset(_control(args), args.service, Path(args.file))
+    print(f"dataset of {args.service} uploaded (object version {version})")
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    from modelgate_emulator import invoke_event
+
+    parameters = dict(p.split("=", 1) for p in args.parameter)
+    result = invoke_event(
+        _logical_id(Path(args.template), args.function),
+        Path(args.event),
+        template_path=Path(args.template),
+        parameters=parameters,
+    )
+    print(json.dumps(result, indent=2, default=str))
+    return 1 if isinstance(result, dict) and "errorType" in result else 0
+
+
+def _logical_id(template: Path, function: str) -> str:
+    """A logical id as given, or the one whose CodeUri is functions/<name> (or <name>)."""
+    from cfn_flip import load_yaml
+
+    resources = load_yaml(template.read_text())["Resources"]
+    if function in resources:
+        return function
+    wanted = function.rstrip("/").split("/")[-1]
+    for logical_id, resource in resources.items():
+        code = str(resource.get("Properties", {}).get("CodeUri", "")).rstrip("/").split("/")[-1]
+        if resource["Type"] == "AWS::Serverless::Function" and code == wanted:
+            return logical_id
+    names = sorted(k for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function")
+    raise SystemExit(f"modelgate: no function {function!r} in {template}; functions: {', '.join(names)}")
+
+
+def cmd_local_up(args: argparse.Namespace) -> int:
+    from modelgate_harness.server import serve
+
+    serve(Path(args.template), port=args.port, time_factor=args.time_factor, state_file=Path(args.state_file),
+          traffic_rate=args.traffic)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from modelgate_harness.demo import run_demo
+
+    return run_demo(time_factor=args.time_factor, template_path=Path(args.template), verbose=args.verbose)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelgate", description=__doc__)
+    parser.add_argument("--stack", default=os.environ.get("MODELGATE_STACK", "modelgate"),
+                        help="CloudFormation stack name (default: $MODELGATE_STACK or 'modelgate')")
+    parser.add_argument("--region", default=None, help="AWS region (default: the credential chain's)")
+    parser.add_argument("--profile", default=None, help="AWS profile")
+    parser.add_argument("--local", nargs="?", const=".modelgate-local.json",
+                        default=os.environ.get("MODELGATE_LOCAL"), metavar="STATE_FILE",
+                        help="talk to a running `modelgate local up` instead of AWS")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("submit", help="upload a release folder (prompt files, then the manifest); prints the release id")
+    p.add_argument("directory", help="folder with model-config.json and the prompt files it names")
+    p.add_argument("--commit", help="source commit (default: the manifest's)")
+    p.add_argument("--branch", help="source branch (default: the manifest's)")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", help="one release in detail, or the latest releases")
+    p.add_argument("release", nargs="?")
+    p.add_argument("--service")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    for name in ("approve", "reject"):
+        p = sub.add_parser(name, help=f"{name} a release waiting for approval (your IAM identity is recorded)")
+        p.add_argument("release")
+        p.add_argument("--comment", default="")
+        p.set_defaults(func=cmd_decide)
+
+    p = sub.add_parser("eval", help="evaluate a release folder locally against a dataset (and the live folder), before pushing")
+    p.add_argument("directory", help="release folder with model-config.json")
+    p.add_argument("--dataset", required=True, help="JSONL dataset")
+    p.add_argument("--live", help="the live release's folder, evaluated on the same cases")
+    p.add_argument("--policy", help="gate policy JSON (default: the built-in default policy)")
+    p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument("--scoring", choices=["local", "bedrock"], help="models for semantic / llm_judge scorers")
+    p.add_argument("--html", help="write the HTML report here")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("rollback", help="return a service to its last known good version now (no gates; alarms don't block it)")
+    p.add_argument("service")
+    p.add_argument("--comment", default="")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("dataset", help="upload a service's evaluation dataset (JSONL)")
+    p.add_argument("service")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_dataset)
+
+    p = sub.add_parser("invoke", help="run one function's handler on the local runtime (Docker-free `sam local invoke`)")
+    p.add_argument("function", help="logical id in template.yaml (e.g. ValidateFunction) or functions/<name>")
+    p.add_argument("-e", "--event", required=True, help="event JSON file")
+    p.add_argument("-t", "--template", default="template.yaml")
+    p.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE",
+                   help="template parameter override (repeatable)")
+    p.set_defaults(func=cmd_invoke)
+
+    p = sub.add_parser("local", help="the embedded local AWS as a server for the other commands")
+    local_sub = p.add_subparsers(dest="local_command", required=True)
+    up = local_sub.add_parser("up", help="deploy template.yaml locally and serve it until Ctrl-C")
+    up.add_argument("-t", "--template", default="template.yaml")
+    up.add_argument("--port", type=int, default=4566)
+    up.add_argument("--time-factor", type=float, default=0.01,
+                    help="real seconds per nominal second for waits and bakes (default 0.01)")
+    up.add_argument("--state-file", default=".modelgate-local.json")
+    up.add_argument("--traffic", type=float, default=0.0, metavar="RPS",
+                    help="live traffic on the sample service's live alias (requests per second)")
+    up.set_defaults(func=cmd_local_up)
+
+    p = sub.add_parser("demo", help="four releases on the local runtime: promoted, promoted, gate failed, rolled back")
+    p.add_argument("--time-factor", type=float, default=0.005,
+                   help="real seconds per nominal second for waits and bakes (default 0.005)")
+    p.add_argument("-t", "--template", default="template.yaml")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the functions' logs too")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ModelgateError as exc:
+        print(f"modelgate: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""What the CLI (and the demo) do: the same code against real AWS or the local runtime.
+
+A `Control` is the stack's outputs plus boto3 clients; on AWS it is built from the
+CloudFormation stack with the default credential chain, locally from `LocalAWS`.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from modelgate.errors import ManifestInvalid, validation_problems
+from modelgate.evaluation.comparison import format_side
+from modelgate.ledger import Ledger
+from modelgate.manifest import (
+    MANIFEST_FILENAME,
+    RELEASES_PREFIX,
+    Manifest,
+    release_id_for,
+    sha256_hex,
+)
+from modelgate.pipeline import approval, deps
+from modelgate.policy import ReleasePolicy, ServiceConfig
+from modelgate.settings import Settings
+
+OUTPUT_KEYS = {
+    "ArtifactBucketName": "artifact_bucket",
+    "LedgerTableName": "ledger_table",
+    "ReleasePipelineArn": "state_machine_arn",
+    "ApprovalTopicArn": "approval_topic_arn",
+    "ServicesPrefix": "services_prefix",
+}
+
+
+@dataclass(frozen=True)
+class Control:
+    stack_name: str
+    outputs: dict[str, str]
+    client: Callable[[str], Any]
+    resource: Callable[[str], Any]
+
+    @classmethod
+    def from_stack(cls, stack_name: str, session: Any) -> Control:
+        cfn = session.client("cloudformation")
+        stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        return cls(stack_name, outputs, lru_cache(maxsize=None)(session.client), session.resource)
+
+    @property
+    def bucket(self) -> str:
+        return self.outputs["ArtifactBucketName"]
+
+    def settings(self) -> Settings:
+        values = {alias.upper(): self.outputs[key] for key, alias in OUTPUT_KEYS.items()}
+        values["STACK_NAME"] = self.stack_name
+        return Settings.model_validate(values)
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.resource("dynamodb").Table(self.outputs["LedgerTableName"]))
+
+    def deps(self) -> deps.Deps:
+        return deps.Deps(self.settings(), self.client, self.ledger())
+
+
+# ---------------------------------------------------------------------- submit
+@dataclass(frozen=True)
+class Submission:
+    release_id: str
+    key: str
+    version_id: str
+    uploaded: list[str]
+
+
+def load_release_dir(directory: Path, *, commit: str | None, branch: str | None) -> tuple[Manifest, dict[str, bytes]]:
+    """Read and check a release folder before anything is uploaded (fail fast in CI)."""
+    path = directory / MANIFEST_FILENAME
+    if not path.is_file():
+        raise ManifestInvalid(f"{path} does not exist")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ManifestInvalid(f"{path} is not JSON: {exc}") from exc
+    source = dict(raw.get("source") or {})
+    if commit:
+        source["commit"] = commit
+    if branch:
+        source["branch"] = branch
+    raw["source"] = source
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise ManifestInvalid(f"{path}: {validation_problems(exc, 'manifest')}") from exc
+    files: dict[str, bytes] = {}
+    for prompt in manifest.prompts:
+        file = directory / prompt.file
+        if not file.is_file():
+            raise ManifestInvalid(f"prompt {prompt.name!r}: {file} does not exist")
+        data = file.read_bytes()
+        if sha256_hex(data) != prompt.sha256:
+            raise ManifestInvalid(
+                f"prompt {prompt.name!r}: sha256 of {file} is {sha256_hex(data)}, "
+                f"manifest says {prompt.sha256}"
+            )
+        files[prompt.file] = data
+    return manifest, files
+
+
+def submit(control: Control, directory: Path, *, commit: str | None = None, branch: str | None = None) -> Submission:
+    """What CI runs: prompt files first, then the manifest (its upload starts the release)."""
+    manifest, files = load_release_dir(directory, commit=commit, branch=branch)
+    s3 = control.client("s3")
+    prefix = f"{RELEASES_PREFIX}{manifest.service}/{manifest.source.commit}/"
+    uploaded = []
+    for name, data in files.items():
+        s3.put_object(
+            Bucket=control.bucket,
+            Key=prefix + name,
+            Body=data,
+            ContentType=mimetypes.guess_type(name)[0] or "text/plain",
+        )
+        uploaded.append(prefix + name)
+    key = prefix + MANIFEST_FILENAME
+    put = s3.put_object(
+        Bucket=control.bucket,
+        Key=key,
+        Body=manifest.model_dump_json(indent=2).encode(),
+        ContentType="application/json",
+        Metadata={"commit": manifest.source.commit, "branch": manifest.source.branch},
+    )
+    version_id = put.get("VersionId")
+    if not version_id:
+        raise ManifestInvalid(f"bucket {control.bucket} returned no object version: is versioning on?")
+    uploaded.append(key)
+    return Submission(
+        release_id=release_id_for(manifest.service, manifest.source.commit, key, version_id),
+        key=key,
+        version_id=version_id,
+        uploaded=uploaded,
+    )
+
+
+def put_dataset(control: Control, service: str, path: Path) -> str:
+    """Upload a service's evaluation dataset where its registration says (versioned)."""
+    from modelgate.evaluation.dataset import parse_dataset
+    from modelgate.registry import get_service
+
+    text = path.read_text()
+    parse_dataset(text)  # refuse a malformed dataset before it reaches the bucket
+    config = get_service(control.client("ssm"), control.outputs["ServicesPrefix"], service)
+    put = control.client("s3").put_object(
+        Bucket=control.bucket, Key=config.dataset_key, Body=text.encode(), ContentType="application/x-ndjson"
+    )
+    return put.get("VersionId", "")
+
+
+# ---------------------------------------------------------------------- approve / reject
+def caller_identity(control: Control) -> str:
+    return control.client("sts").get_caller_identity()["Arn"]
+
+
+def decide(control: Control, release_id: str, decision: str, comment: str = "") -> dict:
+    """`modelgate approve/reject`: through IAM (the caller's identity is the approver)."""
+    return approval.decide(control.deps(), release_id, decision, caller_identity(control), comment)
+
+
+# ---------------------------------------------------------------------- status
+def format_release(record: dict) -> str:
+    lines = [
+        f"release   {record.get('release_id') or record['pk'].split('#', 1)[1]}",
+        f"service   {record.get('service')}   commit {record.get('commit')}   branch {record.get('branch', '')}",
+        f"status    {record.get('status')}",
+    ]
+    if record.get("reason"):
+        lines.append(f"reason    {record['reason']}")
+    ev = record.get("evaluation") or {}
+    for side, metrics in (ev.get("sides") or {}).items():
+        lines.append("eval      " + format_side(side, metrics))
+    if ev.get("report_key"):
+        lines.append(f"report    {ev['report_key']}")
+    lines.append("history")
+    for entry in record.get("history", []):
+        lines.append(f"  {entry['at']}  {entry['status']:22} {entry.get('actor', '')}: {entry['detail']}")
+    return "\n".join(lines)
+
+
+def format_table(records: list[dict]) -> str:
+    header = f"{'release':42} {'status':22} {'candidate':9} {'live before':11} {'accuracy':8}  reason"
+    rows = [header, "-" * len(header)]
+    for r in records:
+        rid = r["pk"].split("#", 1)[1]
+        acc = ((r.get("evaluation") or {}).get("sides") or {}).get("candidate", {}).get("accuracy")
+        acc_text = "-" if acc is None else f"{acc:.3f}"
+        rows.append(
+            f"{rid:42} {r.get('status', ''):22} {str(r.get('candidate_version', '-')):9} "
+            f"{str(r.get('live_version', '-')):11} {acc_text:8}  "
+            f"{(r.get('reason') or '')[:100]}"
+        )
+    return "\n".join(rows)
+
+
+def update_policy(control: Control, service: str, **overrides: object) -> ServiceConfig:
+    """The operator changes a service's release policy (its registration in SSM)."""
+    ssm = control.client("ssm")
+    name = control.outputs["ServicesPrefix"] + service
+    config = ServiceConfig.model_validate_json(ssm.get_parameter(Name=name)["Parameter"]["Value"])
+    policy = ReleasePolicy.model_validate({**config.policy.model_dump(), **overrides})
+    updated = config.model_copy(update={"policy": policy})
+    ssm.put_parameter(Name=name, Type="String", Overwrite=True, Value=updated.model_dump_json())
+    return updated

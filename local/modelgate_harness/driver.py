@@ -1,0 +1,111 @@
+"""Drive releases end to end the way CI and an approver do (the demo and the tests use it).
+
+Submits through `control.submit` (the CLI's code), waits for the pipeline the way a person
+watching `modelgate status` would, and decides through `control.decide` (the CLI's code).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from modelgate_emulator.stepfunctions import history_path, wait_for_execution
+from modelgate_harness.control import Control, decide, submit
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class ReleaseRun:
+    release_id: str
+    execution_arn: str
+    execution: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)
+    path: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str | None:
+        return self.record.get("status")
+
+
+@dataclass
+class ReleaseDriver:
+    control: Control
+    timeout: float = 120.0
+
+    def submit(self, folder: Path, *, commit: str, branch: str = "main") -> ReleaseRun:
+        submission = submit(self.control, folder, commit=commit, branch=branch)
+        ledger = self.control.ledger()
+        record = wait_until(
+            lambda: (r := ledger.get(submission.release_id)) and r.get("execution_arn") and r,
+            self.timeout,
+            f"the intake of {submission.release_id}",
+        )
+        return ReleaseRun(submission.release_id, record["execution_arn"])
+
+    def wait_for_decision_point(self, run: ReleaseRun) -> bool:
+        """True when the release waits for an approver; False when it ended before that."""
+        ledger = self.control.ledger()
+        sfn = self.control.client("stepfunctions")
+
+        def state() -> str | None:
+            record = ledger.get(run.release_id) or {}
+            if record.get("status") == "PendingManualApproval" and ledger.get_token(run.release_id, "approval"):
+                return "waiting"
+            if sfn.describe_execution(executionArn=run.execution_arn)["status"] != "RUNNING":
+                return "ended"
+            if record.get("status") in ("Approved", "Canary", "Baking"):
+                return "past"
+            return None
+
+        return wait_until(state, self.timeout, f"{run.release_id} to ask for approval") == "waiting"
+
+    def decide(self, run: ReleaseRun, decision: str, comment: str = "") -> dict:
+        return decide(self.control, run.release_id, decision, comment)
+
+    def finish(self, run: ReleaseRun) -> ReleaseRun:
+        sfn = self.control.client("stepfunctions")
+        run.execution = wait_for_execution(sfn, run.execution_arn, timeout=self.timeout)
+        run.path = history_path(sfn, run.execution_arn)
+        run.record = self.control.ledger().get(run.release_id) or {}
+        return run
+
+    def release(self, folder: Path, *, commit: str, decision: str | None = "approve", comment: str = "") -> ReleaseRun:
+        """Submit, decide when asked (None: never decide), and wait for the end."""
+        run = self.submit(folder, commit=commit)
+        if decision and self.wait_for_decision_point(run):
+            self.decide(run, decision, comment)
+        return self.finish(run)
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "support-bot"
+
+
+@contextmanager
+def sample_stack(template_path: Path, *, time_factor: float, **parameters: str) -> Iterator[tuple[Any, Control]]:
+    """The stack on the local runtime with the sample service's dataset uploaded:
+    what the demo, the benchmarks and the state-machine tests start from."""
+    import boto3
+    from modelgate_emulator import LocalAWS
+    from modelgate_harness.control import put_dataset
+
+    from modelgate.adapters import clients as aws
+
+    params = {"ModelProvider": "local", "LogLevel": "WARNING", **parameters}
+    with LocalAWS(template_path, parameters=params, time_factor=time_factor) as local:
+        control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource)
+        put_dataset(control, "support-bot", EXAMPLES / "dataset.jsonl")
+        yield local, control

@@ -1,0 +1,103 @@
+"""`modelgate eval`: the pipeline's evaluation and gate on a release folder, before upload.
+
+What an engineer runs before pushing: the folder's manifest and prompts are checked the
+way ``modelgate submit`` checks them (digests included), answered in process through the
+same ``inference.answer`` the inference function uses, with the provider the manifest
+names, and judged with the same ``evaluation.judge``. Optionally against another folder
+(say, a checkout of what is live) on the same cases, so the numbers mean what the
+pipeline's will.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from modelgate_harness.control import load_release_dir
+
+from modelgate import inference
+from modelgate.contract import GateVerdict
+from modelgate.errors import ConfigurationError, DatasetInvalid, ManifestInvalid
+from modelgate.evaluation.comparison import CANDIDATE, LIVE, EvaluationReport
+from modelgate.evaluation.dataset import parse_dataset
+from modelgate.evaluation.gate import evaluate_gate as judge
+from modelgate.evaluation.runner import evaluate
+from modelgate.evaluation.scorers import ScoringModels
+from modelgate.policy import ReleasePolicy
+from modelgate.providers import BedrockProvider, LocalProvider, ModelProvider
+
+
+def default_provider(name: str) -> ModelProvider:
+    """The provider a manifest names: LocalProvider for "local", Bedrock for "bedrock"."""
+    if name == "local":
+        return LocalProvider()
+    if name == "bedrock":
+        from modelgate.adapters import clients as aws
+
+        return BedrockProvider(aws.client("bedrock-runtime"))
+    raise ConfigurationError(f"no model provider {name!r} (known: local, bedrock)")
+
+
+def release_invoker(
+    release_dir: Path, provider_for: Callable[[str], ModelProvider]
+) -> tuple[inference.LoadedRelease, Callable[[dict[str, str]], dict[str, Any]]]:
+    """Load a release folder (digests verified) and an invoker answering with it in process."""
+    manifest, files = load_release_dir(release_dir, commit=None, branch=None)
+    release = inference.release_from_files(manifest, files, source=str(release_dir))
+    provider = provider_for(manifest.model.provider)
+
+    def invoke(inputs: dict[str, str]) -> dict[str, Any]:
+        return inference.answer(release, inputs, provider)
+
+    return release, invoke
+
+
+def run_local_eval(
+    release_dir: Path,
+    dataset: Path,
+    *,
+    live_dir: Path | None = None,
+    policy: ReleasePolicy,
+    concurrency: int | None = None,
+    providers: Mapping[str, ModelProvider] | None = None,
+    scoring_models: ScoringModels | None = None,
+    rate_limit: float | None = None,
+) -> tuple[EvaluationReport, GateVerdict]:
+    """Evaluate ``release_dir`` (and ``live_dir`` on the same cases) and judge it.
+
+    ``policy`` is the service's gate (the CLI reads it from the control plane or a file);
+    ``concurrency`` defaults to the policy's. ``providers`` overrides the provider per
+    manifest provider name (tests; a pre-configured Bedrock client). ``scoring_models``
+    must be given if the dataset uses ``semantic`` or ``llm_judge`` (never guessed).
+    Nothing is uploaded and no AWS resource of the stack is needed.
+    """
+    try:
+        text = dataset.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DatasetInvalid(f"dataset {dataset} can't be read: {exc.strerror or exc}") from exc
+    cases = parse_dataset(text)
+
+    def provider_for(name: str) -> ModelProvider:
+        if providers is not None and name in providers:
+            return providers[name]
+        return default_provider(name)
+
+    candidate, invoke_candidate = release_invoker(release_dir, provider_for)
+    invokers = {CANDIDATE: invoke_candidate}
+    if live_dir is not None:
+        live, invoke_live = release_invoker(live_dir, provider_for)
+        if live.manifest.service != candidate.manifest.service:
+            raise ManifestInvalid(
+                f"{live_dir} is a release of {live.manifest.service!r}, "
+                f"{release_dir} of {candidate.manifest.service!r}: compare releases of one service"
+            )
+        invokers[LIVE] = invoke_live
+    report = evaluate(
+        cases,
+        invokers,
+        concurrency=concurrency or policy.eval_concurrency,
+        rate_limit=rate_limit,
+        scoring_models=scoring_models,
+    )
+    return report, judge(report, policy)

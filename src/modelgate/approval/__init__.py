@@ -1,0 +1,1 @@
+"""Approvals: signed links (``links``) and what approvers read (``page``: the mail and the pages)."""

@@ -1,0 +1,266 @@
+"""Running an evaluation: a bounded pool of calls, a rate limit, throttles retried.
+
+``evaluate`` only runs calls and records one ``CaseResult`` per (side, case). A *throttled*
+call says nothing about the model: it is retried with backoff (full jitter); if it is
+still throttled it is recorded (with its error text) but never scored, and its case is
+left out on every side.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from modelgate import stats
+from modelgate.errors import (
+    EvaluationFailed,
+    is_throttle,
+)
+from modelgate.evaluation.comparison import (
+    CANDIDATE,
+    CaseResult,
+    EvaluationReport,
+    build_report,
+)
+from modelgate.evaluation.dataset import DatasetCase
+from modelgate.evaluation.scorers import SCORERS, ScoringModels, uses_models
+
+_MAX_OUTPUT_CHARS = 2_000  # per-case output kept in the full report (S3), bounded
+
+Invoker = Callable[[dict[str, str]], Mapping[str, Any]]
+
+# --------------------------------------------------------------------------- throttling
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter for throttled calls (AWS's recommended shape).
+
+    Attempt k (1-based) that is throttled waits uniform(0, min(max_delay, base * 2**(k-1)))
+    seconds before attempt k+1; after ``max_attempts`` the case is recorded as throttled.
+    """
+
+    max_attempts: int = 8
+    base_delay: float = 0.25
+    max_delay: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError(f"invalid retry policy {self}")
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0.0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+class TokenBucket:
+    """A thread-safe token bucket: at most ``rate`` calls per second, ``burst`` at once.
+
+    ``acquire`` reserves the next slot under a lock and sleeps outside it, so waiting
+    threads queue fairly and any window of t seconds admits at most ``burst + rate * t``
+    calls. The default burst of 1 spreads calls evenly (providers count quotas over short
+    windows). ``clock`` and ``sleep`` are injectable: tests use a fake clock, not wall time.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not rate > 0 or not math.isfinite(rate):
+            raise ValueError(f"rate must be a positive number of calls per second, got {rate}")
+        if burst < 1:
+            raise ValueError(f"burst must be >= 1, got {burst}")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def acquire(self) -> float:
+        """Wait for a slot; return the clock time the slot was granted for."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= 1.0
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            self._sleep(wait)
+        return now + wait
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass(frozen=True)
+class _Runner:
+    limiter: TokenBucket | None
+    retry: RetryPolicy
+    models: ScoringModels | None
+    sleep: Callable[[float], None]
+    rng: random.Random
+
+    def run(self, side: str, case: DatasetCase, invoke: Invoker) -> CaseResult:
+        base: dict[str, Any] = {
+            "side": side,
+            "case_id": case.id,
+            "weight": case.weight,
+            "scorer": case.scorer,
+            "expected": case.expected,
+            "inputs": dict(case.inputs),
+            "tags": list(case.tags),
+        }
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.limiter is not None:
+                self.limiter.acquire()
+            start = time.perf_counter()
+            try:
+                response = invoke(dict(case.inputs))
+                latency_ms = (time.perf_counter() - start) * 1000.0
+                output = response["output"]
+                if not isinstance(output, str):
+                    raise TypeError(f"response 'output' is {type(output).__name__}, not str")
+                usage = response.get("usage") or {}
+                input_tokens = int(usage.get("input_tokens", 0))
+                output_tokens = int(usage.get("output_tokens", 0))
+                cost = response.get("cost_usd")
+                cost_usd = float(cost) if cost is not None else None
+            except Exception as exc:  # noqa: BLE001 - any invoker failure is the side's error
+                latency_ms = (time.perf_counter() - start) * 1000.0
+                if is_throttle(exc):
+                    if attempt < self.retry.max_attempts:
+                        self.sleep(self.retry.delay(attempt, self.rng))
+                        continue
+                    return self._throttled(base, exc, attempt, latency_ms, "call")
+                return CaseResult(
+                    **base,
+                    score=0.0,
+                    error=f"{type(exc).__name__}: {exc}"[:_MAX_OUTPUT_CHARS],
+                    attempts=attempt,
+                    latency_ms=latency_ms,
+                )
+            break
+
+        scoring_attempt = 0
+        while True:
+            scoring_attempt += 1
+            try:
+                score = _score(output, case, self.models)
+            except _ScorerThrottled as throttled:
+                if scoring_attempt < self.retry.max_attempts:
+                    self.sleep(self.retry.delay(scoring_attempt, self.rng))
+                    continue
+                return self._throttled(base, throttled.cause, attempt, latency_ms, "scoring")
+            break
+        return CaseResult(
+            **base,
+            score=score,
+            attempts=attempt,
+            latency_ms=latency_ms,
+            output=output[:_MAX_OUTPUT_CHARS],
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost_usd,
+        )
+
+    def _throttled(
+        self, base: dict[str, Any], exc: BaseException, attempts: int, latency_ms: float, what: str
+    ) -> CaseResult:
+        return CaseResult(
+            **base,
+            score=0.0,
+            throttled=True,
+            error=(
+                f"throttled ({what}) after {self.retry.max_attempts} attempts: "
+                f"{type(exc).__name__}: {exc}"
+            )[:_MAX_OUTPUT_CHARS],
+            attempts=attempts,
+            latency_ms=latency_ms,
+        )
+
+
+class _ScorerThrottled(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _score(output: str, case: DatasetCase, models: ScoringModels | None) -> float:
+    """A scorer bug is the dataset's problem, not the candidate's: it fails the evaluation."""
+    scorer = SCORERS[case.scorer]
+    try:
+        score = float(scorer(output, case, models) if uses_models(case.scorer) else scorer(output, case))
+    except Exception as exc:
+        if is_throttle(exc):  # a judge / embedding model throttled: retried, never scored
+            raise _ScorerThrottled(exc) from exc
+        raise EvaluationFailed(f"scorer {case.scorer!r} failed on case {case.id!r}: {exc}") from exc
+    if not 0.0 <= score <= 1.0:
+        raise EvaluationFailed(
+            f"scorer {case.scorer!r} returned {score} for case {case.id!r}, outside [0, 1]"
+        )
+    return score
+
+
+def evaluate(
+    cases: list[DatasetCase],
+    invokers: Mapping[str, Invoker],
+    *,
+    concurrency: int,
+    rate_limit: float | None = None,
+    retry: RetryPolicy | None = None,
+    scoring_models: ScoringModels | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    jitter_seed: int | None = None,
+    resamples: int = stats.DEFAULT_RESAMPLES,
+) -> EvaluationReport:
+    """Run every case against every side (same cases for all), ``concurrency`` calls at once.
+
+    ``rate_limit``: calls per second over all sides together (candidate and live usually
+    share one account quota), enforced by a ``TokenBucket``; retries pass through it too.
+    Throttled calls are retried per ``retry`` (see ``RetryPolicy``); other invoker
+    exceptions become per-case errors. Latency is wall-clock around the attempt that
+    answered: rate-limit waits and backoff are ours, not the model's.
+    ``scoring_models`` is required, and only used, when a case's scorer needs a model
+    (``semantic``, ``llm_judge``): local or Bedrock is the caller's explicit choice.
+    """
+    if not cases:
+        raise EvaluationFailed("no cases to evaluate")
+    if CANDIDATE not in invokers:
+        raise EvaluationFailed(f"no {CANDIDATE!r} side to evaluate (sides: {list(invokers)})")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    needing = sorted({c.scorer for c in cases if uses_models(c.scorer)})
+    if needing and scoring_models is None:
+        raise EvaluationFailed(
+            f"the dataset uses scorer(s) {', '.join(map(repr, needing))}, which need scoring "
+            "models: pass scoring_models (modelgate.evaluation.scorers.scoring_models_for('local' or "
+            "'bedrock')); Modelgate never picks one for you"
+        )
+    runner = _Runner(
+        limiter=TokenBucket(rate_limit, clock=clock, sleep=sleep) if rate_limit else None,
+        retry=retry or RetryPolicy(),
+        models=scoring_models,
+        sleep=sleep,
+        rng=random.Random(jitter_seed),
+    )
+    jobs = [(side, case, invoke) for side, invoke in invokers.items() for case in cases]
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eval") as pool:
+        results = list(pool.map(lambda job: runner.run(*job), jobs))
+    return build_report(results, resamples=resamples)
+
+
+# --------------------------------------------------------------------------- gate
+

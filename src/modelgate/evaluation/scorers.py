@@ -1,0 +1,626 @@
+"""Scorers: how one model output is graded against one dataset case, in [0, 1].
+
+A dataset line names its scorer (``"scorer": "contains"``), what it expects
+(``"expected"``) and, for scorers that take them, ``"options"``. The line is checked when
+the dataset is parsed, so a wrong ``expected`` or a misspelt option is a ``DatasetInvalid``
+naming the line, not a crash halfway through an evaluation.
+
+Built in:
+
+=============  ==========================  =================================================
+scorer         expected                    scores 1 when ...
+=============  ==========================  =================================================
+exact          string                      output == expected (case/whitespace-insensitive)
+contains       string                      expected occurs in the output (same folding)
+any_of         non-empty list of strings   any of them occurs in the output
+regex          regex string                ``re.search`` finds it (``(?i)`` for no case)
+valid_json     (none)                      the output is JSON (one ``` fence is tolerated)
+json_schema    a JSON Schema object        the output is JSON valid against that schema
+numeric        number                      the output's number is within the tolerance
+                                           options: tolerance (absolute), relative_tolerance,
+                                           pick: "last" (default) | "first" | "only"
+refusal        true / false                true: the output refuses; false: it does not
+                                           options: patterns (extra regexes of refusals)
+semantic       string or list of strings   similarity(output, expected) >= threshold
+                                           options: threshold (default: the backend's)
+llm_judge      reference string or none    the judge's grade of the output (0, .25 .. 1)
+                                           options: rubric
+=============  ==========================  =================================================
+
+``semantic`` and ``llm_judge`` need a model. Which one is an explicit choice of the caller
+(``evaluate(..., scoring_models=...)``): ``LocalScoringModels`` (deterministic, no AWS:
+token-set cosine and a reference-recall grader) or ``BedrockScoringModels`` (a Titan
+embedding model through ``invoke_model``, a judge model through ``converse``). There is no
+fallback from one to the other: an evaluation whose dataset needs scoring models and has
+none fails before the first call, because a silently swapped judge changes every score.
+
+Register your own scorer in a few lines::
+
+    from pydantic import BaseModel
+    from modelgate.evaluation.scorers import normalise, register_scorer
+
+    class Prefix(BaseModel):
+        case_sensitive: bool = False
+
+    @register_scorer("starts_with", options=Prefix, expected=str)
+    def starts_with(output, case):
+        opts = Prefix.model_validate(case.options)
+        fold = str.strip if opts.case_sensitive else normalise
+        return float(fold(output).startswith(fold(case.expected)))
+
+and use it as ``{"id": "..", "inputs": {..}, "expected": "Yes", "scorer": "starts_with"}``.
+A scorer registered with ``uses_models=True`` is called as ``fn(output, case, models)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from modelgate.errors import ConfigurationError, ModelgateError, validation_problems
+from modelgate.providers import words
+
+
+
+class DatasetCase(Protocol):
+    """What a scorer reads of a dataset case (``modelgate.evaluation.dataset.DatasetCase``;
+    a protocol here, so the dataset can check its lines against the scorers without a cycle)."""
+
+    id: str
+    inputs: dict[str, str]
+    expected: Any
+    scorer: str
+    options: dict[str, Any]
+
+Scorer = Callable[..., float]
+ExpectedCheck = Callable[[Any], None]
+
+
+class ScorerError(ModelgateError):
+    """A scorer could not grade an output (e.g. a judge reply without a grade)."""
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerSpec:
+    """What a dataset line must carry for one scorer."""
+
+    name: str
+    check_expected: ExpectedCheck | None
+    options: type[BaseModel] | None
+    uses_models: bool
+
+
+SCORERS: dict[str, Scorer] = {}
+SPECS: dict[str, ScorerSpec] = {}
+
+
+def register_scorer(
+    name: str,
+    *,
+    expected: type | tuple[type, ...] | ExpectedCheck | None = None,
+    options: type[BaseModel] | None = None,
+    uses_models: bool = False,
+) -> Callable[[Scorer], Scorer]:
+    """Add a scorer usable as ``"scorer": "<name>"`` in dataset lines.
+
+    ``expected``: the type(s) ``expected`` must have, or a function raising ``ValueError``
+    on a bad one (``None``: anything). ``options``: a pydantic model the line's
+    ``options`` must validate against (``None``: the line may carry no options). The
+    scorer returns a score in [0, 1]; see the module docstring for an example.
+    """
+
+    def decorate(fn: Scorer) -> Scorer:
+        if name in SCORERS:
+            raise ValueError(f"scorer {name!r} is already registered")
+        SCORERS[name] = fn
+        SPECS[name] = ScorerSpec(name, _as_check(name, expected), options, uses_models)
+        return fn
+
+    return decorate
+
+
+def _as_check(name: str, expected: type | tuple[type, ...] | ExpectedCheck | None) -> ExpectedCheck | None:
+    if expected is None or not isinstance(expected, (type, tuple)):
+        return expected
+    types = expected if isinstance(expected, tuple) else (expected,)
+
+    def check(value: Any) -> None:
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            wanted = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+            raise ValueError(f"scorer {name!r} needs expected to be a {wanted}")
+
+    return check
+
+
+_TYPE_NAMES = {str: "string", list: "list", dict: "object", bool: "boolean", int: "number", float: "number"}
+
+
+def check_case(case: DatasetCase) -> None:
+    """Raise ``ValueError`` if the case's expected/options don't fit its scorer."""
+    if case.scorer not in SCORERS:
+        raise ValueError(f"unknown scorer {case.scorer!r} (known: {', '.join(sorted(SCORERS))})")
+    # A scorer put into SCORERS directly (the old way) has no spec: any expected, no options.
+    spec = SPECS.get(case.scorer) or ScorerSpec(case.scorer, None, None, False)
+    if spec.check_expected is not None:
+        spec.check_expected(case.expected)
+    if spec.options is None:
+        if case.options:
+            raise ValueError(f"scorer {case.scorer!r} takes no options, got {sorted(case.options)}")
+        return
+    try:
+        spec.options.model_validate(case.options)
+    except ValidationError as exc:
+        problems = validation_problems(exc, "options")
+        raise ValueError(f"options of scorer {case.scorer!r}: {problems}") from None
+
+
+def uses_models(scorer: str) -> bool:
+    spec = SPECS.get(scorer)
+    return spec is not None and spec.uses_models and SCORERS.get(scorer) is not None
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def normalise(text: str) -> str:
+    """Case-folded, whitespace-collapsed text: formatting isn't what we measure."""
+    return " ".join(text.casefold().replace("\u2019", "'").split())
+
+
+def _non_empty_strings(name: str) -> ExpectedCheck:
+    def check(value: Any) -> None:
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"scorer {name!r} needs expected to be a non-empty list of strings")
+
+    return check
+
+
+@register_scorer("exact", expected=str)
+def exact(output: str, case: DatasetCase) -> float:
+    return float(normalise(output) == normalise(str(case.expected)))
+
+
+@register_scorer("contains", expected=str)
+def contains(output: str, case: DatasetCase) -> float:
+    return float(normalise(str(case.expected)) in normalise(output))
+
+
+@register_scorer("any_of", expected=_non_empty_strings("any_of"))
+def any_of(output: str, case: DatasetCase) -> float:
+    """1 if the output contains any of the expected phrases (normalised)."""
+    text = normalise(output)
+    expected = case.expected if isinstance(case.expected, list) else []
+    return float(any(normalise(str(e)) in text for e in expected))
+
+
+def _regex_check(value: Any) -> None:
+    if not isinstance(value, str):
+        raise ValueError("scorer 'regex' needs expected to be a string")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"expected is not a valid regex: {exc}") from None
+
+
+@register_scorer("regex", expected=_regex_check)
+def regex(output: str, case: DatasetCase) -> float:
+    """``re.search`` as written: use ``(?i)`` in the pattern for case-insensitive."""
+    return float(re.search(str(case.expected), output) is not None)
+
+
+# --------------------------------------------------------------------------- JSON
+
+_FENCE = re.compile(r"^```[a-zA-Z0-9_-]*\s*\n(?P<body>.*?)\n?```$", re.DOTALL)
+_NO_JSON = object()
+
+
+def parse_json_output(output: str) -> Any:
+    """The JSON value of an output, or ``_NO_JSON``.
+
+    Surrounding whitespace and one Markdown code fence (```json ... ```) are tolerated:
+    chat models wrap JSON in them, and a service that strips them is common; any other
+    text around the JSON makes it not JSON.
+    """
+    text = output.strip()
+    if match := _FENCE.match(text):
+        text = match["body"].strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _NO_JSON
+
+
+def _nothing_expected(name: str) -> ExpectedCheck:
+    def check(value: Any) -> None:
+        if value is not None:
+            raise ValueError(f"scorer {name!r} takes no expected (use json_schema to constrain it)")
+
+    return check
+
+
+@register_scorer("valid_json", expected=_nothing_expected("valid_json"))
+def valid_json(output: str, case: DatasetCase) -> float:
+    return float(parse_json_output(output) is not _NO_JSON)
+
+
+def _jsonschema() -> Any:
+    """jsonschema, imported on first use: every control-plane function imports this module,
+    few datasets use JSON Schema, and the import costs cold-start time."""
+    import jsonschema
+
+    return jsonschema
+
+
+def _schema_check(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValueError("scorer 'json_schema' needs expected to be a JSON Schema object")
+    jsonschema = _jsonschema()
+    validator = jsonschema.validators.validator_for(value, default=jsonschema.Draft202012Validator)
+    try:
+        validator.check_schema(value)
+    except jsonschema.SchemaError as exc:
+        raise ValueError(f"expected is not a valid JSON Schema: {exc.message}") from None
+
+
+@register_scorer("json_schema", expected=_schema_check)
+def json_schema(output: str, case: DatasetCase) -> float:
+    """1 if the output is JSON and valid against the schema in ``expected``.
+
+    The schema's ``$schema`` picks the draft (default 2020-12). ``format`` is not asserted
+    (the JSON Schema default), so ``"format": "email"`` alone constrains nothing.
+    """
+    value = parse_json_output(output)
+    if value is _NO_JSON:
+        return 0.0
+    assert isinstance(case.expected, dict)
+    jsonschema = _jsonschema()
+    validator_cls = jsonschema.validators.validator_for(
+        case.expected, default=jsonschema.Draft202012Validator
+    )
+    return float(validator_cls(case.expected).is_valid(value))
+
+
+# --------------------------------------------------------------------------- numeric
+
+_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?!\w|\.\d)")
+
+
+class NumericOptions(_Options):
+    tolerance: float = Field(default=0.0, ge=0.0)
+    relative_tolerance: float = Field(default=0.0, ge=0.0)
+    pick: Literal["last", "first", "only"] = "last"
+
+
+def _number_check(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("scorer 'numeric' needs expected to be a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"scorer 'numeric' needs expected to be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"scorer 'numeric' needs a finite expected number, got {value!r}")
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every number written in ``text`` ("1,250.5", "-3", "2e3"; "$6" and "5%" count)."""
+    return [float(m.group().replace(",", "")) for m in _NUMBER.finditer(text)]
+
+
+@register_scorer("numeric", expected=_number_check, options=NumericOptions)
+def numeric(output: str, case: DatasetCase) -> float:
+    """1 if the output's number is within tolerance of ``expected``.
+
+    Which number: the last one by default (models state the result after the working),
+    ``pick: "first"``, or ``pick: "only"`` (an output with several numbers scores 0).
+    Within tolerance: ``|x - expected| <= max(tolerance, relative_tolerance * |expected|)``.
+    """
+    opts = NumericOptions.model_validate(case.options)
+    found = numbers_in(output)
+    if not found or (opts.pick == "only" and len(found) != 1):
+        return 0.0
+    value = found[0] if opts.pick == "first" else found[-1]
+    target = float(case.expected)  # type: ignore[arg-type]
+    allowed = max(opts.tolerance, opts.relative_tolerance * abs(target))
+    return float(abs(value - target) <= allowed + 1e-12 * max(1.0, abs(target)))
+
+
+# --------------------------------------------------------------------------- refusal
+
+REFUSAL_PATTERNS: tuple[str, ...] = (
+    r"\bi (?:really )?(?:don't|do not) know\b",
+    r"\bi(?: can't| cannot| can not| won't| will not| am unable to|'m unable to"
+    r"| am not able to|'m not able to) (?:help|assist|answer|provide|share|do that|comply"
+    r"|discuss)",
+    r"\bi can only (?:help|answer|assist)",
+    r"\bi(?:'m| am) (?:sorry|afraid),? (?:but )?i (?:can't|cannot|can not|won't|am unable)",
+    r"\bi must (?:decline|refuse)\b",
+    r"\bi(?:'m| am) not (?:allowed|permitted|able) to\b",
+    r"\bas an ai\b",
+    r"\b(?:that|this) is (?:outside|beyond) (?:my|the) scope\b",
+)
+_REFUSAL = re.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS))
+
+
+class RefusalOptions(_Options):
+    patterns: list[str] = Field(default_factory=list)
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a valid regex: {exc}") from None
+        return patterns
+
+
+def is_refusal(output: str, extra_patterns: Sequence[str] = ()) -> bool:
+    """Whether ``output`` declines to answer ("I don't know", "I can't help with ...").
+
+    Matched on normalised text (case-folded, curly apostrophes straightened) against
+    ``REFUSAL_PATTERNS`` plus ``extra_patterns`` (say, your service's own fallback text).
+    """
+    text = normalise(output)
+    if _REFUSAL.search(text):
+        return True
+    return any(re.search(p, text) for p in extra_patterns)
+
+
+@register_scorer("refusal", expected=bool, options=RefusalOptions)
+def refusal(output: str, case: DatasetCase) -> float:
+    """expected true: 1 if the output refuses (out of scope, unsafe); false: 1 if it doesn't."""
+    opts = RefusalOptions.model_validate(case.options)
+    return float(is_refusal(output, opts.patterns) == bool(case.expected))
+
+
+# --------------------------------------------------------------------------- model-backed
+
+
+class ScoringModels(Protocol):
+    """The models behind ``semantic`` and ``llm_judge`` (see the module docstring)."""
+
+    name: str
+    default_similarity_threshold: float
+
+    def similarity(self, a: str, b: str) -> float:
+        """Cosine similarity of two texts, in [-1, 1]."""
+        ...
+
+    def judge(self, *, question: str, answer: str, reference: str | None, rubric: str) -> float:
+        """The grade of ``answer``, in [0, 1]."""
+        ...
+
+
+class SemanticOptions(_Options):
+    threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+
+
+def _semantic_check(value: Any) -> None:
+    if isinstance(value, str) and value.strip():
+        return
+    _non_empty_strings("semantic")(value)
+
+
+@register_scorer("semantic", expected=_semantic_check, options=SemanticOptions, uses_models=True)
+def semantic(output: str, case: DatasetCase, models: ScoringModels) -> float:
+    """1 if the output is as close as ``threshold`` to the (best of the) expected text(s).
+
+    Similarity scales differ between backends (a Titan embedding cosine of a paraphrase is
+    far higher than a token-set cosine), so the default threshold is the backend's own; a
+    ``threshold`` option applies to whichever backend runs.
+    """
+    opts = SemanticOptions.model_validate(case.options)
+    threshold = opts.threshold if opts.threshold is not None else models.default_similarity_threshold
+    expected = case.expected
+    references = [str(e) for e in expected] if isinstance(expected, list) else [str(expected)]
+    if not output.strip():
+        return 0.0
+    best = max(models.similarity(output, reference) for reference in references)
+    return float(best >= threshold)
+
+
+DEFAULT_RUBRIC = (
+    "The answer is correct and complete for the question, agrees with the reference answer "
+    "where one is given, and adds nothing false."
+)
+
+
+class JudgeOptions(_Options):
+    rubric: str = Field(default=DEFAULT_RUBRIC, min_length=1)
+
+
+def _judge_check(value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError("scorer 'llm_judge' needs expected to be a reference answer string (or none)")
+
+
+@register_scorer("llm_judge", expected=_judge_check, options=JudgeOptions, uses_models=True)
+def llm_judge(output: str, case: DatasetCase, models: ScoringModels) -> float:
+    """The judge model's grade of the output against the rubric (and the reference)."""
+    opts = JudgeOptions.model_validate(case.options)
+    question = case.inputs.get("question") or json.dumps(case.inputs, sort_keys=True)
+    reference = case.expected if isinstance(case.expected, str) else None
+    return models.judge(question=question, answer=output, reference=reference, rubric=opts.rubric)
+
+
+# ------------------------------------------------ local (deterministic) scoring models
+
+
+def token_set_cosine(a: str, b: str) -> float:
+    """|A ∩ B| / sqrt(|A| |B|) over stemmed content words (providers.words): 0 if either is empty."""
+    x, y = words(a, stem=True), words(b, stem=True)
+    if not x or not y:
+        return 0.0
+    return len(x & y) / math.sqrt(len(x) * len(y))
+
+
+class LocalScoringModels:
+    """Deterministic stand-ins for an embedding model and a judge: no AWS, same inputs, same scores.
+
+    ``similarity`` is the token-set cosine of stemmed content words. ``judge`` grades on a
+    1-5 scale like the Bedrock judge, by how many of the reference's content words the
+    answer carries (recall: >= 0.9 -> 5, >= 0.7 -> 4, >= 0.5 -> 3, >= 0.25 -> 2, else 1);
+    a refusal scores 1 unless the reference itself is a refusal (then 5). It can't read a
+    rubric; that is the price of determinism, and why the backend is chosen explicitly.
+    """
+
+    name = "local"
+    default_similarity_threshold = 0.5
+
+    def similarity(self, a: str, b: str) -> float:
+        return token_set_cosine(a, b)
+
+    def judge(self, *, question: str, answer: str, reference: str | None, rubric: str) -> float:
+        if reference is None:
+            raise ScorerError(
+                "the local judge needs a reference answer in expected (it can't read a rubric)"
+            )
+        if is_refusal(reference):
+            return 1.0 if is_refusal(answer) else 0.0
+        if is_refusal(answer):
+            return 0.0
+        wanted = words(reference, stem=True)
+        if not wanted:
+            raise ScorerError(f"reference {reference!r} has no content words to grade against")
+        recall = len(wanted & words(answer, stem=True)) / len(wanted)
+        grade = next(g for g, floor in ((5, 0.9), (4, 0.7), (3, 0.5), (2, 0.25), (1, 0.0)) if recall >= floor)
+        return (grade - 1) / 4
+
+
+# ------------------------------------------------ Bedrock scoring models
+
+DEFAULT_EMBEDDING_MODEL = "amazon.titan-embed-text-v2:0"
+DEFAULT_JUDGE_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
+
+JUDGE_SYSTEM = (
+    "You grade answers of an AI assistant. Read the rubric, the question, the reference "
+    "answer (if any) and the answer to grade. Grade only against the rubric: 5 = fully "
+    "meets it, 4 = minor flaw, 3 = partly, 2 = mostly not, 1 = not at all. Reply with one "
+    'JSON object and nothing else: {"reason": "<one sentence>", "score": <1-5>}.'
+)
+_GRADE = re.compile(r'(?i)"?score"?\s*[:=]\s*"?([1-5])(?![\d.])')
+
+
+def judge_prompt(*, question: str, answer: str, reference: str | None, rubric: str) -> str:
+    """The user turn of the judge call (the texts are fenced so an answer can't pose as rubric)."""
+    parts = [f"<rubric>\n{rubric}\n</rubric>", f"<question>\n{question}\n</question>"]
+    if reference is not None:
+        parts.append(f"<reference>\n{reference}\n</reference>")
+    parts.append(f"<answer>\n{answer}\n</answer>")
+    return "\n".join(parts)
+
+
+def parse_grade(text: str) -> float:
+    """A 1-5 grade from the judge's reply, as (grade - 1) / 4."""
+    match = _GRADE.search(text)
+    if match is None:
+        raise ScorerError(f"the judge's reply has no 1-5 score: {text[:200]!r}")
+    return (int(match.group(1)) - 1) / 4
+
+
+class BedrockScoringModels:
+    """Titan embeddings (``invoke_model``) for ``semantic``; a Converse judge for ``llm_judge``.
+
+    Takes its ``bedrock-runtime`` client (tests pass a stubbed one). Embeddings of the
+    expected texts repeat across the two sides, so they are cached (bounded).
+    Throttling errors propagate: the evaluator retries them and never scores them.
+    """
+
+    name = "bedrock"
+    default_similarity_threshold = 0.7
+    _CACHE_SIZE = 4_096
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        embedding_model_id: str = DEFAULT_EMBEDDING_MODEL,
+        judge_model_id: str = DEFAULT_JUDGE_MODEL,
+        dimensions: int = 512,
+    ) -> None:
+        self._client = client
+        self.embedding_model_id = embedding_model_id
+        self.judge_model_id = judge_model_id
+        self._dimensions = dimensions
+        self._cache: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def embed(self, text: str) -> list[float]:
+        with self._lock:
+            cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        response = self._client.invoke_model(
+            modelId=self.embedding_model_id,
+            contentType="application/json",
+            accept="application/json",
+            body=json.dumps({"inputText": text, "dimensions": self._dimensions, "normalize": True}),
+        )
+        vector = [float(x) for x in json.loads(response["body"].read())["embedding"]]
+        with self._lock:
+            if len(self._cache) >= self._CACHE_SIZE:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[text] = vector
+        return vector
+
+    def similarity(self, a: str, b: str) -> float:
+        return cosine(self.embed(a), self.embed(b))
+
+    def judge(self, *, question: str, answer: str, reference: str | None, rubric: str) -> float:
+        response = self._client.converse(
+            modelId=self.judge_model_id,
+            system=[{"text": JUDGE_SYSTEM}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "text": judge_prompt(
+                                question=question, answer=answer, reference=reference, rubric=rubric
+                            )
+                        }
+                    ],
+                }
+            ],
+            inferenceConfig={"maxTokens": 200, "temperature": 0.0},
+        )
+        blocks = response["output"]["message"]["content"]
+        return parse_grade("".join(block["text"] for block in blocks if "text" in block))
+
+
+def cosine(x: Sequence[float], y: Sequence[float]) -> float:
+    if len(x) != len(y):
+        raise ScorerError(f"embeddings differ in length ({len(x)} vs {len(y)})")
+    nx, ny = math.sqrt(sum(v * v for v in x)), math.sqrt(sum(v * v for v in y))
+    if nx == 0.0 or ny == 0.0:
+        return 0.0
+    return sum(a * b for a, b in zip(x, y)) / (nx * ny)
+
+
+def scoring_models_for(backend: str, client: Any | None = None) -> ScoringModels:
+    """The scoring models a setting names: ``"local"`` or ``"bedrock"`` (nothing else)."""
+    if backend == "local":
+        return LocalScoringModels()
+    if backend == "bedrock":
+        if client is None:
+            from modelgate.adapters import clients as aws
+
+            client = aws.client("bedrock-runtime")
+        return BedrockScoringModels(client)
+    raise ConfigurationError(f"scoring models must be 'local' or 'bedrock', got {backend!r}")

@@ -1,0 +1,108 @@
+"""Approval: register the release, ask approvers (signed links over SNS), hand their
+decision to the waiting task. What approvers read lives in ``modelgate.approval.page``."""
+
+from __future__ import annotations
+
+import time
+
+from botocore.exceptions import ClientError
+
+from modelgate.approval import links as approval_links
+from modelgate.approval.page import approval_message
+from modelgate.contract import Approval, ReleaseContext
+from modelgate.errors import TASK_GONE_CODES, DecisionConflict, error_code
+from modelgate.observability import logger
+from modelgate.pipeline.deps import Deps
+from modelgate.settings import ApprovalRequestSettings
+
+AUTO_APPROVAL = Approval(decision="approve", approver="policy:auto")
+
+
+def register(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """Record the evaluated release; approval "auto" approves it here, by policy."""
+    assert ctx.policy is not None
+    if ctx.policy.approval == "auto":
+        deps.ledger.record(
+            ctx.release_id,
+            "Approved",
+            "approved by policy (approval: auto)",
+            approval=AUTO_APPROVAL,
+        )
+        return ctx.model_copy(update={"approval": AUTO_APPROVAL})
+    deps.ledger.record(
+        ctx.release_id,
+        "PendingManualApproval",
+        "registered; waiting for an approver",
+        evaluation=ctx.evaluation,
+        four_eyes=ctx.policy.four_eyes,  # read by decide: the policy as it was when asked
+    )
+    return ctx
+
+
+def request_approval(deps: Deps[ApprovalRequestSettings], ctx: ReleaseContext, task_token: str) -> dict:
+    """Keep the token in the ledger (never in the message) and mail signed links to the approvers."""
+    links = approval_links_for(deps, ctx)  # first: a misconfiguration fails before anything is kept
+    deps.ledger.put_token(ctx.release_id, "approval", task_token)
+    deps.sns.publish(
+        TopicArn=deps.settings.approval_topic_arn,
+        Subject=f"Modelgate: approve {ctx.service} release {ctx.commit[:12]}?"[:100],
+        Message=approval_message(ctx, links),
+        MessageAttributes={
+            "service": {"DataType": "String", "StringValue": ctx.service},
+            "release_id": {"DataType": "String", "StringValue": ctx.release_id},
+        },
+    )
+    logger.info("approval requested", extra={"release_id": ctx.release_id})
+    return {"release_id": ctx.release_id, "requested": True}
+
+
+def approval_links_for(deps: Deps[ApprovalRequestSettings], ctx: ReleaseContext) -> dict[str, str]:
+    """Signed approve / reject links; they live as long as the approval waits, at most a day."""
+    settings = deps.settings
+    assert ctx.policy is not None
+    keys = approval_links.load_signing_keys(deps.secretsmanager, settings.signing_secret_arn)
+    return approval_links.approval_links(
+        settings.approval_base_url, keys[0], ctx.release_id, ctx.policy.approval_timeout_seconds, time.time()
+    )
+
+
+def decide(
+    deps: Deps, release_id: str, decision: str, approver: str, comment: str = ""
+) -> dict:
+    """An approver's decision: recorded once in the ledger, then handed to the waiting task.
+
+    Four eyes holds for every way in (links and `modelgate approve` alike): the approver is
+    compared with the commit's author the validate step recorded.
+    """
+    current = deps.ledger.get(release_id)
+    if current is None or deps.ledger.get_token(release_id, "approval") is None:
+        status = current["status"] if current else "no such release"
+        raise DecisionConflict(
+            f"release {release_id} has no approval request waiting (status: {status})"
+        )
+    approval_links.check_four_eyes(
+        four_eyes=bool(current.get("four_eyes")), author=current.get("author"), approver=approver, decision=decision
+    )
+    record = deps.ledger.decide(release_id, decision, approver, comment)
+    token = deps.ledger.take_token(release_id, "approval")
+    if token is None:  # the timeout's outcome took it between our two reads
+        raise DecisionConflict(f"release {release_id} stopped waiting for approval")
+    try:
+        if decision == "approve":
+            deps.sfn.send_task_success(
+                taskToken=token,
+                output=Approval(decision="approve", approver=approver, comment=comment).model_dump_json(exclude_none=True),
+            )
+        else:
+            deps.sfn.send_task_failure(
+                taskToken=token,
+                error="ApprovalRejected",
+                cause=f"rejected by {approver}" + (f": {comment}" if comment else ""),
+            )
+    except ClientError as exc:
+        if error_code(exc) not in TASK_GONE_CODES:
+            raise
+        raise DecisionConflict(
+            f"release {release_id} stopped waiting for approval before the decision reached it"
+        ) from exc
+    return record

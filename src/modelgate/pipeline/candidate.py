@@ -1,0 +1,176 @@
+"""Candidate: validate the artefact, take the service's lock (superseding an older release),
+publish the candidate version that pins it."""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from modelgate.adapters import lambda_alias
+from modelgate.contract import ReleaseContext
+from modelgate.errors import (
+    CandidatePublishFailed,
+    DecisionConflict,
+    ManifestInvalid,
+    Superseded,
+    error_code,
+    validation_problems,
+)
+from modelgate.ledger import FINAL_STATUSES
+from modelgate.manifest import Manifest, digest_problem, pin_environment
+from modelgate.pipeline.canary import cleanup_canary, return_canary_traffic
+from modelgate.pipeline.deps import Deps, target
+from modelgate.registry import get_service
+
+
+def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """Manifest schema, pinned model, prompt files present with the digests it names."""
+    art = ctx.artifact
+    body = deps.read_artifact(art.key, art.version_id, error=ManifestInvalid, what="the release manifest")
+    try:
+        manifest = Manifest.model_validate_json(body)
+    except ValidationError as exc:
+        raise ManifestInvalid(f"{art.key} is invalid: {validation_problems(exc, 'manifest')}") from exc
+    if manifest.service != ctx.service:
+        raise ManifestInvalid(
+            f"{art.key} names service {manifest.service!r} but was uploaded under {ctx.service!r}"
+        )
+    if not manifest.source.commit.startswith(ctx.commit) and not ctx.commit.startswith(
+        manifest.source.commit
+    ):
+        raise ManifestInvalid(
+            f"{art.key} names commit {manifest.source.commit} but was uploaded under {ctx.commit}"
+        )
+    service = get_service(deps.ssm, deps.settings.services_prefix, ctx.service)
+    if service.policy.four_eyes and not (manifest.source.author or "").strip():
+        raise ManifestInvalid(
+            f"{art.key}: {ctx.service}'s policy asks for four eyes, so source.author (the commit's author) is required"
+        )
+
+    prompt_versions: dict[str, str] = {}
+    problems = []
+    for prompt in manifest.prompts:
+        key = art.prefix + prompt.file
+        try:
+            obj = deps.s3.get_object(Bucket=art.bucket, Key=key)
+        except ClientError as exc:
+            if error_code(exc) in ("NoSuchKey", "404"):
+                problems.append(f"prompt {prompt.name!r}: {key} is missing")
+                continue
+            raise
+        problem = digest_problem(prompt.name, prompt.sha256, obj["Body"].read(), key)
+        if problem:
+            problems.append(problem)
+            continue
+        prompt_versions[prompt.file] = obj.get("VersionId") or "null"
+    if problems:
+        raise ManifestInvalid(f"{art.key}: " + "; ".join(problems))
+
+    updated = ctx.model_copy(
+        update={
+            "manifest": manifest,
+            "policy": service.policy,
+            "function_name": service.function_name,
+            "alias": service.alias,
+            "branch": manifest.source.branch,
+            "prompt_versions": prompt_versions,
+            "dataset_key": service.dataset_key,
+        }
+    )
+    deps.ledger.record(
+        ctx.release_id,
+        "Validated",
+        f"model {manifest.model.model_id}, {len(manifest.prompts)} prompt file(s) verified",
+        service=ctx.service,
+        commit=manifest.source.commit,
+        branch=manifest.source.branch,
+        author=manifest.source.author,
+        model_id=manifest.model.model_id,
+        artifact=art.model_dump(),
+        function_name=service.function_name,
+        alias=service.alias,
+    )
+    return updated
+
+
+def acquire_lock(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """One release per service. A newer artefact supersedes the release in flight: that one
+    is cancelled cleanly (canary traffic returned, ledger says superseded) and this proceeds.
+    An older artefact arriving late is itself superseded by the one in flight."""
+    assert ctx.policy is not None
+    holder = deps.ledger.lock_holder(ctx.service)
+    if holder and holder != ctx.release_id:
+        mine, theirs = deps.ledger.get(ctx.release_id) or {}, deps.ledger.get(holder) or {}
+        if theirs and theirs.get("status") not in FINAL_STATUSES:
+            if (theirs.get("created_at") or "") > (mine.get("created_at") or ""):
+                raise Superseded(f"release {holder} of {ctx.service} is newer and already in flight")
+            cancel_release(
+                deps, holder, "Superseded", f"superseded by release {ctx.release_id} (commit {ctx.commit})"
+            )
+    deps.ledger.acquire_lock(ctx.service, ctx.release_id, ctx.policy.lock_lease_seconds)
+    deps.ledger.record(ctx.release_id, "Locked", f"holds the release lock of {ctx.service}")
+    return ctx
+
+
+def cancel_release(deps: Deps, release_id: str, status: str, reason: str, *, actor: str = "modelgate") -> dict:
+    """Stop a release in flight and undo what it moved: its execution is stopped, canary
+    traffic returns to the version that was live, its alarms and tokens are removed, the
+    ledger records why and the lock is released. Idempotent."""
+    record = deps.ledger.get(release_id)
+    if record is None:
+        raise DecisionConflict(f"no release {release_id} in the ledger")
+    if record.get("status") in FINAL_STATUSES:
+        return record
+    if record.get("execution_arn"):
+        try:
+            deps.sfn.stop_execution(executionArn=record["execution_arn"], error=status, cause=reason[:32000])
+        except ClientError as exc:
+            if error_code(exc) != "ExecutionDoesNotExist":
+                raise
+    ctx = ReleaseContext.model_validate(
+        {
+            "release_id": release_id,
+            "service": record["service"],
+            "artifact": record["artifact"],
+            "commit": record.get("commit", ""),
+            "branch": record.get("branch", ""),
+            "function_name": record.get("function_name"),
+            "alias": record.get("alias"),
+            "live_version": record.get("live_version"),
+            "candidate_version": record.get("candidate_version"),
+            "canary_alarms": record.get("canary_alarms") or [],
+        }
+    )
+    restored = return_canary_traffic(deps, ctx)
+    cleanup_canary(deps, ctx)
+    for kind in ("approval", "bake"):
+        deps.ledger.take_token(release_id, kind)
+    updated = deps.ledger.record(
+        release_id, status, reason + (f"; {restored}" if restored else ""), actor=actor, reason=reason
+    )
+    deps.ledger.release_lock(ctx.service, release_id)
+    return updated
+
+
+def publish_candidate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """Pin the release on the service function and publish that as a version; the alias does not move."""
+    fn, alias = target(ctx)
+    live_version, weights = lambda_alias.alias_state(deps.lambda_, fn, alias)
+    if weights:
+        # Only a release holding the lock moves weights, so leftover weights mean an
+        # earlier release died mid-canary: don't build on that state.
+        raise CandidatePublishFailed(
+            f"{fn}:{alias} still routes {weights} besides version {live_version}; "
+            "finish or roll back the release that moved it first"
+        )
+    version = lambda_alias.publish_candidate(
+        deps.lambda_, fn, release_id=ctx.release_id, model_config=pin_environment(ctx.artifact, ctx.prompt_versions)
+    )
+    deps.ledger.record(
+        ctx.release_id,
+        "CandidatePublished",
+        f"{fn} version {version} pins {ctx.artifact.key} @ {ctx.artifact.version_id}; live is {live_version}",
+        candidate_version=version,
+        live_version=live_version,
+    )
+    return ctx.model_copy(update={"candidate_version": version, "live_version": live_version})

@@ -1,0 +1,163 @@
+"""Evaluation orchestration: plan the shards, run one shard, reduce them into one report, gate it.
+
+Shards run as a Distributed Map in the state machine (each within one Lambda invocation's
+limits); candidate and live always evaluate the same shard's cases in the same invocation.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+from botocore.exceptions import ClientError
+
+from modelgate.adapters import lambda_alias
+from modelgate.adapters.s3 import put_html, put_json
+from modelgate.contract import (
+    EvalPlan,
+    EvaluationSummary,
+    ReleaseContext,
+    Shard,
+    ShardResult,
+)
+from modelgate.errors import DatasetInvalid, EvaluationFailed, error_code
+from modelgate.evaluation.comparison import (
+    CANDIDATE,
+    LIVE,
+    CaseResult,
+    EvaluationReport,
+    build_report,
+)
+from modelgate.evaluation.dataset import parse_dataset
+from modelgate.evaluation.gate import evaluate_gate
+from modelgate.evaluation.report import render_html
+from modelgate.evaluation.runner import evaluate
+from modelgate.evaluation.scorers import scoring_models_for
+from modelgate.pipeline.deps import Deps, target
+
+
+def report_key(ctx: ReleaseContext) -> str:
+    return f"reports/{ctx.service}/{ctx.release_id}/evaluation.json"
+
+
+def _shard_key(ctx: ReleaseContext, index: int) -> str:
+    return report_key(ctx).rsplit("/", 1)[0] + f"/shards/{index:05d}.json"
+
+
+def plan_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """Pin the dataset's object version, check every line, and cut it into shards."""
+    fn, _ = target(ctx)
+    assert ctx.policy is not None and ctx.live_version
+    bucket, dataset_key = deps.settings.artifact_bucket, ctx.dataset_key or ""
+    try:
+        obj = deps.s3.get_object(Bucket=bucket, Key=dataset_key)
+    except ClientError as exc:
+        raise DatasetInvalid(
+            f"dataset s3://{bucket}/{dataset_key} of {ctx.service} can't be read: {error_code(exc)}"
+        ) from exc
+    cases = parse_dataset(obj["Body"].read().decode("utf-8"))
+    size = ctx.policy.eval_shard_size
+    plan = EvalPlan(
+        dataset_key=dataset_key,
+        dataset_version=obj.get("VersionId") or "null",
+        n_cases=len(cases),
+        live_configured=lambda_alias.is_configured(deps.lambda_, fn, ctx.live_version),
+        shards=[
+            Shard(index=i, start=start, end=min(start + size, len(cases)))
+            for i, start in enumerate(range(0, len(cases), size))
+        ],
+    )
+    deps.ledger.record(
+        ctx.release_id,
+        "EvaluationPlanned",
+        f"{len(cases)} cases in {len(plan.shards)} shard(s) of at most {size}; dataset version "
+        f"{plan.dataset_version}",
+    )
+    return ctx.model_copy(update={"eval_plan": plan})
+
+
+def evaluate_shard(deps: Deps, ctx: ReleaseContext, shard: Shard) -> ShardResult:
+    """One shard: its cases against the candidate and (when configured) the live version."""
+    fn, _ = target(ctx)
+    assert ctx.policy is not None and ctx.candidate_version and ctx.live_version and ctx.eval_plan
+    plan = ctx.eval_plan
+    body = deps.read_artifact(
+        plan.dataset_key, plan.dataset_version, error=DatasetInvalid, what=f"dataset of {ctx.service}"
+    )
+    cases = parse_dataset(body.decode("utf-8"))[shard.start : shard.end]
+    invokers = {CANDIDATE: partial(lambda_alias.invoke_version, deps.lambda_, fn, ctx.candidate_version)}
+    if plan.live_configured:
+        invokers[LIVE] = partial(lambda_alias.invoke_version, deps.lambda_, fn, ctx.live_version)
+    report = evaluate(
+        cases,
+        invokers,
+        concurrency=ctx.policy.eval_concurrency,
+        rate_limit=ctx.policy.eval_rate_limit_rps,
+        scoring_models=scoring_models_for(ctx.policy.scoring_models) if ctx.policy.scoring_models else None,
+    )
+    key = _shard_key(ctx, shard.index)
+    version = put_json(
+        deps.s3, deps.settings.artifact_bucket, key, [r.model_dump(mode="json") for r in report.results]
+    )
+    return ShardResult(index=shard.index, key=key, version=version, cases=len(cases))
+
+
+def reduce_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """Merge the shards' per-case results (``ctx.eval_shards``) into one report."""
+    assert ctx.eval_plan is not None and ctx.candidate_version
+    plan, shards = ctx.eval_plan, ctx.eval_shards or []
+    results: list[CaseResult] = []
+    for shard in sorted(shards, key=lambda s: s.index):
+        body = deps.read_artifact(
+            shard.key, shard.version, error=EvaluationFailed, what=f"results of shard {shard.index}"
+        )
+        results += [CaseResult.model_validate(r) for r in json.loads(body)]
+    if len({r.case_id for r in results}) != plan.n_cases:
+        raise EvaluationFailed(
+            f"shards returned {len({r.case_id for r in results})} cases, the dataset has {plan.n_cases}"
+        )
+    report = build_report(results)
+    key = report_key(ctx)
+    version = put_json(deps.s3, deps.settings.artifact_bucket, key, report.model_dump_json())
+    summary = EvaluationSummary(
+        **report.summary(),
+        report_key=key,
+        report_version=version,
+        dataset_key=plan.dataset_key,
+        dataset_version=plan.dataset_version,
+        shards=len(shards),
+        baseline="live" if plan.live_configured else "none (first release)",
+    )
+    deps.ledger.record(
+        ctx.release_id,
+        "Evaluated",
+        f"{plan.n_cases} cases in {len(shards)} shard(s) against candidate {ctx.candidate_version}"
+        + (f" and live {ctx.live_version}" if plan.live_configured else " (no configured live version)"),
+        evaluation=summary,
+    )
+    return ctx.model_copy(update={"evaluation": summary, "eval_plan": None, "eval_shards": None})
+
+
+def gate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+    """The evaluation gate: the report against the service's policy; ``GateFailed`` names
+    every failed criterion with its numbers. The HTML report is written either way."""
+    assert ctx.policy is not None and ctx.evaluation is not None
+    summary = ctx.evaluation
+    body = deps.read_artifact(
+        summary.report_key, summary.report_version, error=EvaluationFailed, what="evaluation report"
+    )
+    report = EvaluationReport.model_validate_json(body)
+    verdict = evaluate_gate(report, ctx.policy)
+    html_key = summary.report_key.rsplit("/", 1)[0] + "/evaluation.html"
+    put_html(
+        deps.s3,
+        deps.settings.artifact_bucket,
+        html_key,
+        render_html(report, verdict, title=f"{ctx.service} release {ctx.release_id}"),
+    )
+    summary = summary.model_copy(update={"report_html_key": html_key})
+    if not verdict.passed:
+        deps.ledger.record(ctx.release_id, "GateChecked", "gate failed", gate=verdict, evaluation=summary)
+        verdict.raise_if_failed()
+    deps.ledger.record(ctx.release_id, "GatePassed", "every gate criterion passed", gate=verdict, evaluation=summary)
+    return ctx.model_copy(update={"gate": verdict, "evaluation": summary})

@@ -1,0 +1,56 @@
+"""Intake: one manifest upload starts one release (a duplicate event starts nothing)."""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+from modelgate.contract import ReleaseContext
+from modelgate.errors import ManifestInvalid, error_code
+from modelgate.manifest import ArtifactRef, parse_release_key, release_id_for
+from modelgate.observability import logger
+from modelgate.pipeline.deps import Deps
+from modelgate.settings import IntakeSettings
+
+
+def initial_context(bucket: str, key: str, version_id: str) -> ReleaseContext:
+    service, commit = parse_release_key(key)
+    return ReleaseContext(
+        release_id=release_id_for(service, commit, key, version_id),
+        service=service,
+        artifact=ArtifactRef(bucket=bucket, key=key, version_id=version_id),
+        commit=commit,
+        branch="",
+    )
+
+
+def start_release(deps: Deps[IntakeSettings], bucket: str, key: str, version_id: str | None) -> dict:
+    """Start the pipeline for one manifest upload; a duplicate event starts nothing."""
+    if not version_id:
+        raise ManifestInvalid(
+            f"s3://{bucket}/{key} has no object version: the artefact bucket must be versioned"
+        )
+    ctx = initial_context(bucket, key, version_id)
+    state_machine_arn = deps.settings.state_machine_arn
+    # The ledger's conditional create decides which delivery of a (possibly duplicated)
+    # event reports "started"; StartExecution is idempotent for a name and input (Standard
+    # workflows), so a retry after a crash between the two still starts exactly one.
+    first = deps.ledger.receive(
+        ctx.release_id,
+        f"manifest uploaded: s3://{bucket}/{key} (version {version_id})",
+        service=ctx.service,
+        commit=ctx.commit,
+        artifact=ctx.artifact.model_dump(),
+    )
+    try:
+        arn = deps.sfn.start_execution(
+            stateMachineArn=state_machine_arn, name=ctx.release_id, input=ctx.model_dump_json(by_alias=True)
+        )["executionArn"]
+    except ClientError as exc:
+        if error_code(exc) != "ExecutionAlreadyExists":
+            raise
+        arn = f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{ctx.release_id}"
+    deps.ledger.set_fields(ctx.release_id, execution_arn=arn)
+    if not first:
+        logger.info("duplicate upload event ignored", extra={"release_id": ctx.release_id})
+        return {"release_id": ctx.release_id, "started": False, "reason": "already started"}
+    return {"release_id": ctx.release_id, "started": True, "execution_arn": arn}
