@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 from modelgate.adapters import clients
 from modelgate.approval import links
 from modelgate.approval import page as pages
+from modelgate.approval.identity import FourEyesViolation
 from modelgate.errors import TASK_GONE_CODES, ConfigurationError, DecisionConflict
 from modelgate.observability import logger
 from modelgate.pipeline import approval
@@ -133,7 +134,7 @@ def decide() -> Response:
 _REFUSALS: dict[type[Exception], tuple[int, str, str | None]] = {
     links.ApprovalFormInvalid: (400, "Bad request", "Nothing was decided. Go back and fill in the form again."),
     links.LinkInvalid: (403, "This link is not valid", "Nothing was decided. Use the links from the latest Modelgate mail, unaltered."),
-    links.FourEyesViolation: (403, "Four eyes required", "Nothing was decided; the link still works for another approver."),
+    FourEyesViolation: (403, "Four eyes required", "Nothing was decided; the link still works for another approver."),
     links.ReleaseNotFound: (404, "Unknown release", "Nothing was decided."),
     DecisionConflict: (409, "Not waiting for a decision", "Nothing was changed: `modelgate status <release>` shows the history."),
     links.LinkExpired: (410, "This link has expired", "Nothing was decided. An approver can still decide with `modelgate approve|reject`."),

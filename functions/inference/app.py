@@ -1,8 +1,9 @@
 """Inference function of a managed service (the sample: support-bot).
 
-Thin on purpose: the environment of the published version pins the release, and
-modelgate.inference does the work. Errors propagate unhandled so Lambda reports them
-(errorType = the exception's class name) and the canary's Errors alarm sees them.
+Thin on purpose: the settings (provider, artefact bucket) are validated first, the
+environment of the published version pins the release, and modelgate.inference does the
+work. Errors propagate unhandled so Lambda reports them (errorType = the exception's class
+name) and the canary's Errors alarm sees them.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from modelgate import inference, providers
+from modelgate import inference, providers, settings
 from modelgate.adapters import clients as aws
 from modelgate.observability import logger
+from modelgate.settings import InferenceSettings
 
 
 @logger.inject_lambda_context(log_event=False)  # requests may carry customer text
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    provider = providers.get_provider(os.environ.get("MODEL_PROVIDER", ""))
-    response = inference.handle_request(event, os.environ, aws.client("s3"), provider)
+    config = settings.load(InferenceSettings)  # a deploy missing a variable fails here, naming it
+    pin = inference.read_pin(os.environ)  # this version's release; none: ModelNotConfigured
+    provider = providers.get_provider(config.provider)
+    response = inference.handle_request(event, config, pin, aws.client("s3"), provider)
     logger.info(
         "request served",
         model_id=response["model_id"],

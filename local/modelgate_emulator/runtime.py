@@ -11,13 +11,8 @@ exit (tests run many LocalAWS one after another in one process):
 4. the stack, deployed from template.yaml itself (``template``);
 5. the alarm evaluator.
 
-It also covers one moto 5.2.1 S3 behaviour itself (test in tests/unit/local/test_runtime.py):
-bucket policies are evaluated with every ``Condition`` operator but ``StringEquals``
-counted as satisfied, and a statement whose condition is *not* met counts as a Deny. So
-the template's ``DenyInsecureTransport`` statement (``Bool aws:SecureTransport false``)
-denies every object operation locally. :func:`_bucket_policy_conditions` evaluates
-``Bool``/``String(Not)Equals`` conditions against the local request context (TLS: boto3
-talks https) and leaves out statements whose conditions it can't evaluate, logging each.
+S3 bucket policies are evaluated with their conditions by ``s3`` (a moto 5.2.1 behaviour
+it names and covers).
 """
 
 from __future__ import annotations
@@ -38,6 +33,8 @@ import boto3
 
 from modelgate.adapters import clients as aws
 from modelgate.approval import links as approval_links
+from modelgate_emulator import dynamodb
+from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
 from modelgate_emulator.lambda_runtime import (
     InvocationRecord,
@@ -160,7 +157,8 @@ class LocalAWS:
             exit_stack.callback(runtime.uninstall)
             self.runtime = runtime
 
-            exit_stack.enter_context(_bucket_policy_conditions())
+            exit_stack.enter_context(s3_policies.bucket_policy_conditions())
+            exit_stack.enter_context(dynamodb.serialised_requests())
 
             patches = sfn_patches.StepFunctionsPatches(self.time_factor, work_timeout_floor=self.work_timeout_floor)
             patches.install()
@@ -287,56 +285,6 @@ class LocalAWS:
 
     def history_path(self, execution_arn: str) -> list[str]:
         return sfn_patches.history_path(self.client("stepfunctions"), execution_arn)
-
-
-# ---------------------------------------------------------------------------- S3 policies
-# The request context every local S3 request has (boto3 uses https endpoints).
-_LOCAL_REQUEST_CONTEXT = {"aws:securetransport": "true"}
-
-
-def _condition_holds(condition: Mapping[str, Any]) -> bool | None:
-    """True/False for a statement's Condition block, None if it can't be evaluated."""
-    for operator, entries in condition.items():
-        for key, expected in entries.items():
-            values = [str(v) for v in (expected if isinstance(expected, list) else [expected])]
-            actual = _LOCAL_REQUEST_CONTEXT.get(str(key).lower())
-            if operator == "Bool":
-                holds = actual is not None and actual.lower() in [v.lower() for v in values]
-            elif operator == "StringEquals":
-                holds = actual is not None and actual in values
-            elif operator == "StringNotEquals":
-                holds = actual is None or actual not in values
-            else:
-                return None
-            if not holds:
-                return False
-    return True
-
-
-@contextlib.contextmanager
-def _bucket_policy_conditions() -> Any:
-    from moto.iam.access_control import IAMPolicy, PermissionResult
-    from moto.s3.models import FakeBucket
-
-    def get_permission(bucket: Any, action: str, resource: str) -> Any:
-        if bucket.policy is None:
-            return PermissionResult.NEUTRAL
-        policy = json.loads(bucket.policy.decode())
-        statements = policy["Statement"] if isinstance(policy["Statement"], list) else [policy["Statement"]]
-        applicable = []
-        for statement in statements:
-            condition = statement.get("Condition")
-            holds = True if not condition else _condition_holds(condition)
-            if holds is None:
-                LOG.warning("bucket %s: policy statement %s has a condition not evaluated locally; ignored", bucket.name, statement.get("Sid", "?"))
-            elif holds:
-                applicable.append({k: v for k, v in statement.items() if k != "Condition"})
-        if not applicable:
-            return PermissionResult.NEUTRAL
-        return IAMPolicy(json.dumps({"Version": "2012-10-17", "Statement": applicable})).is_action_permitted(action, resource)
-
-    with mock.patch.object(FakeBucket, "get_permission", get_permission):
-        yield
 
 
 def _decode(raw: bytes) -> Any:

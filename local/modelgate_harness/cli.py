@@ -67,8 +67,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from modelgate_harness.local_eval import run_local_eval
 
     from modelgate.evaluation.comparison import format_side
+    from modelgate.evaluation.model_scorers import scoring_models_for
     from modelgate.evaluation.report import render_html
-    from modelgate.evaluation.scorers import scoring_models_for
     from modelgate.policy import ReleasePolicy
 
     policy = (

@@ -3,7 +3,7 @@
 What an engineer runs before pushing: the folder's manifest and prompts are checked the
 way ``modelgate submit`` checks them (digests included), answered in process through the
 same ``inference.answer`` the inference function uses, with the provider the manifest
-names, and judged with the same ``evaluation.judge``. Optionally against another folder
+names, and judged with the same ``evaluation.gate.evaluate_gate``. Optionally against another folder
 (say, a checkout of what is live) on the same cases, so the numbers mean what the
 pipeline's will.
 """
@@ -21,9 +21,9 @@ from modelgate.contract import GateVerdict
 from modelgate.errors import ConfigurationError, DatasetInvalid, ManifestInvalid
 from modelgate.evaluation.comparison import CANDIDATE, LIVE, EvaluationReport
 from modelgate.evaluation.dataset import parse_dataset
-from modelgate.evaluation.gate import evaluate_gate as judge
+from modelgate.evaluation.gate import evaluate_gate
+from modelgate.evaluation.model_scorers import ScoringModels
 from modelgate.evaluation.runner import evaluate
-from modelgate.evaluation.scorers import ScoringModels
 from modelgate.policy import ReleasePolicy
 from modelgate.providers import BedrockProvider, LocalProvider, ModelProvider
 
@@ -100,4 +100,4 @@ def run_local_eval(
         rate_limit=rate_limit,
         scoring_models=scoring_models,
     )
-    return report, judge(report, policy)
+    return report, evaluate_gate(report, policy)

@@ -7,14 +7,16 @@ overwrites ``releases/<service>/<commit>/`` or a later release is promoted. The 
 digests in the manifest are checked too, so a pinned version that doesn't hold what the
 release was evaluated with is an error, not a silent drift.
 
-Environment (set by PublishCandidate; the unpublished $LATEST has no release):
+Environment, in two parts:
 
-    MODEL_PROVIDER         bedrock | local (must match the manifest's model.provider)
-    MODEL_CONFIG_BUCKET    bucket of the release artefacts
-    MODEL_CONFIG_KEY       key of model-config.json; absent/empty = no release promoted
-    MODEL_CONFIG_VERSION   S3 object version id of model-config.json
-    MODEL_PROMPT_VERSIONS  JSON object: prompt file path as in the manifest
-                           (e.g. "prompts/system.txt") -> S3 object version id
+- the function's settings (``modelgate.settings.InferenceSettings``: the model provider,
+  which must match the manifest's ``model.provider``, and the artefact bucket), set by
+  template.yaml and validated once when the handler starts;
+- the release pin (``modelgate.manifest.PIN_VARIABLES``, written by PublishCandidate on
+  each published version: the manifest's key and object version, and a JSON object of
+  each prompt file's path as in the manifest -> its object version). It is read per
+  request (:func:`read_pin`): a version that pins no release (the unpublished $LATEST, or
+  a function nothing was promoted to yet) answers ``ModelNotConfigured``.
 
 Prompt templates use ``{name}`` placeholders filled from the request's ``inputs``
 (``{{``/``}}`` for literal braces). The ``system`` prompt is required; an optional
@@ -23,7 +25,6 @@ Prompt templates use ``{name}`` placeholders filled from the request's ``inputs`
 
 from __future__ import annotations
 
-import json
 import string
 import threading
 from collections.abc import Mapping
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError
 
 from modelgate import pricing
 from modelgate.errors import (
@@ -42,9 +43,19 @@ from modelgate.errors import (
     PromptVariableMissing,
     validation_problems,
 )
-from modelgate.manifest import Manifest, PromptFile, sha256_hex
+from modelgate.manifest import (
+    PIN_KEY,
+    PIN_PROMPT_VERSIONS,
+    PIN_VARIABLES,
+    PIN_VERSION,
+    Manifest,
+    PromptFile,
+    digest_problem,
+    is_pinned,
+)
 from modelgate.observability import logger
 from modelgate.providers import ModelProvider
+from modelgate.settings import InferenceSettings
 
 DEFAULT_USER_TEMPLATE = "{question}"
 _MISSING_OBJECT_CODES = {"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404", "InvalidArgument"}
@@ -179,7 +190,7 @@ def load_release(
         pinned = prompt_versions.get(prompt.file)
         if not pinned:
             raise ConfigurationError(
-                f"MODEL_PROMPT_VERSIONS pins no version for prompt file {prompt.file!r} "
+                f"{PIN_PROMPT_VERSIONS} pins no version for prompt file {prompt.file!r} "
                 f"(pinned: {', '.join(sorted(prompt_versions)) or 'none'})"
             )
         prompt_key = f"{folder}/{prompt.file}" if folder else prompt.file
@@ -205,11 +216,9 @@ def load_release(
 
 def _verified_template(prompt: PromptFile, data: bytes, where: str) -> PromptTemplate:
     """A prompt file's bytes as a template, once they match the manifest's digest."""
-    actual = sha256_hex(data)
-    if actual != prompt.sha256:
-        raise ManifestInvalid(
-            f"prompt {prompt.name!r} {where} has sha256 {actual}, but the manifest says {prompt.sha256}"
-        )
+    problem = digest_problem(prompt.name, prompt.sha256, data, where)
+    if problem is not None:
+        raise ManifestInvalid(problem)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -231,46 +240,34 @@ def release_from_files(
         data = files.get(prompt.file)
         if data is None:
             raise ManifestInvalid(f"prompt {prompt.name!r}: no file {prompt.file!r} given")
-        prompts[prompt.name] = _verified_template(prompt, data, f"({prompt.file})")
+        prompts[prompt.name] = _verified_template(prompt, data, f"{prompt.file} ({source})")
     return LoadedRelease("", source, "local", manifest, prompts)
 
 
-# --------------------------------------------------------------------------- request
+# --------------------------------------------------------------------------- pin and request
 
 
-class InferenceEnvironment(BaseModel):
-    """The function environment's pin of one release (see the module docstring)."""
+class ReleasePin(BaseModel):
+    """One published version's pin of its release (``modelgate.manifest.pin_environment``)."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
-    provider: str = Field(alias="MODEL_PROVIDER", min_length=1)
-    bucket: str = Field(alias="MODEL_CONFIG_BUCKET", min_length=1)
-    key: str = Field(alias="MODEL_CONFIG_KEY", min_length=1)
-    version: str = Field(alias="MODEL_CONFIG_VERSION", min_length=1)
-    prompt_versions: dict[str, str] = Field(alias="MODEL_PROMPT_VERSIONS")
+    key: str = Field(alias=PIN_KEY, min_length=1)
+    version: str = Field(alias=PIN_VERSION, min_length=1)
+    prompt_versions: Json[dict[str, str]] = Field(alias=PIN_PROMPT_VERSIONS)
 
 
-_ENV_KEYS = tuple(f.alias for f in InferenceEnvironment.model_fields.values() if f.alias)
-
-
-def read_environment(env: Mapping[str, str]) -> InferenceEnvironment:
-    """Validate the pin; no MODEL_CONFIG_KEY means this version serves no release yet."""
-    if not env.get("MODEL_CONFIG_KEY"):
+def read_pin(env: Mapping[str, str]) -> ReleasePin:
+    """The release this function version serves; ``ModelNotConfigured`` when it pins none."""
+    if not is_pinned(env):
         raise ModelNotConfigured(
             "this function version has no model configuration: no model release has been "
-            "promoted to it yet (MODEL_CONFIG_KEY is not set)"
+            f"promoted to it yet ({PIN_KEY} is not set)"
         )
-    values: dict[str, Any] = {a: env[a] for a in _ENV_KEYS if a in env}
     try:
-        if "MODEL_PROMPT_VERSIONS" in values:
-            values["MODEL_PROMPT_VERSIONS"] = json.loads(values["MODEL_PROMPT_VERSIONS"])
-        return InferenceEnvironment.model_validate(values)
-    except (ValueError, ValidationError) as exc:
-        wrong = (
-            sorted({str(e["loc"][0]) for e in exc.errors()})
-            if isinstance(exc, ValidationError)
-            else ["MODEL_PROMPT_VERSIONS (not JSON)"]
-        )
+        return ReleasePin.model_validate({name: env[name] for name in PIN_VARIABLES if name in env})
+    except ValidationError as exc:
+        wrong = sorted({str(e["loc"][0]) for e in exc.errors()})
         raise ConfigurationError(
             f"inference function environment is incomplete or wrong: {', '.join(wrong)}"
         ) from exc
@@ -296,19 +293,19 @@ def parse_request(event: Any) -> InferenceRequest:
 
 def handle_request(
     event: dict[str, Any],
-    env: Mapping[str, str],
+    settings: InferenceSettings,
+    pin: ReleasePin,
     s3_client: Any,
     provider: ModelProvider,
 ) -> dict[str, Any]:
     """Answer one request with the pinned release; returns output, usage, cost and release."""
-    pin = read_environment(env)
     request = parse_request(event)
-    release = load_release(s3_client, pin.bucket, pin.key, pin.version, pin.prompt_versions)
+    release = load_release(s3_client, settings.bucket, pin.key, pin.version, pin.prompt_versions)
     manifest = release.manifest
-    if manifest.model.provider != pin.provider:
+    if manifest.model.provider != settings.provider:
         raise ConfigurationError(
             f"release {manifest.source.commit} wants model provider "
-            f"{manifest.model.provider!r}, but this function runs MODEL_PROVIDER={pin.provider!r}"
+            f"{manifest.model.provider!r}, but this function runs MODEL_PROVIDER={settings.provider!r}"
         )
     return answer(release, request.inputs, provider)
 

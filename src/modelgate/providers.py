@@ -282,7 +282,7 @@ class LocalProvider:
 
 @lru_cache(maxsize=4)
 def get_provider(name: str) -> ModelProvider:
-    """The provider named by the function's MODEL_PROVIDER, built once per process."""
+    """The provider ``InferenceSettings.provider`` names (MODEL_PROVIDER), built once per process."""
     if name == "bedrock":
         return BedrockProvider(aws.client("bedrock-runtime"))
     if name == "local":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -83,10 +83,10 @@ class InferenceSettings(_Env):
 
     The release pin itself (``modelgate.manifest.PIN_VARIABLES``) is per published version
     and may be absent (a version that serves no release yet): the inference service reads
-    it per request, not here.
+    it per request (``modelgate.inference.read_pin``), not here.
     """
 
-    provider: str = Field(alias="MODEL_PROVIDER", min_length=1)
+    provider: Literal["bedrock", "local"] = Field(alias="MODEL_PROVIDER")
     bucket: str = Field(alias="MODEL_CONFIG_BUCKET", min_length=1)
 
 

@@ -23,7 +23,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from modelgate.approval import links
+from modelgate.approval import identity, links
 from modelgate.errors import ConfigurationError
 from modelgate.ledger import Ledger
 from modelgate.observability import logger
@@ -243,22 +243,22 @@ def test_the_secret_arn_has_no_default():
     ],
 )
 def test_identities_compare_by_email_or_by_name_against_the_local_part(a, b, same):
-    assert links.same_person(a, b) is same
+    assert identity.same_person(a, b) is same
 
 
 def test_four_eyes_refuses_the_author_and_admits_others_and_any_rejection():
     author = "Bob Example <bob@example.com>"
-    with pytest.raises(links.FourEyesViolation, match="commit's author"):
-        links.check_four_eyes(four_eyes=True, author=author, approver="link:bob@example.com", decision="approve")
-    links.check_four_eyes(four_eyes=True, author=author, approver="link:alice@example.com", decision="approve")
-    links.check_four_eyes(four_eyes=True, author=author, approver="link:bob@example.com", decision="reject")
-    links.check_four_eyes(four_eyes=False, author=author, approver="link:bob@example.com", decision="approve")
+    with pytest.raises(identity.FourEyesViolation, match="commit's author"):
+        identity.check_four_eyes(four_eyes=True, author=author, approver="link:bob@example.com", decision="approve")
+    identity.check_four_eyes(four_eyes=True, author=author, approver="link:alice@example.com", decision="approve")
+    identity.check_four_eyes(four_eyes=True, author=author, approver="link:bob@example.com", decision="reject")
+    identity.check_four_eyes(four_eyes=False, author=author, approver="link:bob@example.com", decision="approve")
 
 
 def test_four_eyes_without_a_recorded_author_refuses_every_approval():
     # Leaving source.author out of a manifest must not be a way around the policy.
-    with pytest.raises(links.FourEyesViolation, match="names no commit author"):
-        links.check_four_eyes(four_eyes=True, author=None, approver="link:alice@example.com", decision="approve")
+    with pytest.raises(identity.FourEyesViolation, match="names no commit author"):
+        identity.check_four_eyes(four_eyes=True, author=None, approver="link:alice@example.com", decision="approve")
 
 
 # --------------------------------------------------------------------------- the handler

@@ -28,7 +28,7 @@ from modelgate.evaluation.comparison import (
     build_report,
 )
 from modelgate.evaluation.dataset import DatasetCase, parse_dataset
-from modelgate.evaluation.gate import evaluate_gate as judge
+from modelgate.evaluation.gate import evaluate_gate
 from modelgate.evaluation.runner import RetryPolicy, TokenBucket, evaluate
 from modelgate.evaluation.scorers import SCORERS, register_scorer
 from modelgate.policy import ReleasePolicy
@@ -416,7 +416,7 @@ def test_a_throttle_that_outlasts_the_retries_is_recorded_never_scored_wrong() -
     assert report.throttled_case_ids == ["c3"] and report.n_cases == 9
     assert report.comparison is not None and report.comparison.n_pairs == 9
     # And the gate sees one case less: too few is inconclusive, naming why
-    verdict = judge(report, ReleasePolicy(min_cases=10))
+    verdict = evaluate_gate(report, ReleasePolicy(min_cases=10))
     assert verdicts(verdict)["min_cases"] == "inconclusive"
     assert "(1 left out: throttled)" in verdict.failures[0].message
 
@@ -555,7 +555,7 @@ def verdicts(verdict: Any) -> dict[str, str]:
 
 
 def criterion(report: EvaluationReport, name: str, policy: ReleasePolicy | None = None) -> Criterion:
-    return next(c for c in judge(report, policy or GatePolicy()).criteria if c.name == name)
+    return next(c for c in evaluate_gate(report, policy or GatePolicy()).criteria if c.name == name)
 
 
 def test_judge_passes_a_candidate_within_every_criterion() -> None:
@@ -563,7 +563,7 @@ def test_judge_passes_a_candidate_within_every_criterion() -> None:
     scores = [1.0] * 17 + [0.0] * 3
     report = build_report(side(CANDIDATE, scores) + side(LIVE, scores))
     # When judged with the default policy
-    verdict = judge(report, ReleasePolicy())
+    verdict = evaluate_gate(report, ReleasePolicy())
     # Then it passes, the criteria the policy doesn't set don't apply, raise_if_failed is silent
     assert verdict.passed
     assert verdicts(verdict) == {
@@ -603,7 +603,7 @@ def test_a_real_but_small_drop_on_many_cases_passes() -> None:
 def test_a_significant_drop_beyond_the_allowance_fails_with_its_numbers() -> None:
     # Given candidate 0.62 vs live 0.85 over 100 cases (23 lost answers)
     report = pair(100, worse=23, live_right=85)
-    verdict = judge(report, ReleasePolicy(max_accuracy_drop=0.05))
+    verdict = evaluate_gate(report, ReleasePolicy(max_accuracy_drop=0.05))
     # Then it fails on the drop, and the error gives the drop, its interval and the test
     assert verdicts(verdict)["accuracy_drop"] == "fail"
     with pytest.raises(GateFailed) as raised:
@@ -622,7 +622,7 @@ def test_a_drop_beyond_the_allowance_within_noise_is_inconclusive() -> None:
     assert c.verdict == "inconclusive"
     assert c.p_value == pytest.approx(0.25)
     assert "not significant" in c.message and "add cases" in c.message
-    assert not judge(pair(40, worse=3), GatePolicy()).passed
+    assert not evaluate_gate(pair(40, worse=3), GatePolicy()).passed
 
 
 def test_a_significant_drop_within_the_allowance_whose_interval_reaches_past_it_is_inconclusive() -> None:
@@ -648,7 +648,7 @@ def test_the_gate_failure_names_every_failed_and_inconclusive_criterion() -> Non
         min_cases=10, min_accuracy=0.7, max_error_rate=0.05, max_accuracy_drop=0.05
     )
     # When judged
-    verdict = judge(report, policy)
+    verdict = evaluate_gate(report, policy)
     # Then every criterion but none passes, and the message names each with its numbers
     assert {k: v for k, v in verdicts(verdict).items() if v != "not_applicable"} == {
         "min_cases": "inconclusive",
@@ -668,7 +668,7 @@ def test_the_gate_failure_names_every_failed_and_inconclusive_criterion() -> Non
 
 def test_too_few_cases_is_inconclusive_and_fails_closed() -> None:
     # Given a perfect candidate on 5 cases, the policy needing 10
-    verdict = judge(build_report(side(CANDIDATE, [1.0] * 5)), ReleasePolicy(min_cases=10))
+    verdict = evaluate_gate(build_report(side(CANDIDATE, [1.0] * 5)), ReleasePolicy(min_cases=10))
     # Then the gate is not passed: missing evidence is never a pass
     assert verdicts(verdict)["min_cases"] == "inconclusive"
     assert not verdict.passed
@@ -681,7 +681,7 @@ def test_a_first_release_has_no_comparison_to_judge() -> None:
     policy = GatePolicy(
         max_p95_latency_increase_ms=10, max_p95_latency_increase_ratio=0.1, max_cost_increase_ratio=0.1
     )
-    verdict = judge(build_report(side(CANDIDATE, [1.0] * 12)), policy)
+    verdict = evaluate_gate(build_report(side(CANDIDATE, [1.0] * 12)), policy)
     # Then the comparative criteria don't apply and the gate passes on the rest
     assert {k for k, v in verdicts(verdict).items() if v == "not_applicable"} == {
         "accuracy_drop", "p95_latency_increase_ms", "p95_latency_increase_ratio", "cost_increase_ratio",
@@ -691,7 +691,7 @@ def test_a_first_release_has_no_comparison_to_judge() -> None:
 
 def test_judge_needs_a_candidate() -> None:
     with pytest.raises(EvaluationFailed, match="no candidate side"):
-        judge(build_report(side(LIVE, [1.0] * 12)), ReleasePolicy())
+        evaluate_gate(build_report(side(LIVE, [1.0] * 12)), ReleasePolicy())
 
 
 @pytest.mark.parametrize(
@@ -707,7 +707,7 @@ def test_max_error_rate_and_accuracy_are_inconclusive_with_nothing_scored() -> N
     report = build_report(
         [CaseResult(side=CANDIDATE, case_id="c0", score=0.0, throttled=True, error="t", latency_ms=1)]
     )
-    verdict = judge(report, ReleasePolicy())
+    verdict = evaluate_gate(report, ReleasePolicy())
     assert verdicts(verdict)["max_error_rate"] == "inconclusive"
     assert verdicts(verdict)["min_accuracy"] == "inconclusive"
 
@@ -770,7 +770,7 @@ def test_cost_increase(cand: float, live: float | None, verdict: str) -> None:
 
 
 def test_a_cost_fail_names_its_numbers() -> None:
-    verdict = judge(cost_report(2e-5, 1e-5), GatePolicy(max_cost_increase_ratio=0.2))
+    verdict = evaluate_gate(cost_report(2e-5, 1e-5), GatePolicy(max_cost_increase_ratio=0.2))
     with pytest.raises(GateFailed, match=r"cost_increase_ratio: cost per request \(USD\) candidate 2e-05 "
                        r"vs live 1e-05 \(\+100\.0% > \+20\.0% allowed; 95% CI \+100\.0% to \+100\.0%\)"):
         verdict.raise_if_failed()
@@ -782,4 +782,4 @@ def test_a_report_stored_before_comparisons_is_judged_the_same() -> None:
     old = EvaluationReport.model_validate(report.model_dump(exclude={"comparison"}))
     assert old.comparison is None
     # Then judging computes the comparison and reaches the same verdict
-    assert judge(old, ReleasePolicy()) == judge(report, ReleasePolicy())
+    assert evaluate_gate(old, ReleasePolicy()) == evaluate_gate(report, ReleasePolicy())

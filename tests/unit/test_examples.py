@@ -16,15 +16,17 @@ from modelgate import inference
 from modelgate.errors import GateFailed, PromptVariableMissing
 from modelgate.evaluation.comparison import CANDIDATE, LIVE, EvaluationReport
 from modelgate.evaluation.dataset import parse_dataset
-from modelgate.evaluation.gate import evaluate_gate as judge
+from modelgate.evaluation.gate import evaluate_gate
 from modelgate.evaluation.runner import evaluate
-from modelgate.manifest import MANIFEST_FILENAME, Manifest, sha256_hex
+from modelgate.manifest import MANIFEST_FILENAME, ArtifactRef, Manifest, pin_environment, sha256_hex
 from modelgate.policy import ReleasePolicy
 from modelgate.providers import LOCAL_MODELS, LocalProvider
+from modelgate.settings import InferenceSettings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support-bot"
 RELEASES = ("v1", "v2", "v3", "v4", "v5")
 BUCKET = "artefacts"
+SETTINGS = InferenceSettings(provider="local", bucket=BUCKET)
 POLICY = ReleasePolicy()  # the default gate: at most 5 points below live
 
 
@@ -88,15 +90,15 @@ def pinned() -> Iterator[tuple[Any, dict[str, dict[str, str]]]]:
                 key = f"{prefix}/{MANIFEST_FILENAME}"
                 body = (EXAMPLE / version / MANIFEST_FILENAME).read_bytes()
                 put = s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-                envs[version] = {
-                    "MODEL_PROVIDER": "local",
-                    "MODEL_CONFIG_BUCKET": BUCKET,
-                    "MODEL_CONFIG_KEY": key,
-                    "MODEL_CONFIG_VERSION": put["VersionId"],
-                    "MODEL_PROMPT_VERSIONS": json.dumps(versions),
-                }
+                artifact = ArtifactRef(bucket=BUCKET, key=key, version_id=put["VersionId"])
+                envs[version] = pin_environment(artifact, versions)
             yield s3, envs
         inference.clear_release_cache()
+
+
+def serve(event: dict[str, Any], env: dict[str, str], s3: Any, provider: LocalProvider) -> dict[str, Any]:
+    """The inference function's answer on the version whose pin is ``env``."""
+    return inference.handle_request(event, SETTINGS, inference.read_pin(env), s3, provider)
 
 
 def invoker(pinned: tuple[Any, dict[str, dict[str, str]]], version: str) -> Any:
@@ -104,7 +106,7 @@ def invoker(pinned: tuple[Any, dict[str, dict[str, str]]], version: str) -> Any:
     provider = LocalProvider()  # real (small) simulated latency
 
     def invoke(inputs: dict[str, str]) -> dict[str, Any]:
-        return inference.handle_request({"inputs": inputs}, envs[version], s3, provider)
+        return serve({"inputs": inputs}, envs[version], s3, provider)
 
     return invoke
 
@@ -124,7 +126,7 @@ def test_v1_is_a_decent_first_release(pinned: Any) -> None:
     # Then it scores decently, errors nowhere, and passes the first-release gate
     assert 0.6 <= cand.accuracy <= 0.8
     assert cand.error_rate == 0.0
-    assert judge(report, POLICY).passed
+    assert evaluate_gate(report, POLICY).passed
 
 
 def test_v2_scores_clearly_higher_than_v1(pinned: Any) -> None:
@@ -133,13 +135,13 @@ def test_v2_scores_clearly_higher_than_v1(pinned: Any) -> None:
     v2, v1 = report.sides[CANDIDATE], report.sides[LIVE]
     # Then v2 is at least 20 points better, and passes the gate
     assert v2.accuracy >= v1.accuracy + 0.20
-    assert judge(report, POLICY).passed
+    assert evaluate_gate(report, POLICY).passed
 
 
 def test_v3_fails_the_gate_against_v2_live(pinned: Any) -> None:
     # Given v2 live / When v3 (the trimmed prompt) is evaluated against it
     report = run(pinned, "v3", live="v2")
-    verdict = judge(report, POLICY)
+    verdict = evaluate_gate(report, POLICY)
     # Then it lost more than the allowed 5 points and the gate names the drop
     assert report.sides[LIVE].accuracy - report.sides[CANDIDATE].accuracy > POLICY.max_accuracy_drop
     assert not verdict.passed
@@ -158,7 +160,7 @@ def test_v4_passes_the_gate_against_v2_live(pinned: Any) -> None:
         <= POLICY.max_accuracy_drop
     )
     assert report.sides[CANDIDATE].error_rate == 0.0
-    assert judge(report, POLICY).passed
+    assert evaluate_gate(report, POLICY).passed
 
 
 def test_v4_fails_on_every_live_traffic_request_that_v2_serves(pinned: Any) -> None:
@@ -167,20 +169,20 @@ def test_v4_fails_on_every_live_traffic_request_that_v2_serves(pinned: Any) -> N
     for request in traffic_requests():
         event = {"inputs": request}
         # Given real traffic (questions only) / When v2 serves it / Then it answers
-        assert inference.handle_request(event, envs["v2"], s3, provider)["output"]
+        assert serve(event, envs["v2"], s3, provider)["output"]
         # When v4 serves it / Then its user template can't be rendered
         with pytest.raises(PromptVariableMissing, match="'customer_tier'"):
-            inference.handle_request(event, envs["v4"], s3, provider)
+            serve(event, envs["v4"], s3, provider)
 
 
 def test_v5_passes_the_gate_but_fails_the_one_live_request_without_a_locale(pinned: Any) -> None:
     s3, envs = pinned
-    assert judge(run(pinned, "v5", live="v2"), POLICY).passed
+    assert evaluate_gate(run(pinned, "v5", live="v2"), POLICY).passed
     provider = LocalProvider(base_ms=0, per_output_token_ms=0)
     failed = 0
     for request in traffic_requests():
         try:
-            inference.handle_request({"inputs": request}, envs["v5"], s3, provider)
+            serve({"inputs": request}, envs["v5"], s3, provider)
         except PromptVariableMissing as exc:
             assert "'locale'" in str(exc)
             failed += 1

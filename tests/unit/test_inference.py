@@ -26,9 +26,11 @@ from modelgate.inference import (
     PromptTemplate,
     handle_request,
     load_release,
+    read_pin,
 )
 from modelgate.manifest import sha256_hex
 from modelgate.providers import LocalProvider
+from modelgate.settings import InferenceSettings, load_settings
 
 BUCKET = "artefacts"
 PREFIX = "releases/support-bot/abc1234"
@@ -90,6 +92,12 @@ def ask(question: str, **extra: str) -> dict[str, Any]:
 
 
 PROVIDER = LocalProvider(base_ms=0, per_output_token_ms=0)
+
+
+def serve(event: Any, env: dict[str, str], s3: Any) -> dict[str, Any]:
+    """What the handler does with a function environment: its settings, its pin, the request."""
+    return handle_request(event, load_settings(env, InferenceSettings), read_pin(env), s3, PROVIDER)
+
 OLD_SYSTEM = "Q: What does Plus cost? A: Plus costs $5 per month."
 NEW_SYSTEM = "Q: What does Plus cost? A: Plus costs $6 per month."
 
@@ -115,8 +123,8 @@ def test_pinned_version_serves_the_old_release_after_the_key_is_overwritten(s3: 
     new_env = put_release(s3, {"system": NEW_SYSTEM}, commit="def5678")
     assert old_env["MODEL_CONFIG_VERSION"] != new_env["MODEL_CONFIG_VERSION"]
     # When each pinned environment serves the same question
-    old = handle_request(ask("What does Plus cost?"), old_env, s3, PROVIDER)
-    new = handle_request(ask("What does Plus cost?"), new_env, s3, PROVIDER)
+    old = serve(ask("What does Plus cost?"), old_env, s3)
+    new = serve(ask("What does Plus cost?"), new_env, s3)
     # Then each reads its own object versions, not the latest
     assert old["output"] == "Plus costs $5 per month."
     assert old["release"] == {
@@ -132,7 +140,7 @@ def test_response_carries_usage_and_cost(s3: Any) -> None:
     # Given a pinned release
     env = put_release(s3, {"system": NEW_SYSTEM})
     # When a request is served
-    response = handle_request(ask("What does Plus cost?"), env, s3, PROVIDER)
+    response = serve(ask("What does Plus cost?"), env, s3)
     # Then usage comes from the model and cost from the price table
     usage = response["usage"]
     assert response["model_id"] == MODEL
@@ -148,9 +156,11 @@ def test_digest_mismatch_is_a_clear_error(s3: Any) -> None:
     env = put_release(s3, {"system": NEW_SYSTEM}, digests={"system": sha256_hex(b"something else")})
     # When a request is served / Then the error names the prompt and both digests
     with pytest.raises(
-        ManifestInvalid, match=r"prompt 'system'.*has sha256 [0-9a-f]{64}, but the manifest says"
+        ManifestInvalid,
+        match=r"prompt 'system': sha256 of s3://artefacts/.*/prompts/system.txt version '.+' "
+        r"is [0-9a-f]{64}, manifest says [0-9a-f]{64}",
     ):
-        handle_request(ask("Plus?"), env, s3, PROVIDER)
+        serve(ask("Plus?"), env, s3)
 
 
 def test_warm_invocations_do_not_reread_s3(s3: Any) -> None:
@@ -158,9 +168,9 @@ def test_warm_invocations_do_not_reread_s3(s3: Any) -> None:
     env = put_release(s3, {"system": NEW_SYSTEM, "user": "Question: {question}"})
     counting = CountingS3(s3)
     # When two requests are served
-    handle_request(ask("What does Plus cost?"), env, counting, PROVIDER)
+    serve(ask("What does Plus cost?"), env, counting)
     cold_reads = counting.gets
-    handle_request(ask("What does Plus cost?"), env, counting, PROVIDER)
+    serve(ask("What does Plus cost?"), env, counting)
     # Then the manifest and both prompts were read once, on the cold start only
     assert cold_reads == 3
     assert counting.gets == 3
@@ -185,14 +195,14 @@ def test_a_prompt_without_a_pinned_version_is_a_configuration_error(s3: Any) -> 
     )
     # When served / Then the error names the unpinned file
     with pytest.raises(ConfigurationError, match="prompts/user.txt"):
-        handle_request(ask("Plus?"), env, s3, PROVIDER)
+        serve(ask("Plus?"), env, s3)
 
 
 def test_a_version_that_does_not_exist_is_a_configuration_error(s3: Any) -> None:
     env = put_release(s3, {"system": NEW_SYSTEM})
     env["MODEL_CONFIG_VERSION"] = "nonexistent-version"
     with pytest.raises(ConfigurationError, match="does not exist"):
-        handle_request(ask("Plus?"), env, s3, PROVIDER)
+        serve(ask("Plus?"), env, s3)
 
 
 def test_provider_mismatch_between_manifest_and_function_is_an_error(s3: Any) -> None:
@@ -202,7 +212,7 @@ def test_provider_mismatch_between_manifest_and_function_is_an_error(s3: Any) ->
     )
     # When served / Then the mismatch is named instead of calling the wrong model
     with pytest.raises(ConfigurationError, match="'bedrock'.*MODEL_PROVIDER='local'"):
-        handle_request(ask("Plus?"), env, s3, PROVIDER)
+        serve(ask("Plus?"), env, s3)
 
 
 # --------------------------------------------------------------------------- environment
@@ -216,13 +226,42 @@ def test_no_release_promoted_yet_is_model_not_configured(key: str | None) -> Non
         env["MODEL_CONFIG_KEY"] = key
     # When a request arrives / Then it says no release has been promoted
     with pytest.raises(ModelNotConfigured, match="no model release has been promoted"):
-        handle_request(ask("hi"), env, object(), PROVIDER)
+        serve(ask("hi"), env, object())
 
 
 def test_incomplete_pin_names_the_missing_variables() -> None:
-    env = {"MODEL_PROVIDER": "local", "MODEL_CONFIG_KEY": KEY, "MODEL_PROMPT_VERSIONS": "{}"}
-    with pytest.raises(ConfigurationError, match="MODEL_CONFIG_BUCKET, MODEL_CONFIG_VERSION"):
-        handle_request(ask("hi"), env, object(), PROVIDER)
+    env = {"MODEL_PROVIDER": "local", "MODEL_CONFIG_BUCKET": BUCKET, "MODEL_CONFIG_KEY": KEY}
+    with pytest.raises(ConfigurationError, match="MODEL_CONFIG_VERSION, MODEL_PROMPT_VERSIONS"):
+        serve(ask("hi"), env, object())
+
+
+@pytest.mark.parametrize(
+    ("missing", "wrong"),
+    [("MODEL_PROVIDER", {}), ("MODEL_CONFIG_BUCKET", {}), ("MODEL_PROVIDER", {"MODEL_PROVIDER": "openai"})],
+)
+def test_settings_are_validated_when_the_handler_starts(
+    monkeypatch: pytest.MonkeyPatch, missing: str, wrong: dict[str, str]
+) -> None:
+    # Given a function deployed without (or with a wrong) setting, and no release pinned yet
+    monkeypatch.setenv("MODEL_PROVIDER", "local")
+    monkeypatch.setenv("MODEL_CONFIG_BUCKET", BUCKET)
+    monkeypatch.delenv(missing)
+    for name, value in wrong.items():
+        monkeypatch.setenv(name, value)
+    # When it is invoked / Then it fails naming the variable, before anything else
+    with pytest.raises(ConfigurationError, match=f"function environment is incomplete or wrong: {missing}$"):
+        _load_app().lambda_handler(ask("hi"), CONTEXT)
+
+
+def test_a_version_without_a_pin_answers_model_not_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a well-configured function whose version pins no release ($LATEST)
+    monkeypatch.setenv("MODEL_PROVIDER", "local")
+    monkeypatch.setenv("MODEL_CONFIG_BUCKET", BUCKET)
+    for name in ("MODEL_CONFIG_KEY", "MODEL_CONFIG_VERSION", "MODEL_PROMPT_VERSIONS"):
+        monkeypatch.delenv(name, raising=False)
+    # When it is invoked / Then it says so
+    with pytest.raises(ModelNotConfigured, match="MODEL_CONFIG_KEY is not set"):
+        _load_app().lambda_handler(ask("hi"), CONTEXT)
 
 
 def test_prompt_versions_must_be_json() -> None:
@@ -234,7 +273,7 @@ def test_prompt_versions_must_be_json() -> None:
         "MODEL_PROMPT_VERSIONS": "prompts/system.txt=v1",
     }
     with pytest.raises(ConfigurationError, match="MODEL_PROMPT_VERSIONS"):
-        handle_request(ask("hi"), env, object(), PROVIDER)
+        serve(ask("hi"), env, object())
 
 
 # --------------------------------------------------------------------------- requests
@@ -249,9 +288,9 @@ def test_missing_template_variable_names_variable_and_prompt(s3: Any) -> None:
         PromptVariableMissing,
         match=r"prompt 'user' \(prompts/user.txt\) needs variable 'customer_tier'",
     ):
-        handle_request(ask("What does Plus cost?"), env, s3, PROVIDER)
+        serve(ask("What does Plus cost?"), env, s3)
     # And with the variable the same release answers
-    ok = handle_request(ask("What does Plus cost?", customer_tier="gold"), env, s3, PROVIDER)
+    ok = serve(ask("What does Plus cost?", customer_tier="gold"), env, s3)
     assert ok["output"] == "Plus costs $6 per month."
 
 
@@ -268,7 +307,7 @@ def test_missing_template_variable_names_variable_and_prompt(s3: Any) -> None:
 def test_malformed_requests_are_rejected_clearly(s3: Any, event: Any) -> None:
     env = put_release(s3, {"system": NEW_SYSTEM})
     with pytest.raises(InvalidRequest, match=r'request must be \{"inputs"'):
-        handle_request(event, env, s3, PROVIDER)
+        serve(event, env, s3)
 
 
 # --------------------------------------------------------------------------- templates
@@ -293,10 +332,19 @@ def test_unsupported_templates_fail_when_loaded(text: str) -> None:
 def test_malformed_template_in_a_release_fails_at_load(s3: Any) -> None:
     env = put_release(s3, {"system": NEW_SYSTEM, "user": "{question"})
     with pytest.raises(ManifestInvalid, match="not a valid template"):
-        handle_request(ask("Plus?"), env, s3, PROVIDER)
+        serve(ask("Plus?"), env, s3)
 
 
 # --------------------------------------------------------------------------- handler
+
+
+CONTEXT = SimpleNamespace(
+    function_name="support-bot",
+    function_version="3",
+    memory_limit_in_mb=256,
+    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:support-bot:live",
+    aws_request_id="req-1",
+)
 
 
 def _load_app() -> Any:
@@ -317,16 +365,9 @@ def test_lambda_handler_wires_environment_s3_and_provider(
     aws.reset_clients()
     providers.get_provider.cache_clear()
     app = _load_app()
-    context = SimpleNamespace(
-        function_name="support-bot",
-        function_version="3",
-        memory_limit_in_mb=256,
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:support-bot:live",
-        aws_request_id="req-1",
-    )
     try:
         # When Lambda invokes the handler
-        response = app.lambda_handler(ask("What does Plus cost?"), context)
+        response = app.lambda_handler(ask("What does Plus cost?"), CONTEXT)
     finally:
         aws.reset_clients()
         providers.get_provider.cache_clear()

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import pytest
 
 from modelgate.evaluation.comparison import CANDIDATE, LIVE, CaseResult, build_report
-from modelgate.evaluation.gate import evaluate_gate as judge
+from modelgate.evaluation.gate import evaluate_gate
 from modelgate.evaluation.report import render_html, worst_regressions
 from modelgate.policy import ReleasePolicy
 
@@ -76,7 +76,7 @@ class TagBalance(HTMLParser):
 def page() -> str:
     report = regressed_report()
     policy = GatePolicy(max_p95_latency_increase_ms=50, max_cost_increase_ratio=0.1)
-    return render_html(report, judge(report, policy), title="support-bot <v3> vs v2")
+    return render_html(report, evaluate_gate(report, policy), title="support-bot <v3> vs v2")
 
 
 def test_the_page_is_self_contained(page: str) -> None:
@@ -104,7 +104,7 @@ def test_everything_from_the_dataset_and_the_model_is_escaped(page: str) -> None
 
 def test_the_page_shows_every_criterion_with_its_verdict(page: str) -> None:
     report = regressed_report()
-    verdict = judge(report, GatePolicy(max_p95_latency_increase_ms=50, max_cost_increase_ratio=0.1))
+    verdict = evaluate_gate(report, GatePolicy(max_p95_latency_increase_ms=50, max_cost_increase_ratio=0.1))
     for c in verdict.criteria:
         assert f"<td>{c.name}</td>" in page
     assert "Gate failed: accuracy_drop (fail)" in page
@@ -128,7 +128,7 @@ def test_the_worst_regressed_cases_come_first_side_by_side(page: str) -> None:
 
 def test_a_first_release_has_no_chart_and_no_regressions() -> None:
     report = build_report([result(CANDIDATE, i, 1.0) for i in range(12)])
-    html = render_html(report, judge(report, ReleasePolicy()), title="first")
+    html = render_html(report, evaluate_gate(report, ReleasePolicy()), title="first")
     assert "Gate passed" in html
     assert "No live side: nothing to compare" in html and "<svg" not in html
     assert "No live side: no regressions to show." in html
@@ -138,5 +138,5 @@ def test_throttled_cases_are_listed() -> None:
     results = [result(CANDIDATE, i, 1.0) for i in range(12)] + [result(LIVE, i, 1.0) for i in range(12)]
     results.append(result(CANDIDATE, 12, 0.0, throttled=True, error="throttled", output=None))
     report = build_report(results)
-    html = render_html(report, judge(report, ReleasePolicy()), title="t")
+    html = render_html(report, evaluate_gate(report, ReleasePolicy()), title="t")
     assert "1 case(s) left out because the provider throttled them on some side: c12" in html

@@ -14,20 +14,22 @@ from botocore.stub import Stubber
 from pydantic import BaseModel
 
 from modelgate.errors import DatasetInvalid, EvaluationFailed
-from modelgate.evaluation import scorers
+from modelgate.evaluation import model_scorers, scorers
 from modelgate.evaluation.comparison import CANDIDATE
 from modelgate.evaluation.dataset import DatasetCase, parse_dataset
+from modelgate.evaluation.model_scorers import (
+    BedrockScoringModels,
+    LocalScoringModels,
+    scoring_models_for,
+)
 from modelgate.evaluation.runner import evaluate
 from modelgate.evaluation.scorers import (
     SCORERS,
-    BedrockScoringModels,
-    LocalScoringModels,
     ScorerError,
     is_refusal,
     normalise,
     numbers_in,
     register_scorer,
-    scoring_models_for,
 )
 
 
@@ -213,7 +215,7 @@ def test_local_semantic_similarity_is_token_set_cosine_with_a_threshold() -> Non
     # Given a paraphrase, and an unrelated answer
     expected = "Reset your password from the login page"
     # Then the paraphrase passes the default 0.5 and the unrelated one fails
-    assert scorers.token_set_cosine("Resetting passwords: use the login page", expected) >= 0.5
+    assert model_scorers.token_set_cosine("Resetting passwords: use the login page", expected) >= 0.5
     assert score("semantic", expected, "Resetting passwords: use the login page") == 1.0
     assert score("semantic", expected, "Our plans start at $6") == 0.0
     # And a stricter per-case threshold, or a list of references, apply
@@ -321,7 +323,7 @@ def test_bedrock_judge_sends_the_rubric_and_reads_the_grade(bedrock: Any) -> Non
     models = BedrockScoringModels(client, judge_model_id="amazon.nova-lite-v1:0")
     c = case("Settings > Billing", "llm_judge", options={"rubric": "Names the menu path."},
              inputs={"question": "Where do I cancel?"})
-    prompt = scorers.judge_prompt(
+    prompt = model_scorers.judge_prompt(
         question="Where do I cancel?", answer="Billing, in Settings.",
         reference="Settings > Billing", rubric="Names the menu path.",
     )
@@ -331,7 +333,7 @@ def test_bedrock_judge_sends_the_rubric_and_reads_the_grade(bedrock: Any) -> Non
         converse_reply('{"reason": "right menu, terse", "score": 4}'),
         {
             "modelId": "amazon.nova-lite-v1:0",
-            "system": [{"text": scorers.JUDGE_SYSTEM}],
+            "system": [{"text": model_scorers.JUDGE_SYSTEM}],
             "messages": [{"role": "user", "content": [{"text": prompt}]}],
             "inferenceConfig": {"maxTokens": 200, "temperature": 0.0},
         },
@@ -369,13 +371,13 @@ def test_a_throttled_embedding_call_is_retried_not_scored(bedrock: Any) -> None:
 
 @pytest.mark.parametrize("text", ['{"score": 5}', "Score: 1", '{"reason": "x", "score": "3"}'])
 def test_parse_grade_reads_common_reply_shapes(text: str) -> None:
-    assert scorers.parse_grade(text) in (0.0, 0.5, 1.0)
+    assert model_scorers.parse_grade(text) in (0.0, 0.5, 1.0)
 
 
 @pytest.mark.parametrize("text", ["score: 7", "4/5", "score 2.5 of 5"])
 def test_parse_grade_refuses_what_is_not_a_1_to_5_grade(text: str) -> None:
     with pytest.raises(ScorerError):
-        scorers.parse_grade(text)
+        model_scorers.parse_grade(text)
 
 
 # --------------------------------------------------------------------------- dataset checks
@@ -463,7 +465,7 @@ def test_a_user_scorer_registers_in_a_few_lines_with_options() -> None:
 
 def test_a_user_scorer_can_use_the_scoring_models() -> None:
     @register_scorer("close_enough", expected=str, uses_models=True)
-    def close_enough(output: str, c: DatasetCase, models: scorers.ScoringModels) -> float:
+    def close_enough(output: str, c: DatasetCase, models: model_scorers.ScoringModels) -> float:
         return max(0.0, models.similarity(output, str(c.expected)))
 
     try:

@@ -23,6 +23,7 @@ from pydantic import (
 from modelgate.errors import (
     DatasetInvalid,
 )
+from modelgate.evaluation import model_scorers  # noqa: F401  (registers semantic and llm_judge)
 from modelgate.evaluation.scorers import SCORERS, check_case
 
 Invoker = Callable[[dict[str, str]], Mapping[str, Any]]

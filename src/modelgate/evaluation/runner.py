@@ -29,7 +29,8 @@ from modelgate.evaluation.comparison import (
     build_report,
 )
 from modelgate.evaluation.dataset import DatasetCase
-from modelgate.evaluation.scorers import SCORERS, ScoringModels, uses_models
+from modelgate.evaluation.model_scorers import ScoringModels
+from modelgate.evaluation.scorers import SCORERS, uses_models
 
 _MAX_OUTPUT_CHARS = 2_000  # per-case output kept in the full report (S3), bounded
 
@@ -246,7 +247,7 @@ def evaluate(
     if needing and scoring_models is None:
         raise EvaluationFailed(
             f"the dataset uses scorer(s) {', '.join(map(repr, needing))}, which need scoring "
-            "models: pass scoring_models (modelgate.evaluation.scorers.scoring_models_for('local' or "
+            "models: pass scoring_models (modelgate.evaluation.model_scorers.scoring_models_for('local' or "
             "'bedrock')); Modelgate never picks one for you"
         )
     runner = _Runner(

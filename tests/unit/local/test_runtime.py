@@ -108,22 +108,6 @@ def test_public_api(fixture_template: Path) -> None:
         assert raised.value.payload["stackTrace"]
 
 
-def test_a_secure_transport_bucket_policy_allows_local_requests(fixture_template: Path) -> None:
-    # moto counts the DenyInsecureTransport condition as met; the local runtime doesn't
-    with LocalAWS(fixture_template, stack_name="policy") as local:
-        s3 = local.client("s3")
-        bucket = local.stack.physical_id("Bucket")
-        s3.put_object(Bucket=bucket, Key="k", Body=b"v")
-        assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
-        # and a policy that denies unconditionally still denies
-        s3.put_bucket_policy(
-            Bucket=bucket,
-            Policy='{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::%s/*"}]}' % bucket,
-        )
-        with pytest.raises(Exception, match="403|Forbidden"):
-            s3.get_object(Bucket=bucket, Key="k")
-
-
 def test_handlers_see_the_stack_through_modelgate_aws_clients(fixture_template: Path) -> None:
     # modelgate.adapters.clients caches clients; LocalAWS resets them so they are built inside the mock
     from modelgate.adapters import clients as aws
