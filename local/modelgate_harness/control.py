@@ -22,8 +22,8 @@ from modelgate.manifest import (
     MANIFEST_FILENAME,
     RELEASES_PREFIX,
     Manifest,
+    digest_problem,
     release_id_for,
-    sha256_hex,
 )
 from modelgate.pipeline import approval, deps
 from modelgate.policy import ReleasePolicy, ServiceConfig
@@ -102,11 +102,8 @@ def load_release_dir(directory: Path, *, commit: str | None, branch: str | None)
         if not file.is_file():
             raise ManifestInvalid(f"prompt {prompt.name!r}: {file} does not exist")
         data = file.read_bytes()
-        if sha256_hex(data) != prompt.sha256:
-            raise ManifestInvalid(
-                f"prompt {prompt.name!r}: sha256 of {file} is {sha256_hex(data)}, "
-                f"manifest says {prompt.sha256}"
-            )
+        if (problem := digest_problem(prompt.name, prompt.sha256, data, str(file))) is not None:
+            raise ManifestInvalid(problem)
         files[prompt.file] = data
     return manifest, files
 

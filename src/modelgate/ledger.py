@@ -10,6 +10,11 @@ Items (pk / sk):
   ALARM#<name>  / OWNER         which release a canary alarm belongs to
 
 It outlives Step Functions' 90-day history, so it carries the who / when / why itself.
+
+The release item's fields are typed: ``ReleaseFields`` lists every field a task may set
+(``record``, ``receive`` and ``set_fields`` refuse any other name, so a typo fails the task
+instead of landing in the table), ``ReleaseRecord`` is the item as read back
+(``Ledger.release``).
 """
 
 from __future__ import annotations
@@ -19,16 +24,20 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from modelgate.errors import DecisionConflict, ReleaseClosed, ServiceLocked
+from modelgate.canary_judge import CanaryVerdict
+from modelgate.contract import Approval, EvaluationSummary, GateVerdict, PlannedStep
+from modelgate.errors import DecisionConflict, ReleaseClosed, ServiceLocked, validation_problems
+from modelgate.manifest import ArtifactRef
 
 # Final states: a release in one of these never changes again.
 FINAL_STATUSES = frozenset(
-    {"Promoted", "RolledBack", "GateFailed", "Rejected", "ApprovalTimedOut", "Invalid", "Failed", "Superseded"}
+    {"Promoted", "RolledBack", "RollbackFailed", "GateFailed", "Rejected", "ApprovalTimedOut", "Invalid", "Failed",
+     "Superseded"}
 )
 
 
@@ -62,6 +71,104 @@ def _conditional_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+# ---------------------------------------------------------------------- the release record
+class _ReleaseData(BaseModel):
+    """The release's own fields, as the pipeline's tasks record them (all optional: each
+    task sets the ones it knows)."""
+
+    model_config = ConfigDict(protected_namespaces=())  # model_id is the release's model
+
+    # intake and validate
+    service: str | None = None
+    commit: str | None = None
+    branch: str | None = None
+    author: str | None = None
+    model_id: str | None = None
+    artifact: ArtifactRef | None = None
+    execution_arn: str | None = None
+    function_name: str | None = None
+    alias: str | None = None
+    # candidate
+    candidate_version: str | None = None
+    live_version: str | None = None
+    # evaluation, gate, approval request
+    evaluation: EvaluationSummary | None = None
+    gate: GateVerdict | None = None
+    four_eyes: bool | None = None  # the policy as it was when approval was asked
+    # canary
+    canary_alarms: list[str] | None = None
+    canary_started_at: str | None = None
+    step: PlannedStep | None = None
+    verdict: CanaryVerdict | None = None
+    canary_invocations: int | None = None
+    # the end
+    promoted_at: str | None = None
+    reason: str | None = None
+    error: str | None = None
+
+
+class ReleaseFields(_ReleaseData):
+    """What ``record``, ``receive`` and ``set_fields`` accept as keywords: nothing else."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approval: Approval | None = None  # an automatic approval; people decide through ``decide``
+
+
+class RecordedDecision(BaseModel):
+    """An approval decision as the ledger keeps it (``decide``, or an automatic approval)."""
+
+    decision: Literal["approve", "reject"]
+    approver: str
+    comment: str = ""
+    at: str | None = None
+
+
+class HistoryEntry(BaseModel):
+    """One status change: when, what, why and who."""
+
+    at: str
+    status: str
+    detail: str
+    actor: str
+
+
+class ReleaseRecord(_ReleaseData):
+    """The release item as read back (``Ledger.release``).
+
+    Every field this version writes is named; a record written by an older version may
+    carry others, which are kept (extra="allow") rather than failing the read: the ledger
+    outlives the code that wrote it.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    pk: str
+    sk: str
+    release_id: str
+    status: str
+    created_at: str
+    updated_at: str
+    history: list[HistoryEntry] = Field(default_factory=list)
+    approval: RecordedDecision | None = None
+
+
+def release_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` checked against ``ReleaseFields`` and made storable; ValueError naming
+    each unknown or ill-typed field. A None stays None (``record`` reads it as "not set")."""
+    try:
+        checked = ReleaseFields.model_validate(fields)
+    except ValidationError as exc:
+        unknown = sorted(str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden")
+        if unknown:
+            raise ValueError(
+                f"not a field of a release record: {', '.join(unknown)} (known: {', '.join(ReleaseFields.model_fields)})"
+            ) from None
+        raise ValueError(f"release record fields: {validation_problems(exc, 'fields')}") from None
+    values = {name: getattr(checked, name) for name in fields}
+    return {name: None if value is None else to_dynamo(value) for name, value in values.items()}
+
+
 @dataclass(frozen=True)
 class Ledger:
     """Adapter over the ledger table; takes a boto3 DynamoDB *resource* Table."""
@@ -84,7 +191,9 @@ class Ledger:
         A release in a final status stays there (a task still running when its execution
         was stopped can't overwrite "Superseded"; the same status may be recorded again with
         more detail): anything else raises ReleaseClosed, unless ``reopen`` (a manual
-        rollback of a promoted release)."""
+        rollback of a promoted release). ``fields`` are ``ReleaseFields``: any other name
+        raises ValueError before anything is written."""
+        fields = release_fields(fields)
         at = now_iso()
         names = {"#status": "status", "#history": "history"}
         values: dict[str, Any] = {
@@ -105,7 +214,7 @@ class Ledger:
             if value is None:
                 continue
             names[f"#f{i}"] = key
-            values[f":f{i}"] = to_dynamo(value)
+            values[f":f{i}"] = value
             sets.append(f"#f{i} = :f{i}")
         condition: dict[str, Any] = {}
         if not reopen:
@@ -134,6 +243,7 @@ class Ledger:
 
     def receive(self, release_id: str, detail: str, **fields: Any) -> bool:
         """Create the release's record; False when it already exists (a duplicate event)."""
+        fields = release_fields(fields)
         at = now_iso()
         item = {
             "pk": f"RELEASE#{release_id}",
@@ -143,7 +253,7 @@ class Ledger:
             "created_at": at,
             "updated_at": at,
             "history": [{"at": at, "status": "Received", "detail": detail, "actor": "modelgate"}],
-            **{k: to_dynamo(v) for k, v in fields.items() if v is not None},
+            **{k: v for k, v in fields.items() if v is not None},
         }
         try:
             self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
@@ -155,8 +265,9 @@ class Ledger:
 
     def set_fields(self, release_id: str, **fields: Any) -> None:
         """Set fields of the release without a status change or history entry."""
+        fields = release_fields(fields)
         names = {f"#f{i}": k for i, k in enumerate(fields)}
-        values = {f":f{i}": to_dynamo(v) for i, v in enumerate(fields.values())}
+        values = {f":f{i}": v for i, v in enumerate(fields.values())}
         self.table.update_item(
             Key={"pk": f"RELEASE#{release_id}", "sk": "RELEASE"},
             UpdateExpression="SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields))),
@@ -167,6 +278,11 @@ class Ledger:
     def get(self, release_id: str) -> dict | None:
         item = self.table.get_item(Key={"pk": f"RELEASE#{release_id}", "sk": "RELEASE"}).get("Item")
         return from_dynamo(item) if item else None
+
+    def release(self, release_id: str) -> ReleaseRecord | None:
+        """The release's record, typed (``get`` returns the same as a plain dict)."""
+        item = self.get(release_id)
+        return ReleaseRecord.model_validate(item) if item is not None else None
 
     def list_releases(self, service: str | None = None, limit: int = 50) -> list[dict]:
         """Newest first. With a service: the by_service index; without: a scan (small table)."""
