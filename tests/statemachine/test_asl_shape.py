@@ -1,0 +1,188 @@
+"""The ASL's error handling, checked statically: it reads like the stage list.
+
+- one retry shape per kind of task, the same wherever that kind is used;
+- only transient errors are retried (never States.ALL or States.TaskFailed);
+- no named Catch followed by a catch-all to the same state (the names live in Comments);
+- RecordOutcome and Rollback, if they fail for good, lead to the last resort, which writes
+  the ledger and the lock directly and alerts humans, and can't be stopped by its own errors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelgate.ledger import FINAL_STATUSES
+
+ASL = Path(__file__).resolve().parents[2] / "statemachine" / "release_pipeline.asl.json"
+DEFINITION = json.loads(ASL.read_text())
+STATES = DEFINITION["States"]
+
+TRANSIENT_LAMBDA = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+_BACKOFF = {"BackoffRate": 2.0, "JitterStrategy": "FULL"}
+# The retry shape of each kind of task: the whole Retry list, exactly.
+SHAPES: dict[str, list[dict[str, Any]]] = {
+    # a pipeline step (request-response or callback): the transient Lambda errors
+    "step": [{"ErrorEquals": TRANSIENT_LAMBDA, "IntervalSeconds": 1, "MaxAttempts": 3, **_BACKOFF}],
+    # a step that ends the release (idempotent, its last word): its own timeout too, longer
+    "closing": [{"ErrorEquals": [*TRANSIENT_LAMBDA, "States.Timeout"], "IntervalSeconds": 1, "MaxAttempts": 6, **_BACKOFF}],
+    # AcquireLock: a step that also waits for a busy service
+    "lock": [
+        {"ErrorEquals": TRANSIENT_LAMBDA, "IntervalSeconds": 1, "MaxAttempts": 3, **_BACKOFF},
+        {"ErrorEquals": ["ServiceLocked"], "IntervalSeconds": 30, "MaxAttempts": 12, "BackoffRate": 1.5,
+         "MaxDelaySeconds": 600, "JitterStrategy": "FULL"},
+    ],
+    # the last resort's direct service calls: throttling and service-side errors
+    "last_resort": [{
+        "ErrorEquals": [
+            "DynamoDB.ProvisionedThroughputExceededException", "DynamoDB.ThrottlingException",
+            "DynamoDB.RequestLimitExceeded", "DynamoDB.InternalServerError",
+            "SNS.ThrottledException", "SNS.InternalErrorException",
+        ],
+        "IntervalSeconds": 1, "MaxAttempts": 3, **_BACKOFF,
+    }],
+}
+KIND = {"AcquireLock": "lock", "Promote": "closing", "Rollback": "closing", "RecordOutcome": "closing"}
+LAST_RESORT = ["LastResortRecord", "LastResortUnlock", "LastResortAlert", "LastResortFailed"]
+ENTRIES = {"RecordOutcome": "OutcomeStepFailed", "Rollback": "RollbackStepFailed"}
+
+
+def all_states(states: dict[str, Any] = STATES) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every state, including those inside a Map's processor or a Parallel's branches."""
+    for name, state in states.items():
+        yield name, state
+        for nested in [state.get("ItemProcessor") or state.get("Iterator") or {}, *state.get("Branches", [])]:
+            if nested:
+                yield from all_states(nested["States"])
+
+
+def tasks() -> list[tuple[str, dict[str, Any]]]:
+    return [(n, s) for n, s in all_states() if s["Type"] == "Task"]
+
+
+def is_lambda(state: dict[str, Any]) -> bool:
+    return state["Resource"].startswith("arn:aws:states:::lambda:invoke")
+
+
+@pytest.mark.parametrize("name,state", [t for t in tasks() if is_lambda(t[1])], ids=lambda v: v if isinstance(v, str) else "")
+def test_every_lambda_task_has_the_retry_shape_of_its_kind(name, state):
+    assert state.get("Retry") == SHAPES[KIND.get(name, "step")], name
+
+
+@pytest.mark.parametrize("name,state", [t for t in tasks() if not is_lambda(t[1])], ids=lambda v: v if isinstance(v, str) else "")
+def test_every_direct_service_task_is_in_the_last_resort_and_has_its_retry_shape(name, state):
+    assert name in LAST_RESORT, f"{name} calls {state['Resource']} directly"
+    assert state.get("Retry") == SHAPES["last_resort"], name
+
+
+def test_one_retry_shape_per_kind():
+    shapes = {json.dumps(s.get("Retry"), sort_keys=True) for _, s in tasks()}
+    assert len(shapes) == len(SHAPES)
+
+
+def test_only_transient_errors_are_retried():
+    for name, state in tasks():
+        for retrier in state.get("Retry", []):
+            assert not {"States.ALL", "States.TaskFailed"} & set(retrier["ErrorEquals"]), f"{name} retries every failure"
+
+
+def test_rollback_retries_what_is_transient_and_nothing_else():
+    retried = {e for retrier in STATES["Rollback"]["Retry"] for e in retrier["ErrorEquals"]}
+    assert retried == {*TRANSIENT_LAMBDA, "States.Timeout"}
+
+
+def test_backoff_rates_are_floats():
+    # statelint rejects an integer BackoffRate: 2.0, not 2 (json keeps the difference)
+    for name, state in tasks():
+        for retrier in state.get("Retry", []):
+            assert isinstance(retrier["BackoffRate"], float), name
+    assert not re.search(r'"BackoffRate":\s*\d+\s*[,}\n]', ASL.read_text())
+
+
+def test_no_named_catch_is_followed_by_a_catch_all_to_the_same_state():
+    for name, state in all_states():
+        catchers = state.get("Catch", [])
+        for i, catcher in enumerate(catchers):
+            if catcher["ErrorEquals"] == ["States.ALL"]:
+                assert i == len(catchers) - 1, f"{name}: States.ALL must be the last catcher"
+                redundant = [c["ErrorEquals"] for c in catchers[:i] if c["Next"] == catcher["Next"]]
+                assert not redundant, f"{name}: {redundant} end at {catcher['Next']} anyway (name them in the Comment)"
+
+
+def test_the_domain_errors_that_end_a_release_are_named_where_they_are_caught():
+    for name, errors in {
+        "Validate": ["ManifestInvalid", "ServiceNotRegistered"],
+        "Gate": ["GateFailed"],
+        "WaitForApproval": ["ApprovalRejected"],
+        "Bake": ["CanaryAlarm"],
+        "CheckCanary": ["CanaryAlarm", "CanaryRegression", "NotEnoughEvidence"],
+    }.items():
+        for error in errors:
+            assert error in STATES[name]["Comment"], (name, error)
+
+
+def test_what_the_closing_steps_read_at_error_is_always_there():
+    # the last resort's reason reads $.error.Error: every way into RecordOutcome/Rollback sets it
+    for name, state in all_states():
+        for catcher in state.get("Catch", []):
+            if catcher["Next"] in ENTRIES:
+                assert catcher["ResultPath"] == "$.error", name
+        if state["Type"] == "Pass" and state.get("Next") in ENTRIES:
+            assert state["ResultPath"] == "$.error", name
+
+
+@pytest.mark.parametrize("step,entry", ENTRIES.items())
+def test_recordoutcome_and_rollback_failing_for_good_lead_to_the_last_resort(step, entry):
+    assert STATES[step]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.last_resort", "Next": entry}]
+    assert STATES[entry]["Type"] == "Pass" and STATES[entry]["Next"] == LAST_RESORT[0]
+    assert STATES[entry]["Parameters"]["status"] in FINAL_STATUSES
+
+
+def test_the_last_resort_runs_to_its_end_whatever_fails_in_it():
+    for name, following in zip(LAST_RESORT, LAST_RESORT[1:]):
+        state = STATES[name]
+        assert state["Next"] == following
+        assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": f"$.last_resort.{_what(name)}_error",
+                                   "Next": following}]
+    assert STATES[LAST_RESORT[-1]]["Type"] == "Fail"
+
+
+def _what(name: str) -> str:
+    return name.removeprefix("LastResort").lower()
+
+
+def test_the_last_resort_calls_dynamodb_and_sns_directly():
+    assert [STATES[n]["Resource"] for n in LAST_RESORT[:-1]] == [
+        "arn:aws:states:::dynamodb:updateItem",
+        "arn:aws:states:::dynamodb:deleteItem",
+        "arn:aws:states:::sns:publish",
+    ]
+    assert STATES["LastResortRecord"]["Parameters"]["TableName"] == "${LedgerTableName}"
+    assert STATES["LastResortUnlock"]["Parameters"]["TableName"] == "${LedgerTableName}"
+    assert STATES["LastResortAlert"]["Parameters"]["TopicArn"] == "${ApprovalTopicArn}"
+
+
+def test_the_last_resort_never_overwrites_a_final_status():
+    parameters = STATES["LastResortRecord"]["Parameters"]
+    condition = parameters["ConditionExpression"]
+    names = re.findall(r":final\d+", condition)
+    finals = {parameters["ExpressionAttributeValues"][n]["S"] for n in names}
+    assert finals == FINAL_STATUSES  # the ledger's list, no more, no less
+    assert condition.startswith("attribute_not_exists(#status) OR NOT (#status IN (")
+
+
+def test_the_last_resort_releases_only_a_lock_this_release_holds():
+    parameters = STATES["LastResortUnlock"]["Parameters"]
+    assert parameters["Key"] == {"pk": {"S.$": "States.Format('SERVICE#{}', $.service)"}, "sk": {"S": "LOCK"}}
+    assert parameters["ConditionExpression"] == "release_id = :me"  # the holder, as Ledger.acquire_lock writes it
+    assert parameters["ExpressionAttributeValues"] == {":me": {"S.$": "$.release_id"}}

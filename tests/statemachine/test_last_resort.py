@@ -1,0 +1,140 @@
+"""The last resort: when the step that ends a release (RecordOutcome, Rollback) fails for
+good, the state machine still ends the release without it.
+
+The step is broken the way a bad deploy breaks it: its function loses LEDGER_TABLE, so its
+handler fails at start (ConfigurationError). The last resort then writes the ledger and the
+lock directly (DynamoDB) and alerts the approvers' topic (SNS): no Lambda involved.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from modelgate_emulator.stepfunctions import execution_history
+from modelgate_harness.driver import ReleaseRun, wait_until
+
+LAST_RESORT = ["LastResortRecord", "LastResortUnlock", "LastResortAlert", "LastResortFailed"]
+
+
+def break_function(pipeline, logical_id: str) -> None:
+    """Deploy the function without LEDGER_TABLE: every invocation fails at start."""
+    lambda_ = pipeline.control.client("lambda")
+    name = pipeline.local.stack.function_name(logical_id)
+    variables = lambda_.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+    del variables["LEDGER_TABLE"]
+    lambda_.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
+
+
+def attempts(pipeline, run: ReleaseRun, state: str) -> int:
+    """How many times the state's task was scheduled (1 + its retries)."""
+    events = execution_history(pipeline.control.client("stepfunctions"), run.execution_arn)
+    count, inside = 0, False
+    for event in events:
+        if "stateEnteredEventDetails" in event:
+            inside = event["stateEnteredEventDetails"]["name"] == state
+        elif inside and event["type"] == "TaskScheduled":
+            count += 1
+    return count
+
+
+@pytest.fixture
+def alerts(pipeline):
+    """What reaches the approvers' topic: an SQS queue subscribed to it, read on demand."""
+    sqs, sns = pipeline.control.client("sqs"), pipeline.control.client("sns")
+    queue_url = sqs.create_queue(QueueName="approvers-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=pipeline.local.stack.outputs["ApprovalTopicArn"], Protocol="sqs", Endpoint=queue_arn)
+    received: list[dict] = []
+
+    def read() -> list[dict]:
+        while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            received.extend(json.loads(m["Body"]) for m in messages)
+            sqs.delete_message_batch(
+                QueueUrl=queue_url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+            )
+        return [m for m in received if "last resort" in m.get("Subject", "")]
+
+    return read
+
+
+def test_a_failing_outcome_step_still_closes_the_release_frees_the_lock_and_alerts(pipeline, alerts):
+    # Given RecordOutcome is broken, and a release the gate will stop (after it took the lock)
+    break_function(pipeline, "RecordOutcomeFunction")
+    pipeline.set_policy(min_cases=100_000)  # inconclusive: fails closed
+    # When the release runs
+    run = pipeline.release("v1")
+    # Then the outcome step was tried once (its own failure is not transient) and the last resort ran
+    assert run.path[-7:] == ["Gate", "RecordOutcome", "OutcomeStepFailed", *LAST_RESORT]
+    assert attempts(pipeline, run, "RecordOutcome") == 1
+    assert run.execution["status"] == "FAILED" and run.execution.get("error") == "RecordOutcomeFailed"
+    # And the ledger record is final, saying the outcome step failed and how the release was ending
+    assert run.status == "Failed"
+    assert run.record["reason"].startswith("the outcome step failed: RecordOutcome ended with ConfigurationError,")
+    assert "GateFailed" in run.record["reason"]
+    assert run.record["error"] == "RecordOutcomeFailed"
+    assert run.record["history"][-1]["actor"] == "state machine (last resort)"
+    # And the lock is free, the live alias untouched, and humans were told
+    assert pipeline.control.ledger().lock_holder("support-bot") is None
+    assert pipeline.live() == ("1", {})
+    (alert,) = wait_until(alerts, 10, "the last-resort alert")
+    assert run.release_id in alert["Message"] and "its RecordOutcome step failed" in alert["Message"]
+
+
+def test_the_last_resort_never_overwrites_a_final_status(pipeline, alerts):
+    # Given RecordOutcome is broken and a release the approver rejects (the decision is final)
+    break_function(pipeline, "RecordOutcomeFunction")
+    run = pipeline.release("v1", decision="reject", comment="not this one")
+    # Then the last resort ran, kept the decision's status, and still freed the lock and alerted
+    assert run.path[-6:] == ["RecordOutcome", "OutcomeStepFailed", *LAST_RESORT]
+    assert run.execution.get("error") == "RecordOutcomeFailed"
+    assert run.status == "Rejected"
+    assert all(entry["actor"] != "state machine (last resort)" for entry in run.record["history"])
+    assert pipeline.control.ledger().lock_holder("support-bot") is None
+    (alert,) = wait_until(alerts, 10, "the last-resort alert")
+    assert "ConditionalCheckFailed" in alert["Message"]  # what the last resort saw: the status was kept
+
+
+def test_the_last_resort_leaves_another_releases_lock_alone(pipeline, alerts):
+    # Given RecordOutcome is broken, another release holds the service's lock, and the
+    # service is not registered any more (so this release fails at Validate, lockless)
+    break_function(pipeline, "RecordOutcomeFunction")
+    ledger = pipeline.control.ledger()
+    ledger.acquire_lock("support-bot", "another-release", lease_seconds=3600)
+    pipeline.control.client("ssm").delete_parameter(Name=pipeline.control.outputs["ServicesPrefix"] + "support-bot")
+    # When the release runs
+    run = pipeline.release("v1")
+    # Then it is closed by the last resort, and the other release's lock is still there
+    assert run.path == ["Validate", "RecordOutcome", "OutcomeStepFailed", *LAST_RESORT]
+    assert run.status == "Failed" and "ending with ServiceNotRegistered" in run.record["reason"]
+    assert ledger.lock_holder("support-bot") == "another-release"
+    (alert,) = wait_until(alerts, 10, "the last-resort alert")
+    assert "unlock_error" in alert["Message"]  # the conditional delete refused, as it should
+
+
+def test_a_failing_rollback_ends_rollback_failed_frees_the_lock_and_alerts(pipeline, alerts):
+    # Given Rollback is broken, and a release baking its canary
+    break_function(pipeline, "RollbackFunction")
+    pipeline.set_policy(approval="auto", bake_seconds=5000, min_canary_invocations=1)  # a 10 s bake here
+    run = pipeline.driver.submit(pipeline.examples / "v1", commit=pipeline.commit_for("v1"))
+    ledger = pipeline.control.ledger()
+    wait_until(lambda: (ledger.get(run.release_id) or {}).get("status") == "Baking", 60, "the canary")
+    assert ledger.lock_holder("support-bot") == run.release_id
+    # When its canary alarm fires
+    alarm = ledger.get(run.release_id)["canary_alarms"][0]
+    pipeline.control.client("cloudwatch").set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="errors")
+    run = pipeline.driver.finish(run)
+    # Then Rollback was tried once (a failure at start is not transient) and the last resort ran
+    assert run.path[-6:] == ["Rollback", "RollbackStepFailed", *LAST_RESORT]
+    assert attempts(pipeline, run, "Rollback") == 1
+    assert run.execution.get("error") == "RollbackFailed"
+    # And the ledger says the rollback failed and what to do; the lock is free; humans were told
+    assert run.status == "RollbackFailed"
+    assert run.record["reason"].startswith("the rollback step failed: Rollback ended with ConfigurationError,")
+    assert "may still send traffic to this release" in run.record["reason"] and "CanaryAlarm" in run.record["reason"]
+    assert ledger.lock_holder("support-bot") is None
+    (alert,) = wait_until(alerts, 10, "the last-resort alert")
+    assert run.release_id in alert["Message"] and "its Rollback step failed" in alert["Message"]
+    assert "point the live alias of support-bot wholly back" in alert["Message"]
+    # (the canary still holds its weight: that is what the humans are told to fix)
+    assert pipeline.live()[1]
