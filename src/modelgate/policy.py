@@ -105,3 +105,12 @@ class ServiceConfig(_Strict):
     alarms: list[str] = Field(default_factory=list)
     policy: ReleasePolicy = ReleasePolicy()
 
+
+# Managed services' functions are named <stack>-svc-<service>: template.yaml scopes every
+# pipeline role to that name prefix (no statement names one service), so registering a
+# service is an SSM parameter and a function of that name, never a template change.
+MANAGED_FUNCTION_INFIX = "-svc-"
+
+
+def managed_function_prefix(stack_name: str) -> str:
+    return f"{stack_name}{MANAGED_FUNCTION_INFIX}"

@@ -14,7 +14,10 @@ from modelgate.errors import ConfigurationError, ServiceNotRegistered
 from modelgate.policy import ServiceConfig
 
 
-def get_service(ssm: Any, prefix: str, service: str) -> ServiceConfig:
+def get_service(ssm: Any, prefix: str, service: str, *, function_prefix: str | None = None) -> ServiceConfig:
+    """The registration of ``service``; with ``function_prefix``, its function must be named
+    so (the pipeline's roles may touch no other function: a misregistration fails here,
+    with its reason, instead of as an AccessDenied halfway through a release)."""
     name = f"{prefix}{service}"
     try:
         value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
@@ -31,6 +34,12 @@ def get_service(ssm: Any, prefix: str, service: str) -> ServiceConfig:
         raise ConfigurationError(f"registration {name} is invalid: {exc}") from exc
     if config.service != service:
         raise ConfigurationError(f"registration {name} names service {config.service!r}")
+    function = config.function_name.rsplit(":function:", 1)[-1].split(":", 1)[0]
+    if function_prefix is not None and not function.startswith(function_prefix):
+        raise ConfigurationError(
+            f"registration {name}: function {function!r} is not named {function_prefix}<service>, "
+            "so this stack's roles may not publish, shift or invoke it"
+        )
     return config
 
 
