@@ -5,8 +5,9 @@ Everything the ASL reads or writes in the release's state is a field here, with 
 timeout), ``$.eval_plan.shards`` (the evaluation Map's items), ``$.eval_shards`` (the Map's
 results), ``$.approval`` (what an approver's SendTaskSuccess returns), ``$.step`` and
 ``$.step.bake_seconds`` (the rollout step in progress; null: no step left, promote),
-``$.judge_action`` (NextStep's choice) and ``$.error`` (what a Catch caught). Nothing else
-travels: the context forbids unknown fields, so a typo on either side fails at the task
+``$.judge_action`` (NextStep's choice) and ``$.error`` (what a Catch caught). (The
+last-resort path's ``$.last_resort`` never reaches a Lambda.) Nothing else travels: the
+context forbids unknown fields, so a typo on either side fails at the task
 that reads it, by name. Big things (evaluation reports) live in S3; the state carries
 where they are.
 

@@ -113,3 +113,12 @@ def invoke_version(lambda_client: Any, function_name: str, version: str, inputs:
             raise Throttled(message)
         raise RuntimeError(message)
     return payload
+
+
+def invoke_alias(lambda_client: Any, function_name: str, alias: str, inputs: dict) -> bool:
+    """One request through the alias, as live traffic sends it; True if the function failed."""
+    response = lambda_client.invoke(
+        FunctionName=function_name, Qualifier=alias, Payload=json.dumps({"inputs": inputs}).encode()
+    )
+    response["Payload"].read()
+    return bool(response.get("FunctionError"))

@@ -22,9 +22,27 @@ def read_object(
         ) from exc
 
 
-def object_version(s3: Any, bucket: str, key: str) -> tuple[bytes, str]:
-    """(the object's bytes, its version id; "null" in an unversioned bucket)."""
-    obj = s3.get_object(Bucket=bucket, Key=key)
+MISSING_CODES = frozenset({"NoSuchKey", "404"})
+
+
+def read_current(s3: Any, bucket: str, key: str, *, error: type[Exception], what: str) -> tuple[bytes, str]:
+    """The object's current bytes and the version id that pins them ("null" in an
+    unversioned bucket); a failure is ``error`` saying which object and why."""
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        raise error(f"{what} (s3://{bucket}/{key}) can't be read: {error_code(exc)}") from exc
+    return obj["Body"].read(), obj.get("VersionId") or "null"
+
+
+def read_if_present(s3: Any, bucket: str, key: str) -> tuple[bytes, str] | None:
+    """Like ``read_current``, but None when the object does not exist (other errors raise)."""
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if error_code(exc) in MISSING_CODES:
+            return None
+        raise
     return obj["Body"].read(), obj.get("VersionId") or "null"
 
 

@@ -8,6 +8,7 @@ import time
 from botocore.exceptions import ClientError
 
 from modelgate.approval import links as approval_links
+from modelgate.approval.identity import check_four_eyes
 from modelgate.approval.page import approval_message
 from modelgate.contract import Approval, ReleaseContext
 from modelgate.errors import TASK_GONE_CODES, DecisionConflict, error_code
@@ -80,7 +81,7 @@ def decide(
         raise DecisionConflict(
             f"release {release_id} has no approval request waiting (status: {status})"
         )
-    approval_links.check_four_eyes(
+    check_four_eyes(
         four_eyes=bool(current.get("four_eyes")), author=current.get("author"), approver=approver, decision=decision
     )
     record = deps.ledger.decide(release_id, decision, approver, comment)

@@ -3,7 +3,6 @@ react to alarms; and hand canary traffic back when a release is cancelled."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
 from botocore.exceptions import ClientError
@@ -151,13 +150,7 @@ def send_synthetic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     body = deps.read_artifact(ctx.dataset_key or "", None, error=DatasetInvalid, what=f"dataset of {ctx.service}")
     cases = parse_dataset(body.decode("utf-8"))
     wanted = min(2000, int(ctx.policy.min_canary_invocations / max(ctx.step.weight, 0.01)) + 1)
-    errors = 0
-    for i in range(wanted):
-        response = deps.lambda_.invoke(
-            FunctionName=fn, Qualifier=alias, Payload=json.dumps({"inputs": cases[i % len(cases)].inputs}).encode()
-        )
-        response["Payload"].read()
-        errors += bool(response.get("FunctionError"))
+    errors = sum(lambda_alias.invoke_alias(deps.lambda_, fn, alias, cases[i % len(cases)].inputs) for i in range(wanted))
     deps.ledger.record(
         ctx.release_id, "SyntheticTraffic", f"{wanted} synthetic requests through {fn}:{alias} ({errors} failed)"
     )

@@ -7,6 +7,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from modelgate.adapters import lambda_alias
+from modelgate.adapters.s3 import read_if_present
 from modelgate.contract import ReleaseContext
 from modelgate.errors import (
     CandidatePublishFailed,
@@ -20,6 +21,7 @@ from modelgate.ledger import FINAL_STATUSES
 from modelgate.manifest import Manifest, digest_problem, pin_environment
 from modelgate.pipeline.canary import cleanup_canary, return_canary_traffic
 from modelgate.pipeline.deps import Deps, target
+from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
 
 
@@ -41,7 +43,10 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         raise ManifestInvalid(
             f"{art.key} names commit {manifest.source.commit} but was uploaded under {ctx.commit}"
         )
-    service = get_service(deps.ssm, deps.settings.services_prefix, ctx.service)
+    service = get_service(
+        deps.ssm, deps.settings.services_prefix, ctx.service,
+        function_prefix=managed_function_prefix(deps.settings.stack_name),
+    )
     if service.policy.four_eyes and not (manifest.source.author or "").strip():
         raise ManifestInvalid(
             f"{art.key}: {ctx.service}'s policy asks for four eyes, so source.author (the commit's author) is required"
@@ -51,18 +56,16 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     problems = []
     for prompt in manifest.prompts:
         key = art.prefix + prompt.file
-        try:
-            obj = deps.s3.get_object(Bucket=art.bucket, Key=key)
-        except ClientError as exc:
-            if error_code(exc) in ("NoSuchKey", "404"):
-                problems.append(f"prompt {prompt.name!r}: {key} is missing")
-                continue
-            raise
-        problem = digest_problem(prompt.name, prompt.sha256, obj["Body"].read(), key)
+        found = read_if_present(deps.s3, art.bucket, key)
+        if found is None:
+            problems.append(f"prompt {prompt.name!r}: {key} is missing")
+            continue
+        data, version = found
+        problem = digest_problem(prompt.name, prompt.sha256, data, key)
         if problem:
             problems.append(problem)
             continue
-        prompt_versions[prompt.file] = obj.get("VersionId") or "null"
+        prompt_versions[prompt.file] = version
     if problems:
         raise ManifestInvalid(f"{art.key}: " + "; ".join(problems))
 
@@ -107,6 +110,9 @@ def acquire_lock(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             cancel_release(
                 deps, holder, "Superseded", f"superseded by release {ctx.release_id} (commit {ctx.commit})"
             )
+        elif theirs:
+            # It ended but died before releasing its lock: nothing of it is in flight any more.
+            deps.ledger.release_lock(ctx.service, holder)
     deps.ledger.acquire_lock(ctx.service, ctx.release_id, ctx.policy.lock_lease_seconds)
     deps.ledger.record(ctx.release_id, "Locked", f"holds the release lock of {ctx.service}")
     return ctx
@@ -116,30 +122,32 @@ def cancel_release(deps: Deps, release_id: str, status: str, reason: str, *, act
     """Stop a release in flight and undo what it moved: its execution is stopped, canary
     traffic returns to the version that was live, its alarms and tokens are removed, the
     ledger records why and the lock is released. Idempotent."""
-    record = deps.ledger.get(release_id)
+    record = deps.ledger.release(release_id)
     if record is None:
         raise DecisionConflict(f"no release {release_id} in the ledger")
-    if record.get("status") in FINAL_STATUSES:
-        return record
-    if record.get("execution_arn"):
+    if record.status in FINAL_STATUSES:
+        if record.service:  # a cancel that recorded its status and died before this: finish it
+            deps.ledger.release_lock(record.service, release_id)
+        return record.model_dump(mode="json", exclude_unset=True)
+    if record.execution_arn:
         try:
-            deps.sfn.stop_execution(executionArn=record["execution_arn"], error=status, cause=reason[:32000])
+            deps.sfn.stop_execution(executionArn=record.execution_arn, error=status, cause=reason[:32000])
         except ClientError as exc:
             if error_code(exc) != "ExecutionDoesNotExist":
                 raise
-    ctx = ReleaseContext.model_validate(
-        {
-            "release_id": release_id,
-            "service": record["service"],
-            "artifact": record["artifact"],
-            "commit": record.get("commit", ""),
-            "branch": record.get("branch", ""),
-            "function_name": record.get("function_name"),
-            "alias": record.get("alias"),
-            "live_version": record.get("live_version"),
-            "candidate_version": record.get("candidate_version"),
-            "canary_alarms": record.get("canary_alarms") or [],
-        }
+    if record.service is None or record.artifact is None:  # intake records both, first
+        raise DecisionConflict(f"release {release_id} has no service or artefact in the ledger")
+    ctx = ReleaseContext(
+        release_id=release_id,
+        service=record.service,
+        artifact=record.artifact,
+        commit=record.commit or "",
+        branch=record.branch or "",
+        function_name=record.function_name,
+        alias=record.alias,
+        live_version=record.live_version,
+        candidate_version=record.candidate_version,
+        canary_alarms=record.canary_alarms or [],
     )
     restored = return_canary_traffic(deps, ctx)
     cleanup_canary(deps, ctx)

@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 from functools import partial
 
-from botocore.exceptions import ClientError
-
 from modelgate.adapters import lambda_alias
-from modelgate.adapters.s3 import put_html, put_json
+from modelgate.adapters.s3 import put_html, put_json, read_current
 from modelgate.contract import (
     EvalPlan,
     EvaluationSummary,
@@ -20,7 +18,7 @@ from modelgate.contract import (
     Shard,
     ShardResult,
 )
-from modelgate.errors import DatasetInvalid, EvaluationFailed, error_code
+from modelgate.errors import DatasetInvalid, EvaluationFailed
 from modelgate.evaluation.comparison import (
     CANDIDATE,
     LIVE,
@@ -30,9 +28,9 @@ from modelgate.evaluation.comparison import (
 )
 from modelgate.evaluation.dataset import parse_dataset
 from modelgate.evaluation.gate import evaluate_gate
+from modelgate.evaluation.model_scorers import scoring_models_for
 from modelgate.evaluation.report import render_html
 from modelgate.evaluation.runner import evaluate
-from modelgate.evaluation.scorers import scoring_models_for
 from modelgate.pipeline.deps import Deps, target
 
 
@@ -48,18 +46,15 @@ def plan_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     """Pin the dataset's object version, check every line, and cut it into shards."""
     fn, _ = target(ctx)
     assert ctx.policy is not None and ctx.live_version
-    bucket, dataset_key = deps.settings.artifact_bucket, ctx.dataset_key or ""
-    try:
-        obj = deps.s3.get_object(Bucket=bucket, Key=dataset_key)
-    except ClientError as exc:
-        raise DatasetInvalid(
-            f"dataset s3://{bucket}/{dataset_key} of {ctx.service} can't be read: {error_code(exc)}"
-        ) from exc
-    cases = parse_dataset(obj["Body"].read().decode("utf-8"))
+    dataset_key = ctx.dataset_key or ""
+    body, dataset_version = read_current(
+        deps.s3, deps.settings.artifact_bucket, dataset_key, error=DatasetInvalid, what=f"dataset of {ctx.service}"
+    )
+    cases = parse_dataset(body.decode("utf-8"))
     size = ctx.policy.eval_shard_size
     plan = EvalPlan(
         dataset_key=dataset_key,
-        dataset_version=obj.get("VersionId") or "null",
+        dataset_version=dataset_version,
         n_cases=len(cases),
         live_configured=lambda_alias.is_configured(deps.lambda_, fn, ctx.live_version),
         shards=[

@@ -14,6 +14,7 @@ from modelgate.errors import DecisionConflict
 from modelgate.pipeline.canary import cleanup_canary
 from modelgate.pipeline.candidate import cancel_release
 from modelgate.pipeline.deps import Deps, target
+from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
 
 
@@ -66,7 +67,9 @@ def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") ->
     A release in flight is cancelled first, its canary traffic returned. The last known
     good version is the one that was live before the live release was promoted.
     """
-    config = get_service(deps.ssm, deps.settings.services_prefix, service)
+    config = get_service(
+        deps.ssm, deps.settings.services_prefix, service, function_prefix=managed_function_prefix(deps.settings.stack_name)
+    )
     fn, alias = config.function_name, config.alias
     why = f"manual rollback by {actor}" + (f": {comment}" if comment else "")
     holder = deps.ledger.lock_holder(service)
