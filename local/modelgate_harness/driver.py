@@ -6,26 +6,17 @@ watching `modelgate status` would, and decides through `control.decide` (the CLI
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from modelgate_emulator.stepfunctions import history_path, wait_for_execution
+from modelgate_emulator.stepfunctions import history_path
 from modelgate_harness.control import Control, decide, submit
+from modelgate_harness.polling import wait_until
 
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+__all__ = ["EXAMPLES", "ReleaseDriver", "ReleaseRun", "sample_stack", "wait_until"]
 
 
 @dataclass
@@ -53,6 +44,7 @@ class ReleaseDriver:
             lambda: (r := ledger.get(submission.release_id)) and r.get("execution_arn") and r,
             self.timeout,
             f"the intake of {submission.release_id}",
+            progress=lambda: (ledger.get(submission.release_id) or {}).get("status", "no ledger record"),
         )
         return ReleaseRun(submission.release_id, record["execution_arn"])
 
@@ -71,14 +63,22 @@ class ReleaseDriver:
                 return "past"
             return None
 
-        return wait_until(state, self.timeout, f"{run.release_id} to ask for approval") == "waiting"
+        return wait_until(
+            state, self.timeout, f"{run.release_id} to ask for approval",
+            progress=lambda: (ledger.get(run.release_id) or {}).get("status"),
+        ) == "waiting"
 
     def decide(self, run: ReleaseRun, decision: str, comment: str = "") -> dict:
         return decide(self.control, run.release_id, decision, comment)
 
     def finish(self, run: ReleaseRun) -> ReleaseRun:
         sfn = self.control.client("stepfunctions")
-        run.execution = wait_for_execution(sfn, run.execution_arn, timeout=self.timeout)
+        run.execution = wait_until(
+            lambda: (d := sfn.describe_execution(executionArn=run.execution_arn))["status"] != "RUNNING" and d,
+            self.timeout,
+            f"execution {run.execution_arn} to end",
+            progress=lambda: f"still RUNNING in {(history_path(sfn, run.execution_arn) or ['no state'])[-1]}",
+        )
         run.path = history_path(sfn, run.execution_arn)
         run.record = self.control.ledger().get(run.release_id) or {}
         return run

@@ -8,7 +8,7 @@ import re
 import shutil
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from modelgate_harness.driver import wait_until
+from modelgate_harness.polling import wait_until
 
 
 def _function_url_event(method: str, url: str, body: dict | None = None) -> dict:

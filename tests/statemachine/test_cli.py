@@ -34,7 +34,8 @@ def test_submit_status_and_reject_through_the_cli(stack, capsys):
     release_id = capsys.readouterr().out.strip().splitlines()[-1]
     assert release_id.startswith("support-bot-abababababab-")
     # Then status shows it, and an approver can reject it once it asks
-    from modelgate_harness.driver import ReleaseDriver, ReleaseRun, wait_until
+    from modelgate_harness.driver import ReleaseDriver, ReleaseRun
+    from modelgate_harness.polling import wait_until
 
     ledger = stack.ledger()
     record = wait_until(lambda: (r := ledger.get(release_id)) and r.get("execution_arn") and r, 30, "intake")

@@ -8,11 +8,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from modelgate_harness import cli
+from modelgate_harness.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,12 +33,14 @@ def server(tmp_path):
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    deadline = time.monotonic() + 60
-    while not state.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("local runtime did not start:\n" + (tmp_path / "server.log").read_text()[-5000:])
-        time.sleep(0.1)
+    try:  # up when it writes its state file; a server that exited won't
+        wait_until(lambda: state.exists() or process.poll() is not None, 60, "the local runtime to start",
+                   interval=0.1)
+    except TimeoutError:
+        pass
+    if not state.exists():
+        process.kill()
+        pytest.fail("local runtime did not start:\n" + (tmp_path / "server.log").read_text()[-5000:])
     yield state
     process.terminate()
     process.wait(timeout=30)
@@ -57,16 +59,19 @@ def test_submit_status_and_approve_from_another_process(server, capsys):
     assert cli.main(["--local", str(server), "submit", str(ROOT / "examples" / "support-bot" / "v1"),
                      "--commit", "cd" * 20, "--branch", "main"]) == 0
     release = capsys.readouterr().out.strip().splitlines()[-1]
+
+    def reaches(*statuses: str):
+        return lambda: (record := status(server, capsys, release))["status"] in statuses and record
+
+    def now() -> str:
+        return status(server, capsys, release)["status"]
+
     # Then it asks for approval, and an approver approves through the CLI
-    deadline = time.monotonic() + 60
-    while (record := status(server, capsys, release))["status"] != "PendingManualApproval":
-        assert time.monotonic() < deadline, record["status"]
-        time.sleep(0.2)
+    wait_until(reaches("PendingManualApproval"), 60, f"{release} to ask for approval", interval=0.2, progress=now)
     assert cli.main(["--local", str(server), "approve", release, "--comment", "from another shell"]) == 0
     capsys.readouterr()
-    while (record := status(server, capsys, release))["status"] not in ("Promoted", "RolledBack", "Failed"):
-        assert time.monotonic() < deadline + 60, record["status"]
-        time.sleep(0.2)
+    record = wait_until(reaches("Promoted", "RolledBack", "Failed"), 120, f"{release} to end", interval=0.2,
+                        progress=now)
     assert record["status"] == "Promoted", record.get("reason")
     assert record["approval"]["comment"] == "from another shell"
     assert [r["status"] for r in status(server, capsys)] == ["Promoted"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from modelgate_harness.driver import ReleaseRun, wait_until
+from modelgate_harness.driver import ReleaseRun
+from modelgate_harness.polling import wait_until
 
 from modelgate.errors import DecisionConflict
 from modelgate.manifest import release_id_for

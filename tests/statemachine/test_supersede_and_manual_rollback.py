@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from modelgate_harness.driver import wait_until
+from modelgate_harness.polling import wait_until
 
 from modelgate.errors import DecisionConflict
 from modelgate.pipeline import outcome

@@ -8,10 +8,10 @@ import pytest
 from pydantic import ValidationError
 
 from modelgate.rollout import (
-    PlannedStep,
     DEFAULT_POST_PROMOTION_WATCH_SECONDS,
     MAX_STEPS,
     PRESETS,
+    PlannedStep,
     Rollout,
     RolloutStep,
     resolve_rollout,

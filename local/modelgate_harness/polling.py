@@ -1,0 +1,53 @@
+"""The one way the harness, the demo and the tests wait for something to happen.
+
+Nothing on the release path polls (bakes are callbacks); only observers do: a test
+waiting for the ledger to say "Baking", the driver waiting for an execution to end, a
+server waiting to come up. They all call :func:`wait_until`, so every wait has a
+deadline and every timeout says what was awaited, for how long, and what was seen last.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["wait_until"]
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float,
+    what: str,
+    interval: float = 0.02,
+    *,
+    progress: Callable[[], Any] | None = None,
+) -> T:
+    """Call ``predicate`` every ``interval`` seconds until it returns something truthy; return that.
+
+    ``predicate`` is called at least once, and once more at the deadline, so a short
+    timeout never fails a condition that already holds. An exception from it propagates
+    at once (a broken check is not "not yet"). After ``timeout`` seconds: ``TimeoutError``
+    "timed out after <timeout> s waiting for <what>", followed by "; last seen: <progress()>"
+    when ``progress`` is given (say where things stood: a status, the last state entered).
+    """
+    if timeout < 0 or interval <= 0:
+        raise ValueError(f"timeout must be >= 0 and interval > 0 (got {timeout}, {interval})")
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        time.sleep(min(interval, remaining))
+    message = f"timed out after {timeout:g} s waiting for {what}"
+    if progress is not None:
+        try:
+            message += f"; last seen: {progress()}"
+        except Exception as exc:  # noqa: BLE001 - the timeout is the error to report
+            message += f"; last seen: unknown ({type(exc).__name__}: {exc})"
+    raise TimeoutError(message)

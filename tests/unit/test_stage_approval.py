@@ -1,0 +1,158 @@
+"""Approval stage: register the evaluated release (auto or manual), ask approvers (the
+token stays in the ledger, the mail carries signed links), hand a decision to the waiting task."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from botocore.exceptions import ClientError
+
+from modelgate.approval import links
+from modelgate.approval.identity import FourEyesViolation
+from modelgate.errors import ConfigurationError, DecisionConflict
+from modelgate.pipeline.approval import decide, register, request_approval
+from modelgate.policy import ReleasePolicy
+
+TOKEN = "AQCEAAAA-the-task-token-that-never-leaves-the-ledger=="
+
+
+def waiting(world, *, four_eyes: bool = False, author: str | None = "Alice <alice@example.com>") -> str:
+    """A release registered for manual approval, its WaitForApproval task holding TOKEN."""
+    ctx = world.context(policy=ReleasePolicy(four_eyes=four_eyes))
+    world.ledger.record(ctx.release_id, "Validated", "ok", service="support-bot", author=author)
+    register(world.deps, ctx)
+    world.ledger.put_token(ctx.release_id, "approval", TOKEN)
+    return ctx.release_id
+
+
+# ---------------------------------------------------------------------- register
+def test_an_auto_policy_approves_at_registration(world):
+    # Given a service whose policy approves automatically
+    ctx = world.context(policy=ReleasePolicy(approval="auto"))
+    # When the release is registered
+    out = register(world.deps, ctx)
+    # Then it is approved by the policy, in the state and in the ledger
+    assert out.approval.approver == "policy:auto" and out.approval.decision == "approve"
+    record = world.ledger.get(ctx.release_id)
+    assert record["status"] == "Approved" and record["approval"]["approver"] == "policy:auto"
+
+
+def test_a_manual_policy_registers_the_release_as_waiting_for_an_approver(world):
+    # Given a service whose policy wants a person to approve, with four eyes
+    ctx = world.context(policy=ReleasePolicy(approval="manual", four_eyes=True))
+    # When the release is registered
+    out = register(world.deps, ctx)
+    # Then nobody approved it yet, and the ledger waits, remembering the four-eyes rule as asked
+    assert out.approval is None
+    record = world.ledger.get(ctx.release_id)
+    assert record["status"] == "PendingManualApproval" and record["four_eyes"] is True
+
+
+# ---------------------------------------------------------------------- request_approval
+def test_the_request_keeps_the_token_and_mails_signed_links_without_it(world):
+    # Given a release waiting for approval
+    ctx = world.context(policy=ReleasePolicy(approval_timeout_seconds=3600))
+    register(world.deps, ctx)
+    # When approval is requested with the task's token
+    assert request_approval(world.deps, ctx, TOKEN) == {"release_id": ctx.release_id, "requested": True}
+    # Then the token is kept in the ledger
+    assert world.ledger.get_token(ctx.release_id, "approval") == TOKEN
+    # And approvers get one message, without the token, with a link per decision
+    key = world.client("secretsmanager").get_secret_value(SecretId=world.settings.signing_secret_arn)["SecretString"]
+    [message] = world.mail()
+    assert TOKEN not in message and ctx.release_id in message
+    for decision in ("approve", "reject"):
+        url = re.search(rf"{decision.capitalize()}:\s+(\S+)", message).group(1)
+        assert url.startswith("https://approve.example.com/decide?t=")
+        # signed with the stack's key, for this release and decision
+        claims = links.verify_link(key.encode(), parse_qs(urlsplit(url).query)["t"][0], now=time.time())
+        assert (claims.release_id, claims.decision) == (ctx.release_id, decision)
+
+
+def test_a_request_that_cannot_sign_its_links_keeps_no_token(world):
+    # Given a signing secret that does not exist
+    world.settings = world.settings.model_copy(update={"signing_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:gone"})
+    ctx = world.context()
+    # When approval is requested / Then it fails before keeping the token or mailing anyone
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        request_approval(world.deps, ctx, TOKEN)
+    assert world.ledger.get_token(ctx.release_id, "approval") is None
+    assert world.mail() == []
+
+
+def test_a_signing_key_too_short_is_a_configuration_error(world):
+    # Given a signing secret of 8 bytes
+    world.client("secretsmanager").put_secret_value(SecretId=world.settings.signing_secret_arn, SecretString="too-shrt")
+    # When approval is requested / Then it names the problem
+    with pytest.raises(ConfigurationError, match="at least 32"):
+        request_approval(world.deps, world.context(), TOKEN)
+
+
+# ---------------------------------------------------------------------- decide
+def test_an_approval_hands_the_decision_to_the_waiting_task(world):
+    # Given a release waiting for approval
+    release_id = waiting(world)
+    # When an approver approves it
+    record = decide(world.deps, release_id, "approve", "bob@example.com", "looks good")
+    # Then the ledger records who and why, and the task gets the approval through its token
+    assert record["status"] == "Approved"
+    assert (record["approval"]["approver"], record["approval"]["comment"]) == ("bob@example.com", "looks good")
+    [(call, sent)] = world.sfn.sent
+    assert call == "send_task_success" and sent["taskToken"] == TOKEN
+    assert json.loads(sent["output"]) == {"decision": "approve", "approver": "bob@example.com", "comment": "looks good"}
+    # And the token is used up
+    assert world.ledger.get_token(release_id, "approval") is None
+
+
+def test_a_rejection_fails_the_waiting_task_with_the_reason(world):
+    release_id = waiting(world)
+    decide(world.deps, release_id, "reject", "bob@example.com", "not now")
+    assert world.sfn.sent == [("send_task_failure", {
+        "taskToken": TOKEN, "error": "ApprovalRejected", "cause": "rejected by bob@example.com: not now"})]
+    assert world.ledger.get(release_id)["status"] == "Rejected"
+
+
+def test_four_eyes_refuses_the_authors_own_approval_and_lets_another_approver_decide(world):
+    # Given a four-eyes release whose commit Alice wrote
+    release_id = waiting(world, four_eyes=True, author="Alice <alice@example.com>")
+    # When Alice approves it / Then she is refused, nothing is sent, and it still waits
+    with pytest.raises(FourEyesViolation, match="alice@example.com is the commit's author"):
+        decide(world.deps, release_id, "approve", "alice@example.com")
+    assert world.sfn.sent == []
+    assert world.ledger.get(release_id)["status"] == "PendingManualApproval"
+    assert world.ledger.get_token(release_id, "approval") == TOKEN
+    # When Bob approves it / Then it is approved
+    assert decide(world.deps, release_id, "approve", "bob@example.com")["status"] == "Approved"
+
+
+def test_four_eyes_lets_the_author_reject(world):
+    release_id = waiting(world, four_eyes=True, author="Alice <alice@example.com>")
+    assert decide(world.deps, release_id, "reject", "alice@example.com", "oops")["status"] == "Rejected"
+
+
+def test_a_decision_when_nothing_waits_is_a_conflict(world):
+    # Given a release that was decided already (its token used up)
+    release_id = waiting(world)
+    decide(world.deps, release_id, "approve", "bob@example.com")
+    # When another decision arrives / Then it is a conflict naming the status, and nothing more is sent
+    with pytest.raises(DecisionConflict, match=r"no approval request waiting \(status: Approved\)"):
+        decide(world.deps, release_id, "reject", "carol@example.com")
+    assert len(world.sfn.sent) == 1
+
+
+def test_a_decision_for_an_unknown_release_is_a_conflict(world):
+    with pytest.raises(DecisionConflict, match="no such release"):
+        decide(world.deps, "support-bot-nope-0", "approve", "bob@example.com")
+
+
+def test_a_decision_reaching_a_task_that_already_ended_is_a_conflict(world):
+    # Given a release whose waiting task timed out just before the decision reached it
+    release_id = waiting(world)
+    world.sfn.gone = "TaskTimedOut"
+    # When an approver approves / Then it is a conflict saying the release stopped waiting
+    with pytest.raises(DecisionConflict, match="stopped waiting for approval before the decision reached it"):
+        decide(world.deps, release_id, "approve", "bob@example.com")

@@ -1,0 +1,248 @@
+"""Canary stage: shift traffic per rollout step, arm the bake (an alarm already firing ends
+it), judge the step (alarms, then candidate vs stable), send synthetic traffic, fail a bake
+when an alarm fires."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from modelgate.canary_judge import JudgePolicy
+from modelgate.errors import CanaryAlarm, CanaryRegression, NotEnoughEvidence
+from modelgate.pipeline.canary import check_canary, on_alarm, send_synthetic, shift_traffic, start_bake
+from modelgate.policy import ReleasePolicy
+
+RELEASE = "support-bot-abc1234def0-0123456789"
+ALARM = f"test-canary-{RELEASE}-errors"
+
+
+def canary_ctx(world, *, step: int | None = 0, policy: ReleasePolicy | None = None, **fields):
+    """A release whose candidate (version 2) takes the given rollout step beside live (version 1)."""
+    policy = policy or ReleasePolicy()
+    values = {"live_version": "1", "candidate_version": "2", "canary_alarms": [ALARM], "policy": policy}
+    if step is not None:
+        values["step"] = policy.step_plan()[step]
+    values.update(fields)
+    return world.context(RELEASE, **values)
+
+
+def baked(world, *, policy: ReleasePolicy | None = None, step: int = 0, minutes: int = 10, **fields):
+    """A release at the end of a step's bake that started ``minutes`` ago, alarm quiet, bake token kept."""
+    world.put_alarm(ALARM)
+    world.ledger.put_token(RELEASE, "bake", "bake-token")
+    started = (datetime.now(timezone.utc) - timedelta(minutes=minutes)).isoformat()
+    return canary_ctx(world, policy=policy, step=step, step_started_at=started, canary_started_at=started, **fields)
+
+
+def traffic(world, *, candidate: tuple[int, int], stable: tuple[int, int]) -> None:
+    """What Lambda reported during the bake: (invocations, errors) per side, two minutes ago."""
+    at = datetime.now(timezone.utc) - timedelta(minutes=2)
+    world.lambda_traffic("2", invocations=candidate[0], errors=candidate[1], at=at)
+    world.lambda_traffic("1", invocations=stable[0], errors=stable[1], at=at)
+
+
+# ---------------------------------------------------------------------- shift_traffic
+def test_the_first_step_creates_the_alarms_on_the_candidate_and_sets_its_weight(world):
+    # Given a candidate (version 2) published beside live (version 1), no step taken yet
+    world.service_function()
+    world.publish(RELEASE)
+    ctx = canary_ctx(world, step=None, canary_alarms=[])
+    # When traffic shifts
+    out = shift_traffic(world.deps, ctx)
+    # Then live sends 10% to the candidate
+    assert world.alias() == ("1", {"2": 0.1})
+    # And the policy's alarm watches the candidate alone, owned by this release
+    [alarm] = world.deps.cloudwatch.describe_alarms()["MetricAlarms"]
+    assert alarm["AlarmName"] == ALARM and out.canary_alarms == [ALARM]
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]}["ExecutedVersion"] == "2"
+    assert world.ledger.alarm_owner(ALARM)["release_id"] == RELEASE
+    # And the state and the ledger are at step 1
+    assert (out.step.index, out.step.weight, out.step.is_final) == (0, 0.1, False)
+    assert out.canary_started_at and out.step_started_at
+    assert world.ledger.get(RELEASE)["status"] == "Canary"
+
+
+def test_the_final_step_points_the_alias_wholly_at_the_candidate(world):
+    # Given a release past its canary step, its alarm created then
+    world.service_function()
+    world.publish(RELEASE)
+    world.canary(stable="1", candidate="2")
+    world.put_alarm(ALARM)
+    ctx = canary_ctx(world, step=1, canary_started_at="2026-01-01T00:00:00+00:00")
+    # When traffic shifts to the final step
+    out = shift_traffic(world.deps, ctx)
+    # Then the alias serves the candidate alone, with no weights left
+    assert world.alias() == ("2", {})
+    # And the alarms are the same ones (rollback still armed), the canary's start kept
+    assert world.alarm_names() == [ALARM]
+    assert out.canary_started_at == "2026-01-01T00:00:00+00:00"
+    assert world.ledger.get(RELEASE)["status"] == "Watching"
+
+
+# ---------------------------------------------------------------------- start_bake
+def test_an_alarm_already_in_alarm_fails_the_bake_when_it_starts(world):
+    # Given a canary alarm already in ALARM (no state change event will come)
+    world.put_alarm(ALARM, state="ALARM", reason="5 errors")
+    # When the bake starts, Then it fails at once, naming the alarm, and keeps no token
+    with pytest.raises(CanaryAlarm, match=f"{ALARM} is in ALARM: 5 errors .*already firing"):
+        start_bake(world.deps, canary_ctx(world), "token-1")
+    assert world.ledger.get_token(RELEASE, "bake") is None
+
+
+def test_a_quiet_alarm_arms_the_bake(world):
+    # Given the canary's alarm quiet
+    world.put_alarm(ALARM)
+    # When the bake starts / Then its token is kept for the alarm handler
+    assert start_bake(world.deps, canary_ctx(world), "token-1") == {"release_id": RELEASE, "armed": True}
+    assert world.ledger.get_token(RELEASE, "bake") == "token-1"
+    assert world.ledger.get(RELEASE)["status"] == "Baking"
+
+
+# ---------------------------------------------------------------------- on_alarm
+def test_an_alarm_event_fails_the_bake_with_the_reason_once(world):
+    # Given a bake armed by a release owning the alarm
+    world.put_alarm(ALARM)
+    world.ledger.put_alarm_owner(ALARM, RELEASE, "support-bot")
+    start_bake(world.deps, canary_ctx(world), "token-1")
+    # When the alarm's state-change event arrives
+    result = on_alarm(world.deps, ALARM, "Threshold Crossed")
+    # Then the bake task fails with the alarm and its reason
+    assert result["action"] == "bake failed"
+    assert world.sfn.sent == [("send_task_failure", {
+        "taskToken": "token-1", "error": "CanaryAlarm", "cause": f"alarm {ALARM} is in ALARM: Threshold Crossed"})]
+    # And a second event for the same alarm finds no bake waiting: nothing is sent twice
+    assert on_alarm(world.deps, ALARM, "again")["action"] == "none"
+    assert len(world.sfn.sent) == 1
+
+
+def test_an_alarm_nobody_owns_is_ignored(world):
+    assert on_alarm(world.deps, "someone-elses-alarm", "x") == {
+        "alarm": "someone-elses-alarm", "action": "ignored", "why": "no release owns this alarm"}
+    assert world.sfn.sent == []
+
+
+def test_an_alarm_before_the_bake_is_armed_is_left_to_start_bake(world):
+    # Given a release owning the alarm but not baking (no token yet)
+    world.ledger.put_alarm_owner(ALARM, RELEASE, "support-bot")
+    # When the alarm fires / Then nothing is sent: start_bake reads the alarm's state itself
+    assert on_alarm(world.deps, ALARM, "x")["why"] == "not baking"
+    assert world.sfn.sent == []
+
+
+def test_an_alarm_after_the_bake_task_ended_does_nothing(world):
+    # Given a bake token whose task already ended (timed out into CheckCanary)
+    world.ledger.put_alarm_owner(ALARM, RELEASE, "support-bot")
+    world.ledger.put_token(RELEASE, "bake", "token-1")
+    world.sfn.gone = "TaskTimedOut"
+    # When the alarm fires / Then it says the task already ended, and the token is used up
+    assert on_alarm(world.deps, ALARM, "x") == {
+        "alarm": ALARM, "release_id": RELEASE, "action": "none", "why": "task already ended"}
+    assert world.ledger.get_token(RELEASE, "bake") is None
+
+
+# ---------------------------------------------------------------------- check_canary
+def test_an_alarm_firing_at_the_end_of_the_bake_is_a_canary_alarm(world):
+    # Given a bake that ends with its alarm in ALARM (and healthy-looking numbers)
+    ctx = baked(world)
+    world.deps.cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue="ALARM", StateReason="3 errors")
+    traffic(world, candidate=(100, 0), stable=(900, 0))
+    # When the canary is checked / Then the alarm decides, naming itself
+    with pytest.raises(CanaryAlarm, match=f"alarm {ALARM} is in ALARM: 3 errors"):
+        check_canary(world.deps, ctx)
+    # And the bake's token is used up (a late alarm event sends nothing)
+    assert world.ledger.get_token(RELEASE, "bake") is None
+
+
+def test_a_candidate_measurably_worse_than_stable_is_a_regression(world):
+    # Given 20 errors in 100 candidate calls against none in 900 stable calls
+    ctx = baked(world)
+    traffic(world, candidate=(100, 20), stable=(900, 0))
+    # When the canary is checked / Then the judge's numbers are in the regression
+    with pytest.raises(CanaryRegression, match=r"candidate 20/100 .* vs stable 0/900"):
+        check_canary(world.deps, ctx)
+    record = world.ledger.get(RELEASE)
+    assert record["status"] == "CanaryJudged" and record["verdict"]["verdict"] == "fail"
+
+
+def test_too_little_traffic_after_every_extension_is_not_enough_evidence(world):
+    # Given a bake already extended twice (the policy's maximum), and 5 candidate calls
+    ctx = baked(world, extensions_used=2)
+    traffic(world, candidate=(5, 0), stable=(45, 0))
+    # When the canary is checked / Then it rolls back: missing evidence is never a pass
+    with pytest.raises(NotEnoughEvidence, match="already extended 2 of 2 times"):
+        check_canary(world.deps, ctx)
+
+
+def test_a_policy_failing_on_little_evidence_rolls_back_at_once(world):
+    ctx = baked(world, policy=ReleasePolicy(judge=JudgePolicy(on_not_enough_evidence="fail")))
+    traffic(world, candidate=(5, 0), stable=(45, 0))
+    with pytest.raises(NotEnoughEvidence, match="policy: not enough evidence fails the canary"):
+        check_canary(world.deps, ctx)
+
+
+@pytest.mark.parametrize("action", ["wait", "synthetic"])
+def test_too_little_traffic_returns_the_policys_action(world, action):
+    # Given a policy that extends the bake (or sends synthetic traffic) when evidence is short
+    ctx = baked(world, policy=ReleasePolicy(judge=JudgePolicy(on_not_enough_evidence=action)))
+    traffic(world, candidate=(5, 0), stable=(45, 0))
+    # When the canary is checked
+    out = check_canary(world.deps, ctx)
+    # Then NextStep is told to do that, the extension counted, the step unchanged
+    assert (out.judge_action, out.extensions_used) == (action, 1)
+    assert out.step == ctx.step
+
+
+def test_a_healthy_step_proceeds_to_the_next_planned_step(world):
+    # Given a Linear rollout at its first step, and a healthy candidate
+    policy = ReleasePolicy(rollout="Linear10PercentEvery1Minute")
+    ctx = baked(world, policy=policy, step=0, extensions_used=1)
+    traffic(world, candidate=(100, 0), stable=(900, 0))
+    # When the canary is checked
+    out = check_canary(world.deps, ctx)
+    # Then the release proceeds to the second planned step (20%), extensions reset
+    assert out.judge_action == "proceed" and out.extensions_used == 0
+    assert out.step == policy.step_plan()[1] and out.step.weight == 0.2
+    assert world.ledger.get(RELEASE)["verdict"]["verdict"] == "pass"
+
+
+def test_after_the_final_step_no_step_is_left(world):
+    # Given the post-promotion watch (100% on the candidate: no stable side to judge against)
+    ctx = baked(world, step=1)
+    # When the canary is checked with its alarm quiet / Then nothing is left but promotion
+    out = check_canary(world.deps, ctx)
+    assert out.judge_action == "proceed" and out.step is None
+
+
+# ---------------------------------------------------------------------- send_synthetic
+class LiveAlias:
+    """The service's live alias as synthetic traffic calls it (answers, or fails every n-th call)."""
+
+    def __init__(self, fail_every: int = 0) -> None:
+        self.calls: list[tuple[str, str, dict]] = []
+        self.fail_every = fail_every
+
+    def invoke(self, *, FunctionName, Qualifier, Payload):
+        self.calls.append((FunctionName, Qualifier, json.loads(Payload)))
+        failed = bool(self.fail_every) and len(self.calls) % self.fail_every == 0
+        body = {"errorType": "RuntimeError", "errorMessage": "boom"} if failed else {"output": "ok"}
+        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(body).encode()),
+                **({"FunctionError": "Unhandled"} if failed else {})}
+
+
+def test_synthetic_traffic_sends_enough_dataset_inputs_through_the_alias(world):
+    # Given a 10% canary short of its 20-invocation minimum, and a 3-case dataset
+    world.deps.s3.put_object(Bucket="artefacts", Key="datasets/support-bot/dataset.jsonl", Body="\n".join(
+        json.dumps({"id": f"c{i}", "inputs": {"question": f"q{i}"}, "expected": "x"}) for i in range(3)).encode())
+    alias = world.use("lambda", LiveAlias(fail_every=50))
+    # When synthetic traffic is sent
+    send_synthetic(world.deps, canary_ctx(world))
+    # Then 201 calls (20 / 10% + 1) went through the live alias, cycling through the dataset's inputs
+    assert len(alias.calls) == 201
+    assert {(fn, qualifier) for fn, qualifier, _ in alias.calls} == {("test-svc-support-bot", "live")}
+    assert [payload["inputs"]["question"] for _, _, payload in alias.calls[:4]] == ["q0", "q1", "q2", "q0"]
+    # And the ledger counts them and their failures
+    assert world.ledger.get(RELEASE)["history"][-1]["detail"] == (
+        "201 synthetic requests through test-svc-support-bot:live (4 failed)")

@@ -1,0 +1,299 @@
+"""Candidate stage: validate the artefact, take the service's lock (superseding an older
+release cleanly), publish the candidate version that pins the release."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from modelgate.errors import (
+    CandidatePublishFailed,
+    DecisionConflict,
+    ManifestInvalid,
+    ServiceNotRegistered,
+    Superseded,
+)
+from modelgate.manifest import PIN_KEY, PIN_PROMPT_VERSIONS, PIN_VERSION
+from modelgate.pipeline.candidate import acquire_lock, cancel_release, publish_candidate, validate
+from modelgate.pipeline.intake import initial_context
+from modelgate.policy import ReleasePolicy
+
+COMMIT = "a" * 40
+PROMPT = b"You are a support bot.\nQ: how do I reset my password? A: Use Settings > Security.\n"
+
+
+def upload(world, *, model_id="local.retrieval-small-v1:0", prompt=PROMPT, digest=None, upload_prompt=True,
+           raw=None, author=None):
+    """CI's upload of one release (prompt, then manifest); the context intake starts it with."""
+    prefix = f"releases/support-bot/{COMMIT}/"
+    if upload_prompt:
+        world.deps.s3.put_object(Bucket="artefacts", Key=prefix + "prompts/system.txt", Body=prompt)
+    source = {"commit": COMMIT, "branch": "main", **({"author": author} if author else {})}
+    body = raw if raw is not None else json.dumps({
+        "service": "support-bot",
+        "model": {"provider": "local", "model_id": model_id},
+        "prompts": [{"name": "system", "file": "prompts/system.txt",
+                     "sha256": digest or hashlib.sha256(PROMPT).hexdigest()}],
+        "source": source,
+    })
+    put = world.deps.s3.put_object(Bucket="artefacts", Key=prefix + "model-config.json", Body=body)
+    return initial_context("artefacts", prefix + "model-config.json", put["VersionId"])
+
+
+@pytest.fixture
+def registered(world):
+    world.register()
+    return world
+
+
+# ---------------------------------------------------------------------- validate
+def test_a_good_artefact_is_validated_with_its_policy_and_pinned_prompt_versions(registered):
+    # Given a well-formed release of a registered service
+    uploaded = upload(registered)
+    prompt_version = registered.deps.s3.head_object(
+        Bucket="artefacts", Key=f"releases/support-bot/{COMMIT}/prompts/system.txt")["VersionId"]
+    # When it is validated
+    ctx = validate(registered.deps, uploaded)
+    # Then the context carries the manifest, the registered policy and target, the prompt's version
+    assert ctx.manifest.model.model_id == "local.retrieval-small-v1:0"
+    assert ctx.policy == ReleasePolicy()
+    assert ctx.function_name == "test-svc-support-bot" and ctx.alias == "live" and ctx.branch == "main"
+    assert ctx.prompt_versions == {"prompts/system.txt": prompt_version}
+    assert registered.ledger.get(ctx.release_id)["status"] == "Validated"
+
+
+def test_the_manifest_is_read_at_its_uploaded_version(registered):
+    # Given a release, and a later upload of the same key with another model
+    ctx = upload(registered)
+    upload(registered, model_id="local.retrieval-large-v1:0")
+    # When the first one is validated, Then it is the first upload that is read
+    assert validate(registered.deps, ctx).manifest.model.model_id == "local.retrieval-small-v1:0"
+
+
+def test_an_unpinned_model_is_refused(registered):
+    # Given a model id without an explicit version / When validated / Then refused, naming the field
+    with pytest.raises(ManifestInvalid, match="model.model_id.*not pinned"):
+        validate(registered.deps, upload(registered, model_id="anthropic.claude-latest"))
+
+
+def test_a_missing_prompt_file_is_named(registered):
+    # Given a manifest whose prompt file was never uploaded / When validated / Then the file is named
+    with pytest.raises(ManifestInvalid, match=r"prompt 'system': .*prompts/system.txt is missing"):
+        validate(registered.deps, upload(registered, upload_prompt=False))
+
+
+def test_a_prompt_whose_digest_differs_is_named_with_both_digests(registered):
+    # Given a manifest that names another digest than the uploaded prompt's
+    # When validated / Then both digests are named
+    with pytest.raises(ManifestInvalid, match=r"sha256 of .*prompts/system.txt is [0-9a-f]{64}.*0{64}"):
+        validate(registered.deps, upload(registered, digest="0" * 64))
+
+
+def test_malformed_json_is_refused(registered):
+    # Given a manifest that is not JSON / When validated / Then refused as invalid
+    with pytest.raises(ManifestInvalid, match="is invalid"):
+        validate(registered.deps, upload(registered, raw="{not json"))
+
+
+def test_a_manifest_uploaded_under_another_service_is_refused(registered):
+    # Given a manifest naming support-bot uploaded under another service's prefix
+    ctx = upload(registered).model_copy(update={"service": "other-bot"})
+    # When validated / Then both names are in the refusal
+    with pytest.raises(ManifestInvalid, match="names service 'support-bot' but was uploaded under 'other-bot'"):
+        validate(registered.deps, ctx)
+
+
+def test_an_unregistered_service_is_refused(registered):
+    # Given a release of a service whose registration was removed
+    registered.client("ssm").delete_parameter(Name="/modelgate/test/services/support-bot")
+    # When validated / Then it is refused naming the service
+    with pytest.raises(ServiceNotRegistered, match="support-bot"):
+        validate(registered.deps, upload(registered))
+
+
+def test_four_eyes_needs_the_commits_author(world):
+    # Given a policy with four eyes and a manifest that names no author
+    world.register(ReleasePolicy(four_eyes=True))
+    # When validated / Then refused: without an author nobody could check the four eyes
+    with pytest.raises(ManifestInvalid, match="four eyes.*source.author"):
+        validate(world.deps, upload(world))
+    # And with the author named it passes, the author recorded for the approval's check
+    ctx = validate(world.deps, upload(world, author="Alice <alice@example.com>"))
+    assert world.ledger.get(ctx.release_id)["author"] == "Alice <alice@example.com>"
+
+
+# ---------------------------------------------------------------------- acquire_lock
+def in_flight(world, release_id, **fields):
+    """A release the ledger knows, received and still running."""
+    world.ledger.receive(release_id, "manifest uploaded", service="support-bot", commit="c0ffee0",
+                         artifact={"bucket": "artefacts", "key": f"releases/support-bot/{release_id}/model-config.json",
+                                   "version_id": "v"})
+    if fields:
+        world.ledger.set_fields(release_id, **fields)
+
+
+def test_a_free_service_lock_is_taken(world):
+    # Given a service nobody releases
+    ctx = world.context()
+    # When a release acquires the lock
+    acquire_lock(world.deps, ctx)
+    # Then it holds it, and the ledger says so
+    assert world.ledger.lock_holder("support-bot") == ctx.release_id
+    assert world.ledger.get(ctx.release_id)["status"] == "Locked"
+
+
+def test_a_newer_release_supersedes_the_one_in_flight(world):
+    # Given an older release holding the lock, then a newer one arriving
+    in_flight(world, "support-bot-older-1")
+    world.ledger.acquire_lock("support-bot", "support-bot-older-1", 3600)
+    in_flight(world, "support-bot-newer-2")
+    # When the newer one acquires the lock
+    acquire_lock(world.deps, world.context("support-bot-newer-2"))
+    # Then the older one is superseded, naming its successor, and the newer one holds the lock
+    older = world.ledger.get("support-bot-older-1")
+    assert older["status"] == "Superseded" and "support-bot-newer-2" in older["reason"]
+    assert world.ledger.lock_holder("support-bot") == "support-bot-newer-2"
+
+
+def test_an_older_artefact_arriving_late_is_itself_superseded(world):
+    # Given a release of an older artefact whose record predates the newer one in flight
+    in_flight(world, "support-bot-older-1")
+    in_flight(world, "support-bot-newer-2")
+    world.ledger.acquire_lock("support-bot", "support-bot-newer-2", 3600)
+    # When the older one tries to take the lock / Then it is superseded and the newer one keeps it
+    with pytest.raises(Superseded, match="support-bot-newer-2 .* is newer and already in flight"):
+        acquire_lock(world.deps, world.context("support-bot-older-1"))
+    assert world.ledger.lock_holder("support-bot") == "support-bot-newer-2"
+    assert world.ledger.get("support-bot-newer-2")["status"] == "Received"
+
+
+def test_a_lock_left_by_a_release_that_already_ended_is_taken_over(world):
+    # Given a release that ended (superseded) but still holds the lock, its lease running
+    in_flight(world, "support-bot-ended-1")
+    world.ledger.acquire_lock("support-bot", "support-bot-ended-1", 3600)
+    world.ledger.record("support-bot-ended-1", "Superseded", "superseded by support-bot-other-2")
+    # When a newer release acquires the lock
+    acquire_lock(world.deps, world.context())
+    # Then it holds it: nothing is running that the lock protects
+    assert world.ledger.lock_holder("support-bot") == world.context().release_id
+
+
+# ---------------------------------------------------------------------- supersede (cancel_release)
+@pytest.fixture
+def canary_in_flight(world):
+    """A release baking a 10% canary: its execution running, alarms and tokens kept, lock held."""
+    world.service_function()
+    candidate = world.publish("support-bot-older-1")
+    world.canary(stable="1", candidate=candidate)
+    alarm = world.put_alarm("test-canary-support-bot-older-1-errors")
+    execution = world.sfn.start_execution(
+        stateMachineArn=world.settings.state_machine_arn, name="support-bot-older-1", input="{}"
+    )["executionArn"]
+    in_flight(world, "support-bot-older-1", execution_arn=execution, function_name="test-svc-support-bot",
+              alias="live", live_version="1", candidate_version=candidate, canary_alarms=[alarm])
+    world.ledger.put_alarm_owner(alarm, "support-bot-older-1", "support-bot")
+    world.ledger.put_token("support-bot-older-1", "approval", "approval-token")
+    world.ledger.put_token("support-bot-older-1", "bake", "bake-token")
+    world.ledger.acquire_lock("support-bot", "support-bot-older-1", 3600)
+    return execution
+
+
+def test_superseding_a_canary_undoes_everything_it_moved(world, canary_in_flight):
+    # When the release is cancelled as superseded
+    record = cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded by support-bot-newer-2")
+    # Then its execution is stopped with that reason
+    stopped = world.sfn.describe_execution(executionArn=canary_in_flight)
+    assert stopped["status"] == "ABORTED"
+    # And its canary traffic is back on the live version
+    assert world.alias() == ("1", {})
+    # And its alarms, their ownership and its task tokens are gone
+    assert world.alarm_names() == []
+    assert world.ledger.alarm_owner("test-canary-support-bot-older-1-errors") is None
+    assert world.ledger.get_token("support-bot-older-1", "approval") is None
+    assert world.ledger.get_token("support-bot-older-1", "bake") is None
+    # And the lock is free, the ledger saying why and what was undone
+    assert world.ledger.lock_holder("support-bot") is None
+    assert record["status"] == "Superseded" and record["reason"] == "superseded by support-bot-newer-2"
+    assert "returned to version 1" in record["history"][-1]["detail"]
+
+
+def test_superseding_twice_changes_nothing_more(world, canary_in_flight):
+    # Given a release already superseded
+    first = cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded by support-bot-newer-2")
+    # And the service moved on since (the newer release holds the lock and shifts traffic)
+    world.ledger.acquire_lock("support-bot", "support-bot-newer-2", 3600)
+    world.canary(stable="1", candidate=world.publish("support-bot-newer-2"))
+    # When it is cancelled again
+    second = cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded again")
+    # Then nothing is recorded or undone twice
+    assert second == first
+    assert world.ledger.lock_holder("support-bot") == "support-bot-newer-2"
+    assert world.alias()[1] == {"3": 0.1}
+
+
+def test_cancelling_a_release_the_ledger_does_not_know_is_a_conflict(world):
+    with pytest.raises(DecisionConflict, match="no release support-bot-nope in the ledger"):
+        cancel_release(world.deps, "support-bot-nope", "Superseded", "x")
+
+
+def test_a_cancel_retried_after_recording_its_status_still_frees_the_lock(world):
+    # Given a cancel that did everything but release the lock (it failed after recording the status)
+    in_flight(world, "support-bot-older-1")
+    world.ledger.acquire_lock("support-bot", "support-bot-older-1", 3600)
+    world.ledger.record("support-bot-older-1", "Superseded", "superseded by support-bot-newer-2")
+    # When the cancel is retried
+    cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded by support-bot-newer-2")
+    # Then what it had left undone is done: the lock is free
+    assert world.ledger.lock_holder("support-bot") is None
+
+
+def test_a_release_whose_execution_is_gone_is_still_cancelled(world):
+    # Given a release whose execution no longer exists, before any traffic moved
+    missing = world.settings.state_machine_arn.replace(":stateMachine:", ":execution:") + ":gone"
+    in_flight(world, "support-bot-older-1", execution_arn=missing)
+    world.ledger.acquire_lock("support-bot", "support-bot-older-1", 3600)
+    # When it is cancelled / Then it is recorded and its lock released all the same
+    record = cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded by x")
+    assert record["status"] == "Superseded"
+    assert world.ledger.lock_holder("support-bot") is None
+
+
+# ---------------------------------------------------------------------- publish_candidate
+def test_the_candidate_version_pins_the_release_and_the_alias_does_not_move(world):
+    # Given the service's live version 1 and a validated release
+    world.service_function()
+    ctx = world.context()
+    # When the candidate is published
+    out = publish_candidate(world.deps, ctx)
+    # Then a new version pins the manifest's and the prompts' exact object versions
+    assert (out.candidate_version, out.live_version) == ("2", "1")
+    pinned = world.environment("2")
+    assert pinned[PIN_KEY] == ctx.artifact.key and pinned[PIN_VERSION] == "mv1"
+    assert json.loads(pinned[PIN_PROMPT_VERSIONS]) == {"prompts/system.txt": "pv1"}
+    # And live still serves version 1 alone; the ledger records both versions
+    assert world.alias() == ("1", {})
+    record = world.ledger.get(ctx.release_id)
+    assert (record["status"], record["candidate_version"], record["live_version"]) == ("CandidatePublished", "2", "1")
+
+
+def test_publishing_refuses_an_alias_with_leftover_weights(world):
+    # Given an alias still routing 10% to a version an earlier release left behind
+    world.service_function()
+    world.canary(stable="1", candidate=world.publish("a-dead-release"))
+    # When a candidate is published / Then it is refused, naming the weights, and nothing is published
+    with pytest.raises(CandidatePublishFailed, match=r"still routes \{'2': 0.1\} besides version 1"):
+        publish_candidate(world.deps, world.context())
+    assert world.versions() == ["$LATEST", "1", "2"]
+
+
+def test_publishing_again_reuses_the_release_version(world):
+    # Given a candidate already published for this release (a retried task)
+    world.service_function()
+    first = publish_candidate(world.deps, world.context())
+    # When it is published again
+    again = publish_candidate(world.deps, world.context())
+    # Then the same version is returned and no other is published
+    assert again.candidate_version == first.candidate_version == "2"
+    assert world.versions() == ["$LATEST", "1", "2"]

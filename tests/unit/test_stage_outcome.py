@@ -1,0 +1,237 @@
+"""Outcome stage: promote, roll back (after a failure, or by hand to the last known good
+version), or record why a release ended early. Every path leaves a ledger record and the
+service's lock free."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from modelgate.contract import TaskError
+from modelgate.errors import DecisionConflict
+from modelgate.pipeline.outcome import promote, record_outcome, rollback, rollback_service
+
+RELEASE = "support-bot-abc1234def0-0123456789"
+ALARM = f"test-canary-{RELEASE}-errors"
+ALARM_CAUSE = f"alarm {ALARM} is in ALARM: Threshold Crossed: 1 datapoint [3.0] >= 1.0"
+
+
+def in_canary(world, *, candidate_weight: float | None = 0.1, **fields):
+    """A release whose candidate (version 2) takes traffic beside live (version 1): its alarm
+    armed, its bake token kept, the service's lock held."""
+    world.service_function()
+    world.publish(RELEASE)
+    if candidate_weight is None:
+        world.deps.lambda_.update_alias(FunctionName="test-svc-support-bot", Name="live", FunctionVersion="2")
+    else:
+        world.canary(stable="1", candidate="2", weight=candidate_weight)
+    world.put_alarm(ALARM)
+    world.ledger.put_alarm_owner(ALARM, RELEASE, "support-bot")
+    world.ledger.put_token(RELEASE, "bake", "bake-token")
+    world.ledger.acquire_lock("support-bot", RELEASE, 3600)
+    world.ledger.record(RELEASE, "Baking", "bake armed", service="support-bot")
+    return world.context(RELEASE, live_version="1", candidate_version="2", canary_alarms=[ALARM], **fields)
+
+
+# ---------------------------------------------------------------------- promote
+def test_promotion_leaves_the_candidate_live_cleans_its_alarms_and_frees_the_lock(world):
+    # Given the post-promotion watch ended (the alias already wholly on the candidate)
+    ctx = in_canary(world, candidate_weight=None)
+    # When the release is promoted
+    promote(world.deps, ctx)
+    # Then the candidate serves alone
+    assert world.alias() == ("2", {})
+    # And its alarms and their ownership are gone, the lock is free
+    assert world.alarm_names() == []
+    assert world.ledger.alarm_owner(ALARM) is None
+    assert world.ledger.lock_holder("support-bot") is None
+    # And the ledger says it was promoted, from which version
+    record = world.ledger.get(RELEASE)
+    assert record["status"] == "Promoted" and record["promoted_at"]
+    assert "serves version 2 (was 1)" in record["history"][-1]["detail"]
+
+
+# ---------------------------------------------------------------------- rollback
+def test_rollback_restores_live_and_records_and_announces_why(world):
+    # Given a canary whose alarm fired during the bake
+    ctx = in_canary(world, error=TaskError(Error="CanaryAlarm", Cause=ALARM_CAUSE))
+    # When the release is rolled back
+    out = rollback(world.deps, ctx)
+    # Then live serves the version it served before, alone
+    assert world.alias() == ("1", {})
+    # And the canary's alarms, its bake token and the lock are gone
+    assert world.alarm_names() == []
+    assert world.ledger.get_token(RELEASE, "bake") is None
+    assert world.ledger.lock_holder("support-bot") is None
+    # And the outcome, the ledger and the approvers' topic all say why
+    assert (out.outcome.status, out.outcome.error) == ("RolledBack", "CanaryAlarm")
+    assert out.outcome.reason == f"CanaryAlarm: {ALARM_CAUSE}"
+    record = world.ledger.get(RELEASE)
+    assert (record["status"], record["error"], record["reason"]) == ("RolledBack", "CanaryAlarm", out.outcome.reason)
+    [message] = world.mail()
+    assert f"Release {RELEASE} was rolled back" in message and ALARM_CAUSE in message
+
+
+def test_a_lambda_errors_cause_is_reduced_to_its_message(world):
+    # Given a rollback caught from a task whose Lambda error cause is the runtime's JSON
+    cause = json.dumps({"errorType": "CanaryRegression", "errorMessage": "errors: candidate 20/100 vs stable 0/900",
+                        "stackTrace": ["..."]})
+    ctx = in_canary(world, error=TaskError(Error="CanaryRegression", Cause=cause))
+    # When rolled back / Then the reason is the message, not the JSON
+    out = rollback(world.deps, ctx)
+    assert out.outcome.reason == "CanaryRegression: errors: candidate 20/100 vs stable 0/900"
+
+
+def test_rolling_back_twice_ends_in_the_same_place(world):
+    # Given a release rolled back once
+    ctx = in_canary(world, error=TaskError(Error="CanaryAlarm", Cause=ALARM_CAUSE))
+    first = rollback(world.deps, ctx)
+    # When the Rollback task runs again (a retry)
+    again = rollback(world.deps, ctx)
+    # Then it succeeds with the same outcome, and live, alarms, lock and ledger are as after the first
+    assert again.outcome == first.outcome
+    assert world.alias() == ("1", {})
+    assert world.alarm_names() == []
+    assert world.ledger.lock_holder("support-bot") is None
+    assert world.ledger.get(RELEASE)["status"] == "RolledBack"
+
+
+def test_a_rollback_does_not_take_the_lock_a_newer_release_holds(world):
+    # Given a rolled-back release whose service a newer release has locked since
+    ctx = in_canary(world, error=TaskError(Error="CanaryAlarm", Cause=ALARM_CAUSE))
+    rollback(world.deps, ctx)
+    world.ledger.acquire_lock("support-bot", "support-bot-newer-1", 3600)
+    # When the rollback is retried / Then the newer release keeps its lock
+    rollback(world.deps, ctx)
+    assert world.ledger.lock_holder("support-bot") == "support-bot-newer-1"
+
+
+# ---------------------------------------------------------------------- record_outcome
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        ("Superseded", "Superseded"),
+        ("ManifestInvalid", "Invalid"),
+        ("ServiceNotRegistered", "Invalid"),
+        ("GateFailed", "GateFailed"),
+        ("ApprovalRejected", "Rejected"),
+        ("ApprovalTimedOut", "ApprovalTimedOut"),
+        ("DatasetInvalid", "Failed"),
+        ("States.TaskFailed", "Failed"),
+    ],
+)
+def test_each_error_ends_the_release_in_its_status(world, error, status):
+    # Given a release that failed before any traffic moved, with that error caught
+    ctx = world.context(error=TaskError(Error=error, Cause="why"))
+    world.ledger.acquire_lock("support-bot", ctx.release_id, 3600)
+    # When its outcome is recorded
+    out = record_outcome(world.deps, ctx)
+    # Then the release ends in the status that error means, saying why, and the lock is free
+    assert out.outcome.model_dump() == {"status": status, "error": error, "reason": f"{error}: why"}
+    record = world.ledger.get(ctx.release_id)
+    assert (record["status"], record["error"], record["reason"]) == (status, error, f"{error}: why")
+    assert world.ledger.lock_holder("support-bot") is None
+
+
+def test_an_outcome_without_an_error_is_a_failure_saying_so(world):
+    out = record_outcome(world.deps, world.context())
+    assert out.outcome.model_dump() == {"status": "Failed", "error": "Failed", "reason": "no reason recorded"}
+
+
+def test_record_outcome_says_why_and_releases_the_lock(world):
+    # Given a release whose gate failed (the cause as the Lambda runtime reports it), holding the lock
+    ctx = world.context()
+    world.ledger.acquire_lock("support-bot", ctx.release_id, 3600)
+    cause = json.dumps({"errorType": "GateFailed", "errorMessage": "accuracy_drop: 0.61 vs 0.86"})
+    # When its outcome is recorded
+    out = record_outcome(world.deps, ctx.model_copy(update={"error": TaskError(Error="GateFailed", Cause=cause)})).dump()
+    # Then the outcome and the ledger carry the gate's message, and the lock is free
+    assert out["outcome"] == {"status": "GateFailed", "error": "GateFailed",
+                              "reason": "GateFailed: accuracy_drop: 0.61 vs 0.86"}
+    record = world.ledger.get(ctx.release_id)
+    assert record["status"] == "GateFailed" and "0.61 vs 0.86" in record["reason"]
+    assert world.ledger.lock_holder("support-bot") is None
+
+
+def test_a_timed_out_approval_takes_its_token_back(world):
+    # Given a release whose approval timed out, its token still in the ledger
+    ctx = world.context(error=TaskError(Error="ApprovalTimedOut"))
+    world.ledger.put_token(ctx.release_id, "approval", "approval-token")
+    # When its outcome is recorded / Then a late approver finds nothing to decide
+    record_outcome(world.deps, ctx)
+    assert world.ledger.get_token(ctx.release_id, "approval") is None
+
+
+# ---------------------------------------------------------------------- rollback_service
+def promoted(world, release_id: str, *, candidate: str, live_before: str) -> None:
+    world.ledger.receive(release_id, "uploaded", service="support-bot", commit="c0ffee0",
+                         artifact={"bucket": "artefacts", "key": "k", "version_id": "v"})
+    world.ledger.record(release_id, "Promoted", "promoted", candidate_version=candidate, live_version=live_before)
+
+
+def test_manual_rollback_returns_to_the_version_live_before_the_last_promotion(world):
+    # Given release R promoted version 2 over version 1 (which serves an earlier release),
+    # and an alarm on live still firing
+    world.register()
+    world.service_function()
+    world.publish("support-bot-r-2")
+    world.deps.lambda_.update_alias(FunctionName="test-svc-support-bot", Name="live", FunctionVersion="2")
+    promoted(world, "support-bot-r-2", candidate="2", live_before="1")
+    world.put_alarm("test-live-errors", state="ALARM")
+    # When an operator rolls the service back
+    result = rollback_service(world.deps, "support-bot", "alice", "bad answers")
+    # Then live serves version 1 again, R is recorded rolled back by hand, and approvers are told
+    assert world.alias() == ("1", {})
+    assert result == {"service": "support-bot", "release_id": "support-bot-r-2", "from_version": "2",
+                      "to_version": "1", "status": "RolledBack"}
+    record = world.ledger.get("support-bot-r-2")
+    assert (record["status"], record["error"], record["reason"]) == (
+        "RolledBack", "ManualRollback", "manual rollback by alice: bad answers")
+    [message] = world.mail()
+    assert "serves version 1 again" in message
+
+
+def test_manual_rollback_cancels_the_release_in_flight_first(world):
+    # Given R promoted version 2, and release S baking a 10% canary of version 3 with the lock
+    world.register()
+    world.service_function()
+    world.publish("support-bot-r-2")
+    world.publish("support-bot-s-3")
+    world.canary(stable="2", candidate="3")
+    promoted(world, "support-bot-r-2", candidate="2", live_before="1")
+    world.ledger.receive("support-bot-s-3", "uploaded", service="support-bot", commit="c0ffee1",
+                         artifact={"bucket": "artefacts", "key": "k", "version_id": "v"})
+    world.ledger.set_fields("support-bot-s-3", function_name="test-svc-support-bot", alias="live",
+                            live_version="2", candidate_version="3")
+    world.ledger.acquire_lock("support-bot", "support-bot-s-3", 3600)
+    # When the service is rolled back
+    rollback_service(world.deps, "support-bot", "alice")
+    # Then S is rolled back too (its canary gone), the lock is free, and live is on version 1
+    assert world.ledger.get("support-bot-s-3")["status"] == "RolledBack"
+    assert world.ledger.lock_holder("support-bot") is None
+    assert world.alias() == ("1", {})
+
+
+def test_manual_rollback_refuses_when_no_promoted_release_put_live_there(world):
+    # Given a live version no release of this control plane promoted
+    world.register()
+    world.service_function()
+    # When rolled back / Then it is refused, and live doesn't move
+    with pytest.raises(DecisionConflict, match="serves version 1, which no promoted release of support-bot put there"):
+        rollback_service(world.deps, "support-bot", "alice")
+    assert world.alias() == ("1", {})
+
+
+def test_manual_rollback_refuses_when_the_version_before_serves_no_model(world):
+    # Given the first release promoted over a version that serves no model
+    world.register()
+    world.service_function(live_serves_a_release=False)
+    world.publish("support-bot-first-2")
+    world.deps.lambda_.update_alias(FunctionName="test-svc-support-bot", Name="live", FunctionVersion="2")
+    promoted(world, "support-bot-first-2", candidate="2", live_before="1")
+    # When rolled back / Then there is no known good version, and live stays
+    with pytest.raises(DecisionConflict, match="is its first release: the version before it .1. serves no model"):
+        rollback_service(world.deps, "support-bot", "alice")
+    assert world.alias() == ("2", {})
+    assert world.ledger.get("support-bot-first-2")["status"] == "Promoted"
