@@ -78,6 +78,13 @@ def test_worse_prompt_fails_the_gate_and_live_is_untouched(with_live_v2):
 
 def test_canary_alarm_from_real_errors_rolls_back(with_live_v2):
     pipeline = with_live_v2
+    # An alarm on the first failed canary request, and a bake long enough that only that
+    # alarm can end it: the outcome can't depend on how many requests a busy machine
+    # sends per (scaled) alarm period.
+    pipeline.set_policy(
+        approval="manual", min_canary_invocations=3, bake_seconds=100_000,
+        canary_alarms=[{"name": "errors", "metric": "Errors", "statistic": "Sum", "threshold": 1}],
+    )
     live_before, _ = pipeline.live()
     traffic = pipeline.traffic()
     traffic.start()
