@@ -27,11 +27,12 @@ $(SAM_VENV)/.installed:
 
 venv: $(VENV)/.installed $(SAM_VENV)/.installed ## Create the virtual environments (project, and SAM CLI apart)
 
-test: venv ## Lint the template (cfn-lint, sam validate --lint) and run every test
+test: venv ## Lint the template and the ASL (cfn-lint, sam validate --lint, statelint) and run every test
 	$(VENV)/bin/python -m pytest
 
-lint: venv ## Only the template checks
+lint: venv ## Only the template and state machine checks
 	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/statelint statemachine/release_pipeline.asl.json
 	$(SAM) validate --lint --template template.yaml --region us-east-1
 
 demo: $(VENV)/.installed ## Four releases on the embedded local AWS: promoted, promoted, gate failed, rolled back

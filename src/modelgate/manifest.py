@@ -61,7 +61,9 @@ class ModelSpec(_Strict):
 
 class InferenceParameters(_Strict):
     temperature: float = Field(default=0.0, ge=0.0, le=1.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    # Sent only when the manifest sets it: newer Claude models on Bedrock refuse temperature
+    # and top_p together ("temperature and top_p cannot both be specified").
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int = Field(default=512, ge=1, le=8192)
 
 

@@ -86,7 +86,7 @@ class BedrockProvider:
             inferenceConfig={
                 "maxTokens": parameters.max_tokens,
                 "temperature": parameters.temperature,
-                "topP": parameters.top_p,
+                **({"topP": parameters.top_p} if parameters.top_p is not None else {}),
             },
         )
         # Content blocks other than text (e.g. reasoning) are not part of the answer.

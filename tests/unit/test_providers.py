@@ -75,6 +75,28 @@ def _converse_response(*texts: str, inputs: int = 21, outputs: int = 7) -> dict:
     }
 
 
+def test_bedrock_sends_top_p_only_when_the_manifest_sets_it(bedrock) -> None:
+    # Newer Claude models refuse temperature and top_p together: unset top_p is not sent.
+    provider, stubber = bedrock
+    stubber.add_response(
+        "converse",
+        _converse_response("Open Settings.", inputs=21, outputs=7),
+        expected_params={
+            "modelId": "anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "system": [{"text": "You are support."}],
+            "messages": [{"role": "user", "content": [{"text": "reset password?"}]}],
+            "inferenceConfig": {"maxTokens": 300, "temperature": 0.2},
+        },
+    )
+    provider.converse(
+        model_id="anthropic.claude-sonnet-4-5-20250929-v1:0",
+        system="You are support.",
+        user="reset password?",
+        parameters=InferenceParameters(temperature=0.2, max_tokens=300),
+    )
+    stubber.assert_no_pending_responses()
+
+
 def test_bedrock_sends_converse_request_and_maps_the_answer(bedrock) -> None:
     provider, stubber = bedrock
     # Given Bedrock answers with text and usage for exactly this request

@@ -29,6 +29,28 @@ def _sam() -> str:
     return candidate
 
 
+def _statelint(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "statelint"), str(path)], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def test_statelint_is_clean():
+    # Given the state machine definition / When statelint reads it / Then it reports nothing
+    result = _statelint(ASL)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_statelint_refuses_what_step_functions_refuses(tmp_path):
+    # The check can fail: an integer BackoffRate (Step Functions wants a float) is reported.
+    definition = json.loads(ASL.read_text())
+    definition["States"]["Validate"]["Retry"][0]["BackoffRate"] = 2
+    bad = tmp_path / "bad.asl.json"
+    bad.write_text(json.dumps(definition))
+    result = _statelint(bad)
+    assert result.returncode != 0 and "BackoffRate" in result.stdout + result.stderr
+
+
 def test_cfn_lint_is_clean():
     # Given the template / When cfn-lint reads it / Then it reports nothing
     result = subprocess.run(

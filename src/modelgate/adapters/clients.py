@@ -13,11 +13,16 @@ import boto3
 from botocore.config import Config
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+# S3 presigned URLs (the approval page's report link) must be Signature Version 4: botocore
+# still presigns with SigV2 by default in us-east-1, and S3 refuses SigV2 on buckets created
+# after 24 June 2020 ("Amazon S3 will no longer support SigV2 for new buckets", S3 User
+# Guide, "Authenticating requests (AWS Signature Version 4)").
+_PER_SERVICE = {"s3": _CONFIG.merge(Config(signature_version="s3v4"))}
 
 
 @lru_cache(maxsize=32)
 def client(service: str) -> Any:
-    return boto3.client(service, config=_CONFIG)
+    return boto3.client(service, config=_PER_SERVICE.get(service, _CONFIG))
 
 
 def reset_clients() -> None:
