@@ -22,7 +22,7 @@ def _control(args: argparse.Namespace):
     if args.local:
         from modelgate_harness.server import control_from_state
 
-        return control_from_state(Path(args.local))
+        return control_from_state(Path(args.local_state))
 
     session = boto3.Session(profile_name=args.profile, region_name=args.region)
     return Control.from_stack(args.stack, session)
@@ -144,9 +144,18 @@ def _logical_id(template: Path, function: str) -> str:
     raise SystemExit(f"modelgate: no function {function!r} in {template}; functions: {', '.join(names)}")
 
 
+def _template(path: str) -> Path:
+    """The template a local command deploys; missing (e.g. run outside the project folder): one clear line."""
+    template = Path(path)
+    if not template.is_file():
+        raise FileNotFoundError(2, "no such file", str(template))
+    return template
+
+
 def cmd_local_up(args: argparse.Namespace) -> int:
     from modelgate_harness.server import serve
 
+    _template(args.template)
     serve(Path(args.template), port=args.port, time_factor=args.time_factor, state_file=Path(args.state_file),
           traffic_rate=args.traffic)
     return 0
@@ -164,9 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CloudFormation stack name (default: $MODELGATE_STACK or 'modelgate')")
     parser.add_argument("--region", default=None, help="AWS region (default: the credential chain's)")
     parser.add_argument("--profile", default=None, help="AWS profile")
-    parser.add_argument("--local", nargs="?", const=".modelgate-local.json",
-                        default=os.environ.get("MODELGATE_LOCAL"), metavar="STATE_FILE",
-                        help="talk to a running `modelgate local up` instead of AWS")
+    parser.add_argument("--local", action="store_true", default=bool(os.environ.get("MODELGATE_LOCAL")),
+                        help="talk to a running `modelgate local up` instead of AWS (also: $MODELGATE_LOCAL)")
+    parser.add_argument("--local-state", default=os.environ.get("MODELGATE_LOCAL") or ".modelgate-local.json",
+                        metavar="STATE_FILE", help="the state file `modelgate local up` wrote (default: "
+                        "$MODELGATE_LOCAL or .modelgate-local.json)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("submit", help="upload a release folder (prompt files, then the manifest); prints the release id")
@@ -238,12 +249,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every failure the user can act on is one line on stderr and exit code 2 (no traceback)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except ModelgateError as exc:
-        print(f"modelgate: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        print(f"modelgate: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+    except FileNotFoundError as exc:
+        print(f"modelgate: {exc.filename or exc}: no such file or folder (run from the project folder, "
+              "or name the path)", file=sys.stderr)
+    except (ClientError, BotoCoreError, OSError) as exc:
+        print(f"modelgate: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+    return 2
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -49,14 +49,14 @@ def server(tmp_path):
 
 
 def status(state: Path, capsys, release: str | None = None) -> dict | list:
-    assert cli.main(["--local", str(state), "status", *([release] if release else []), "--json"]) == 0
+    assert cli.main(["--local", "--local-state", str(state), "status", *([release] if release else []), "--json"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
 @pytest.mark.enable_socket
 def test_submit_status_and_approve_from_another_process(server, capsys):
     # When CI submits through the CLI
-    assert cli.main(["--local", str(server), "submit", str(ROOT / "examples" / "support-bot" / "v1"),
+    assert cli.main(["--local", "--local-state", str(server), "submit", str(ROOT / "examples" / "support-bot" / "v1"),
                      "--commit", "cd" * 20, "--branch", "main"]) == 0
     release = capsys.readouterr().out.strip().splitlines()[-1]
 
@@ -68,7 +68,7 @@ def test_submit_status_and_approve_from_another_process(server, capsys):
 
     # Then it asks for approval, and an approver approves through the CLI
     wait_until(reaches("PendingManualApproval"), 60, f"{release} to ask for approval", interval=0.2, progress=now)
-    assert cli.main(["--local", str(server), "approve", release, "--comment", "from another shell"]) == 0
+    assert cli.main(["--local", "--local-state", str(server), "approve", release, "--comment", "from another shell"]) == 0
     capsys.readouterr()
     record = wait_until(reaches("Promoted", "RolledBack", "Failed"), 120, f"{release} to end", interval=0.2,
                         progress=now)
