@@ -29,7 +29,7 @@ from modelgate.adapters import clients
 from modelgate.approval import links
 from modelgate.approval import page as pages
 from modelgate.approval.identity import FourEyesViolation
-from modelgate.errors import TASK_GONE_CODES, ConfigurationError, DecisionConflict
+from modelgate.errors import TASK_GONE_CODES, ConfigurationError, DecisionConflict, error_code
 from modelgate.observability import logger
 from modelgate.pipeline import approval
 from modelgate.pipeline.deps import Deps, default_deps
@@ -150,7 +150,7 @@ def refused(error: Exception) -> Response:
 
 @app.exception_handler(ClientError)
 def aws_error(error: ClientError) -> Response:
-    code = error.response.get("Error", {}).get("Code", "")
+    code = error_code(error)
     if code in TASK_GONE_CODES:
         logger.info("approval arrived after the task ended", extra={"error": code})
         return _html(409, pages.refusal_page(

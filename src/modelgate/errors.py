@@ -131,11 +131,6 @@ class Throttled(ModelgateError):
 def is_throttle(exc: BaseException) -> bool:
     """Whether ``exc`` is a throttle: ``Throttled``, a botocore ClientError with a throttling
     code, or any exception class named like one (boto3's modeled exceptions)."""
-    if isinstance(exc, Throttled):
+    if isinstance(exc, Throttled) or error_code(exc) in THROTTLE_CODES:
         return True
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping):
-        code = (response.get("Error") or {}).get("Code")
-        if code in THROTTLE_CODES:
-            return True
     return any(cls.__name__ in THROTTLE_CODES for cls in type(exc).__mro__)

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelgate.canary_judge import CanaryVerdict
 from modelgate.contract import Approval, EvaluationSummary, GateVerdict, PlannedStep
-from modelgate.errors import DecisionConflict, ReleaseClosed, ServiceLocked, validation_problems
+from modelgate.errors import DecisionConflict, ReleaseClosed, ServiceLocked, error_code, validation_problems
 from modelgate.manifest import ArtifactRef
 
 # Final states: a release in one of these never changes again.
@@ -68,7 +68,7 @@ def from_dynamo(value: Any) -> Any:
 
 
 def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return error_code(exc) == "ConditionalCheckFailedException"
 
 
 # ---------------------------------------------------------------------- the release record

@@ -10,7 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from modelgate.errors import ConfigurationError, ServiceNotRegistered
+from modelgate.errors import ConfigurationError, ServiceNotRegistered, error_code
 from modelgate.policy import ServiceConfig
 
 
@@ -22,7 +22,7 @@ def get_service(ssm: Any, prefix: str, service: str, *, function_prefix: str | N
     try:
         value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+        if error_code(exc) == "ParameterNotFound":
             raise ServiceNotRegistered(
                 f"service {service!r} is not registered with this control plane "
                 f"(no SSM parameter {name})"

@@ -26,7 +26,6 @@ __all__ = [
     "IntakeSettings",
     "PipelineSettings",
     "Settings",
-    "get_settings",
     "load",
     "load_settings",
 ]
@@ -117,7 +116,3 @@ def load(model: type[S]) -> S:
     """``model`` validated from the environment, once per distinct environment (a cold
     start on AWS; per function locally, where several functions share one process)."""
     return _cached(model, tuple(os.environ.get(k) for k in _aliases(model)))  # type: ignore[return-value]
-
-
-def get_settings() -> PipelineSettings:
-    return load(PipelineSettings)

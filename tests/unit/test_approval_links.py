@@ -28,7 +28,7 @@ from modelgate.errors import ConfigurationError
 from modelgate.ledger import Ledger
 from modelgate.observability import logger
 from modelgate.pipeline import deps
-from modelgate.settings import Settings
+from modelgate.settings import ApprovalCallbackSettings, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "functions" / "approval_callback" / "app.py"
@@ -221,8 +221,11 @@ def test_a_weak_signing_secret_is_a_configuration_error(aws_env):
 
 
 def test_the_secret_arn_has_no_default():
+    # The callback's settings name it (the pipeline's common variables are all there)
+    common = {"LEDGER_TABLE": "l", "ARTIFACT_BUCKET": "b", "SERVICES_PREFIX": "/p/", "APPROVAL_TOPIC_ARN": "t",
+              "STACK_NAME": "s"}
     with pytest.raises(ConfigurationError, match="SIGNING_SECRET_ARN"):
-        links.signing_secret_id({})
+        load_settings(common, ApprovalCallbackSettings)
 
 
 # --------------------------------------------------------------------------- identities / four eyes

@@ -31,7 +31,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import threading
@@ -45,7 +44,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelgate.approval.identity import check_four_eyes
-from modelgate.errors import ConfigurationError, DecisionConflict, ModelgateError
+from modelgate.errors import ConfigurationError, DecisionConflict, ModelgateError, error_code
 
 Decision = Literal["approve", "reject"]
 DECISIONS: tuple[str, ...] = ("approve", "reject")
@@ -212,14 +211,6 @@ KEY_MAX_AGE_SECONDS = 900.0
 KEY_MIN_REFRESH_SECONDS = 30.0
 
 
-def signing_secret_id(environ: Mapping[str, str] | None = None) -> str:
-    """The signing secret's ARN from SIGNING_SECRET_ARN; no default (a bad deploy fails loudly)."""
-    value = (os.environ if environ is None else environ).get("SIGNING_SECRET_ARN", "").strip()
-    if not value:
-        raise ConfigurationError("function environment is incomplete or wrong: SIGNING_SECRET_ARN")
-    return value
-
-
 def fetch_signing_keys(secretsmanager: Any, secret_id: str) -> list[bytes]:
     """[current, previous?] from the secret's AWSCURRENT and AWSPREVIOUS versions.
 
@@ -232,7 +223,7 @@ def fetch_signing_keys(secretsmanager: Any, secret_id: str) -> list[bytes]:
         try:
             value = secretsmanager.get_secret_value(SecretId=secret_id, VersionStage=stage)
         except ClientError as exc:
-            if stage == "AWSPREVIOUS" and exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            if stage == "AWSPREVIOUS" and error_code(exc) == "ResourceNotFoundException":
                 break  # never rotated
             raise
         raw = value["SecretString"].encode("utf-8") if "SecretString" in value else bytes(value["SecretBinary"])
@@ -358,7 +349,7 @@ def claim_link(
             ConditionExpression="attribute_not_exists(pk)",
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        if error_code(exc) == "ConditionalCheckFailedException":
             raise LinkUsed(f"this link was already used to {claims.decision} release {claims.release_id}") from exc
         raise
 

@@ -103,9 +103,9 @@ def acquire_lock(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     assert ctx.policy is not None
     holder = deps.ledger.lock_holder(ctx.service)
     if holder and holder != ctx.release_id:
-        mine, theirs = deps.ledger.get(ctx.release_id) or {}, deps.ledger.get(holder) or {}
-        if theirs and theirs.get("status") not in FINAL_STATUSES:
-            if (theirs.get("created_at") or "") > (mine.get("created_at") or ""):
+        mine, theirs = deps.ledger.release(ctx.release_id), deps.ledger.release(holder)
+        if theirs and theirs.status not in FINAL_STATUSES:
+            if theirs.created_at > (mine.created_at if mine else ""):
                 raise Superseded(f"release {holder} of {ctx.service} is newer and already in flight")
             cancel_release(
                 deps, holder, "Superseded", f"superseded by release {ctx.release_id} (commit {ctx.commit})"
