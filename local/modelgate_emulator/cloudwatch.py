@@ -13,6 +13,8 @@ the release pipeline relies on. This module covers, each with a test:
                                                             -> :func:`install`
 - ``Dimension.__lt__`` is not an order, so ``GetMetricData`` misses a query whose
   dimensions are listed in another order than the datapoints' -> :func:`install`
+- ``GetMetricData`` computes no percentile (``Stat: p95`` gives no value, and the
+  response fails); AWS computes percentiles from the raw datapoints -> :func:`install`
 
 Alarm windows are scaled by the runtime's time factor (``Period x time_factor`` real
 seconds) and slide with the evaluator's tick instead of aligning to period boundaries.
@@ -564,6 +566,7 @@ def install() -> Callable[[], None]:
         (CloudWatchBackend, "get_metric_statistics"): CloudWatchBackend.get_metric_statistics,
         (Alarm, "__init__"): Alarm.__init__,
         (Dimension, "__lt__"): Dimension.__lt__,
+        (CloudWatchBackend, "get_metric_data"): CloudWatchBackend.get_metric_data,
     }
     original_set_state = CloudWatchBackend.set_alarm_state
     original_alarm_init = Alarm.__init__
@@ -596,6 +599,7 @@ def install() -> Callable[[], None]:
     CloudWatchBackend.get_metric_statistics = _get_metric_statistics_exact  # type: ignore[method-assign]
     Alarm.__init__ = alarm_init  # type: ignore[method-assign]
     Dimension.__lt__ = dimension_lt  # type: ignore[method-assign]
+    CloudWatchBackend.get_metric_data = _percentile_aware(CloudWatchBackend.get_metric_data)  # type: ignore[method-assign]
 
     def uninstall() -> None:
         for (owner, name), original in originals.items():
@@ -651,6 +655,61 @@ def _get_metric_statistics_exact(
         if bucket.metric_data:
             result.append(bucket)
     return result
+
+
+def _percentile_aware(original: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
+    """moto's GetMetricData, with percentile ``Stat`` values (``p95``, ``p99.9``) computed
+    from the period's raw datapoints, as AWS does ("CloudWatch needs raw data points to
+    calculate percentile statistics", GetMetricStatistics in the CloudWatch API Reference:
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_GetMetricStatistics.html).
+
+    moto runs the query with ``SampleCount`` in its place (so the periods with data and
+    their timestamps are moto's own); each value is then replaced by the percentile of the
+    datapoints of that period whose dimension set is exactly the query's.
+    """
+
+    def get_metric_data(
+        self: CloudWatchBackend,
+        queries: list[dict[str, Any]],
+        start_time: datetime,
+        end_time: datetime,
+        scan_by: str = "TimestampAscending",
+    ) -> list[dict[str, Any]]:
+        percentiles = {
+            q["Id"]: q for q in queries if "MetricStat" in q and _percentile(q["MetricStat"]["Stat"]) is not None
+        }
+        if not percentiles:
+            return original(self, queries, start_time, end_time, scan_by)
+        counted = [
+            {**q, "MetricStat": {**q["MetricStat"], "Stat": "SampleCount"}} if q["Id"] in percentiles else q
+            for q in queries
+        ]
+        results = original(self, counted, start_time, end_time, scan_by)
+        for result in results:
+            query = percentiles.get(result["id"])
+            if query is None:
+                continue
+            stat = query["MetricStat"]
+            metric = stat["Metric"]
+            wanted = frozenset((d["Name"], d["Value"]) for d in metric.get("Dimensions", []))
+            step = timedelta(seconds=int(stat["Period"]))
+            data = [
+                md
+                for md in self.get_all_metrics()
+                if md.namespace == metric["Namespace"]
+                and md.name == metric["MetricName"]
+                and _dims_key(md.dimensions) == wanted
+                and (not stat.get("Unit") or md.unit == stat["Unit"])
+            ]
+            result["values"] = [
+                _statistic(stat["Stat"], [md for md in data if at <= md.timestamp < at + step])
+                for at in result["timestamps"]
+            ]
+            if not query.get("Label"):
+                result["label"] = f"{metric['MetricName']} {stat['Stat']}"
+        return results
+
+    return get_metric_data
 
 
 # --------------------------------------------------------------------------- helpers

@@ -224,6 +224,36 @@ def test_get_metric_data_matches_dimensions_listed_in_any_order(cw: Any, patched
     assert sum(result["MetricDataResults"][0]["Values"]) == 1
 
 
+def test_get_metric_data_computes_percentiles_from_the_raw_datapoints(cw: Any, patched: None) -> None:
+    # Given 100 latencies (1..100 ms) in one minute on one dimension set, and a slow one on another set
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+    live = [{"Name": "Resource", "Value": "fn:live"}]
+    for first in range(1, 101, 20):
+        cw.put_metric_data(Namespace="App", MetricData=[
+            {"MetricName": "Latency", "Dimensions": live, "Value": float(v), "Timestamp": minute + timedelta(seconds=1)}
+            for v in range(first, first + 20)
+        ])
+    cw.put_metric_data(Namespace="App", MetricData=[{
+        "MetricName": "Latency", "Dimensions": [{"Name": "Resource", "Value": "fn:other"}], "Value": 9999.0,
+        "Timestamp": minute + timedelta(seconds=1),
+    }])
+
+    def query(query_id: str, stat: str) -> dict[str, Any]:
+        metric = {"Namespace": "App", "MetricName": "Latency", "Dimensions": live}
+        return {"Id": query_id, "MetricStat": {"Metric": metric, "Period": 60, "Stat": stat}}
+
+    # When one GetMetricData asks for percentiles beside a basic statistic
+    result = cw.get_metric_data(
+        MetricDataQueries=[query("p95", "p95"), query("p99", "p99.9"), query("n", "SampleCount")],
+        StartTime=minute - timedelta(minutes=1), EndTime=minute + timedelta(minutes=2),
+    )
+
+    # Then each percentile is the nearest rank of that set's raw values, beside moto's own statistic
+    values = {r["Id"]: r["Values"] for r in result["MetricDataResults"]}
+    assert values == {"p95": [95.0], "p99": [100.0], "n": [100.0]}
+    assert {r["Id"]: r["Label"] for r in result["MetricDataResults"]}["p95"] == "Latency p95"
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -540,6 +570,7 @@ def test_uninstall_restores_moto(aws: None) -> None:
         CloudWatchBackend.get_metric_statistics,
         cloudwatch.Alarm.__init__,
         Dimension.__lt__,
+        CloudWatchBackend.get_metric_data,
     )
 
     cloudwatch.install()()
@@ -549,6 +580,7 @@ def test_uninstall_restores_moto(aws: None) -> None:
         CloudWatchBackend.get_metric_statistics,
         cloudwatch.Alarm.__init__,
         Dimension.__lt__,
+        CloudWatchBackend.get_metric_data,
     )
 
 
