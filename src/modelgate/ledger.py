@@ -33,6 +33,7 @@ from modelgate.canary_judge import CanaryVerdict
 from modelgate.contract import Approval, EvaluationSummary, GateVerdict, PlannedStep
 from modelgate.errors import DecisionConflict, ReleaseClosed, ServiceLocked, error_code, validation_problems
 from modelgate.manifest import ArtifactRef
+from modelgate.policy import AlarmThreshold
 
 # Final states: a release in one of these never changes again.
 FINAL_STATUSES = frozenset(
@@ -101,6 +102,7 @@ class _ReleaseData(BaseModel):
     step: PlannedStep | None = None
     verdict: CanaryVerdict | None = None
     canary_invocations: int | None = None
+    canary_thresholds: list[AlarmThreshold] | None = None  # each canary alarm's threshold and its inputs
     # the end
     promoted_at: str | None = None
     reason: str | None = None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelgate.canary_judge import JudgePolicy
+from modelgate.errors import NotEnoughEvidence
 from modelgate.rollout import (
     PlannedStep,
     Rollout,
@@ -20,18 +22,191 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# CloudWatch percentile statistics: "p0.0" to "p100" (PutMetricAlarm ExtendedStatistic,
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html).
+_PERCENTILE = re.compile(r"^p(100(\.0+)?|\d{1,2}(\.\d+)?)$")
+BASIC_STATISTICS = ("Sum", "Average", "Minimum", "Maximum", "SampleCount")
+# The evaluation summary measures live's latency at these percentiles (latency_pNN_ms).
+EVALUATED_PERCENTILES = ("p50", "p95", "p99")
+
+
+def is_percentile(statistic: str) -> bool:
+    return bool(_PERCENTILE.match(statistic))
+
+
+class LiveRelativeThreshold(_Strict):
+    """A latency alarm's threshold from live's measured latency, not a number tuned once.
+
+    threshold = max(``floor_ms``, ``factor`` x live's value of the alarm's own statistic of
+    ``Duration``), where live's value is measured (in this order of preference):
+
+    1. ``cloudwatch``: the live alias's ``Duration`` over the ``window_seconds`` before the
+       canary starts (the alias routes all of it to live then), if it holds at least
+       ``min_samples`` invocations: live's production traffic, the very metric the alarm
+       watches on the candidate;
+    2. ``evaluation``: the live side's latency measured by this release's evaluation (the
+       same cases, through the live version, minutes earlier), if the alarm's statistic is
+       one the evaluation measures (p50, p95, p99) and at least ``min_samples`` live calls
+       succeeded. It is the caller's latency around Invoke, a little above Lambda's
+       ``Duration`` (it includes the invoke overhead), so the alarm errs on the lenient side.
+
+    Neither (live had no traffic and serves no release the evaluation could measure, as
+    on a first release): live's latency is unknown, and "unknown" is not enough evidence,
+    never "healthy". ``without_live_data`` says what then:
+
+    - ``fail`` (the default): the release ends before any traffic moves (NotEnoughEvidence,
+      rolled back with that reason);
+    - ``candidate``: the candidate's own latency as the evaluation measured it takes live's
+      place (max(floor, factor x that)): the alarm then fires on production latency well
+      above what the evaluation measured. Still evidence, and the ledger names it;
+    - ``floor``: the alarm is armed at ``floor_ms`` alone, and the ledger says so and why.
+    """
+
+    factor: float = Field(ge=1.0, le=100.0)
+    floor_ms: float = Field(ge=0.0)
+    window_seconds: int = Field(default=3600, ge=300, le=86_400)
+    min_samples: int = Field(default=20, ge=1)
+    without_live_data: Literal["fail", "candidate", "floor"] = "fail"
+
+    @model_validator(mode="after")
+    def _whole_minutes(self) -> LiveRelativeThreshold:
+        if self.window_seconds % 60:
+            raise ValueError(
+                f"window_seconds must be a whole number of minutes (Lambda metrics are per minute), "
+                f"got {self.window_seconds}"
+            )
+        return self
+
+
 class CanaryAlarmSpec(_Strict):
-    """One alarm created on the candidate alone (ExecutedVersion dimension) for a canary."""
+    """One alarm created on the candidate alone (ExecutedVersion dimension) for a canary.
+
+    Its threshold is fixed (``threshold``) or, for ``Duration``, relative to live's measured
+    latency (``relative_to_live``): exactly one of the two. ``statistic`` is a basic
+    statistic or a percentile (``p95``, ``p99.9``: the alarm's ExtendedStatistic).
+    """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     metric: Literal["Errors", "Duration", "Throttles"]
-    statistic: Literal["Sum", "Average", "Maximum", "SampleCount"] = "Sum"
-    threshold: float
+    statistic: str = "Sum"
+    threshold: float | None = None
+    relative_to_live: LiveRelativeThreshold | None = None
     comparison: Literal[
         "GreaterThanOrEqualToThreshold", "GreaterThanThreshold"
     ] = "GreaterThanOrEqualToThreshold"
     period_seconds: int = Field(default=60, ge=10)
     evaluation_periods: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> CanaryAlarmSpec:
+        if self.statistic not in BASIC_STATISTICS and not is_percentile(self.statistic):
+            raise ValueError(
+                f"alarm {self.name}: statistic {self.statistic!r} is neither one of {', '.join(BASIC_STATISTICS)} "
+                "nor a percentile p0.0 to p100 (e.g. p95)"
+            )
+        if (self.threshold is None) == (self.relative_to_live is None):
+            raise ValueError(
+                f"alarm {self.name}: give exactly one of threshold (a fixed value) and relative_to_live "
+                "(a factor of live's measured latency with a floor)"
+            )
+        if self.relative_to_live is not None and self.metric != "Duration":
+            raise ValueError(
+                f"alarm {self.name}: relative_to_live is for Duration (latency); {self.metric} counts scale "
+                "with each side's share of traffic, so give it a fixed threshold"
+            )
+        if self.relative_to_live is not None and self.statistic in ("Sum", "SampleCount"):
+            raise ValueError(
+                f"alarm {self.name}: a {self.statistic} of Duration grows with traffic, not latency; "
+                "use Average, Maximum or a percentile with relative_to_live"
+            )
+        return self
+
+
+class LiveLatency(_Strict):
+    """Live's measured value of one statistic of its latency, and where it was measured."""
+
+    source: Literal["cloudwatch", "evaluation", "candidate_evaluation"]
+    value_ms: float = Field(ge=0.0)
+    samples: int = Field(ge=0)
+    detail: str
+
+
+class AlarmThreshold(_Strict):
+    """The threshold a canary alarm was created with, and why (kept in the ledger)."""
+
+    alarm: str
+    metric: str
+    statistic: str
+    threshold: float
+    basis: Literal["fixed", "live", "floor", "candidate_without_live_data", "floor_without_live_data"]
+    live: LiveLatency | None = None
+    factor: float | None = None
+    floor_ms: float | None = None
+    explanation: str
+
+
+def resolve_threshold(
+    spec: CanaryAlarmSpec, measured: list[LiveLatency], candidate: LiveLatency | None = None
+) -> AlarmThreshold:
+    """The alarm's threshold: fixed, or max(floor, factor x live) from the first measurement
+    of live in ``measured`` that has enough samples; without one, per the policy's
+    ``without_live_data`` (``candidate``: the candidate's evaluated latency, see
+    LiveRelativeThreshold).
+
+    Raises ``NotEnoughEvidence`` when there is no usable measurement and the policy says
+    ``fail`` (or ``candidate`` without a usable candidate measurement either).
+    """
+    common = {"alarm": spec.name, "metric": spec.metric, "statistic": spec.statistic}
+    relative = spec.relative_to_live
+    if relative is None:
+        assert spec.threshold is not None
+        return AlarmThreshold(
+            **common, threshold=spec.threshold, basis="fixed",
+            explanation=f"{spec.statistic} of {spec.metric} at a fixed threshold of {spec.threshold:g}",
+        )
+    usable = [m for m in measured if m.samples >= relative.min_samples]
+    looked = "; ".join(f"{m.source}: {m.detail}" for m in measured) or "no measurement of live"
+    short = f"live's latency has fewer than {relative.min_samples} measured calls ({looked})"
+    basis = "live"
+    if not usable and relative.without_live_data == "candidate":
+        if candidate is None or candidate.samples < relative.min_samples:
+            raise NotEnoughEvidence(
+                f"alarm {spec.name}: {short}, and the candidate's evaluated latency, which the policy puts in its "
+                f"place (without_live_data: candidate), has fewer too "
+                f"({candidate.detail if candidate else 'not measured'}): the threshold can't be set"
+            )
+        usable, basis = [candidate], "candidate_without_live_data"
+    if not usable:
+        if relative.without_live_data == "fail":
+            raise NotEnoughEvidence(
+                f"alarm {spec.name}: its threshold is {relative.factor:g} x live's {spec.statistic} latency, and "
+                f"{short}; an alarm without its threshold watches nothing, and the policy says fail "
+                "(without_live_data)"
+            )
+        return AlarmThreshold(
+            **common, threshold=relative.floor_ms, basis="floor_without_live_data", factor=relative.factor,
+            floor_ms=relative.floor_ms,
+            explanation=(
+                f"{spec.statistic} of Duration above {relative.floor_ms:g} ms: the floor alone, because {short} "
+                "and the policy says floor (without_live_data)"
+            ),
+        )
+    base = usable[0]
+    scaled = relative.factor * base.value_ms
+    threshold = max(relative.floor_ms, scaled)
+    if scaled < relative.floor_ms:
+        basis = "floor"
+    whose = "the candidate's evaluated" if base.source == "candidate_evaluation" else "live's"
+    why = f"; {short}, so the candidate's own (without_live_data: candidate)" if base is candidate else ""
+    return AlarmThreshold(
+        **common, threshold=round(threshold, 3), basis=basis, live=base, factor=relative.factor,
+        floor_ms=relative.floor_ms,
+        explanation=(
+            f"{spec.statistic} of Duration above {threshold:.1f} ms = max(floor {relative.floor_ms:g} ms, "
+            f"{relative.factor:g} x {whose} {spec.statistic} {base.value_ms:.1f} ms from {base.source}: "
+            f"{base.detail}){why}"
+        ),
+    )
 
 
 class ReleasePolicy(_Strict):

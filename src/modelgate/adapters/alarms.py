@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from modelgate.policy import CanaryAlarmSpec
+from modelgate.policy import AlarmThreshold, CanaryAlarmSpec, LiveLatency, is_percentile
+
+LAMBDA_NAMESPACE = "AWS/Lambda"
 
 
 def canary_alarm_name(stack_name: str, release_id: str, spec: CanaryAlarmSpec) -> str:
@@ -21,34 +25,116 @@ def put_canary_alarms(
     alias: str,
     candidate: str,
     specs: list[CanaryAlarmSpec],
+    thresholds: list[AlarmThreshold],
 ) -> list[str]:
-    """Alarms on the candidate alone: the ExecutedVersion dimension of the alias's metrics.
+    """Alarms on the candidate alone: the ExecutedVersion dimension of the alias's metrics,
+    each at its resolved threshold (``thresholds``, one per spec, in order).
 
     Missing data is not breaching *and* not healthy: the alarm stays out of ALARM, and the
     bake's end checks separately that the canary had enough invocations to judge.
+    A percentile statistic goes in ``ExtendedStatistic`` (PutMetricAlarm takes either
+    ``Statistic`` or ``ExtendedStatistic``, never both:
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html).
     """
+    if len(thresholds) != len(specs):
+        raise ValueError(f"{len(specs)} alarm specs but {len(thresholds)} thresholds")
     names = []
-    for spec in specs:
+    for spec, threshold in zip(specs, thresholds):
+        if threshold.alarm != spec.name:
+            raise ValueError(f"threshold for alarm {threshold.alarm} given for alarm {spec.name}")
         name = canary_alarm_name(stack_name, release_id, spec)
+        statistic = {"ExtendedStatistic" if is_percentile(spec.statistic) else "Statistic": spec.statistic}
         cloudwatch.put_metric_alarm(
             AlarmName=name,
-            AlarmDescription=json.dumps({"release_id": release_id, "alarm": spec.name}),
-            Namespace="AWS/Lambda",
+            # AlarmDescription holds at most 1024 characters: the basis, not its explanation.
+            AlarmDescription=json.dumps(
+                {"release_id": release_id, "alarm": spec.name, "threshold_basis": threshold.basis}
+            ),
+            Namespace=LAMBDA_NAMESPACE,
             MetricName=spec.metric,
             Dimensions=[
                 {"Name": "FunctionName", "Value": function_name},
                 {"Name": "Resource", "Value": f"{function_name}:{alias}"},
                 {"Name": "ExecutedVersion", "Value": candidate},
             ],
-            Statistic=spec.statistic,
+            **statistic,
             Period=spec.period_seconds,
             EvaluationPeriods=spec.evaluation_periods,
-            Threshold=spec.threshold,
+            Threshold=threshold.threshold,
             ComparisonOperator=spec.comparison,
             TreatMissingData="notBreaching",
         )
         names.append(name)
     return names
+
+
+def live_latency(
+    cloudwatch: Any,
+    *,
+    function_name: str,
+    alias: str,
+    statistic: str,
+    window_seconds: int,
+    end: datetime | None = None,
+) -> LiveLatency:
+    """Live's ``statistic`` of ``Duration`` through the alias over the ``window_seconds``
+    before ``end`` (now), with the number of invocations it is computed from.
+
+    Read before the canary starts, when the alias routes everything to live, from the
+    ``[FunctionName, Resource=function:alias]`` dimension set that Lambda publishes for
+    every invocation through an alias (AWS Lambda Developer Guide, "Using CloudWatch metrics
+    with Lambda", dimensions: Resource is "the function version or alias",
+    https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics.html) - not
+    ``ExecutedVersion``, which AWS documents for alias invocations to tell versions apart. One GetMetricData
+    with one period as long as the window (whole minutes, aligned to the minute: Lambda
+    metrics have one-minute resolution); ``Stat`` takes percentiles as well as basic
+    statistics (MetricStat: https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_MetricStat.html).
+    Lambda metrics arrive a minute or more late, so the newest minute may be missing: an
+    hour's window loses little. ``samples`` 0 means live had no traffic in the window.
+    """
+    if window_seconds < 60 or window_seconds % 60:
+        raise ValueError(f"window_seconds must be a positive number of whole minutes, got {window_seconds}")
+    end = end or datetime.now(timezone.utc)
+    if end.tzinfo is None:
+        raise ValueError("end must be a timezone-aware datetime")
+    end = datetime.fromtimestamp(math.floor(end.timestamp() / 60) * 60, timezone.utc)
+    start = end - timedelta(seconds=window_seconds)
+    dimensions = [
+        {"Name": "FunctionName", "Value": function_name},
+        {"Name": "Resource", "Value": f"{function_name}:{alias}"},
+    ]
+
+    def query(query_id: str, stat: str) -> dict[str, Any]:
+        metric = {"Namespace": LAMBDA_NAMESPACE, "MetricName": "Duration", "Dimensions": dimensions}
+        return {"Id": query_id, "MetricStat": {"Metric": metric, "Period": window_seconds, "Stat": stat}}
+
+    response = cloudwatch.get_metric_data(
+        MetricDataQueries=[query("samples", "SampleCount"), query("value", statistic)],
+        StartTime=start,
+        EndTime=end,
+        ScanBy="TimestampAscending",
+    )
+    values: dict[str, list[float]] = {"samples": [], "value": []}
+    for result in response.get("MetricDataResults", []):
+        if result.get("StatusCode") in ("InternalError", "Forbidden"):
+            raise RuntimeError(
+                f"CloudWatch could not read live's Duration {result['Id']} for {function_name}:{alias}: "
+                f"{result['StatusCode']} {response.get('Messages') or ''}".strip()
+            )
+        values[result["Id"]] = [v for v in result.get("Values", []) if v == v]  # no NaN
+    samples = round(sum(values["samples"]))
+    where = f"{function_name}:{alias} over the {window_seconds // 60} min before {end:%Y-%m-%dT%H:%M}Z"
+    if not samples or not values["value"]:
+        return LiveLatency(source="cloudwatch", value_ms=0.0, samples=0, detail=f"no invocations of {where}")
+    # One period spans the window; should CloudWatch split it in two, weigh each by its calls.
+    if len(values["value"]) == len(values["samples"]):
+        value = sum(v * n for v, n in zip(values["value"], values["samples"])) / sum(values["samples"])
+    else:
+        value = max(values["value"])
+    return LiveLatency(
+        source="cloudwatch", value_ms=round(value, 3), samples=samples,
+        detail=f"{statistic} of Duration of {samples} invocations of {where}",
+    )
 
 
 def alarms_firing(cloudwatch: Any, names: list[str]) -> list[dict]:

@@ -22,6 +22,7 @@ from modelgate.errors import (
 from modelgate.evaluation.dataset import parse_dataset
 from modelgate.observability import logger
 from modelgate.pipeline.deps import Deps, target
+from modelgate.policy import EVALUATED_PERCENTILES, AlarmThreshold, LiveLatency, resolve_threshold
 
 
 def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
@@ -35,7 +36,11 @@ def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     assert ctx.policy is not None and ctx.candidate_version and ctx.live_version
     step = ctx.step or ctx.policy.step_plan()[0]
     names = ctx.canary_alarms
+    thresholds: list[AlarmThreshold] = []
     if not names:
+        # Thresholds first: one that can't be set (live's latency unknown) ends the release
+        # here, before any alarm exists or any traffic moves.
+        thresholds = canary_thresholds(deps, ctx)
         names = alarms.put_canary_alarms(
             deps.cloudwatch,
             stack_name=deps.settings.stack_name,
@@ -44,6 +49,7 @@ def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             alias=alias,
             candidate=ctx.candidate_version,
             specs=ctx.policy.canary_alarms,
+            thresholds=thresholds,
         )
         for name in names:
             deps.ledger.put_alarm_owner(name, ctx.release_id, ctx.service)
@@ -62,10 +68,12 @@ def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             "with rollback armed"
             if step.is_final
             else f"step {step.index + 1}: {step.weight:.0%} of {fn}:{alias} to version {ctx.candidate_version}"
-        ),
+        )
+        + "".join(f"; alarm {t.alarm}: {t.explanation}" for t in thresholds),
         canary_alarms=names,
         canary_started_at=ctx.canary_started_at or started,
         step=step,
+        canary_thresholds=[t.model_dump(mode="json") for t in thresholds] or None,
     )
     return ctx.model_copy(
         update={
@@ -76,6 +84,55 @@ def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             "extensions_used": 0,
             "judge_action": None,
         }
+    )
+
+
+def canary_thresholds(deps: Deps, ctx: ReleaseContext) -> list[AlarmThreshold]:
+    """Each canary alarm's threshold: fixed, or from live's measured latency (policy.py's
+    LiveRelativeThreshold says which measurement wins and what happens without one).
+
+    Live's latency is read once per (statistic, window) from CloudWatch, then taken from
+    the evaluation summary when CloudWatch has too few of live's calls.
+    """
+    fn, alias = target(ctx)
+    assert ctx.policy is not None
+    measured: dict[tuple[str, int], LiveLatency] = {}
+    thresholds = []
+    for spec in ctx.policy.canary_alarms:
+        sources: list[LiveLatency] = []
+        if spec.relative_to_live is not None:
+            key = (spec.statistic, spec.relative_to_live.window_seconds)
+            if key not in measured:
+                measured[key] = alarms.live_latency(
+                    deps.cloudwatch, function_name=fn, alias=alias, statistic=spec.statistic,
+                    window_seconds=spec.relative_to_live.window_seconds,
+                )
+            sources = [measured[key], _evaluated_latency(ctx, "live", spec.statistic)]
+            candidate = _evaluated_latency(ctx, "candidate", spec.statistic)
+            thresholds.append(resolve_threshold(spec, sources, candidate))
+        else:
+            thresholds.append(resolve_threshold(spec, []))
+    return thresholds
+
+
+def _evaluated_latency(ctx: ReleaseContext, side_name: str, statistic: str) -> LiveLatency:
+    """One side's latency as this release's evaluation measured it (same cases, each side's
+    version invoked by the evaluation)."""
+    side = (ctx.evaluation.sides.get(side_name) if ctx.evaluation else None) or {}
+    value = side.get(f"latency_{statistic}_ms") if statistic in EVALUATED_PERCENTILES else None
+    succeeded = int(side.get("n", 0)) - int(side.get("errors", 0))
+    version = ctx.live_version if side_name == "live" else ctx.candidate_version
+    source = "evaluation" if side_name == "live" else "candidate_evaluation"
+    if value is None:
+        why = (
+            f"this release's evaluation did not measure {side_name}" if not side
+            else f"the evaluation measures p50, p95 and p99, not {statistic}" if statistic not in EVALUATED_PERCENTILES
+            else f"no {side_name} call succeeded in the evaluation"
+        )
+        return LiveLatency(source=source, value_ms=0.0, samples=0, detail=why)
+    return LiveLatency(
+        source=source, value_ms=round(float(value), 3), samples=max(succeeded, 0),
+        detail=f"{statistic} of {succeeded} successful calls of {side_name} version {version} in the evaluation",
     )
 
 
