@@ -13,4 +13,5 @@ from modelgate.pipeline.deps import default_deps
 @logger.inject_lambda_context(correlation_id_path="release_id")
 @event_parser(model=ReleaseContext)
 def lambda_handler(event: ReleaseContext, context: LambdaContext) -> dict:
-    return canary.send_synthetic(default_deps(), event).dump()
+    # The sender stops at a budget taken from the time this invocation has left.
+    return canary.send_synthetic(default_deps(), event, context.get_remaining_time_in_millis).dump()

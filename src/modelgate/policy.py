@@ -241,6 +241,9 @@ class ReleasePolicy(_Strict):
     bake_seconds: int = Field(default=900, ge=1)
     # The judge's minimum sample per side (the judge's own min_invocations is set from it).
     min_canary_invocations: int = Field(default=20, ge=1)
+    # Synthetic traffic (judge's insufficient action "synthetic") goes through the production
+    # alias this many calls at a time.
+    synthetic_concurrency: int = Field(default=8, ge=1, le=64)
     judge: JudgePolicy = Field(default_factory=JudgePolicy)
     canary_alarms: list[CanaryAlarmSpec] = Field(
         default_factory=lambda: [

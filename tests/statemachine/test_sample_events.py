@@ -402,7 +402,7 @@ def proceeds_to_full_traffic(w: World, result: dict) -> None:
 def sent_synthetic_traffic(w: World, result: dict) -> None:
     assert ReleaseContext.model_validate(result).release_id == SAMPLE_RELEASE
     detail = w.ledger.get(SAMPLE_RELEASE)["history"][-1]["detail"]
-    assert detail == f"201 synthetic requests through {w.function}:live (0 failed)"
+    assert detail == f"201 of 201 synthetic requests through {w.function}:live, 8 at a time (0 failed)"
     assert 20 <= sum(r.executed_version == "3" for r in w.local.invocations(w.function)) <= 21  # its 10% share
 
 

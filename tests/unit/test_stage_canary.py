@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from botocore.exceptions import ClientError
 
 from modelgate.canary_judge import JudgePolicy
 from modelgate.errors import CanaryAlarm, CanaryRegression, NotEnoughEvidence
-from modelgate.pipeline.canary import check_canary, on_alarm, send_synthetic, shift_traffic, start_bake
+from modelgate.pipeline.canary import (
+    SYNTHETIC_RESERVE_MS,
+    check_canary,
+    on_alarm,
+    send_synthetic,
+    shift_traffic,
+    start_bake,
+)
 from modelgate.policy import ReleasePolicy
 
 RELEASE = "support-bot-abc1234def0-0123456789"
@@ -218,31 +228,140 @@ def test_after_the_final_step_no_step_is_left(world):
 
 # ---------------------------------------------------------------------- send_synthetic
 class LiveAlias:
-    """The service's live alias as synthetic traffic calls it (answers, or fails every n-th call)."""
+    """The service's live alias as synthetic traffic calls it (answers, or fails every n-th call).
 
-    def __init__(self, fail_every: int = 0) -> None:
+    ``together``: the first that many calls wait for each other (a barrier) before answering,
+    so they can only finish if they were in flight at the same time. ``hold``: every call
+    waits for this event. ``error``: every call raises it (Invoke itself failed).
+    ``on_call``: run at each call (e.g. to spend the caller's time)."""
+
+    def __init__(self, fail_every: int = 0, *, together: int = 0, hold: threading.Event | None = None,
+                 error: Exception | None = None, on_call=None) -> None:
         self.calls: list[tuple[str, str, dict]] = []
         self.fail_every = fail_every
+        self.barrier = threading.Barrier(together) if together else None
+        self.hold, self.error, self.on_call = hold, error, on_call
+        self.lock = threading.Lock()
+        self.in_flight = self.most_in_flight = 0
 
     def invoke(self, *, FunctionName, Qualifier, Payload):
-        self.calls.append((FunctionName, Qualifier, json.loads(Payload)))
-        failed = bool(self.fail_every) and len(self.calls) % self.fail_every == 0
-        body = {"errorType": "RuntimeError", "errorMessage": "boom"} if failed else {"output": "ok"}
-        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(body).encode()),
-                **({"FunctionError": "Unhandled"} if failed else {})}
+        with self.lock:
+            self.calls.append((FunctionName, Qualifier, json.loads(Payload)))
+            number = len(self.calls)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.on_call:
+                self.on_call()
+            if self.barrier and number <= self.barrier.parties:
+                self.barrier.wait(timeout=60)  # a hang guard: a sequential sender breaks the barrier
+            if self.hold:
+                self.hold.wait()
+            if self.error:
+                raise self.error
+            failed = bool(self.fail_every) and number % self.fail_every == 0
+            body = {"errorType": "RuntimeError", "errorMessage": "boom"} if failed else {"output": "ok"}
+            return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(body).encode()),
+                    **({"FunctionError": "Unhandled"} if failed else {})}
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
 
-def test_synthetic_traffic_sends_enough_dataset_inputs_through_the_alias(world):
-    # Given a 10% canary short of its 20-invocation minimum, and a 3-case dataset
+class FunctionClock:
+    """The Lambda context's remaining time: ``budget_ms`` beyond the sender's reserve, spent
+    ``per_call_ms`` by each call (``spend``) and, if ``real``, by real time too."""
+
+    def __init__(self, budget_ms: int, *, per_call_ms: int = 0, real: bool = False) -> None:
+        self.left_ms = SYNTHETIC_RESERVE_MS + budget_ms
+        self.per_call_ms = per_call_ms
+        self.started = time.monotonic() if real else None
+
+    def spend(self) -> None:
+        self.left_ms -= self.per_call_ms
+
+    def remaining_ms(self) -> int:
+        elapsed = (time.monotonic() - self.started) * 1000 if self.started is not None else 0
+        return int(self.left_ms - elapsed)
+
+
+def dataset(world, cases: int = 3) -> None:
     world.deps.s3.put_object(Bucket="artefacts", Key="datasets/support-bot/dataset.jsonl", Body="\n".join(
-        json.dumps({"id": f"c{i}", "inputs": {"question": f"q{i}"}, "expected": "x"}) for i in range(3)).encode())
-    alias = world.use("lambda", LiveAlias(fail_every=50))
-    # When synthetic traffic is sent
-    send_synthetic(world.deps, canary_ctx(world))
+        json.dumps({"id": f"c{i}", "inputs": {"question": f"q{i}"}, "expected": "x"}) for i in range(cases)).encode())
+
+
+def synthetic_detail(world) -> str:
+    return world.ledger.get(RELEASE)["history"][-1]["detail"]
+
+
+def test_synthetic_traffic_sends_enough_dataset_inputs_through_the_alias_concurrently(world):
+    # Given a 10% canary short of its 20-invocation minimum, a 3-case dataset, and a policy
+    # sending 4 synthetic calls at a time
+    dataset(world)
+    alias = world.use("lambda", LiveAlias(fail_every=50, together=4))
+    ctx = canary_ctx(world, policy=ReleasePolicy(synthetic_concurrency=4))
+    # When synthetic traffic is sent with the function's whole timeout ahead
+    send_synthetic(world.deps, ctx, FunctionClock(600_000).remaining_ms)
     # Then 201 calls (20 / 10% + 1) went through the live alias, cycling through the dataset's inputs
     assert len(alias.calls) == 201
     assert {(fn, qualifier) for fn, qualifier, _ in alias.calls} == {("test-svc-support-bot", "live")}
-    assert [payload["inputs"]["question"] for _, _, payload in alias.calls[:4]] == ["q0", "q1", "q2", "q0"]
+    questions = [payload["inputs"]["question"] for _, _, payload in alias.calls]
+    assert {q: questions.count(q) for q in set(questions)} == {"q0": 67, "q1": 67, "q2": 67}
+    # And four at a time: the first four met at the barrier, and never more than four were in flight
+    assert alias.most_in_flight == 4
     # And the ledger counts them and their failures
-    assert world.ledger.get(RELEASE)["history"][-1]["detail"] == (
-        "201 synthetic requests through test-svc-support-bot:live (4 failed)")
+    assert synthetic_detail(world) == (
+        "201 of 201 synthetic requests through test-svc-support-bot:live, 4 at a time (4 failed)")
+
+
+def test_synthetic_traffic_stops_at_the_functions_time_budget(world):
+    # Given 1 s of the function's time beyond the reserve, each call taking 100 ms of it
+    dataset(world)
+    clock = FunctionClock(1_000, per_call_ms=100)
+    alias = world.use("lambda", LiveAlias(on_call=clock.spend))
+    ctx = canary_ctx(world, policy=ReleasePolicy(synthetic_concurrency=1))
+    # When synthetic traffic is sent
+    send_synthetic(world.deps, ctx, clock.remaining_ms)
+    # Then no call started once the budget was spent: 10 of the 201 wanted
+    assert len(alias.calls) == 10
+    assert synthetic_detail(world) == (
+        "10 of 201 synthetic requests through test-svc-support-bot:live, 1 at a time (0 failed); "
+        "stopped at the time budget (the function's remaining time less 5 s)")
+
+
+def test_calls_still_running_at_the_budget_are_not_waited_for(world):
+    # Given calls that hang, and 300 ms of the function's (real) time beyond the reserve
+    dataset(world)
+    hang = threading.Event()
+    alias = world.use("lambda", LiveAlias(hold=hang))
+    ctx = canary_ctx(world, policy=ReleasePolicy(synthetic_concurrency=2))
+    try:
+        # When synthetic traffic is sent
+        send_synthetic(world.deps, ctx, FunctionClock(300, real=True).remaining_ms)
+        # Then it returned with both calls in flight, counted as still running
+        assert len(alias.calls) == 2
+        assert synthetic_detail(world) == (
+            "2 of 201 synthetic requests through test-svc-support-bot:live, 2 at a time "
+            "(0 failed; 2 still running at the time budget); stopped at the time budget "
+            "(the function's remaining time less 5 s)")
+    finally:
+        hang.set()
+
+
+def test_no_time_left_sends_nothing_and_says_so(world):
+    dataset(world)
+    alias = world.use("lambda", LiveAlias())
+    send_synthetic(world.deps, canary_ctx(world), FunctionClock(-1).remaining_ms)
+    assert alias.calls == []
+    assert synthetic_detail(world).startswith("0 of 201 synthetic requests")
+    assert synthetic_detail(world).endswith("stopped at the time budget (the function's remaining time less 5 s)")
+
+
+def test_synthetic_calls_that_can_not_be_made_fail_the_step(world):
+    # Given an alias the sender may not invoke
+    dataset(world)
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, "Invoke")
+    world.use("lambda", LiveAlias(error=denied))
+    # When synthetic traffic is sent, Then the error is raised: no traffic is not a pass
+    with pytest.raises(ClientError, match="AccessDeniedException"):
+        send_synthetic(world.deps, canary_ctx(world), FunctionClock(600_000).remaining_ms)

@@ -3,6 +3,8 @@ react to alarms; and hand canary traffic back when a release is cancelled."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 
 from botocore.exceptions import ClientError
@@ -199,17 +201,90 @@ def check_canary(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     return ctx.model_copy(update={"judge_action": "proceed", "extensions_used": 0, "step": following})
 
 
-def send_synthetic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
+# Kept back from the function's remaining time for the ledger write and the return: the
+# sender never runs into its Lambda timeout ("Lambda context object in Python":
+# get_remaining_time_in_millis, https://docs.aws.amazon.com/lambda/latest/dg/python-context.html).
+SYNTHETIC_RESERVE_MS = 5_000
+MAX_SYNTHETIC_REQUESTS = 2_000
+
+
+def send_synthetic(deps: Deps, ctx: ReleaseContext, remaining_ms: Callable[[], int]) -> ReleaseContext:
     """Not enough canary traffic and the policy says synthetic: call the alias with inputs
-    from the evaluation dataset, enough for the candidate's share to reach the minimum."""
+    from the evaluation dataset, enough for the candidate's share to reach the minimum.
+
+    The calls go out ``policy.synthetic_concurrency`` at a time (a bounded pool: it is the
+    production alias) and stop at the time budget, ``remaining_ms()`` (the Lambda context's
+    remaining time) less ``SYNTHETIC_RESERVE_MS``: no call starts after it, and calls still
+    running then are counted as unfinished, not waited for. The ledger says how many were
+    sent, failed (the function's error), could not be made (Invoke raised) or were still
+    running, and whether the budget cut the sending short. If every call that ended raised
+    (say AccessDenied), that error is raised: no traffic is not a pass.
+    """
     fn, alias = target(ctx)
     assert ctx.policy is not None and ctx.step is not None
     body = deps.read_artifact(ctx.dataset_key or "", None, error=DatasetInvalid, what=f"dataset of {ctx.service}")
     cases = parse_dataset(body.decode("utf-8"))
-    wanted = min(2000, int(ctx.policy.min_canary_invocations / max(ctx.step.weight, 0.01)) + 1)
-    errors = sum(lambda_alias.invoke_alias(deps.lambda_, fn, alias, cases[i % len(cases)].inputs) for i in range(wanted))
-    deps.ledger.record(
-        ctx.release_id, "SyntheticTraffic", f"{wanted} synthetic requests through {fn}:{alias} ({errors} failed)"
+    wanted = min(MAX_SYNTHETIC_REQUESTS, int(ctx.policy.min_canary_invocations / max(ctx.step.weight, 0.01)) + 1)
+    workers = min(ctx.policy.synthetic_concurrency, wanted)
+
+    def budget_s() -> float:
+        return (remaining_ms() - SYNTHETIC_RESERVE_MS) / 1000.0
+
+    sent = failed = 0
+    raised: list[BaseException] = []
+    in_flight: set[Future[bool]] = set()
+    stopped = False
+
+    def collect(done: set[Future[bool]]) -> None:
+        nonlocal failed
+        for future in done:
+            error = future.exception()
+            if error is not None:
+                raised.append(error)
+            elif future.result():
+                failed += 1
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synthetic")
+    try:
+        for i in range(wanted):
+            while len(in_flight) >= workers and budget_s() > 0:
+                done, in_flight = wait(in_flight, timeout=budget_s(), return_when=FIRST_COMPLETED)
+                collect(done)
+            if budget_s() <= 0:
+                stopped = True
+                break
+            case = cases[i % len(cases)]
+            in_flight.add(pool.submit(lambda_alias.invoke_alias, deps.lambda_, fn, alias, case.inputs))
+            sent += 1
+        if in_flight and budget_s() > 0:
+            done, in_flight = wait(in_flight, timeout=budget_s())
+            collect(done)
+        done = {f for f in in_flight if f.done()}
+        collect(done)
+        in_flight -= done
+    finally:
+        # Calls still running at the deadline are not waited for (their results are unknown).
+        pool.shutdown(wait=False, cancel_futures=True)
+    ended = sent - len(in_flight)
+    if raised and len(raised) == ended:
+        raise raised[0]
+    parts = [f"{failed} failed"]
+    if raised:
+        parts.append(f"{len(raised)} not made: {type(raised[0]).__name__}: {raised[0]}")
+    if in_flight:
+        parts.append(f"{len(in_flight)} still running at the time budget")
+    detail = (
+        f"{sent} of {wanted} synthetic requests through {fn}:{alias}, {workers} at a time ({'; '.join(parts)})"
+    )
+    if stopped:
+        detail += (
+            f"; stopped at the time budget (the function's remaining time less {SYNTHETIC_RESERVE_MS // 1000} s)"
+        )
+    deps.ledger.record(ctx.release_id, "SyntheticTraffic", detail)
+    logger.info(
+        "synthetic traffic sent",
+        extra={"sent": sent, "wanted": wanted, "failed": failed, "not_made": len(raised),
+               "unfinished": len(in_flight), "stopped_by_budget": stopped},
     )
     return ctx
 
