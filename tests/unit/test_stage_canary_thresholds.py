@@ -5,7 +5,7 @@ evaluated latency / the floor); the threshold and its inputs in the ledger."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -61,7 +61,7 @@ def evaluation(*, live: dict | None = None, candidate: dict | None = None) -> Ev
 
 def live_traffic(world, durations_ms: list[float], *, minutes_ago: int = 5) -> None:
     """What Lambda reported for calls through the live alias (all on live before the canary)."""
-    at = datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)
+    at = datetime.now(UTC) - timedelta(minutes=minutes_ago)
     dimensions = [{"Name": "FunctionName", "Value": FUNCTION}, {"Name": "Resource", "Value": f"{FUNCTION}:live"}]
     for start in range(0, len(durations_ms), 20):
         world.deps.cloudwatch.put_metric_data(Namespace=LAMBDA_NAMESPACE, MetricData=[

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modelgate.policy import AlarmThreshold, CanaryAlarmSpec, LiveLatency, is_percentile
@@ -94,10 +94,10 @@ def live_latency(
     """
     if window_seconds < 60 or window_seconds % 60:
         raise ValueError(f"window_seconds must be a positive number of whole minutes, got {window_seconds}")
-    end = end or datetime.now(timezone.utc)
+    end = end or datetime.now(UTC)
     if end.tzinfo is None:
         raise ValueError("end must be a timezone-aware datetime")
-    end = datetime.fromtimestamp(math.floor(end.timestamp() / 60) * 60, timezone.utc)
+    end = datetime.fromtimestamp(math.floor(end.timestamp() / 60) * 60, UTC)
     start = end - timedelta(seconds=window_seconds)
     dimensions = [
         {"Name": "FunctionName", "Value": function_name},
@@ -121,7 +121,7 @@ def live_latency(
                 f"CloudWatch could not read live's Duration {result['Id']} for {function_name}:{alias}: "
                 f"{result['StatusCode']} {response.get('Messages') or ''}".strip()
             )
-        values[result["Id"]] = [v for v in result.get("Values", []) if v == v]  # no NaN
+        values[result["Id"]] = [v for v in result.get("Values", []) if not math.isnan(v)]
     samples = round(sum(values["samples"]))
     where = f"{function_name}:{alias} over the {window_seconds // 60} min before {end:%Y-%m-%dT%H:%M}Z"
     if not samples or not values["value"]:
