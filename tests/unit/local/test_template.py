@@ -103,6 +103,35 @@ def test_every_resource_of_the_template_exists_in_moto(local_aws: LocalAWS) -> N
     }
 
 
+def test_sqs_queues_their_policy_and_dead_letter_configs_are_deployed(local_aws: LocalAWS) -> None:
+    stack = local_aws.stack
+    sqs = local_aws.client("sqs")
+    # Ref is the queue URL; GetAtt gives Arn and QueueName (a CloudFormation-style generated name)
+    url = stack.physical_id("DeadLetters")
+    name = stack.attribute("DeadLetters", "QueueName")
+    assert re.fullmatch(r"fixture-DeadLetters-[A-Z0-9]{12}", name)
+    assert url == sqs.get_queue_url(QueueName=name)["QueueUrl"] == stack.attribute("DeadLetters", "QueueUrl")
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["QueueArn"] == stack.attribute("DeadLetters", "Arn") == f"arn:aws:sqs:us-east-1:123456789012:{name}"
+    assert (attributes["MessageRetentionPeriod"], attributes["SqsManagedSseEnabled"]) == ("1209600", "true")
+    # The queue policy is on the queue, with the rule's ARN resolved in its condition
+    policy = json.loads(attributes["Policy"])
+    statement = policy["Statement"][0]
+    assert (statement["Principal"], statement["Action"]) == ({"Service": "events.amazonaws.com"}, "sqs:SendMessage")
+    rule_arn = local_aws.client("events").describe_rule(Name=stack.physical_id("EchoFunctionUploaded"))["Arn"]
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
+    # The rule's target and the function's async config point at the queue
+    target = local_aws.client("events").list_targets_by_rule(Rule=stack.physical_id("EchoFunctionUploaded"))["Targets"][0]
+    assert target["DeadLetterConfig"] == {"Arn": attributes["QueueArn"]}
+
+
+def test_a_fifo_queue_name_must_end_in_fifo(tmp_path: Path) -> None:
+    template = tmp_path / "t.yaml"
+    template.write_text("Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: plain\n      FifoQueue: true\n")
+    with pytest.raises(TemplateError, match=r"Q: a FIFO queue's name ends in \.fifo"), LocalAWS(template):
+        pass
+
+
 def test_parameter_values_are_resolved_with_fn_sub_in_both_forms(local_aws: LocalAWS) -> None:
     stack = local_aws.stack
     value = local_aws.client("ssm").get_parameter(Name="/fixture/fixture/registration")["Parameter"]["Value"]
@@ -179,8 +208,8 @@ def write(tmp_path: Path, resources: str) -> Path:
 
 
 def test_an_unsupported_resource_type_is_named(tmp_path: Path) -> None:
-    template = write(tmp_path, "  Queue:\n    Type: AWS::SQS::Queue\n")
-    with pytest.raises(TemplateError, match=r"Queue: resource type AWS::SQS::Queue is not supported"):
+    template = write(tmp_path, "  Stream:\n    Type: AWS::Kinesis::Stream\n")
+    with pytest.raises(TemplateError, match=r"Stream: resource type AWS::Kinesis::Stream is not supported"):
         with LocalAWS(template):
             pass
 
@@ -232,3 +261,4 @@ def test_the_real_template_deploys_and_its_functions_have_code(repo_root: Path) 
         service = stack.function_name("SampleServiceFunction")
         assert local.client("lambda").get_alias(FunctionName=service, Name="live")["FunctionVersion"] == "1"
         assert stack.functions["SampleServiceFunction"].environment["MODEL_PROVIDER"] == "local"
+
