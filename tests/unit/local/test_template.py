@@ -262,3 +262,32 @@ def test_the_real_template_deploys_and_its_functions_have_code(repo_root: Path) 
         assert local.client("lambda").get_alias(FunctionName=service, Name="live")["FunctionVersion"] == "1"
         assert stack.functions["SampleServiceFunction"].environment["MODEL_PROVIDER"] == "local"
 
+
+def test_an_upload_the_intake_cannot_take_lands_in_its_dead_letter_queue(repo_root: Path, poll: Callable[..., Any]) -> None:
+    # Given the real stack, whose intake rule's target has a dead-letter queue, and an intake
+    # function that is gone (EventBridge can't deliver: after its RetryPolicy, the DLQ)
+    with LocalAWS(repo_root / "template.yaml", stack_name="dlq", parameters={"ModelProvider": "local"}) as local:
+        stack = local.stack
+        local.client("lambda").delete_function(FunctionName=stack.function_name("IntakeFunction"))
+        # When CI uploads a release manifest
+        bucket = stack.outputs["ArtifactBucketName"]
+        key = "releases/support-bot/0123abc/model-config.json"
+        local.client("s3").put_object(Bucket=bucket, Key=key, Body=b"{}")
+        # Then the S3 event is in the intake dead-letter queue, saying which rule and target failed
+        sqs = local.client("sqs")
+        queue_url = stack.outputs["IntakeDeadLetterQueueUrl"]
+        messages = poll(
+            lambda: sqs.receive_message(QueueUrl=queue_url, MessageAttributeNames=["All"]).get("Messages"),
+            timeout=30.0,
+            what="the dead-lettered upload event",
+        )
+        event = json.loads(messages[0]["Body"])
+        assert (event["detail-type"], event["detail"]["object"]["key"]) == ("Object Created", key)
+        attributes = {k: v["StringValue"] for k, v in messages[0]["MessageAttributes"].items()}
+        rule = local.client("events").describe_rule(Name=stack.physical_id("IntakeFunctionManifestUploaded"))
+        assert attributes["RULE_ARN"] == rule["Arn"]
+        assert attributes["TARGET_ARN"] == stack.function("IntakeFunction").arn
+        # And the alarm that watches that queue notifies the operations topic
+        alarm = local.client("cloudwatch").describe_alarms(AlarmNames=[stack.physical_id("IntakeDeadLetterAlarm")])["MetricAlarms"][0]
+        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": stack.attribute("IntakeDeadLetterQueue", "QueueName")}]
+        assert alarm["AlarmActions"] == [stack.outputs["OperationsTopicArn"]]
