@@ -280,7 +280,9 @@ class LambdaRuntime:
     def register_layer(self, layer_version_arn: str, content_dir: Path) -> None:
         self._layers[layer_version_arn] = content_dir
 
-    def set_dead_letter_target(self, *, account_id: str, region: str, function_name: str, target_arn: str | None) -> None:
+    def set_dead_letter_target(
+        self, *, account_id: str, region: str, function_name: str, target_arn: str | None
+    ) -> None:
         """The function's ``DeadLetterConfig.TargetArn`` (an SQS queue ARN), or None to remove it."""
         key = (account_id, region, function_name)
         if not target_arn:
@@ -386,7 +388,10 @@ class LambdaRuntime:
         if invocation_type == "Event":
             request_id = str(uuid.uuid4())
             thread = threading.Thread(
-                target=self._run_async, args=(target, event, body, request_id), name=f"lambda-event:{target.function_name}", daemon=True
+                target=self._run_async,
+                args=(target, event, body, request_id),
+                name=f"lambda-event:{target.function_name}",
+                daemon=True,
             )
             with self._async_lock:
                 self._async_threads.add(thread)
@@ -472,7 +477,11 @@ class LambdaRuntime:
         attempts = 1 + len(self._async_retry_delays)
         for attempt in range(attempts):
             if attempt and self._stopping.wait(self._async_retry_delays[attempt - 1]):
-                LOG.error("asynchronous invocation %s of %s dropped: the runtime stopped before its retry", request_id, target.invoked_arn)
+                LOG.error(
+                    "asynchronous invocation %s of %s dropped: the runtime stopped before its retry",
+                    request_id,
+                    target.invoked_arn,
+                )
                 return
             try:
                 result = self._execute(target, event, request_id, "Event")
@@ -491,15 +500,31 @@ class LambdaRuntime:
             )
         dead_letter_arn = self._dead_letters.get((target.account_id, target.region, target.function_name))
         if dead_letter_arn is None:
-            LOG.error("asynchronous invocation %s of %s DROPPED after %d attempts (no dead-letter queue)", request_id, target.invoked_arn, attempts)
+            LOG.error(
+                "asynchronous invocation %s of %s DROPPED after %d attempts (no dead-letter queue)",
+                request_id,
+                target.invoked_arn,
+                attempts,
+            )
             return
         try:
             _send_dead_letter(dead_letter_arn, body, request_id, result.payload)
         except Exception:
             # AWS counts this in the DeadLetterErrors metric and deletes the event.
-            LOG.exception("asynchronous invocation %s of %s: dead-letter queue %s unreachable", request_id, target.invoked_arn, dead_letter_arn)
+            LOG.exception(
+                "asynchronous invocation %s of %s: dead-letter queue %s unreachable",
+                request_id,
+                target.invoked_arn,
+                dead_letter_arn,
+            )
             return
-        LOG.error("asynchronous invocation %s of %s failed %d times: sent to %s", request_id, target.invoked_arn, attempts, dead_letter_arn)
+        LOG.error(
+            "asynchronous invocation %s of %s failed %d times: sent to %s",
+            request_id,
+            target.invoked_arn,
+            attempts,
+            dead_letter_arn,
+        )
 
     def _execute(self, target: _Target, event: Any, request_id: str, invocation_type: str) -> InvokeResult:
         started_at = datetime.now(timezone.utc)

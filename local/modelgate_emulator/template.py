@@ -809,7 +809,10 @@ def _lambda_function(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[
         # moto keeps no DeadLetterConfig: the runtime delivers failed async events itself.
         try:
             d.runtime.set_dead_letter_target(
-                account_id=d.account_id, region=d.region, function_name=name, target_arn=p["DeadLetterConfig"].get("TargetArn")
+                account_id=d.account_id,
+                region=d.region,
+                function_name=name,
+                target_arn=p["DeadLetterConfig"].get("TargetArn"),
             )
         except ValueError as exc:
             raise TemplateError(f"{logical_id}: DeadLetterConfig: {exc}") from exc
@@ -1042,12 +1045,17 @@ def _sqs_queue(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, d
     fifo = str(p.get("FifoQueue", False)).lower() == "true"
     name = p.get("QueueName") or (d.name(logical_id, 75 if fifo else 80) + (".fifo" if fifo else ""))
     if fifo != name.endswith(".fifo"):
-        raise TemplateError(f"{logical_id}: a FIFO queue's name ends in .fifo and only a FIFO queue's does (got {name!r})")
+        raise TemplateError(
+            f"{logical_id}: a FIFO queue's name ends in .fifo and only a FIFO queue's does (got {name!r})"
+        )
     attributes: dict[str, str] = {}
     for key in _SQS_ATTRIBUTES:
         if key in p:
             value = p[key]
-            attributes[key] = json.dumps(value) if isinstance(value, dict) else str(value).lower() if isinstance(value, bool) else str(value)
+            if isinstance(value, dict):
+                attributes[key] = json.dumps(value)
+            else:
+                attributes[key] = str(value).lower() if isinstance(value, bool) else str(value)
     args: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
     if "Tags" in p:
         args["tags"] = _tags_dict(p["Tags"])

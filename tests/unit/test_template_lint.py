@@ -54,7 +54,8 @@ def checkov_report() -> dict:
     try:
         report = json.loads(result.stdout)
     except ValueError:
-        pytest.fail(f"checkov gave no JSON report (exit {result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        output = result.stdout[-2000:] + result.stderr[-2000:]
+        pytest.fail(f"checkov gave no JSON report (exit {result.returncode}):\n{output}")
     assert isinstance(report, dict) and report.get("check_type") == "cloudformation", report
     return report
 
@@ -189,7 +190,9 @@ def test_lambda_task_timeouts_outlast_their_functions():
     for name, state in tasks(json.loads(ASL.read_text())["States"]):
         function = (state.get("Parameters") or {}).get("FunctionName")
         if state["Type"] == "Task" and function in timeouts and "TimeoutSeconds" in state:
-            assert state["TimeoutSeconds"] >= timeouts[function], f"{name}: {state['TimeoutSeconds']} s < {function} {timeouts[function]} s"
+            assert state["TimeoutSeconds"] >= timeouts[function], (
+                f"{name}: {state['TimeoutSeconds']} s < {function} {timeouts[function]} s"
+            )
             checked += 1
     assert checked >= 10
 

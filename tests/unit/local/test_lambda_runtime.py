@@ -241,13 +241,15 @@ def test_a_failed_event_invocation_is_retried_twice_then_lands_in_the_dead_lette
     response, _ = raw_invoke(local_aws, "FailFunction", payload, InvocationType="Event")
     assert response["StatusCode"] == 202
     # Then Lambda tries three times in all (AWS: two retries), under one request id
-    attempts = poll(lambda: (r := local_aws.invocations("FailFunction")[before:]) and len(r) >= 3 and r, what="three attempts")
+    attempts = poll(
+        lambda: (r := local_aws.invocations("FailFunction")[before:]) and len(r) >= 3 and r, what="three attempts"
+    )
     assert len(attempts) == 3
     assert {r.request_id for r in attempts} == {attempts[0].request_id}
     assert all(r.invocation_type == "Event" and r.error_type == "GateFailed" for r in attempts)
     # And the queue gets the original payload, with why in the message attributes
     messages = poll(
-        lambda: sqs.receive_message(QueueUrl=queue_url, MessageAttributeNames=["All"], WaitTimeSeconds=0).get("Messages"),
+        lambda: sqs.receive_message(QueueUrl=queue_url, MessageAttributeNames=["All"]).get("Messages"),
         what="the dead letter",
     )
     assert json.loads(messages[0]["Body"]) == payload
@@ -276,7 +278,9 @@ def test_an_event_invocation_that_succeeds_on_a_retry_sends_no_dead_letter(
     # When it is invoked asynchronously
     raw_invoke(local_aws, "FailFunction", {"kind": "flaky_once", "marker": marker}, InvocationType="Event")
     # Then the retry succeeds and nothing is dead-lettered
-    attempts = poll(lambda: (r := local_aws.invocations("FailFunction")[before:]) and len(r) >= 2 and r, what="the retry")
+    attempts = poll(
+        lambda: (r := local_aws.invocations("FailFunction")[before:]) and len(r) >= 2 and r, what="the retry"
+    )
     assert [r.error_type for r in attempts] == ["Flaky", None]
     assert local_aws.runtime is not None and local_aws.runtime.wait_for_async(timeout=5.0)
     assert not sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0).get("Messages")
@@ -286,7 +290,10 @@ def test_a_dead_letter_target_must_be_an_sqs_queue() -> None:
     runtime = LambdaRuntime()
     with pytest.raises(ValueError, match="is not an SQS queue ARN"):
         runtime.set_dead_letter_target(
-            account_id="123456789012", region="us-east-1", function_name="f", target_arn="arn:aws:sns:us-east-1:123456789012:t"
+            account_id="123456789012",
+            region="us-east-1",
+            function_name="f",
+            target_arn="arn:aws:sns:us-east-1:123456789012:t",
         )
     with pytest.raises(ValueError, match="async_retry_delays must be >= 0"):
         LambdaRuntime(async_retry_delays=(-1.0,))

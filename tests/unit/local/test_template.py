@@ -112,7 +112,8 @@ def test_sqs_queues_their_policy_and_dead_letter_configs_are_deployed(local_aws:
     assert re.fullmatch(r"fixture-DeadLetters-[A-Z0-9]{12}", name)
     assert url == sqs.get_queue_url(QueueName=name)["QueueUrl"] == stack.attribute("DeadLetters", "QueueUrl")
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    assert attributes["QueueArn"] == stack.attribute("DeadLetters", "Arn") == f"arn:aws:sqs:us-east-1:123456789012:{name}"
+    assert attributes["QueueArn"] == stack.attribute("DeadLetters", "Arn")
+    assert attributes["QueueArn"] == f"arn:aws:sqs:us-east-1:123456789012:{name}"
     assert (attributes["MessageRetentionPeriod"], attributes["SqsManagedSseEnabled"]) == ("1209600", "true")
     # The queue policy is on the queue, with the rule's ARN resolved in its condition
     policy = json.loads(attributes["Policy"])
@@ -121,13 +122,16 @@ def test_sqs_queues_their_policy_and_dead_letter_configs_are_deployed(local_aws:
     rule_arn = local_aws.client("events").describe_rule(Name=stack.physical_id("EchoFunctionUploaded"))["Arn"]
     assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
     # The rule's target and the function's async config point at the queue
-    target = local_aws.client("events").list_targets_by_rule(Rule=stack.physical_id("EchoFunctionUploaded"))["Targets"][0]
+    rule_name = stack.physical_id("EchoFunctionUploaded")
+    target = local_aws.client("events").list_targets_by_rule(Rule=rule_name)["Targets"][0]
     assert target["DeadLetterConfig"] == {"Arn": attributes["QueueArn"]}
 
 
 def test_a_fifo_queue_name_must_end_in_fifo(tmp_path: Path) -> None:
     template = tmp_path / "t.yaml"
-    template.write_text("Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: plain\n      FifoQueue: true\n")
+    template.write_text(
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: plain\n      FifoQueue: true\n"
+    )
     with pytest.raises(TemplateError, match=r"Q: a FIFO queue's name ends in \.fifo"), LocalAWS(template):
         pass
 
@@ -263,7 +267,9 @@ def test_the_real_template_deploys_and_its_functions_have_code(repo_root: Path) 
         assert stack.functions["SampleServiceFunction"].environment["MODEL_PROVIDER"] == "local"
 
 
-def test_an_upload_the_intake_cannot_take_lands_in_its_dead_letter_queue(repo_root: Path, poll: Callable[..., Any]) -> None:
+def test_an_upload_the_intake_cannot_take_lands_in_its_dead_letter_queue(
+    repo_root: Path, poll: Callable[..., Any]
+) -> None:
     # Given the real stack, whose intake rule's target has a dead-letter queue, and an intake
     # function that is gone (EventBridge can't deliver: after its RetryPolicy, the DLQ)
     with LocalAWS(repo_root / "template.yaml", stack_name="dlq", parameters={"ModelProvider": "local"}) as local:
@@ -288,6 +294,8 @@ def test_an_upload_the_intake_cannot_take_lands_in_its_dead_letter_queue(repo_ro
         assert attributes["RULE_ARN"] == rule["Arn"]
         assert attributes["TARGET_ARN"] == stack.function("IntakeFunction").arn
         # And the alarm that watches that queue notifies the operations topic
-        alarm = local.client("cloudwatch").describe_alarms(AlarmNames=[stack.physical_id("IntakeDeadLetterAlarm")])["MetricAlarms"][0]
-        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": stack.attribute("IntakeDeadLetterQueue", "QueueName")}]
+        alarm_name = stack.physical_id("IntakeDeadLetterAlarm")
+        alarm = local.client("cloudwatch").describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"][0]
+        queue_name = stack.attribute("IntakeDeadLetterQueue", "QueueName")
+        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": queue_name}]
         assert alarm["AlarmActions"] == [stack.outputs["OperationsTopicArn"]]
