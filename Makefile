@@ -4,9 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 PY312 ?= $(shell ls -d $$HOME/.pyenv/versions/3.12*/bin 2>/dev/null | tail -n 1)
 export SAM_CLI_TELEMETRY := 0
 export MODELGATE_SAM := $(abspath $(SAM))
+export MODELGATE_CHECKOV := $(abspath $(CHECKOV))
+# checkov offline: no policy mappings from its vendor's platform, no PyPI update check
+export BC_SKIP_MAPPING := TRUE
+export CKV_SKIP_PACKAGE_UPDATE_CHECK := true
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test demo lint build bench clean
@@ -25,15 +31,22 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
 	touch $@
 
-venv: $(VENV)/.installed $(SAM_VENV)/.installed ## Create the virtual environments (project, and SAM CLI apart)
+# checkov has many pinned dependencies of its own: its own virtualenv keeps them out of .venv
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.3.30
+	touch $@
 
-test: venv ## Lint the template and the ASL (cfn-lint, sam validate --lint, statelint) and run every test
+venv: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## Create the virtual environments (project; SAM CLI and checkov apart)
+
+test: venv ## Lint the template and the ASL (cfn-lint, sam validate --lint, checkov, statelint) and run every test
 	$(VENV)/bin/python -m pytest
 
 lint: venv ## Only the template and state machine checks
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/statelint statemachine/release_pipeline.asl.json
 	$(SAM) validate --lint --template template.yaml --region us-east-1
+	$(CHECKOV) --file template.yaml --framework cloudformation --skip-download --compact --quiet
 
 demo: $(VENV)/.installed ## Four releases on the embedded local AWS: promoted, promoted, gate failed, rolled back
 	$(VENV)/bin/modelgate demo
@@ -45,4 +58,4 @@ bench: $(VENV)/.installed ## Run the benchmarks under bench/
 	@for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
 
 clean: ## Remove the virtual environments and build output
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache

@@ -28,8 +28,17 @@ Design choices (documented where they differ from AWS):
 - the function's ``Timeout`` is enforced in real seconds (the Step Functions time factor
   does not apply: handlers do real work at real speed). A timed-out handler thread can't
   be killed; it is left to finish in the background and its result is discarded.
-- ``InvocationType=Event`` runs the handler in a background thread and returns 202;
-  failed async invocations are logged and recorded, not retried (AWS retries twice).
+- ``InvocationType=Event`` runs the handler in a background thread and returns 202.
+  A function error is retried twice, after 1 and then 2 minutes (scaled by
+  ``async_retry_delays``), then the event goes to the function's dead-letter queue if it
+  has one: the original payload as the message body, attributes RequestID, ErrorCode and
+  ErrorMessage (truncated to 1 KB), as in "How Lambda handles errors and retries with
+  asynchronous invocation" and "Adding a dead-letter queue" (AWS Lambda Developer Guide,
+  https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html and
+  .../invocation-async-retain-records.html#invocation-dlq). ErrorCode is the Invoke's
+  HTTP status, 200 for a function error (the error is in the response, not the status).
+  moto 5.2.1 drops ``DeadLetterConfig`` from CreateFunction, so the deployer registers it
+  here (:meth:`LambdaRuntime.set_dead_letter_target`). Only SQS targets are supported.
 """
 
 from __future__ import annotations
@@ -65,6 +74,10 @@ LOG = logging.getLogger(__name__)
 
 _ARN_RE = re.compile(r"^arn:[^:]+:lambda:(?P<region>[^:]+):(?P<account>\d+):function:(?P<name>[^:]+)(?::(?P<qualifier>[^:]+))?$")
 _RUNTIME_FILE = str(Path(__file__).resolve())
+# AWS retries a failed asynchronous invocation twice, 1 and then 2 minutes apart.
+ASYNC_RETRY_DELAYS_SECONDS = (60.0, 120.0)
+DLQ_ERROR_MESSAGE_LIMIT = 1024
+_SQS_ARN_RE = re.compile(r"^arn:[^:]+:sqs:(?P<region>[^:]+):(?P<account>\d+):(?P<name>[^:]+)$")
 
 
 class LambdaInvokeError(Exception):
@@ -232,8 +245,19 @@ class LambdaRuntime:
     The deployer registers each function's code directory and each layer's directory.
     """
 
-    def __init__(self, *, metrics_sink: MetricsSink | None = None, history_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        metrics_sink: MetricsSink | None = None,
+        history_size: int = 10_000,
+        async_retry_delays: tuple[float, ...] = ASYNC_RETRY_DELAYS_SECONDS,
+    ) -> None:
+        if any(delay < 0 for delay in async_retry_delays):
+            raise ValueError(f"async_retry_delays must be >= 0 seconds, got {async_retry_delays}")
         self._metrics_sink = metrics_sink
+        self._async_retry_delays = tuple(async_retry_delays)
+        self._dead_letters: dict[tuple[str, str, str], str] = {}
+        self._stopping = threading.Event()
         self._router = WeightedRouter()
         self._code: dict[tuple[str, str, str], FunctionCode] = {}
         self._layers: dict[str, Path] = {}
@@ -256,11 +280,27 @@ class LambdaRuntime:
     def register_layer(self, layer_version_arn: str, content_dir: Path) -> None:
         self._layers[layer_version_arn] = content_dir
 
+    def set_dead_letter_target(
+        self, *, account_id: str, region: str, function_name: str, target_arn: str | None
+    ) -> None:
+        """The function's ``DeadLetterConfig.TargetArn`` (an SQS queue ARN), or None to remove it."""
+        key = (account_id, region, function_name)
+        if not target_arn:
+            self._dead_letters.pop(key, None)
+            return
+        if not _SQS_ARN_RE.match(target_arn):
+            raise ValueError(
+                f"{function_name}: dead-letter target {target_arn!r} is not an SQS queue ARN "
+                "(the local runtime delivers dead letters to SQS only)"
+            )
+        self._dead_letters[key] = target_arn
+
     # ------------------------------------------------------------------ patching
     def install(self) -> None:
         """Patch moto's Lambda invoke path; idempotent per instance."""
         if self._patches is not None:
             return
+        self._stopping.clear()
         from moto.awslambda.models import LambdaFunction
         from moto.awslambda.responses import LambdaResponse
         from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -311,6 +351,7 @@ class LambdaRuntime:
 
     def uninstall(self) -> None:
         """Restore moto, wait briefly for async invocations, forget loaded modules."""
+        self._stopping.set()  # pending async retries give up now
         self.wait_for_async(timeout=5.0)
         if self._patches is not None:
             self._patches.close()
@@ -347,7 +388,10 @@ class LambdaRuntime:
         if invocation_type == "Event":
             request_id = str(uuid.uuid4())
             thread = threading.Thread(
-                target=self._run_async, args=(target, event, request_id), name=f"lambda-event:{target.function_name}", daemon=True
+                target=self._run_async,
+                args=(target, event, body, request_id),
+                name=f"lambda-event:{target.function_name}",
+                daemon=True,
             )
             with self._async_lock:
                 self._async_threads.add(thread)
@@ -428,19 +472,59 @@ class LambdaRuntime:
             raise UnknownFunctionException(f"{base_arn}:{version}")
         return _Target(account_id, region, name, qualifier, version, invoked_arn, resource, config)
 
-    def _run_async(self, target: _Target, event: Any, request_id: str) -> None:
-        try:
-            result = self._execute(target, event, request_id, "Event")
-        except Exception:
-            LOG.exception("asynchronous invocation of %s failed in the runtime", target.invoked_arn)
-            raise
-        if result.function_error:
-            LOG.error(
-                "asynchronous invocation %s of %s failed (not retried locally): %s",
+    def _run_async(self, target: _Target, event: Any, body: bytes, request_id: str) -> None:
+        """One asynchronous event: the first attempt, AWS's two retries, then the dead-letter queue."""
+        attempts = 1 + len(self._async_retry_delays)
+        for attempt in range(attempts):
+            if attempt and self._stopping.wait(self._async_retry_delays[attempt - 1]):
+                LOG.error(
+                    "asynchronous invocation %s of %s dropped: the runtime stopped before its retry",
+                    request_id,
+                    target.invoked_arn,
+                )
+                return
+            try:
+                result = self._execute(target, event, request_id, "Event")
+            except Exception:
+                LOG.exception("asynchronous invocation of %s failed in the runtime", target.invoked_arn)
+                raise
+            if not result.function_error:
+                return
+            LOG.warning(
+                "asynchronous invocation %s of %s failed (attempt %d of %d): %s",
                 request_id,
                 target.invoked_arn,
+                attempt + 1,
+                attempts,
                 result.payload.decode("utf-8", "replace"),
             )
+        dead_letter_arn = self._dead_letters.get((target.account_id, target.region, target.function_name))
+        if dead_letter_arn is None:
+            LOG.error(
+                "asynchronous invocation %s of %s DROPPED after %d attempts (no dead-letter queue)",
+                request_id,
+                target.invoked_arn,
+                attempts,
+            )
+            return
+        try:
+            _send_dead_letter(dead_letter_arn, body, request_id, result.payload)
+        except Exception:
+            # AWS counts this in the DeadLetterErrors metric and deletes the event.
+            LOG.exception(
+                "asynchronous invocation %s of %s: dead-letter queue %s unreachable",
+                request_id,
+                target.invoked_arn,
+                dead_letter_arn,
+            )
+            return
+        LOG.error(
+            "asynchronous invocation %s of %s failed %d times: sent to %s",
+            request_id,
+            target.invoked_arn,
+            attempts,
+            dead_letter_arn,
+        )
 
     def _execute(self, target: _Target, event: Any, request_id: str, invocation_type: str) -> InvokeResult:
         started_at = datetime.now(timezone.utc)
@@ -697,6 +781,30 @@ def _load_handler(code_dir: Path, handler: str, module_name: str) -> tuple[Modul
             "Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_path}'", []
         )
     return module, handler_fn
+
+
+def _send_dead_letter(queue_arn: str, body: bytes, request_id: str, error_payload: bytes) -> None:
+    """The event as Lambda sends it to a dead-letter queue: the payload unchanged, why in attributes."""
+    from moto.sqs.models import sqs_backends
+
+    match = _SQS_ARN_RE.match(queue_arn)
+    if not match:
+        raise ValueError(f"not an SQS queue ARN: {queue_arn}")
+    try:
+        error = json.loads(error_payload)
+        message = str(error.get("errorMessage") or error.get("errorType") or error_payload.decode("utf-8", "replace"))
+    except (ValueError, AttributeError):
+        message = error_payload.decode("utf-8", "replace")
+    encoded = (message or "Unknown").encode("utf-8")[:DLQ_ERROR_MESSAGE_LIMIT]
+    sqs_backends[match["account"]][match["region"]].send_message(
+        queue_name=match["name"],
+        message_body=body.decode("utf-8", "replace"),
+        message_attributes={
+            "RequestID": {"DataType": "String", "StringValue": request_id},
+            "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+            "ErrorMessage": {"DataType": "String", "StringValue": encoded.decode("utf-8", "ignore")},
+        },
+    )
 
 
 def _split_function_ref(function: str) -> tuple[str, str | None]:

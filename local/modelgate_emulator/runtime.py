@@ -37,6 +37,7 @@ from modelgate_emulator import dynamodb
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
 from modelgate_emulator.lambda_runtime import (
+    ASYNC_RETRY_DELAYS_SECONDS,
     InvocationRecord,
     LambdaInvokeError,
     LambdaRuntime,
@@ -152,7 +153,11 @@ class LocalAWS:
             exit_stack.callback(self._clients.clear)
 
             integrations = _integrations()
-            runtime = LambdaRuntime(metrics_sink=integrations.metrics_sink)
+            # Lambda's async retries (1 and 2 minutes apart on AWS) run on the scaled clock.
+            runtime = LambdaRuntime(
+                metrics_sink=integrations.metrics_sink,
+                async_retry_delays=tuple(delay * self.time_factor for delay in ASYNC_RETRY_DELAYS_SECONDS),
+            )
             runtime.install()
             exit_stack.callback(runtime.uninstall)
             self.runtime = runtime

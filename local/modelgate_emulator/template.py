@@ -805,6 +805,17 @@ def _lambda_function(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[
             function_name=name,
             code=FunctionCode(code_dir=code_dir, placeholder_sha256=created["CodeSha256"]),
         )
+    if d.runtime is not None and "DeadLetterConfig" in p:
+        # moto keeps no DeadLetterConfig: the runtime delivers failed async events itself.
+        try:
+            d.runtime.set_dead_letter_target(
+                account_id=d.account_id,
+                region=d.region,
+                function_name=name,
+                target_arn=p["DeadLetterConfig"].get("TargetArn"),
+            )
+        except ValueError as exc:
+            raise TemplateError(f"{logical_id}: DeadLetterConfig: {exc}") from exc
     d.functions[logical_id] = FunctionSpec(
         logical_id=logical_id,
         function_name=name,
@@ -1020,6 +1031,53 @@ def _lambda_url(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, 
     return created["FunctionArn"], {"FunctionArn": created["FunctionArn"], "FunctionUrl": created["FunctionUrl"]}
 
 
+# SQS queue attributes CloudFormation takes as properties (AWS::SQS::Queue, CloudFormation
+# User Guide); the API takes them as strings, policies as JSON.
+_SQS_ATTRIBUTES = (
+    "DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout", "KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds", "SqsManagedSseEnabled", "FifoQueue",
+    "ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit", "RedrivePolicy", "RedriveAllowPolicy",
+)  # fmt: skip
+
+
+def _sqs_queue(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Ref is the queue URL; GetAtt gives Arn, QueueName and QueueUrl (as CloudFormation does)."""
+    fifo = str(p.get("FifoQueue", False)).lower() == "true"
+    name = p.get("QueueName") or (d.name(logical_id, 75 if fifo else 80) + (".fifo" if fifo else ""))
+    if fifo != name.endswith(".fifo"):
+        raise TemplateError(
+            f"{logical_id}: a FIFO queue's name ends in .fifo and only a FIFO queue's does (got {name!r})"
+        )
+    attributes: dict[str, str] = {}
+    for key in _SQS_ATTRIBUTES:
+        if key in p:
+            value = p[key]
+            if isinstance(value, dict):
+                attributes[key] = json.dumps(value)
+            else:
+                attributes[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    args: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
+    if "Tags" in p:
+        args["tags"] = _tags_dict(p["Tags"])
+    sqs = d.client("sqs")
+    url = sqs.create_queue(**args)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    d.unused(logical_id, p, {"QueueName", "Tags", *attributes})
+    return url, {"Arn": arn, "QueueName": name, "QueueUrl": url}
+
+
+def _sqs_queue_policy(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The same policy document on every queue listed (by URL, which is a queue's Ref)."""
+    queues = p.get("Queues") or []
+    if not queues:
+        raise TemplateError(f"{logical_id}: Queues is empty (AWS::SQS::QueuePolicy needs at least one queue URL)")
+    document = json.dumps(p["PolicyDocument"])
+    for url in queues:
+        d.client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": document})
+    d.unused(logical_id, p, {"Queues", "PolicyDocument"})
+    return f"{d.stack_name}-{logical_id}", {"Id": f"{d.stack_name}-{logical_id}"}
+
+
 _HANDLERS: dict[str, _Handler] = {
     "AWS::S3::Bucket": _s3_bucket,
     "AWS::S3::BucketPolicy": _s3_bucket_policy,
@@ -1038,4 +1096,6 @@ _HANDLERS: dict[str, _Handler] = {
     "AWS::SSM::Parameter": _ssm_parameter,
     "AWS::SecretsManager::Secret": _secretsmanager_secret,
     "AWS::Lambda::Url": _lambda_url,
+    "AWS::SQS::Queue": _sqs_queue,
+    "AWS::SQS::QueuePolicy": _sqs_queue_policy,
 }

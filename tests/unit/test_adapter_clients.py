@@ -32,3 +32,22 @@ def test_clients_keep_the_standard_retry_mode(aws_env):
             assert config.retries.get("total_max_attempts", config.retries.get("max_attempts")) >= 5, service
     finally:
         clients.reset_clients()
+
+
+LAMBDA_MAX_TIMEOUT_SECONDS = 900  # Lambda's longest function timeout (Lambda quotas)
+
+
+def test_calls_that_wait_for_generation_outlast_the_longest_invocation(aws_env):
+    # Given the clients that wait on a model: Invoke of a service function, Bedrock Converse
+    clients.reset_clients()
+    try:
+        lambda_timeout = clients.client("lambda").meta.config.read_timeout
+        bedrock_timeout = clients.client("bedrock-runtime").meta.config.read_timeout
+        other_timeout = clients.client("stepfunctions").meta.config.read_timeout
+    finally:
+        clients.reset_clients()
+    # Then neither gives up (and retries, generating twice) while a function may still run,
+    # whatever timeout a service function has; other calls keep a short read timeout
+    assert lambda_timeout > LAMBDA_MAX_TIMEOUT_SECONDS
+    assert bedrock_timeout > LAMBDA_MAX_TIMEOUT_SECONDS
+    assert other_timeout == 60

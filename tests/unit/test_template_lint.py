@@ -29,6 +29,63 @@ def _sam() -> str:
     return candidate
 
 
+def _checkov() -> str:
+    """checkov lives in its own virtualenv (.venv-checkov, made by `make venv`): its many
+    dependencies never touch the project's."""
+    candidate = os.environ.get("MODELGATE_CHECKOV") or str(ROOT / ".venv-checkov" / "bin" / "checkov")
+    if not Path(candidate).exists():
+        pytest.skip(f"checkov not installed at {candidate}: `make venv` creates .venv-checkov (checkov==3.3.30)")
+    return candidate
+
+
+# Offline: no call to the vendor's platform for its policy mappings and guidelines
+# (--skip-download, BC_SKIP_MAPPING) nor to PyPI for a newer version (CKV_SKIP_PACKAGE_UPDATE_CHECK).
+CHECKOV_OFFLINE_ENV = {"BC_SKIP_MAPPING": "TRUE", "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true", "LOG_LEVEL": "WARNING"}
+
+
+@pytest.fixture(scope="module")
+def checkov_report() -> dict:
+    """One checkov run over template.yaml (it takes seconds), shared by the checks below."""
+    result = subprocess.run(
+        [_checkov(), "--file", str(TEMPLATE), "--framework", "cloudformation", "--skip-download", "--compact",
+         "--output", "json"],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, **CHECKOV_OFFLINE_ENV},
+    )  # fmt: skip
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        output = result.stdout[-2000:] + result.stderr[-2000:]
+        pytest.fail(f"checkov gave no JSON report (exit {result.returncode}):\n{output}")
+    assert isinstance(report, dict) and report.get("check_type") == "cloudformation", report
+    return report
+
+
+def test_checkov_reports_no_failed_check(checkov_report):
+    # Given checkov's report on the template / Then it read every resource and failed none
+    summary = checkov_report["summary"]
+    assert summary["parsing_errors"] == 0, summary
+    assert summary["resource_count"] == len(_template()["Resources"]), summary
+    assert summary["passed"] > 0, summary
+    failed = checkov_report["results"]["failed_checks"]
+    assert not failed, "checkov failed checks:\n" + "\n".join(
+        f"  {f['check_id']} {f['resource']}: {f['check_name']}" for f in failed
+    )
+
+
+def test_every_checkov_skip_is_inline_with_a_reason(checkov_report):
+    # Skips live in the template, next to the resource, each with the reason it holds
+    assert not list(ROOT.glob(".checkov.y*ml")), "checkov skips belong in the template, not a config file"
+    skipped = checkov_report["results"]["skipped_checks"]
+    assert len(skipped) == checkov_report["summary"]["skipped"]
+    unexplained = [
+        f"{s['check_id']} {s['resource']}"
+        for s in skipped
+        if len(s["check_result"].get("suppress_comment", "")) < 40
+        or s["check_result"]["suppress_comment"] == "No comment provided"
+    ]
+    assert not unexplained, "checkov skips without a reason: " + ", ".join(unexplained)
+
+
 def _statelint(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(Path(sys.executable).parent / "statelint"), str(path)], capture_output=True, text=True, cwd=ROOT
@@ -107,3 +164,41 @@ def test_no_hard_coded_physical_names():
         for line in text.splitlines():
             if line.strip().startswith(key) and "!" not in line:
                 pytest.fail(f"hard-coded physical name: {line.strip()}")
+
+
+def test_lambda_task_timeouts_outlast_their_functions():
+    # A task state that times out before its function does reports States.Timeout for work
+    # that is still running (and may still succeed): each Lambda task waits at least as long
+    # as the function's own timeout.
+    template = _template()
+    resources = template["Resources"]
+    default = template["Globals"]["Function"]["Timeout"]
+    timeouts = {
+        f"${{{logical_id}Arn}}": r["Properties"].get("Timeout", default)
+        for logical_id, r in resources.items()
+        if r["Type"] == "AWS::Serverless::Function"
+    }
+
+    def tasks(states):
+        for name, state in states.items():
+            yield name, state
+            for nested in ("ItemProcessor", "Iterator"):
+                if nested in state:
+                    yield from tasks(state[nested]["States"])
+
+    checked = 0
+    for name, state in tasks(json.loads(ASL.read_text())["States"]):
+        function = (state.get("Parameters") or {}).get("FunctionName")
+        if state["Type"] == "Task" and function in timeouts and "TimeoutSeconds" in state:
+            assert state["TimeoutSeconds"] >= timeouts[function], (
+                f"{name}: {state['TimeoutSeconds']} s < {function} {timeouts[function]} s"
+            )
+            checked += 1
+    assert checked >= 10
+
+
+def test_the_managed_function_has_time_for_real_generation():
+    # Bedrock answers when the whole completion is generated: a large model writing a
+    # release's max_tokens takes minutes, far past the 30 s the pipeline's own functions need
+    service = _template()["Resources"]["SampleServiceFunction"]["Properties"]
+    assert 180 <= service["Timeout"] <= 900

@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -226,6 +227,76 @@ def test_event_invocation_returns_202_and_runs_in_the_background(local_aws: Loca
     records = poll(lambda: local_aws.invocations("OtherFunction")[before:], what="the async invocation")
     assert records[0].invocation_type == "Event"
     assert records[0].error_type is None
+
+
+def test_a_failed_event_invocation_is_retried_twice_then_lands_in_the_dead_letter_queue(
+    local_aws: LocalAWS, poll: Any
+) -> None:
+    # Given FailFunction, whose DeadLetterQueue in the fixture template is the DeadLetters queue
+    sqs = local_aws.client("sqs")
+    queue_url = local_aws.stack.physical_id("DeadLetters")
+    before = len(local_aws.invocations("FailFunction"))
+    payload = {"kind": "gate", "accuracy": 0.25, "marker": str(uuid.uuid4())}
+    # When it is invoked asynchronously and its handler fails every time
+    response, _ = raw_invoke(local_aws, "FailFunction", payload, InvocationType="Event")
+    assert response["StatusCode"] == 202
+    # Then Lambda tries three times in all (AWS: two retries), under one request id
+    attempts = poll(
+        lambda: (r := local_aws.invocations("FailFunction")[before:]) and len(r) >= 3 and r, what="three attempts"
+    )
+    assert len(attempts) == 3
+    assert {r.request_id for r in attempts} == {attempts[0].request_id}
+    assert all(r.invocation_type == "Event" and r.error_type == "GateFailed" for r in attempts)
+    # And the queue gets the original payload, with why in the message attributes
+    messages = poll(
+        lambda: sqs.receive_message(QueueUrl=queue_url, MessageAttributeNames=["All"]).get("Messages"),
+        what="the dead letter",
+    )
+    assert json.loads(messages[0]["Body"]) == payload
+    attributes = {k: v["StringValue"] for k, v in messages[0]["MessageAttributes"].items()}
+    assert attributes == {
+        "RequestID": attempts[0].request_id,
+        "ErrorCode": "200",
+        "ErrorMessage": "accuracy 0.25 below 0.9",
+    }
+    assert messages[0]["MessageAttributes"]["ErrorCode"]["DataType"] == "Number"
+    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
+    # And a later failure of a synchronous call goes nowhere near the queue
+    with pytest.raises(LambdaInvokeError):
+        local_aws.invoke("FailFunction", {"kind": "gate"})
+    assert not sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0).get("Messages")
+
+
+def test_an_event_invocation_that_succeeds_on_a_retry_sends_no_dead_letter(
+    local_aws: LocalAWS, poll: Any, tmp_path: Path
+) -> None:
+    # Given a function that fails its first attempt only (a marker file says it ran once)
+    marker = str(tmp_path / "ran-once")
+    sqs = local_aws.client("sqs")
+    queue_url = local_aws.stack.physical_id("DeadLetters")
+    before = len(local_aws.invocations("FailFunction"))
+    # When it is invoked asynchronously
+    raw_invoke(local_aws, "FailFunction", {"kind": "flaky_once", "marker": marker}, InvocationType="Event")
+    # Then the retry succeeds and nothing is dead-lettered
+    attempts = poll(
+        lambda: (r := local_aws.invocations("FailFunction")[before:]) and len(r) >= 2 and r, what="the retry"
+    )
+    assert [r.error_type for r in attempts] == ["Flaky", None]
+    assert local_aws.runtime is not None and local_aws.runtime.wait_for_async(timeout=5.0)
+    assert not sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0).get("Messages")
+
+
+def test_a_dead_letter_target_must_be_an_sqs_queue() -> None:
+    runtime = LambdaRuntime()
+    with pytest.raises(ValueError, match="is not an SQS queue ARN"):
+        runtime.set_dead_letter_target(
+            account_id="123456789012",
+            region="us-east-1",
+            function_name="f",
+            target_arn="arn:aws:sns:us-east-1:123456789012:t",
+        )
+    with pytest.raises(ValueError, match="async_retry_delays must be >= 0"):
+        LambdaRuntime(async_retry_delays=(-1.0,))
 
 
 def test_dry_run_checks_without_running(local_aws: LocalAWS) -> None:

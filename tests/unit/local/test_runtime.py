@@ -79,8 +79,8 @@ def test_local_aws_is_not_reentrant_and_its_stack_needs_it_running(fixture_templ
 def test_a_failed_deploy_leaves_nothing_patched(tmp_path: Path) -> None:
     before = moto_and_process_state()
     template = tmp_path / "template.yaml"
-    template.write_text('AWSTemplateFormatVersion: "2010-09-09"\nResources:\n  Q:\n    Type: AWS::SQS::Queue\n')
-    with pytest.raises(Exception, match="AWS::SQS::Queue"):
+    template.write_text('AWSTemplateFormatVersion: "2010-09-09"\nResources:\n  S:\n    Type: AWS::Kinesis::Stream\n')
+    with pytest.raises(Exception, match="AWS::Kinesis::Stream"):
         with LocalAWS(template):
             pass
     assert moto_and_process_state() == before

@@ -103,6 +103,39 @@ def test_every_resource_of_the_template_exists_in_moto(local_aws: LocalAWS) -> N
     }
 
 
+def test_sqs_queues_their_policy_and_dead_letter_configs_are_deployed(local_aws: LocalAWS) -> None:
+    stack = local_aws.stack
+    sqs = local_aws.client("sqs")
+    # Ref is the queue URL; GetAtt gives Arn and QueueName (a CloudFormation-style generated name)
+    url = stack.physical_id("DeadLetters")
+    name = stack.attribute("DeadLetters", "QueueName")
+    assert re.fullmatch(r"fixture-DeadLetters-[A-Z0-9]{12}", name)
+    assert url == sqs.get_queue_url(QueueName=name)["QueueUrl"] == stack.attribute("DeadLetters", "QueueUrl")
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["QueueArn"] == stack.attribute("DeadLetters", "Arn")
+    assert attributes["QueueArn"] == f"arn:aws:sqs:us-east-1:123456789012:{name}"
+    assert (attributes["MessageRetentionPeriod"], attributes["SqsManagedSseEnabled"]) == ("1209600", "true")
+    # The queue policy is on the queue, with the rule's ARN resolved in its condition
+    policy = json.loads(attributes["Policy"])
+    statement = policy["Statement"][0]
+    assert (statement["Principal"], statement["Action"]) == ({"Service": "events.amazonaws.com"}, "sqs:SendMessage")
+    rule_arn = local_aws.client("events").describe_rule(Name=stack.physical_id("EchoFunctionUploaded"))["Arn"]
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
+    # The rule's target and the function's async config point at the queue
+    rule_name = stack.physical_id("EchoFunctionUploaded")
+    target = local_aws.client("events").list_targets_by_rule(Rule=rule_name)["Targets"][0]
+    assert target["DeadLetterConfig"] == {"Arn": attributes["QueueArn"]}
+
+
+def test_a_fifo_queue_name_must_end_in_fifo(tmp_path: Path) -> None:
+    template = tmp_path / "t.yaml"
+    template.write_text(
+        "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: plain\n      FifoQueue: true\n"
+    )
+    with pytest.raises(TemplateError, match=r"Q: a FIFO queue's name ends in \.fifo"), LocalAWS(template):
+        pass
+
+
 def test_parameter_values_are_resolved_with_fn_sub_in_both_forms(local_aws: LocalAWS) -> None:
     stack = local_aws.stack
     value = local_aws.client("ssm").get_parameter(Name="/fixture/fixture/registration")["Parameter"]["Value"]
@@ -179,8 +212,8 @@ def write(tmp_path: Path, resources: str) -> Path:
 
 
 def test_an_unsupported_resource_type_is_named(tmp_path: Path) -> None:
-    template = write(tmp_path, "  Queue:\n    Type: AWS::SQS::Queue\n")
-    with pytest.raises(TemplateError, match=r"Queue: resource type AWS::SQS::Queue is not supported"):
+    template = write(tmp_path, "  Stream:\n    Type: AWS::Kinesis::Stream\n")
+    with pytest.raises(TemplateError, match=r"Stream: resource type AWS::Kinesis::Stream is not supported"):
         with LocalAWS(template):
             pass
 
@@ -232,3 +265,37 @@ def test_the_real_template_deploys_and_its_functions_have_code(repo_root: Path) 
         service = stack.function_name("SampleServiceFunction")
         assert local.client("lambda").get_alias(FunctionName=service, Name="live")["FunctionVersion"] == "1"
         assert stack.functions["SampleServiceFunction"].environment["MODEL_PROVIDER"] == "local"
+
+
+def test_an_upload_the_intake_cannot_take_lands_in_its_dead_letter_queue(
+    repo_root: Path, poll: Callable[..., Any]
+) -> None:
+    # Given the real stack, whose intake rule's target has a dead-letter queue, and an intake
+    # function that is gone (EventBridge can't deliver: after its RetryPolicy, the DLQ)
+    with LocalAWS(repo_root / "template.yaml", stack_name="dlq", parameters={"ModelProvider": "local"}) as local:
+        stack = local.stack
+        local.client("lambda").delete_function(FunctionName=stack.function_name("IntakeFunction"))
+        # When CI uploads a release manifest
+        bucket = stack.outputs["ArtifactBucketName"]
+        key = "releases/support-bot/0123abc/model-config.json"
+        local.client("s3").put_object(Bucket=bucket, Key=key, Body=b"{}")
+        # Then the S3 event is in the intake dead-letter queue, saying which rule and target failed
+        sqs = local.client("sqs")
+        queue_url = stack.outputs["IntakeDeadLetterQueueUrl"]
+        messages = poll(
+            lambda: sqs.receive_message(QueueUrl=queue_url, MessageAttributeNames=["All"]).get("Messages"),
+            timeout=30.0,
+            what="the dead-lettered upload event",
+        )
+        event = json.loads(messages[0]["Body"])
+        assert (event["detail-type"], event["detail"]["object"]["key"]) == ("Object Created", key)
+        attributes = {k: v["StringValue"] for k, v in messages[0]["MessageAttributes"].items()}
+        rule = local.client("events").describe_rule(Name=stack.physical_id("IntakeFunctionManifestUploaded"))
+        assert attributes["RULE_ARN"] == rule["Arn"]
+        assert attributes["TARGET_ARN"] == stack.function("IntakeFunction").arn
+        # And the alarm that watches that queue notifies the operations topic
+        alarm_name = stack.physical_id("IntakeDeadLetterAlarm")
+        alarm = local.client("cloudwatch").describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"][0]
+        queue_name = stack.attribute("IntakeDeadLetterQueue", "QueueName")
+        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": queue_name}]
+        assert alarm["AlarmActions"] == [stack.outputs["OperationsTopicArn"]]
