@@ -11,7 +11,9 @@ exit (tests run many LocalAWS one after another in one process):
 4. the stack, deployed from template.yaml itself (``template``);
 5. the alarm evaluator.
 
-S3 bucket policies are evaluated with their conditions by ``s3`` (a moto 5.2.1 behaviour
+AWS's limits (Lambda environment and payload sizes, alias routing, Step Functions
+parameter lengths) are enforced by ``limits``. S3 bucket policies are evaluated
+with their conditions by ``s3`` (a moto 5.2.1 behaviour
 it names and covers).
 """
 
@@ -33,7 +35,7 @@ import boto3
 
 from modelgate.adapters import clients as aws
 from modelgate.approval import links as approval_links
-from modelgate_emulator import dynamodb
+from modelgate_emulator import dynamodb, limits
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
 from modelgate_emulator.lambda_runtime import (
@@ -163,6 +165,8 @@ class LocalAWS:
             patches = sfn_patches.StepFunctionsPatches(self.time_factor, work_timeout_floor=self.work_timeout_floor)
             patches.install()
             exit_stack.callback(patches.uninstall)
+            # After the Lambda and Step Functions patches: the limit checks wrap them.
+            exit_stack.enter_context(limits.enforced())
 
             if integrations.install_cloudwatch is not None:
                 exit_stack.callback(integrations.install_cloudwatch())
