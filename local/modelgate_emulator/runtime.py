@@ -44,7 +44,7 @@ from modelgate_emulator.lambda_runtime import (
     LambdaRuntime,
     MetricsSink,
 )
-from modelgate_emulator.template import Stack, deploy
+from modelgate_emulator.template import Stack, deploy, redeploy
 
 if TYPE_CHECKING:
     from moto.core.config import DefaultConfig
@@ -249,6 +249,19 @@ class LocalAWS:
         if service not in self._clients:
             self._clients[service] = boto3.client(service, region_name=self.region)
         return self._clients[service]
+
+    def redeploy(self, template_path: str | os.PathLike[str] | None = None, *, parameters: Mapping[str, str] | None = None) -> Stack:
+        """Update the running stack from a changed template, as ``sam deploy`` does (a
+        CloudFormation stack update: unchanged resources are left alone, changed ones updated
+        in place, function code included). Parameters not given keep their values.
+        See :func:`modelgate_emulator.template.redeploy`."""
+        stack = redeploy(self.stack, template_path, client=self.client, parameters=parameters, runtime=self.runtime)
+        for note in stack.notes[len(self.stack.notes):]:
+            LOG.debug("redeploy note: %s", note)
+        self._stack = stack
+        self.template_path = stack.template_path
+        self.parameters = {**self.parameters, **(parameters or {})}
+        return stack
 
     def scale(self, nominal_seconds: float) -> float:
         """Real seconds for ``nominal_seconds`` of pipeline time."""
