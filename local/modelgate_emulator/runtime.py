@@ -160,6 +160,7 @@ class LocalAWS:
             self.runtime = runtime
 
             exit_stack.enter_context(s3_policies.bucket_policy_conditions())
+            exit_stack.enter_context(s3_policies.signature_v2_refused())
             exit_stack.enter_context(dynamodb.serialised_requests())
 
             patches = sfn_patches.StepFunctionsPatches(self.time_factor, work_timeout_floor=self.work_timeout_floor)
