@@ -151,16 +151,36 @@ def release_id_for(service: str, commit: str, key: str, version_id: str) -> str:
 # service and by whoever asks "does this version serve a release?". Named here only.
 PIN_KEY = "MODEL_CONFIG_KEY"
 PIN_VERSION = "MODEL_CONFIG_VERSION"
-PIN_PROMPT_VERSIONS = "MODEL_PROMPT_VERSIONS"
-PIN_VARIABLES = (PIN_KEY, PIN_VERSION, PIN_PROMPT_VERSIONS)
+# The prompt files' versions don't fit in the environment (Lambda allows 4 KB in all, and
+# 100 prompt files' version ids alone take ~3.5 KB): they are one JSON document, the
+# prompt pin, written once per release and pinned here by its own object version.
+PIN_PROMPTS_KEY = "MODEL_PROMPT_PIN_KEY"
+PIN_PROMPTS_VERSION = "MODEL_PROMPT_PIN_VERSION"
+PIN_VARIABLES = (PIN_KEY, PIN_VERSION, PIN_PROMPTS_KEY, PIN_PROMPTS_VERSION)
 
 
-def pin_environment(artifact: ArtifactRef, prompt_versions: dict[str, str]) -> dict[str, str]:
-    """The pin of one release as environment variables (compact JSON for the prompt versions)."""
+def prompt_pin_key(service: str, release_id: str) -> str:
+    """Where a release's prompt pin lives: beside its reports, written by the pipeline only."""
+    return f"reports/{service}/{release_id}/prompt-pin.json"
+
+
+def prompt_pin_document(artifact: ArtifactRef, prompt_versions: Mapping[str, str]) -> str:
+    """The prompt pin: which manifest version it belongs to and each prompt file's version."""
+    return json.dumps(
+        {"manifest": {"key": artifact.key, "version_id": artifact.version_id}, "prompt_versions": dict(prompt_versions)},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def pin_environment(artifact: ArtifactRef, prompt_pin_key: str, prompt_pin_version: str) -> dict[str, str]:
+    """The pin of one release as environment variables: the manifest's object version and
+    the prompt pin's. Its size does not grow with the number of prompt files."""
     return {
         PIN_KEY: artifact.key,
         PIN_VERSION: artifact.version_id,
-        PIN_PROMPT_VERSIONS: json.dumps(prompt_versions, separators=(",", ":")),
+        PIN_PROMPTS_KEY: prompt_pin_key,
+        PIN_PROMPTS_VERSION: prompt_pin_version,
     }
 
 
