@@ -67,9 +67,20 @@ class InferenceParameters(_Strict):
     max_tokens: int = Field(default=512, ge=1, le=8192)
 
 
+# The release's state (modelgate.contract.ReleaseContext) carries the manifest and one
+# version per prompt file through Step Functions, whose state input and output is at most
+# 256 KiB (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html): these
+# bounds keep the largest manifest's share of it under ~125 KiB, so an artefact that would
+# blow the limit is refused at Validate, by name, instead of failing a task with
+# States.DataLimitExceeded.
+MAX_PROMPT_FILES = 200
+MAX_PROMPT_NAME = 64
+MAX_PROMPT_PATH = 256
+
+
 class PromptFile(_Strict):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    file: str = Field(min_length=1)
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=MAX_PROMPT_NAME)
+    file: str = Field(min_length=1, max_length=MAX_PROMPT_PATH)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
     @field_validator("file")
@@ -101,7 +112,7 @@ class Manifest(_Strict):
     service: str
     model: ModelSpec
     parameters: InferenceParameters = InferenceParameters()
-    prompts: list[PromptFile] = Field(min_length=1)
+    prompts: list[PromptFile] = Field(min_length=1, max_length=MAX_PROMPT_FILES)
     source: SourceInfo
 
     @field_validator("service")

@@ -76,7 +76,9 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             continue
         prompt_versions[prompt.file] = version
     if problems:
-        raise ManifestInvalid(f"{art.key}: " + "; ".join(problems))
+        # Bounded: the reason travels as a task failure's cause (32,768 characters at most).
+        shown = problems[:10] + ([f"and {len(problems) - 10} more"] if len(problems) > 10 else [])
+        raise ManifestInvalid(f"{art.key}: " + "; ".join(shown))
 
     updated = ctx.model_copy(
         update={
