@@ -64,7 +64,7 @@ def release_after_redeploy(pipeline, label: str) -> None:
 def test_a_redeploy_during_a_canary_leaves_live_and_its_weights(with_live_v2, tmp_path):
     pipeline = with_live_v2
     # Given a release baking on `live` with canary weight
-    pipeline.set_policy(approval="auto", bake_seconds=5000, min_canary_invocations=1)  # a 10 s bake here
+    pipeline.set_policy(approval="auto", bake_seconds=30000, min_canary_invocations=1)  # a 60 s bake here
     canary = pipeline.driver.submit(pipeline.examples / "v4", commit=pipeline.commit_for("v4-canary"))
     ledger = pipeline.control.ledger()
     wait_until(lambda: (ledger.get(canary.release_id) or {}).get("status") == "Baking", 30, "the canary")

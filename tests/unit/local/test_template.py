@@ -244,7 +244,7 @@ def _copy_fixtures(fixtures_dir: Path, tmp_path: Path) -> Path:
 
 def test_redeploy_updates_changed_code_in_place_and_leaves_the_rest_alone(fixtures_dir: Path, tmp_path: Path) -> None:
     template = _copy_fixtures(fixtures_dir, tmp_path)
-    with LocalAWS(template, stack_name="redeploy", seed=7) as local:
+    with LocalAWS(template, stack_name="redeploy-code", seed=7) as local:
         lam = local.client("lambda")
         echo, other = local.function_name("EchoFunction"), local.function_name("OtherFunction")
         before = {name: lam.get_function_configuration(FunctionName=name)["CodeSha256"] for name in (echo, other)}
@@ -273,7 +273,7 @@ def test_redeploy_with_auto_publish_alias_moves_the_alias_as_sam_does(fixtures_d
     function's code changes (https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/sam-resource-function.html#sam-function-autopublishalias):
     the reason Modelgate's template declares `live` without it."""
     template = _copy_fixtures(fixtures_dir, tmp_path)
-    with LocalAWS(template, stack_name="redeploy", seed=7) as local:
+    with LocalAWS(template, stack_name="redeploy-alias", seed=7) as local:
         lam = local.client("lambda")
         service = local.function_name("ServiceFunction")
         assert lam.get_alias(FunctionName=service, Name="live")["FunctionVersion"] == "1"
@@ -288,7 +288,7 @@ def test_redeploy_with_auto_publish_alias_moves_the_alias_as_sam_does(fixtures_d
 
 def test_redeploy_names_what_it_cannot_apply(fixtures_dir: Path, tmp_path: Path) -> None:
     template = _copy_fixtures(fixtures_dir, tmp_path)
-    with LocalAWS(template, stack_name="redeploy", seed=7) as local:
+    with LocalAWS(template, stack_name="redeploy-refused", seed=7) as local:
         text = template.read_text()
         template.write_text(text.replace("Type: AWS::SNS::Topic\n", "Type: AWS::SNS::Topic\n    Properties: {DisplayName: changed}\n", 1))
         with pytest.raises(TemplateError, match=r"Topic \(AWS::SNS::Topic\): changed DisplayName; updating this resource type is not supported locally"):
