@@ -147,12 +147,16 @@ def enforced() -> Iterator[None]:
         return original_update_config(backend, function_name, qualifier, body)
 
     @functools.wraps(original_create_alias)
-    def create_alias(backend: Any, name: str, function_name: str, function_version: str, description: str, routing_config: Any) -> Any:
+    def create_alias(
+        backend: Any, name: str, function_name: str, function_version: str, description: str, routing_config: Any
+    ) -> Any:
         check_routing(routing_config)
         return original_create_alias(backend, name, function_name, function_version, description, routing_config)
 
     @functools.wraps(original_update_alias)
-    def update_alias(backend: Any, name: str, function_name: str, function_version: str, description: str, routing_config: Any) -> Any:
+    def update_alias(
+        backend: Any, name: str, function_name: str, function_version: str, description: str, routing_config: Any
+    ) -> Any:
         check_routing(routing_config)
         return original_update_alias(backend, name, function_name, function_version, description, routing_config)
 
@@ -181,8 +185,16 @@ def enforced() -> Iterator[None]:
         (LambdaBackend, "create_alias", create_alias),
         (LambdaBackend, "update_alias", update_alias),
         (LambdaResponse, "invoke", invoke),
-        (StepFunctionResponse, "send_task_failure", sfn_checked("send_task_failure", (("error", SFN_ERROR_CHARS), ("cause", SFN_CAUSE_CHARS)))),
-        (StepFunctionResponse, "stop_execution", sfn_checked("stop_execution", (("error", SFN_ERROR_CHARS), ("cause", SFN_CAUSE_CHARS)))),
+        (
+            StepFunctionResponse,
+            "send_task_failure",
+            sfn_checked("send_task_failure", (("error", SFN_ERROR_CHARS), ("cause", SFN_CAUSE_CHARS))),
+        ),
+        (
+            StepFunctionResponse,
+            "stop_execution",
+            sfn_checked("stop_execution", (("error", SFN_ERROR_CHARS), ("cause", SFN_CAUSE_CHARS))),
+        ),
         (StepFunctionResponse, "send_task_success", sfn_checked("send_task_success", (("output", SFN_PAYLOAD_CHARS),))),
         (StepFunctionResponse, "start_execution", sfn_checked("start_execution", (("input", SFN_PAYLOAD_CHARS),))),
     ]

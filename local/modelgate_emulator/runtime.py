@@ -251,7 +251,9 @@ class LocalAWS:
             self._clients[service] = boto3.client(service, region_name=self.region)
         return self._clients[service]
 
-    def redeploy(self, template_path: str | os.PathLike[str] | None = None, *, parameters: Mapping[str, str] | None = None) -> Stack:
+    def redeploy(
+        self, template_path: str | os.PathLike[str] | None = None, *, parameters: Mapping[str, str] | None = None
+    ) -> Stack:
         """Update the running stack from a changed template, as ``sam deploy`` does (a
         CloudFormation stack update: unchanged resources are left alone, changed ones updated
         in place, function code included). Parameters not given keep their values.

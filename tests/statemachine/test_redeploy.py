@@ -27,7 +27,10 @@ def changed_service_template(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "functions" / "inference", code, ignore=shutil.ignore_patterns("__pycache__"))
     app = code / "app.py"
     app.write_text(app.read_text() + "\n# A change to the managed function's code, deployed with `sam deploy`.\n")
-    text = _LOCAL_URI.sub(lambda m: m[1] + str((ROOT / m[2]).resolve()) + ("/" if m[2].endswith("/") else ""), (ROOT / "template.yaml").read_text())
+    text = _LOCAL_URI.sub(
+        lambda m: m[1] + str((ROOT / m[2]).resolve()) + ("/" if m[2].endswith("/") else ""),
+        (ROOT / "template.yaml").read_text(),
+    )
     original = f"CodeUri: {(ROOT / 'functions' / 'inference').resolve()}/"
     assert text.count(original) == 1, "the sample service's CodeUri moved in template.yaml"
     path = tmp_path / "template.yaml"
@@ -89,7 +92,12 @@ def test_a_redeploy_after_a_promotion_leaves_live(with_live_v2, tmp_path):
     live_before = pipeline.live()
     assert live_before[1] == {}
     lam = pipeline.control.client("lambda")
-    assert PIN_KEY in lam.get_function_configuration(FunctionName=pipeline.function, Qualifier=live_before[0])["Environment"]["Variables"]
+    assert (
+        PIN_KEY
+        in lam.get_function_configuration(FunctionName=pipeline.function, Qualifier=live_before[0])["Environment"][
+            "Variables"
+        ]
+    )
     versions_before = pipeline.versions()
 
     redeploy_with_changed_code(pipeline, tmp_path)

@@ -44,7 +44,9 @@ def test_a_release_with_100_prompt_files_publishes_and_is_promoted(with_live_v2,
     # The candidate's environment pins the release in constant size, inside Lambda's 4 KB...
     lam = pipeline.control.client("lambda")
     version = pipeline.live()[0]
-    variables = lam.get_function_configuration(FunctionName=pipeline.function, Qualifier=version)["Environment"]["Variables"]
+    variables = lam.get_function_configuration(FunctionName=pipeline.function, Qualifier=version)["Environment"][
+        "Variables"
+    ]
     assert len(environment_measure(variables).encode()) < LAMBDA_ENVIRONMENT_BYTES / 2
     # ...and its prompt pin names all 100 files' versions
     pin = pipeline.control.client("s3").get_object(

@@ -48,10 +48,14 @@ def test_update_function_configuration_refuses_an_environment_over_4_kb(local_aw
     lam = local_aws.client("lambda")
     name = local_aws.function_name("OtherFunction")
     # Given a function, an environment of exactly 4 KB is accepted
-    lam.update_function_configuration(FunctionName=name, Environment={"Variables": _variables_of_size(LAMBDA_ENVIRONMENT_BYTES)})
+    lam.update_function_configuration(
+        FunctionName=name, Environment={"Variables": _variables_of_size(LAMBDA_ENVIRONMENT_BYTES)}
+    )
     # When one byte more is set
     with pytest.raises(ClientError) as exc:
-        lam.update_function_configuration(FunctionName=name, Environment={"Variables": _variables_of_size(LAMBDA_ENVIRONMENT_BYTES + 1)})
+        lam.update_function_configuration(
+            FunctionName=name, Environment={"Variables": _variables_of_size(LAMBDA_ENVIRONMENT_BYTES + 1)}
+        )
     # Then Lambda's InvalidParameterValueException names the 4KB limit, and nothing changed
     code, message = _error(exc)
     assert code == "InvalidParameterValueException"
@@ -100,7 +104,9 @@ def test_a_synchronous_request_over_6_mb_is_refused_with_413(local_aws: LocalAWS
 def test_a_response_over_6_mb_is_the_runtimes_payload_size_error(local_aws: LocalAWS) -> None:
     # Given a request just under 6 MB that the echo function returns whole (plus its probe)
     event = {"pad": "x" * (LAMBDA_SYNC_PAYLOAD_BYTES - 200), "env_keys": []}
-    response = local_aws.client("lambda").invoke(FunctionName=local_aws.function_name("EchoFunction"), Payload=json.dumps(event).encode())
+    response = local_aws.client("lambda").invoke(
+        FunctionName=local_aws.function_name("EchoFunction"), Payload=json.dumps(event).encode()
+    )
     # Then the invocation "succeeds" at the API with the runtime's error, as on AWS
     assert response["StatusCode"] == 200
     assert response["FunctionError"] == "Unhandled"
@@ -127,18 +133,36 @@ def test_an_alias_routes_to_one_additional_version_only(local_aws: LocalAWS) -> 
     code, message = _error(exc)
     assert code == "ValidationException"
     assert message.startswith("1 validation error detected: Value '{")
-    assert message.endswith("at 'routingConfig.additionalVersionWeights' failed to satisfy constraint: Member must have length less than or equal to 1")
-    assert lam.get_alias(FunctionName=name, Name="live")["RoutingConfig"] == {"AdditionalVersionWeights": {versions[0]: 0.1}}
+    assert message.endswith(
+        "at 'routingConfig.additionalVersionWeights' failed to satisfy constraint: Member must have length less than or equal to 1"
+    )
+    assert lam.get_alias(FunctionName=name, Name="live")["RoutingConfig"] == {
+        "AdditionalVersionWeights": {versions[0]: 0.1}
+    }
     with pytest.raises(ClientError) as created:
-        lam.create_alias(FunctionName=name, Name="limits", FunctionVersion=live["FunctionVersion"], RoutingConfig={"AdditionalVersionWeights": two})
+        lam.create_alias(
+            FunctionName=name,
+            Name="limits",
+            FunctionVersion=live["FunctionVersion"],
+            RoutingConfig={"AdditionalVersionWeights": two},
+        )
     assert _error(created)[0] == "ValidationException"
-    lam.update_alias(FunctionName=name, Name="live", FunctionVersion=live["FunctionVersion"], RoutingConfig={"AdditionalVersionWeights": {}})
+    lam.update_alias(
+        FunctionName=name,
+        Name="live",
+        FunctionVersion=live["FunctionVersion"],
+        RoutingConfig={"AdditionalVersionWeights": {}},
+    )
 
 
 # ---------------------------------------------------------------- Step Functions
 def _start(local: LocalAWS, payload: dict[str, Any]) -> str:
     sfn = local.client("stepfunctions")
-    return str(sfn.start_execution(stateMachineArn=local.stack.outputs["MachineArn"], input=json.dumps(payload))["executionArn"])
+    return str(
+        sfn.start_execution(stateMachineArn=local.stack.outputs["MachineArn"], input=json.dumps(payload))[
+            "executionArn"
+        ]
+    )
 
 
 def test_send_task_failure_refuses_a_cause_over_32768_characters(
@@ -176,7 +200,10 @@ def test_start_execution_and_send_task_success_refuse_more_than_256_kib(
     with pytest.raises(ClientError) as exc:
         _start(local_aws, {"mode": "token", "pad": "x" * SFN_PAYLOAD_CHARS})
     assert _error(exc)[0] == "ValidationException"
-    assert "Value at 'input' failed to satisfy constraint: Member must have length less than or equal to 262144" in _error(exc)[1]
+    assert (
+        "Value at 'input' failed to satisfy constraint: Member must have length less than or equal to 262144"
+        in _error(exc)[1]
+    )
     arn = _start(local_aws, {"mode": "token", "raise": False})
     token = poll(lambda: task_token(local_aws, arn), what="the task token")
     with pytest.raises(ClientError) as success:
