@@ -260,6 +260,9 @@ class LambdaRuntime:
         self._stopping = threading.Event()
         self._router = WeightedRouter()
         self._code: dict[tuple[str, str, str], FunctionCode] = {}
+        # Every code a function was deployed with, by its CodeSha256: a published version keeps
+        # the code it was published from after a redeploy changed $LATEST's.
+        self._code_by_digest: dict[tuple[str, str, str, str], Path] = {}
         self._layers: dict[str, Path] = {}
         self._environments: dict[tuple[Any, ...], _Environment] = {}
         self._env_lock = threading.Lock()
@@ -276,6 +279,8 @@ class LambdaRuntime:
     # ------------------------------------------------------------------ registration
     def register_function(self, *, account_id: str, region: str, function_name: str, code: FunctionCode) -> None:
         self._code[(account_id, region, function_name)] = code
+        if code.placeholder_sha256 is not None:
+            self._code_by_digest[(account_id, region, function_name, code.placeholder_sha256)] = code.code_dir
 
     def register_layer(self, layer_version_arn: str, content_dir: Path) -> None:
         self._layers[layer_version_arn] = content_dir
@@ -628,7 +633,10 @@ class LambdaRuntime:
         config = target.config
         registered = self._code.get((target.account_id, target.region, target.function_name))
         digest = getattr(config, "code_sha_256", None)
-        if registered is not None and (registered.placeholder_sha256 in (None, digest)):
+        deployed = self._code_by_digest.get((target.account_id, target.region, target.function_name, str(digest)))
+        if deployed is not None:
+            return deployed
+        if registered is not None and registered.placeholder_sha256 is None:
             return registered.code_dir
         code_bytes = getattr(config, "code_bytes", None)
         if not code_bytes:

@@ -11,7 +11,9 @@ exit (tests run many LocalAWS one after another in one process):
 4. the stack, deployed from template.yaml itself (``template``);
 5. the alarm evaluator.
 
-S3 bucket policies are evaluated with their conditions by ``s3`` (a moto 5.2.1 behaviour
+AWS's limits (Lambda environment and payload sizes, alias routing, Step Functions
+parameter lengths) are enforced by ``limits``. S3 bucket policies are evaluated
+with their conditions by ``s3`` (a moto 5.2.1 behaviour
 it names and covers).
 """
 
@@ -33,7 +35,7 @@ import boto3
 
 from modelgate.adapters import clients as aws
 from modelgate.approval import links as approval_links
-from modelgate_emulator import dynamodb
+from modelgate_emulator import dynamodb, limits
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
 from modelgate_emulator.lambda_runtime import (
@@ -43,7 +45,7 @@ from modelgate_emulator.lambda_runtime import (
     LambdaRuntime,
     MetricsSink,
 )
-from modelgate_emulator.template import Stack, deploy
+from modelgate_emulator.template import Stack, deploy, redeploy
 
 if TYPE_CHECKING:
     from moto.core.config import DefaultConfig
@@ -163,11 +165,14 @@ class LocalAWS:
             self.runtime = runtime
 
             exit_stack.enter_context(s3_policies.bucket_policy_conditions())
+            exit_stack.enter_context(s3_policies.signature_v2_refused())
             exit_stack.enter_context(dynamodb.serialised_requests())
 
             patches = sfn_patches.StepFunctionsPatches(self.time_factor, work_timeout_floor=self.work_timeout_floor)
             patches.install()
             exit_stack.callback(patches.uninstall)
+            # After the Lambda and Step Functions patches: the limit checks wrap them.
+            exit_stack.enter_context(limits.enforced())
 
             if integrations.install_cloudwatch is not None:
                 exit_stack.callback(integrations.install_cloudwatch())
@@ -250,6 +255,21 @@ class LocalAWS:
         if service not in self._clients:
             self._clients[service] = boto3.client(service, region_name=self.region)
         return self._clients[service]
+
+    def redeploy(
+        self, template_path: str | os.PathLike[str] | None = None, *, parameters: Mapping[str, str] | None = None
+    ) -> Stack:
+        """Update the running stack from a changed template, as ``sam deploy`` does (a
+        CloudFormation stack update: unchanged resources are left alone, changed ones updated
+        in place, function code included). Parameters not given keep their values.
+        See :func:`modelgate_emulator.template.redeploy`."""
+        stack = redeploy(self.stack, template_path, client=self.client, parameters=parameters, runtime=self.runtime)
+        for note in stack.notes[len(self.stack.notes):]:
+            LOG.debug("redeploy note: %s", note)
+        self._stack = stack
+        self.template_path = stack.template_path
+        self.parameters = {**self.parameters, **(parameters or {})}
+        return stack
 
     def scale(self, nominal_seconds: float) -> float:
         """Real seconds for ``nominal_seconds`` of pipeline time."""

@@ -7,12 +7,29 @@ a statement whose condition is *not* met counts as a Deny. So the template's
 object operation locally. :func:`bucket_policy_conditions` evaluates
 ``Bool``/``String(Not)Equals`` conditions against the local request context (TLS: boto3
 talks https) and leaves out statements whose conditions it can't evaluate, logging each.
+
+:func:`signature_v2_refused` makes every bucket refuse Signature Version 2 - a presigned
+URL (``?AWSAccessKeyId=...&Signature=...&Expires=...``) or an ``Authorization: AWS
+AKID:signature`` header - as S3 refuses it on buckets created after June 24, 2020 (every
+bucket of the embedded AWS is new): HTTP 400, ``InvalidRequest`` "The authorization
+mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256." Sources: "AWS
+Signature Version 2 turned off (deprecated) for Amazon S3"
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingAWSSDK.html#UsingAWSSDK-sig2-deprecation),
+the S3 API reference's "Appendix: Authenticating requests (AWS signature version 2)"
+(https://docs.aws.amazon.com/AmazonS3/latest/API/Appendix-Sigv2.html: "Amazon S3 will only
+accept API requests that are signed using Signature Version 4"), and AWS's announcement of
+the revised plan (https://repost.aws/questions/QU5OKPZ-HnS1SHXX6dUbGi2w: "Any new buckets
+created after June 24, 2020 will not support SigV2 signed requests"). The error code and
+message are S3's answer to a SigV2 request where SigV2 is not supported.
+moto 5.2.1 accepts any signature. It applies in process and through moto's HTTP server
+(``modelgate local up``): both dispatch through ``S3Response``.
 Test: tests/unit/local/test_s3.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Iterator, Mapping
@@ -74,4 +91,46 @@ def bucket_policy_conditions() -> Iterator[None]:
         )
 
     with mock.patch.object(FakeBucket, "get_permission", get_permission):
+        yield
+
+
+SIGV2_MESSAGE = "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
+
+
+def uses_signature_v2(query: Mapping[str, Any], authorization: str | None) -> bool:
+    """Whether a request is signed with Signature Version 2 (query string or header)."""
+    if "Signature" in query and "AWSAccessKeyId" in query:
+        return True
+    return bool(authorization) and str(authorization).startswith("AWS ") and ":" in str(authorization)
+
+
+@contextlib.contextmanager
+def signature_v2_refused() -> Iterator[None]:
+    """While active, S3 refuses SigV2-signed requests as described in the module docstring."""
+    from urllib.parse import parse_qs, urlparse
+
+    from moto.s3.exceptions import S3ClientError
+    from moto.s3.responses import S3Response
+
+    class SignatureVersion2Refused(S3ClientError):
+        code = "InvalidRequest"
+        status_code = 400
+
+        def __init__(self) -> None:
+            super().__init__("InvalidRequest", SIGV2_MESSAGE)
+
+    def refusing(original: Any) -> Any:
+        @functools.wraps(original)
+        def checked(response: Any, request: Any, full_url: str) -> Any:
+            query = parse_qs(urlparse(full_url).query, keep_blank_values=True)
+            if uses_signature_v2(query, request.headers.get("Authorization")):
+                raise SignatureVersion2Refused()
+            return original(response, request, full_url)
+
+        return checked
+
+    with (
+        mock.patch.object(S3Response, "_key_response", refusing(S3Response._key_response)),
+        mock.patch.object(S3Response, "_bucket_response", refusing(S3Response._bucket_response)),
+    ):
         yield

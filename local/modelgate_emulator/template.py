@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -42,6 +43,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from unittest import mock
+
+from botocore.exceptions import ClientError
 
 from modelgate_emulator.lambda_runtime import FunctionCode, LambdaRuntime
 
@@ -84,6 +87,8 @@ class DeployedResource:
     type: str
     physical_id: str
     attributes: dict[str, Any]
+    # The resolved properties it was created or last updated with (what a redeploy compares).
+    properties: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
 
 @dataclasses.dataclass
@@ -99,6 +104,10 @@ class Stack:
     outputs: dict[str, Any]
     functions: dict[str, FunctionSpec]
     notes: list[str]
+    # What a redeploy needs: the translated template and each layer version's local folder.
+    cfn_template: dict[str, Any] = dataclasses.field(default_factory=dict)
+    stack_id: str = ""
+    layer_dirs: dict[str, Path] = dataclasses.field(default_factory=dict)
 
     def physical_id(self, logical_id: str) -> str:
         try:
@@ -154,7 +163,10 @@ def translate(
             if not path.exists():
                 raise TemplateError(f"{key}: local path {value!r} does not exist (relative to {template_dir})")
             local_paths[key] = path
-            return f"s3://{LOCAL_ARTIFACT_BUCKET}/{key}"
+            # The key carries a digest of the content, as `sam build` + `sam package` upload each
+            # build under a new S3 key: a code change is a property change (a redeploy updates the
+            # function; AutoPublishAlias publishes a version), unchanged code is not.
+            return f"s3://{LOCAL_ARTIFACT_BUCKET}/{key}/{content_digest(path)}"
         return value
 
     for logical_id, resource in (source.get("Resources") or {}).items():
@@ -192,6 +204,19 @@ def translate(
         except Exception as exc:
             raise TemplateError(f"SAM transform failed: {exc}") from exc
     return json.loads(json.dumps(translated)), local_paths
+
+
+def content_digest(path: Path) -> str:
+    """sha256 (16 hex digits) of a file, or of a folder's files and their relative paths
+    (``__pycache__`` and ``*.pyc`` left out: the runtime writes them)."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+    for file in files:
+        digest.update(str(file.relative_to(path) if file != path else file.name).encode() + b"\0")
+        digest.update(file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def _s3_location(uri: Any, bucket_key: str, key_key: str) -> Any:
@@ -443,6 +468,55 @@ def deploy(
     return deployer.deploy()
 
 
+def redeploy(
+    stack: Stack,
+    template_path: str | os.PathLike[str] | None = None,
+    *,
+    client: Callable[[str], Any],
+    parameters: Mapping[str, str] | None = None,
+    runtime: LambdaRuntime | None = None,
+) -> Stack:
+    """Apply a changed template to a deployed stack as a CloudFormation stack update does
+    (what ``sam deploy`` of a changed template runs): resources whose resolved properties are
+    unchanged are left alone; changed ones are updated in place (a function's code and
+    configuration included) or replaced where CloudFormation replaces them; resources the
+    template no longer has are deleted, unless their DeletionPolicy is Retain.
+
+    Parameters not given keep their previous values (``UsePreviousValue``, which
+    ``sam deploy`` / ``aws cloudformation deploy`` use for parameters they don't override);
+    new ones take their defaults. Returns the updated :class:`Stack`.
+    Source: "Update behaviors of stack resources",
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-update-behaviors.html
+
+    A function's code is identified by a digest of its folder: published versions keep the
+    folder they were published from, so change code in a new folder (as each ``sam build``
+    uploads a new zip) if old versions must keep running the old code locally.
+    """
+    path = Path(template_path if template_path is not None else stack.template_path).resolve()
+    template = load_template(path)
+    declared = template.get("Parameters") or {}
+    unknown = sorted(set(parameters or {}) - set(declared))
+    if unknown:
+        raise TemplateError(f"parameter override(s) not declared in the template: {', '.join(unknown)}")
+    previous_values = {k: v for k, v in stack.parameters.items() if k in declared}
+    values = _parameter_values(declared, {**previous_values, **(parameters or {})})
+    cfn, local_paths = translate(template, path.parent, region=stack.region, parameters=values)
+    deployer = _Deployer(
+        cfn,
+        path=path,
+        local_paths=local_paths,
+        client=client,
+        stack_name=stack.name,
+        region=stack.region,
+        account_id=stack.account_id,
+        parameters=values,
+        runtime=runtime,
+        rng=random.Random(),
+        stack_id=stack.stack_id or None,
+    )
+    return deployer.deploy(previous=stack)
+
+
 def _parameter_values(declared: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, spec in declared.items():
@@ -499,6 +573,7 @@ class _Deployer:
         parameters: Mapping[str, Any],
         runtime: LambdaRuntime | None,
         rng: random.Random,
+        stack_id: str | None = None,
     ) -> None:
         self.template = template
         self.path = path
@@ -513,8 +588,9 @@ class _Deployer:
         self.notes: list[str] = []
         self.functions: dict[str, FunctionSpec] = {}
         self.layer_dirs: dict[str, Path] = {}
+        self.replaced: list[DeployedResource] = []  # replaced by a stack update, removed after it
         self.parameters = dict(parameters)
-        stack_id = f"arn:{self.partition}:cloudformation:{region}:{account_id}:stack/{stack_name}/{uuid.UUID(int=rng.getrandbits(128))}"
+        stack_id = stack_id or f"arn:{self.partition}:cloudformation:{region}:{account_id}:stack/{stack_name}/{uuid.UUID(int=rng.getrandbits(128))}"
         url_suffix = "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
         self.resolver = _Resolver(
             template,
@@ -531,8 +607,13 @@ class _Deployer:
         )
 
     # ---------------------------------------------------------------- driver
-    def deploy(self) -> Stack:
+    def deploy(self, previous: Stack | None = None) -> Stack:
+        """Create every resource; with ``previous``, update that stack as CloudFormation does."""
         resources = self.template.get("Resources") or {}
+        if previous is not None:
+            self.functions.update(previous.functions)
+            self.layer_dirs.update(previous.layer_dirs)
+            self.notes.extend(previous.notes)
         for logical_id in _deployment_order(resources):
             resource = resources[logical_id]
             condition = resource.get("Condition")
@@ -547,13 +628,27 @@ class _Deployer:
                     f"(supported: {', '.join(sorted(_HANDLERS))})"
                 )
             properties = self.resolver.resolve(resource.get("Properties") or {}, where=logical_id)
+            old = previous.resources.get(logical_id) if previous is not None else None
+            if old is not None and old.type != kind:
+                raise TemplateError(f"{logical_id}: type changed from {old.type} to {kind}; replacing a resource is not supported locally")
+            if old is not None and old.properties == properties:
+                self.resolver.deployed[logical_id] = old  # unchanged: CloudFormation leaves it alone
+                continue
             try:
-                physical_id, attributes = handler(self, logical_id, properties)
+                if old is None:
+                    physical_id, attributes = handler(self, logical_id, properties)
+                else:
+                    physical_id, attributes = self.update(old, properties)
             except TemplateError:
                 raise
             except Exception as exc:
-                raise TemplateError(f"{logical_id} ({kind}): creating it failed: {exc}") from exc
-            self.resolver.deployed[logical_id] = DeployedResource(logical_id, kind, physical_id, attributes)
+                verb = "creating" if old is None else "updating"
+                raise TemplateError(f"{logical_id} ({kind}): {verb} it failed: {exc}") from exc
+            self.resolver.deployed[logical_id] = DeployedResource(logical_id, kind, physical_id, attributes, properties)
+        if previous is not None:
+            gone = [previous.resources[r] for r in previous.resources if r not in self.resolver.deployed]
+            for old in [*self.replaced, *gone]:
+                self.remove(previous, old)
         outputs: dict[str, Any] = {}
         for name, output in (self.template.get("Outputs") or {}).items():
             condition = output.get("Condition")
@@ -570,7 +665,42 @@ class _Deployer:
             outputs=outputs,
             functions=self.functions,
             notes=self.notes,
+            cfn_template=copy.deepcopy(dict(self.template)),
+            stack_id=str(self.resolver.pseudo["AWS::StackId"]),
+            layer_dirs=dict(self.layer_dirs),
         )
+
+    # ---------------------------------------------------------------- updates
+    def update(self, old: DeployedResource, properties: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Apply changed properties to a deployed resource as a stack update does."""
+        changed = sorted(k for k in set(old.properties) | set(properties) if old.properties.get(k) != properties.get(k))
+        updater = _UPDATERS.get(old.type)
+        if updater is None:
+            raise TemplateError(
+                f"{old.logical_id} ({old.type}): changed {', '.join(changed)}; updating this resource type is not "
+                f"supported locally (supported: {', '.join(sorted(_UPDATERS))})"
+            )
+        LOG.info("updating %s (%s): %s", old.logical_id, old.type, ", ".join(changed))
+        return updater(self, old, properties, set(changed))
+
+    def remove(self, previous: Stack, old: DeployedResource) -> None:
+        """A resource the new template no longer has: kept with DeletionPolicy Retain, else deleted."""
+        declared = (previous.cfn_template.get("Resources") or {}).get(old.logical_id) or {}
+        if declared.get("DeletionPolicy") == "Retain":
+            self.notes.append(f"{old.logical_id}: removed from the template, retained (DeletionPolicy: Retain)")
+            return
+        remover = _REMOVERS.get(old.type)
+        if remover is None:
+            raise TemplateError(
+                f"{old.logical_id} ({old.type}): removed from the template; deleting this resource type is not supported locally"
+            )
+        try:
+            remover(self, old)
+        except ClientError as exc:  # CloudFormation's cleanup phase: a failed delete doesn't fail the update
+            self.notes.append(f"{old.logical_id}: deleting the old {old.type} {old.physical_id} failed: {exc}")
+            LOG.warning("%s", self.notes[-1])
+        if old.logical_id not in self.resolver.deployed:
+            self.functions.pop(old.logical_id, None)
 
     # ---------------------------------------------------------------- helpers
     def name(self, logical_id: str, max_length: int, *, lower: bool = False, prefix: str | None = None) -> str:
@@ -598,7 +728,7 @@ class _Deployer:
     def local_path(self, logical_id: str, location: Any) -> Path | None:
         if isinstance(location, dict):
             bucket = location.get("S3Bucket", location.get("Bucket"))
-            key = str(location.get("S3Key", location.get("Key")))
+            key = str(location.get("S3Key", location.get("Key"))).split("/", 1)[0]
             if bucket == LOCAL_ARTIFACT_BUCKET:
                 if key not in self.local_paths:
                     raise TemplateError(f"{logical_id}: unknown local artifact {key!r}")
@@ -756,7 +886,8 @@ def _lambda_layer(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str
     content_dir = d.local_path(logical_id, p.get("Content"))
     if content_dir is None:
         raise TemplateError(f"{logical_id}: layer content must be a local path in the template (got {p.get('Content')!r})")
-    args: dict[str, Any] = {"LayerName": p.get("LayerName") or logical_id, "Content": {"ZipFile": _tiny_zip(str(content_dir))}}
+    label = f"{content_dir} ({content_digest(content_dir)})"
+    args: dict[str, Any] = {"LayerName": p.get("LayerName") or logical_id, "Content": {"ZipFile": _tiny_zip(label)}}
     for key in ("Description", "CompatibleRuntimes", "CompatibleArchitectures", "LicenseInfo"):
         if key in p:
             args[key] = p[key]
@@ -775,7 +906,7 @@ def _lambda_function(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[
     name = p.get("FunctionName") or d.name(logical_id, 64)
     environment = {str(k): str(v) for k, v in ((p.get("Environment") or {}).get("Variables") or {}).items()}
     if code_dir is not None:
-        code: dict[str, Any] = {"ZipFile": _tiny_zip(str(code_dir))}
+        code: dict[str, Any] = {"ZipFile": _tiny_zip(f"{code_dir} ({content_digest(code_dir)})")}
     else:
         code = {"ZipFile": _inline_zip(str(p["Code"]["ZipFile"]), str(p.get("Handler", "index.handler")))}
     args: dict[str, Any] = {
@@ -902,7 +1033,8 @@ def _events_rule(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str,
     return physical_id, {"Arn": arn}
 
 
-def _state_machine(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _definition(d: _Deployer, logical_id: str, p: dict[str, Any]) -> str:
+    """The state machine's definition with its DefinitionSubstitutions applied."""
     if "DefinitionS3Location" in p:
         source = d.local_path(logical_id, p["DefinitionS3Location"])
         if source is None:
@@ -925,6 +1057,11 @@ def _state_machine(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[st
         json.loads(definition)
     except ValueError as exc:
         raise TemplateError(f"{logical_id}: definition is not valid JSON after substitution: {exc}") from exc
+    return definition
+
+
+def _state_machine(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    definition = _definition(d, logical_id, p)
     name = p.get("StateMachineName") or d.name(logical_id, 80, prefix="")
     args: dict[str, Any] = {"name": name, "definition": definition, "roleArn": p["RoleArn"], "type": p.get("StateMachineType", "STANDARD")}
     if "LoggingConfiguration" in p:
@@ -1078,6 +1215,190 @@ def _sqs_queue_policy(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple
     return f"{d.stack_name}-{logical_id}", {"Id": f"{d.stack_name}-{logical_id}"}
 
 
+# ---------------------------------------------------------------------------- stack updates
+# What a stack update does to a changed resource, per type, following each property's
+# "Update requires" in the CloudFormation resource reference
+# (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-template-resource-type-ref.html):
+# "No interruption" properties are updated in place; a "Replacement" property creates a new
+# resource (and deletes the old one unless its DeletionPolicy is Retain). Replacements of
+# named resources (a changed FunctionName, AlarmName, parameter Name...) are refused locally.
+_Updater = Callable[["_Deployer", DeployedResource, dict[str, Any], set[str]], tuple[str, dict[str, Any]]]
+_FUNCTION_CONFIGURATION = {
+    "Role", "Handler", "Runtime", "Timeout", "MemorySize", "Environment", "Description", "TracingConfig", "Layers",
+    "EphemeralStorage", "DeadLetterConfig", "LoggingConfig", "KmsKeyArn",
+}  # fmt: skip
+
+
+def _refuse_replacement(old: DeployedResource, changed: set[str], replacing: set[str]) -> None:
+    if changed & replacing:
+        raise TemplateError(
+            f"{old.logical_id} ({old.type}): changing {', '.join(sorted(changed & replacing))} replaces the resource; "
+            "replacing it is not supported locally"
+        )
+
+
+def _update_lambda_function(d: _Deployer, old: DeployedResource, p: dict[str, Any], changed: set[str]) -> tuple[str, dict[str, Any]]:
+    """AWS::Lambda::Function: code and configuration are updated in place ("Update requires:
+    No interruption"); $LATEST changes, published versions and aliases do not."""
+    _refuse_replacement(old, changed, {"FunctionName", "PackageType"})
+    lam = d.client("lambda")
+    name = old.physical_id
+    code_dir = d.local_path(old.logical_id, p.get("Code"))
+    spec = d.functions[old.logical_id]
+    if "Code" in changed:
+        if code_dir is None:
+            raise TemplateError(f"{old.logical_id}: function code must be a local path in the template (got {p.get('Code')!r})")
+        updated = lam.update_function_code(FunctionName=name, ZipFile=_tiny_zip(f"{code_dir} ({content_digest(code_dir)})"))
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        if d.runtime is not None:
+            d.runtime.register_function(
+                account_id=d.account_id,
+                region=d.region,
+                function_name=name,
+                code=FunctionCode(code_dir=code_dir, placeholder_sha256=updated["CodeSha256"]),
+            )
+    environment = {str(k): str(v) for k, v in ((p.get("Environment") or {}).get("Variables") or {}).items()}
+    if changed & _FUNCTION_CONFIGURATION:
+        args: dict[str, Any] = {
+            "FunctionName": name,
+            "Role": p["Role"],
+            "Runtime": p.get("Runtime", "python3.12"),
+            "Handler": p.get("Handler", "app.lambda_handler"),
+            "Timeout": int(p.get("Timeout", 3)),
+            "MemorySize": int(p.get("MemorySize", 128)),
+            "Environment": {"Variables": environment},
+            "Description": p.get("Description", ""),
+            "Layers": p.get("Layers", []),
+        }
+        for key in ("TracingConfig", "EphemeralStorage", "DeadLetterConfig", "LoggingConfig"):
+            if key in p:
+                args[key] = p[key]
+        if "KmsKeyArn" in p:
+            args["KMSKeyArn"] = p["KmsKeyArn"]
+        lam.update_function_configuration(**args)
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    if "ReservedConcurrentExecutions" in changed:
+        if "ReservedConcurrentExecutions" in p:
+            lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=int(p["ReservedConcurrentExecutions"]))
+        else:
+            lam.delete_function_concurrency(FunctionName=name)
+    if "Tags" in changed:
+        d.notes.append(f"{old.logical_id}: Tags changed; not applied locally")
+    unhandled = changed - _FUNCTION_CONFIGURATION - {"Code", "ReservedConcurrentExecutions", "Tags"}
+    if unhandled:
+        raise TemplateError(f"{old.logical_id}: updating {', '.join(sorted(unhandled))} is not supported locally")
+    d.functions[old.logical_id] = dataclasses.replace(
+        spec,
+        code_dir=code_dir if code_dir is not None else spec.code_dir,
+        handler=p.get("Handler", "app.lambda_handler"),
+        runtime=p.get("Runtime", "python3.12"),
+        layer_dirs=tuple(d.layer_dirs[arn] for arn in p.get("Layers", []) if arn in d.layer_dirs),
+        environment=environment,
+        timeout=int(p.get("Timeout", 3)),
+        memory_size=int(p.get("MemorySize", 128)),
+    )
+    return old.physical_id, old.attributes
+
+
+def _replace_by_creating(handler: _Handler) -> _Updater:
+    """Every property change replaces the resource (AWS::Lambda::Version, AWS::Lambda::LayerVersion:
+    "Update requires: Replacement"): a new one is created; the old one is removed afterwards by
+    the update's cleanup (:meth:`_Deployer.remove`), or kept with DeletionPolicy Retain."""
+
+    def update(d: _Deployer, old: DeployedResource, p: dict[str, Any], changed: set[str]) -> tuple[str, dict[str, Any]]:
+        d.replaced.append(old)
+        return handler(d, old.logical_id, p)
+
+    return update
+
+
+def _update_lambda_alias(d: _Deployer, old: DeployedResource, p: dict[str, Any], changed: set[str]) -> tuple[str, dict[str, Any]]:
+    """AWS::Lambda::Alias: FunctionVersion, RoutingConfig and Description update in place - which
+    is how a stack update moves an alias (SAM's AutoPublishAlias does exactly this)."""
+    _refuse_replacement(old, changed, {"FunctionName", "Name"})
+    args: dict[str, Any] = {
+        "FunctionName": p["FunctionName"],
+        "Name": p["Name"],
+        "FunctionVersion": str(p["FunctionVersion"]),
+        "Description": p.get("Description", ""),
+    }
+    weights = (p.get("RoutingConfig") or {}).get("AdditionalVersionWeights", [])
+    args["RoutingConfig"] = {"AdditionalVersionWeights": {str(w["FunctionVersion"]): float(w["FunctionWeight"]) for w in weights}}
+    d.client("lambda").update_alias(**args)
+    return old.physical_id, old.attributes
+
+
+def _update_ssm_parameter(d: _Deployer, old: DeployedResource, p: dict[str, Any], changed: set[str]) -> tuple[str, dict[str, Any]]:
+    _refuse_replacement(old, changed, {"Name"})
+    args: dict[str, Any] = {"Name": old.physical_id, "Type": p["Type"], "Value": str(p["Value"]), "Overwrite": True}
+    for key in ("Description", "AllowedPattern", "Tier", "DataType", "Policies"):
+        if key in p:
+            args[key] = p[key]
+    d.client("ssm").put_parameter(**args)
+    return old.physical_id, {"Type": p["Type"], "Value": str(p["Value"])}
+
+
+def _update_cloudwatch_alarm(d: _Deployer, old: DeployedResource, p: dict[str, Any], changed: set[str]) -> tuple[str, dict[str, Any]]:
+    _refuse_replacement(old, changed, {"AlarmName"})
+    return _cloudwatch_alarm(d, old.logical_id, {**p, "AlarmName": old.physical_id})
+
+
+def _update_state_machine(d: _Deployer, old: DeployedResource, p: dict[str, Any], changed: set[str]) -> tuple[str, dict[str, Any]]:
+    _refuse_replacement(old, changed, {"StateMachineName", "StateMachineType"})
+    definition = _definition(d, old.logical_id, p)
+    args: dict[str, Any] = {"stateMachineArn": old.physical_id, "definition": definition, "roleArn": p["RoleArn"]}
+    d.client("stepfunctions").update_state_machine(**args)
+    for key in sorted(changed & {"LoggingConfiguration", "TracingConfiguration", "Tags"}):
+        d.notes.append(f"{old.logical_id}: {key} changed; not applied locally")
+    return old.physical_id, old.attributes
+
+
+def _update_iam_role(d: _Deployer, old: DeployedResource, p: dict[str, Any], changed: set[str]) -> tuple[str, dict[str, Any]]:
+    _refuse_replacement(old, changed, {"RoleName", "Path"})
+    iam = d.client("iam")
+    name = old.physical_id
+    if "AssumeRolePolicyDocument" in changed:
+        iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(p["AssumeRolePolicyDocument"]))
+    if "Policies" in changed:
+        wanted = {policy["PolicyName"]: policy["PolicyDocument"] for policy in p.get("Policies", [])}
+        for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            if policy_name not in wanted:
+                iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
+        for policy_name, document in wanted.items():
+            iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps({"Version": "2012-10-17", **document}))
+    if "ManagedPolicyArns" in changed:
+        attached = {a["PolicyArn"] for a in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]}
+        wanted_arns = set(p.get("ManagedPolicyArns", []))
+        for arn in attached - wanted_arns:
+            iam.detach_role_policy(RoleName=name, PolicyArn=arn)
+        for arn in wanted_arns - attached:
+            try:
+                iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+            except iam.exceptions.NoSuchEntityException:
+                d.notes.append(f"{old.logical_id}: managed policy {arn} unknown to moto, not attached (IAM is not enforced locally)")
+    for key in sorted(changed - {"AssumeRolePolicyDocument", "Policies", "ManagedPolicyArns"}):
+        d.notes.append(f"{old.logical_id}: {key} changed; not applied locally")
+    return old.physical_id, old.attributes
+
+
+def _remove_lambda_version(d: _Deployer, old: DeployedResource) -> None:
+    function_name, _, version = old.physical_id.rpartition(":")
+    d.client("lambda").delete_function(FunctionName=function_name, Qualifier=version)
+
+
+def _remove_layer_version(d: _Deployer, old: DeployedResource) -> None:
+    layer_arn, _, version = old.physical_id.rpartition(":")
+    d.client("lambda").delete_layer_version(LayerName=layer_arn, VersionNumber=int(version))
+
+
+def _remove_alarm(d: _Deployer, old: DeployedResource) -> None:
+    d.client("cloudwatch").delete_alarms(AlarmNames=[old.physical_id])
+
+
+def _remove_ssm_parameter(d: _Deployer, old: DeployedResource) -> None:
+    d.client("ssm").delete_parameter(Name=old.physical_id)
+
+
 _HANDLERS: dict[str, _Handler] = {
     "AWS::S3::Bucket": _s3_bucket,
     "AWS::S3::BucketPolicy": _s3_bucket_policy,
@@ -1098,4 +1419,21 @@ _HANDLERS: dict[str, _Handler] = {
     "AWS::Lambda::Url": _lambda_url,
     "AWS::SQS::Queue": _sqs_queue,
     "AWS::SQS::QueuePolicy": _sqs_queue_policy,
+}
+
+_UPDATERS: dict[str, _Updater] = {
+    "AWS::Lambda::Function": _update_lambda_function,
+    "AWS::Lambda::Version": _replace_by_creating(_lambda_version),
+    "AWS::Lambda::LayerVersion": _replace_by_creating(_lambda_layer),
+    "AWS::Lambda::Alias": _update_lambda_alias,
+    "AWS::SSM::Parameter": _update_ssm_parameter,
+    "AWS::CloudWatch::Alarm": _update_cloudwatch_alarm,
+    "AWS::StepFunctions::StateMachine": _update_state_machine,
+    "AWS::IAM::Role": _update_iam_role,
+}
+_REMOVERS: dict[str, Callable[[_Deployer, DeployedResource], None]] = {
+    "AWS::Lambda::Version": _remove_lambda_version,
+    "AWS::Lambda::LayerVersion": _remove_layer_version,
+    "AWS::CloudWatch::Alarm": _remove_alarm,
+    "AWS::SSM::Parameter": _remove_ssm_parameter,
 }

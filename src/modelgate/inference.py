@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelgate import pricing
 from modelgate.errors import (
@@ -45,7 +45,8 @@ from modelgate.errors import (
 )
 from modelgate.manifest import (
     PIN_KEY,
-    PIN_PROMPT_VERSIONS,
+    PIN_PROMPTS_KEY,
+    PIN_PROMPTS_VERSION,
     PIN_VARIABLES,
     PIN_VERSION,
     Manifest,
@@ -147,6 +148,7 @@ def clear_release_cache() -> None:
     """Forget loaded releases (tests; the local runtime when it resets)."""
     with _cache_lock:
         _cache.clear()
+        _pin_cache.clear()
 
 
 def _get_bytes(s3_client: Any, bucket: str, key: str, version_id: str, what: str) -> bytes:
@@ -190,7 +192,7 @@ def load_release(
         pinned = prompt_versions.get(prompt.file)
         if not pinned:
             raise ConfigurationError(
-                f"{PIN_PROMPT_VERSIONS} pins no version for prompt file {prompt.file!r} "
+                f"the prompt pin ({PIN_PROMPTS_KEY}) pins no version for prompt file {prompt.file!r} "
                 f"(pinned: {', '.join(sorted(prompt_versions)) or 'none'})"
             )
         prompt_key = f"{folder}/{prompt.file}" if folder else prompt.file
@@ -254,7 +256,8 @@ class ReleasePin(BaseModel):
 
     key: str = Field(alias=PIN_KEY, min_length=1)
     version: str = Field(alias=PIN_VERSION, min_length=1)
-    prompt_versions: Json[dict[str, str]] = Field(alias=PIN_PROMPT_VERSIONS)
+    prompts_key: str = Field(alias=PIN_PROMPTS_KEY, min_length=1)
+    prompts_version: str = Field(alias=PIN_PROMPTS_VERSION, min_length=1)
 
 
 def read_pin(env: Mapping[str, str]) -> ReleasePin:
@@ -271,6 +274,40 @@ def read_pin(env: Mapping[str, str]) -> ReleasePin:
         raise ConfigurationError(
             f"inference function environment is incomplete or wrong: {', '.join(wrong)}"
         ) from exc
+
+
+class _PromptPin(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    manifest: dict[str, str]
+    prompt_versions: dict[str, str]
+
+
+_pin_cache: dict[tuple[str, str, str], dict[str, str]] = {}
+
+
+def load_prompt_pin(s3_client: Any, bucket: str, pin: ReleasePin) -> dict[str, str]:
+    """The prompt files' versions of the pinned release (``modelgate.manifest.prompt_pin_document``),
+    read once per pinned version: it is immutable."""
+    cache_key = (bucket, pin.prompts_key, pin.prompts_version)
+    if (cached := _pin_cache.get(cache_key)) is not None:
+        return cached
+    where = f"s3://{bucket}/{pin.prompts_key} version {pin.prompts_version!r}"
+    raw = _get_bytes(s3_client, bucket, pin.prompts_key, pin.prompts_version, "prompt pin")
+    try:
+        document = _PromptPin.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ConfigurationError(f"prompt pin {where} is not a prompt pin: {validation_problems(exc, 'pin')}") from exc
+    if document.manifest != {"key": pin.key, "version_id": pin.version}:
+        raise ConfigurationError(
+            f"prompt pin {where} belongs to {document.manifest}, not to the pinned model config "
+            f"{pin.key} version {pin.version!r}"
+        )
+    with _cache_lock:
+        if len(_pin_cache) >= _CACHE_SIZE:
+            _pin_cache.pop(next(iter(_pin_cache)))
+        _pin_cache[cache_key] = document.prompt_versions
+    return document.prompt_versions
 
 
 class InferenceRequest(BaseModel):
@@ -300,7 +337,8 @@ def handle_request(
 ) -> dict[str, Any]:
     """Answer one request with the pinned release; returns output, usage, cost and release."""
     request = parse_request(event)
-    release = load_release(s3_client, settings.bucket, pin.key, pin.version, pin.prompt_versions)
+    prompt_versions = load_prompt_pin(s3_client, settings.bucket, pin)
+    release = load_release(s3_client, settings.bucket, pin.key, pin.version, prompt_versions)
     manifest = release.manifest
     if manifest.model.provider != settings.provider:
         raise ConfigurationError(

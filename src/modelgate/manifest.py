@@ -67,9 +67,20 @@ class InferenceParameters(_Strict):
     max_tokens: int = Field(default=512, ge=1, le=8192)
 
 
+# The release's state (modelgate.contract.ReleaseContext) carries the manifest and one
+# version per prompt file through Step Functions, whose state input and output is at most
+# 256 KiB (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html): these
+# bounds keep the largest manifest's share of it under ~125 KiB, so an artefact that would
+# blow the limit is refused at Validate, by name, instead of failing a task with
+# States.DataLimitExceeded.
+MAX_PROMPT_FILES = 200
+MAX_PROMPT_NAME = 64
+MAX_PROMPT_PATH = 256
+
+
 class PromptFile(_Strict):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    file: str = Field(min_length=1)
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=MAX_PROMPT_NAME)
+    file: str = Field(min_length=1, max_length=MAX_PROMPT_PATH)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
     @field_validator("file")
@@ -101,7 +112,7 @@ class Manifest(_Strict):
     service: str
     model: ModelSpec
     parameters: InferenceParameters = InferenceParameters()
-    prompts: list[PromptFile] = Field(min_length=1)
+    prompts: list[PromptFile] = Field(min_length=1, max_length=MAX_PROMPT_FILES)
     source: SourceInfo
 
     @field_validator("service")
@@ -151,16 +162,36 @@ def release_id_for(service: str, commit: str, key: str, version_id: str) -> str:
 # service and by whoever asks "does this version serve a release?". Named here only.
 PIN_KEY = "MODEL_CONFIG_KEY"
 PIN_VERSION = "MODEL_CONFIG_VERSION"
-PIN_PROMPT_VERSIONS = "MODEL_PROMPT_VERSIONS"
-PIN_VARIABLES = (PIN_KEY, PIN_VERSION, PIN_PROMPT_VERSIONS)
+# The prompt files' versions don't fit in the environment (Lambda allows 4 KB in all, and
+# 100 prompt files' version ids alone take ~3.5 KB): they are one JSON document, the
+# prompt pin, written once per release and pinned here by its own object version.
+PIN_PROMPTS_KEY = "MODEL_PROMPT_PIN_KEY"
+PIN_PROMPTS_VERSION = "MODEL_PROMPT_PIN_VERSION"
+PIN_VARIABLES = (PIN_KEY, PIN_VERSION, PIN_PROMPTS_KEY, PIN_PROMPTS_VERSION)
 
 
-def pin_environment(artifact: ArtifactRef, prompt_versions: dict[str, str]) -> dict[str, str]:
-    """The pin of one release as environment variables (compact JSON for the prompt versions)."""
+def prompt_pin_key(service: str, release_id: str) -> str:
+    """Where a release's prompt pin lives: beside its reports, written by the pipeline only."""
+    return f"reports/{service}/{release_id}/prompt-pin.json"
+
+
+def prompt_pin_document(artifact: ArtifactRef, prompt_versions: Mapping[str, str]) -> str:
+    """The prompt pin: which manifest version it belongs to and each prompt file's version."""
+    return json.dumps(
+        {"manifest": {"key": artifact.key, "version_id": artifact.version_id}, "prompt_versions": dict(prompt_versions)},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def pin_environment(artifact: ArtifactRef, prompt_pin_key: str, prompt_pin_version: str) -> dict[str, str]:
+    """The pin of one release as environment variables: the manifest's object version and
+    the prompt pin's. Its size does not grow with the number of prompt files."""
     return {
         PIN_KEY: artifact.key,
         PIN_VERSION: artifact.version_id,
-        PIN_PROMPT_VERSIONS: json.dumps(prompt_versions, separators=(",", ":")),
+        PIN_PROMPTS_KEY: prompt_pin_key,
+        PIN_PROMPTS_VERSION: prompt_pin_version,
     }
 
 

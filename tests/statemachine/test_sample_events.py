@@ -206,7 +206,8 @@ def live_serves_an_earlier_release(w: World) -> None:
                       version_id=version)
     lam = w.client("lambda")
     live = lambda_alias.publish_candidate(lam, w.function, release_id="support-bot-5eed00000000-earlier",
-                                          model_config=pin_environment(ref, prompts))
+                                          model_config=pin_environment(ref, *candidate.write_prompt_pin(
+                                              w.client("s3"), ref, "support-bot", "support-bot-5eed00000000-earlier", prompts)))
     lambda_alias.point_alias(lam, w.function, "live", live)
     assert live == "2", live
 
@@ -215,7 +216,8 @@ def candidate_published(w: World) -> None:
     """Version 3 pins the sample release (as PublishCandidate leaves it); the alias didn't move."""
     ctx = w.release("publish_candidate/locked.json")
     version = lambda_alias.publish_candidate(w.client("lambda"), w.function, release_id=SAMPLE_RELEASE,
-                                             model_config=pin_environment(ctx.artifact, ctx.prompt_versions))
+                                             model_config=pin_environment(ctx.artifact, *candidate.write_prompt_pin(
+                                                 w.client("s3"), ctx.artifact, ctx.service, SAMPLE_RELEASE, ctx.prompt_versions)))
     assert version == "3", version
 
 

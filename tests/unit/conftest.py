@@ -29,7 +29,7 @@ from modelgate.adapters.lambda_alias import alias_state
 from modelgate.adapters.metrics import LAMBDA_NAMESPACE, version_dimensions
 from modelgate.contract import ReleaseContext
 from modelgate.ledger import Ledger
-from modelgate.manifest import ArtifactRef, pin_environment
+from modelgate.manifest import ArtifactRef, pin_environment, prompt_pin_key
 from modelgate.pipeline.deps import Deps
 from modelgate.policy import ReleasePolicy, ServiceConfig, managed_function_prefix
 from modelgate.settings import ApprovalRequestSettings, IntakeSettings
@@ -235,7 +235,7 @@ class World:
     def publish(self, release_id: str) -> str:
         """A version of the service function pinning ``release_id`` (as PublishCandidate leaves it)."""
         ref = ArtifactRef(bucket=BUCKET, key=f"releases/{SERVICE}/{release_id}/model-config.json", version_id="v1")
-        variables = {"MODEL_PROVIDER": "local", **pin_environment(ref, {"prompts/system.txt": "p1"})}
+        variables = {"MODEL_PROVIDER": "local", **pin_environment(ref, prompt_pin_key(SERVICE, release_id), "p1")}
         self.deps.lambda_.update_function_configuration(FunctionName=FUNCTION, Environment={"Variables": variables})
         return self.deps.lambda_.publish_version(FunctionName=FUNCTION, Description=release_id)["Version"]
 

@@ -19,6 +19,7 @@ from modelgate.evaluation.dataset import parse_dataset
 from modelgate.evaluation.gate import evaluate_gate
 from modelgate.evaluation.runner import evaluate
 from modelgate.manifest import MANIFEST_FILENAME, ArtifactRef, Manifest, pin_environment, sha256_hex
+from modelgate.pipeline.candidate import write_prompt_pin
 from modelgate.policy import ReleasePolicy
 from modelgate.providers import LOCAL_MODELS, LocalProvider
 from modelgate.settings import InferenceSettings
@@ -91,7 +92,8 @@ def pinned() -> Iterator[tuple[Any, dict[str, dict[str, str]]]]:
                 body = (EXAMPLE / version / MANIFEST_FILENAME).read_bytes()
                 put = s3.put_object(Bucket=BUCKET, Key=key, Body=body)
                 artifact = ArtifactRef(bucket=BUCKET, key=key, version_id=put["VersionId"])
-                envs[version] = pin_environment(artifact, versions)
+                pin = write_prompt_pin(s3, artifact, "support-bot", f"support-bot-{index + 1:07x}", versions)
+                envs[version] = pin_environment(artifact, *pin)
             yield s3, envs
         inference.clear_release_cache()
 

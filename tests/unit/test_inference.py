@@ -28,13 +28,14 @@ from modelgate.inference import (
     load_release,
     read_pin,
 )
-from modelgate.manifest import sha256_hex
+from modelgate.manifest import ArtifactRef, prompt_pin_document, prompt_pin_key, sha256_hex
 from modelgate.providers import LocalProvider
 from modelgate.settings import InferenceSettings, load_settings
 
 BUCKET = "artefacts"
 PREFIX = "releases/support-bot/abc1234"
 KEY = f"{PREFIX}/model-config.json"
+PIN_KEY_NAME = prompt_pin_key("support-bot", "support-bot-abc1234-0123456789")
 MODEL = "local.retrieval-small-v1:0"
 APP = Path(__file__).resolve().parents[2] / "functions" / "inference" / "app.py"
 
@@ -78,13 +79,20 @@ def put_release(
         "source": {"commit": commit, "branch": "main"},
     }
     put = s3.put_object(Bucket=BUCKET, Key=KEY, Body=json.dumps(manifest).encode())
-    return {
-        "MODEL_PROVIDER": "local",
-        "MODEL_CONFIG_BUCKET": BUCKET,
-        "MODEL_CONFIG_KEY": KEY,
-        "MODEL_CONFIG_VERSION": put["VersionId"],
-        "MODEL_PROMPT_VERSIONS": json.dumps(versions),
-    }
+    env = {"MODEL_PROVIDER": "local", "MODEL_CONFIG_BUCKET": BUCKET, "MODEL_CONFIG_KEY": KEY, "MODEL_CONFIG_VERSION": put["VersionId"]}
+    return {**env, **put_prompt_pin(s3, put["VersionId"], versions)}
+
+
+def put_prompt_pin(s3: Any, manifest_version: str, versions: dict[str, str]) -> dict[str, str]:
+    """The release's prompt pin, as PublishCandidate writes it; the variables that pin it."""
+    document = prompt_pin_document(ArtifactRef(bucket=BUCKET, key=KEY, version_id=manifest_version), versions)
+    put = s3.put_object(Bucket=BUCKET, Key=PIN_KEY_NAME, Body=document.encode())
+    return {"MODEL_PROMPT_PIN_KEY": PIN_KEY_NAME, "MODEL_PROMPT_PIN_VERSION": put["VersionId"]}
+
+
+def pinned_versions(s3: Any, env: dict[str, str]) -> dict[str, str]:
+    pin = s3.get_object(Bucket=BUCKET, Key=env["MODEL_PROMPT_PIN_KEY"], VersionId=env["MODEL_PROMPT_PIN_VERSION"])
+    return dict(json.loads(pin["Body"].read())["prompt_versions"])
 
 
 def ask(question: str, **extra: str) -> dict[str, Any]:
@@ -171,16 +179,14 @@ def test_warm_invocations_do_not_reread_s3(s3: Any) -> None:
     serve(ask("What does Plus cost?"), env, counting)
     cold_reads = counting.gets
     serve(ask("What does Plus cost?"), env, counting)
-    # Then the manifest and both prompts were read once, on the cold start only
-    assert cold_reads == 3
-    assert counting.gets == 3
+    # Then the prompt pin, the manifest and both prompts were read once, on the cold start only
+    assert cold_reads == 4
+    assert counting.gets == 4
 
 
 def test_load_release_returns_parsed_prompts(s3: Any) -> None:
     env = put_release(s3, {"system": NEW_SYSTEM, "user": "Q: {question} ({customer_tier})"})
-    release = load_release(
-        s3, BUCKET, KEY, env["MODEL_CONFIG_VERSION"], json.loads(env["MODEL_PROMPT_VERSIONS"])
-    )
+    release = load_release(s3, BUCKET, KEY, env["MODEL_CONFIG_VERSION"], pinned_versions(s3, env))
     assert release.manifest.service == "support-bot"
     assert release.config_version == env["MODEL_CONFIG_VERSION"]
     assert release.user.variables == {"question", "customer_tier"}
@@ -190,9 +196,8 @@ def test_load_release_returns_parsed_prompts(s3: Any) -> None:
 def test_a_prompt_without_a_pinned_version_is_a_configuration_error(s3: Any) -> None:
     # Given an environment that pins the manifest but not the user prompt
     env = put_release(s3, {"system": NEW_SYSTEM, "user": "{question}"})
-    env["MODEL_PROMPT_VERSIONS"] = json.dumps(
-        {k: v for k, v in json.loads(env["MODEL_PROMPT_VERSIONS"]).items() if "user" not in k}
-    )
+    versions = {k: v for k, v in pinned_versions(s3, env).items() if "user" not in k}
+    env.update(put_prompt_pin(s3, env["MODEL_CONFIG_VERSION"], versions))
     # When served / Then the error names the unpinned file
     with pytest.raises(ConfigurationError, match="prompts/user.txt"):
         serve(ask("Plus?"), env, s3)
@@ -201,6 +206,7 @@ def test_a_prompt_without_a_pinned_version_is_a_configuration_error(s3: Any) -> 
 def test_a_version_that_does_not_exist_is_a_configuration_error(s3: Any) -> None:
     env = put_release(s3, {"system": NEW_SYSTEM})
     env["MODEL_CONFIG_VERSION"] = "nonexistent-version"
+    env.update(put_prompt_pin(s3, "nonexistent-version", pinned_versions(s3, env)))
     with pytest.raises(ConfigurationError, match="does not exist"):
         serve(ask("Plus?"), env, s3)
 
@@ -231,7 +237,7 @@ def test_no_release_promoted_yet_is_model_not_configured(key: str | None) -> Non
 
 def test_incomplete_pin_names_the_missing_variables() -> None:
     env = {"MODEL_PROVIDER": "local", "MODEL_CONFIG_BUCKET": BUCKET, "MODEL_CONFIG_KEY": KEY}
-    with pytest.raises(ConfigurationError, match="MODEL_CONFIG_VERSION, MODEL_PROMPT_VERSIONS"):
+    with pytest.raises(ConfigurationError, match="MODEL_CONFIG_VERSION, MODEL_PROMPT_PIN_KEY, MODEL_PROMPT_PIN_VERSION"):
         serve(ask("hi"), env, object())
 
 
@@ -257,23 +263,24 @@ def test_a_version_without_a_pin_answers_model_not_configured(monkeypatch: pytes
     # Given a well-configured function whose version pins no release ($LATEST)
     monkeypatch.setenv("MODEL_PROVIDER", "local")
     monkeypatch.setenv("MODEL_CONFIG_BUCKET", BUCKET)
-    for name in ("MODEL_CONFIG_KEY", "MODEL_CONFIG_VERSION", "MODEL_PROMPT_VERSIONS"):
+    for name in ("MODEL_CONFIG_KEY", "MODEL_CONFIG_VERSION", "MODEL_PROMPT_PIN_KEY", "MODEL_PROMPT_PIN_VERSION"):
         monkeypatch.delenv(name, raising=False)
     # When it is invoked / Then it says so
     with pytest.raises(ModelNotConfigured, match="MODEL_CONFIG_KEY is not set"):
         _load_app().lambda_handler(ask("hi"), CONTEXT)
 
 
-def test_prompt_versions_must_be_json() -> None:
-    env = {
-        "MODEL_PROVIDER": "local",
-        "MODEL_CONFIG_BUCKET": BUCKET,
-        "MODEL_CONFIG_KEY": KEY,
-        "MODEL_CONFIG_VERSION": "v1",
-        "MODEL_PROMPT_VERSIONS": "prompts/system.txt=v1",
-    }
-    with pytest.raises(ConfigurationError, match="MODEL_PROMPT_VERSIONS"):
-        serve(ask("hi"), env, object())
+def test_the_prompt_pin_must_be_one_and_of_the_pinned_manifest(s3: Any) -> None:
+    env = put_release(s3, {"system": NEW_SYSTEM})
+    # A pin written for another manifest version is refused, naming both
+    other = {**env, **put_prompt_pin(s3, "another-version", pinned_versions(s3, env))}
+    with pytest.raises(ConfigurationError, match="belongs to .*another-version.*not to the pinned model config"):
+        serve(ask("Plus?"), other, s3)
+    # And a document that is no prompt pin is named as such
+    put = s3.put_object(Bucket=BUCKET, Key=PIN_KEY_NAME, Body=b'{"prompts/system.txt": "v1"}')
+    broken = {**env, "MODEL_PROMPT_PIN_VERSION": put["VersionId"]}
+    with pytest.raises(ConfigurationError, match="is not a prompt pin"):
+        serve(ask("Plus?"), broken, s3)
 
 
 # --------------------------------------------------------------------------- requests

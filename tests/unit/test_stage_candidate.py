@@ -15,7 +15,7 @@ from modelgate.errors import (
     ServiceNotRegistered,
     Superseded,
 )
-from modelgate.manifest import PIN_KEY, PIN_PROMPT_VERSIONS, PIN_VERSION
+from modelgate.manifest import PIN_KEY, PIN_PROMPTS_KEY, PIN_PROMPTS_VERSION, PIN_VERSION
 from modelgate.pipeline.candidate import acquire_lock, cancel_release, publish_candidate, validate
 from modelgate.pipeline.intake import initial_context
 from modelgate.policy import ReleasePolicy
@@ -271,7 +271,12 @@ def test_the_candidate_version_pins_the_release_and_the_alias_does_not_move(worl
     assert (out.candidate_version, out.live_version) == ("2", "1")
     pinned = world.environment("2")
     assert pinned[PIN_KEY] == ctx.artifact.key and pinned[PIN_VERSION] == "mv1"
-    assert json.loads(pinned[PIN_PROMPT_VERSIONS]) == {"prompts/system.txt": "pv1"}
+    assert pinned[PIN_PROMPTS_KEY] == f"reports/{ctx.service}/{ctx.release_id}/prompt-pin.json"
+    pin = world.deps.s3.get_object(Bucket=ctx.artifact.bucket, Key=pinned[PIN_PROMPTS_KEY], VersionId=pinned[PIN_PROMPTS_VERSION])
+    assert json.loads(pin["Body"].read()) == {
+        "manifest": {"key": ctx.artifact.key, "version_id": "mv1"},
+        "prompt_versions": {"prompts/system.txt": "pv1"},
+    }
     # And live still serves version 1 alone; the ledger records both versions
     assert world.alias() == ("1", {})
     record = world.ledger.get(ctx.release_id)

@@ -3,11 +3,13 @@ publish the candidate version that pins it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from modelgate.adapters import lambda_alias
-from modelgate.adapters.s3 import read_if_present
+from modelgate.adapters.s3 import put_json, read_if_present
 from modelgate.contract import ReleaseContext
 from modelgate.errors import (
     CandidatePublishFailed,
@@ -18,7 +20,14 @@ from modelgate.errors import (
     validation_problems,
 )
 from modelgate.ledger import FINAL_STATUSES
-from modelgate.manifest import Manifest, digest_problem, pin_environment
+from modelgate.manifest import (
+    ArtifactRef,
+    Manifest,
+    digest_problem,
+    pin_environment,
+    prompt_pin_document,
+    prompt_pin_key,
+)
 from modelgate.pipeline.canary import cleanup_canary, return_canary_traffic
 from modelgate.pipeline.deps import Deps, target
 from modelgate.policy import managed_function_prefix
@@ -67,7 +76,9 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             continue
         prompt_versions[prompt.file] = version
     if problems:
-        raise ManifestInvalid(f"{art.key}: " + "; ".join(problems))
+        # Bounded: the reason travels as a task failure's cause (32,768 characters at most).
+        shown = problems[:10] + ([f"and {len(problems) - 10} more"] if len(problems) > 10 else [])
+        raise ManifestInvalid(f"{art.key}: " + "; ".join(shown))
 
     updated = ctx.model_copy(
         update={
@@ -160,6 +171,21 @@ def cancel_release(deps: Deps, release_id: str, status: str, reason: str, *, act
     return updated
 
 
+def write_prompt_pin(
+    s3: Any, artifact: ArtifactRef, service: str, release_id: str, prompt_versions: dict[str, str]
+) -> tuple[str, str]:
+    """Write the release's prompt pin; its key and object version (what the candidate pins).
+
+    The prompt files' versions go in one pinned document, so the environment's size doesn't
+    grow with the number of prompts (Lambda allows 4 KB of environment variables in all).
+    """
+    key = prompt_pin_key(service, release_id)
+    version = put_json(s3, artifact.bucket, key, prompt_pin_document(artifact, prompt_versions))
+    if not version or version == "null":
+        raise CandidatePublishFailed(f"s3://{artifact.bucket}/{key} got no object version: the bucket must be versioned")
+    return key, version
+
+
 def publish_candidate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     """Pin the release on the service function and publish that as a version; the alias does not move."""
     fn, alias = target(ctx)
@@ -171,8 +197,9 @@ def publish_candidate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             f"{fn}:{alias} still routes {weights} besides version {live_version}; "
             "finish or roll back the release that moved it first"
         )
+    pin_key, pin_version = write_prompt_pin(deps.s3, ctx.artifact, ctx.service, ctx.release_id, ctx.prompt_versions)
     version = lambda_alias.publish_candidate(
-        deps.lambda_, fn, release_id=ctx.release_id, model_config=pin_environment(ctx.artifact, ctx.prompt_versions)
+        deps.lambda_, fn, release_id=ctx.release_id, model_config=pin_environment(ctx.artifact, pin_key, pin_version)
     )
     deps.ledger.record(
         ctx.release_id,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from modelgate_emulator import LocalAWS, TemplateError
-from modelgate_emulator.template import _Resolver, translate
+from modelgate_emulator.template import _Resolver, content_digest, translate
 
 
 def resolver(**parameters: Any) -> _Resolver:
@@ -61,7 +62,8 @@ def test_translate_replaces_local_paths_and_remembers_them(fixture_template: Pat
     cfn, paths = translate(load_template(fixture_template), fixture_template.parent, region="us-east-1")
     assert paths["EchoFunction"] == (fixture_template.parent / "functions/echo").resolve()
     assert paths["Machine"] == (fixture_template.parent / "machine.asl.json").resolve()
-    assert cfn["Resources"]["EchoFunction"]["Properties"]["Code"] == {"S3Bucket": "modelgate-local-artifacts", "S3Key": "EchoFunction"}
+    digest = content_digest(paths["EchoFunction"])
+    assert cfn["Resources"]["EchoFunction"]["Properties"]["Code"] == {"S3Bucket": "modelgate-local-artifacts", "S3Key": f"EchoFunction/{digest}"}
     assert "AWS::Serverless::Function" not in json.dumps(cfn)
 
 
@@ -299,3 +301,65 @@ def test_an_upload_the_intake_cannot_take_lands_in_its_dead_letter_queue(
         queue_name = stack.attribute("IntakeDeadLetterQueue", "QueueName")
         assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": queue_name}]
         assert alarm["AlarmActions"] == [stack.outputs["OperationsTopicArn"]]
+
+
+# ------------------------------------------------------------------ redeploys (a stack update)
+def _copy_fixtures(fixtures_dir: Path, tmp_path: Path) -> Path:
+    shutil.copytree(fixtures_dir, tmp_path / "stack", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path / "stack" / "template.yaml"
+
+
+def test_redeploy_updates_changed_code_in_place_and_leaves_the_rest_alone(fixtures_dir: Path, tmp_path: Path) -> None:
+    template = _copy_fixtures(fixtures_dir, tmp_path)
+    with LocalAWS(template, stack_name="redeploy-code", seed=7) as local:
+        lam = local.client("lambda")
+        echo, other = local.function_name("EchoFunction"), local.function_name("OtherFunction")
+        before = {name: lam.get_function_configuration(FunctionName=name)["CodeSha256"] for name in (echo, other)}
+        resources_before = dict(local.stack.resources)
+        stack_id, parameters = local.stack.stack_id, local.stack.parameters
+        # Given a code change in one function (a new folder, as each `sam build` uploads a new zip)
+        shutil.copytree(template.parent / "functions/echo", tmp_path / "echo2")
+        (tmp_path / "echo2" / "app.py").write_text((tmp_path / "echo2" / "app.py").read_text().replace('MODULE_ID = "echo"', 'MODULE_ID = "echo-2"'))
+        text = template.read_text()
+        template.write_text(text.replace("CodeUri: functions/echo/", f"CodeUri: {tmp_path / 'echo2'}/"))
+        # When the stack is redeployed
+        stack = local.redeploy()
+        # Then that function runs its new code under the same name and ARN; nothing else changed
+        assert stack.function("EchoFunction").code_dir == (tmp_path / "echo2").resolve()
+        assert local.invoke("EchoFunction", {})["module"] == "echo-2"
+        assert lam.get_function_configuration(FunctionName=echo)["CodeSha256"] != before[echo]
+        assert lam.get_function_configuration(FunctionName=other)["CodeSha256"] == before[other]
+        assert stack.resources["EchoFunction"].physical_id == resources_before["EchoFunction"].physical_id
+        unchanged = [k for k in resources_before if k != "EchoFunction"]
+        assert all(stack.resources[k] is resources_before[k] for k in unchanged)
+        assert (stack.stack_id, stack.parameters) == (stack_id, parameters)
+
+
+def test_redeploy_with_auto_publish_alias_moves_the_alias_as_sam_does(fixtures_dir: Path, tmp_path: Path) -> None:
+    """SAM's AutoPublishAlias publishes a new version and points the alias at it whenever the
+    function's code changes (https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/sam-resource-function.html#sam-function-autopublishalias):
+    the reason Modelgate's template declares `live` without it."""
+    template = _copy_fixtures(fixtures_dir, tmp_path)
+    with LocalAWS(template, stack_name="redeploy-alias", seed=7) as local:
+        lam = local.client("lambda")
+        service = local.function_name("ServiceFunction")
+        assert lam.get_alias(FunctionName=service, Name="live")["FunctionVersion"] == "1"
+        (template.parent / "functions/service/app.py").write_text(
+            (template.parent / "functions/service/app.py").read_text() + "\nREDEPLOYED = True\n"
+        )
+        local.redeploy()
+        assert lam.get_alias(FunctionName=service, Name="live")["FunctionVersion"] == "2"
+        assert [v["Version"] for v in lam.list_versions_by_function(FunctionName=service)["Versions"]] == ["$LATEST", "1", "2"]
+        assert any("retained (DeletionPolicy: Retain)" in note for note in local.stack.notes)
+
+
+def test_redeploy_names_what_it_cannot_apply(fixtures_dir: Path, tmp_path: Path) -> None:
+    template = _copy_fixtures(fixtures_dir, tmp_path)
+    with LocalAWS(template, stack_name="redeploy-refused", seed=7) as local:
+        text = template.read_text()
+        template.write_text(text.replace("Type: AWS::SNS::Topic\n", "Type: AWS::SNS::Topic\n    Properties: {DisplayName: changed}\n", 1))
+        with pytest.raises(TemplateError, match=r"Topic \(AWS::SNS::Topic\): changed DisplayName; updating this resource type is not supported locally"):
+            local.redeploy()
+        template.write_text(text)
+        with pytest.raises(TemplateError, match="parameter override.*not declared in the template: Nope"):
+            local.redeploy(parameters={"Nope": "1"})
