@@ -10,8 +10,8 @@ moto 5.2.1 behaviour this module covers (each has a test in tests/unit/local):
 - ``LambdaResponse.invoke`` reads a lower-case ``qualifier`` query parameter; botocore
   sends ``Qualifier``. Patched, so ``Invoke(Qualifier="live")`` reaches the alias.
 - aliases store RoutingConfig but Invoke ignores it; here an alias's
-  ``AdditionalVersionWeights`` route invocations with smooth weighted round robin, per alias
-  (deterministic: 1000 invokes at weight 0.1 send exactly 100 to the extra version), and
+  ``AdditionalVersionWeights`` route each invocation at random by weight, as AWS does
+  (seeded per alias when the runtime has a routing seed, so a run can be repeated), and
   the response carries ``X-Amz-Executed-Version``.
 - no AWS/Lambda metrics are emitted; here every invocation calls the metrics sink
   (``cloudwatch.emit_lambda_metrics`` in ``LocalAWS``).
@@ -42,6 +42,7 @@ import importlib.util
 import io
 import json
 import logging
+import random
 import re
 import shutil
 import sys
@@ -173,37 +174,43 @@ class LambdaContext:
 
 
 class WeightedRouter:
-    """Smooth weighted round robin over an alias's versions.
+    """Routes an invocation of a weighted alias to one of its versions, at random by weight.
 
-    AWS picks a version at random per request; a deterministic spread keeps local canary
-    tests exact (1000 invokes at weight 0.1 → 100 on the extra version, evenly spaced).
-    Weights are handled in integer millionths, so no float drift accumulates. State is
-    per alias and resets whenever the alias's routing changes.
+    AWS: "Lambda uses a simple probabilistic model to distribute the traffic between the
+    two function versions. At low traffic levels, you might see a high variance between
+    the configured and actual percentage of traffic on each version" ("Implement Lambda
+    canary deployments using a weighted alias",
+    https://docs.aws.amazon.com/lambda/latest/dg/configuring-alias-routing.html). So each
+    request is an independent draw, never a round robin: a 10 % canary sees 10 % only on
+    average. ``seed`` (``LocalAWS(seed=...)``) gives every alias its own generator seeded
+    from (seed, alias ARN), so the same invocation order to an alias repeats the same
+    versions whatever other aliases do; ``None`` draws from fresh entropy.
     """
 
-    _SCALE = 1_000_000
-
-    def __init__(self) -> None:
+    def __init__(self, seed: int | None = None) -> None:
+        self._seed = seed
         self._lock = threading.Lock()
-        self._state: dict[str, tuple[tuple[Any, ...], dict[str, int]]] = {}
+        self._rngs: dict[str, random.Random] = {}
 
     def pick(self, alias_arn: str, primary: str, additional: Mapping[str, float]) -> str:
-        extra = {v: round(float(w) * self._SCALE) for v, w in additional.items() if v != primary}
+        extra = {v: float(w) for v, w in additional.items() if v != primary}
         if not extra:
             return primary
-        weights = {primary: self._SCALE - sum(extra.values()), **extra}
-        if weights[primary] < 0:
+        for version, weight in extra.items():
+            if not 0.0 <= weight <= 1.0:
+                raise ValueError(f"alias {alias_arn}: weight {weight} of version {version} is outside [0.0, 1.0]")
+        if sum(extra.values()) > 1.0 + 1e-9:
             raise ValueError(f"alias {alias_arn}: additional version weights exceed 1.0")
-        key = (primary, tuple(sorted(extra.items())))
         with self._lock:
-            previous = self._state.get(alias_arn)
-            current = previous[1] if previous and previous[0] == key else dict.fromkeys(weights, 0)
-            for version, weight in weights.items():
-                current[version] += weight
-            chosen = max(weights, key=lambda v: (current[v], v == primary))
-            current[chosen] -= self._SCALE
-            self._state[alias_arn] = (key, current)
-        return chosen
+            rng = self._rngs.get(alias_arn)
+            if rng is None:
+                rng = self._rngs[alias_arn] = random.Random(None if self._seed is None else f"{self._seed}:{alias_arn}")
+            draw = rng.random()
+        for version, weight in sorted(extra.items()):
+            if draw < weight:
+                return version
+            draw -= weight
+        return primary
 
 
 @dataclasses.dataclass
@@ -232,9 +239,11 @@ class LambdaRuntime:
     The deployer registers each function's code directory and each layer's directory.
     """
 
-    def __init__(self, *, metrics_sink: MetricsSink | None = None, history_size: int = 10_000) -> None:
+    def __init__(
+        self, *, metrics_sink: MetricsSink | None = None, history_size: int = 10_000, routing_seed: int | None = None
+    ) -> None:
         self._metrics_sink = metrics_sink
-        self._router = WeightedRouter()
+        self._router = WeightedRouter(routing_seed)
         self._code: dict[tuple[str, str, str], FunctionCode] = {}
         self._layers: dict[str, Path] = {}
         self._environments: dict[tuple[Any, ...], _Environment] = {}

@@ -93,7 +93,8 @@ class LocalAWS:
     request-response Lambda task) gets at least ``min(TimeoutSeconds, floor)`` real seconds;
     by default the whole nominal TimeoutSeconds, as on AWS (handlers run at real speed, so
     a busy machine must not turn slow work into a spurious States.Timeout).
-    ``seed`` makes generated physical names repeatable.
+    ``seed`` makes generated physical names and weighted-alias routing repeatable (each
+    alias draws from its own generator seeded from it; ``None``: random as on AWS).
 
     >>> with LocalAWS("template.yaml", parameters={"ModelProvider": "local"}) as local:
     ...     local.invoke("GateFunction", {...})
@@ -152,7 +153,7 @@ class LocalAWS:
             exit_stack.callback(self._clients.clear)
 
             integrations = _integrations()
-            runtime = LambdaRuntime(metrics_sink=integrations.metrics_sink)
+            runtime = LambdaRuntime(metrics_sink=integrations.metrics_sink, routing_seed=self.seed)
             runtime.install()
             exit_stack.callback(runtime.uninstall)
             self.runtime = runtime

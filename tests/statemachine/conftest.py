@@ -23,6 +23,8 @@ from modelgate.adapters.lambda_alias import alias_state
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "support-bot"
 TIME_FACTOR = 0.002
+# Weighted aliases route at random as on AWS; a seed makes a failing run repeatable.
+ROUTING_SEED = 20261130
 HANG_GUARD_SECONDS = 900
 SERVICE = "support-bot"
 
@@ -68,7 +70,7 @@ class Pipeline:
 
 @pytest.fixture
 def pipeline():
-    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR) as (local, control):
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED) as (local, control):
         # The driver's timeout only guards against a hang: it is no speed limit, so a busy
         # machine (a 5,000-case evaluation with the CPU shared) must not reach it.
         driver = ReleaseDriver(control, timeout=HANG_GUARD_SECONDS)
