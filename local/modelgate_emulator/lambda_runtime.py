@@ -14,7 +14,8 @@ moto 5.2.1 behaviour this module covers (each has a test in tests/unit/local):
   (seeded per alias when the runtime has a routing seed, so a run can be repeated), and
   the response carries ``X-Amz-Executed-Version``.
 - no AWS/Lambda metrics are emitted; here every invocation calls the metrics sink
-  (``cloudwatch.emit_lambda_metrics`` in ``LocalAWS``).
+  (``cloudwatch.LambdaMetricsPublisher`` in ``LocalAWS``: AWS's dimension sets, published
+  late), telling it whether the alias it went through was weighted.
 - ``LambdaFunction._get_layers_data`` looks layers up in the Docker backend even when the
   simple backend is in use, so a function with Layers can't be created; patched to use the
   backend moto itself selected.
@@ -90,6 +91,7 @@ class MetricsSink(Protocol):
         duration_ms: float,
         error: bool,
         timestamp: datetime | None = None,
+        alias_weighted: bool = True,
     ) -> None: ...
 
 
@@ -138,6 +140,7 @@ class _Target:
     invoked_arn: str
     resource: str | None
     config: Any  # moto LambdaFunction of the executed version
+    alias_weighted: bool = False  # invoked through an alias that had an additional version
 
 
 class LambdaContext:
@@ -435,7 +438,8 @@ class LambdaRuntime:
         config = latest if version == "$LATEST" else backend._lambdas._get_version(name, version)
         if config is None:
             raise UnknownFunctionException(f"{base_arn}:{version}")
-        return _Target(account_id, region, name, qualifier, version, invoked_arn, resource, config)
+        weighted = any(float(w) > 0 for v, w in weights.items() if v != str(alias.function_version))
+        return _Target(account_id, region, name, qualifier, version, invoked_arn, resource, config, weighted)
 
     def _run_async(self, target: _Target, event: Any, request_id: str) -> None:
         try:
@@ -490,6 +494,7 @@ class LambdaRuntime:
                     duration_ms=duration_ms,
                     error=error is not None,
                     timestamp=started_at,
+                    alias_weighted=target.alias_weighted,
                 )
             except Exception:
                 LOG.exception("emitting Lambda metrics for %s failed", target.invoked_arn)

@@ -31,11 +31,14 @@ from unittest import mock
 
 import boto3
 
+from modelgate import clock as pipeline_clock
 from modelgate.adapters import clients as aws
 from modelgate.approval import links as approval_links
 from modelgate_emulator import dynamodb
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
+from modelgate_emulator.clock import Clock, ScaledClock
+from modelgate_emulator.cloudwatch import DEFAULT_METRICS_DELAY_SECONDS, LambdaMetricsPublisher
 from modelgate_emulator.lambda_runtime import (
     InvocationRecord,
     LambdaInvokeError,
@@ -74,11 +77,11 @@ class _Integrations:
     alarm_evaluator: Callable[..., Any] | None
 
 
-def _integrations() -> _Integrations:
+def _integrations(clock: Clock, metrics_delay_seconds: float) -> _Integrations:
     from modelgate_emulator import cloudwatch, events
 
     return _Integrations(
-        metrics_sink=cloudwatch.emit_lambda_metrics,
+        metrics_sink=cloudwatch.LambdaMetricsPublisher(clock, delay_seconds=metrics_delay_seconds),
         install_cloudwatch=cloudwatch.install,
         install_events=events.install,
         alarm_evaluator=cloudwatch.AlarmEvaluator,
@@ -93,6 +96,10 @@ class LocalAWS:
     request-response Lambda task) gets at least ``min(TimeoutSeconds, floor)`` real seconds;
     by default the whole nominal TimeoutSeconds, as on AWS (handlers run at real speed, so
     a busy machine must not turn slow work into a spurious States.Timeout).
+    ``metrics_delay_seconds``: nominal seconds before an invocation's AWS/Lambda metrics
+    can be read (AWS sends them in 1-minute intervals; see ``cloudwatch``).
+    ``clock`` (after entering): the runtime's nominal time; every timed part reads it,
+    and the pipeline's own code reads it through ``modelgate.clock``.
     ``seed`` makes generated physical names and weighted-alias routing repeatable (each
     alias draws from its own generator seeded from it; ``None``: random as on AWS).
 
@@ -111,9 +118,12 @@ class LocalAWS:
         alarm_tick_seconds: float = 0.05,
         work_timeout_floor: float = math.inf,
         seed: int | None = None,
+        metrics_delay_seconds: float = DEFAULT_METRICS_DELAY_SECONDS,
     ) -> None:
         if time_factor <= 0:
             raise ValueError("time_factor must be > 0: waits are scaled, never skipped")
+        if metrics_delay_seconds < 0:
+            raise ValueError(f"metrics_delay_seconds must be >= 0, got {metrics_delay_seconds}")
         self.template_path = Path(template_path)
         self.parameters = dict(parameters or {})
         self.stack_name = stack_name
@@ -122,6 +132,8 @@ class LocalAWS:
         self.alarm_tick_seconds = alarm_tick_seconds
         self.work_timeout_floor = work_timeout_floor
         self.seed = seed
+        self.metrics_delay_seconds = float(metrics_delay_seconds)
+        self.clock: Clock = ScaledClock(time_factor)
         self.runtime: LambdaRuntime | None = None
         self._stack: Stack | None = None
         self._exit: contextlib.ExitStack | None = None
@@ -152,7 +164,11 @@ class LocalAWS:
             exit_stack.callback(approval_links.clear_key_cache)
             exit_stack.callback(self._clients.clear)
 
-            integrations = _integrations()
+            self.clock = ScaledClock(self.time_factor)  # nominal time starts now
+            exit_stack.callback(pipeline_clock.install(self.clock.datetime))
+            integrations = _integrations(self.clock, self.metrics_delay_seconds)
+            if isinstance(integrations.metrics_sink, LambdaMetricsPublisher):
+                exit_stack.callback(integrations.metrics_sink.install())
             runtime = LambdaRuntime(metrics_sink=integrations.metrics_sink, routing_seed=self.seed)
             runtime.install()
             exit_stack.callback(runtime.uninstall)
@@ -161,7 +177,9 @@ class LocalAWS:
             exit_stack.enter_context(s3_policies.bucket_policy_conditions())
             exit_stack.enter_context(dynamodb.serialised_requests())
 
-            patches = sfn_patches.StepFunctionsPatches(self.time_factor, work_timeout_floor=self.work_timeout_floor)
+            patches = sfn_patches.StepFunctionsPatches(
+                self.time_factor, work_timeout_floor=self.work_timeout_floor, clock=self.clock
+            )
             patches.install()
             exit_stack.callback(patches.uninstall)
 
@@ -189,7 +207,7 @@ class LocalAWS:
                 evaluator = integrations.alarm_evaluator(
                     account_id=self.account_id,
                     region=self.region,
-                    time_factor=self.time_factor,
+                    clock=self.clock,
                     tick_seconds=self.alarm_tick_seconds,
                 )
                 evaluator.start()
@@ -250,6 +268,14 @@ class LocalAWS:
     def scale(self, nominal_seconds: float) -> float:
         """Real seconds for ``nominal_seconds`` of pipeline time."""
         return float(nominal_seconds) * self.time_factor
+
+    def sleep(self, nominal_seconds: float) -> None:
+        """Let ``nominal_seconds`` of pipeline time pass on the runtime's clock."""
+        if nominal_seconds < 0:
+            raise ValueError(f"cannot sleep {nominal_seconds} s")
+        deadline = self.clock.now() + float(nominal_seconds)
+        while (left := deadline - self.clock.now()) > 0:
+            time.sleep(self.clock.real_seconds(left))
 
     def function_name(self, function: str) -> str:
         """Physical name for a logical id (a physical name or ARN passes through)."""

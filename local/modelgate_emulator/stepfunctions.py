@@ -11,7 +11,8 @@ moto 5.2.1 (``moto/stepfunctions/parser``, LocalStack's ASL interpreter) behavio
   (``.waitForTaskToken``) timeouts and heartbeats are scaled without a floor.
 - ``WaitFunction._wait_interval`` truncates the elapsed time to whole seconds and waits
   again for the remainder, so a fractional wait would never end: replaced.
-- ``Timestamp`` waits compare a UTC timestamp with local naive ``datetime.now()``: UTC used.
+- ``Timestamp`` waits compare a UTC timestamp with local naive ``datetime.now()``: the
+  runtime clock's nominal UTC time is used (pipeline timestamps are nominal).
 - ``SendTaskFailure`` drops ``cause`` (the response handler never reads it): passed on,
   so the ledger can say why a callback failed.
 - heartbeat expiry fails the task with ``States.Timeout``; AWS reports
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import datetime as _dt
 import json
 import math
 import threading
@@ -44,6 +44,8 @@ import uuid
 from typing import Any
 from unittest import mock
 
+from modelgate_emulator.clock import Clock, ScaledClock
+
 _POLL_SECONDS = 0.02
 # Fields of a moto state machine that a new execution's snapshot shares instead of copying.
 _SHARED_STATE_MACHINE_FIELDS = frozenset({"backend", "versions", "latest_version", "aliases"})
@@ -52,11 +54,13 @@ _SHARED_STATE_MACHINE_FIELDS = frozenset({"backend", "versions", "latest_version
 class StepFunctionsPatches:
     """Installs the patches above; ``uninstall()`` restores moto exactly."""
 
-    def __init__(self, time_factor: float, *, work_timeout_floor: float = math.inf) -> None:
+    def __init__(self, time_factor: float, *, work_timeout_floor: float = math.inf, clock: Clock | None = None) -> None:
         if time_factor <= 0:
             raise ValueError("time_factor must be > 0: waits are scaled, never skipped")
         self.time_factor = time_factor
         self.work_timeout_floor = work_timeout_floor
+        # What "now" is for a Wait until a Timestamp: the runtime's nominal time.
+        self.clock: Clock = clock if clock is not None else ScaledClock(time_factor)
         self._stack: contextlib.ExitStack | None = None
 
     def scale(self, nominal_seconds: float | None) -> float | None:
@@ -152,7 +156,7 @@ class StepFunctionsPatches:
             parsed = wait_function._from_timestamp_string(timestamp=timestamp_str)
             if parsed is None:
                 raise FailureEventException(wait_function._create_failure_event(env, timestamp_str))
-            now = _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)  # parsed is naive UTC
+            now = patches.clock.datetime().replace(tzinfo=None)  # parsed is naive UTC
             seconds: float = (parsed - now).total_seconds()
             return seconds
 

@@ -21,7 +21,8 @@ class _Strict(BaseModel):
 
 
 class CanaryAlarmSpec(_Strict):
-    """One alarm created on the candidate alone (ExecutedVersion dimension) for a canary."""
+    """One alarm on the candidate alone: the alias's ExecutedVersion dimension while the
+    alias is weighted, the alias's own Resource dimension once it serves only the candidate."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     metric: Literal["Errors", "Duration", "Throttles"]
@@ -66,6 +67,11 @@ class ReleasePolicy(_Strict):
     bake_seconds: int = Field(default=900, ge=1)
     # The judge's minimum sample per side (the judge's own min_invocations is set from it).
     min_canary_invocations: int = Field(default=20, ge=1)
+    # How late AWS/Lambda metrics arrive: Lambda sends them to CloudWatch in 1-minute
+    # intervals ("Using CloudWatch metrics with Lambda", docs.aws.amazon.com/lambda/latest/
+    # dg/monitoring-metrics.html), so the last minute before "now" is still incomplete. The
+    # judge's window ends this long before now, so both sides are counted in full.
+    metrics_delay_seconds: int = Field(default=60, ge=0, le=3600)
     judge: JudgePolicy = Field(default_factory=JudgePolicy)
     canary_alarms: list[CanaryAlarmSpec] = Field(
         default_factory=lambda: [

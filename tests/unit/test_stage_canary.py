@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from modelgate import clock
 from modelgate.canary_judge import JudgePolicy
 from modelgate.errors import CanaryAlarm, CanaryRegression, NotEnoughEvidence
 from modelgate.pipeline.canary import check_canary, on_alarm, send_synthetic, shift_traffic, start_bake
@@ -76,8 +77,13 @@ def test_the_final_step_points_the_alias_wholly_at_the_candidate(world):
     out = shift_traffic(world.deps, ctx)
     # Then the alias serves the candidate alone, with no weights left
     assert world.alias() == ("2", {})
-    # And the alarms are the same ones (rollback still armed), the canary's start kept
+    # And the alarms are the same ones (rollback still armed), now on the alias's own
+    # Resource dimension: ExecutedVersion is documented for weighted aliases only
     assert world.alarm_names() == [ALARM]
+    [alarm] = world.deps.cloudwatch.describe_alarms()["MetricAlarms"]
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
+        "FunctionName": "test-svc-support-bot", "Resource": "test-svc-support-bot:live"}
+    assert alarm["MetricName"] == "Errors" and alarm["Threshold"] == 1
     assert out.canary_started_at == "2026-01-01T00:00:00+00:00"
     assert world.ledger.get(RELEASE)["status"] == "Watching"
 
@@ -206,6 +212,34 @@ def test_a_healthy_step_proceeds_to_the_next_planned_step(world):
     assert out.judge_action == "proceed" and out.extensions_used == 0
     assert out.step == policy.step_plan()[1] and out.step.weight == 0.2
     assert world.ledger.get(RELEASE)["verdict"]["verdict"] == "pass"
+
+
+@pytest.mark.parametrize(("delay", "judged"), [(60, "pass"), (0, "fail")])
+def test_the_judge_window_ends_the_policys_metrics_delay_before_now(world, delay, judged):
+    # Given the clock at 12:00:30, a healthy bake until 11:58, and candidate errors at
+    # 11:59:45, which a 60 s metrics delay says are not complete yet
+    now = datetime(2026, 11, 30, 12, 0, 30, tzinfo=UTC)
+    uninstall = clock.install(lambda: now)
+    try:
+        policy = ReleasePolicy(metrics_delay_seconds=delay)
+        world.put_alarm(ALARM)
+        world.ledger.put_token(RELEASE, "bake", "bake-token")
+        started = (now - timedelta(minutes=15)).isoformat()
+        ctx = canary_ctx(world, policy=policy, step=0, step_started_at=started, canary_started_at=started)
+        world.lambda_traffic("2", invocations=100, errors=0, at=now - timedelta(minutes=3))
+        world.lambda_traffic("1", invocations=900, errors=0, at=now - timedelta(minutes=3))
+        world.lambda_traffic("2", invocations=100, errors=30, at=now - timedelta(seconds=45))
+        # When the canary is checked
+        if judged == "fail":
+            with pytest.raises(CanaryRegression):
+                check_canary(world.deps, ctx)
+        else:
+            check_canary(world.deps, ctx)
+    finally:
+        uninstall()
+    # Then with the delay the window ends at 11:59 and the late minute is left to the next
+    # judgement (and the alarms); with none it is counted
+    assert world.ledger.get(RELEASE)["verdict"]["verdict"] == judged
 
 
 def test_after_the_final_step_no_step_is_left(world):

@@ -3,11 +3,11 @@ react to alarms; and hand canary traffic back when a release is cancelled."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta
 
 from botocore.exceptions import ClientError
 
-from modelgate import canary_judge
+from modelgate import canary_judge, clock
 from modelgate.adapters import alarms, lambda_alias
 from modelgate.adapters.metrics import collect_window
 from modelgate.contract import ReleaseContext
@@ -35,7 +35,9 @@ def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     assert ctx.policy is not None and ctx.candidate_version and ctx.live_version
     step = ctx.step or ctx.policy.step_plan()[0]
     names = ctx.canary_alarms
-    if not names:
+    if not names or step.is_final:
+        # The final step re-puts them (same names) on the alias's Resource dimension: with
+        # no weights left, ExecutedVersion is not documented to be published.
         names = alarms.put_canary_alarms(
             deps.cloudwatch,
             stack_name=deps.settings.stack_name,
@@ -44,6 +46,7 @@ def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             alias=alias,
             candidate=ctx.candidate_version,
             specs=ctx.policy.canary_alarms,
+            whole_alias=step.is_final,
         )
         for name in names:
             deps.ledger.put_alarm_owner(name, ctx.release_id, ctx.service)
@@ -53,7 +56,7 @@ def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         lambda_alias.set_canary(
             deps.lambda_, fn, alias, stable=ctx.live_version, candidate=ctx.candidate_version, weight=step.weight
         )
-    started = datetime.now(timezone.utc).isoformat()
+    started = clock.now().isoformat()
     deps.ledger.record(
         ctx.release_id,
         "Watching" if step.is_final else "Canary",
@@ -110,16 +113,19 @@ def check_canary(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     if firing:
         raise CanaryAlarm(_alarm_text(firing))
     if not step.is_final:
+        # The window ends metrics_delay_seconds before now, at a whole minute: the metrics
+        # of the last minute(s) are still arriving, and a partial minute would under-count.
+        end = _whole_minute(clock.now() - timedelta(seconds=ctx.policy.metrics_delay_seconds))
         since = ctx.step_started_at or ctx.canary_started_at
-        start = datetime.fromisoformat(since) if since else datetime.now(timezone.utc)
+        start = datetime.fromisoformat(since) if since else end
         candidate, stable = collect_window(
             deps.cloudwatch,
             function_name=fn,
             alias=alias,
             candidate_version=ctx.candidate_version,
             stable_version=ctx.live_version,
-            start=min(start, datetime.now(timezone.utc)),
-            end=datetime.now(timezone.utc),
+            start=min(start, end),
+            end=end,
         )
         verdict = canary_judge.judge_canary(
             candidate, stable, ctx.policy.judge_policy(), extensions_used=ctx.extensions_used
@@ -155,6 +161,11 @@ def send_synthetic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         ctx.release_id, "SyntheticTraffic", f"{wanted} synthetic requests through {fn}:{alias} ({errors} failed)"
     )
     return ctx
+
+
+def _whole_minute(moment: datetime) -> datetime:
+    """The start of the minute ``moment`` is in (Lambda metrics have 1-minute resolution)."""
+    return moment - timedelta(seconds=moment.second, microseconds=moment.microsecond)
 
 
 def _alarm_text(firing: list[dict]) -> str:
