@@ -22,13 +22,6 @@ AWS timing, on the runtime's clock (``modelgate_emulator.clock``, nominal time):
   timestamped when its invocation ran and becomes readable (GetMetricData,
   GetMetricStatistics, ListMetrics, alarms) ``metrics_delay_seconds`` later (default 60 s,
   nominal)                                                  -> :class:`LambdaMetricsPublisher`
-- ``ExecutedVersion`` is documented for alias invocations, to compare the versions behind
-  a weighted alias ("Types of metrics for Lambda functions",
-  https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html; "Implement
-  Lambda canary deployments using a weighted alias",
-  https://docs.aws.amazon.com/lambda/latest/dg/configuring-alias-routing.html); that it is
-  published for an alias with no weights is not documented, so here it is published only
-  while the alias is weighted: code that relies on it at 100 % fails locally too.
 - alarms evaluate whole periods aligned to the clock, once per period boundary (a 60 s
   alarm at hh:mm:00 evaluates the periods that ended then), as CloudWatch does ("Using
   Amazon CloudWatch alarms", "Evaluating an alarm",
@@ -97,15 +90,13 @@ def emit_lambda_metrics(
     duration_ms: float,
     error: bool,
     timestamp: datetime | None = None,
-    alias_weighted: bool = True,
 ) -> None:
     """Record one invocation's Invocations, Errors and Duration as AWS Lambda does, now.
 
     Dimension sets, as AWS emits them: none (account-wide), ``[FunctionName]``,
     ``[FunctionName, Resource]`` when the call was qualified (``resource`` is
     ``"fn:alias"`` or ``"fn:version"``), and ``[FunctionName, Resource, ExecutedVersion]``
-    when it went through a weighted alias (``alias_weighted``), so a canary alarm can watch
-    the candidate alone. ``Errors`` is sent as 0 on success so its Average is an error
+    when it went through an alias, so a canary alarm can watch the candidate alone. ``Errors`` is sent as 0 on success so its Average is an error
     rate. Written straight into moto's backend: one call per invocation must stay cheap.
     :class:`LambdaMetricsPublisher` adds AWS's publication delay in front of this.
     """
@@ -118,7 +109,6 @@ def emit_lambda_metrics(
             duration_ms=duration_ms,
             error=error,
             when=_naive_utc(timestamp) if timestamp else _utcnow(),
-            alias_weighted=alias_weighted,
         )
     )
 
@@ -131,7 +121,6 @@ def lambda_datums(
     duration_ms: float,
     error: bool,
     when: datetime,
-    alias_weighted: bool,
 ) -> list[MetricDatum]:
     """The datums of one invocation (see :func:`emit_lambda_metrics`)."""
     dimension_sets: list[list[dict[str, str]]] = [
@@ -141,7 +130,7 @@ def lambda_datums(
     if resource:
         qualified = [*dimension_sets[1], {"Name": "Resource", "Value": resource}]
         dimension_sets.append(qualified)
-        if _is_alias(resource) and alias_weighted:
+        if _is_alias(resource):
             dimension_sets.append(
                 [*qualified, {"Name": "ExecutedVersion", "Value": executed_version}]
             )
@@ -186,7 +175,6 @@ class LambdaMetricsPublisher:
         duration_ms: float,
         error: bool,
         timestamp: datetime | None = None,
-        alias_weighted: bool = True,
     ) -> None:
         # ``timestamp`` (the real start time) is ignored: nominal time is the clock's.
         now = self.clock.now()
@@ -197,7 +185,6 @@ class LambdaMetricsPublisher:
             duration_ms=duration_ms,
             error=error,
             when=_from_epoch(now),
-            alias_weighted=alias_weighted,
         )
         with self._lock:
             self._sequence += 1
@@ -499,11 +486,34 @@ class AlarmEvaluator:
             self._thread = None
 
     def _run(self) -> None:
-        while not self._stopping.wait(self.tick_seconds):
-            try:
-                self.evaluate_once()
-            except Exception:  # one bad tick must not end alarm evaluation for the run
-                logger.exception("alarm evaluation failed")
+        """Evaluate at every period boundary. On a clock with barriers (LoadSafeClock) the
+        next boundary is a barrier: nominal time waits there until it was evaluated, so a
+        late-scheduled thread never lets a bake end past an alarm it should have seen."""
+        barrier: int | None = None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self.evaluate_once()
+                except Exception:  # one bad tick must not end alarm evaluation for the run
+                    logger.exception("alarm evaluation failed")
+                now = self.clock.now()
+                upcoming = self._next_boundary(now)
+                set_barrier = getattr(self.clock, "barrier", None)
+                if set_barrier is not None:
+                    previous, barrier = barrier, set_barrier(upcoming)
+                    if previous is not None:
+                        self.clock.clear(previous)  # type: ignore[attr-defined]
+                pause = min(self.tick_seconds, max(self.clock.real_seconds(upcoming - now), 0.002))
+                self._stopping.wait(pause)
+        finally:
+            if barrier is not None:
+                self.clock.clear(barrier)  # type: ignore[attr-defined]
+
+    def _next_boundary(self, now: float) -> float:
+        """The next period boundary of any alarm (every minute when there is none)."""
+        backend = cloudwatch_backends[self.account_id][self.region]
+        periods = {q.period for q in map(_alarm_query, list(backend.alarms.values())) if q is not None} or {60}
+        return min((math.floor(now / p) + 1) * p for p in periods)
 
     def evaluate_once(self) -> list[StateChange]:
         """Evaluate each metric alarm whose period boundary passed since it was last

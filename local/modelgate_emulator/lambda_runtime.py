@@ -15,7 +15,7 @@ moto 5.2.1 behaviour this module covers (each has a test in tests/unit/local):
   the response carries ``X-Amz-Executed-Version``.
 - no AWS/Lambda metrics are emitted; here every invocation calls the metrics sink
   (``cloudwatch.LambdaMetricsPublisher`` in ``LocalAWS``: AWS's dimension sets, published
-  late), telling it whether the alias it went through was weighted.
+  late).
 - ``LambdaFunction._get_layers_data`` looks layers up in the Docker backend even when the
   simple backend is in use, so a function with Layers can't be created; patched to use the
   backend moto itself selected.
@@ -27,8 +27,10 @@ Design choices (documented where they differ from AWS):
   one version share that instance (AWS would start more sandboxes).
 - the function's environment applies only to its invocation: see ``environ.py``.
 - the function's ``Timeout`` is enforced in real seconds (the Step Functions time factor
-  does not apply: handlers do real work at real speed). A timed-out handler thread can't
-  be killed; it is left to finish in the background and its result is discarded.
+  does not apply: handlers do real work at real speed), and the runtime's clock stands
+  still while a handler runs (``work_in_progress``): real work costs no nominal time. A
+  timed-out handler thread can't be killed; it is left to finish in the background and
+  its result is discarded (the clock moves on when its caller gives up).
 - ``InvocationType=Event`` runs the handler in a background thread and returns 202;
   failed async invocations are logged and recorded, not retried (AWS retries twice).
 """
@@ -91,7 +93,6 @@ class MetricsSink(Protocol):
         duration_ms: float,
         error: bool,
         timestamp: datetime | None = None,
-        alias_weighted: bool = True,
     ) -> None: ...
 
 
@@ -140,7 +141,6 @@ class _Target:
     invoked_arn: str
     resource: str | None
     config: Any  # moto LambdaFunction of the executed version
-    alias_weighted: bool = False  # invoked through an alias that had an additional version
 
 
 class LambdaContext:
@@ -243,9 +243,16 @@ class LambdaRuntime:
     """
 
     def __init__(
-        self, *, metrics_sink: MetricsSink | None = None, history_size: int = 10_000, routing_seed: int | None = None
+        self,
+        *,
+        metrics_sink: MetricsSink | None = None,
+        history_size: int = 10_000,
+        routing_seed: int | None = None,
+        work_in_progress: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
     ) -> None:
         self._metrics_sink = metrics_sink
+        # Entered while a handler runs: the runtime's clock stands still during real work.
+        self._work_in_progress = work_in_progress or contextlib.nullcontext
         self._router = WeightedRouter(routing_seed)
         self._code: dict[tuple[str, str, str], FunctionCode] = {}
         self._layers: dict[str, Path] = {}
@@ -438,8 +445,7 @@ class LambdaRuntime:
         config = latest if version == "$LATEST" else backend._lambdas._get_version(name, version)
         if config is None:
             raise UnknownFunctionException(f"{base_arn}:{version}")
-        weighted = any(float(w) > 0 for v, w in weights.items() if v != str(alias.function_version))
-        return _Target(account_id, region, name, qualifier, version, invoked_arn, resource, config, weighted)
+        return _Target(account_id, region, name, qualifier, version, invoked_arn, resource, config)
 
     def _run_async(self, target: _Target, event: Any, request_id: str) -> None:
         try:
@@ -460,8 +466,9 @@ class LambdaRuntime:
         start = time.monotonic()
         cold_start = False
         try:
-            env, cold_start = self._environment_for(target)
-            body, error = self._call(target, env, event, request_id, start)
+            with self._work_in_progress():
+                env, cold_start = self._environment_for(target)
+                body, error = self._call(target, env, event, request_id, start)
         except _HandlerError as exc:  # the runtime could not load the handler
             body, error = b"", (exc.error_type, str(exc), exc.stack)
         if error is not None:
@@ -494,7 +501,6 @@ class LambdaRuntime:
                     duration_ms=duration_ms,
                     error=error is not None,
                     timestamp=started_at,
-                    alias_weighted=target.alias_weighted,
                 )
             except Exception:
                 LOG.exception("emitting Lambda metrics for %s failed", target.invoked_arn)

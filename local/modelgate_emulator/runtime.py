@@ -37,7 +37,7 @@ from modelgate.approval import links as approval_links
 from modelgate_emulator import dynamodb
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
-from modelgate_emulator.clock import Clock, ScaledClock
+from modelgate_emulator.clock import Clock, LoadSafeClock
 from modelgate_emulator.cloudwatch import DEFAULT_METRICS_DELAY_SECONDS, LambdaMetricsPublisher
 from modelgate_emulator.lambda_runtime import (
     InvocationRecord,
@@ -98,8 +98,9 @@ class LocalAWS:
     a busy machine must not turn slow work into a spurious States.Timeout).
     ``metrics_delay_seconds``: nominal seconds before an invocation's AWS/Lambda metrics
     can be read (AWS sends them in 1-minute intervals; see ``cloudwatch``).
-    ``clock`` (after entering): the runtime's nominal time; every timed part reads it,
-    and the pipeline's own code reads it through ``modelgate.clock``.
+    ``clock``: the runtime's nominal time (a :class:`LoadSafeClock`, restarted on entering:
+    it stands still while handlers run); every timed part reads it, and the pipeline's own
+    code reads it through ``modelgate.clock``.
     ``seed`` makes generated physical names and weighted-alias routing repeatable (each
     alias draws from its own generator seeded from it; ``None``: random as on AWS).
 
@@ -133,7 +134,7 @@ class LocalAWS:
         self.work_timeout_floor = work_timeout_floor
         self.seed = seed
         self.metrics_delay_seconds = float(metrics_delay_seconds)
-        self.clock: Clock = ScaledClock(time_factor)
+        self.clock: LoadSafeClock = LoadSafeClock(time_factor)
         self.runtime: LambdaRuntime | None = None
         self._stack: Stack | None = None
         self._exit: contextlib.ExitStack | None = None
@@ -164,12 +165,14 @@ class LocalAWS:
             exit_stack.callback(approval_links.clear_key_cache)
             exit_stack.callback(self._clients.clear)
 
-            self.clock = ScaledClock(self.time_factor)  # nominal time starts now
+            self.clock = LoadSafeClock(self.time_factor)  # nominal time starts now
             exit_stack.callback(pipeline_clock.install(self.clock.datetime))
             integrations = _integrations(self.clock, self.metrics_delay_seconds)
             if isinstance(integrations.metrics_sink, LambdaMetricsPublisher):
                 exit_stack.callback(integrations.metrics_sink.install())
-            runtime = LambdaRuntime(metrics_sink=integrations.metrics_sink, routing_seed=self.seed)
+            runtime = LambdaRuntime(
+                metrics_sink=integrations.metrics_sink, routing_seed=self.seed, work_in_progress=self.clock.hold
+            )
             runtime.install()
             exit_stack.callback(runtime.uninstall)
             self.runtime = runtime
@@ -273,9 +276,7 @@ class LocalAWS:
         """Let ``nominal_seconds`` of pipeline time pass on the runtime's clock."""
         if nominal_seconds < 0:
             raise ValueError(f"cannot sleep {nominal_seconds} s")
-        deadline = self.clock.now() + float(nominal_seconds)
-        while (left := deadline - self.clock.now()) > 0:
-            time.sleep(self.clock.real_seconds(left))
+        self.clock.sleep(nominal_seconds)
 
     def function_name(self, function: str) -> str:
         """Physical name for a logical id (a physical name or ARN passes through)."""

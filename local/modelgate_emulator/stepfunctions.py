@@ -1,10 +1,12 @@
 """Patches of moto's Step Functions interpreter for the local runtime, and test helpers.
 
 moto 5.2.1 (``moto/stepfunctions/parser``, LocalStack's ASL interpreter) behaviour covered:
-- every wait runs in real wall-clock time. Here a TIME FACTOR applies: real seconds =
-  nominal seconds × factor. Waits are scaled, never skipped: Wait Seconds/SecondsPath/
-  Timestamp/TimestampPath, Task TimeoutSeconds(Path), HeartbeatSeconds(Path), Retry
-  intervals and the machine's TimeoutSeconds. The history keeps the nominal numbers.
+- every wait runs in real wall-clock time. Here waits run on the runtime's clock
+  (``modelgate_emulator.clock``: nominal time, scaled by the TIME FACTOR and standing still
+  while real work runs): Wait Seconds/SecondsPath/Timestamp/TimestampPath, callback
+  TimeoutSeconds(Path), HeartbeatSeconds(Path), Retry intervals and the machine's
+  TimeoutSeconds end when the clock reaches their deadline; scaled, never skipped. The
+  history keeps the nominal numbers.
   The guard timeout of a task that does real work (a request-response Lambda call runs at
   real speed) is never scaled below ``min(nominal, work_timeout_floor)`` seconds, so a
   0.01 factor does not turn a 30 s Lambda task timeout into a spurious 0.3 s one; callback
@@ -47,6 +49,7 @@ from unittest import mock
 from modelgate_emulator.clock import Clock, ScaledClock
 
 _POLL_SECONDS = 0.02
+_MIN_REAL_WAIT = 0.002  # real seconds: the shortest re-check of a wait on the clock
 # Fields of a moto state machine that a new execution's snapshot shares instead of copying.
 _SHARED_STATE_MACHINE_FIELDS = frozenset({"backend", "versions", "latest_version", "aliases"})
 
@@ -142,13 +145,16 @@ class StepFunctionsPatches:
         factor = self.time_factor
 
         # --- waits -----------------------------------------------------------------
+        clock = self.clock
+
         def wait_interval(wait_function: Any, env: Any, wait_seconds: float) -> None:
-            deadline = time.monotonic() + max(0.0, float(wait_seconds)) * factor
+            deadline = clock.now() + max(0.0, float(wait_seconds))
             while env.is_running():
-                remaining = deadline - time.monotonic()
+                remaining = deadline - clock.now()
                 if remaining <= 0:
                     return
-                env.program_state_event.wait(min(remaining, 1.0))  # pulsed on stop/failure
+                # pulsed on stop/failure; the clock may stand still meanwhile: look again
+                env.program_state_event.wait(min(max(clock.real_seconds(remaining), _MIN_REAL_WAIT), 1.0))
 
         def timestamp_wait_seconds(wait_function: Any, env: Any) -> float:
             wait_function.string.eval(env=env)
@@ -174,7 +180,7 @@ class StepFunctionsPatches:
         threading_for_execute_state.Event = ScaledEvent
 
         def callback_wait(endpoint: Any, timeout: float | None = None) -> Any:
-            endpoint._notify_event.wait(timeout=None if timeout is None else float(timeout) * factor)
+            clock.wait(endpoint._notify_event, None if timeout is None else float(timeout))
             return endpoint._outcome
 
         def heartbeat_clear_and_wait(endpoint: Any) -> bool:
@@ -182,11 +188,11 @@ class StepFunctionsPatches:
                 if endpoint._next_heartbeat_event.is_set():
                     endpoint._next_heartbeat_event.clear()
                     return True
-            return bool(endpoint._next_heartbeat_event.wait(timeout=float(endpoint._heartbeat_seconds) * factor))
+            return clock.wait(endpoint._next_heartbeat_event, float(endpoint._heartbeat_seconds))
 
         # --- retry intervals -----------------------------------------------------------
         time_for_retrier = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("__")})
-        time_for_retrier.sleep = lambda seconds: time.sleep(max(0.0, float(seconds)) * factor)
+        time_for_retrier.sleep = lambda seconds: clock.sleep(max(0.0, float(seconds)))
 
         # --- machine timeout -----------------------------------------------------------
         def program_eval(program: Any, env: Any) -> None:
@@ -195,7 +201,12 @@ class StepFunctionsPatches:
             worker = threading.Thread(target=EvalComponent.eval, args=(program, env), daemon=True)
             TMP_THREADS.append(worker)
             worker.start()
-            worker.join(timeout=None if timeout is None else float(timeout) * factor)
+            if timeout is None:
+                worker.join()
+            else:
+                deadline = clock.now() + float(timeout)
+                while worker.is_alive() and (left := deadline - clock.now()) > 0:
+                    worker.join(max(clock.real_seconds(left), _MIN_REAL_WAIT))
             if worker.is_alive():
                 env.set_timed_out()
 

@@ -21,8 +21,7 @@ class _Strict(BaseModel):
 
 
 class CanaryAlarmSpec(_Strict):
-    """One alarm on the candidate alone: the alias's ExecutedVersion dimension while the
-    alias is weighted, the alias's own Resource dimension once it serves only the candidate."""
+    """One alarm created on the candidate alone (ExecutedVersion dimension) for a canary."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     metric: Literal["Errors", "Duration", "Throttles"]

@@ -50,11 +50,13 @@ class Pipeline:
     def release(self, folder: str, *, decision: str | None = "approve", comment: str = "") -> ReleaseRun:
         return self.driver.release(EXAMPLES / folder, commit=commit_for(folder), decision=decision, comment=comment)
 
-    def traffic(self, rate: float = 150.0) -> TrafficGenerator:
+    def traffic(self, rate: float = 0.3) -> TrafficGenerator:
+        """Live callers on the alias: ``rate`` requests per nominal second on the runtime's
+        clock (a 900 s bake sees about 270, on an idle machine or a busy one)."""
         requests = [{"inputs": json.loads(line)} for line in (EXAMPLES / "traffic.jsonl").read_text().splitlines() if line.strip()]
         return TrafficGenerator(
             lambda_client=self.control.client("lambda"), function_name=self.function,
-            qualifier="live", requests=requests, rate_per_second=rate,
+            qualifier="live", requests=requests, rate_per_second=rate, clock=self.local.clock,
         )
 
     examples = EXAMPLES

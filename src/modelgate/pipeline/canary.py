@@ -34,10 +34,9 @@ def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     fn, alias = target(ctx)
     assert ctx.policy is not None and ctx.candidate_version and ctx.live_version
     step = ctx.step or ctx.policy.step_plan()[0]
+    started = clock.now().isoformat()
     names = ctx.canary_alarms
-    if not names or step.is_final:
-        # The final step re-puts them (same names) on the alias's Resource dimension: with
-        # no weights left, ExecutedVersion is not documented to be published.
+    if not names:
         names = alarms.put_canary_alarms(
             deps.cloudwatch,
             stack_name=deps.settings.stack_name,
@@ -46,7 +45,6 @@ def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             alias=alias,
             candidate=ctx.candidate_version,
             specs=ctx.policy.canary_alarms,
-            whole_alias=step.is_final,
         )
         for name in names:
             deps.ledger.put_alarm_owner(name, ctx.release_id, ctx.service)
@@ -56,7 +54,6 @@ def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         lambda_alias.set_canary(
             deps.lambda_, fn, alias, stable=ctx.live_version, candidate=ctx.candidate_version, weight=step.weight
         )
-    started = clock.now().isoformat()
     deps.ledger.record(
         ctx.release_id,
         "Watching" if step.is_final else "Canary",

@@ -498,16 +498,6 @@ def test_lambda_metrics_are_readable_only_after_the_publication_delay(
     assert publisher.pending() == 0
 
 
-def test_an_unweighted_alias_publishes_no_executed_version(cw: Any, patched: None) -> None:
-    # Given invocations through an alias with no additional version
-    emit("3", error=False, alias_weighted=False)
-
-    # Then the alias's Resource dimension has them, and no ExecutedVersion set exists
-    assert metric_sum(cw, "Invocations", {"FunctionName": FUNCTION, "Resource": f"{FUNCTION}:live"}) == 1
-    listed = cw.list_metrics(Namespace="AWS/Lambda", MetricName="Invocations")["Metrics"]
-    assert all("ExecutedVersion" not in {d["Name"] for d in m["Dimensions"]} for m in listed)
-
-
 def test_running_evaluator_alarms_on_live_errors_then_loses_evidence(
     cw: Any, patched: None
 ) -> None:

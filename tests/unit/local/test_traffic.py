@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import threading
 import time
@@ -157,3 +158,38 @@ def test_rejects_no_requests_or_no_rate(requests: list[dict[str, Any]], rate: fl
             requests=requests,
             rate_per_second=rate,
         )
+
+
+class SlowLambdaClient(FakeLambdaClient):
+    """Every call takes 30 real ms (a handler on a busy machine); notes the clock's time."""
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__()
+        self.clock = clock
+        self.at: list[float] = []
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        self.at.append(self.clock.now())
+        time.sleep(0.03)
+        return super().invoke(**kwargs)
+
+
+def test_on_the_runtime_clock_the_rate_is_per_nominal_second_however_slow_the_calls() -> None:
+    from modelgate_emulator.clock import LoadSafeClock
+
+    # Given one request every 5 nominal seconds on a clock where a nominal second is 10
+    # real ms, and calls that take 30 real ms each (3 nominal seconds if the clock ran on)
+    clock = LoadSafeClock(0.01)
+    client = SlowLambdaClient(clock)
+    traffic = TrafficGenerator(
+        lambda_client=client, function_name="inference", qualifier="live",
+        requests=[{"q": "a"}], rate_per_second=0.2, clock=clock,
+    )
+    traffic.start()
+    try:
+        wait_until(lambda: traffic.sent >= 15)
+    finally:
+        traffic.stop()
+    # Then the calls cost no nominal time: requests are 5 nominal seconds apart, not 8
+    gaps = [b - a for a, b in itertools.pairwise(client.at[:15])]
+    assert min(gaps) >= 5.0 and sum(gaps) / len(gaps) < 6.0, gaps
