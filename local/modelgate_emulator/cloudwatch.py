@@ -16,14 +16,26 @@ the release pipeline relies on. This module covers, each with a test:
 - ``GetMetricData`` computes no percentile (``Stat: p95`` gives no value, and the
   response fails); AWS computes percentiles from the raw datapoints -> :func:`install`
 
-Alarm windows are scaled by the runtime's time factor (``Period x time_factor`` real
-seconds) and slide with the evaluator's tick instead of aligning to period boundaries.
+AWS timing, on the runtime's clock (``modelgate_emulator.clock``, nominal time):
+
+- Lambda metrics arrive late: "Lambda sends metric data to CloudWatch in 1-minute
+  intervals" ("Using CloudWatch metrics with Lambda",
+  https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics.html). A datapoint is
+  timestamped when its invocation ran and becomes readable (GetMetricData,
+  GetMetricStatistics, ListMetrics, alarms) ``metrics_delay_seconds`` later (default 60 s,
+  nominal)                                                  -> :class:`LambdaMetricsPublisher`
+- alarms evaluate whole periods aligned to the clock, once per period boundary (a 60 s
+  alarm at hh:mm:00 evaluates the periods that ended then), as CloudWatch does ("Using
+  Amazon CloudWatch alarms", "Evaluating an alarm",
+  https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html)
+                                                            -> :class:`AlarmEvaluator`
 Alarm actions (SNS, Auto Scaling) are not run: the pipeline listens on EventBridge.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 import json
 import logging
 import math
@@ -48,9 +60,12 @@ from moto.cloudwatch.models import (
     daterange,
 )
 
+from modelgate_emulator.clock import Clock, ScaledClock
+
 logger = logging.getLogger(__name__)
 
 LAMBDA_NAMESPACE = "AWS/Lambda"
+DEFAULT_METRICS_DELAY_SECONDS = 60.0  # nominal; Lambda sends metrics in 1-minute intervals
 # AWS fetches more periods than EvaluationPeriods to cope with missing data (its
 # missing-data table evaluates "3 out of 3" over 5 periods); we look back this many more.
 EXTRA_RANGE_PERIODS = 2
@@ -78,17 +93,38 @@ def emit_lambda_metrics(
     error: bool,
     timestamp: datetime | None = None,
 ) -> None:
-    """Record one invocation's Invocations, Errors and Duration as AWS Lambda does.
+    """Record one invocation's Invocations, Errors and Duration as AWS Lambda does, now.
 
     Dimension sets, as AWS emits them: none (account-wide), ``[FunctionName]``,
     ``[FunctionName, Resource]`` when the call was qualified (``resource`` is
     ``"fn:alias"`` or ``"fn:version"``), and ``[FunctionName, Resource, ExecutedVersion]``
-    when it went through an alias, so a canary alarm can watch the candidate alone.
-    ``Errors`` is sent as 0 on success so its Average is an error rate. Written straight
-    into moto's backend: one call per invocation must stay cheap.
+    when it went through an alias, so a canary alarm can watch the candidate alone. ``Errors`` is sent as 0 on success so its Average is an error
+    rate. Written straight into moto's backend: one call per invocation must stay cheap.
+    :class:`LambdaMetricsPublisher` adds AWS's publication delay in front of this.
     """
     backend = cloudwatch_backends[account_id][region]
-    when = _naive_utc(timestamp) if timestamp else _utcnow()
+    backend.metric_data.extend(
+        lambda_datums(
+            function_name=function_name,
+            resource=resource,
+            executed_version=executed_version,
+            duration_ms=duration_ms,
+            error=error,
+            when=_naive_utc(timestamp) if timestamp else _utcnow(),
+        )
+    )
+
+
+def lambda_datums(
+    *,
+    function_name: str,
+    resource: str | None,
+    executed_version: str,
+    duration_ms: float,
+    error: bool,
+    when: datetime,
+) -> list[MetricDatum]:
+    """The datums of one invocation (see :func:`emit_lambda_metrics`)."""
     dimension_sets: list[list[dict[str, str]]] = [
         [],
         [{"Name": "FunctionName", "Value": function_name}],
@@ -105,11 +141,98 @@ def emit_lambda_metrics(
         ("Errors", 1.0 if error else 0.0, "Count"),
         ("Duration", float(duration_ms), "Milliseconds"),
     )
-    for dimensions in dimension_sets:
-        for name, value, unit in values:
-            backend.metric_data.append(
-                MetricDatum(LAMBDA_NAMESPACE, name, value, dimensions, when, unit)
-            )
+    return [
+        MetricDatum(LAMBDA_NAMESPACE, name, value, dimensions, when, unit)
+        for dimensions in dimension_sets
+        for name, value, unit in values
+    ]
+
+
+class LambdaMetricsPublisher:
+    """The runtime's metrics sink: AWS/Lambda datapoints on the clock, published late.
+
+    Each invocation's datums are timestamped with the clock's nominal time and held until
+    ``delay_seconds`` (nominal) have passed; every read of CloudWatch (and every alarm
+    evaluation) first publishes what is due (see the module docstring for the AWS source).
+    ``install()`` registers it with the read path; ``uninstall()`` drops what is pending.
+    """
+
+    def __init__(self, clock: Clock, *, delay_seconds: float = DEFAULT_METRICS_DELAY_SECONDS) -> None:
+        if delay_seconds < 0:
+            raise ValueError(f"delay_seconds must be >= 0, got {delay_seconds}")
+        self.clock = clock
+        self.delay_seconds = float(delay_seconds)
+        self._lock = threading.Lock()
+        self._pending: list[tuple[float, int, str, str, list[MetricDatum]]] = []  # a heap
+        self._sequence = 0
+
+    def __call__(
+        self,
+        *,
+        account_id: str,
+        region: str,
+        function_name: str,
+        resource: str | None,
+        executed_version: str,
+        duration_ms: float,
+        error: bool,
+        timestamp: datetime | None = None,
+    ) -> None:
+        # ``timestamp`` (the real start time) is ignored: nominal time is the clock's.
+        now = self.clock.now()
+        datums = lambda_datums(
+            function_name=function_name,
+            resource=resource,
+            executed_version=executed_version,
+            duration_ms=duration_ms,
+            error=error,
+            when=_from_epoch(now),
+        )
+        with self._lock:
+            self._sequence += 1
+            heapq.heappush(self._pending, (now + self.delay_seconds, self._sequence, account_id, region, datums))
+        if self.delay_seconds == 0:
+            self.publish_due()
+
+    def publish_due(self) -> int:
+        """Move every datapoint whose delay has passed into CloudWatch; how many."""
+        now = self.clock.now()
+        moved = 0
+        with self._lock:
+            while self._pending and self._pending[0][0] <= now:
+                _, _, account_id, region, datums = heapq.heappop(self._pending)
+                cloudwatch_backends[account_id][region].metric_data.extend(datums)
+                moved += len(datums)
+        return moved
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(len(entry[4]) for entry in self._pending)
+
+    def install(self) -> Callable[[], None]:
+        with _PUBLISHERS_LOCK:
+            _PUBLISHERS.append(self)
+
+        def uninstall() -> None:
+            with _PUBLISHERS_LOCK:
+                if self in _PUBLISHERS:
+                    _PUBLISHERS.remove(self)
+            with self._lock:
+                self._pending.clear()
+
+        return uninstall
+
+
+_PUBLISHERS: list[LambdaMetricsPublisher] = []
+_PUBLISHERS_LOCK = threading.Lock()
+
+
+def publish_due_metrics() -> None:
+    """Publish every installed publisher's due datapoints (before any CloudWatch read)."""
+    with _PUBLISHERS_LOCK:
+        publishers = list(_PUBLISHERS)
+    for publisher in publishers:
+        publisher.publish_due()
 
 
 def _is_alias(resource: str) -> bool:
@@ -121,16 +244,24 @@ def _is_alias(resource: str) -> bool:
 
 
 def put_alarm_state_change_event(
-    *, account_id: str, region: str, alarm: Alarm, old_state: str, new_state: str, reason: str
+    *,
+    account_id: str,
+    region: str,
+    alarm: Alarm,
+    old_state: str,
+    new_state: str,
+    reason: str,
+    now: float | None = None,
 ) -> dict[str, Any]:
     """Send the "CloudWatch Alarm State Change" event for ``alarm`` to the default bus.
 
     Call it after the alarm's state was updated: ``state`` is read from the alarm,
     ``previousState`` from its last history entry. The event goes through moto's rules,
     so patterns match it and targets receive it (Lambda and Step Functions targets need
-    :func:`modelgate_emulator.events.install`). Returns the event as AWS delivers it.
+    :func:`modelgate_emulator.events.install`). ``now``: the event's time (epoch seconds;
+    the clock's nominal time when the evaluator sends it). Returns the event as delivered.
     """
-    now = time.time()
+    now = time.time() if now is None else now
     event: dict[str, Any] = {
         "version": "0",
         "id": str(uuid.uuid4()),
@@ -301,28 +432,44 @@ class AlarmEvaluator:
     """Evaluates every metric alarm of one account/region from its stored datapoints.
 
     Semantics follow AWS: exact namespace/metric/dimension-set match; Statistic or
-    ExtendedStatistic (pNN); EvaluationPeriods windows of ``Period x time_factor`` real
-    seconds; DatapointsToAlarm (default EvaluationPeriods); ComparisonOperator;
-    TreatMissingData: with at least EvaluationPeriods real datapoints in the evaluation
-    range the most recent ones decide, otherwise the missing ones are filled as the alarm
-    says (``missing`` with no data at all -> INSUFFICIENT_DATA; ``ignore`` keeps the state).
-    A transition updates the alarm as AWS does and emits the state change event.
-    Composite alarms, anomaly-detection operators and metric math are left alone.
+    ExtendedStatistic (pNN); whole periods aligned to the clock (multiples of Period since
+    the epoch, in nominal time), evaluated once each time a period boundary passes, over
+    the periods that ended there; DatapointsToAlarm (default EvaluationPeriods);
+    ComparisonOperator; TreatMissingData: with at least EvaluationPeriods real datapoints
+    in the evaluation range the most recent ones decide, otherwise the missing ones are
+    filled as the alarm says (``missing`` with no data at all -> INSUFFICIENT_DATA;
+    ``ignore`` keeps the state). Datapoints still in flight (see
+    :class:`LambdaMetricsPublisher`) are not there yet: a period evaluated before its
+    metrics arrived is missing, as on AWS. A transition updates the alarm as AWS does and
+    emits the state change event. Composite alarms, anomaly-detection operators and metric
+    math are left alone.
+
+    ``clock``: the runtime's clock; ``time_factor`` builds a :class:`ScaledClock` instead.
+    ``tick_seconds``: how often (real seconds) the thread looks for a passed boundary.
     """
 
     def __init__(
-        self, *, account_id: str, region: str, time_factor: float, tick_seconds: float = 0.05
+        self,
+        *,
+        account_id: str,
+        region: str,
+        clock: Clock | None = None,
+        time_factor: float | None = None,
+        tick_seconds: float = 0.05,
     ) -> None:
-        if time_factor <= 0 or tick_seconds <= 0:
+        if (clock is None) == (time_factor is None):
+            raise ValueError("pass either clock or time_factor")
+        if tick_seconds <= 0 or (time_factor is not None and time_factor <= 0):
             raise ValueError("time_factor and tick_seconds must be positive")
         self.account_id = account_id
         self.region = region
-        self.time_factor = time_factor
+        self.clock: Clock = clock if clock is not None else ScaledClock(float(time_factor or 1.0))
         self.tick_seconds = tick_seconds
         self._index = _SeriesIndex()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._evaluated: dict[str, tuple[int, float]] = {}  # alarm -> (id of its object, boundary)
 
     def start(self) -> None:
         """Evaluate every ``tick_seconds`` on a daemon thread until :meth:`stop`."""
@@ -341,20 +488,49 @@ class AlarmEvaluator:
             self._thread = None
 
     def _run(self) -> None:
-        while not self._stopping.wait(self.tick_seconds):
-            try:
-                self.evaluate_once()
-            except Exception:  # one bad tick must not end alarm evaluation for the run
-                logger.exception("alarm evaluation failed")
+        """Evaluate at every period boundary. On a clock with barriers (LoadSafeClock) the
+        next boundary is a barrier: nominal time waits there until it was evaluated, so a
+        late-scheduled thread never lets a bake end past an alarm it should have seen."""
+        barrier: int | None = None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self.evaluate_once()
+                except Exception:  # one bad tick must not end alarm evaluation for the run
+                    logger.exception("alarm evaluation failed")
+                now = self.clock.now()
+                upcoming = self._next_boundary(now)
+                set_barrier = getattr(self.clock, "barrier", None)
+                if set_barrier is not None:
+                    previous, barrier = barrier, set_barrier(upcoming)
+                    if previous is not None:
+                        self.clock.clear(previous)  # type: ignore[attr-defined]
+                pause = min(self.tick_seconds, max(self.clock.real_seconds(upcoming - now), 0.002))
+                self._stopping.wait(pause)
+        finally:
+            if barrier is not None:
+                self.clock.clear(barrier)  # type: ignore[attr-defined]
+
+    def _next_boundary(self, now: float) -> float:
+        """The next period boundary of any alarm (every minute when there is none)."""
+        backend = cloudwatch_backends[self.account_id][self.region]
+        periods = {q.period for q in map(_alarm_query, list(backend.alarms.values())) if q is not None} or {60}
+        return min((math.floor(now / p) + 1) * p for p in periods)
 
     def evaluate_once(self) -> list[StateChange]:
-        """Evaluate all metric alarms now; apply and return the state changes."""
+        """Evaluate each metric alarm whose period boundary passed since it was last
+        evaluated (a new alarm: at once, on the periods that ended at the last boundary);
+        apply and return the state changes."""
         with self._lock:
+            publish_due_metrics()
             backend = cloudwatch_backends[self.account_id][self.region]
             self._index.refresh(backend)
-            now = time.time()
+            now = self.clock.now()
             changes = []
-            for alarm in list(backend.alarms.values()):
+            alarms = list(backend.alarms.values())
+            for name in set(self._evaluated) - {a.name for a in alarms}:
+                del self._evaluated[name]
+            for alarm in alarms:
                 change = self._evaluate(alarm, now)
                 if change:
                     changes.append(change)
@@ -364,10 +540,15 @@ class AlarmEvaluator:
         query = _alarm_query(alarm)
         if query is None:
             return None
-        span = query.period * self.time_factor
+        span = float(query.period)
+        boundary = math.floor(now / span) * span
+        seen = self._evaluated.get(alarm.name)
+        if seen is not None and seen[0] == id(alarm) and seen[1] >= boundary:
+            return None  # this period boundary was evaluated already
+        self._evaluated[alarm.name] = (id(alarm), boundary)
         windows = []
         for i in range(query.evaluation_periods + EXTRA_RANGE_PERIODS):
-            start = now - (i + 1) * span
+            start = boundary - (i + 1) * span
             data = self._index.between(query.key, start, start + span)
             if query.unit:
                 data = [d for d in data if d.unit == query.unit]
@@ -385,6 +566,7 @@ class AlarmEvaluator:
             old_state=old_state,
             new_state=new_state,
             reason=reason,
+            now=now,
         )
         logger.info("alarm %s: %s -> %s: %s", alarm.name, old_state, new_state, reason)
         return StateChange(alarm.name, old_state, new_state, reason, event)
@@ -564,6 +746,7 @@ def install() -> Callable[[], None]:
     originals = {
         (CloudWatchBackend, "set_alarm_state"): CloudWatchBackend.set_alarm_state,
         (CloudWatchBackend, "get_metric_statistics"): CloudWatchBackend.get_metric_statistics,
+        (CloudWatchBackend, "get_all_metrics"): CloudWatchBackend.get_all_metrics,
         (Alarm, "__init__"): Alarm.__init__,
         (Dimension, "__lt__"): Dimension.__lt__,
         (CloudWatchBackend, "get_metric_data"): CloudWatchBackend.get_metric_data,
@@ -595,7 +778,14 @@ def install() -> Callable[[], None]:
     def dimension_lt(self: Dimension, other: Dimension) -> bool:
         return (self.name or "", self.value or "") < (other.name or "", other.value or "")
 
+    original_get_all_metrics = CloudWatchBackend.get_all_metrics
+
+    def get_all_metrics(self: CloudWatchBackend) -> list[MetricDatumBase]:
+        publish_due_metrics()  # late Lambda metrics that have arrived by now
+        return original_get_all_metrics(self)
+
     CloudWatchBackend.set_alarm_state = set_alarm_state  # type: ignore[method-assign]
+    CloudWatchBackend.get_all_metrics = get_all_metrics  # type: ignore[method-assign]
     CloudWatchBackend.get_metric_statistics = _get_metric_statistics_exact  # type: ignore[method-assign]
     Alarm.__init__ = alarm_init  # type: ignore[method-assign]
     Dimension.__lt__ = dimension_lt  # type: ignore[method-assign]

@@ -10,11 +10,12 @@ moto 5.2.1 behaviour this module covers (each has a test in tests/unit/local):
 - ``LambdaResponse.invoke`` reads a lower-case ``qualifier`` query parameter; botocore
   sends ``Qualifier``. Patched, so ``Invoke(Qualifier="live")`` reaches the alias.
 - aliases store RoutingConfig but Invoke ignores it; here an alias's
-  ``AdditionalVersionWeights`` route invocations with smooth weighted round robin, per alias
-  (deterministic: 1000 invokes at weight 0.1 send exactly 100 to the extra version), and
+  ``AdditionalVersionWeights`` route each invocation at random by weight, as AWS does
+  (seeded per alias when the runtime has a routing seed, so a run can be repeated), and
   the response carries ``X-Amz-Executed-Version``.
 - no AWS/Lambda metrics are emitted; here every invocation calls the metrics sink
-  (``cloudwatch.emit_lambda_metrics`` in ``LocalAWS``).
+  (``cloudwatch.LambdaMetricsPublisher`` in ``LocalAWS``: AWS's dimension sets, published
+  late).
 - ``LambdaFunction._get_layers_data`` looks layers up in the Docker backend even when the
   simple backend is in use, so a function with Layers can't be created; patched to use the
   backend moto itself selected.
@@ -26,8 +27,10 @@ Design choices (documented where they differ from AWS):
   one version share that instance (AWS would start more sandboxes).
 - the function's environment applies only to its invocation: see ``environ.py``.
 - the function's ``Timeout`` is enforced in real seconds (the Step Functions time factor
-  does not apply: handlers do real work at real speed). A timed-out handler thread can't
-  be killed; it is left to finish in the background and its result is discarded.
+  does not apply: handlers do real work at real speed), and the runtime's clock stands
+  still while a handler runs (``work_in_progress``): real work costs no nominal time. A
+  timed-out handler thread can't be killed; it is left to finish in the background and
+  its result is discarded (the clock moves on when its caller gives up).
 - ``InvocationType=Event`` runs the handler in a background thread and returns 202.
   A function error is retried twice, after 1 and then 2 minutes (scaled by
   ``async_retry_delays``), then the event goes to the function's dead-letter queue if it
@@ -51,6 +54,7 @@ import importlib.util
 import io
 import json
 import logging
+import random
 import re
 import shutil
 import sys
@@ -186,37 +190,43 @@ class LambdaContext:
 
 
 class WeightedRouter:
-    """Smooth weighted round robin over an alias's versions.
+    """Routes an invocation of a weighted alias to one of its versions, at random by weight.
 
-    AWS picks a version at random per request; a deterministic spread keeps local canary
-    tests exact (1000 invokes at weight 0.1 → 100 on the extra version, evenly spaced).
-    Weights are handled in integer millionths, so no float drift accumulates. State is
-    per alias and resets whenever the alias's routing changes.
+    AWS: "Lambda uses a simple probabilistic model to distribute the traffic between the
+    two function versions. At low traffic levels, you might see a high variance between
+    the configured and actual percentage of traffic on each version" ("Implement Lambda
+    canary deployments using a weighted alias",
+    https://docs.aws.amazon.com/lambda/latest/dg/configuring-alias-routing.html). So each
+    request is an independent draw, never a round robin: a 10 % canary sees 10 % only on
+    average. ``seed`` (``LocalAWS(seed=...)``) gives every alias its own generator seeded
+    from (seed, alias ARN), so the same invocation order to an alias repeats the same
+    versions whatever other aliases do; ``None`` draws from fresh entropy.
     """
 
-    _SCALE = 1_000_000
-
-    def __init__(self) -> None:
+    def __init__(self, seed: int | None = None) -> None:
+        self._seed = seed
         self._lock = threading.Lock()
-        self._state: dict[str, tuple[tuple[Any, ...], dict[str, int]]] = {}
+        self._rngs: dict[str, random.Random] = {}
 
     def pick(self, alias_arn: str, primary: str, additional: Mapping[str, float]) -> str:
-        extra = {v: round(float(w) * self._SCALE) for v, w in additional.items() if v != primary}
+        extra = {v: float(w) for v, w in additional.items() if v != primary}
         if not extra:
             return primary
-        weights = {primary: self._SCALE - sum(extra.values()), **extra}
-        if weights[primary] < 0:
+        for version, weight in extra.items():
+            if not 0.0 <= weight <= 1.0:
+                raise ValueError(f"alias {alias_arn}: weight {weight} of version {version} is outside [0.0, 1.0]")
+        if sum(extra.values()) > 1.0 + 1e-9:
             raise ValueError(f"alias {alias_arn}: additional version weights exceed 1.0")
-        key = (primary, tuple(sorted(extra.items())))
         with self._lock:
-            previous = self._state.get(alias_arn)
-            current = previous[1] if previous and previous[0] == key else dict.fromkeys(weights, 0)
-            for version, weight in weights.items():
-                current[version] += weight
-            chosen = max(weights, key=lambda v: (current[v], v == primary))
-            current[chosen] -= self._SCALE
-            self._state[alias_arn] = (key, current)
-        return chosen
+            rng = self._rngs.get(alias_arn)
+            if rng is None:
+                rng = self._rngs[alias_arn] = random.Random(None if self._seed is None else f"{self._seed}:{alias_arn}")
+            draw = rng.random()
+        for version, weight in sorted(extra.items()):
+            if draw < weight:
+                return version
+            draw -= weight
+        return primary
 
 
 @dataclasses.dataclass
@@ -251,6 +261,8 @@ class LambdaRuntime:
         metrics_sink: MetricsSink | None = None,
         history_size: int = 10_000,
         async_retry_delays: tuple[float, ...] = ASYNC_RETRY_DELAYS_SECONDS,
+        routing_seed: int | None = None,
+        work_in_progress: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
     ) -> None:
         if any(delay < 0 for delay in async_retry_delays):
             raise ValueError(f"async_retry_delays must be >= 0 seconds, got {async_retry_delays}")
@@ -258,7 +270,9 @@ class LambdaRuntime:
         self._async_retry_delays = tuple(async_retry_delays)
         self._dead_letters: dict[tuple[str, str, str], str] = {}
         self._stopping = threading.Event()
-        self._router = WeightedRouter()
+        # Entered while a handler runs: the runtime's clock stands still during real work.
+        self._work_in_progress = work_in_progress or contextlib.nullcontext
+        self._router = WeightedRouter(routing_seed)
         self._code: dict[tuple[str, str, str], FunctionCode] = {}
         # Every code a function was deployed with, by its CodeSha256: a published version keeps
         # the code it was published from after a redeploy changed $LATEST's.
@@ -536,8 +550,9 @@ class LambdaRuntime:
         start = time.monotonic()
         cold_start = False
         try:
-            env, cold_start = self._environment_for(target)
-            body, error = self._call(target, env, event, request_id, start)
+            with self._work_in_progress():
+                env, cold_start = self._environment_for(target)
+                body, error = self._call(target, env, event, request_id, start)
         except _HandlerError as exc:  # the runtime could not load the handler
             body, error = b"", (exc.error_type, str(exc), exc.stack)
         if error is not None:

@@ -33,11 +33,14 @@ from unittest import mock
 
 import boto3
 
+from modelgate import clock as pipeline_clock
 from modelgate.adapters import clients as aws
 from modelgate.approval import links as approval_links
 from modelgate_emulator import dynamodb, limits
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
+from modelgate_emulator.clock import Clock, LoadSafeClock
+from modelgate_emulator.cloudwatch import DEFAULT_METRICS_DELAY_SECONDS, LambdaMetricsPublisher
 from modelgate_emulator.lambda_runtime import (
     ASYNC_RETRY_DELAYS_SECONDS,
     InvocationRecord,
@@ -77,11 +80,11 @@ class _Integrations:
     alarm_evaluator: Callable[..., Any] | None
 
 
-def _integrations() -> _Integrations:
+def _integrations(clock: Clock, metrics_delay_seconds: float) -> _Integrations:
     from modelgate_emulator import cloudwatch, events
 
     return _Integrations(
-        metrics_sink=cloudwatch.emit_lambda_metrics,
+        metrics_sink=cloudwatch.LambdaMetricsPublisher(clock, delay_seconds=metrics_delay_seconds),
         install_cloudwatch=cloudwatch.install,
         install_events=events.install,
         alarm_evaluator=cloudwatch.AlarmEvaluator,
@@ -96,7 +99,13 @@ class LocalAWS:
     request-response Lambda task) gets at least ``min(TimeoutSeconds, floor)`` real seconds;
     by default the whole nominal TimeoutSeconds, as on AWS (handlers run at real speed, so
     a busy machine must not turn slow work into a spurious States.Timeout).
-    ``seed`` makes generated physical names repeatable.
+    ``metrics_delay_seconds``: nominal seconds before an invocation's AWS/Lambda metrics
+    can be read (AWS sends them in 1-minute intervals; see ``cloudwatch``).
+    ``clock``: the runtime's nominal time (a :class:`LoadSafeClock`, restarted on entering:
+    it stands still while handlers run); every timed part reads it, and the pipeline's own
+    code reads it through ``modelgate.clock``.
+    ``seed`` makes generated physical names and weighted-alias routing repeatable (each
+    alias draws from its own generator seeded from it; ``None``: random as on AWS).
 
     >>> with LocalAWS("template.yaml", parameters={"ModelProvider": "local"}) as local:
     ...     local.invoke("GateFunction", {...})
@@ -113,9 +122,12 @@ class LocalAWS:
         alarm_tick_seconds: float = 0.05,
         work_timeout_floor: float = math.inf,
         seed: int | None = None,
+        metrics_delay_seconds: float = DEFAULT_METRICS_DELAY_SECONDS,
     ) -> None:
         if time_factor <= 0:
             raise ValueError("time_factor must be > 0: waits are scaled, never skipped")
+        if metrics_delay_seconds < 0:
+            raise ValueError(f"metrics_delay_seconds must be >= 0, got {metrics_delay_seconds}")
         self.template_path = Path(template_path)
         self.parameters = dict(parameters or {})
         self.stack_name = stack_name
@@ -124,6 +136,8 @@ class LocalAWS:
         self.alarm_tick_seconds = alarm_tick_seconds
         self.work_timeout_floor = work_timeout_floor
         self.seed = seed
+        self.metrics_delay_seconds = float(metrics_delay_seconds)
+        self.clock: LoadSafeClock = LoadSafeClock(time_factor)
         self.runtime: LambdaRuntime | None = None
         self._stack: Stack | None = None
         self._exit: contextlib.ExitStack | None = None
@@ -154,11 +168,17 @@ class LocalAWS:
             exit_stack.callback(approval_links.clear_key_cache)
             exit_stack.callback(self._clients.clear)
 
-            integrations = _integrations()
+            self.clock = LoadSafeClock(self.time_factor)  # nominal time starts now
+            exit_stack.callback(pipeline_clock.install(self.clock.datetime))
+            integrations = _integrations(self.clock, self.metrics_delay_seconds)
+            if isinstance(integrations.metrics_sink, LambdaMetricsPublisher):
+                exit_stack.callback(integrations.metrics_sink.install())
             # Lambda's async retries (1 and 2 minutes apart on AWS) run on the scaled clock.
             runtime = LambdaRuntime(
                 metrics_sink=integrations.metrics_sink,
                 async_retry_delays=tuple(delay * self.time_factor for delay in ASYNC_RETRY_DELAYS_SECONDS),
+                routing_seed=self.seed,
+                work_in_progress=self.clock.hold,
             )
             runtime.install()
             exit_stack.callback(runtime.uninstall)
@@ -168,7 +188,9 @@ class LocalAWS:
             exit_stack.enter_context(s3_policies.signature_v2_refused())
             exit_stack.enter_context(dynamodb.serialised_requests())
 
-            patches = sfn_patches.StepFunctionsPatches(self.time_factor, work_timeout_floor=self.work_timeout_floor)
+            patches = sfn_patches.StepFunctionsPatches(
+                self.time_factor, work_timeout_floor=self.work_timeout_floor, clock=self.clock
+            )
             patches.install()
             exit_stack.callback(patches.uninstall)
             # After the Lambda and Step Functions patches: the limit checks wrap them.
@@ -198,7 +220,7 @@ class LocalAWS:
                 evaluator = integrations.alarm_evaluator(
                     account_id=self.account_id,
                     region=self.region,
-                    time_factor=self.time_factor,
+                    clock=self.clock,
                     tick_seconds=self.alarm_tick_seconds,
                 )
                 evaluator.start()
@@ -274,6 +296,12 @@ class LocalAWS:
     def scale(self, nominal_seconds: float) -> float:
         """Real seconds for ``nominal_seconds`` of pipeline time."""
         return float(nominal_seconds) * self.time_factor
+
+    def sleep(self, nominal_seconds: float) -> None:
+        """Let ``nominal_seconds`` of pipeline time pass on the runtime's clock."""
+        if nominal_seconds < 0:
+            raise ValueError(f"cannot sleep {nominal_seconds} s")
+        self.clock.sleep(nominal_seconds)
 
     def function_name(self, function: str) -> str:
         """Physical name for a logical id (a physical name or ARN passes through)."""

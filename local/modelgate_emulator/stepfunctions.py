@@ -1,17 +1,20 @@
 """Patches of moto's Step Functions interpreter for the local runtime, and test helpers.
 
 moto 5.2.1 (``moto/stepfunctions/parser``, LocalStack's ASL interpreter) behaviour covered:
-- every wait runs in real wall-clock time. Here a TIME FACTOR applies: real seconds =
-  nominal seconds × factor. Waits are scaled, never skipped: Wait Seconds/SecondsPath/
-  Timestamp/TimestampPath, Task TimeoutSeconds(Path), HeartbeatSeconds(Path), Retry
-  intervals and the machine's TimeoutSeconds. The history keeps the nominal numbers.
+- every wait runs in real wall-clock time. Here waits run on the runtime's clock
+  (``modelgate_emulator.clock``: nominal time, scaled by the TIME FACTOR and standing still
+  while real work runs): Wait Seconds/SecondsPath/Timestamp/TimestampPath, callback
+  TimeoutSeconds(Path), HeartbeatSeconds(Path), Retry intervals and the machine's
+  TimeoutSeconds end when the clock reaches their deadline; scaled, never skipped. The
+  history keeps the nominal numbers.
   The guard timeout of a task that does real work (a request-response Lambda call runs at
   real speed) is never scaled below ``min(nominal, work_timeout_floor)`` seconds, so a
   0.01 factor does not turn a 30 s Lambda task timeout into a spurious 0.3 s one; callback
   (``.waitForTaskToken``) timeouts and heartbeats are scaled without a floor.
 - ``WaitFunction._wait_interval`` truncates the elapsed time to whole seconds and waits
   again for the remainder, so a fractional wait would never end: replaced.
-- ``Timestamp`` waits compare a UTC timestamp with local naive ``datetime.now()``: UTC used.
+- ``Timestamp`` waits compare a UTC timestamp with local naive ``datetime.now()``: the
+  runtime clock's nominal UTC time is used (pipeline timestamps are nominal).
 - ``SendTaskFailure`` drops ``cause`` (the response handler never reads it): passed on,
   so the ledger can say why a callback failed.
 - heartbeat expiry fails the task with ``States.Timeout``; AWS reports
@@ -34,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import datetime as _dt
 import json
 import math
 import threading
@@ -44,7 +46,10 @@ import uuid
 from typing import Any
 from unittest import mock
 
+from modelgate_emulator.clock import Clock, ScaledClock
+
 _POLL_SECONDS = 0.02
+_MIN_REAL_WAIT = 0.002  # real seconds: the shortest re-check of a wait on the clock
 # Fields of a moto state machine that a new execution's snapshot shares instead of copying.
 _SHARED_STATE_MACHINE_FIELDS = frozenset({"backend", "versions", "latest_version", "aliases"})
 
@@ -52,11 +57,13 @@ _SHARED_STATE_MACHINE_FIELDS = frozenset({"backend", "versions", "latest_version
 class StepFunctionsPatches:
     """Installs the patches above; ``uninstall()`` restores moto exactly."""
 
-    def __init__(self, time_factor: float, *, work_timeout_floor: float = math.inf) -> None:
+    def __init__(self, time_factor: float, *, work_timeout_floor: float = math.inf, clock: Clock | None = None) -> None:
         if time_factor <= 0:
             raise ValueError("time_factor must be > 0: waits are scaled, never skipped")
         self.time_factor = time_factor
         self.work_timeout_floor = work_timeout_floor
+        # What "now" is for a Wait until a Timestamp: the runtime's nominal time.
+        self.clock: Clock = clock if clock is not None else ScaledClock(time_factor)
         self._stack: contextlib.ExitStack | None = None
 
     def scale(self, nominal_seconds: float | None) -> float | None:
@@ -138,13 +145,16 @@ class StepFunctionsPatches:
         factor = self.time_factor
 
         # --- waits -----------------------------------------------------------------
+        clock = self.clock
+
         def wait_interval(wait_function: Any, env: Any, wait_seconds: float) -> None:
-            deadline = time.monotonic() + max(0.0, float(wait_seconds)) * factor
+            deadline = clock.now() + max(0.0, float(wait_seconds))
             while env.is_running():
-                remaining = deadline - time.monotonic()
+                remaining = deadline - clock.now()
                 if remaining <= 0:
                     return
-                env.program_state_event.wait(min(remaining, 1.0))  # pulsed on stop/failure
+                # pulsed on stop/failure; the clock may stand still meanwhile: look again
+                env.program_state_event.wait(min(max(clock.real_seconds(remaining), _MIN_REAL_WAIT), 1.0))
 
         def timestamp_wait_seconds(wait_function: Any, env: Any) -> float:
             wait_function.string.eval(env=env)
@@ -152,7 +162,7 @@ class StepFunctionsPatches:
             parsed = wait_function._from_timestamp_string(timestamp=timestamp_str)
             if parsed is None:
                 raise FailureEventException(wait_function._create_failure_event(env, timestamp_str))
-            now = _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)  # parsed is naive UTC
+            now = patches.clock.datetime().replace(tzinfo=None)  # parsed is naive UTC
             seconds: float = (parsed - now).total_seconds()
             return seconds
 
@@ -170,7 +180,7 @@ class StepFunctionsPatches:
         threading_for_execute_state.Event = ScaledEvent
 
         def callback_wait(endpoint: Any, timeout: float | None = None) -> Any:
-            endpoint._notify_event.wait(timeout=None if timeout is None else float(timeout) * factor)
+            clock.wait(endpoint._notify_event, None if timeout is None else float(timeout))
             return endpoint._outcome
 
         def heartbeat_clear_and_wait(endpoint: Any) -> bool:
@@ -178,11 +188,11 @@ class StepFunctionsPatches:
                 if endpoint._next_heartbeat_event.is_set():
                     endpoint._next_heartbeat_event.clear()
                     return True
-            return bool(endpoint._next_heartbeat_event.wait(timeout=float(endpoint._heartbeat_seconds) * factor))
+            return clock.wait(endpoint._next_heartbeat_event, float(endpoint._heartbeat_seconds))
 
         # --- retry intervals -----------------------------------------------------------
         time_for_retrier = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("__")})
-        time_for_retrier.sleep = lambda seconds: time.sleep(max(0.0, float(seconds)) * factor)
+        time_for_retrier.sleep = lambda seconds: clock.sleep(max(0.0, float(seconds)))
 
         # --- machine timeout -----------------------------------------------------------
         def program_eval(program: Any, env: Any) -> None:
@@ -191,7 +201,12 @@ class StepFunctionsPatches:
             worker = threading.Thread(target=EvalComponent.eval, args=(program, env), daemon=True)
             TMP_THREADS.append(worker)
             worker.start()
-            worker.join(timeout=None if timeout is None else float(timeout) * factor)
+            if timeout is None:
+                worker.join()
+            else:
+                deadline = clock.now() + float(timeout)
+                while worker.is_alive() and (left := deadline - clock.now()) > 0:
+                    worker.join(max(clock.real_seconds(left), _MIN_REAL_WAIT))
             if worker.is_alive():
                 env.set_timed_out()
 

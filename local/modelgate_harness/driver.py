@@ -95,9 +95,12 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "support-bot"
 
 
 @contextmanager
-def sample_stack(template_path: Path, *, time_factor: float, **parameters: str) -> Iterator[tuple[Any, Control]]:
+def sample_stack(
+    template_path: Path, *, time_factor: float, seed: int | None = None, **parameters: str
+) -> Iterator[tuple[Any, Control]]:
     """The stack on the local runtime with the sample service's dataset uploaded:
-    what the demo, the benchmarks and the state-machine tests start from."""
+    what the demo, the benchmarks and the state-machine tests start from. ``seed`` makes
+    weighted-alias routing (and generated names) repeatable."""
     import boto3
     from modelgate_emulator import LocalAWS
     from modelgate_harness.control import put_dataset
@@ -105,7 +108,7 @@ def sample_stack(template_path: Path, *, time_factor: float, **parameters: str) 
     from modelgate.adapters import clients as aws
 
     params = {"ModelProvider": "local", "LogLevel": "WARNING", **parameters}
-    with LocalAWS(template_path, parameters=params, time_factor=time_factor) as local:
+    with LocalAWS(template_path, parameters=params, time_factor=time_factor, seed=seed) as local:
         control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource)
         put_dataset(control, "support-bot", EXAMPLES / "dataset.jsonl")
         yield local, control

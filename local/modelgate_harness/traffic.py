@@ -25,6 +25,11 @@ class TrafficGenerator:
 
     ``stats`` maps executed version -> ``{"ok": n, "error": n}``; an invocation counts
     as an error when the response carries ``FunctionError`` or the call raised.
+
+    ``clock`` (the embedded AWS's clock, ``LocalAWS.clock``): the rate is per *nominal*
+    second, the pacing waits on that clock, and the clock stands still while a request is
+    in flight, so a bake of N nominal seconds sees about N x rate requests however slow
+    the machine is. Without it: real seconds (a real AWS account).
     """
 
     def __init__(
@@ -36,6 +41,7 @@ class TrafficGenerator:
         requests: list[dict[str, Any]],
         rate_per_second: float,
         max_requests: int | None = None,
+        clock: Any = None,
     ) -> None:
         if not requests:
             raise ValueError("requests must not be empty")
@@ -47,6 +53,7 @@ class TrafficGenerator:
         self._payloads = [json.dumps(request) for request in requests]
         self._interval = 1.0 / rate_per_second
         self._max_requests = max_requests
+        self._clock = clock
         self._lock = threading.Lock()
         self._counts: dict[str, dict[str, int]] = {}
         self._sent = 0
@@ -80,6 +87,9 @@ class TrafficGenerator:
                 self._thread = None
 
     def _run(self) -> None:
+        if self._clock is not None:
+            self._run_on_clock(self._clock)
+            return
         next_at = time.monotonic()
         index = 0
         while not self._stopping.is_set():
@@ -92,6 +102,16 @@ class TrafficGenerator:
             if next_at < now - 1.0:  # fell far behind (slow handler): don't burst to catch up
                 next_at = now
             self._stopping.wait(max(0.0, next_at - now))
+
+    def _run_on_clock(self, clock: Any) -> None:
+        index = 0
+        while not self._stopping.is_set():
+            if self._max_requests is not None and index >= self._max_requests:
+                return
+            with clock.hold():  # a request in flight costs no nominal time
+                self._send(self._payloads[index % len(self._payloads)])
+            index += 1
+            clock.wait(self._stopping, self._interval)
 
     def _send(self, payload: str) -> None:
         try:

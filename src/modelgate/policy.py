@@ -244,6 +244,11 @@ class ReleasePolicy(_Strict):
     # Synthetic traffic (judge's insufficient action "synthetic") goes through the production
     # alias this many calls at a time.
     synthetic_concurrency: int = Field(default=8, ge=1, le=64)
+    # How late AWS/Lambda metrics arrive: Lambda sends them to CloudWatch in 1-minute
+    # intervals ("Using CloudWatch metrics with Lambda", docs.aws.amazon.com/lambda/latest/
+    # dg/monitoring-metrics.html), so the last minute before "now" is still incomplete. The
+    # judge's window ends this long before now, so both sides are counted in full.
+    metrics_delay_seconds: int = Field(default=60, ge=0, le=3600)
     judge: JudgePolicy = Field(default_factory=JudgePolicy)
     canary_alarms: list[CanaryAlarmSpec] = Field(
         default_factory=lambda: [

@@ -23,6 +23,8 @@ from modelgate.adapters.lambda_alias import alias_state
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "support-bot"
 TIME_FACTOR = 0.002
+# Weighted aliases route at random as on AWS; a seed makes a failing run repeatable.
+ROUTING_SEED = 20261130
 HANG_GUARD_SECONDS = 900
 SERVICE = "support-bot"
 
@@ -48,11 +50,13 @@ class Pipeline:
     def release(self, folder: str, *, decision: str | None = "approve", comment: str = "") -> ReleaseRun:
         return self.driver.release(EXAMPLES / folder, commit=commit_for(folder), decision=decision, comment=comment)
 
-    def traffic(self, rate: float = 150.0) -> TrafficGenerator:
+    def traffic(self, rate: float = 0.3) -> TrafficGenerator:
+        """Live callers on the alias: ``rate`` requests per nominal second on the runtime's
+        clock (a 900 s bake sees about 270, on an idle machine or a busy one)."""
         requests = [{"inputs": json.loads(line)} for line in (EXAMPLES / "traffic.jsonl").read_text().splitlines() if line.strip()]
         return TrafficGenerator(
             lambda_client=self.control.client("lambda"), function_name=self.function,
-            qualifier="live", requests=requests, rate_per_second=rate,
+            qualifier="live", requests=requests, rate_per_second=rate, clock=self.local.clock,
         )
 
     examples = EXAMPLES
@@ -68,7 +72,7 @@ class Pipeline:
 
 @pytest.fixture
 def pipeline():
-    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR) as (local, control):
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED) as (local, control):
         # The driver's timeout only guards against a hang: it is no speed limit, so a busy
         # machine (a 5,000-case evaluation with the CPU shared) must not reach it.
         driver = ReleaseDriver(control, timeout=HANG_GUARD_SECONDS)

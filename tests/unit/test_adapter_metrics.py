@@ -120,5 +120,19 @@ def test_collect_window_refuses_bad_windows(aws_env) -> None:
         collect_window(cloudwatch, **common, start=T0, end=T0 + timedelta(minutes=5), period=30)
     with pytest.raises(ValueError, match="timezone-aware"):
         collect_window(cloudwatch, **common, start=T0.replace(tzinfo=None), end=T0 + timedelta(minutes=5))
-    with pytest.raises(ValueError, match="empty window"):
-        collect_window(cloudwatch, **common, start=T0, end=T0)
+    with pytest.raises(ValueError, match="ends before it starts"):
+        collect_window(cloudwatch, **common, start=T0, end=T0 - timedelta(seconds=1))
+
+
+def test_a_window_with_no_whole_period_yet_is_no_evidence(aws_env) -> None:
+    # Given traffic in the minute at T0, and a window that ends where it starts (a bake
+    # shorter than the metrics delay)
+    cloudwatch = boto3.client("cloudwatch")
+    _put(cloudwatch, CANDIDATE, 0, invocations=4, errors=4, durations=[100.0])
+    candidate, stable = collect_window(
+        cloudwatch, function_name=FN, alias=ALIAS, candidate_version=CANDIDATE, stable_version=STABLE,
+        start=T0, end=T0,
+    )
+    # Then nothing is counted, and the judge does not pass it
+    assert (candidate.invocations, stable.invocations) == (0, 0)
+    assert judge_canary(candidate, stable, JudgePolicy()).verdict == "not_enough_evidence"

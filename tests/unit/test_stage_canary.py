@@ -8,11 +8,12 @@ import io
 import json
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from botocore.exceptions import ClientError
 
+from modelgate import clock
 from modelgate.canary_judge import JudgePolicy
 from modelgate.errors import CanaryAlarm, CanaryRegression, NotEnoughEvidence
 from modelgate.pipeline.canary import (
@@ -216,6 +217,34 @@ def test_a_healthy_step_proceeds_to_the_next_planned_step(world):
     assert out.judge_action == "proceed" and out.extensions_used == 0
     assert out.step == policy.step_plan()[1] and out.step.weight == 0.2
     assert world.ledger.get(RELEASE)["verdict"]["verdict"] == "pass"
+
+
+@pytest.mark.parametrize(("delay", "judged"), [(60, "pass"), (0, "fail")])
+def test_the_judge_window_ends_the_policys_metrics_delay_before_now(world, delay, judged):
+    # Given the clock at 12:00:30, a healthy bake until 11:58, and candidate errors at
+    # 11:59:45, which a 60 s metrics delay says are not complete yet
+    now = datetime(2026, 11, 30, 12, 0, 30, tzinfo=UTC)
+    uninstall = clock.install(lambda: now)
+    try:
+        policy = ReleasePolicy(metrics_delay_seconds=delay)
+        world.put_alarm(ALARM)
+        world.ledger.put_token(RELEASE, "bake", "bake-token")
+        started = (now - timedelta(minutes=15)).isoformat()
+        ctx = canary_ctx(world, policy=policy, step=0, step_started_at=started, canary_started_at=started)
+        world.lambda_traffic("2", invocations=100, errors=0, at=now - timedelta(minutes=3))
+        world.lambda_traffic("1", invocations=900, errors=0, at=now - timedelta(minutes=3))
+        world.lambda_traffic("2", invocations=100, errors=30, at=now - timedelta(seconds=45))
+        # When the canary is checked
+        if judged == "fail":
+            with pytest.raises(CanaryRegression):
+                check_canary(world.deps, ctx)
+        else:
+            check_canary(world.deps, ctx)
+    finally:
+        uninstall()
+    # Then with the delay the window ends at 11:59 and the late minute is left to the next
+    # judgement (and the alarms); with none it is counted
+    assert world.ledger.get(RELEASE)["verdict"]["verdict"] == judged
 
 
 def test_after_the_final_step_no_step_is_left(world):

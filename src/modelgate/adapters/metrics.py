@@ -41,8 +41,10 @@ def collect_window(
     window, so the comparison stays fair.
 
     Metrics are timestamped when the invocation started and arrive a minute or more
-    later: a window that ends "now" under-counts its last minute on both sides alike.
-    Judging a little after the bake ends gives fuller counts.
+    later: a window that ends "now" under-counts its last minute on both sides alike, so
+    the canary stage ends it ``metrics_delay_seconds`` (policy) before now. A window that
+    holds no whole period yet (a bake shorter than that delay) returns empty samples: no
+    evidence, never a pass.
 
     Local runtime: moto 5.2.1's GetMetricData computes Sum/Average/Minimum/Maximum/
     SampleCount only (a percentile such as ``p90`` makes its response fail), and matches
@@ -55,9 +57,9 @@ def collect_window(
         )
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware datetimes")
+    if end < start:
+        raise ValueError(f"the window ends before it starts: {start.isoformat()} to {end.isoformat()}")
     start, end = _aligned(start, period, up=False), _aligned(end, period, up=True)
-    if end <= start:
-        raise ValueError(f"empty window: {start.isoformat()} to {end.isoformat()}")
     sides = {"candidate": candidate_version, "stable": stable_version}
     metrics = {
         "invocations": ("Invocations", "Sum"),
@@ -82,10 +84,14 @@ def collect_window(
         for key, (metric, stat) in metrics.items()
     ]
     values: dict[str, list[float]] = {q["Id"]: [] for q in queries}
-    paginator = cloudwatch.get_paginator("get_metric_data")
-    for page in paginator.paginate(
-        MetricDataQueries=queries, StartTime=start, EndTime=end, ScanBy="TimestampAscending"
-    ):
+    pages = (
+        cloudwatch.get_paginator("get_metric_data").paginate(
+            MetricDataQueries=queries, StartTime=start, EndTime=end, ScanBy="TimestampAscending"
+        )
+        if end > start
+        else ()
+    )
+    for page in pages:
         for result in page.get("MetricDataResults", []):
             if result.get("StatusCode") in ("InternalError", "Forbidden"):
                 raise RuntimeError(

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import datetime, timezone
+from datetime import datetime, timedelta
 
 from botocore.exceptions import ClientError
 
-from modelgate import canary_judge
+from modelgate import canary_judge, clock
 from modelgate.adapters import alarms, lambda_alias
 from modelgate.adapters.metrics import collect_window
 from modelgate.contract import ReleaseContext
@@ -37,6 +37,7 @@ def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     fn, alias = target(ctx)
     assert ctx.policy is not None and ctx.candidate_version and ctx.live_version
     step = ctx.step or ctx.policy.step_plan()[0]
+    started = clock.now().isoformat()
     names = ctx.canary_alarms
     thresholds: list[AlarmThreshold] = []
     if not names:
@@ -61,7 +62,6 @@ def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         lambda_alias.set_canary(
             deps.lambda_, fn, alias, stable=ctx.live_version, candidate=ctx.candidate_version, weight=step.weight
         )
-    started = datetime.now(timezone.utc).isoformat()
     deps.ledger.record(
         ctx.release_id,
         "Watching" if step.is_final else "Canary",
@@ -169,16 +169,19 @@ def check_canary(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     if firing:
         raise CanaryAlarm(_alarm_text(firing))
     if not step.is_final:
+        # The window ends metrics_delay_seconds before now, at a whole minute: the metrics
+        # of the last minute(s) are still arriving, and a partial minute would under-count.
+        end = _whole_minute(clock.now() - timedelta(seconds=ctx.policy.metrics_delay_seconds))
         since = ctx.step_started_at or ctx.canary_started_at
-        start = datetime.fromisoformat(since) if since else datetime.now(timezone.utc)
+        start = datetime.fromisoformat(since) if since else end
         candidate, stable = collect_window(
             deps.cloudwatch,
             function_name=fn,
             alias=alias,
             candidate_version=ctx.candidate_version,
             stable_version=ctx.live_version,
-            start=min(start, datetime.now(timezone.utc)),
-            end=datetime.now(timezone.utc),
+            start=min(start, end),
+            end=end,
         )
         verdict = canary_judge.judge_canary(
             candidate, stable, ctx.policy.judge_policy(), extensions_used=ctx.extensions_used
@@ -287,6 +290,11 @@ def send_synthetic(deps: Deps, ctx: ReleaseContext, remaining_ms: Callable[[], i
                "unfinished": len(in_flight), "stopped_by_budget": stopped},
     )
     return ctx
+
+
+def _whole_minute(moment: datetime) -> datetime:
+    """The start of the minute ``moment`` is in (Lambda metrics have 1-minute resolution)."""
+    return moment - timedelta(seconds=moment.second, microseconds=moment.microsecond)
 
 
 def _alarm_text(firing: list[dict]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,8 @@ from typing import Any
 import boto3
 import pytest
 from modelgate_emulator import cloudwatch, events
-from modelgate_emulator.cloudwatch import AlarmEvaluator, emit_lambda_metrics
+from modelgate_emulator.clock import ManualClock, ScaledClock
+from modelgate_emulator.cloudwatch import AlarmEvaluator, LambdaMetricsPublisher, emit_lambda_metrics
 from moto import mock_aws
 from moto.cloudwatch.models import CloudWatchBackend, Dimension, cloudwatch_backends
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -42,6 +44,17 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def cw(aws: None) -> Any:
     return boto3.client("cloudwatch", region_name=REGION)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """Nominal time, 30 s into a minute (alarm periods are aligned to whole minutes)."""
+    return ManualClock(math.floor(time.time() / 60) * 60 + 30)
+
+
+def to_next_boundary(clock: ManualClock, period: int = 60) -> None:
+    """Move the clock to the next period boundary (where CloudWatch evaluates)."""
+    clock.set(math.floor(clock.now() / period) * period + period)
 
 
 @pytest.fixture
@@ -87,14 +100,16 @@ def emit(
     )
 
 
-def put_datum(cw: Any, value: float, *, seconds_ago: float = 0.0, name: str = "Latency") -> None:
+def put_datum(
+    cw: Any, clock: ManualClock, value: float, *, seconds_ago: float = 0.0, name: str = "Latency"
+) -> None:
     cw.put_metric_data(
         Namespace="App",
         MetricData=[
             {
                 "MetricName": name,
                 "Value": value,
-                "Timestamp": datetime.now(UTC) - timedelta(seconds=seconds_ago),
+                "Timestamp": clock.datetime() - timedelta(seconds=seconds_ago),
             }
         ],
     )
@@ -115,8 +130,8 @@ def put_alarm(cw: Any, name: str = "latency", **overrides: Any) -> None:
     cw.put_metric_alarm(**params)
 
 
-def evaluator(time_factor: float = 1.0) -> AlarmEvaluator:
-    return AlarmEvaluator(account_id=ACCOUNT, region=REGION, time_factor=time_factor)
+def evaluator(clock: ManualClock | ScaledClock) -> AlarmEvaluator:
+    return AlarmEvaluator(account_id=ACCOUNT, region=REGION, clock=clock)
 
 
 def alarm_state(cw: Any, name: str) -> str:
@@ -257,7 +272,9 @@ def test_get_metric_data_computes_percentiles_from_the_raw_datapoints(cw: Any, p
 # --------------------------------------------------------------------------- evaluation
 
 
-def test_canary_alarm_fires_on_errors_of_its_executed_version_only(cw: Any, patched: None) -> None:
+def test_canary_alarm_fires_on_errors_of_its_executed_version_only(
+    cw: Any, patched: None, clock: ManualClock
+) -> None:
     # Given an alarm on the candidate's (version 2) errors behind the live alias
     put_alarm(
         cw,
@@ -273,17 +290,20 @@ def test_canary_alarm_fires_on_errors_of_its_executed_version_only(cw: Any, patc
         ],
         TreatMissingData="notBreaching",
     )
-    alarms = evaluator()
+    alarms = evaluator(clock)
 
-    # When the stable version 1 fails
-    emit("1", error=True)
+    # When the stable version 1 fails and the period ends
+    emit("1", error=True, timestamp=clock.datetime())
+    to_next_boundary(clock)
     alarms.evaluate_once()
 
     # Then the canary alarm stays out of ALARM
     assert alarm_state(cw, "canary-errors") == "OK"
 
-    # When the candidate fails
-    emit("2", error=True)
+    # When the candidate fails, it is not evaluated before its period ends
+    emit("2", error=True, timestamp=clock.datetime())
+    assert alarms.evaluate_once() == []
+    to_next_boundary(clock)
     changes = alarms.evaluate_once()
 
     # Then it goes to ALARM, with AWS's reason
@@ -310,7 +330,7 @@ def test_canary_alarm_fires_on_errors_of_its_executed_version_only(cw: Any, patc
     ],
 )
 def test_an_alarm_with_no_data_follows_treat_missing_data(
-    cw: Any, treat_missing_data: str | None, expected: str
+    cw: Any, clock: ManualClock, treat_missing_data: str | None, expected: str
 ) -> None:
     # Given an alarm in ALARM whose metric has no datapoint at all
     extra = {"TreatMissingData": treat_missing_data} if treat_missing_data else {}
@@ -318,7 +338,7 @@ def test_an_alarm_with_no_data_follows_treat_missing_data(
     cw.set_alarm_state(AlarmName="latency", StateValue="ALARM", StateReason="test setup")
 
     # When it is evaluated
-    evaluator().evaluate_once()
+    evaluator(clock).evaluate_once()
 
     # Then its state follows AWS's missing-data rules
     assert alarm_state(cw, "latency") == expected
@@ -338,30 +358,32 @@ def test_an_alarm_with_no_data_follows_treat_missing_data(
     ],
 )
 def test_too_few_datapoints_are_filled_per_treat_missing_data(
-    cw: Any, patched: None, treat_missing_data: str, value: float, expected: str
+    cw: Any, patched: None, clock: ManualClock, treat_missing_data: str, value: float, expected: str
 ) -> None:
     # Given a 3-out-of-3 alarm and a single datapoint in the latest period
     put_alarm(cw, EvaluationPeriods=3, DatapointsToAlarm=3, TreatMissingData=treat_missing_data)
-    put_datum(cw, value, seconds_ago=1)
+    put_datum(cw, clock, value, seconds_ago=1)
 
-    # When it is evaluated
-    evaluator().evaluate_once()
+    # When it is evaluated at the end of that period
+    to_next_boundary(clock)
+    evaluator(clock).evaluate_once()
 
     # Then
     assert alarm_state(cw, "latency") == expected
 
 
 def test_enough_real_datapoints_decide_and_datapoints_to_alarm_counts(
-    cw: Any, patched: None
+    cw: Any, patched: None, clock: ManualClock
 ) -> None:
     # Given a 2-out-of-3 alarm with breaching datapoints in two of the last three periods
     put_alarm(cw, EvaluationPeriods=3, DatapointsToAlarm=2)
-    put_datum(cw, 500, seconds_ago=1)
-    put_datum(cw, 1, seconds_ago=61)
-    put_datum(cw, 500, seconds_ago=121)
-    alarms = evaluator()
+    put_datum(cw, clock, 500, seconds_ago=1)
+    put_datum(cw, clock, 1, seconds_ago=61)
+    put_datum(cw, clock, 500, seconds_ago=121)
+    alarms = evaluator(clock)
 
-    # When it is evaluated
+    # When it is evaluated at the end of the latest period
+    to_next_boundary(clock)
     alarms.evaluate_once()
 
     # Then two breaching out of three is enough
@@ -385,7 +407,9 @@ def test_enough_real_datapoints_decide_and_datapoints_to_alarm_counts(
         ({"ExtendedStatistic": "p50"}, 5.0),
     ],
 )
-def test_statistics(cw: Any, patched: None, statistic: dict[str, str], expected: float) -> None:
+def test_statistics(
+    cw: Any, patched: None, clock: ManualClock, statistic: dict[str, str], expected: float
+) -> None:
     # Given values 1..10 in the latest period and an alarm using one statistic
     params: dict[str, Any] = {
         "AlarmName": "latency",
@@ -399,33 +423,109 @@ def test_statistics(cw: Any, patched: None, statistic: dict[str, str], expected:
     }
     cw.put_metric_alarm(**params)
     for value in range(1, 11):
-        put_datum(cw, float(value), seconds_ago=1)
+        put_datum(cw, clock, float(value), seconds_ago=1)
 
-    # When it is evaluated
-    evaluator().evaluate_once()
+    # When it is evaluated at the end of the period
+    to_next_boundary(clock)
+    evaluator(clock).evaluate_once()
 
     # Then the statistic over the period is the evaluated datapoint
     alarm = cw.describe_alarms(AlarmNames=["latency"])["MetricAlarms"][0]
     assert json.loads(alarm["StateReasonData"])["recentDatapoints"] == [expected]
 
 
-def test_periods_are_scaled_by_the_time_factor(cw: Any, patched: None) -> None:
-    # Given a breaching datapoint 5 real seconds old and a 60 s, 1-period alarm
-    put_alarm(cw)
-    put_datum(cw, 500, seconds_ago=5)
+def test_periods_are_whole_and_aligned_to_the_clock(cw: Any, patched: None, clock: ManualClock) -> None:
+    # Given a 5-minute alarm (periods start at multiples of 300 s) and a breaching
+    # datapoint now, and the clock at the period boundary before it
+    put_alarm(cw, Period=300)
+    start = math.floor(clock.now() / 300) * 300
+    clock.set(start + 299)
+    put_datum(cw, clock, 500)
+    alarms = evaluator(clock)
 
-    # When time runs 100x faster, a 60 s period is 0.6 real seconds: the datapoint is
-    # older than the whole evaluation range
-    evaluator(time_factor=0.01).evaluate_once()
+    # When it is evaluated before the period ends
+    alarms.evaluate_once()
 
-    # Then there is no evidence
+    # Then the datapoint is not judged yet (the periods evaluated ended at `start`)
     assert alarm_state(cw, "latency") == "INSUFFICIENT_DATA"
 
-    # When time is not scaled, the same datapoint is in the latest period
-    evaluator(time_factor=1.0).evaluate_once()
+    # When the clock reaches the boundary
+    clock.set(start + 300)
+    alarms.evaluate_once()
 
-    # Then it breaches
-    assert alarm_state(cw, "latency") == "ALARM"
+    # Then the whole period is evaluated, and reported with its aligned start
+    alarm = cw.describe_alarms(AlarmNames=["latency"])["MetricAlarms"][0]
+    assert alarm["StateValue"] == "ALARM"
+    [point] = json.loads(alarm["StateReasonData"])["evaluatedDatapoints"]
+    assert datetime.strptime(point["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() == start
+
+
+def test_an_alarm_is_evaluated_once_per_period_boundary(cw: Any, patched: None, clock: ManualClock) -> None:
+    # Given an alarm evaluated at a boundary with no data (INSUFFICIENT_DATA)
+    put_alarm(cw)
+    alarms = evaluator(clock)
+    to_next_boundary(clock)
+    alarms.evaluate_once()
+    # When a breaching datapoint lands in the following period, in the middle of it
+    clock.advance(10)
+    put_datum(cw, clock, 500, seconds_ago=5)
+    put_datum(cw, clock, 500, seconds_ago=65)  # and one in the period evaluated already
+
+    # Then nothing is evaluated until the next boundary
+    assert alarms.evaluate_once() == []
+    assert alarm_state(cw, "latency") == "INSUFFICIENT_DATA"
+    to_next_boundary(clock)
+    [change] = alarms.evaluate_once()
+    assert (change.old_state, change.new_state) == ("INSUFFICIENT_DATA", "ALARM")
+
+
+def test_lambda_metrics_are_readable_only_after_the_publication_delay(
+    cw: Any, patched: None, clock: ManualClock
+) -> None:
+    # Given the runtime's publisher with AWS's one-minute delay, and a canary alarm
+    publisher = LambdaMetricsPublisher(clock, delay_seconds=60)
+    uninstall = publisher.install()
+    put_alarm(
+        cw, "canary-errors", Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum",
+        Threshold=0.0, TreatMissingData="notBreaching",
+        Dimensions=[
+            {"Name": "FunctionName", "Value": FUNCTION},
+            {"Name": "Resource", "Value": f"{FUNCTION}:live"},
+            {"Name": "ExecutedVersion", "Value": "2"},
+        ],
+    )
+    alarms = evaluator(clock)
+    try:
+        # When the candidate fails
+        invoked_at = clock.now()
+        publisher(
+            account_id=ACCOUNT, region=REGION, function_name=FUNCTION, resource=f"{FUNCTION}:live",
+            executed_version="2", duration_ms=12.5, error=True,
+        )
+        candidate = {"FunctionName": FUNCTION, "Resource": f"{FUNCTION}:live", "ExecutedVersion": "2"}
+
+        # Then for 59 s nothing can be read and the alarm evaluated at the boundary sees no data
+        to_next_boundary(clock)  # 30 s later
+        alarms.evaluate_once()
+        assert metric_sum(cw, "Errors", candidate) is None
+        assert alarm_state(cw, "canary-errors") == "OK"
+        clock.set(invoked_at + 59)
+        assert metric_sum(cw, "Errors", candidate) is None
+        assert publisher.pending() == 12
+
+        # When the delay has passed, it is there, timestamped when the invocation ran
+        clock.set(invoked_at + 60)
+        assert metric_sum(cw, "Errors", candidate) == 1
+        [datum] = [d for d in cloudwatch_backends[ACCOUNT][REGION].metric_data
+                   if d.name == "Errors" and len(d.dimensions) == 3]
+        assert datum.timestamp.replace(tzinfo=UTC).timestamp() == invoked_at
+        # and the alarm fires at the next boundary, on the period it belongs to
+        to_next_boundary(clock)
+        alarms.evaluate_once()
+        assert alarm_state(cw, "canary-errors") == "ALARM"
+    finally:
+        uninstall()
+    assert publisher.pending() == 0
 
 
 def test_running_evaluator_alarms_on_live_errors_then_loses_evidence(
@@ -445,12 +545,13 @@ def test_running_evaluator_alarms_on_live_errors_then_loses_evidence(
             {"Name": "ExecutedVersion", "Value": "2"},
         ],
     )
-    alarms = evaluator(time_factor=0.01)
+    clock = ScaledClock(0.01)  # a 60 s period lasts 0.6 real seconds
+    alarms = evaluator(clock)
     alarms.start()
     try:
         # When the candidate keeps failing
         def failing() -> bool:
-            emit("2", error=True)
+            emit("2", error=True, timestamp=clock.datetime())
             return alarm_state(cw, "canary-errors") == "ALARM"
 
         # Then the alarm fires
@@ -490,7 +591,7 @@ def alarm_rule(target_arn: str) -> None:
 
 
 def test_state_change_event_reaches_a_lambda_target_in_aws_shape(
-    cw: Any, patched: None, invoker: FakeInvoker
+    cw: Any, patched: None, invoker: FakeInvoker, clock: ManualClock
 ) -> None:
     # Given a rule sending alarm state changes to a Lambda function
     target = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:on-alarm"
@@ -511,9 +612,10 @@ def test_state_change_event_reaches_a_lambda_target_in_aws_shape(
         Dimensions=dimensions,
     )
 
-    # When the candidate fails and the alarm is evaluated
-    emit("2", error=True)
-    evaluator().evaluate_once()
+    # When the candidate fails and the alarm is evaluated at the end of the period
+    emit("2", error=True, timestamp=clock.datetime())
+    to_next_boundary(clock)
+    evaluator(clock).evaluate_once()
 
     # Then the function gets the event AWS sends
     assert [arn for arn, _ in invoker.calls] == [target]
@@ -523,7 +625,7 @@ def test_state_change_event_reaches_a_lambda_target_in_aws_shape(
     assert event["account"] == ACCOUNT
     assert event["region"] == REGION
     assert event["resources"] == [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:canary-errors"]
-    assert datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ")
+    assert datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() == clock.now()
     detail = event["detail"]
     assert detail["alarmName"] == "canary-errors"
     assert detail["state"]["value"] == "ALARM"
@@ -568,6 +670,7 @@ def test_uninstall_restores_moto(aws: None) -> None:
     originals = (
         CloudWatchBackend.set_alarm_state,
         CloudWatchBackend.get_metric_statistics,
+        CloudWatchBackend.get_all_metrics,
         cloudwatch.Alarm.__init__,
         Dimension.__lt__,
         CloudWatchBackend.get_metric_data,
@@ -578,6 +681,7 @@ def test_uninstall_restores_moto(aws: None) -> None:
     assert originals == (
         CloudWatchBackend.set_alarm_state,
         CloudWatchBackend.get_metric_statistics,
+        CloudWatchBackend.get_all_metrics,
         cloudwatch.Alarm.__init__,
         Dimension.__lt__,
         CloudWatchBackend.get_metric_data,

@@ -6,6 +6,7 @@ Qualifier and alias weights, and sends no ExecutedVersion.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -146,20 +147,25 @@ def test_qualifier_in_the_function_arn_works_too(two_versions: LocalAWS) -> None
     assert response["ExecutedVersion"] == "2"
 
 
-def test_alias_weights_route_a_deterministic_share_to_the_extra_version(two_versions: LocalAWS) -> None:
+def test_alias_weights_route_each_request_at_random_by_weight(two_versions: LocalAWS) -> None:
     # Given the live alias on version 1 with 10 % on version 2
     lam = two_versions.client("lambda")
     name = two_versions.stack.function_name("ServiceFunction")
     lam.update_alias(FunctionName=name, Name="live", FunctionVersion="1", RoutingConfig={"AdditionalVersionWeights": {"2": 0.1}})
     try:
         # When the alias is invoked 1000 times
-        executed = Counter(
-            lam.invoke(FunctionName=name, Qualifier="live", Payload=b"{}")["ExecutedVersion"] for _ in range(1000)
-        )
+        executed = [lam.invoke(FunctionName=name, Qualifier="live", Payload=b"{}")["ExecutedVersion"] for _ in range(1000)]
     finally:
         lam.update_alias(FunctionName=name, Name="live", FunctionVersion="1", RoutingConfig={"AdditionalVersionWeights": {}})
-    # Then exactly 100 went to the canary
-    assert executed == {"1": 900, "2": 100}
+    # Then about 10 % went to the canary (binomial: mean 100, sd 9.5; 4 sd either side)
+    canary = executed.count("2")
+    assert 62 <= canary <= 138, canary
+    assert executed.count("1") == 1000 - canary
+    # and not as a round robin: the gaps between canary requests vary (a round robin
+    # sends every 10th request)
+    at = [i for i, version in enumerate(executed) if version == "2"]
+    gaps = {b - a for a, b in itertools.pairwise(at)}
+    assert len(gaps) > 5, sorted(gaps)
 
 
 def test_alias_without_weights_runs_its_version(two_versions: LocalAWS) -> None:
@@ -374,15 +380,31 @@ def test_functions_with_layers_can_be_created_on_the_docker_free_backend(
 
 
 # ------------------------------------------------------------------ pure parts
-def test_weighted_router_spreads_exactly_and_resets_when_weights_change() -> None:
-    router = WeightedRouter()
-    picks = [router.pick("alias", "1", {"2": 0.25}) for _ in range(400)]
-    assert Counter(picks) == {"1": 300, "2": 100}
-    assert all(picks[i : i + 4].count("2") == 1 for i in range(0, 400, 4))  # smooth: spread, not bunched
-    assert Counter(router.pick("alias", "1", {"2": 0.5}) for _ in range(10)) == {"1": 5, "2": 5}
-    assert router.pick("alias", "1", {}) == "1"
-    with pytest.raises(ValueError):
+def test_weighted_router_is_random_by_weight_and_repeats_with_a_seed() -> None:
+    # Given two routers with the same seed, and one with another seed
+    first, again, other = WeightedRouter(seed=7), WeightedRouter(seed=7), WeightedRouter(seed=8)
+    picks = [first.pick("alias-a", "1", {"2": 0.25}) for _ in range(4000)]
+    # Then the share follows the weight (binomial: mean 1000, sd 27; 4 sd either side)
+    assert 890 <= picks.count("2") <= 1110, picks.count("2")
+    # and the same seed repeats the same sequence per alias, whatever other aliases do
+    again.pick("alias-b", "1", {"2": 0.5})
+    assert [again.pick("alias-a", "1", {"2": 0.25}) for _ in range(4000)] == picks
+    assert [other.pick("alias-a", "1", {"2": 0.25}) for _ in range(4000)] != picks
+    # and two additional versions split the draw by their weights
+    three = Counter(first.pick("alias-c", "1", {"2": 0.2, "3": 0.3}) for _ in range(4000))
+    assert 710 <= three["2"] <= 890 and 1090 <= three["3"] <= 1310, three
+    # and an unweighted alias or a zero weight always runs the primary version
+    assert first.pick("alias", "1", {}) == "1"
+    assert {first.pick("alias-d", "1", {"2": 0.0}) for _ in range(200)} == {"1"}
+    assert {first.pick("alias-e", "1", {"2": 1.0}) for _ in range(200)} == {"2"}
+
+
+def test_weighted_router_rejects_weights_aws_rejects() -> None:
+    router = WeightedRouter(seed=1)
+    with pytest.raises(ValueError, match="exceed 1.0"):
         router.pick("alias", "1", {"2": 0.7, "3": 0.6})
+    with pytest.raises(ValueError, match="outside"):
+        router.pick("alias", "1", {"2": -0.1})
 
 
 def test_environ_overlay_is_per_context_and_inherited_by_threads() -> None:

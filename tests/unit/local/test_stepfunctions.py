@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -157,7 +157,8 @@ def test_a_wait_of_100_seconds_takes_about_one_second_at_factor_001(local_aws: L
 
 
 def test_a_wait_until_a_timestamp_is_scaled(local_aws: LocalAWS) -> None:
-    when = (datetime.now(timezone.utc) + timedelta(seconds=100)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Timestamps are in the runtime's nominal time (what the pipeline's code reads)
+    when = (local_aws.clock.datetime() + timedelta(seconds=100)).strftime("%Y-%m-%dT%H:%M:%SZ")
     machine_arn = machine(local_aws, {"StartAt": "Until", "States": {"Until": {"Type": "Wait", "Timestamp": when, "End": True}}})
     description, elapsed = timed_run(local_aws, machine_arn, {})
     assert description["status"] == "SUCCEEDED"
@@ -236,7 +237,7 @@ def test_a_timestamp_wait_is_measured_in_utc(local_aws: LocalAWS, monkeypatch: p
     monkeypatch.setenv("TZ", "EST5")
     time.tzset()
     try:
-        when = (datetime.now(timezone.utc) + timedelta(seconds=100)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = (local_aws.clock.datetime() + timedelta(seconds=100)).strftime("%Y-%m-%dT%H:%M:%SZ")
         machine_arn = machine(local_aws, {"StartAt": "Until", "States": {"Until": {"Type": "Wait", "Timestamp": when, "End": True}}})
         description, elapsed = timed_run(local_aws, machine_arn, {})
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import threading
 import time
@@ -157,3 +158,42 @@ def test_rejects_no_requests_or_no_rate(requests: list[dict[str, Any]], rate: fl
             requests=requests,
             rate_per_second=rate,
         )
+
+
+class SlowLambdaClient(FakeLambdaClient):
+    """Every call takes 30 real ms (a handler on a busy machine); notes the clock's time at
+    its start and end."""
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__()
+        self.clock = clock
+        self.spans: list[tuple[float, float]] = []
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        began = self.clock.now()
+        time.sleep(0.03)
+        self.spans.append((began, self.clock.now()))
+        return super().invoke(**kwargs)
+
+
+def test_on_the_runtime_clock_the_rate_is_per_nominal_second_however_slow_the_calls() -> None:
+    from modelgate_emulator.clock import LoadSafeClock
+
+    # Given one request every 5 nominal seconds on a clock where a nominal second is 10
+    # real ms, and calls that take 30 real ms each (3 nominal seconds if the clock ran on)
+    clock = LoadSafeClock(0.01)
+    client = SlowLambdaClient(clock)
+    traffic = TrafficGenerator(
+        lambda_client=client, function_name="inference", qualifier="live",
+        requests=[{"q": "a"}], rate_per_second=0.2, clock=clock,
+    )
+    traffic.start()
+    try:
+        wait_until(lambda: traffic.sent >= 10)
+    finally:
+        traffic.stop()
+    # Then each call cost no nominal time at all, and the next one came 5 nominal seconds
+    # (or, on a busy machine, a little more) after the previous one ended
+    spans = client.spans[:10]
+    assert all(end == began for began, end in spans), spans
+    assert min(b[0] - a[1] for a, b in itertools.pairwise(spans)) >= 5.0, spans
