@@ -34,6 +34,7 @@ import boto3
 from modelgate.adapters import clients as aws
 from modelgate.approval import links as approval_links
 from modelgate_emulator import dynamodb
+from modelgate_emulator import logs as function_logs
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
 from modelgate_emulator.lambda_runtime import (
@@ -93,7 +94,8 @@ class LocalAWS:
     request-response Lambda task) gets at least ``min(TimeoutSeconds, floor)`` real seconds;
     by default the whole nominal TimeoutSeconds, as on AWS (handlers run at real speed, so
     a busy machine must not turn slow work into a spurious States.Timeout).
-    ``seed`` makes generated physical names repeatable.
+    ``seed`` makes generated physical names repeatable. ``echo_logs``: the functions' output
+    also reaches the console (it always lands in their log groups, see ``logs.py``).
 
     >>> with LocalAWS("template.yaml", parameters={"ModelProvider": "local"}) as local:
     ...     local.invoke("GateFunction", {...})
@@ -110,6 +112,7 @@ class LocalAWS:
         alarm_tick_seconds: float = 0.05,
         work_timeout_floor: float = math.inf,
         seed: int | None = None,
+        echo_logs: bool = True,
     ) -> None:
         if time_factor <= 0:
             raise ValueError("time_factor must be > 0: waits are scaled, never skipped")
@@ -121,6 +124,7 @@ class LocalAWS:
         self.alarm_tick_seconds = alarm_tick_seconds
         self.work_timeout_floor = work_timeout_floor
         self.seed = seed
+        self.echo_logs = echo_logs  # functions' output also on the console (always in their log groups)
         self.runtime: LambdaRuntime | None = None
         self._stack: Stack | None = None
         self._exit: contextlib.ExitStack | None = None
@@ -152,7 +156,7 @@ class LocalAWS:
             exit_stack.callback(self._clients.clear)
 
             integrations = _integrations()
-            runtime = LambdaRuntime(metrics_sink=integrations.metrics_sink)
+            runtime = LambdaRuntime(metrics_sink=integrations.metrics_sink, echo_logs=self.echo_logs)
             runtime.install()
             exit_stack.callback(runtime.uninstall)
             self.runtime = runtime
@@ -305,6 +309,7 @@ class InvokeOutcome:
     executed_version: str
     payload: Any
     function_error: str | None
+    log_lines: tuple[str, ...] = ()  # the function's log group after the call, as `sam local invoke` prints them
 
     @property
     def ok(self) -> bool:
@@ -334,7 +339,7 @@ def run_function(
     if event_path is not None and event is not None:
         raise ValueError("pass event_path or event, not both")
     body = json.loads(Path(event_path).read_text(encoding="utf-8")) if event_path is not None else (event if event is not None else {})
-    with LocalAWS(template_path, parameters=parameters, stack_name=stack_name, region=region) as local:
+    with LocalAWS(template_path, parameters=parameters, stack_name=stack_name, region=region, echo_logs=False) as local:
         name = local.function_name(function)
         args: dict[str, Any] = {"FunctionName": name, "Payload": json.dumps(body).encode()}
         if qualifier is not None:
@@ -345,6 +350,7 @@ def run_function(
             executed_version=str(response.get("ExecutedVersion", "$LATEST")),
             payload=_decode(response["Payload"].read()),
             function_error=response.get("FunctionError"),
+            log_lines=tuple(e["message"] for e in function_logs.read_events(local.client("logs"), name)),
         )
 
 
