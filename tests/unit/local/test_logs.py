@@ -7,6 +7,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from modelgate_emulator import LocalAWS, run_function
 from modelgate_emulator.logs import log_group_name, read_events
 
@@ -143,3 +144,32 @@ def test_run_function_returns_the_invocation_log_lines(fixture_template: Any, ca
     assert outcome.log_lines[-1].startswith(f"REPORT RequestId: {outcome.payload['request_id']}")
     assert "plain print from alpha" in outcome.log_lines
     assert "plain print from alpha" not in capsys.readouterr().out
+
+
+def test_the_logs_command_prints_a_functions_recent_lines(
+    local_aws: LocalAWS, fixture_template: Any, tmp_path: Any, monkeypatch: Any, capsys: Any
+) -> None:
+    from modelgate_harness import cli
+    from modelgate_harness.control import Control
+
+    # Given a running local stack (as `modelgate local up` describes it in its state file)
+    result = local_aws.invoke("LogsBetaFunction", {"release_id": "rel-cli-logs"})
+    state = tmp_path / "state.json"
+    functions = {spec.logical_id: spec.function_name for spec in local_aws.stack.functions.values()}
+    state.write_text(json.dumps({"functions": functions}))
+    control = Control(local_aws.stack_name, local_aws.stack.outputs, local_aws.client, lambda _: None)
+    monkeypatch.setattr(cli, "_control", lambda args: control)
+
+    # When `modelgate --local logs LogsBetaFunction` runs
+    code = cli.main(["--local", "--local-state", str(state), "logs", "LogsBetaFunction", "-t", str(fixture_template)])
+
+    # Then it prints that function's lines, its invocation included, and nothing of the other function
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"START RequestId: {result['request_id']} Version: $LATEST" in out
+    assert "plain print from beta" in out and "alpha" not in out
+
+    # and a function the state file does not know is one clear line
+    state.write_text(json.dumps({"functions": {}}))
+    with pytest.raises(SystemExit, match="state file has no function LogsBetaFunction"):
+        cli.main(["--local", "--local-state", str(state), "logs", "LogsBetaFunction", "-t", str(fixture_template)])
