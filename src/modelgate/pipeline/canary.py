@@ -19,7 +19,6 @@ from modelgate.errors import (
     NotEnoughEvidence,
     error_code,
 )
-from modelgate.evaluation.dataset import parse_dataset
 from modelgate.observability import logger
 from modelgate.pipeline.deps import Deps, target
 
@@ -145,6 +144,10 @@ def check_canary(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
 def send_synthetic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     """Not enough canary traffic and the policy says synthetic: call the alias with inputs
     from the evaluation dataset, enough for the candidate's share to reach the minimum."""
+    # Imported here: of the canary steps only this one reads a dataset, and the evaluation
+    # package (scorers, model scorers, providers) would add to every canary handler's cold start.
+    from modelgate.evaluation.dataset import parse_dataset
+
     fn, alias = target(ctx)
     assert ctx.policy is not None and ctx.step is not None
     body = deps.read_artifact(ctx.dataset_key or "", None, error=DatasetInvalid, what=f"dataset of {ctx.service}")
