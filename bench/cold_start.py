@@ -154,7 +154,6 @@ def _environment() -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_LAMBDA_FUNCTION_NAME": "bench",
         "POWERTOOLS_SERVICE_NAME": "modelgate",
-        "PYTHONDONTWRITEBYTECODE": "1",  # every run is cold: nothing cached by an earlier one
     }
 
 
@@ -164,8 +163,9 @@ def _timed(python: str, program: str, env: dict[str, str]) -> tuple[float, float
     CPU time (user + system, from ``wait4``) is what the import costs; unlike wall time it
     barely moves when other processes compete for the cores."""
     start = time.perf_counter()
+    # -B: nothing is written, so every run is as cold as the first (-I ignores PYTHON* variables)
     process = subprocess.Popen(
-        [python, "-I", "-c", program], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [python, "-I", "-B", "-c", program], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     assert process.stderr is not None
     stderr = process.stderr.read()
