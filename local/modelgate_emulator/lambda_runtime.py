@@ -26,6 +26,9 @@ Design choices (documented where they differ from AWS):
   the first invocation is a cold start, later ones are warm. Concurrent invocations of
   one version share that instance (AWS would start more sandboxes).
 - the function's environment applies only to its invocation: see ``environ.py``.
+- what the handler writes (print, logging, Powertools) lands in its CloudWatch log group
+  with START / END / REPORT lines, and the shared Powertools logger's keys are kept per
+  execution environment: see ``logs.py``.
 - the function's ``Timeout`` is enforced in real seconds (the Step Functions time factor
   does not apply: handlers do real work at real speed), and the runtime's clock stands
   still while a handler runs (``work_in_progress``): real work costs no nominal time. A
@@ -73,6 +76,7 @@ from typing import Any, Protocol
 from unittest import mock
 
 from modelgate_emulator import environ
+from modelgate_emulator.logs import FunctionLogs, log_group_name
 
 LOG = logging.getLogger(__name__)
 
@@ -263,10 +267,12 @@ class LambdaRuntime:
         async_retry_delays: tuple[float, ...] = ASYNC_RETRY_DELAYS_SECONDS,
         routing_seed: int | None = None,
         work_in_progress: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+        echo_logs: bool = True,
     ) -> None:
         if any(delay < 0 for delay in async_retry_delays):
             raise ValueError(f"async_retry_delays must be >= 0 seconds, got {async_retry_delays}")
         self._metrics_sink = metrics_sink
+        self.logs = FunctionLogs(echo=echo_logs)  # each function's output in its CloudWatch log group (logs.py)
         self._async_retry_delays = tuple(async_retry_delays)
         self._dead_letters: dict[tuple[str, str, str], str] = {}
         self._stopping = threading.Event()
@@ -366,6 +372,8 @@ class LambdaRuntime:
         stack.enter_context(mock.patch.object(LambdaFunction, "_get_layers_data", get_layers_data))
         environ.install()
         stack.callback(environ.uninstall)
+        self.logs.install()
+        stack.callback(self.logs.uninstall)
         self._patches = stack
 
     def uninstall(self) -> None:
@@ -602,12 +610,27 @@ class LambdaRuntime:
             invoked_function_arn=target.invoked_arn,
             memory_limit_in_mb=int(target.config.memory_size),
             aws_request_id=request_id,
-            log_group_name=f"/aws/lambda/{target.function_name}",
+            log_group_name=log_group_name(target.function_name),
             log_stream_name=env.log_stream_name,
             deadline=start + timeout,
         )
         variables = self._variables(target, env.log_stream_name)
-        outcome = _run_with_timeout(env.handler, event, context, variables, timeout, f"lambda:{target.function_name}:{request_id}")
+        capture = self.logs.invocation(context, account_id=target.account_id, region=target.region)
+        outcome = _run_with_timeout(
+            capture.wrap(env.handler), event, context, variables, timeout, f"lambda:{target.function_name}:{request_id}"
+        )
+        result = self._shape(target, outcome, request_id, timeout)
+        capture.finish(
+            duration_ms=(time.monotonic() - start) * 1000.0,
+            error=result[1],
+            timed_out_after=timeout if outcome.timed_out else None,
+        )
+        return result
+
+    @staticmethod
+    def _shape(
+        target: _Target, outcome: _Outcome, request_id: str, timeout: float
+    ) -> tuple[bytes, tuple[str, str, list[str]] | None]:
         if outcome.timed_out:
             LOG.warning("%s timed out after %.2f s; its thread is left to finish", target.invoked_arn, timeout)
             return b"", ("Sandbox.Timedout", f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds", [])
@@ -631,7 +654,7 @@ class LambdaRuntime:
                 "AWS_LAMBDA_FUNCTION_NAME": target.function_name,
                 "AWS_LAMBDA_FUNCTION_VERSION": target.executed_version,
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_size),
-                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{target.function_name}",
+                "AWS_LAMBDA_LOG_GROUP_NAME": log_group_name(target.function_name),
                 "AWS_LAMBDA_LOG_STREAM_NAME": log_stream_name,
                 "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
                 "AWS_REGION": target.region,
@@ -709,7 +732,7 @@ class LambdaRuntime:
             module_name = f"_modelgate_lambda_{safe}_{fingerprint}"
             stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[{target.executed_version}]{uuid.uuid4().hex}"
             # Module-level code runs at cold start with the function's environment, as on AWS.
-            with environ.overlay(self._variables(target, stream)):
+            with environ.overlay(self._variables(target, stream)), self.logs.init_phase(stream, runtime=str(config.run_time)):
                 module, handler = _load_handler(code_dir, str(config.handler), module_name)
             env = _Environment(handler=handler, module=module, log_stream_name=stream, invocations=1)
             with self._env_lock:

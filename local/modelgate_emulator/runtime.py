@@ -37,6 +37,7 @@ from modelgate import clock as pipeline_clock
 from modelgate.adapters import clients as aws
 from modelgate.approval import links as approval_links
 from modelgate_emulator import dynamodb, limits
+from modelgate_emulator import logs as function_logs
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
 from modelgate_emulator.clock import Clock, LoadSafeClock
@@ -106,6 +107,8 @@ class LocalAWS:
     code reads it through ``modelgate.clock``.
     ``seed`` makes generated physical names and weighted-alias routing repeatable (each
     alias draws from its own generator seeded from it; ``None``: random as on AWS).
+    ``echo_logs``: the functions' output also reaches the console (it always lands in their
+    log groups, see ``logs.py``).
 
     >>> with LocalAWS("template.yaml", parameters={"ModelProvider": "local"}) as local:
     ...     local.invoke("GateFunction", {...})
@@ -123,6 +126,7 @@ class LocalAWS:
         work_timeout_floor: float = math.inf,
         seed: int | None = None,
         metrics_delay_seconds: float = DEFAULT_METRICS_DELAY_SECONDS,
+        echo_logs: bool = True,
     ) -> None:
         if time_factor <= 0:
             raise ValueError("time_factor must be > 0: waits are scaled, never skipped")
@@ -138,6 +142,7 @@ class LocalAWS:
         self.seed = seed
         self.metrics_delay_seconds = float(metrics_delay_seconds)
         self.clock: LoadSafeClock = LoadSafeClock(time_factor)
+        self.echo_logs = echo_logs  # functions' output also on the console (always in their log groups)
         self.runtime: LambdaRuntime | None = None
         self._stack: Stack | None = None
         self._exit: contextlib.ExitStack | None = None
@@ -179,6 +184,7 @@ class LocalAWS:
                 async_retry_delays=tuple(delay * self.time_factor for delay in ASYNC_RETRY_DELAYS_SECONDS),
                 routing_seed=self.seed,
                 work_in_progress=self.clock.hold,
+                echo_logs=self.echo_logs,
             )
             runtime.install()
             exit_stack.callback(runtime.uninstall)
@@ -358,6 +364,7 @@ class InvokeOutcome:
     executed_version: str
     payload: Any
     function_error: str | None
+    log_lines: tuple[str, ...] = ()  # the function's log group after the call, as `sam local invoke` prints them
 
     @property
     def ok(self) -> bool:
@@ -387,7 +394,7 @@ def run_function(
     if event_path is not None and event is not None:
         raise ValueError("pass event_path or event, not both")
     body = json.loads(Path(event_path).read_text(encoding="utf-8")) if event_path is not None else (event if event is not None else {})
-    with LocalAWS(template_path, parameters=parameters, stack_name=stack_name, region=region) as local:
+    with LocalAWS(template_path, parameters=parameters, stack_name=stack_name, region=region, echo_logs=False) as local:
         name = local.function_name(function)
         args: dict[str, Any] = {"FunctionName": name, "Payload": json.dumps(body).encode()}
         if qualifier is not None:
@@ -398,6 +405,7 @@ def run_function(
             executed_version=str(response.get("ExecutedVersion", "$LATEST")),
             payload=_decode(response["Payload"].read()),
             function_error=response.get("FunctionError"),
+            log_lines=tuple(e["message"] for e in function_logs.read_events(local.client("logs"), name)),
         )
 
 

@@ -1,4 +1,4 @@
-"""`modelgate`: submit, status, approve / reject, invoke, dataset, demo.
+"""`modelgate`: submit, status, approve / reject, invoke, logs, dataset, demo.
 
 Against AWS the commands use the default credential chain and the stack's outputs
 (--stack / MODELGATE_STACK). `invoke` and `demo` run on the embedded local runtime.
@@ -115,17 +115,74 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    from modelgate_emulator import invoke_event
+    """The result on stdout; the function's log lines (START ... REPORT) on stderr, as `sam local invoke`."""
+    from modelgate_emulator import run_function
 
     parameters = dict(p.split("=", 1) for p in args.parameter)
-    result = invoke_event(
+    outcome = run_function(
         _logical_id(Path(args.template), args.function),
         Path(args.event),
         template_path=Path(args.template),
         parameters=parameters,
     )
-    print(json.dumps(result, indent=2, default=str))
-    return 1 if isinstance(result, dict) and "errorType" in result else 0
+    for line in outcome.log_lines:
+        print(line, file=sys.stderr)
+    print(json.dumps(outcome.payload, indent=2, default=str))
+    return 0 if outcome.ok else 1
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """A function's recent log lines from its log group (/aws/lambda/<function name>)."""
+    import time
+    from datetime import UTC, datetime
+
+    from modelgate_emulator.logs import read_events
+
+    control = _control(args)
+    name = _physical_function_name(args, control)
+    since = int((time.time() - args.minutes * 60) * 1000)
+    events = read_events(control.client("logs"), name, start_time_ms=since, limit=args.limit)
+    if not events:
+        print(f"modelgate: no log lines of {name} in the last {args.minutes:g} minutes", file=sys.stderr)
+        return 1
+    for event in events:
+        stamp = datetime.fromtimestamp(event["timestamp"] / 1000, UTC).isoformat(timespec="milliseconds")
+        print(f"{stamp} {event['message']}")
+    return 0
+
+
+def _physical_function_name(args: argparse.Namespace, control) -> str:
+    """FUNCTION as a logical id / functions/<name> of the template -> the deployed name; else as given."""
+    template = Path(args.template)
+    logical = _template_function(template, args.function) if template.is_file() else None
+    if logical is None:
+        return args.function
+    if args.local:
+        names = json.loads(Path(args.local_state).read_text()).get("functions") or {}
+        if logical not in names:
+            raise SystemExit(f"modelgate: the local runtime's state file has no function {logical}: restart "
+                             "`modelgate local up`")
+        return str(names[logical])
+    resource = control.client("cloudformation").describe_stack_resource(
+        StackName=control.stack_name, LogicalResourceId=logical
+    )
+    return str(resource["StackResourceDetail"]["PhysicalResourceId"])
+
+
+def _template_function(template: Path, function: str) -> str | None:
+    """A function's logical id as given, or the one whose CodeUri is functions/<name> (or <name>)."""
+    from cfn_flip import load_yaml
+
+    resources = load_yaml(template.read_text())["Resources"]
+    functions = {k: r for k, r in resources.items() if r.get("Type") == "AWS::Serverless::Function"}
+    if function in functions:
+        return function
+    wanted = function.rstrip("/").split("/")[-1]
+    for logical_id, resource in functions.items():
+        code = str(resource.get("Properties", {}).get("CodeUri", "")).rstrip("/").split("/")[-1]
+        if code == wanted:
+            return logical_id
+    return None
 
 
 def _logical_id(template: Path, function: str) -> str:
@@ -135,11 +192,9 @@ def _logical_id(template: Path, function: str) -> str:
     resources = load_yaml(template.read_text())["Resources"]
     if function in resources:
         return function
-    wanted = function.rstrip("/").split("/")[-1]
-    for logical_id, resource in resources.items():
-        code = str(resource.get("Properties", {}).get("CodeUri", "")).rstrip("/").split("/")[-1]
-        if resource["Type"] == "AWS::Serverless::Function" and code == wanted:
-            return logical_id
+    found = _template_function(template, function)
+    if found is not None:
+        return found
     names = sorted(k for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function")
     raise SystemExit(f"modelgate: no function {function!r} in {template}; functions: {', '.join(names)}")
 
@@ -226,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE",
                    help="template parameter override (repeatable)")
     p.set_defaults(func=cmd_invoke)
+
+    p = sub.add_parser("logs", help="a function's recent log lines (its CloudWatch log group, on AWS or `local up`)")
+    p.add_argument("function", help="logical id in template.yaml, functions/<name>, or a deployed function name")
+    p.add_argument("--minutes", type=float, default=60.0, help="how far back (default 60)")
+    p.add_argument("--limit", type=int, default=200, help="at most this many lines, the latest (default 200)")
+    p.add_argument("-t", "--template", default="template.yaml", help="to resolve logical ids (default template.yaml)")
+    p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("local", help="the embedded local AWS as a server for the other commands")
     local_sub = p.add_subparsers(dest="local_command", required=True)

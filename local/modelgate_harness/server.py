@@ -48,6 +48,7 @@ def serve(
                 "region": local.region,
                 "stack_name": local.stack_name,
                 "outputs": local.stack.outputs,
+                "functions": {f.logical_id: f.function_name for f in local.stack.functions.values()},
                 "time_factor": time_factor,
             }
             state_file.write_text(json.dumps(state, indent=2) + "\n")

@@ -31,7 +31,9 @@ def server(tmp_path):
         [sys.executable, "-m", "modelgate_harness.cli", "local", "up", "--port", str(free_port()),
          "--time-factor", "0.003", "--traffic", "120", "--state-file", str(state)],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # this checkout's code, not whatever the environment's editable install points at
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "src"), str(ROOT / "local"), *filter(None, [os.environ.get("PYTHONPATH")])])},
     )
     try:  # up when it writes its state file; a server that exited won't
         wait_until(lambda: state.exists() or process.poll() is not None, 60, "the local runtime to start",
@@ -75,3 +77,13 @@ def test_submit_status_and_approve_from_another_process(server, capsys):
     assert record["status"] == "Promoted", record.get("reason")
     assert record["approval"]["comment"] == "from another shell"
     assert [r["status"] for r in status(server, capsys)] == ["Promoted"]
+
+    # and the intake's log lines are in its own log group, with the runtime's lines around them
+    assert cli.main(["--local", "--local-state", str(server), "logs", "IntakeFunction",
+                     "-t", str(ROOT / "template.yaml")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    intake = [json.loads(line.split(" ", 1)[1]) for line in lines if line.split(" ", 1)[1].startswith("{")]
+    assert any(entry.get("release_id") == release and entry["message"] == "release intake" for entry in intake)
+    assert {entry.get("function_name") for entry in intake if "function_name" in entry} == {
+        json.loads(server.read_text())["functions"]["IntakeFunction"]}
+    assert any(" START RequestId: " in line for line in lines) and any(" REPORT RequestId: " in line for line in lines)

@@ -74,15 +74,47 @@ def test_the_layer_folder_holds_the_package_and_its_requirements_only() -> None:
     template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)
     layer = template["Resources"]["ModelgateLayer"]["Properties"]
     assert (ROOT / layer["ContentUri"]).resolve() == LAYER
-    # Then what sam build copies into the layer is modelgate/ and requirements.txt, nothing else
+    # Then the folder holds modelgate/, requirements.txt and the Makefile that builds the layer, nothing else
     shipped = sorted(p.name for p in LAYER.iterdir() if p.name != "__pycache__" and not p.name.endswith(".egg-info"))
-    assert shipped == ["modelgate", "requirements.txt"]
+    assert shipped == ["Makefile", "modelgate", "requirements.txt"]
+
+
+def test_sam_builds_the_layer_with_bytecode_from_the_makefile() -> None:
+    # Given the layer's build method (SAM runs the Makefile's build-<LogicalId> target with ARTIFACTS_DIR)
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)
+    assert template["Resources"]["ModelgateLayer"]["Metadata"]["BuildMethod"] == "makefile"
+    makefile = (LAYER / "Makefile").read_text()
+    recipe = makefile.split("\nbuild-ModelgateLayer:", 1)[1]
+    # Then it installs the requirements for the functions' platform, copies only the package,
+    # and compiles everything for CPython 3.12 with bytecode the runtime never revalidates
+    assert "-r requirements.txt" in recipe and "--python-version 3.12" in recipe
+    assert "manylinux2014_aarch64" in makefile  # Architectures: [arm64]
+    assert 'cp -R modelgate "$(ARTIFACTS_DIR)/python/"' in recipe
+    assert "-m compileall" in recipe and "--invalidation-mode unchecked-hash" in recipe
+    assert "sys.version_info[:2] == (3, 12)" in recipe
 
 
 def test_no_shipped_module_imports_the_emulator_or_the_tooling() -> None:
     offenders = {
         _module_name(path): sorted(m for m in _imports(path) if m.split(".")[0] in NEVER_IN_LAYER)
         for path in PACKAGE.rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_nothing_the_functions_ship_imports_what_the_layer_build_prunes() -> None:
+    # Given the Powertools utilities src/Makefile removes from the built layer
+    line = next(x for x in (LAYER / "Makefile").read_text().splitlines() if x.startswith("POWERTOOLS_UNUSED :="))
+    pruned = line.split(":=", 1)[1].split()
+    assert pruned, "POWERTOOLS_UNUSED is empty"
+    prefixes = tuple(f"aws_lambda_powertools.utilities.{name}" for name in pruned)
+    # Then neither the package nor a handler imports one (anywhere, lazily included)
+    files = [*PACKAGE.rglob("*.py"), *(ROOT / "functions").glob("*/*.py")]
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(
+            m for m in _imports(path) if any(m == q or m.startswith(q + ".") for q in prefixes)
+        )
+        for path in files
     }
     assert {k: v for k, v in offenders.items() if v} == {}
 

@@ -21,7 +21,6 @@ from modelgate.errors import (
     NotEnoughEvidence,
     error_code,
 )
-from modelgate.evaluation.dataset import parse_dataset
 from modelgate.observability import logger
 from modelgate.pipeline.deps import Deps, target
 from modelgate.policy import EVALUATED_PERCENTILES, AlarmThreshold, LiveLatency, resolve_threshold
@@ -223,6 +222,10 @@ def send_synthetic(deps: Deps, ctx: ReleaseContext, remaining_ms: Callable[[], i
     running, and whether the budget cut the sending short. If every call that ended raised
     (say AccessDenied), that error is raised: no traffic is not a pass.
     """
+    # Imported here: of the canary steps only this one reads a dataset, and the evaluation
+    # package (scorers, model scorers, providers) would add to every canary handler's cold start.
+    from modelgate.evaluation.dataset import parse_dataset
+
     fn, alias = target(ctx)
     assert ctx.policy is not None and ctx.step is not None
     body = deps.read_artifact(ctx.dataset_key or "", None, error=DatasetInvalid, what=f"dataset of {ctx.service}")

@@ -27,10 +27,6 @@ from modelgate.evaluation.comparison import (
     build_report,
 )
 from modelgate.evaluation.dataset import parse_dataset
-from modelgate.evaluation.gate import evaluate_gate
-from modelgate.evaluation.model_scorers import scoring_models_for
-from modelgate.evaluation.report import render_html
-from modelgate.evaluation.runner import evaluate
 from modelgate.pipeline.deps import Deps, target
 
 
@@ -73,6 +69,11 @@ def plan_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
 
 def evaluate_shard(deps: Deps, ctx: ReleaseContext, shard: Shard) -> ShardResult:
     """One shard: its cases against the candidate and (when configured) the live version."""
+    # The runner and the model scorers are this step's alone: imported here so that the
+    # other evaluation handlers' cold start skips them (bench/cold_start.py).
+    from modelgate.evaluation.model_scorers import scoring_models_for
+    from modelgate.evaluation.runner import evaluate
+
     fn, _ = target(ctx)
     assert ctx.policy is not None and ctx.candidate_version and ctx.live_version and ctx.eval_plan
     plan = ctx.eval_plan
@@ -136,6 +137,9 @@ def reduce_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
 def gate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     """The evaluation gate: the report against the service's policy; ``GateFailed`` names
     every failed criterion with its numbers. The HTML report is written either way."""
+    from modelgate.evaluation.gate import evaluate_gate  # this step's alone (cold start of the others)
+    from modelgate.evaluation.report import render_html
+
     assert ctx.policy is not None and ctx.evaluation is not None
     summary = ctx.evaluation
     body = deps.read_artifact(
