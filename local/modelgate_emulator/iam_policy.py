@@ -32,7 +32,7 @@ import ipaddress
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.util import find_spec
@@ -942,10 +942,14 @@ def _bedrock_model_requests(call: _Call, action: str) -> list[AuthzRequest]:
 
     A cross-Region inference profile id (``us.`` ...) is authorised on the profile ARN in the
     source Region and on the foundation model in each destination Region the profile may route
-    to ("Prerequisites for inference profiles", inference-profiles-prereq.html; "Increase
-    throughput with cross-Region inference", cross-region-inference.html). A global profile
-    routes to any commercial Region, and AWS documents its foundation-model resource without a
-    Region: ``arn:aws:bedrock:::foundation-model/ID`` (global-cross-region-inference.html).
+    to ("Prerequisites for inference profiles", inference-profiles-prereq.html; "Geographic
+    cross-Region inference", geographic-cross-region-inference.html, "IAM policy requirements").
+    Each foundation-model request carries ``bedrock:InferenceProfileArn`` and, as
+    ``aws:RequestedRegion``, the destination Region (re:Post knowledge-center
+    "bedrock-access-denied-exception"). A global profile routes to any commercial Region: AWS
+    checks the model in the source Region and the Region-less
+    ``arn:aws:bedrock:::foundation-model/ID``, requested in Region ``unspecified``
+    ("Global cross-Region inference", global-cross-region-inference.html, "IAM policy requirements").
     """
     model_id = str(call.param("modelId"))
     if model_id.startswith("arn:"):
@@ -974,14 +978,18 @@ def _bedrock_profile(call: _Call, action: str, profile_id: str) -> list[AuthzReq
         raise InvalidCallParameters(f"bedrock-runtime {call.operation}: {profile_id!r} is not an inference profile id")
     profile_arn = call.arn("bedrock", "inference-profile", ResourceId=profile_id)
     model, geo = match.group("model"), match.group("geo")
-    context = {"bedrock:InferenceProfileArn": profile_arn}
-    requests = [AuthzRequest(action, profile_arn, {})]
+    requests = [AuthzRequest(action, profile_arn, {"aws:RequestedRegion": call.region})]
+    # The source Region is always among a profile's destinations; a global profile adds the
+    # Region-less foundation model, requested in Region "unspecified".
+    regions = [call.region] + [r for r in INFERENCE_PROFILE_REGIONS.get(geo, ()) if r != call.region]
     if geo == "global":
-        regions: Sequence[str] = ("",)
-    else:
-        regions = INFERENCE_PROFILE_REGIONS[geo]
+        regions.append("")
     requests += [
-        AuthzRequest(action, call.arn("bedrock", "foundation-model", Region=r, Account="", ResourceId=model), context)
+        AuthzRequest(
+            action,
+            call.arn("bedrock", "foundation-model", Region=r, Account="", ResourceId=model),
+            {"bedrock:InferenceProfileArn": profile_arn, "aws:RequestedRegion": r or "unspecified"},
+        )
         for r in regions
     ]
     return requests
@@ -1653,7 +1661,7 @@ def access_denied_error(
         }
         payload = {"message": message}
         if service == "lambda":
-            payload = {"Type": "User", "message": message}
+            payload = {"Type": "User", "Message": message}
         return 403, headers, json.dumps(payload).encode()
     if protocol == "smithy-rpc-v2-cbor":
         headers = {"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor", "x-amzn-RequestId": request_id}

@@ -753,11 +753,27 @@ def test_an_inference_profile_needs_the_profile_and_the_model_in_every_destinati
     ]
 
 
-def test_a_global_inference_profile_needs_the_region_less_foundation_model():
-    found = call("bedrock-runtime", "Converse", {"modelId": "global.anthropic.claude-sonnet-4-5-20250929-v1:0"})
-    assert found[1:] == [
-        ("bedrock:InvokeModel", "arn:aws:bedrock:::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0")
+def test_a_global_inference_profile_needs_the_model_in_the_source_region_and_the_region_less_model():
+    model = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+    found = requests_for_call(
+        "bedrock-runtime", "Converse", {"modelId": f"global.{model}"}, region=REGION, account_id=ACCOUNT
+    )
+    assert [(r.resource, r.context.get("aws:RequestedRegion")) for r in found] == [
+        (f"arn:aws:bedrock:{REGION}:{ACCOUNT}:inference-profile/global.{model}", REGION),
+        (f"arn:aws:bedrock:{REGION}::foundation-model/{model}", REGION),
+        (f"arn:aws:bedrock:::foundation-model/{model}", "unspecified"),
     ]
+    profile = found[0].resource
+    assert all(r.context["bedrock:InferenceProfileArn"] == profile for r in found[1:])
+
+
+def test_the_source_region_is_checked_even_when_the_table_does_not_list_it():
+    found = call("bedrock-runtime", "Converse", {"modelId": "us.amazon.nova-lite-v1:0"})
+    found_west = requests_for_call(
+        "bedrock-runtime", "Converse", {"modelId": "us.amazon.nova-lite-v1:0"}, region="us-west-1", account_id=ACCOUNT
+    )
+    assert [r.resource.split(":")[3] for r in found_west[1:]] == ["us-west-1", "us-east-1", "us-east-2", "us-west-2"]
+    assert len(found) == 4
 
 
 def test_a_role_scoped_to_the_source_region_only_cannot_use_a_cross_region_profile():
