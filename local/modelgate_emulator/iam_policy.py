@@ -631,7 +631,7 @@ def _dynamodb_list_tables(call: _Call) -> list[AuthzRequest]:
 # https://docs.aws.amazon.com/step-functions/latest/dg/concept-create-iam-advanced.html
 @_maps("stepfunctions", ("StartExecution", "StartSyncExecution"), "states:StartExecution", "states:StartSyncExecution")
 def _sfn_start(call: _Call) -> list[AuthzRequest]:
-    arn = call.given_arn(str(call.param("stateMachineArn")).split("#")[0], "states", "statemachine")
+    arn = call.given_arn(str(call.param("stateMachineArn")), "states", "statemachine")
     return [AuthzRequest(f"states:{call.operation}", arn, {})]
 
 
@@ -764,8 +764,9 @@ def _cw_alarms(call: _Call) -> list[AuthzRequest]:
     "cloudwatch:DescribeAlarmHistory",
 )
 def _cw_describe_alarms(call: _Call) -> list[AuthzRequest]:
-    """Authorised per named alarm; without names the call reads every alarm in the account, which
-    only a grant on ``alarm:*`` (or ``*``) covers, so the request resource is that literal ARN."""
+    """Authorised per named alarm (the Service Authorization Reference lists the "alarm" resource
+    type). Which ARN AWS checks for a call without names (every alarm, or a prefix) is not
+    documented: the embedded AWS asks for a grant covering every alarm, ``alarm:*`` (or ``*``)."""
     action = f"cloudwatch:{call.operation}"
     names = call.params.get("AlarmNames") or ([call.params["AlarmName"]] if call.params.get("AlarmName") else [])
     if names:
@@ -783,9 +784,7 @@ def _cw_describe_alarms(call: _Call) -> list[AuthzRequest]:
 )
 def _cw_metrics(call: _Call) -> list[AuthzRequest]:
     # Metric actions have no resource type; PutMetricData has the cloudwatch:namespace key.
-    context = {"cloudwatch:namespace": call.params["Namespace"]} if call.operation == "PutMetricData" else {}
-    if call.operation == "PutMetricData":
-        call.param("Namespace")
+    context = {"cloudwatch:namespace": call.param("Namespace")} if call.operation == "PutMetricData" else {}
     return [AuthzRequest(f"cloudwatch:{call.operation}", "*", context)]
 
 
@@ -1488,11 +1487,16 @@ def evaluate(
     identity-based policy or from a resource-based policy whose Principal names the caller is
     enough; across accounts both are needed. A condition operator this evaluator does not know
     makes an Allow statement not apply and a Deny statement apply (fail safe); the reason says so.
-    ``aws:PrincipalArn`` and ``aws:PrincipalAccount`` are added to the context when absent.
+    ``aws:PrincipalArn`` and ``aws:PrincipalAccount`` (an IAM principal) or
+    ``aws:PrincipalServiceName`` (a service principal) are added to the context when absent
+    (reference_policies_condition-keys.html).
     """
     context = dict(request.context)
     lowered = {k.lower() for k in context}
-    if "aws:principalarn" not in lowered:
+    if not principal_arn.startswith("arn:"):
+        if "aws:principalservicename" not in lowered:
+            context["aws:PrincipalServiceName"] = principal_arn
+    elif "aws:principalarn" not in lowered:
         context["aws:PrincipalArn"] = _principal_arn_for_conditions(principal_arn)
     account = _account_of(principal_arn)
     if "aws:principalaccount" not in lowered and account:

@@ -269,6 +269,24 @@ def test_a_resource_policy_allows_a_service_principal_from_the_named_source():
     assert decision.matched == ("intake function policy#EventBridgeInvoke",)
 
 
+def test_a_service_principal_has_a_service_name_and_no_principal_arn_in_the_context():
+    statement = {
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "sqs:SendMessage",
+        "Resource": "*",
+        "Condition": {
+            "StringEquals": {"aws:PrincipalServiceName": "events.amazonaws.com"},
+            "Null": {"aws:PrincipalArn": "true"},
+        },
+    }
+    req = AuthzRequest("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:dlq", {})
+    assert evaluate(
+        req, principal_arn="events.amazonaws.com", identity_policies={}, resource_policy=policy(statement)
+    ).allowed
+    assert not evaluate(req, principal_arn=PRINCIPAL, identity_policies={}, resource_policy=policy(statement)).allowed
+
+
 def test_a_resource_policy_refuses_a_service_principal_from_another_source_or_another_service():
     other_rule = AuthzRequest("lambda:InvokeFunction", FUNCTION, {"aws:SourceArn": EVENTS_RULE + "-other"})
     assert not evaluate(
@@ -792,6 +810,15 @@ def test_a_role_scoped_to_the_source_region_only_cannot_use_a_cross_region_profi
     )
     verdicts = [evaluate(r, principal_arn=PRINCIPAL, identity_policies={"Role": role}).allowed for r in found]
     assert verdicts == [True, True, False, False]
+
+
+def test_put_metric_data_carries_its_namespace_and_needs_one():
+    [req] = requests_for_call(
+        "cloudwatch", "PutMetricData", {"Namespace": "Modelgate"}, region=REGION, account_id=ACCOUNT
+    )
+    assert req.context == {"cloudwatch:namespace": "Modelgate"}
+    with pytest.raises(InvalidCallParameters, match="'Namespace' is required"):
+        call("cloudwatch", "PutMetricData", {})
 
 
 def test_an_unmapped_operation_is_an_error_naming_it():
