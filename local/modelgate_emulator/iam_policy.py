@@ -53,6 +53,7 @@ __all__ = [
     "access_denied_error",
     "action_exists",
     "arn_format",
+    "arn_is_of_type",
     "declared_actions",
     "evaluate",
     "iam_definition",
@@ -164,6 +165,11 @@ def arn_format(prefix: str, resource_type: str) -> str:
 
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
+
+
+def arn_is_of_type(arn: str, prefix: str, resource_type: str) -> bool:
+    """True if ``arn`` has the ARN format of ``resource_type`` (``"function"``, ``"object"`` ...)."""
+    return bool(_arn_pattern(prefix, resource_type).match(arn))
 
 
 @functools.cache
@@ -1111,29 +1117,89 @@ def _sts_assume(call: _Call) -> list[AuthzRequest]:
     return [AuthzRequest("sts:AssumeRole", call.given_arn(call.param("RoleArn"), "iam", "role"), {})]
 
 
-def _role_arn(call: _Call) -> str:
-    path = str(call.params.get("Path") or "/")
-    return call.arn("iam", "role", Region="", RoleNameWithPath=f"{path.lstrip('/')}{call.param('RoleName')}")
+def _iam_entity_arn(call: _Call, kind: str) -> str:
+    """The ARN of an IAM role / user / group / policy named in the call. IAM authorises the
+    entity's ARN, path included (reference_identifiers.html, "IAM ARNs"): a create call gives the
+    path; later calls name the entity only, so the path comes from ``lookup("iam:<kind>", name)``
+    and is taken as ``/`` when nobody resolves it."""
+    param = {"role": "RoleName", "user": "UserName", "group": "GroupName", "policy": "PolicyName"}[kind]
+    placeholder = {"role": "RoleNameWithPath", "user": "UserNameWithPath", "group": "GroupNameWithPath"}.get(
+        kind, "PolicyNameWithPath"
+    )
+    name = str(call.param(param))
+    if call.params.get("Path") and call.operation.startswith("Create"):
+        path = str(call.params["Path"])
+    else:
+        known = call.lookup(f"iam:{kind}", name) if call.lookup is not None else None
+        if known:
+            return call.given_arn(known, "iam", kind)
+        path = "/"
+    return call.arn("iam", kind, Region="", **{placeholder: f"{path.lstrip('/')}{name}"})
+
+
+_IAM_BY_NAME = {
+    "role": (
+        "CreateRole",
+        "GetRole",
+        "DeleteRole",
+        "PutRolePolicy",
+        "GetRolePolicy",
+        "DeleteRolePolicy",
+        "TagRole",
+        "UpdateAssumeRolePolicy",
+    ),
+    "user": ("CreateUser", "GetUser", "DeleteUser", "PutUserPolicy", "DeleteUserPolicy", "TagUser"),
+    "group": (
+        "CreateGroup",
+        "GetGroup",
+        "DeleteGroup",
+        "PutGroupPolicy",
+        "DeleteGroupPolicy",
+        "AddUserToGroup",
+        "RemoveUserFromGroup",
+    ),
+    "policy": ("CreatePolicy",),
+}
+for _kind, _operations in _IAM_BY_NAME.items():
+    _maps("iam", _operations, *(f"iam:{op}" for op in _operations))(
+        lambda call, _kind=_kind: [AuthzRequest(f"iam:{call.operation}", _iam_entity_arn(call, _kind), {})]
+    )
+
+_IAM_ATTACH = {
+    "role": ("AttachRolePolicy", "DetachRolePolicy"),
+    "user": ("AttachUserPolicy", "DetachUserPolicy"),
+    "group": ("AttachGroupPolicy", "DetachGroupPolicy"),
+}
+for _kind, _operations in _IAM_ATTACH.items():
+    # iam:PolicyARN is the attach/detach condition key (Service Authorization Reference, IAM).
+    _maps("iam", _operations, *(f"iam:{op}" for op in _operations))(
+        lambda call, _kind=_kind: [
+            AuthzRequest(
+                f"iam:{call.operation}", _iam_entity_arn(call, _kind), {"iam:PolicyARN": call.param("PolicyArn")}
+            )
+        ]
+    )
 
 
 @_maps(
     "iam",
-    ("CreateRole", "GetRole", "DeleteRole", "PutRolePolicy", "GetRolePolicy", "DeleteRolePolicy", "TagRole"),
-    "iam:CreateRole",
-    "iam:GetRole",
-    "iam:DeleteRole",
-    "iam:PutRolePolicy",
-    "iam:GetRolePolicy",
-    "iam:DeleteRolePolicy",
-    "iam:TagRole",
+    (
+        "GetPolicy",
+        "DeletePolicy",
+        "GetPolicyVersion",
+        "CreatePolicyVersion",
+        "DeletePolicyVersion",
+        "ListPolicyVersions",
+    ),
+    "iam:GetPolicy",
+    "iam:DeletePolicy",
+    "iam:GetPolicyVersion",
+    "iam:CreatePolicyVersion",
+    "iam:DeletePolicyVersion",
+    "iam:ListPolicyVersions",
 )
-def _iam_role(call: _Call) -> list[AuthzRequest]:
-    return [AuthzRequest(f"iam:{call.operation}", _role_arn(call), {})]
-
-
-@_maps("iam", ("AttachRolePolicy", "DetachRolePolicy"), "iam:AttachRolePolicy", "iam:DetachRolePolicy")
-def _iam_attach(call: _Call) -> list[AuthzRequest]:
-    return [AuthzRequest(f"iam:{call.operation}", _role_arn(call), {"iam:PolicyARN": call.param("PolicyArn")})]
+def _iam_policy_by_arn(call: _Call) -> list[AuthzRequest]:
+    return [AuthzRequest(f"iam:{call.operation}", call.given_arn(call.param("PolicyArn"), "iam", "policy"), {})]
 
 
 def _kms_key_arn(call: _Call) -> str:
