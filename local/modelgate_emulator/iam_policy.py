@@ -1624,7 +1624,10 @@ def evaluate(
         return Decision(True, _allow_reason(identity_allows, resource_allows), tuple(identity_allows + resource_allows))
     if not same_account and identity_allows and resource_allows:
         return Decision(True, _allow_reason(identity_allows, resource_allows), tuple(identity_allows + resource_allows))
-    if not same_account and identity_allows:
+    if (not same_account and identity_allows) or not principal_arn.startswith("arn:"):
+        # A service principal has no identity-based policies: only a resource policy can let it in
+        # ("User: sns.amazonaws.com is not authorized to perform: lambda:InvokeFunction on resource:
+        # ... because no resource-based policy allows the lambda:InvokeFunction action").
         reason = f"because no resource-based policy allows the {request.action} action"
     else:
         reason = f"because no identity-based policy allows the {request.action} action"

@@ -293,9 +293,11 @@ def test_a_resource_policy_refuses_a_service_principal_from_another_source_or_an
         other_rule, principal_arn="events.amazonaws.com", identity_policies={}, resource_policy=INVOKE_POLICY
     ).allowed
     right_rule = AuthzRequest("lambda:InvokeFunction", FUNCTION, {"aws:SourceArn": EVENTS_RULE})
-    assert not evaluate(
+    decision = evaluate(
         right_rule, principal_arn="s3.amazonaws.com", identity_policies={}, resource_policy=INVOKE_POLICY
-    ).allowed
+    )
+    assert not decision.allowed
+    assert decision.reason == "because no resource-based policy allows the lambda:InvokeFunction action"
 
 
 def test_a_resource_policy_naming_a_role_allows_its_sessions():
