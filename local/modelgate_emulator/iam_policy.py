@@ -1496,9 +1496,17 @@ def _conditions_hold(condition: Mapping[str, Any] | None, context: Mapping[str, 
     return True
 
 
-def _statements(policy: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
-    if not isinstance(policy, Mapping) or "Statement" not in policy:
-        raise IamPolicyError(f"policy {name!r} has no Statement")
+def _statements(policy: Mapping[str, Any] | str | bytes, name: str) -> list[Mapping[str, Any]]:
+    """A policy's statements, checked; a document given as JSON text (as moto stores it) is parsed."""
+    if isinstance(policy, (str, bytes)):
+        try:
+            policy = json.loads(policy)
+        except ValueError as error:
+            raise IamPolicyError(f"policy {name!r} is not valid JSON: {error}") from None
+    if not isinstance(policy, Mapping):
+        raise IamPolicyError(f"policy {name!r} must be a JSON object, not {type(policy).__name__}")
+    if "Statement" not in policy:
+        raise IamPolicyError(f"policy {name!r} has no Statement (keys: {', '.join(sorted(map(str, policy)))})")
     statements = _as_list(policy["Statement"])
     for index, statement in enumerate(statements):
         if not isinstance(statement, Mapping) or statement.get("Effect") not in ("Allow", "Deny"):
@@ -1544,8 +1552,8 @@ def evaluate(
     request: AuthzRequest,
     *,
     principal_arn: str,
-    identity_policies: Mapping[str, Mapping[str, Any]],
-    resource_policy: Mapping[str, Any] | None = None,
+    identity_policies: Mapping[str, Mapping[str, Any] | str],
+    resource_policy: Mapping[str, Any] | str | None = None,
     resource_policy_name: str = "resource policy",
     same_account: bool = True,
 ) -> Decision:

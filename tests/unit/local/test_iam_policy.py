@@ -123,7 +123,20 @@ def test_an_identity_statement_without_resource_grants_nothing():
     assert not decide(request(), {"Effect": "Allow", "Action": "s3:GetObject"}).allowed
 
 
+def test_a_policy_given_as_json_text_is_parsed():
+    import json
+
+    decision = evaluate(
+        request(), principal_arn=PRINCIPAL, identity_policies={"Role": json.dumps(policy(allow("s3:*")))}
+    )
+    assert decision.allowed
+
+
 def test_a_malformed_policy_is_an_error_naming_it():
+    with pytest.raises(iam_policy.IamPolicyError, match="policy 'Role' has no Statement \\(keys: Id, Version\\)"):
+        evaluate(request(), principal_arn=PRINCIPAL, identity_policies={"Role": {"Version": "2012-10-17", "Id": "x"}})
+    with pytest.raises(iam_policy.IamPolicyError, match="policy 'Role' is not valid JSON"):
+        evaluate(request(), principal_arn=PRINCIPAL, identity_policies={"Role": "{"})
     with pytest.raises(iam_policy.IamPolicyError, match="Effect must be"):
         decide(request(), {"Effect": "allow", "Action": "s3:*", "Resource": "*"})
     with pytest.raises(iam_policy.IamPolicyError, match="exactly one of Action / NotAction"):
