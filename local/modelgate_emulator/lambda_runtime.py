@@ -59,7 +59,7 @@ from types import ModuleType
 from typing import Any, Protocol
 from unittest import mock
 
-from modelgate_emulator import environ
+from modelgate_emulator import environ, iam
 
 LOG = logging.getLogger(__name__)
 
@@ -503,7 +503,10 @@ class LambdaRuntime:
             deadline=start + timeout,
         )
         variables = self._variables(target, env.log_stream_name)
-        outcome = _run_with_timeout(env.handler, event, context, variables, timeout, f"lambda:{target.function_name}:{request_id}")
+        principal = iam.function_principal(target.config.role, target.function_name)
+        outcome = _run_with_timeout(
+            env.handler, event, context, variables, timeout, f"lambda:{target.function_name}:{request_id}", principal
+        )
         if outcome.timed_out:
             LOG.warning("%s timed out after %.2f s; its thread is left to finish", target.invoked_arn, timeout)
             return b"", ("Sandbox.Timedout", f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds", [])
@@ -602,7 +605,8 @@ class LambdaRuntime:
             module_name = f"_modelgate_lambda_{safe}_{fingerprint}"
             stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[{target.executed_version}]{uuid.uuid4().hex}"
             # Module-level code runs at cold start with the function's environment, as on AWS.
-            with environ.overlay(self._variables(target, stream)):
+            principal = iam.function_principal(target.config.role, target.function_name)
+            with environ.overlay(self._variables(target, stream)), iam.acting_as(principal):
                 module, handler = _load_handler(code_dir, str(config.handler), module_name)
             env = _Environment(handler=handler, module=module, log_stream_name=stream, invocations=1)
             with self._env_lock:
@@ -631,15 +635,22 @@ class _Outcome:
 
 
 def _run_with_timeout(
-    handler: Callable[[Any, Any], Any], event: Any, context: LambdaContext, variables: Mapping[str, str], timeout: float, name: str
+    handler: Callable[[Any, Any], Any],
+    event: Any,
+    context: LambdaContext,
+    variables: Mapping[str, str],
+    timeout: float,
+    name: str,
+    principal: iam.Principal | None = None,
 ) -> _Outcome:
-    """Run the handler in its own thread with its environment; wait at most ``timeout`` s."""
+    """Run the handler in its own thread with its environment, as its execution role
+    (``principal``, when IAM is enforced); wait at most ``timeout`` s."""
     outcome = _Outcome()
     done = threading.Event()
 
     def run() -> None:
         try:
-            with environ.overlay(variables):
+            with environ.overlay(variables), iam.acting_as(principal):
                 outcome.value = handler(event, context)
         except BaseException as exc:  # noqa: BLE001 - reported to the caller as the function error
             outcome.error = exc
