@@ -296,6 +296,9 @@ def requests_for_call(
     actions, mapper = entry
     call = _Call(service, operation, params, region, account_id, partition, lookup)
     requests = mapper(call)
+    if actions and not requests:
+        # e.g. DeleteAlarms with no names: never let a call through because it named nothing
+        raise InvalidCallParameters(f"{service} {operation}: the parameters name no resource to authorise")
     allowed = {a.lower() for a in actions}
     for request in requests:
         if request.action.lower() not in allowed:

@@ -863,6 +863,11 @@ def test_a_missing_parameter_is_an_error_naming_it():
         call("s3", "GetObject", {"Bucket": "b"})
 
 
+def test_a_call_naming_no_resource_is_an_error_not_an_empty_authorisation():
+    with pytest.raises(InvalidCallParameters, match="cloudwatch DeleteAlarms: the parameters name no resource"):
+        call("cloudwatch", "DeleteAlarms", {"AlarmNames": []})
+
+
 def test_an_arn_of_the_wrong_type_is_an_error():
     with pytest.raises(InvalidCallParameters, match="is not a states execution ARN"):
         call("stepfunctions", "StopExecution", {"executionArn": SM})
