@@ -285,7 +285,13 @@ def requests_for_call(
     ``context`` adds request-wide condition keys (``aws:SecureTransport``, ``aws:SourceArn`` ...)
     to every request. ``lookup(kind, name)`` resolves the ARNs a name alone does not give:
     ``("secretsmanager:secret", name)`` (the random suffix), ``("cloudformation:stack", name)``
-    (the stack id), ``("kms:alias", "alias/x")`` (the key an alias points to).
+    (the stack id), ``("kms:alias", "alias/x")`` (the key an alias points to),
+    ``("iam:role" | "iam:user" | "iam:group", name)`` (the entity's path); it returns the full
+    ARN or None.
+
+    Raises :class:`UnknownOperation` (no mapping), :class:`InvalidCallParameters` (a parameter
+    the authorisation needs is missing or of the wrong form) or :class:`UnresolvedResource`
+    (a name whose ARN needs ``lookup``).
     """
     entry = _MAPPINGS.get((service, operation))
     if entry is None:
