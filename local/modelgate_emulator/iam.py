@@ -425,10 +425,17 @@ def _role_policies(role_arn: str, account_id: str) -> dict[str, Any]:
     for name, document in role.policies.items():
         policies[name] = json.loads(document) if isinstance(document, str) else document
     for arn, policy in role.managed_policies.items():
-        policies[arn] = json.loads(policy.document) if isinstance(policy.document, str) else policy.document
+        policies[arn] = managed_policy_document(policy)
     for arn in _AWS_MANAGED_ATTACHMENTS.get(role_arn, ()):
         policies[arn] = aws_managed_policy_document(arn)
     return policies
+
+
+def managed_policy_document(policy: Any) -> dict[str, Any]:
+    """The default version's document of a moto ManagedPolicy."""
+    version = next((v for v in policy.versions if v.is_default), policy.versions[-1])
+    document = version.document
+    return json.loads(document) if isinstance(document, str) else dict(document)
 
 
 # AWS-managed policies attached by the deployer that moto did not load (MOTO_CONFIG

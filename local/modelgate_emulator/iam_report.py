@@ -170,7 +170,7 @@ def snapshot(enforcer: Any, local: Any) -> Snapshot | None:
                 owner = logical_id[: -len(_ROLE_OWNER_SUFFIX)]
         elif resource.type == "AWS::IAM::ManagedPolicy":
             policy = backend.get_policy(resource.physical_id)
-            documents = {logical_id: json.loads(policy.document) if isinstance(policy.document, str) else policy.document}
+            documents = {logical_id: iam.managed_policy_document(policy)}
         for name, document in documents.items():
             for grant, action, concrete in grants_of(owner, logical_id, normalise(name), document):
                 grant = dataclasses.replace(grant, resource=normalise(concrete))

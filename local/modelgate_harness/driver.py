@@ -106,6 +106,6 @@ def sample_stack(template_path: Path, *, time_factor: float, **parameters: str) 
 
     params = {"ModelProvider": "local", "LogLevel": "WARNING", **parameters}
     with LocalAWS(template_path, parameters=params, time_factor=time_factor) as local:
-        control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource)
+        control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource, act_as=local.acting_as)
         put_dataset(control, "support-bot", EXAMPLES / "dataset.jsonl")
         yield local, control
