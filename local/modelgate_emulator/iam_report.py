@@ -18,7 +18,9 @@ managed policy itself)::
         "dynamodb:DeleteItem": "why this grant is needed although no test path uses it"
 
 keyed by the action as written in the policy (``"*"`` as a key covers every action of that
-resource). ``python -m modelgate_emulator.iam_report DIR`` merges the JSON snapshots in DIR,
+resource). The template's top-level ``Metadata.UnusedGrants`` holds reasons that apply to
+every role, keyed by policy name (an AWS-managed policy's ARN, e.g. the Lambda service's own
+log writing through ``AWSLambdaBasicExecutionRole``) or by action. ``python -m modelgate_emulator.iam_report DIR`` merges the JSON snapshots in DIR,
 writes ``iam-report.md`` and ``iam-report.json`` there and exits 1 if a grant is unused with no
 reason (or a call was denied).
 """
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 _ROLE_OWNER_SUFFIX = "Role"
+GLOBAL_REASONS = "(template)"  # reasons owner key of the template's top-level Metadata
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,12 +139,13 @@ def load_reasons(template_path: Path) -> dict[str, dict[str, str]]:
 
     template = load_template(template_path)
     reasons: dict[str, dict[str, str]] = {}
-    for logical_id, resource in (template.get("Resources") or {}).items():
+    owners = [(GLOBAL_REASONS, template)] + list((template.get("Resources") or {}).items())
+    for logical_id, resource in owners:
         metadata = (resource.get("Metadata") or {}).get("UnusedGrants")
         if metadata:
             if not isinstance(metadata, dict) or not all(isinstance(v, str) and v.strip() for v in metadata.values()):
                 raise ValueError(f"{logical_id}: Metadata.UnusedGrants must map actions to non-empty reasons")
-            reasons[logical_id] = {str(k): str(v) for k, v in metadata.items()}
+            reasons[logical_id] = {str(k): " ".join(str(v).split()) for k, v in metadata.items()}
     return reasons
 
 
@@ -244,9 +248,11 @@ def merge(snapshots: Iterable[Mapping[str, Any]]) -> Report:
             row["used"] = row["used"] or grant.key in used
         for entry in snap.get("denied") or []:
             denied.setdefault((entry["role"], entry["action"], entry["resource"]), entry)
+    everywhere = reasons.get(GLOBAL_REASONS, {})
     for row in rows.values():
         by_action = reasons.get(row["owner"], {})
-        row["reason"] = "" if row["used"] else by_action.get(row["action"], by_action.get("*", ""))
+        reason = by_action.get(row["action"]) or by_action.get("*") or everywhere.get(row["policy"])
+        row["reason"] = "" if row["used"] else (reason or everywhere.get(row["action"], ""))
     ordered = sorted(rows.values(), key=lambda r: (r["role"], r["policy"], r["statement"], r["action"], r["resource"]))
     return Report(ordered, list(denied.values()))
 
