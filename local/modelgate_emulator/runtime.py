@@ -361,6 +361,29 @@ class LocalAWS:
             )
         return payload
 
+    def invoke_function_url(self, function: str, event: Any) -> Any:
+        """A request to the function's URL (``event`` in the Function URL payload format 2.0).
+
+        As on AWS, an anonymous caller gets in only if the URL's auth type is NONE and the
+        function's resource policy allows ``lambda:InvokeFunctionUrl`` to ``*`` with
+        ``lambda:FunctionUrlAuthType`` NONE ("Control access to Lambda function URLs",
+        Lambda Developer Guide); otherwise the URL answers 403 Forbidden.
+        """
+        name = self.function_name(function)
+        config = self.client("lambda").get_function_url_config(FunctionName=name)
+        if self.enforcer is not None:
+            arn = self.stack.function(function).arn if function in self.stack.functions else config["FunctionArn"]
+            anonymous = iam.service_principal("*")
+            try:
+                if config["AuthType"] != "NONE":
+                    raise iam.AccessDenied("*", "lambda:InvokeFunctionUrl", arn, "the URL's auth type is AWS_IAM")
+                self.enforcer.check(
+                    anonymous, "lambda:InvokeFunctionUrl", arn, context={"lambda:FunctionUrlAuthType": "NONE"}
+                )
+            except iam.AccessDenied:
+                return {"statusCode": 403, "body": json.dumps({"Message": "Forbidden"})}
+        return self.invoke(name, event)
+
     def invocations(self, function: str) -> list[InvocationRecord]:
         """Invocations of a function (logical id or name) so far, oldest first."""
         if self.runtime is None:

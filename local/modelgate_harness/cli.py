@@ -16,8 +16,6 @@ from modelgate.errors import ModelgateError
 
 
 def _control(args: argparse.Namespace):
-    import dataclasses
-
     import boto3
     from modelgate_harness.control import Control
 
@@ -28,6 +26,13 @@ def _control(args: argparse.Namespace):
     else:
         session = boto3.Session(profile_name=args.profile, region_name=args.region)
         control = Control.from_stack(args.stack, session)
+    return with_principal(control, args)
+
+
+def with_principal(control, args: argparse.Namespace):
+    """The control with the `--as PRINCIPAL` override applied (locally: who runs the command)."""
+    import dataclasses
+
     principal = getattr(args, "as_principal", None)
     return dataclasses.replace(control, principal=principal) if principal else control
 
@@ -43,14 +48,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from modelgate_harness.control import format_release, format_table
-
     control = _control(args)
     with control.acting("operator"):
         return _status(control.ledger(), args)
 
 
 def _status(ledger, args: argparse.Namespace) -> int:
+    from modelgate_harness.control import format_release, format_table
+
     if args.release:
         record = ledger.get(args.release)
         if record is None:

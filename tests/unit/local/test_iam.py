@@ -92,3 +92,24 @@ def test_every_decision_is_recorded_with_the_principal(local):
     records = [r for r in local.enforcer.records if r.action == "states:SendTaskSuccess"]
     assert {r.allowed for r in records} == {True, False}
     assert all(r.principal.startswith("arn:aws:sts::") for r in records)
+
+
+def test_the_approval_url_is_public_through_its_resource_policy(local):
+    host = "abc.lambda-url.us-east-1.on.aws"
+    event = {
+        "version": "2.0", "routeKey": "$default", "rawPath": "/decide", "rawQueryString": "t=forged",
+        "headers": {"host": host, "user-agent": "pytest", "x-forwarded-proto": "https"},
+        "queryStringParameters": {"t": "forged"},
+        "requestContext": {
+            "accountId": "anonymous", "apiId": "abc", "domainName": host, "domainPrefix": "abc",
+            "http": {"method": "GET", "path": "/decide", "protocol": "HTTP/1.1", "sourceIp": "192.0.2.10",
+                     "userAgent": "pytest"},
+            "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "01/Jan/2026:00:00:00 +0000",
+            "timeEpoch": 0,
+        },
+        "isBase64Encoded": False,
+    }
+    response = local.invoke_function_url("ApprovalCallbackFunction", event)
+    assert response.get("body") != '{"Message": "Forbidden"}'  # the handler answered, not the URL
+    decisions = [r for r in local.enforcer.records if r.action == "lambda:InvokeFunctionUrl"]
+    assert decisions and decisions[-1].allowed and decisions[-1].principal == "*"
