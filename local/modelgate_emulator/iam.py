@@ -129,7 +129,7 @@ def _session_name(name: str) -> str:
 
 def function_principal(role_arn: str | None, function_name: str) -> Principal | None:
     """A Lambda function's execution-role session, if enforcement is on."""
-    if _ACTIVE is None or not role_arn:
+    if active() is None or not role_arn:
         return None
     return role_principal(role_arn, function_name)
 
@@ -162,12 +162,14 @@ class AccessDenied(Exception):
 
 
 # ---------------------------------------------------------------------------- enforcer
-_ACTIVE: Enforcer | None = None
+# Installed enforcers, newest last: a LocalAWS started inside another (a test's own stack
+# beside a session fixture's) enforces and records until it stops.
+_ACTIVE: list[Enforcer] = []
 _ACTIVE_LOCK = threading.Lock()
 
 
 def active() -> Enforcer | None:
-    return _ACTIVE
+    return _ACTIVE[-1] if _ACTIVE else None
 
 
 class Enforcer:
@@ -186,11 +188,10 @@ class Enforcer:
 
     # ---------------------------------------------------------------- lifecycle
     def install(self) -> None:
-        global _ACTIVE
         with _ACTIVE_LOCK:
-            if _ACTIVE is not None and _ACTIVE is not self:
-                raise RuntimeError("another LocalAWS enforces IAM in this process already")
-            _ACTIVE = self
+            if self in _ACTIVE:
+                raise RuntimeError("this enforcer is installed already")
+            _ACTIVE.append(self)
         stack = contextlib.ExitStack()
         try:
             environ.install()
@@ -200,18 +201,17 @@ class Enforcer:
         except BaseException:
             stack.close()
             with _ACTIVE_LOCK:
-                _ACTIVE = None
+                _ACTIVE.remove(self)
             raise
         self._stack = stack
 
     def uninstall(self) -> None:
-        global _ACTIVE
         if self._stack is not None:
             self._stack.close()
             self._stack = None
         with _ACTIVE_LOCK:
-            if _ACTIVE is self:
-                _ACTIVE = None
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
 
     def __enter__(self) -> Enforcer:
         self.install()
@@ -471,8 +471,9 @@ def attach_aws_managed(role_arn: str, policy_arn: str) -> None:
     _AWS_MANAGED_ATTACHMENTS.setdefault(role_arn, [])
     if policy_arn not in _AWS_MANAGED_ATTACHMENTS[role_arn]:
         _AWS_MANAGED_ATTACHMENTS[role_arn].append(policy_arn)
-    if _ACTIVE is not None:
-        _ACTIVE.invalidate()
+    enforcer = active()
+    if enforcer is not None:
+        enforcer.invalidate()
 
 
 def forget_aws_managed() -> None:
@@ -498,7 +499,7 @@ def attach(client: Any) -> None:
             context[_PARAMS_KEY] = params
 
     def before_call(model: Any = None, context: Any = None, **_: Any) -> Any:
-        enforcer = _ACTIVE
+        enforcer = active()
         if enforcer is None or model is None:
             return None
         owner = ref()
@@ -561,7 +562,7 @@ def authorize_event_target(rule: Any, target: Mapping[str, Any]) -> None:
     EventBridge" and "Using identity-based policies for Amazon EventBridge", EventBridge
     User Guide). Other targets are not checked locally.
     """
-    enforcer = _ACTIVE
+    enforcer = active()
     if enforcer is None:
         return
     arn = str(target.get("Arn", ""))
