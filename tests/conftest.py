@@ -9,6 +9,7 @@ demo's and fails on a grant unused without a written reason.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     directory = Path(os.environ.get("MODELGATE_IAM_DIR") or Path(session.config.rootpath) / "build" / "iam")
     label = f"pytest-{os.getpid()}"
-    path = iam_report.write_session(directory, label, snapshots)
+    template = Path(session.config.rootpath) / "template.yaml"  # the project's stacks, not fixtures
+    path = iam_report.write_session(directory, label, snapshots, template=template)
     if path is not None:
-        report = iam_report.merge([s.to_json() for s in snapshots])
+        report = iam_report.merge(json.loads(path.read_text()))
         (directory / f"{label}.md").write_text(iam_report.render_markdown(report))

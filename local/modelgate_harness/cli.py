@@ -183,7 +183,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if os.environ.get("MODELGATE_IAM_DIR"):  # `make iam-report`: keep the demo's authorisations
         from modelgate_emulator import iam, iam_report
 
-        iam_report.write_session(Path(os.environ["MODELGATE_IAM_DIR"]), f"demo-{os.getpid()}", iam.collected())
+        iam_report.write_session(
+            Path(os.environ["MODELGATE_IAM_DIR"]), f"demo-{os.getpid()}", iam.collected(), template=Path(args.template)
+        )
     return code
 
 
