@@ -13,7 +13,8 @@ when an identity-based *or* a resource-based policy allows it and nothing denies
   evaluator, metrics) and test code run as ``local-admin``, which is never checked.
   Threads a handler starts inherit its principal (see ``environ.inherit_in_threads``).
   ``LocalAWS.client(service, principal=...)`` binds a named principal to one client and
-  :meth:`Enforcer.acting_as` runs a block as one.
+  ``LocalAWS.acting_as`` runs a block as one; ``sts:GetCallerIdentity`` names the acting
+  principal (the ledger records which approver or operator acted).
 - **Enforcement.** Every botocore client created while an :class:`Enforcer` is installed
   gets two handlers: ``before-parameter-build`` keeps the call's API parameters, and
   ``before-call`` (registered first, so it runs before moto's own ``before-send``
@@ -511,6 +512,8 @@ def attach(client: Any) -> None:
             enforcer.invalidate()
         if principal.admin:
             return None
+        if service == "sts" and operation == "GetCallerIdentity":
+            return _caller_identity(principal, enforcer.account_id)
         params = (context or {}).get(_PARAMS_KEY) or {}
         region = (context or {}).get("client_region") or enforcer.region
         denied = enforcer.authorize(principal, service, operation, params, region)
@@ -521,6 +524,23 @@ def attach(client: Any) -> None:
 
     client.meta.events.register("before-parameter-build", keep_params)
     client.meta.events.register_first("before-call", before_call)
+
+
+def _caller_identity(principal: Principal, account_id: str) -> Any:
+    """GetCallerIdentity answers with the acting principal (moto names its default user), so
+    the ledger records the approver or operator who acted; it needs no permission ("GetCallerIdentity",
+    AWS STS API Reference)."""
+    from botocore.awsrequest import AWSResponse
+
+    role_id = f"AROA{abs(hash(principal.role_arn or principal.arn)) % 10**16:016d}"
+    session = principal.arn.rsplit("/", 1)[-1]
+    parsed = {
+        "UserId": f"{role_id}:{session}",
+        "Account": account_id,
+        "Arn": principal.arn,
+        "ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": {}, "RetryAttempts": 0},
+    }
+    return AWSResponse(url="https://local.modelgate/", status_code=200, headers={}, raw=_Raw(b"")), parsed
 
 
 def _denied_response(model: Any, service: str, request: Any, principal: Principal, decision: Any) -> Any:

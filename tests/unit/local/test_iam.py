@@ -113,3 +113,8 @@ def test_the_approval_url_is_public_through_its_resource_policy(local):
     assert response.get("body") != '{"Message": "Forbidden"}'  # the handler answered, not the URL
     decisions = [r for r in local.enforcer.records if r.action == "lambda:InvokeFunctionUrl"]
     assert decisions and decisions[-1].allowed and decisions[-1].principal == "*"
+
+
+def test_caller_identity_names_the_acting_principal(local):
+    identity = local.client("sts", principal="approver").get_caller_identity()
+    assert identity["Arn"].startswith("arn:aws:sts::") and "-local-approver/" in identity["Arn"]
