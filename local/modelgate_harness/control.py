@@ -12,7 +12,7 @@ import mimetypes
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable
 
 from pydantic import ValidationError
 
@@ -47,10 +47,10 @@ class Control:
     resource: Callable[[str], Any]
     # Locally, ``act_as(name)`` runs a block as the named principal ("ci", "approver",
     # "operator": LocalAWS.acting_as); on AWS the credentials decide and it is None.
-    act_as: Callable[[str], ContextManager[Any]] | None = None
+    act_as: Callable[[str], contextlib.AbstractContextManager[Any]] | None = None
     principal: str | None = None  # `--as PRINCIPAL`: every command runs as this one
 
-    def acting(self, role: str) -> ContextManager[Any]:
+    def acting(self, role: str) -> contextlib.AbstractContextManager[Any]:
         """Run a command's calls as its principal (``role``, or the ``--as`` override)."""
         if self.act_as is None:
             return contextlib.nullcontext()
