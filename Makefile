@@ -15,7 +15,7 @@ export BC_SKIP_MAPPING := TRUE
 export CKV_SKIP_PACKAGE_UPDATE_CHECK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test demo lint build bench clean
+.PHONY: help venv test demo lint build bench clean iam-report
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -50,6 +50,12 @@ lint: venv ## Only the template and state machine checks
 
 demo: $(VENV)/.installed ## Four releases on the embedded local AWS: promoted, promoted, gate failed, rolled back
 	$(VENV)/bin/modelgate demo
+
+iam-report: $(VENV)/.installed ## Least-privilege report (build/iam): state-machine tests + demo; fails on a grant unused without a reason
+	rm -rf build/iam
+	MODELGATE_IAM_DIR=build/iam $(VENV)/bin/python -m pytest -q tests/statemachine
+	MODELGATE_IAM_DIR=build/iam $(VENV)/bin/modelgate demo
+	$(VENV)/bin/python -m modelgate_emulator.iam_report build/iam
 
 build: venv ## sam build (needs python3.12; pyenv's is used when found)
 	PATH="$(PY312):$$PATH" $(SAM) build --template template.yaml

@@ -157,6 +157,16 @@ class OverlayEnviron(os._Environ):  # type: ignore[type-arg]  # os._Environ is g
         return f"OverlayEnviron({self.copy()!r})"
 
 
+# Other context variables a thread inherits from its creator (the IAM principal: iam.py).
+_INHERITED: list[contextvars.ContextVar[Any]] = []
+
+
+def inherit_in_threads(var: contextvars.ContextVar[Any]) -> None:
+    """A thread started while ``var`` is set runs in a copy of its creator's context too."""
+    if var not in _INHERITED:
+        _INHERITED.append(var)
+
+
 _lock = threading.Lock()
 _installed = 0
 _original_environ: Any = None
@@ -165,8 +175,10 @@ _original_thread_start: Any = None
 
 def _inheriting_start(self: threading.Thread) -> None:
     """Thread.start that runs the thread in a copy of its creator's context when the
-    creator is inside a Lambda invocation (see the module docstring)."""
-    if _OVERLAY.get() is not None and not getattr(self, "_modelgate_context", None):
+    creator is inside a Lambda invocation or has an inherited variable set (see the
+    module docstring)."""
+    inherit = _OVERLAY.get() is not None or any(var.get() is not None for var in _INHERITED)
+    if inherit and not getattr(self, "_modelgate_context", None):
         context = contextvars.copy_context()
         run = self.run
         self._modelgate_context = context  # type: ignore[attr-defined]

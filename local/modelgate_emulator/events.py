@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 InvokeAsync = Callable[[str, bytes], None]
 StartExecution = Callable[[str, str], None]
 Sender = Callable[[dict[str, Any], bytes], None]  # (target, payload)
+Authorize = Callable[[Rule, dict[str, Any]], None]  # raises when IAM refuses the delivery
 
 DEFAULT_MAX_RETRY_ATTEMPTS = 185
 DEFAULT_MAX_EVENT_AGE_SECONDS = 86_400
@@ -57,13 +58,18 @@ _PATH_TOKEN = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\[\*\]|\['([^']*)'\]|\[\"([^\
 
 
 def install(
-    *, invoke_async: InvokeAsync, start_execution: StartExecution | None = None
+    *,
+    invoke_async: InvokeAsync,
+    start_execution: StartExecution | None = None,
+    authorize: Authorize | None = None,
 ) -> Callable[[], None]:
     """Patch moto's rule delivery as described in the module docstring; returns ``uninstall``.
 
     ``invoke_async(function_arn, payload)`` runs a Lambda target (asynchronously, like an
     ``Event`` invocation); ``start_execution(state_machine_arn, input_json)`` starts a
     Step Functions target, by default through moto's Step Functions backend.
+    ``authorize(rule, target)`` (IAM, see ``iam.authorize_event_target``) runs before each
+    attempt; an exception it raises is a failed delivery (retried, then dead-lettered).
     """
     original = Rule.send_to_targets
     stopping = threading.Event()
@@ -85,7 +91,7 @@ def install(
             arn = str(target.get("Arn", ""))
             service = arn.split(":")[2] if arn.count(":") >= 5 else ""
             if service in senders:
-                _Delivery(self, target, original_event, stopping, senders[service]).run()
+                _Delivery(self, target, original_event, stopping, senders[service], authorize).run()
             else:
                 single = copy.copy(self)
                 single.targets = [target]
@@ -118,8 +124,10 @@ class _Delivery:
         moto_event: dict[str, Any],
         stopping: threading.Event,
         send: Sender,
+        authorize: Authorize | None = None,
     ) -> None:
         self.rule = rule
+        self.authorize = authorize
         self.target = copy.deepcopy(target)  # a retry must not see a later PutTargets
         self.event = aws_event(moto_event)
         ingestion = moto_event.get("ingestion-time")
@@ -165,6 +173,8 @@ class _Delivery:
 
     def _attempt(self, payload: bytes) -> Exception | None:
         try:
+            if self.authorize is not None:
+                self.authorize(self.rule, self.target)
             self.send(self.target, payload)
         except Exception as exc:
             return exc

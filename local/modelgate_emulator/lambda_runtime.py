@@ -75,7 +75,7 @@ from types import ModuleType
 from typing import Any, Protocol
 from unittest import mock
 
-from modelgate_emulator import environ
+from modelgate_emulator import environ, iam
 from modelgate_emulator.logs import FunctionLogs, log_group_name
 
 LOG = logging.getLogger(__name__)
@@ -616,8 +616,15 @@ class LambdaRuntime:
         )
         variables = self._variables(target, env.log_stream_name)
         capture = self.logs.invocation(context, account_id=target.account_id, region=target.region)
+        principal = iam.function_principal(target.config.role, target.function_name)
         outcome = _run_with_timeout(
-            capture.wrap(env.handler), event, context, variables, timeout, f"lambda:{target.function_name}:{request_id}"
+            capture.wrap(env.handler),
+            event,
+            context,
+            variables,
+            timeout,
+            f"lambda:{target.function_name}:{request_id}",
+            principal,
         )
         result = self._shape(target, outcome, request_id, timeout)
         capture.finish(
@@ -732,7 +739,12 @@ class LambdaRuntime:
             module_name = f"_modelgate_lambda_{safe}_{fingerprint}"
             stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[{target.executed_version}]{uuid.uuid4().hex}"
             # Module-level code runs at cold start with the function's environment, as on AWS.
-            with environ.overlay(self._variables(target, stream)), self.logs.init_phase(stream, runtime=str(config.run_time)):
+            principal = iam.function_principal(target.config.role, target.function_name)
+            with (
+                environ.overlay(self._variables(target, stream)),
+                iam.acting_as(principal),
+                self.logs.init_phase(stream, runtime=str(config.run_time)),
+            ):
                 module, handler = _load_handler(code_dir, str(config.handler), module_name)
             env = _Environment(handler=handler, module=module, log_stream_name=stream, invocations=1)
             with self._env_lock:
@@ -761,15 +773,22 @@ class _Outcome:
 
 
 def _run_with_timeout(
-    handler: Callable[[Any, Any], Any], event: Any, context: LambdaContext, variables: Mapping[str, str], timeout: float, name: str
+    handler: Callable[[Any, Any], Any],
+    event: Any,
+    context: LambdaContext,
+    variables: Mapping[str, str],
+    timeout: float,
+    name: str,
+    principal: iam.Principal | None = None,
 ) -> _Outcome:
-    """Run the handler in its own thread with its environment; wait at most ``timeout`` s."""
+    """Run the handler in its own thread with its environment, as its execution role
+    (``principal``, when IAM is enforced); wait at most ``timeout`` s."""
     outcome = _Outcome()
     done = threading.Event()
 
     def run() -> None:
         try:
-            with environ.overlay(variables):
+            with environ.overlay(variables), iam.acting_as(principal):
                 outcome.value = handler(event, context)
         except BaseException as exc:  # noqa: BLE001 - reported to the caller as the function error
             outcome.error = exc

@@ -15,6 +15,12 @@ AWS's limits (Lambda environment and payload sizes, alias routing, Step Function
 parameter lengths) are enforced by ``limits``. S3 bucket policies are evaluated
 with their conditions by ``s3`` (a moto 5.2.1 behaviour
 it names and covers).
+
+IAM is enforced on every call (``iam``; ``enforce_iam=False`` only for tests of the
+emulator itself): handlers run as their execution roles, executions as the state
+machine's role, the deployer and test code as ``local-admin``; ``client(service,
+principal="ci")`` and :meth:`LocalAWS.acting_as` run calls as a named CLI principal
+(:data:`CLI_PRINCIPALS`), whose policy is the template's managed policy of that name.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest import mock
@@ -36,7 +42,7 @@ import boto3
 from modelgate import clock as pipeline_clock
 from modelgate.adapters import clients as aws
 from modelgate.approval import links as approval_links
-from modelgate_emulator import dynamodb, limits
+from modelgate_emulator import dynamodb, iam, limits
 from modelgate_emulator import logs as function_logs
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
@@ -68,6 +74,15 @@ MOTO_CONFIG: DefaultConfig = {
     # Not loading AWS-managed IAM policies saves ~1 s per start; moto enforces no policy, so
     # the deployer records the managed policy ARNs it could not attach and moves on.
     "iam": {"load_aws_managed_policies": False},
+}
+
+
+# Named local principals of the CLI -> the template Output naming the managed policy that
+# the README tells users to attach to that identity on AWS.
+CLI_PRINCIPALS: dict[str, str] = {
+    "ci": "CiPolicyArn",
+    "approver": "ApproverPolicyArn",
+    "operator": "OperatorPolicyArn",
 }
 
 
@@ -127,6 +142,7 @@ class LocalAWS:
         seed: int | None = None,
         metrics_delay_seconds: float = DEFAULT_METRICS_DELAY_SECONDS,
         echo_logs: bool = True,
+        enforce_iam: bool = True,
     ) -> None:
         if time_factor <= 0:
             raise ValueError("time_factor must be > 0: waits are scaled, never skipped")
@@ -148,6 +164,9 @@ class LocalAWS:
         self._exit: contextlib.ExitStack | None = None
         self._clients: dict[str, Any] = {}
         self.account_id = ""
+        self.enforce_iam = enforce_iam
+        self.enforcer: iam.Enforcer | None = None
+        self._principals: dict[str, iam.Principal] = {}
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> LocalAWS:
@@ -172,6 +191,15 @@ class LocalAWS:
             approval_links.clear_key_cache()  # signing keys are per stack
             exit_stack.callback(approval_links.clear_key_cache)
             exit_stack.callback(self._clients.clear)
+            exit_stack.callback(self._principals.clear)
+
+            iam.forget_aws_managed()
+            exit_stack.callback(iam.forget_aws_managed)
+            if self.enforce_iam:
+                enforcer = iam.Enforcer(account_id=self.account_id, region=self.region)
+                enforcer.install()
+                exit_stack.callback(self._stop_enforcing, enforcer)
+                self.enforcer = enforcer
 
             self.clock = LoadSafeClock(self.time_factor)  # nominal time starts now
             exit_stack.callback(pipeline_clock.install(self.clock.datetime))
@@ -205,7 +233,13 @@ class LocalAWS:
             if integrations.install_cloudwatch is not None:
                 exit_stack.callback(integrations.install_cloudwatch())
             if integrations.install_events is not None:
-                exit_stack.callback(integrations.install_events(invoke_async=runtime.invoke_async))
+                if self.enforcer is not None:
+                    uninstall_events = integrations.install_events(
+                        invoke_async=runtime.invoke_async, authorize=iam.authorize_event_target
+                    )
+                else:
+                    uninstall_events = integrations.install_events(invoke_async=runtime.invoke_async)
+                exit_stack.callback(uninstall_events)
 
             self._stack = deploy(
                 self.template_path,
@@ -246,6 +280,10 @@ class LocalAWS:
         self._stack = None
         self.runtime = None
 
+    def _stop_enforcing(self, enforcer: iam.Enforcer) -> None:
+        enforcer.uninstall()
+        iam.collect(enforcer, self)  # the session's least-privilege report reads these
+
     def _quiesce(self) -> None:
         """Stop running executions and wait for async invocations before unpatching."""
         try:
@@ -278,11 +316,60 @@ class LocalAWS:
             raise RuntimeError("LocalAWS is not running: use it as a context manager")
         return self._stack
 
-    def client(self, service: str) -> Any:
-        """A boto3 client inside the mock (cached per service)."""
-        if service not in self._clients:
-            self._clients[service] = boto3.client(service, region_name=self.region)
-        return self._clients[service]
+    def client(self, service: str, *, principal: str | None = None) -> Any:
+        """A boto3 client inside the mock (cached per service and principal).
+
+        Without ``principal`` its calls run as whoever calls (local-admin in test code);
+        with one (``"ci"``, ``"approver"``, ``"operator"``) always as that principal.
+        """
+        key = f"{service}@{principal}" if principal else service
+        if key not in self._clients:
+            client = boto3.client(service, region_name=self.region)
+            if principal is not None:
+                iam.bind_client(client, self.principal(principal))
+            self._clients[key] = client
+        return self._clients[key]
+
+    def principal(self, name: str) -> iam.Principal:
+        """A named CLI principal: a role holding the template's managed policy for it.
+
+        On AWS the README tells users which managed policy (a stack Output) to attach to
+        which identity; locally a role ``<stack>-local-<name>`` is created with it.
+        """
+        if name in self._principals:
+            return self._principals[name]
+        output = CLI_PRINCIPALS.get(name)
+        if output is None:
+            raise ValueError(f"unknown principal {name!r}: one of {', '.join(sorted(CLI_PRINCIPALS))}")
+        policy_arn = self.stack.outputs.get(output)
+        if not policy_arn:
+            raise ValueError(f"principal {name!r}: the template has no Output {output} (its managed policy)")
+        iam_client = self.client("iam")
+        role_name = f"{self.stack_name}-local-{name}"[:64]
+        with iam.acting_as(iam.LOCAL_ADMIN):
+            trust = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{self.account_id}:root"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+            try:
+                role = iam_client.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+            except iam_client.exceptions.EntityAlreadyExistsException:
+                role = iam_client.get_role(RoleName=role_name)["Role"]
+            iam_client.attach_role_policy(RoleName=role_name, PolicyArn=policy_arn)
+        principal = iam.role_principal(role["Arn"], f"modelgate-{name}")
+        self._principals[name] = principal
+        return principal
+
+    @contextlib.contextmanager
+    def acting_as(self, name: str | None) -> Iterator[iam.Principal | None]:
+        """Run the block's calls (this thread and threads it starts) as a named principal."""
+        if name is None:
+            yield None
+            return
+        with iam.acting_as(self.principal(name)) as principal:
+            yield principal
 
     def redeploy(
         self, template_path: str | os.PathLike[str] | None = None, *, parameters: Mapping[str, str] | None = None
@@ -332,6 +419,29 @@ class LocalAWS:
                 str(body.get("errorType", response["FunctionError"])), str(body.get("errorMessage", payload)), body
             )
         return payload
+
+    def invoke_function_url(self, function: str, event: Any) -> Any:
+        """A request to the function's URL (``event`` in the Function URL payload format 2.0).
+
+        As on AWS, an anonymous caller gets in only if the URL's auth type is NONE and the
+        function's resource policy allows ``lambda:InvokeFunctionUrl`` to ``*`` with
+        ``lambda:FunctionUrlAuthType`` NONE ("Control access to Lambda function URLs",
+        Lambda Developer Guide); otherwise the URL answers 403 Forbidden.
+        """
+        name = self.function_name(function)
+        config = self.client("lambda").get_function_url_config(FunctionName=name)
+        if self.enforcer is not None:
+            arn = self.stack.function(function).arn if function in self.stack.functions else config["FunctionArn"]
+            anonymous = iam.service_principal("*")
+            try:
+                if config["AuthType"] != "NONE":
+                    raise iam.AccessDenied("*", "lambda:InvokeFunctionUrl", arn, "the URL's auth type is AWS_IAM")
+                self.enforcer.check(
+                    anonymous, "lambda:InvokeFunctionUrl", arn, context={"lambda:FunctionUrlAuthType": "NONE"}
+                )
+            except iam.AccessDenied:
+                return {"statusCode": 403, "body": json.dumps({"Message": "Forbidden"})}
+        return self.invoke(name, event)
 
     def invocations(self, function: str) -> list[InvocationRecord]:
         """Invocations of a function (logical id or name) so far, oldest first."""

@@ -20,8 +20,8 @@ Fn::Sub turns ``$$.Task.Token`` into ``$.Task.Token``. So this module does what
 Every resource comes from the template: a resource missing there is missing locally.
 An unsupported resource type, attribute or intrinsic is a :class:`TemplateError` naming it;
 a property a handler does not apply is logged and listed in :attr:`Stack.notes`.
-IAM policies are created but not enforced by moto; AWS-managed policy ARNs moto doesn't
-know are skipped (listed in notes).
+IAM roles and policies are created in moto and enforced by ``iam``; an AWS-managed policy
+moto has not loaded is read from moto's bundled copy of AWS's list (``iam.attach_aws_managed``).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from unittest import mock
 
 from botocore.exceptions import ClientError
 
+from modelgate_emulator import iam as iam_enforcement
 from modelgate_emulator.lambda_runtime import FunctionCode, LambdaRuntime
 
 LOG = logging.getLogger(__name__)
@@ -877,9 +878,34 @@ def _iam_role(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, di
         try:
             iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
         except iam.exceptions.NoSuchEntityException:
-            d.notes.append(f"{logical_id}: managed policy {policy_arn} unknown to moto, not attached (IAM is not enforced locally)")
+            if ":iam::aws:policy/" not in policy_arn:
+                raise TemplateError(f"{logical_id}: managed policy {policy_arn} does not exist") from None
+            try:
+                iam_enforcement.attach_aws_managed(role["Arn"], policy_arn)
+            except KeyError as exc:
+                raise TemplateError(f"{logical_id}: {exc.args[0]}") from None
     d.unused(logical_id, p, set(args) | {"Policies", "ManagedPolicyArns"})
     return name, {"Arn": role["Arn"], "RoleId": role["RoleId"]}
+
+
+def _iam_managed_policy(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Ref is the policy ARN (AWS::IAM::ManagedPolicy, CloudFormation User Guide)."""
+    iam = d.client("iam")
+    name = p.get("ManagedPolicyName") or d.name(logical_id, 128)
+    document = {"Version": "2012-10-17", **p["PolicyDocument"]}
+    args: dict[str, Any] = {"PolicyName": name, "PolicyDocument": json.dumps(document)}
+    for key in ("Path", "Description"):
+        if key in p:
+            args[key] = p[key]
+    arn = iam.create_policy(**args)["Policy"]["Arn"]
+    for role in p.get("Roles", []):
+        iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+    for user in p.get("Users", []):
+        iam.attach_user_policy(UserName=user, PolicyArn=arn)
+    for group in p.get("Groups", []):
+        iam.attach_group_policy(GroupName=group, PolicyArn=arn)
+    d.unused(logical_id, p, {"ManagedPolicyName", "PolicyDocument", "Path", "Description", "Roles", "Users", "Groups"})
+    return arn, {"PolicyArn": arn}
 
 
 def _lambda_layer(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -1406,6 +1432,7 @@ _HANDLERS: dict[str, _Handler] = {
     "AWS::SNS::Topic": _sns_topic,
     "AWS::Logs::LogGroup": _logs_log_group,
     "AWS::IAM::Role": _iam_role,
+    "AWS::IAM::ManagedPolicy": _iam_managed_policy,
     "AWS::Lambda::LayerVersion": _lambda_layer,
     "AWS::Lambda::Function": _lambda_function,
     "AWS::Lambda::Permission": _lambda_permission,

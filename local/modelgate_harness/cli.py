@@ -22,10 +22,19 @@ def _control(args: argparse.Namespace):
     if args.local:
         from modelgate_harness.server import control_from_state
 
-        return control_from_state(Path(args.local_state))
+        control = control_from_state(Path(args.local_state))
+    else:
+        session = boto3.Session(profile_name=args.profile, region_name=args.region)
+        control = Control.from_stack(args.stack, session)
+    return with_principal(control, args)
 
-    session = boto3.Session(profile_name=args.profile, region_name=args.region)
-    return Control.from_stack(args.stack, session)
+
+def with_principal(control, args: argparse.Namespace):
+    """The control with the `--as PRINCIPAL` override applied (locally: who runs the command)."""
+    import dataclasses
+
+    principal = getattr(args, "as_principal", None)
+    return dataclasses.replace(control, principal=principal) if principal else control
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -39,9 +48,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    control = _control(args)
+    with control.acting("operator"):
+        return _status(control.ledger(), args)
+
+
+def _status(ledger, args: argparse.Namespace) -> int:
     from modelgate_harness.control import format_release, format_table
 
-    ledger = _control(args).ledger()
     if args.release:
         record = ledger.get(args.release)
         if record is None:
@@ -100,7 +114,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from modelgate.pipeline import outcome
 
     control = _control(args)
-    result = outcome.rollback_service(control.deps(), args.service, caller_identity(control), args.comment)
+    with control.acting("operator"):
+        result = outcome.rollback_service(control.deps(), args.service, caller_identity(control), args.comment)
     print(f"{args.service}: version {result['from_version']} -> {result['to_version']} "
           f"(release {result['release_id']} {result['status']})")
     return 0
@@ -219,7 +234,14 @@ def cmd_local_up(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from modelgate_harness.demo import run_demo
 
-    return run_demo(time_factor=args.time_factor, template_path=Path(args.template), verbose=args.verbose)
+    code = run_demo(time_factor=args.time_factor, template_path=Path(args.template), verbose=args.verbose)
+    if os.environ.get("MODELGATE_IAM_DIR"):  # `make iam-report`: keep the demo's authorisations
+        from modelgate_emulator import iam, iam_report
+
+        iam_report.write_session(
+            Path(os.environ["MODELGATE_IAM_DIR"]), f"demo-{os.getpid()}", iam.collected(), template=Path(args.template)
+        )
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--local-state", default=os.environ.get("MODELGATE_LOCAL") or ".modelgate-local.json",
                         metavar="STATE_FILE", help="the state file `modelgate local up` wrote (default: "
                         "$MODELGATE_LOCAL or .modelgate-local.json)")
+    parser.add_argument("--as", dest="as_principal", choices=("ci", "approver", "operator"), default=None,
+                        help="locally: run the command as this principal instead of its own (submit: ci, "
+                        "approve/reject: approver, status/rollback/dataset: operator)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("submit", help="upload a release folder (prompt files, then the manifest); prints the release id")

@@ -6,6 +6,7 @@ CloudFormation stack with the default credential chain, locally from `LocalAWS`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mimetypes
 from dataclasses import dataclass
@@ -44,6 +45,16 @@ class Control:
     outputs: dict[str, str]
     client: Callable[[str], Any]
     resource: Callable[[str], Any]
+    # Locally, ``act_as(name)`` runs a block as the named principal ("ci", "approver",
+    # "operator": LocalAWS.acting_as); on AWS the credentials decide and it is None.
+    act_as: Callable[[str], contextlib.AbstractContextManager[Any]] | None = None
+    principal: str | None = None  # `--as PRINCIPAL`: every command runs as this one
+
+    def acting(self, role: str) -> contextlib.AbstractContextManager[Any]:
+        """Run a command's calls as its principal (``role``, or the ``--as`` override)."""
+        if self.act_as is None:
+            return contextlib.nullcontext()
+        return self.act_as(self.principal or role)
 
     @classmethod
     def from_stack(cls, stack_name: str, session: Any) -> Control:
@@ -111,6 +122,11 @@ def load_release_dir(directory: Path, *, commit: str | None, branch: str | None)
 def submit(control: Control, directory: Path, *, commit: str | None = None, branch: str | None = None) -> Submission:
     """What CI runs: prompt files first, then the manifest (its upload starts the release)."""
     manifest, files = load_release_dir(directory, commit=commit, branch=branch)
+    with control.acting("ci"):
+        return _upload(control, manifest, files)
+
+
+def _upload(control: Control, manifest: Manifest, files: dict[str, bytes]) -> Submission:
     s3 = control.client("s3")
     prefix = f"{RELEASES_PREFIX}{manifest.service}/{manifest.source.commit}/"
     uploaded = []
@@ -149,6 +165,11 @@ def put_dataset(control: Control, service: str, path: Path) -> str:
 
     text = path.read_text()
     parse_dataset(text)  # refuse a malformed dataset before it reaches the bucket
+    with control.acting("operator"):
+        return _put_dataset(control, service, text, get_service)
+
+
+def _put_dataset(control: Control, service: str, text: str, get_service: Callable[..., Any]) -> str:
     config = get_service(control.client("ssm"), control.outputs["ServicesPrefix"], service)
     put = control.client("s3").put_object(
         Bucket=control.bucket, Key=config.dataset_key, Body=text.encode(), ContentType="application/x-ndjson"
@@ -163,7 +184,8 @@ def caller_identity(control: Control) -> str:
 
 def decide(control: Control, release_id: str, decision: str, comment: str = "") -> dict:
     """`modelgate approve/reject`: through IAM (the caller's identity is the approver)."""
-    return approval.decide(control.deps(), release_id, decision, caller_identity(control), comment)
+    with control.acting("approver"):
+        return approval.decide(control.deps(), release_id, decision, caller_identity(control), comment)
 
 
 # ---------------------------------------------------------------------- status
@@ -203,6 +225,11 @@ def format_table(records: list[dict]) -> str:
 
 def update_policy(control: Control, service: str, **overrides: object) -> ServiceConfig:
     """The operator changes a service's release policy (its registration in SSM)."""
+    with control.acting("operator"):
+        return _update_policy(control, service, **overrides)
+
+
+def _update_policy(control: Control, service: str, **overrides: object) -> ServiceConfig:
     ssm = control.client("ssm")
     name = control.outputs["ServicesPrefix"] + service
     config = ServiceConfig.model_validate_json(ssm.get_parameter(Name=name)["Parameter"]["Value"])

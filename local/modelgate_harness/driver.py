@@ -109,6 +109,6 @@ def sample_stack(
 
     params = {"ModelProvider": "local", "LogLevel": "WARNING", **parameters}
     with LocalAWS(template_path, parameters=params, time_factor=time_factor, seed=seed) as local:
-        control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource)
+        control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource, act_as=local.acting_as)
         put_dataset(control, "support-bot", EXAMPLES / "dataset.jsonl")
         yield local, control

@@ -2,8 +2,10 @@
 
 Items (pk / sk):
   RELEASE#<id> / RELEASE        the release: status, numbers, reason, history of decisions
-  RELEASE#<id> / TOKEN#<kind>   a Step Functions task token (approval, bake); kept apart so
-                                 listing or showing releases never reads a token
+  TOKEN#<id>   / <kind>         a Step Functions task token (approval, bake); a partition of
+                                 its own, so IAM can grant it (dynamodb:LeadingKeys "TOKEN#*")
+                                 only to the functions that store, use or clear tokens, and
+                                 listing or showing releases never reads one
   RELEASE#<id> / LINK#<nonce>   an approval link used (once): decision, who, source IP, user
                                  agent (written by modelgate.approval.links.claim_link)
   SERVICE#<svc> / LOCK          the service's release lock (a lease)
@@ -40,6 +42,13 @@ FINAL_STATUSES = frozenset(
     {"Promoted", "RolledBack", "RollbackFailed", "GateFailed", "Rejected", "ApprovalTimedOut", "Invalid", "Failed",
      "Superseded"}
 )
+
+
+def _token_pk(release_id: str) -> str:
+    """Task tokens live in their own partition (see the module docstring): IAM's
+    ``dynamodb:LeadingKeys`` condition key scopes access by partition key only ("Using IAM
+    policy conditions for fine-grained access control", DynamoDB Developer Guide)."""
+    return f"TOKEN#{release_id}"
 
 
 def now_iso() -> str:
@@ -347,17 +356,17 @@ class Ledger:
     # ------------------------------------------------------------------ task tokens
     def put_token(self, release_id: str, kind: str, token: str) -> None:
         self.table.put_item(
-            Item={"pk": f"RELEASE#{release_id}", "sk": f"TOKEN#{kind}", "token": token, "at": now_iso()}
+            Item={"pk": _token_pk(release_id), "sk": kind, "token": token, "at": now_iso()}
         )
 
     def get_token(self, release_id: str, kind: str) -> str | None:
-        item = self.table.get_item(Key={"pk": f"RELEASE#{release_id}", "sk": f"TOKEN#{kind}"}).get("Item")
+        item = self.table.get_item(Key={"pk": _token_pk(release_id), "sk": kind}).get("Item")
         return item["token"] if item else None
 
     def take_token(self, release_id: str, kind: str) -> str | None:
         """Remove and return the token: whoever takes it is the only one to use it."""
         response = self.table.delete_item(
-            Key={"pk": f"RELEASE#{release_id}", "sk": f"TOKEN#{kind}"}, ReturnValues="ALL_OLD"
+            Key={"pk": _token_pk(release_id), "sk": kind}, ReturnValues="ALL_OLD"
         )
         item = response.get("Attributes")
         return item["token"] if item else None

@@ -41,11 +41,26 @@ def _release_folder(tmp_path: Path, examples: Path) -> Path:
     return folder
 
 
+def _service_role(pipeline) -> str:
+    """The service's own execution role: it reads only its own releases (README: "Adding a
+    service"); the embedded AWS enforces it like AWS would."""
+    iam = pipeline.control.client("iam")
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    name = f"{pipeline.local.stack_name}-svc-{SERVICE}-role"
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    bucket_arn = f"arn:aws:s3:::{pipeline.control.bucket}"
+    iam.put_role_policy(RoleName=name, PolicyName="ReadOwnReleases", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                                                "Resource": f"{bucket_arn}/releases/{SERVICE}/*"}]}))
+    return arn
+
+
 def _register(pipeline, function_name: str) -> None:
     """What an operator does for a new service (README: "Adding a service")."""
     control = pipeline.control
     lambda_ = control.client("lambda")
-    role = lambda_.get_function(FunctionName=pipeline.function)["Configuration"]["Role"]
+    role = _service_role(pipeline)
     lambda_.create_function(
         FunctionName=function_name, Runtime="python3.12", Role=role, Handler="app.lambda_handler",
         Code={"ZipFile": _inference_zip()}, Timeout=30,

@@ -1,0 +1,31 @@
+"""Session-wide: the least-privilege report of every embedded AWS the tests ran.
+
+Each ``LocalAWS`` that enforces IAM leaves a snapshot of its stack's grants and of the
+calls it authorised (``modelgate_emulator.iam``). At the end of the session they are
+written to ``build/iam/`` (``$MODELGATE_IAM_DIR`` overrides; gitignored): the session's
+records as JSON and its report as markdown. ``make iam-report`` merges them with the
+demo's and fails on a grant unused without a written reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from modelgate_emulator import iam, iam_report
+
+    snapshots = iam.collected()
+    if not snapshots:
+        return
+    directory = Path(os.environ.get("MODELGATE_IAM_DIR") or Path(session.config.rootpath) / "build" / "iam")
+    label = f"pytest-{os.getpid()}"
+    template = Path(session.config.rootpath) / "template.yaml"  # the project's stacks, not fixtures
+    path = iam_report.write_session(directory, label, snapshots, template=template)
+    if path is not None:
+        report = iam_report.merge(json.loads(path.read_text()))
+        (directory / f"{label}.md").write_text(iam_report.render_markdown(report))
