@@ -1159,6 +1159,8 @@ _IAM_BY_NAME = {
         "DeleteRolePolicy",
         "TagRole",
         "UpdateAssumeRolePolicy",
+        "ListRolePolicies",
+        "ListAttachedRolePolicies",
     ),
     "user": ("CreateUser", "GetUser", "DeleteUser", "PutUserPolicy", "DeleteUserPolicy", "TagUser"),
     "group": (
@@ -1239,15 +1241,33 @@ def _kms(call: _Call) -> list[AuthzRequest]:
     return [AuthzRequest(f"kms:{call.operation}", _kms_key_arn(call), {})]
 
 
-@_maps("cloudformation", "DescribeStacks", "cloudformation:DescribeStacks")
+@_maps(
+    "cloudformation",
+    ("DescribeStacks", "DescribeStackResource"),
+    "cloudformation:DescribeStacks",
+    "cloudformation:DescribeStackResource",
+)
 def _cfn_describe_stacks(call: _Call) -> list[AuthzRequest]:
+    action = f"cloudformation:{call.operation}"
     name = call.params.get("StackName")
     if not name:
-        return [AuthzRequest("cloudformation:DescribeStacks", "*", {})]
+        if call.operation != "DescribeStacks":
+            raise InvalidCallParameters(f"cloudformation {call.operation} needs StackName")
+        return [AuthzRequest(action, "*", {})]
     if str(name).startswith("arn:"):
-        return [AuthzRequest("cloudformation:DescribeStacks", call.given_arn(name, "cloudformation", "stack"), {})]
+        return [AuthzRequest(action, call.given_arn(name, "cloudformation", "stack"), {})]
     arn = call.given_arn(call.resolve("cloudformation:stack", str(name)), "cloudformation", "stack")
-    return [AuthzRequest("cloudformation:DescribeStacks", arn, {})]
+    return [AuthzRequest(action, arn, {})]
+
+
+@_maps("lambda", "DeleteLayerVersion", "lambda:DeleteLayerVersion")
+def _lambda_delete_layer_version(call: _Call) -> list[AuthzRequest]:
+    layer = str(call.param("LayerName"))
+    version = call.param("VersionNumber")
+    if layer.startswith("arn:"):
+        return [AuthzRequest("lambda:DeleteLayerVersion", call.given_arn(f"{layer}:{version}", "lambda", "layerVersion"), {})]
+    arn = call.arn("lambda", "layerVersion", LayerName=layer, LayerVersion=str(version))
+    return [AuthzRequest("lambda:DeleteLayerVersion", arn, {})]
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -52,7 +52,8 @@ def _service_role(pipeline) -> str:
     bucket_arn = f"arn:aws:s3:::{pipeline.control.bucket}"
     iam.put_role_policy(RoleName=name, PolicyName="ReadOwnReleases", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-                                                "Resource": f"{bucket_arn}/releases/{SERVICE}/*"}]}))
+                                                "Resource": [f"{bucket_arn}/releases/{SERVICE}/*",
+                                                             f"{bucket_arn}/reports/{SERVICE}/*/prompt-pin.json"]}]}))
     return arn
 
 

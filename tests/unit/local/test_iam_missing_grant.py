@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import boto3
@@ -23,7 +24,8 @@ def _without_intake_ledger_grant(tmp_path: Path) -> Path:
     sid = next(i for i, line in enumerate(lines) if "Sid: WriteReleaseRecord" in line)
     start = max(i for i in range(sid) if lines[i].strip() == "- Statement:")
     end = next(i for i in range(sid, len(lines)) if lines[i].strip() == "Events:")
-    assert "IntakeFunction:" in "".join(lines[start - 30 : start]), "WriteReleaseRecord is not the intake's"
+    owner = next(lines[i] for i in range(start, -1, -1) if re.match(r"^  [A-Za-z0-9]+:\s*$", lines[i]))
+    assert owner.strip() == "IntakeFunction:", f"WriteReleaseRecord is not the intake's (it is under {owner.strip()})"
     copy = tmp_path / "template.yaml"
     copy.write_text("".join(lines[:start] + lines[end:]))
     for folder in ("functions", "src", "statemachine"):

@@ -894,6 +894,7 @@ SAMPLE_PARAMS: dict[str, dict[str, Any]] = {
         "Name": "live",
         "Role": ROLE,
         "LayerName": "l",
+        "VersionNumber": 1,
         "Principal": "s3.amazonaws.com",
     },
     "dynamodb": {"TableName": "t", "RequestItems": {"t": []}, "TransactItems": [{"Put": {"TableName": "t"}}]},
