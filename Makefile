@@ -39,8 +39,10 @@ $(CHECKOV_VENV)/.installed:
 
 venv: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## Create the virtual environments (project; SAM CLI and checkov apart)
 
+# Two workers (the machine has 2 cores); worksteal moves queued tests from a busy worker to an idle one,
+# so the long state-machine releases do not all end up at the tail of one worker.
 test: venv ## Lint the template and the ASL (cfn-lint, sam validate --lint, checkov, statelint) and run every test
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist worksteal
 
 lint: venv ## Only the template and state machine checks
 	$(VENV)/bin/cfn-lint template.yaml
