@@ -55,7 +55,7 @@ demo: $(VENV)/.installed ## Four releases on the embedded local AWS: promoted, p
 
 iam-report: $(VENV)/.installed ## Least-privilege report (build/iam): state-machine tests + demo; fails on a grant unused without a reason
 	rm -rf build/iam
-	MODELGATE_IAM_DIR=build/iam $(VENV)/bin/python -m pytest -q tests/statemachine
+	MODELGATE_IAM_DIR=build/iam $(VENV)/bin/python -m pytest -q -n 2 --dist worksteal tests/statemachine
 	MODELGATE_IAM_DIR=build/iam $(VENV)/bin/modelgate demo
 	$(VENV)/bin/python -m modelgate_emulator.iam_report build/iam
 
