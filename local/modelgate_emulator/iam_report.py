@@ -256,8 +256,16 @@ def merge(snapshots: Iterable[Mapping[str, Any]]) -> Report:
     everywhere = reasons.get(GLOBAL_REASONS, {})
     for row in rows.values():
         by_action = reasons.get(row["owner"], {})
-        reason = by_action.get(row["action"]) or by_action.get("*") or everywhere.get(row["policy"])
-        row["reason"] = "" if row["used"] else (reason or everywhere.get(row["action"], ""))
+        # Most specific first: the grant's own action, then the reason for a whole (AWS-managed)
+        # policy, then the owner's catch-all "*" (which must not speak for a managed policy's
+        # grants), then a template-wide reason for the action.
+        reason = (
+            by_action.get(row["action"])
+            or everywhere.get(row["policy"])
+            or by_action.get("*")
+            or everywhere.get(row["action"], "")
+        )
+        row["reason"] = "" if row["used"] else reason
     ordered = sorted(rows.values(), key=lambda r: (r["role"], r["policy"], r["statement"], r["action"], r["resource"]))
     return Report(ordered, list(denied.values()))
 

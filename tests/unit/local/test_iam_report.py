@@ -78,3 +78,23 @@ def test_denied_calls_are_listed(tmp_path):
 def test_build_without_records_says_so(tmp_path, capsys):
     assert iam_report.main([str(tmp_path)]) == 2
     assert "no IAM session records" in capsys.readouterr().err
+
+
+def test_a_managed_policys_own_reason_wins_over_the_owners_catch_all():
+    # Given an unused grant of an AWS-managed policy on a function whose Metadata has a "*" reason
+    managed = Grant("Fn", "FnRole", "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess", 0, "xray:PutTraceSegments", "*")
+    own = Grant("Fn", "FnRole", "FnRolePolicy0", 0, "dynamodb:DeleteItem", "${LedgerTable.Arn}")
+    snap = {
+        "stack": "s",
+        "template": "template.yaml",
+        "grants": [vars(managed), vars(own)],
+        "used": [],
+        "denied": [],
+        "reasons": {
+            "Fn": {"*": "the supersede path"},
+            iam_report.GLOBAL_REASONS: {managed.policy: "Lambda sends traces with the role"},
+        },
+    }
+    # Then the managed grant is justified by its policy's reason, the function's own by the catch-all
+    rows = {row["action"]: row["reason"] for row in merge([snap]).rows}
+    assert rows == {"xray:PutTraceSegments": "Lambda sends traces with the role", "dynamodb:DeleteItem": "the supersede path"}
