@@ -21,6 +21,7 @@ their deadline, not after a fixed real time.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import heapq
 import threading
@@ -31,18 +32,19 @@ from datetime import UTC, datetime
 _MIN_REAL_WAIT = 0.002  # real seconds: the shortest re-check of a wait whose deadline is ahead
 
 
-class Clock:
+class Clock(abc.ABC):
     """Nominal time, as epoch seconds and as a timezone-aware datetime."""
 
+    @abc.abstractmethod
     def now(self) -> float:
-        raise NotImplementedError
+        """Nominal epoch seconds."""
 
     def datetime(self) -> datetime:
         return datetime.fromtimestamp(self.now(), UTC)
 
+    @abc.abstractmethod
     def real_seconds(self, nominal_seconds: float) -> float:
         """Real seconds that ``nominal_seconds`` of nominal time last at best (at least 0)."""
-        raise NotImplementedError
 
     def wait(self, event: threading.Event, nominal_seconds: float | None) -> bool:
         """Wait until ``event`` is set (True) or ``nominal_seconds`` of this clock pass (False)."""
