@@ -24,8 +24,9 @@ in front of that server and does, per request, what the hook does per call:
    Signature Version 2 (S3 ``InvalidRequest`` 400 "The authorization mechanism you have provided
    is not supported", as in ``s3.signature_v2_refused``; other services ``IncompleteSignature``)
    and presigned (query-string) SigV4, which the CLI never sends.
-   Not modelled: the 15-minute clock-skew window (``RequestTimeTooSkewed``) and credential
-   expiry (the session keys live as long as the server).
+   Not modelled: the 15-minute clock-skew window (``RequestTimeTooSkewed``), credential
+   expiry (the session keys live as long as the server) and the chunk signatures of a
+   streaming (``aws-chunked``) upload, whose body is not hashed into the signature.
 2. **What.** The request is mapped back to the botocore operation and its parameters with
    botocore's service model (:func:`parse_request`): ``X-Amz-Target`` for the JSON protocol,
    ``Action=`` for the query protocol, HTTP method + ``requestUri`` template (labels, greedy
@@ -401,9 +402,9 @@ def expected_signature(
     missing = [h for h in signed.signed_headers if h not in lowered]
     if missing:
         raise ValueError(f"signed headers missing from the request: {', '.join(missing)}")
+    # only what the client signed: botocore's signer takes the payload hash from a signed
+    # X-Amz-Content-SHA256 (S3) and hashes the body otherwise
     chosen = {h: lowered[h] for h in signed.signed_headers}
-    if "x-amz-content-sha256" in lowered:  # S3 signs with the header's value as the payload hash
-        chosen["X-Amz-Content-SHA256"] = chosen.pop("x-amz-content-sha256", lowered["x-amz-content-sha256"])
     host = lowered.get("host", "localhost")
     request = AWSRequest(method=method, url=f"http://{host}{raw_url}", headers=chosen, data=body)
     request.context["timestamp"] = signed.timestamp
@@ -439,7 +440,13 @@ class HttpAuthorizer:
             return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else refused.body]
         with iam.acting_as(principal):
             # The moto app answers in this thread (its response is read before the block ends).
-            return list(self.app(environ, start_response))
+            result = self.app(environ, start_response)
+            try:
+                return list(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
 
     def authorize(self, environ: Mapping[str, Any], body: bytes) -> iam.Principal:
         """The principal of an allowed request; raises :class:`Refused` otherwise."""
