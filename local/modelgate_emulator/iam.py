@@ -39,9 +39,13 @@ when an identity-based *or* a resource-based policy allows it and nothing denies
   statements) is kept on the enforcer for the least-privilege report
   (``modelgate_emulator.iam_report``).
 
+Calls made to the ``modelgate local up`` HTTP endpoint from another process reach moto's
+server without a botocore client: ``http_iam`` authorises those with :meth:`Enforcer.authorize`
+(the caller named by its SigV4 access key). Distributed Map child executions, which moto runs
+in process, are authorised as ``states:StartExecution`` by ``stepfunctions``.
+
 Not modelled: permissions boundaries, SCPs, session policies, KMS key policies (AWS-managed
-keys allow their service's callers), and calls made to the ``modelgate local up`` HTTP
-endpoint from another process (moto's server answers those without a botocore client).
+keys allow their service's callers).
 
 Cost: identity policies are cached per role and dropped on any IAM write; resource
 policies are parsed once per distinct document.

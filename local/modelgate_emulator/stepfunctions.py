@@ -31,6 +31,18 @@ moto 5.2.1 (``moto/stepfunctions/parser``, LocalStack's ASL interpreter) behavio
   (a superseded release would hold on for its whole bake): stopping now wakes the
   execution's callback waits, and a state that fails because its execution was stopped
   runs no Catch and no failure (AWS runs nothing after StopExecution): it ends ABORTED.
+- a Distributed Map's items run in process, as threads of the parent execution, with no API
+  call, so IAM never saw them. On AWS each item is a child workflow execution that Step
+  Functions starts with the state machine's role, which needs ``states:StartExecution`` on the
+  state machine (plus ``states:DescribeExecution`` / ``states:StopExecution`` on its
+  executions): "IAM policies for using Distributed Map states", Step Functions Developer Guide,
+  https://docs.aws.amazon.com/step-functions/latest/dg/iam-policies-eg-dist-map.html. Each
+  item's start is now authorised as ``states:StartExecution`` on the state machine ARN for
+  the execution's principal (``iam.current()``: the state machine's role) while IAM is
+  enforced. A denied start fails the Map Run, and with it the Map state, with ``States.Runtime``
+  and IAM's AccessDenied message as the cause (AWS fails the execution at the Map state:
+  serverless-step-functions#543; the error name it reports is not documented). The
+  Describe/Stop grants stay unexercised: nothing here describes or stops a child.
 """
 
 from __future__ import annotations
@@ -99,6 +111,7 @@ class StepFunctionsPatches:
         from moto.stepfunctions.models import StateMachineInstance
         from moto.stepfunctions.parser.api import (
             HistoryEventType,
+            MapRunFailedEventDetails,
             TaskTimedOutEventDetails,
         )
         from moto.stepfunctions.parser.asl.component.common.catch.catch_outcome import (
@@ -118,6 +131,9 @@ class StepFunctionsPatches:
         from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
         from moto.stepfunctions.parser.asl.component.program.program import Program
         from moto.stepfunctions.parser.asl.component.state.exec import execute_state
+        from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor.distributed_item_processor_worker import (
+            DistributedItemProcessorWorker,
+        )
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
             StateTaskService,
         )
@@ -239,6 +255,29 @@ class StepFunctionsPatches:
                 backend.send_task_failure(task_token, error=error)
             return EmptyResult()
 
+        # --- Distributed Map children start as the state machine's role ---------------------
+        original_eval_job = DistributedItemProcessorWorker._eval_job
+
+        def eval_distributed_job(worker: Any, env: Any, job: Any) -> None:
+            denial = _child_start_denied(env)
+            if denial is None:
+                original_eval_job(worker, env, job)
+                return
+            worker._map_run_record.item_counter.total.count()
+            worker._map_run_record.item_counter.failed.count()
+            job.job_output = FailureEventException(
+                FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=StatesErrorNameType.StatesRuntime),
+                    event_type=HistoryEventType.MapRunFailed,
+                    event_details=EventDetails(
+                        mapRunFailedEventDetails=MapRunFailedEventDetails(
+                            error=StatesErrorNameType.StatesRuntime.to_name(), cause=denial
+                        )
+                    ),
+                )
+            )
+
         # --- unnamed executions ------------------------------------------------------------
         original_start_execution = StepFunctionsParserBackend.start_execution
 
@@ -300,7 +339,25 @@ class StepFunctionsPatches:
             (StateTask, "_from_error", from_error),
             (StepFunctionResponse, "send_task_failure", send_task_failure),
             (StepFunctionsParserBackend, "start_execution", start_execution),
+            (DistributedItemProcessorWorker, "_eval_job", eval_distributed_job),
         ]
+
+
+def _child_start_denied(env: Any) -> str | None:
+    """IAM's message if the execution's principal may not start a Distributed Map child
+    execution of its state machine (``states:StartExecution`` on the state machine ARN); None
+    when allowed or when IAM is not enforced."""
+    from modelgate_emulator import iam
+
+    enforcer = iam.active()
+    if enforcer is None:
+        return None
+    state_machine_arn = str(env.states.context_object.context_object_data["StateMachine"]["Id"])
+    try:
+        enforcer.check(iam.current(), "states:StartExecution", state_machine_arn)
+    except iam.AccessDenied as denied:
+        return str(denied)
+    return None
 
 
 # ---------------------------------------------------------------------- helpers

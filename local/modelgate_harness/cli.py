@@ -156,7 +156,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     control = _control(args)
     name = _physical_function_name(args, control)
     since = int((time.time() - args.minutes * 60) * 1000)
-    events = read_events(control.client("logs"), name, start_time_ms=since, limit=args.limit)
+    with control.acting("operator"):
+        events = read_events(control.client("logs"), name, start_time_ms=since, limit=args.limit)
     if not events:
         print(f"modelgate: no log lines of {name} in the last {args.minutes:g} minutes", file=sys.stderr)
         return 1

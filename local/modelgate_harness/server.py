@@ -6,13 +6,22 @@ The stack is deployed into moto in this process (with every shim of this package
 moto's server answers on loopback from the same backends; Lambda handlers, Step Functions
 executions and alarms run here. A state file tells the CLI where the endpoint is and what
 the stack's outputs are (on AWS the CLI reads them from CloudFormation instead).
+
+IAM holds over HTTP too: every request must be SigV4-signed with the session keys of a named
+principal (``ci``, ``approver``, ``operator``: each holds the template's managed policy for it),
+which the state file hands to the CLI (readable by its owner only); the server authorises each
+request as that principal before moto answers it (``modelgate_emulator.http_iam``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
+import os
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +39,18 @@ def serve(
     stop: threading.Event | None = None,
 ) -> None:
     """Run until SIGINT / SIGTERM (or ``stop`` is set)."""
+    from modelgate_emulator import http_iam
+    from modelgate_emulator.runtime import CLI_PRINCIPALS
     from modelgate_harness.driver import EXAMPLES, sample_stack
     from modelgate_harness.traffic import TrafficGenerator
-    from moto.server import ThreadedMotoServer
 
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     with sample_stack(template_path, time_factor=time_factor) as (local, control):
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        credentials = http_iam.mint_credentials(local, CLI_PRINCIPALS)
+        server = _AuthorizingServer(port, credentials, enforcer=lambda: local.enforcer)
         server.start()
         traffic = None
         try:
@@ -50,8 +61,13 @@ def serve(
                 "outputs": local.stack.outputs,
                 "functions": {f.logical_id: f.function_name for f in local.stack.functions.values()},
                 "time_factor": time_factor,
+                "principals": {name: c.for_state_file() for name, c in credentials.items()},
             }
-            state_file.write_text(json.dumps(state, indent=2) + "\n")
+            # the principals' keys: readable by the owner only (created so, never widened)
+            state_file.unlink(missing_ok=True)
+            fd = os.open(state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps(state, indent=2) + "\n")
             if traffic_rate > 0:
                 requests = [
                     {"inputs": json.loads(line)}
@@ -78,9 +94,33 @@ def serve(
             state_file.unlink(missing_ok=True)
 
 
+class _AuthorizingServer:
+    """moto's WSGI app behind :class:`http_iam.HttpAuthorizer`, served on loopback in a thread
+    (what ``moto.server.ThreadedMotoServer`` does, with the authoriser in front)."""
+
+    def __init__(self, port: int, credentials: Any, *, enforcer: Any) -> None:
+        from modelgate_emulator.http_iam import HttpAuthorizer
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
+
+        app = HttpAuthorizer(DomainDispatcherApplication(create_backend_app), credentials=credentials,
+                             enforcer=enforcer)
+        self._server = make_server("127.0.0.1", port, app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="modelgate-local-up", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+        self._server.server_close()
+
+
 def control_from_state(state_file: Path) -> Any:
-    """A `Control` for the CLI against a running `modelgate local up`."""
-    from functools import lru_cache
+    """A `Control` for the CLI against a running `modelgate local up`: each command's calls
+    are signed with the keys of the principal it runs as (`Control.acting`)."""
+    from functools import cache
 
     import boto3
     from modelgate_harness.control import Control
@@ -88,16 +128,49 @@ def control_from_state(state_file: Path) -> Any:
     if not state_file.is_file():
         raise SystemExit(f"modelgate: no local runtime is running ({state_file} not found): run `modelgate local up`")
     state = json.loads(state_file.read_text())
-    session = boto3.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=state["region"]
-    )
+    principals = state.get("principals") or {}
+    if not principals:
+        raise SystemExit(f"modelgate: {state_file} holds no principals' keys (written by an older `modelgate local "
+                         "up`): restart it")
     endpoint = state["endpoint_url"]
+    acting: contextvars.ContextVar[str | None] = contextvars.ContextVar("modelgate_local_principal", default=None)
 
-    @lru_cache(maxsize=None)
+    def current() -> str:
+        name = acting.get()
+        if name is None:
+            raise RuntimeError("a call to the local runtime outside Control.acting(...): every local call runs as "
+                               f"a named principal ({', '.join(sorted(principals))})")
+        if name not in principals:
+            raise SystemExit(f"modelgate: {state_file} has no keys for principal {name!r} "
+                             f"(it has {', '.join(sorted(principals))})")
+        return name
+
+    @cache
+    def session(name: str) -> Any:
+        keys = principals[name]
+        return boto3.Session(
+            aws_access_key_id=keys["aws_access_key_id"],
+            aws_secret_access_key=keys["aws_secret_access_key"],
+            aws_session_token=keys["aws_session_token"],
+            region_name=state["region"],
+        )
+
+    @cache
+    def principal_client(name: str, service: str) -> Any:
+        return session(name).client(service, endpoint_url=endpoint)
+
     def client(service: str) -> Any:
-        return session.client(service, endpoint_url=endpoint)
+        return principal_client(current(), service)
 
     def resource(service: str) -> Any:
-        return session.resource(service, endpoint_url=endpoint)
+        return session(current()).resource(service, endpoint_url=endpoint)
 
-    return Control(state["stack_name"], state["outputs"], client, resource)
+    @contextlib.contextmanager
+    def act_as(name: str) -> Iterator[str]:
+        token = acting.set(name)
+        try:
+            yield name
+        finally:
+            acting.reset(token)
+
+    return Control(state["stack_name"], state["outputs"], client, resource, act_as=act_as)

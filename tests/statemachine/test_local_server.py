@@ -1,5 +1,6 @@
 """`modelgate local up` in one process, the CLI's commands from another: the same commands
-that run against AWS run against the local runtime."""
+that run against AWS run against the local runtime, and as on AWS each runs as an identity
+that IAM checks: the server authorises every HTTP request as the principal whose keys signed it."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import os
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 from modelgate_harness import cli
 from modelgate_harness.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+V1 = ROOT / "examples" / "support-bot" / "v1"
 
 
 def free_port() -> int:
@@ -23,13 +28,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
+@contextmanager
+def local_up(tmp_path: Path, template: Path = ROOT / "template.yaml", traffic: str = "120"):
     state = tmp_path / "local.json"
     log = (tmp_path / "server.log").open("w")  # a pipe nobody reads would fill and block the server
     process = subprocess.Popen(
         [sys.executable, "-m", "modelgate_harness.cli", "local", "up", "--port", str(free_port()),
-         "--time-factor", "0.003", "--traffic", "120", "--state-file", str(state)],
+         "--time-factor", "0.003", "--traffic", traffic, "--state-file", str(state), "--template", str(template)],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
         # this checkout's code, not whatever the environment's editable install points at
         env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
@@ -43,11 +48,19 @@ def server(tmp_path):
     if not state.exists():
         process.kill()
         pytest.fail("local runtime did not start:\n" + (tmp_path / "server.log").read_text()[-5000:])
-    yield state
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    try:
+        yield state
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
     assert not state.exists()  # it cleans up after itself
+
+
+@pytest.fixture
+def server(tmp_path):
+    with local_up(tmp_path) as state:
+        yield state
 
 
 def status(state: Path, capsys, release: str | None = None) -> dict | list:
@@ -87,3 +100,96 @@ def test_submit_status_and_approve_from_another_process(server, capsys):
     assert {entry.get("function_name") for entry in intake if "function_name" in entry} == {
         json.loads(server.read_text())["functions"]["IntakeFunction"]}
     assert any(" START RequestId: " in line for line in lines) and any(" REPORT RequestId: " in line for line in lines)
+
+
+def local_cli(state: Path, *args: str) -> list[str]:
+    return ["--local", "--local-state", str(state), *args]
+
+
+def keys_of(state: Path, principal: str) -> dict[str, str]:
+    keys = json.loads(state.read_text())["principals"][principal]
+    return {k: keys[k] for k in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")}
+
+
+def client_as(state: Path, service: str, **keys: str):
+    settings = json.loads(state.read_text())
+    return boto3.client(service, endpoint_url=settings["endpoint_url"], region_name=settings["region"], **keys)
+
+
+def waiting_release(state: Path, capsys) -> str:
+    assert cli.main(local_cli(state, "submit", str(V1), "--commit", "ef" * 20, "--branch", "main")) == 0
+    release = capsys.readouterr().out.strip().splitlines()[-1]
+    wait_until(lambda: status(state, capsys, release)["status"] == "PendingManualApproval", 90,
+               f"{release} to ask for approval", interval=0.2, progress=lambda: status(state, capsys, release)["status"])
+    return release
+
+
+@pytest.mark.enable_socket
+def test_principals_keys_decide_what_each_http_call_may_do(server, capsys):
+    # Given a release waiting for approval (submitted as ci, watched as operator)
+    release = waiting_release(server, capsys)
+    assert server.stat().st_mode & 0o077 == 0  # the keys are the owner's alone
+
+    # When CI tries to approve it
+    assert cli.main(local_cli(server, "--as", "ci", "approve", release)) == 2
+    # Then the server refuses with AWS's AccessDenied, naming the principal and the action
+    err = capsys.readouterr().err
+    assert "AccessDeniedException" in err and "assumed-role/" in err and "/modelgate-ci is not authorized" in err
+    assert "dynamodb:GetItem" in err, err
+    # and the task-token call itself, signed with CI's keys, is refused as states:SendTaskSuccess
+    sfn = client_as(server, "stepfunctions", **keys_of(server, "ci"))
+    with pytest.raises(ClientError) as denied:
+        sfn.send_task_success(taskToken="not-a-token", output="{}")
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "states:SendTaskSuccess" in denied.value.response["Error"]["Message"]
+    assert status(server, capsys, release)["status"] == "PendingManualApproval"
+
+    # When a key nobody issued signs requests, each service refuses it in its own words
+    stranger = {"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE", "aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG",
+                "aws_session_token": "none"}
+    expected = {"dynamodb": "UnrecognizedClientException", "s3": "InvalidAccessKeyId", "sts": "InvalidClientTokenId"}
+    calls = {"dynamodb": lambda c: c.list_tables(), "s3": lambda c: c.list_buckets(),
+             "sts": lambda c: c.get_caller_identity()}
+    for service, code in expected.items():
+        with pytest.raises(ClientError) as refused:
+            calls[service](client_as(server, service, **stranger))
+        assert refused.value.response["Error"]["Code"] == code, service
+    # and the approver's key with a wrong secret does not sign for the approver
+    forged = {**keys_of(server, "approver"), "aws_secret_access_key": "guessed"}
+    with pytest.raises(ClientError) as forged_error:
+        client_as(server, "dynamodb", **forged).list_tables()
+    assert forged_error.value.response["Error"]["Code"] == "InvalidSignatureException"
+
+    # When the approver approves through the CLI, it is their identity the ledger records
+    assert cli.main(local_cli(server, "approve", release, "--comment", "as the approver")) == 0
+    capsys.readouterr()
+    record = status(server, capsys, release)
+    assert record["approval"]["approver"] == json.loads(server.read_text())["principals"]["approver"]["arn"]
+
+
+@pytest.mark.enable_socket
+def test_approve_over_http_fails_without_the_approver_policys_task_statement(tmp_path, capsys):
+    # Given a stack whose ApproverPolicy lost its AnswerApprovalTask statement
+    template = (ROOT / "template.yaml").read_text()
+    statement = """          - Sid: AnswerApprovalTask
+            Effect: Allow
+            Action:
+              - states:SendTaskSuccess
+              - states:SendTaskFailure
+            Resource: "*"
+"""
+    assert template.count(statement) == 1
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    (stack / "template.yaml").write_text(template.replace(statement, ""))
+    for folder in ("functions", "src", "statemachine"):  # what the template's Uris name
+        (stack / folder).symlink_to(ROOT / folder)
+    with local_up(tmp_path, stack / "template.yaml", traffic="0") as state:
+        release = waiting_release(state, capsys)
+        # When the approver approves over HTTP
+        assert cli.main(local_cli(state, "approve", release)) == 2
+        # Then the task-token call is refused as AWS refuses it, and the release still waits
+        err = capsys.readouterr().err
+        assert "AccessDeniedException" in err and "/modelgate-approver is not authorized to perform: " \
+            "states:SendTaskSuccess" in err, err
+        assert status(state, capsys, release)["status"] in ("PendingManualApproval", "Approved")

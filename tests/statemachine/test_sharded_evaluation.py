@@ -40,3 +40,51 @@ def test_five_thousand_cases_are_sharded_and_reduced_into_one_report(pipeline, t
     assert report.sides["candidate"].accuracy == len(passed) / len(small)
     failed = {r.case_id.rsplit("-", 1)[0] for r in report.results if r.score != 1.0}
     assert not passed & failed  # every replica of a case scored alike, whichever shard ran it
+
+
+def _without_action(document: dict, action: str) -> tuple[dict, int]:
+    """The policy document with ``action`` taken out of every statement (and the count taken)."""
+    removed = 0
+    statements = []
+    for statement in document["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        kept = [a for a in actions if a != action]
+        removed += len(actions) - len(kept)
+        if kept:
+            statements.append({**statement, "Action": kept})
+    return {**document, "Statement": statements}, removed
+
+
+def test_shards_do_not_start_without_start_execution_on_the_state_machine(pipeline):
+    # Given the state machine's role without states:StartExecution (its Distributed Map's children)
+    iam = pipeline.local.client("iam")
+    sfn = pipeline.local.client("stepfunctions")
+    machine = pipeline.control.outputs["ReleasePipelineArn"]
+    role = sfn.describe_state_machine(stateMachineArn=machine)["roleArn"].rsplit("/", 1)[-1]
+    removed = 0
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        document = json.loads(document) if isinstance(document, str) else document
+        changed, count = _without_action(document, "states:StartExecution")
+        if count and changed["Statement"]:
+            iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(changed))
+        elif count:  # a policy of that grant alone (IAM refuses an empty Statement): goes
+            iam.delete_role_policy(RoleName=role, PolicyName=name)
+        removed += count
+    assert removed == 1  # SAM's StepFunctionsExecutionPolicy grant, and nothing else, gave it
+
+    # When a release is evaluated
+    run = pipeline.release("v1", decision=None)
+
+    # Then the Evaluate Map fails when it starts its first shard: IAM's AccessDenied on the
+    # state machine's ARN, for the state machine's role, ends the release before the gate
+    assert run.path[:5] == ["Validate", "AcquireLock", "PublishCandidate", "PlanEvaluation", "Evaluate"]
+    assert "Gate" not in run.path and run.path[5] == "RecordOutcome", run.path
+    assert run.record["status"] == "Failed", run.record
+    assert run.execution["status"] == "FAILED"
+    reason = run.record["reason"]
+    assert "States.Runtime" in reason and f"is not authorized to perform: states:StartExecution on resource: {machine}" \
+        in reason, reason
+    denied = [r for r in pipeline.local.enforcer.denied() if r.action == "states:StartExecution"]
+    assert denied and {r.resource for r in denied} == {machine}
+    assert all(r.role_arn and r.role_arn.endswith("/" + role) for r in denied)
