@@ -4,6 +4,7 @@ moto 5.2.1 (``moto/cloudwatch/models.py``) stores metrics and alarms but leaves 
 the release pipeline relies on. This module covers, each with a test:
 
 - Lambda invocations put no ``AWS/Lambda`` metrics          -> :func:`emit_lambda_metrics`
+  (``ExecutedVersion`` only for calls through a weighted alias: :func:`lambda_datums`)
 - no alarm is ever evaluated from its datapoints            -> :class:`AlarmEvaluator`
 - a state change emits no "CloudWatch Alarm State Change"   -> :func:`put_alarm_state_change_event`
 - ``SetAlarmState`` emits no event either                   -> :func:`install`
@@ -92,15 +93,15 @@ def emit_lambda_metrics(
     duration_ms: float,
     error: bool,
     timestamp: datetime | None = None,
+    weighted_alias: bool = False,
 ) -> None:
     """Record one invocation's Invocations, Errors and Duration as AWS Lambda does, now.
 
-    Dimension sets, as AWS emits them: none (account-wide), ``[FunctionName]``,
-    ``[FunctionName, Resource]`` when the call was qualified (``resource`` is
-    ``"fn:alias"`` or ``"fn:version"``), and ``[FunctionName, Resource, ExecutedVersion]``
-    when it went through an alias, so a canary alarm can watch the candidate alone. ``Errors`` is sent as 0 on success so its Average is an error
-    rate. Written straight into moto's backend: one call per invocation must stay cheap.
-    :class:`LambdaMetricsPublisher` adds AWS's publication delay in front of this.
+    Dimension sets: see :func:`lambda_datums` (``weighted_alias``: the call went through an
+    alias whose routing configuration has an additional version). ``Errors`` is sent as 0
+    on success so its Average is an error rate. Written straight into moto's backend: one
+    call per invocation must stay cheap. :class:`LambdaMetricsPublisher` adds AWS's
+    publication delay in front of this.
     """
     backend = cloudwatch_backends[account_id][region]
     backend.metric_data.extend(
@@ -111,6 +112,7 @@ def emit_lambda_metrics(
             duration_ms=duration_ms,
             error=error,
             when=_naive_utc(timestamp) if timestamp else _utcnow(),
+            weighted_alias=weighted_alias,
         )
     )
 
@@ -123,8 +125,27 @@ def lambda_datums(
     duration_ms: float,
     error: bool,
     when: datetime,
+    weighted_alias: bool = False,
 ) -> list[MetricDatum]:
-    """The datums of one invocation (see :func:`emit_lambda_metrics`)."""
+    """The datums of one invocation, in the dimension sets AWS documents for it.
+
+    - none (account-wide) and ``[FunctionName]``: every invocation;
+    - ``[FunctionName, Resource]`` when the call was qualified (``resource`` is
+      ``"fn:alias"`` or ``"fn:version"``): "Resource - View metrics for a version or alias
+      of a function";
+    - ``[FunctionName, Resource, ExecutedVersion]`` only when the call went through a
+      *weighted* alias (``weighted_alias``: its routing configuration names an additional
+      version). That is the one case AWS documents: "Use the ExecutedVersion dimension to
+      compare error rates for two versions of a function that are both targets of a
+      weighted alias" ("Viewing metrics for Lambda functions", dimensions,
+      https://docs.aws.amazon.com/lambda/latest/dg/monitoring-functions-metrics.html), and
+      "When you configure traffic weights between two function versions ... For alias
+      invocations, Lambda uses the ExecutedVersion dimension to filter the metric data by the
+      invoked version" ("Implement Lambda canary deployments using a weighted alias",
+      https://docs.aws.amazon.com/lambda/latest/dg/configuring-alias-routing.html). Whether
+      AWS publishes it for an unweighted alias is not documented, so the embedded AWS does
+      not: code that watches ``ExecutedVersion`` there would pass here and go blind on AWS.
+    """
     dimension_sets: list[list[dict[str, str]]] = [
         [],
         [{"Name": "FunctionName", "Value": function_name}],
@@ -132,7 +153,7 @@ def lambda_datums(
     if resource:
         qualified = [*dimension_sets[1], {"Name": "Resource", "Value": resource}]
         dimension_sets.append(qualified)
-        if _is_alias(resource):
+        if weighted_alias and _is_alias(resource):
             dimension_sets.append(
                 [*qualified, {"Name": "ExecutedVersion", "Value": executed_version}]
             )
@@ -177,6 +198,7 @@ class LambdaMetricsPublisher:
         duration_ms: float,
         error: bool,
         timestamp: datetime | None = None,
+        weighted_alias: bool = False,
     ) -> None:
         # ``timestamp`` (the real start time) is ignored: nominal time is the clock's.
         now = self.clock.now()
@@ -187,6 +209,7 @@ class LambdaMetricsPublisher:
             duration_ms=duration_ms,
             error=error,
             when=_from_epoch(now),
+            weighted_alias=weighted_alias,
         )
         with self._lock:
             self._sequence += 1

@@ -15,7 +15,9 @@ moto 5.2.1 behaviour this module covers (each has a test in tests/unit/local):
   the response carries ``X-Amz-Executed-Version``.
 - no AWS/Lambda metrics are emitted; here every invocation calls the metrics sink
   (``cloudwatch.LambdaMetricsPublisher`` in ``LocalAWS``: AWS's dimension sets, published
-  late).
+  late), telling it whether the call went through a weighted alias (``weighted_alias``:
+  the only calls AWS documents the ``ExecutedVersion`` dimension for, see
+  ``cloudwatch.lambda_datums``).
 - ``LambdaFunction._get_layers_data`` looks layers up in the Docker backend even when the
   simple backend is in use, so a function with Layers can't be created; patched to use the
   backend moto itself selected.
@@ -110,6 +112,7 @@ class MetricsSink(Protocol):
         duration_ms: float,
         error: bool,
         timestamp: datetime | None = None,
+        weighted_alias: bool = False,
     ) -> None: ...
 
 
@@ -158,6 +161,7 @@ class _Target:
     invoked_arn: str
     resource: str | None
     config: Any  # moto LambdaFunction of the executed version
+    weighted_alias: bool = False  # invoked through an alias routing to an additional version
 
 
 class LambdaContext:
@@ -497,7 +501,8 @@ class LambdaRuntime:
         config = latest if version == "$LATEST" else backend._lambdas._get_version(name, version)
         if config is None:
             raise UnknownFunctionException(f"{base_arn}:{version}")
-        return _Target(account_id, region, name, qualifier, version, invoked_arn, resource, config)
+        weighted = any(v != str(alias.function_version) for v in weights)
+        return _Target(account_id, region, name, qualifier, version, invoked_arn, resource, config, weighted)
 
     def _run_async(self, target: _Target, event: Any, body: bytes, request_id: str) -> None:
         """One asynchronous event: the first attempt, AWS's two retries, then the dead-letter queue."""
@@ -593,6 +598,7 @@ class LambdaRuntime:
                     duration_ms=duration_ms,
                     error=error is not None,
                     timestamp=started_at,
+                    weighted_alias=target.weighted_alias,
                 )
             except Exception:
                 LOG.exception("emitting Lambda metrics for %s failed", target.invoked_arn)

@@ -233,8 +233,9 @@ class ReleasePolicy(_Strict):
     four_eyes: bool = False
     # The rollout: a CodeDeploy preset name ("Canary10Percent15Minutes", "Linear10Percent
     # Every1Minute", "AllAtOnce", ...) or explicit steps ending at weight 1.0; the last step's
-    # bake is the post-promotion watch (rollback still armed). Unset: one canary step
-    # (canary_weight for bake_seconds), then 100% watched for post_promotion_watch_seconds.
+    # bake is the final bake (rollback still armed) with the alias still weighted at 99.99%
+    # (rollout.FINAL_BAKE_WEIGHT), and Promote then routes 100%. Unset: one canary step
+    # (canary_weight for bake_seconds), then the final bake for post_promotion_watch_seconds.
     rollout: str | list[RolloutStep] | None = None
     post_promotion_watch_seconds: int | None = Field(default=None, ge=0)
     canary_weight: float = Field(default=0.10, gt=0.0, lt=1.0)

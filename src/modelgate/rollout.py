@@ -3,10 +3,32 @@
 A rollout is a list of steps ``(weight, bake_seconds)`` with strictly increasing weights
 that ends at weight 1.0. At each step the live alias sends ``weight`` of its traffic to
 the candidate, the release bakes for ``bake_seconds`` with the canary alarms armed, and
-(before 100%) the judge compares candidate and stable over that step's window. The last
-step's bake is the *post-promotion watch*: the alias already serves the candidate alone,
-but the release still holds the lock and an alarm still rolls it back. CodeDeploy stops
+(before the last step) the judge compares candidate and stable over that step's window.
+The last step's bake is the *final bake* (the policy calls it the post-promotion watch):
+the release still holds the lock and an alarm still rolls it back. CodeDeploy stops
 watching at 100%; we don't.
+
+The final bake routes :data:`FINAL_BAKE_WEIGHT` (99.99%), not 100%: the alias stays
+*weighted* (stable as its version, the candidate as its additional version) until Promote
+makes it point at the candidate alone. The canary alarms watch the candidate through the
+``ExecutedVersion`` dimension, and AWS documents that dimension for weighted aliases only:
+"Use the ExecutedVersion dimension to compare error rates for two versions of a function
+that are both targets of a weighted alias" ("Viewing metrics for Lambda functions",
+https://docs.aws.amazon.com/lambda/latest/dg/monitoring-functions-metrics.html; and "When
+you configure traffic weights between two function versions ... For alias invocations,
+Lambda uses the ExecutedVersion dimension to filter the metric data by the invoked
+version", "Implement Lambda canary deployments using a weighted alias",
+https://docs.aws.amazon.com/lambda/latest/dg/configuring-alias-routing.html). Whether it
+is published for an unweighted alias is not documented, so an unweighted 100% bake might
+watch nothing. Switching the alarms to the alias's ``Resource`` dimension at 100% instead
+is unsafe too: the stable side's late metrics (published a minute or more after the call)
+from before the switch fall into the alarm's lookback and can roll back a healthy release.
+On a weighted alias, every datapoint an alarm sees is the candidate's, whenever it arrives.
+The weight is within what Lambda accepts for an additional version ("Valid Range: Minimum
+value of 0.0. Maximum value of 1.0", AliasRoutingConfiguration,
+https://docs.aws.amazon.com/lambda/latest/api/API_AliasRoutingConfiguration.html) at the
+4 decimals weights are rounded to here; the alias still routes to one additional version
+only ("You can point an alias to a maximum of two Lambda function versions").
 
 Why the last step carries the watch instead of a separate field: one list is the whole
 timeline, so the state machine walks it with one loop, and a policy can't describe a
@@ -19,7 +41,7 @@ so a team moving from CodeDeploy keeps its vocabulary and its timings:
 * ``Linear10PercentEvery<N>Minute(s)``: 10%, 20%, ... 90%, each for N minutes, then
   100% (CodeDeploy's TimeBasedLinear: an equal share "at the start of each increment",
   an equal number of minutes between increments; 100% is reached after 9 intervals);
-* ``AllAtOnce``: 100% at once; only the post-promotion watch remains.
+* ``AllAtOnce``: (nearly) everything at once; only the final bake remains.
 
 Pure: no AWS calls, nothing at import time but the preset table.
 """
@@ -35,6 +57,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # them); rounding here keeps the plan and the alias in agreement (0.1 * 3 is 0.3, not
 # 0.30000000000000004).
 WEIGHT_DECIMALS = 4
+# What the alias routes to the candidate during the final bake (see the module docstring):
+# the most a weighted alias can route at WEIGHT_DECIMALS, 99.99%; stable keeps 0.01%.
+FINAL_BAKE_WEIGHT = round(1.0 - 10.0**-WEIGHT_DECIMALS, WEIGHT_DECIMALS)
 # Each step costs a handful of state transitions and history events (an execution keeps
 # at most 25,000); 20 steps is twice CodeDeploy's longest preset.
 MAX_STEPS = 20
@@ -80,6 +105,12 @@ class Rollout(BaseModel):
                 f"a rollout must end at weight 1.0 (all traffic to the candidate), got {weights}"
             )
         for index, step in enumerate(self.steps[:-1]):
+            if step.weight >= FINAL_BAKE_WEIGHT:
+                raise ValueError(
+                    f"step {index} ({format_weight(step.weight)}) routes as much as the final bake "
+                    f"({format_weight(FINAL_BAKE_WEIGHT)}: the alias stays weighted until promotion): "
+                    f"a step before the last must stay below {format_weight(FINAL_BAKE_WEIGHT)}"
+                )
             if step.bake_seconds < 1:
                 raise ValueError(
                     f"step {index} ({step.weight:.2%}) has no bake: a canary step needs "
@@ -89,7 +120,8 @@ class Rollout(BaseModel):
 
     @property
     def post_promotion_watch_seconds(self) -> int:
-        """The bake at 100%: rollback stays armed this long after promotion."""
+        """The final bake (the last step, at :data:`FINAL_BAKE_WEIGHT`): rollback stays armed
+        this long before Promote makes the alias point at the candidate alone."""
         return self.steps[-1].bake_seconds
 
     @property
@@ -105,7 +137,7 @@ def _linear(minutes: int) -> list[tuple[float, int]]:
     return [(round(k / 10, WEIGHT_DECIMALS), minutes * 60) for k in range(1, 10)]
 
 
-# The steps *before* 100%; the 100% step's bake is the post-promotion watch.
+# The steps *before* the last; the last step's bake is the final bake (post-promotion watch).
 PRESETS: dict[str, list[tuple[float, int]]] = {
     "Canary10Percent5Minutes": _canary(5),
     "Canary10Percent10Minutes": _canary(10),
@@ -195,10 +227,13 @@ def resolve_rollout(
 class PlannedStep(BaseModel):
     """One step as the state machine walks it (``$.step`` in the release context).
 
-    ``is_final`` marks the 100% step: the alias points at the candidate alone (no
-    routing weights), its bake is the post-promotion watch, and there is no stable
-    traffic left for the judge to compare with, so only the alarms decide there. A bake
-    of 0 s has no callback to wait on (a task's timeout must be >= 1 s): the ASL skips it.
+    ``weight`` is what the alias routes to the candidate during the step's bake. ``is_final``
+    marks the last step, the final bake: :data:`FINAL_BAKE_WEIGHT` (the alias stays weighted,
+    see the module docstring; Promote then points it at the candidate alone), and the
+    stable side's 0.01% is too little traffic for the judge to compare with, so only the
+    alarms decide there. A bake of 0 s has no callback to wait on (a task's timeout must be
+    >= 1 s): the ASL skips it. (``weight`` still accepts 1.0: ledger records written before
+    the final bake stayed weighted say so.)
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -210,9 +245,21 @@ class PlannedStep(BaseModel):
 
 
 def step_plan(rollout: Rollout) -> list[PlannedStep]:
-    """The rollout as the state machine walks it: one step per increment, in order."""
+    """The rollout as the state machine walks it: one step per increment, in order; the
+    last one routes :data:`FINAL_BAKE_WEIGHT` (the policy's 1.0 is reached by Promote)."""
     last = len(rollout.steps) - 1
     return [
-        PlannedStep(index=index, weight=step.weight, bake_seconds=step.bake_seconds, is_final=index == last)
+        PlannedStep(
+            index=index,
+            weight=FINAL_BAKE_WEIGHT if index == last else step.weight,
+            bake_seconds=step.bake_seconds,
+            is_final=index == last,
+        )
         for index, step in enumerate(rollout.steps)
     ]
+
+
+def format_weight(weight: float) -> str:
+    """A routing weight as the percentage it is, never rounded up to a whole one
+    (0.9999 is "99.99%", not "100%"; 0.1 is "10%")."""
+    return f"{round(weight * 100, WEIGHT_DECIMALS - 2):.2f}".rstrip("0").rstrip(".") + "%"

@@ -41,7 +41,10 @@ def test_the_stack_has_its_outputs_and_a_registered_service():
 
 
 def test_the_live_alias_reports_its_executed_version():
-    """The 100% watch relies on ExecutedVersion being emitted for alias invocations."""
+    """The traffic generator counts calls per version from the response's executed version
+    (the X-Amz-Executed-Version header of a synchronous invocation). The canary alarms'
+    ExecutedVersion *metric dimension* is another matter: AWS documents it for weighted
+    aliases only, so every bake, the final one too, keeps the alias weighted."""
     from modelgate_harness.control import Control
 
     control = Control.from_stack(STACK, boto3.Session())

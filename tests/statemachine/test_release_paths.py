@@ -37,7 +37,7 @@ def test_first_release_is_approved_canaried_and_promoted(pipeline):
                         "ReduceEvaluation", "Gate", "Register",
                         "ApprovalMode", "WaitForApproval",
                         "ShiftTraffic", "BakeOrJudge", "Bake", "CheckCanary", "NextStep",  # 10% canary
-                        "ShiftTraffic", "BakeOrJudge", "Bake", "CheckCanary", "NextStep",  # 100%, watched
+                        "ShiftTraffic", "BakeOrJudge", "Bake", "CheckCanary", "NextStep",  # final bake, 99.99%
                         "Promote", "Promoted"]
     assert run.status == "Promoted"
     for status in ("Received", "Validated", "Locked", "CandidatePublished", "Evaluated", "GatePassed",
@@ -186,8 +186,8 @@ def test_a_duplicate_upload_event_starts_no_second_release(pipeline):
     pipeline.driver.finish(run)
 
 
-def test_an_alarm_during_the_post_promotion_watch_rolls_back(with_live_v2):
-    # Given a release at 100% in its watch window (rollback still armed)
+def test_an_alarm_during_the_final_bake_rolls_back(with_live_v2):
+    # Given a release in its final bake (99.99%, rollback still armed)
     pipeline = with_live_v2
     pipeline.set_policy(approval="auto", post_promotion_watch_seconds=50_000, min_canary_invocations=1)
     live_before, _ = pipeline.live()
@@ -199,7 +199,7 @@ def test_an_alarm_during_the_post_promotion_watch_rolls_back(with_live_v2):
         wait_until(lambda: any(h["status"] == "Watching" for h in (ledger.get(run.release_id) or {}).get("history", []))
                    and ledger.get(run.release_id)["status"] == "Baking", 60, "the watch")
         candidate = ledger.get(run.release_id)["candidate_version"]
-        assert pipeline.live() == (candidate, {})  # all traffic on the candidate
+        assert pipeline.live() == (live_before, {candidate: 0.9999})  # the alias still weighted
         # When its canary alarm fires during the watch
         name = ledger.get(run.release_id)["canary_alarms"][0]
         pipeline.control.client("cloudwatch").set_alarm_state(

@@ -275,12 +275,12 @@ def canary_at_ten_percent(w: World) -> None:
     assert w.alias() == ("2", {"3": 0.1})
 
 
-def watching_at_full_traffic(w: World) -> None:
-    """The final step: the alias wholly on version 3, the alarms still armed (post-promotion watch)."""
+def in_the_final_bake(w: World) -> None:
+    """The final step: 99.99% of the alias on version 3 (still weighted), the alarms still armed."""
     ctx = w.release("shift_traffic/approved.json")
     canary.shift_traffic(w.deps, ctx.model_copy(update={"step": ctx.policy.step_plan()[-1],
                                                         "canary_alarms": w.canary_alarms()}))
-    assert w.alias() == ("3", {})
+    assert w.alias() == ("2", {"3": 0.9999})
 
 
 def baking(w: World) -> None:
@@ -402,10 +402,10 @@ def armed_the_bake(w: World, result: dict) -> None:
     assert w.ledger.get(SAMPLE_RELEASE)["status"] == "Baking"
 
 
-def proceeds_to_full_traffic(w: World, result: dict) -> None:
+def proceeds_to_the_final_bake(w: World, result: dict) -> None:
     ctx = ReleaseContext.model_validate(result)
     assert ctx.judge_action == "proceed"
-    assert (ctx.step.index, ctx.step.weight, ctx.step.is_final) == (1, 1.0, True)
+    assert (ctx.step.index, ctx.step.weight, ctx.step.is_final) == (1, 0.9999, True)
     record = w.ledger.get(SAMPLE_RELEASE)
     assert record["status"] == "CanaryJudged" and record["verdict"]["verdict"] == "pass", record["verdict"]
 
@@ -504,9 +504,9 @@ SAMPLES: dict[str, Expected] = {
     "shift_traffic/approved.json": Expected(PUBLISHED, started_the_canary),
     "start_bake/canary.json": Expected(CANARY, armed_the_bake),
     "on_alarm/canary-alarm.json": Expected((*CANARY, baking), failed_the_bake),
-    "check_canary/baked.json": Expected((*CANARY, traffic_during_the_bake), proceeds_to_full_traffic),
+    "check_canary/baked.json": Expected((*CANARY, traffic_during_the_bake), proceeds_to_the_final_bake),
     "send_synthetic/not-enough-traffic.json": Expected(CANARY, sent_synthetic_traffic),
-    "promote/healthy.json": Expected((*CANARY, watching_at_full_traffic), promoted),
+    "promote/healthy.json": Expected((*CANARY, in_the_final_bake), promoted),
     "rollback/canary-alarm.json": Expected(CANARY, rolled_back),
     "record_outcome/gate-failed.json": Expected((), recorded_gate_failed),
     "inference/question.json": Expected(PUBLISHED, answered),

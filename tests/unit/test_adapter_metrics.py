@@ -88,7 +88,7 @@ def test_collect_window_with_no_traffic_is_not_enough_evidence(aws_env) -> None:
 
 
 def test_collect_window_reads_what_the_local_runtime_emits(aws_env) -> None:
-    # Given invocations through the alias recorded as the local runtime records them
+    # Given invocations through the weighted alias recorded as the local runtime records them
     from modelgate_emulator.cloudwatch import emit_lambda_metrics
     from moto.core import DEFAULT_ACCOUNT_ID
 
@@ -96,7 +96,7 @@ def test_collect_window_reads_what_the_local_runtime_emits(aws_env) -> None:
         version = CANDIDATE if i % 10 == 0 else STABLE  # 10% canary
         emit_lambda_metrics(
             account_id=DEFAULT_ACCOUNT_ID, region="us-east-1", function_name=FN,
-            resource=f"{FN}:{ALIAS}", executed_version=version,
+            resource=f"{FN}:{ALIAS}", executed_version=version, weighted_alias=True,
             duration_ms=200.0 if version == CANDIDATE else 100.0,
             error=version == CANDIDATE and i == 0,
             timestamp=T0 + timedelta(seconds=5 * i),

@@ -9,11 +9,13 @@ from pydantic import ValidationError
 
 from modelgate.rollout import (
     DEFAULT_POST_PROMOTION_WATCH_SECONDS,
+    FINAL_BAKE_WEIGHT,
     MAX_STEPS,
     PRESETS,
     PlannedStep,
     Rollout,
     RolloutStep,
+    format_weight,
     resolve_rollout,
     step_plan,
 )
@@ -130,6 +132,7 @@ def test_legacy_defaults_equal_the_canary_15_minutes_preset() -> None:
         ([(1.5, 60)], "less than or equal to 1"),
         ([(0.1, -5), (1.0, 60)], "greater than or equal to 0"),
         ([(0.00001, 60), (1.0, 60)], "rounds to 0"),
+        ([(0.5, 60), (0.9999, 60), (1.0, 60)], r"step 1 \(99.99%\) routes as much as the final bake"),
         ([(round(0.01 * k, 2), 60) for k in range(1, MAX_STEPS + 1)] + [(1.0, 0)], f"at most {MAX_STEPS}"),
     ],
 )
@@ -181,11 +184,12 @@ def test_step_plan_is_json_for_the_state_machine() -> None:
     rollout = resolve_rollout(steps=[(0.1, 900), (0.5, 900), (1.0, 1800)])
     # When planned
     plan = [step.model_dump() for step in step_plan(rollout)]
-    # Then each step has its index, weight, bake and whether it is the 100% step
+    # Then each step has its index, the weight the alias routes, its bake and whether it is
+    # the final bake: 99.99%, the alias still weighted (1.0 is reached by Promote alone)
     assert plan == [
         {"index": 0, "weight": 0.1, "bake_seconds": 900, "is_final": False},
         {"index": 1, "weight": 0.5, "bake_seconds": 900, "is_final": False},
-        {"index": 2, "weight": 1.0, "bake_seconds": 1800, "is_final": True},
+        {"index": 2, "weight": 0.9999, "bake_seconds": 1800, "is_final": True},
     ]
     # And it round-trips through JSON unchanged (it is state machine input)
     assert json.loads(json.dumps(plan)) == plan
@@ -196,5 +200,22 @@ def test_step_plan_of_every_preset_ends_with_exactly_one_final_step() -> None:
     for name in PRESETS:
         plan = step_plan(resolve_rollout(name))
         assert [p.is_final for p in plan].count(True) == 1, name
-        assert plan[-1].is_final and plan[-1].weight == 1.0, name
+        assert plan[-1].is_final and plan[-1].weight == FINAL_BAKE_WEIGHT == 0.9999, name
+        assert all(p.weight < FINAL_BAKE_WEIGHT for p in plan[:-1]), name
         assert [p.index for p in plan] == list(range(len(plan))), name
+
+
+def test_the_final_bake_keeps_the_alias_weighted_and_a_rollout_of_one_step_too() -> None:
+    # Given AllAtOnce (only the final bake) / When planned
+    [final] = step_plan(resolve_rollout("AllAtOnce", post_promotion_watch_seconds=600))
+    # Then it routes 99.99% to the candidate: stable keeps the rest until Promote
+    assert (final.weight, final.bake_seconds, final.is_final) == (0.9999, 600, True)
+
+
+@pytest.mark.parametrize(
+    ("weight", "shown"),
+    [(0.1, "10%"), (0.25, "25%"), (0.125, "12.5%"), (0.9999, "99.99%"), (0.0001, "0.01%"), (1.0, "100%")],
+)
+def test_weights_are_shown_as_the_percentage_they_are(weight: float, shown: str) -> None:
+    # 99.99% is never shown as 100%
+    assert format_weight(weight) == shown

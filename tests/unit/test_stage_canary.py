@@ -76,7 +76,7 @@ def test_the_first_step_creates_the_alarms_on_the_candidate_and_sets_its_weight(
     assert world.ledger.get(RELEASE)["status"] == "Canary"
 
 
-def test_the_final_step_points_the_alias_wholly_at_the_candidate(world):
+def test_the_final_step_keeps_the_alias_weighted_at_99_99_percent(world):
     # Given a release past its canary step, its alarm created then
     world.service_function()
     world.publish(RELEASE)
@@ -85,12 +85,32 @@ def test_the_final_step_points_the_alias_wholly_at_the_candidate(world):
     ctx = canary_ctx(world, step=1, canary_started_at="2026-01-01T00:00:00+00:00")
     # When traffic shifts to the final step
     out = shift_traffic(world.deps, ctx)
-    # Then the alias serves the candidate alone, with no weights left
-    assert world.alias() == ("2", {})
-    # And the alarms are the same ones (rollback still armed), the canary's start kept
+    # Then the alias is still weighted (ExecutedVersion is documented for weighted aliases
+    # only): stable as its version, the candidate as the additional version at 99.99%
+    assert world.alias() == ("1", {"2": 0.9999})
+    assert (out.step.weight, out.step.is_final) == (0.9999, True)
+    # And the alarms are the same ones, on ExecutedVersion (rollback still armed), the canary's start kept
     assert world.alarm_names() == [ALARM]
     assert out.canary_started_at == "2026-01-01T00:00:00+00:00"
-    assert world.ledger.get(RELEASE)["status"] == "Watching"
+    # And the ledger says what the alias routes, not 100%
+    record = world.ledger.get(RELEASE)
+    assert record["status"] == "Watching"
+    detail = record["history"][-1]["detail"]
+    assert "99.99% of" in detail and "0.01% still on version 1" in detail and "100%" not in detail
+
+
+def test_a_final_step_at_weight_1_from_an_older_plan_is_refused_not_made_unweighted(world):
+    # Given a context planned before the final bake stayed weighted (its last step at 1.0)
+    world.service_function()
+    world.publish(RELEASE)
+    world.canary(stable="1", candidate="2")
+    world.put_alarm(ALARM)
+    ctx = canary_ctx(world, step=1)
+    ctx = ctx.model_copy(update={"step": ctx.step.model_copy(update={"weight": 1.0})})
+    # When traffic shifts / Then it is refused, saying why, and the alias is untouched
+    with pytest.raises(ValueError, match="rounds to 1.0"):
+        shift_traffic(world.deps, ctx)
+    assert world.alias() == ("1", {"2": 0.1})
 
 
 # ---------------------------------------------------------------------- start_bake
@@ -248,7 +268,7 @@ def test_the_judge_window_ends_the_policys_metrics_delay_before_now(world, delay
 
 
 def test_after_the_final_step_no_step_is_left(world):
-    # Given the post-promotion watch (100% on the candidate: no stable side to judge against)
+    # Given the final bake (99.99% on the candidate: too little stable traffic to judge against)
     ctx = baked(world, step=1)
     # When the canary is checked with its alarm quiet / Then nothing is left but promotion
     out = check_canary(world.deps, ctx)

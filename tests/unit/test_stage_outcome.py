@@ -36,11 +36,11 @@ def in_canary(world, *, candidate_weight: float | None = 0.1, **fields):
 
 # ---------------------------------------------------------------------- promote
 def test_promotion_leaves_the_candidate_live_cleans_its_alarms_and_frees_the_lock(world):
-    # Given the post-promotion watch ended (the alias already wholly on the candidate)
-    ctx = in_canary(world, candidate_weight=None)
+    # Given the final bake ended (the alias still weighted: 99.99% on the candidate)
+    ctx = in_canary(world, candidate_weight=0.9999)
     # When the release is promoted
     promote(world.deps, ctx)
-    # Then the candidate serves alone
+    # Then the candidate serves alone, the alias unweighted
     assert world.alias() == ("2", {})
     # And its alarms and their ownership are gone, the lock is free
     assert world.alarm_names() == []
@@ -49,7 +49,24 @@ def test_promotion_leaves_the_candidate_live_cleans_its_alarms_and_frees_the_loc
     # And the ledger says it was promoted, from which version
     record = world.ledger.get(RELEASE)
     assert record["status"] == "Promoted" and record["promoted_at"]
-    assert "serves version 2 (was 1)" in record["history"][-1]["detail"]
+    assert "serves version 2 alone, unweighted (was 1)" in record["history"][-1]["detail"]
+
+
+def test_promotion_is_idempotent_once_the_alias_is_on_the_candidate(world):
+    # Given a promotion retried after it moved the alias (the alias already wholly on the candidate)
+    ctx = in_canary(world, candidate_weight=None)
+    # When promoted again / Then the candidate still serves alone
+    promote(world.deps, ctx)
+    assert world.alias() == ("2", {})
+
+
+def test_rollback_from_the_final_bake_restores_stable_alone(world):
+    # Given the final bake (99.99% on the candidate) whose alarm fired
+    ctx = in_canary(world, candidate_weight=0.9999, error=TaskError(Error="CanaryAlarm", Cause=ALARM_CAUSE))
+    # When the release is rolled back / Then the version live before serves alone again
+    rollback(world.deps, ctx)
+    assert world.alias() == ("1", {})
+    assert world.alarm_names() == []
 
 
 # ---------------------------------------------------------------------- rollback

@@ -30,6 +30,17 @@ def put_canary_alarms(
     """Alarms on the candidate alone: the ExecutedVersion dimension of the alias's metrics,
     each at its resolved threshold (``thresholds``, one per spec, in order).
 
+    ExecutedVersion is documented for a *weighted* alias: "Use the ExecutedVersion dimension
+    to compare error rates for two versions of a function that are both targets of a
+    weighted alias" (AWS Lambda Developer Guide, "Viewing metrics for Lambda functions",
+    https://docs.aws.amazon.com/lambda/latest/dg/monitoring-functions-metrics.html; also
+    "Implement Lambda canary deployments using a weighted alias",
+    https://docs.aws.amazon.com/lambda/latest/dg/configuring-alias-routing.html). So these
+    alarms live exactly as long as the alias is weighted: every rollout step, the final bake
+    too (99.99%, rollout.py), keeps it weighted, and Promote or Rollback deletes them when
+    the alias goes back to one version. Unlike an alarm on the alias's ``Resource``
+    dimension, no late datapoint of the stable version can ever land in their lookback.
+
     Missing data is not breaching *and* not healthy: the alarm stays out of ALARM, and the
     bake's end checks separately that the canary had enough invocations to judge.
     A percentile statistic goes in ``ExtendedStatistic`` (PutMetricAlarm takes either

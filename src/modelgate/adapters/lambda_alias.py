@@ -79,6 +79,18 @@ def _version_for_release(lambda_client: Any, function_name: str, release_id: str
 def set_canary(
     lambda_client: Any, function_name: str, alias: str, *, stable: str, candidate: str, weight: float
 ) -> None:
+    """Route ``weight`` of the alias to ``candidate``, the rest to ``stable``: the alias stays
+    weighted, so Lambda publishes each version's metrics under ``ExecutedVersion`` ("Use the
+    ExecutedVersion dimension to compare error rates for two versions of a function that are
+    both targets of a weighted alias", https://docs.aws.amazon.com/lambda/latest/dg/monitoring-functions-metrics.html).
+    A weight that rounds to 0 or 1 at 4 decimals is refused: all traffic to one version is
+    :func:`point_alias`'s job (promotion and rollback), never a canary's.
+    """
+    if not 0.0 < round(weight, 4) < 1.0:
+        raise ValueError(
+            f"canary weight {weight} of {function_name}:{alias} rounds to {round(weight, 4)}: a weighted alias "
+            "routes between 0.0001 and 0.9999 to its additional version (use point_alias for one version)"
+        )
     lambda_client.update_alias(
         FunctionName=function_name,
         Name=alias,

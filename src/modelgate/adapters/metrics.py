@@ -12,7 +12,11 @@ LAMBDA_NAMESPACE = "AWS/Lambda"
 
 
 def version_dimensions(function_name: str, alias: str, version: str) -> list[dict[str, str]]:
-    """The dimension set Lambda emits for invocations through an alias, per executed version."""
+    """The dimension set Lambda emits for invocations through a weighted alias, per executed
+    version ("For alias invocations, Lambda uses the ExecutedVersion dimension to filter the
+    metric data by the invoked version", "Implement Lambda canary deployments using a weighted
+    alias", https://docs.aws.amazon.com/lambda/latest/dg/configuring-alias-routing.html). The
+    judge reads it during the steps before the final bake, while the alias is weighted."""
     return [
         {"Name": "FunctionName", "Value": function_name},
         {"Name": "Resource", "Value": f"{function_name}:{alias}"},

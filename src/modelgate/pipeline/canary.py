@@ -24,14 +24,17 @@ from modelgate.errors import (
 from modelgate.observability import logger
 from modelgate.pipeline.deps import Deps, target
 from modelgate.policy import EVALUATED_PERCENTILES, AlarmThreshold, LiveLatency, resolve_threshold
+from modelgate.rollout import format_weight
 
 
 def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     """Move the alias to the rollout step in ctx.step (the first step when none yet).
 
-    The first step creates the canary alarms (on the candidate alone); the final step
-    (weight 1.0) points the alias wholly at the candidate, with rollback still armed for
-    the post-promotion watch.
+    The first step creates the canary alarms (on the candidate alone). Every step, the
+    final bake too, leaves the alias weighted: stable as its version, the candidate as its
+    additional version at the step's weight (99.99% at the final bake, rollout.py says why:
+    the alarms watch ``ExecutedVersion``, which AWS documents for weighted aliases only).
+    Only Promote points the alias at the candidate alone.
     """
     fn, alias = target(ctx)
     assert ctx.policy is not None and ctx.candidate_version and ctx.live_version
@@ -55,20 +58,18 @@ def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         )
         for name in names:
             deps.ledger.put_alarm_owner(name, ctx.release_id, ctx.service)
-    if step.is_final:
-        lambda_alias.point_alias(deps.lambda_, fn, alias, ctx.candidate_version)
-    else:
-        lambda_alias.set_canary(
-            deps.lambda_, fn, alias, stable=ctx.live_version, candidate=ctx.candidate_version, weight=step.weight
-        )
+    lambda_alias.set_canary(
+        deps.lambda_, fn, alias, stable=ctx.live_version, candidate=ctx.candidate_version, weight=step.weight
+    )
+    routed = f"{format_weight(step.weight)} of {fn}:{alias} to version {ctx.candidate_version}"
     deps.ledger.record(
         ctx.release_id,
         "Watching" if step.is_final else "Canary",
         (
-            f"100% of {fn}:{alias} on version {ctx.candidate_version}; watched {step.bake_seconds} s "
-            "with rollback armed"
+            f"final bake: {routed}, {format_weight(1.0 - step.weight)} still on version {ctx.live_version} "
+            f"(the alias stays weighted until promotion); watched {step.bake_seconds} s with rollback armed"
             if step.is_final
-            else f"step {step.index + 1}: {step.weight:.0%} of {fn}:{alias} to version {ctx.candidate_version}"
+            else f"step {step.index + 1}: {routed}"
         )
         + "".join(f"; alarm {t.alarm}: {t.explanation}" for t in thresholds),
         canary_alarms=names,
@@ -158,7 +159,9 @@ def check_canary(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     The judge compares candidate and stable over the step's window (errors: Fisher's exact
     test; latency: Mann-Whitney U when the policy limits it). Too little evidence is never
     a pass: per policy the bake is extended, synthetic traffic is sent, or it rolls back.
-    At 100% there is no stable side left: the alarms decide.
+    At the final bake stable keeps 0.01% of the traffic, too little to compare with: the
+    alarms (on the candidate's ``ExecutedVersion``, published there as the alias is still
+    weighted) decide.
     """
     fn, alias = target(ctx)
     assert ctx.policy is not None and ctx.candidate_version and ctx.live_version

@@ -19,15 +19,21 @@ from modelgate.registry import get_service
 
 
 def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
-    """The rollout and its watch are over: the candidate is the live version."""
+    """The rollout and its final bake are over: the candidate is the live version.
+
+    The final bake left the alias weighted (99.99% on the candidate, see rollout.py); this
+    is the one place the alias becomes unweighted on the candidate alone (idempotent). The
+    canary alarms go with it: they watch ``ExecutedVersion``, which AWS documents for
+    weighted aliases only, so nothing here watches the unweighted alias through it.
+    """
     fn, alias = target(ctx)
     assert ctx.candidate_version
-    lambda_alias.point_alias(deps.lambda_, fn, alias, ctx.candidate_version)  # already so: idempotent
+    lambda_alias.point_alias(deps.lambda_, fn, alias, ctx.candidate_version)
     cleanup_canary(deps, ctx)
     deps.ledger.record(
         ctx.release_id,
         "Promoted",
-        f"{fn}:{alias} serves version {ctx.candidate_version} (was {ctx.live_version})",
+        f"{fn}:{alias} serves version {ctx.candidate_version} alone, unweighted (was {ctx.live_version})",
         promoted_at=datetime.now(timezone.utc).isoformat(),
     )
     deps.ledger.release_lock(ctx.service, ctx.release_id)

@@ -86,8 +86,14 @@ def invoker(aws: None) -> Iterator[FakeInvoker]:
 
 
 def emit(
-    version: str, *, error: bool, resource: str | None = f"{FUNCTION}:live", **kwargs: Any
+    version: str,
+    *,
+    error: bool,
+    resource: str | None = f"{FUNCTION}:live",
+    weighted_alias: bool = True,
+    **kwargs: Any,
 ) -> None:
+    """One invocation's metrics; by default through the live alias while it is weighted (a canary)."""
     emit_lambda_metrics(
         account_id=ACCOUNT,
         region=REGION,
@@ -96,6 +102,7 @@ def emit(
         executed_version=version,
         duration_ms=12.5,
         error=error,
+        weighted_alias=weighted_alias,
         **kwargs,
     )
 
@@ -168,8 +175,8 @@ def metric_sum(
 
 
 def test_lambda_metrics_land_in_each_aws_dimension_set(cw: Any, patched: None) -> None:
-    # Given invocations through the live alias (versions 1 and 2), one through a version
-    # and one unqualified
+    # Given invocations through the live alias while it is weighted (versions 1 and 2), one
+    # through a version and one unqualified
     emit("1", error=False)
     emit("2", error=True)
     emit("2", error=False)
@@ -204,6 +211,24 @@ def test_lambda_metrics_land_in_each_aws_dimension_set(cw: Any, patched: None) -
     assert {frozenset(d["Name"] for d in m["Dimensions"]) for m in listed} >= {
         frozenset({"FunctionName", "Resource", "ExecutedVersion"})
     }
+
+
+def test_an_unweighted_alias_call_has_no_executed_version_dimension(cw: Any, patched: None) -> None:
+    # Given calls through the live alias while it routes to one version only (no
+    # additional version: AWS documents ExecutedVersion for weighted aliases alone)
+    emit("2", error=True, weighted_alias=False)
+    emit("2", error=False, weighted_alias=False)
+    # Then the alias's Resource dimension set counts them
+    assert metric_sum(cw, "Invocations", {"FunctionName": FUNCTION, "Resource": f"{FUNCTION}:live"}) == 2
+    assert metric_sum(cw, "Errors", {"FunctionName": FUNCTION, "Resource": f"{FUNCTION}:live"}) == 1
+    # but no ExecutedVersion dimension set exists for them: an alarm on it would see nothing
+    candidate = {"FunctionName": FUNCTION, "Resource": f"{FUNCTION}:live", "ExecutedVersion": "2"}
+    assert metric_sum(cw, "Invocations", candidate) is None
+    listed = cw.list_metrics(Namespace="AWS/Lambda")["Metrics"]
+    assert not [m for m in listed if any(d["Name"] == "ExecutedVersion" for d in m["Dimensions"])]
+    # When the alias is weighted again, the same version's calls carry it
+    emit("2", error=True)
+    assert metric_sum(cw, "Errors", candidate) == 1
 
 
 def test_get_metric_data_matches_dimensions_listed_in_any_order(cw: Any, patched: None) -> None:
@@ -500,7 +525,7 @@ def test_lambda_metrics_are_readable_only_after_the_publication_delay(
         invoked_at = clock.now()
         publisher(
             account_id=ACCOUNT, region=REGION, function_name=FUNCTION, resource=f"{FUNCTION}:live",
-            executed_version="2", duration_ms=12.5, error=True,
+            executed_version="2", duration_ms=12.5, error=True, weighted_alias=True,
         )
         candidate = {"FunctionName": FUNCTION, "Resource": f"{FUNCTION}:live", "ExecutedVersion": "2"}
 

@@ -356,13 +356,21 @@ def test_every_invocation_reaches_the_metrics_sink(bare_runtime: tuple[LambdaRun
     lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")
     lam.invoke(FunctionName=name, Payload=b"{}")
     lam.invoke(FunctionName=stack.function_name("FailFunction"), Payload=b'{"kind": "gate"}')
-    # Then the sink saw each with its resource, executed version, duration and error flag
-    seen = [(c["function_name"], c["resource"], c["executed_version"], c["error"]) for c in sink.calls]
+    # and through the alias once it is weighted (all of it on the additional version 2)
+    variables = {**lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"], "MODEL_CONFIG": "v2"}
+    lam.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
+    assert lam.publish_version(FunctionName=name)["Version"] == "2"
+    lam.update_alias(FunctionName=name, Name="live", FunctionVersion="1", RoutingConfig={"AdditionalVersionWeights": {"2": 1.0}})
+    lam.invoke(FunctionName=name, Qualifier="live", Payload=b"{}")
+    # Then the sink saw each with its resource, executed version, error flag, and whether
+    # a weighted alias routed it (the only calls AWS documents ExecutedVersion for)
+    seen = [(c["function_name"], c["resource"], c["executed_version"], c["error"], c["weighted_alias"]) for c in sink.calls]
     assert seen == [
-        (name, f"{name}:live", "1", False),
-        (name, f"{name}:1", "1", False),
-        (name, None, "$LATEST", False),
-        (stack.function_name("FailFunction"), None, "$LATEST", True),
+        (name, f"{name}:live", "1", False, False),
+        (name, f"{name}:1", "1", False, False),
+        (name, None, "$LATEST", False, False),
+        (stack.function_name("FailFunction"), None, "$LATEST", True, False),
+        (name, f"{name}:live", "2", False, True),
     ]
     assert all(c["duration_ms"] >= 0 and c["account_id"] == "123456789012" and c["region"] == "us-east-1" for c in sink.calls)
 
