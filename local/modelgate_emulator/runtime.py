@@ -234,8 +234,10 @@ class LocalAWS:
                 exit_stack.callback(integrations.install_cloudwatch())
             if integrations.install_events is not None:
                 if self.enforcer is not None:
+                    account = self.account_id
                     uninstall_events = integrations.install_events(
-                        invoke_async=runtime.invoke_async, authorize=iam.authorize_event_target
+                        invoke_async=runtime.invoke_async, authorize=iam.authorize_event_target,
+                        requester=lambda: iam.requester_account(account),
                     )
                 else:
                     uninstall_events = integrations.install_events(invoke_async=runtime.invoke_async)
