@@ -95,3 +95,22 @@ def test_status_shows_stored_text_on_one_line_with_escapes_shown_not_acted_on():
         assert not any(line.startswith("status    Promoted") for line in shown.splitlines())
     shown = format_release(record)
     assert "branch main\\nstatus    Promoted\\x1b[2K" in shown and "\\x1b[31mLGTM" in shown
+
+
+def test_an_unexpected_error_is_still_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    # Given a command that fails in a way nobody planned for (its message spans lines, with an escape)
+    def broken(args):
+        raise RuntimeError("first line\nsecond line \x1b[31mred\x1b[0m")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["status"].set_defaults(func=broken)
+    monkeypatch.delenv("MODELGATE_DEBUG", raising=False)
+    # When it runs / Then one line, exit 2, the escape shown not sent
+    assert cli.main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unexpected RuntimeError: first line second line \\x1b[31mred" in err
+    # and with MODELGATE_DEBUG the traceback is there for whoever debugs it
+    monkeypatch.setenv("MODELGATE_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cli.main(["status"])
