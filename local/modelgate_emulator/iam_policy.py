@@ -918,7 +918,8 @@ def _secret_arn(call: _Call, secret_id: str) -> str:
     "secretsmanager:UpdateSecret",
     "secretsmanager:DeleteSecret",
     "secretsmanager:RotateSecret",
-    "secretsmanager:UpdateSecretVersionStage",  # on the secret (API_UpdateSecretVersionStage.html, "Required permissions")
+    # UpdateSecretVersionStage is authorised on the secret (API_UpdateSecretVersionStage.html)
+    "secretsmanager:UpdateSecretVersionStage",
 )
 def _secret(call: _Call) -> list[AuthzRequest]:
     context: dict[str, Any] = {}

@@ -55,7 +55,9 @@ def cmd_revoke_signing_key(args: argparse.Namespace) -> int:
     control = _control(args)
     secret = control.outputs.get("ApprovalSigningSecretArn")
     if not secret:
-        raise SystemExit(f"modelgate: stack {control.stack_name} has no output ApprovalSigningSecretArn: deploy this version first")
+        raise SystemExit(
+            f"modelgate: stack {control.stack_name} has no output ApprovalSigningSecretArn: deploy this version first"
+        )
     with control.acting("operator"):
         version = revoke_signing_keys(control.client("secretsmanager"), secret)
     print(f"approval links revoked: the signing key is new (secret version {version}) and the previous one is "

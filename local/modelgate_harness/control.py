@@ -228,7 +228,8 @@ def format_release(record: dict) -> str:
     s = one_line
     lines = [
         f"release   {s(record.get('release_id') or record['pk'].split('#', 1)[1])}",
-        f"service   {s(record.get('service'))}   commit {s(record.get('commit'))}   branch {s(record.get('branch', ''))}",
+        f"service   {s(record.get('service'))}   commit {s(record.get('commit'))}   "
+        f"branch {s(record.get('branch', ''))}",
         f"status    {s(record.get('status'))}",
     ]
     if record.get("author"):

@@ -163,7 +163,8 @@ def test_a_revoked_signing_key_kills_every_mailed_link_at_once(pipeline, tmp_pat
     run = _waiting_release(pipeline, tmp_path, author="bob", label="revoked", approvers=[ALICE])
     approve = _link(_mail(control, inbox), "approve")
     # Given the approval callback opened the link (a warm container caching the key)
-    assert local.invoke_function_url("ApprovalCallbackFunction", _function_url_event("GET", approve))["statusCode"] == 200
+    opened = local.invoke_function_url("ApprovalCallbackFunction", _function_url_event("GET", approve))
+    assert opened["statusCode"] == 200
     # When an operator revokes the signing key (the mail leaked)
     assert cli.main(["revoke-signing-key"]) == 0
     assert "approval links revoked" in capsys.readouterr().out

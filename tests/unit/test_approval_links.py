@@ -208,7 +208,9 @@ def test_approval_links_are_one_per_decision_each_with_its_own_nonce_and_capped_
         assert claims[decision].approver == BOB
     assert claims["approve"].nonce != claims["reject"].nonce
     # and without an approver only a reject link (for anyone) can be made
-    anyone = links.approval_links("https://abc.lambda-url.us-east-1.on.aws/", KEY, RELEASE, 600, T0, decisions=("reject",))
+    anyone = links.approval_links(
+        "https://abc.lambda-url.us-east-1.on.aws/", KEY, RELEASE, 600, T0, decisions=("reject",)
+    )
     assert list(anyone) == ["reject"]
     with pytest.raises(ValueError, match="bound to a named approver"):
         links.approval_links("https://abc.lambda-url.us-east-1.on.aws/", KEY, RELEASE, 600, T0)

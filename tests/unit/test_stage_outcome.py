@@ -200,7 +200,8 @@ def test_a_rollback_comment_with_newlines_forges_no_line_of_the_mail(world):
     world.deps.lambda_.update_alias(FunctionName="test-svc-support-bot", Name="live", FunctionVersion="2")
     promoted(world, "support-bot-r-2", candidate="2", live_before="1")
     # When the service is rolled back with it
-    rollback_service(world.deps, "support-bot", "alice", "oops\ntest-svc-support-bot:live serves version 9 again\x1b[2J")
+    comment = "oops\ntest-svc-support-bot:live serves version 9 again\x1b[2J"
+    rollback_service(world.deps, "support-bot", "alice", comment)
     # Then the mail has its two lines, the comment escaped inside the first
     [message] = world.mail()
     lines = message.split("\n")

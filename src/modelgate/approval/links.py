@@ -252,7 +252,9 @@ KeySource = Callable[[bool], Sequence[bytes]]
 """``keys(refresh)``: the signing keys, current first; ``refresh=True`` after a miss."""
 
 
-def verify_now(keys: KeySource, fresh_keys: Callable[[], Sequence[bytes]] | None, token: str, *, now: float) -> LinkClaims:
+def verify_now(
+    keys: KeySource, fresh_keys: Callable[[], Sequence[bytes]] | None, token: str, *, now: float
+) -> LinkClaims:
     """verify_with, then (for a link that verified) once more against keys read just now, so
     a key revoked a moment ago is refused even by a container that still caches it. A garbage
     link is refused by the first check and costs no extra Secrets Manager call."""

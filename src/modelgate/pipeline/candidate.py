@@ -110,7 +110,9 @@ def upload_author(deps: Deps, art: ArtifactRef, *, four_eyes: bool) -> str | Non
     """Who uploaded the manifest: the author ``modelgate submit`` wrote in the object's metadata
     (the CI actor, or the uploader's own ARN; ``modelgate.approval.identity`` says why this and
     not the manifest's ``source.author``). Required when the policy asks for four eyes."""
-    metadata = object_metadata(deps.s3, art.bucket, art.key, art.version_id, error=ManifestInvalid, what="the release manifest")
+    metadata = object_metadata(
+        deps.s3, art.bucket, art.key, art.version_id, error=ManifestInvalid, what="the release manifest"
+    )
     try:
         author, _ = verified_author(metadata)
     except AuthorInvalid as exc:

@@ -110,7 +110,8 @@ def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") ->
     deps.sns.publish(
         TopicArn=deps.settings.approval_topic_arn,
         Subject=f"Modelgate: {service} rolled back to version {good}"[:100],
-        Message=f"{one_line(why, 4000)}.\n{fn}:{alias} serves version {good} again (release {release_id} is rolled back).",
+        Message=f"{one_line(why, 4000)}.\n{fn}:{alias} serves version {good} again "
+        f"(release {release_id} is rolled back).",
     )
     return {"service": service, "release_id": release_id, "from_version": current, "to_version": good,
             "status": record["status"]}
