@@ -2,8 +2,10 @@
 
 GET  /decide?t=<signed link>  verifies the link and shows a confirmation page. It decides
                               nothing (mail scanners open every link they see).
-POST /decide                  t + email + comment from that page: verifies the link again,
-                              checks four eyes, uses the link up and decides.
+POST /decide                  t + comment from that page: verifies the link again (also
+                              against keys read just now: a revoked key fails at once),
+                              checks its approver is named by the policy and four eyes,
+                              uses the link up and decides as the link's approver.
 
 The URL has no AWS auth (AuthType NONE): the link's signature is the authorisation. This
 module only maps HTTP to modelgate.approval.links and its outcomes to pages; it logs the
@@ -26,6 +28,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from modelgate.adapters import clients
+from modelgate.approval import keys as signing_keys
 from modelgate.approval import links
 from modelgate.approval import page as pages
 from modelgate.approval.identity import FourEyesViolation
@@ -46,6 +49,7 @@ class CallbackDeps:
     pipeline: Deps[ApprovalCallbackSettings]
     keys: links.KeySource
     clock: Callable[[], float] = time.time
+    fresh_keys: Callable[[], list[bytes]] | None = None  # read now, no cache (decisions)
 
 
 def build_deps() -> CallbackDeps:
@@ -54,7 +58,8 @@ def build_deps() -> CallbackDeps:
     secret, secretsmanager = deps.settings.signing_secret_arn, clients.client("secretsmanager")
     return CallbackDeps(
         pipeline=deps,
-        keys=lambda refresh: links.load_signing_keys(secretsmanager, secret, refresh=refresh),
+        keys=lambda refresh: signing_keys.load_signing_keys(secretsmanager, secret, refresh=refresh),
+        fresh_keys=lambda: signing_keys.load_signing_keys(secretsmanager, secret, fresh=True),
     )
 
 
@@ -124,6 +129,7 @@ def decide() -> Response:
         decide=partial(approval.decide, deps.pipeline),
         now=deps.clock(),
         at=_now_iso(deps.clock),
+        fresh_keys=deps.fresh_keys,
     )
     logger.append_keys(release_id=claims.release_id, nonce=claims.nonce)
     logger.info("approval decided by link", extra={"decision": claims.decision})
@@ -134,7 +140,8 @@ def decide() -> Response:
 _REFUSALS: dict[type[Exception], tuple[int, str, str | None]] = {
     links.ApprovalFormInvalid: (400, "Bad request", "Nothing was decided. Go back and fill in the form again."),
     links.LinkInvalid: (403, "This link is not valid", "Nothing was decided. Use the links from the latest Modelgate mail, unaltered."),
-    FourEyesViolation: (403, "Four eyes required", "Nothing was decided; the link still works for another approver."),
+    FourEyesViolation: (403, "Four eyes required", "Nothing was decided: another approver must approve (anyone may reject)."),
+    links.NotAnApprover: (403, "Not an approver", "Nothing was decided. Ask an approver the policy names, or use `modelgate approve`."),
     links.ReleaseNotFound: (404, "Unknown release", "Nothing was decided."),
     DecisionConflict: (409, "Not waiting for a decision", "Nothing was changed: `modelgate status <release>` shows the history."),
     links.LinkExpired: (410, "This link has expired", "Nothing was decided. An approver can still decide with `modelgate approve|reject`."),

@@ -19,6 +19,12 @@ patch installed here fixes each (one test each):
   SQS queue if any and logged as dropped: never lost silently.
 - The event reaches targets with moto's unix ``time`` and internal ``ingestion-time``;
   Lambda, Step Functions and SQS targets get AWS's ISO ``time`` and no internal field.
+- S3's "Object Created" events name a fixed ``requester`` (moto's default account) and
+  source IP whoever uploads; with ``requester`` given, the event carries the caller's
+  account ID (or the service principal) as AWS sends it: "requester – AWS account ID or
+  AWS service principal of requester" ("EventBridge event message structure", Amazon S3
+  User Guide, https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html), and a
+  loopback source IP. It is never the principal's ARN: AWS doesn't send that.
 
 Other target types (CloudWatch Logs, archives, buses, API destinations) still go through
 moto's own code, one target at a time; a type moto lacks (SNS, ...) is logged, not raised.
@@ -62,6 +68,7 @@ def install(
     invoke_async: InvokeAsync,
     start_execution: StartExecution | None = None,
     authorize: Authorize | None = None,
+    requester: Callable[[], str] | None = None,
 ) -> Callable[[], None]:
     """Patch moto's rule delivery as described in the module docstring; returns ``uninstall``.
 
@@ -70,6 +77,8 @@ def install(
     Step Functions target, by default through moto's Step Functions backend.
     ``authorize(rule, target)`` (IAM, see ``iam.authorize_event_target``) runs before each
     attempt; an exception it raises is a failed delivery (retried, then dead-lettered).
+    ``requester()``: the calling principal's account ID or service principal, for S3's events
+    (they are sent in the thread of the S3 call that caused them).
     """
     original = Rule.send_to_targets
     stopping = threading.Event()
@@ -81,6 +90,11 @@ def install(
     }
 
     def send_to_targets(self: Rule, original_event: Any, transform_input: bool = True) -> None:
+        if requester is not None and original_event.get("source") == "aws.s3":
+            detail = original_event.get("detail")
+            if isinstance(detail, dict) and "requester" in detail:
+                detail["requester"] = requester()
+                detail["source-ip-address"] = "127.0.0.1"
         if self.state != "ENABLED":
             return
         if not self.event_pattern.get_pattern():

@@ -96,6 +96,17 @@ def current() -> Principal:
     return _PRINCIPAL.get() or LOCAL_ADMIN
 
 
+def requester_account(default_account: str) -> str:
+    """What S3 names as an event's ``requester``: the current principal's account ID, or the
+    service principal itself ("EventBridge event message structure", Amazon S3 User Guide);
+    ``default_account`` for the local administrator."""
+    principal = current()
+    parts = principal.arn.split(":")
+    if len(parts) >= 5 and parts[0] == "arn":
+        return parts[4] or default_account
+    return principal.arn if principal.arn.endswith(".amazonaws.com") else default_account
+
+
 @contextlib.contextmanager
 def acting_as(principal: Principal | None) -> Iterator[Principal | None]:
     """Run the block as ``principal`` (None: leave the current principal as it is)."""

@@ -910,13 +910,16 @@ def _secret_arn(call: _Call, secret_id: str) -> str:
 
 @_maps(
     "secretsmanager",
-    ("GetSecretValue", "DescribeSecret", "PutSecretValue", "UpdateSecret", "DeleteSecret", "RotateSecret"),
+    ("GetSecretValue", "DescribeSecret", "PutSecretValue", "UpdateSecret", "DeleteSecret", "RotateSecret",
+     "UpdateSecretVersionStage"),
     "secretsmanager:GetSecretValue",
     "secretsmanager:DescribeSecret",
     "secretsmanager:PutSecretValue",
     "secretsmanager:UpdateSecret",
     "secretsmanager:DeleteSecret",
     "secretsmanager:RotateSecret",
+    # UpdateSecretVersionStage is authorised on the secret (API_UpdateSecretVersionStage.html)
+    "secretsmanager:UpdateSecretVersionStage",
 )
 def _secret(call: _Call) -> list[AuthzRequest]:
     context: dict[str, Any] = {}

@@ -41,7 +41,7 @@ import boto3
 
 from modelgate import clock as pipeline_clock
 from modelgate.adapters import clients as aws
-from modelgate.approval import links as approval_links
+from modelgate.approval import keys as signing_keys
 from modelgate_emulator import dynamodb, iam, limits
 from modelgate_emulator import logs as function_logs
 from modelgate_emulator import s3 as s3_policies
@@ -188,8 +188,8 @@ class LocalAWS:
             exit_stack.callback(moto.stop)
             aws.reset_clients()
             exit_stack.callback(aws.reset_clients)
-            approval_links.clear_key_cache()  # signing keys are per stack
-            exit_stack.callback(approval_links.clear_key_cache)
+            signing_keys.clear_key_cache()  # signing keys are per stack
+            exit_stack.callback(signing_keys.clear_key_cache)
             exit_stack.callback(self._clients.clear)
             exit_stack.callback(self._principals.clear)
 
@@ -234,8 +234,10 @@ class LocalAWS:
                 exit_stack.callback(integrations.install_cloudwatch())
             if integrations.install_events is not None:
                 if self.enforcer is not None:
+                    account = self.account_id
                     uninstall_events = integrations.install_events(
-                        invoke_async=runtime.invoke_async, authorize=iam.authorize_event_target
+                        invoke_async=runtime.invoke_async, authorize=iam.authorize_event_target,
+                        requester=lambda: iam.requester_account(account),
                     )
                 else:
                     uninstall_events = integrations.install_events(invoke_async=runtime.invoke_async)

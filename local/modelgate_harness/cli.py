@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from modelgate.errors import ModelgateError
+from modelgate.text import one_line
 
 
 def _control(args: argparse.Namespace):
@@ -40,10 +41,27 @@ def with_principal(control, args: argparse.Namespace):
 def cmd_submit(args: argparse.Namespace) -> int:
     from modelgate_harness.control import submit
 
-    result = submit(_control(args), Path(args.directory), commit=args.commit, branch=args.branch)
+    result = submit(_control(args), Path(args.directory), commit=args.commit, branch=args.branch, author=args.author)
     for key in result.uploaded:
         print(f"uploaded {key}", file=sys.stderr)
     print(result.release_id)
+    return 0
+
+
+def cmd_revoke_signing_key(args: argparse.Namespace) -> int:
+    """Every approval link signed so far stops working at once (a key leaked)."""
+    from modelgate.approval.keys import revoke_signing_keys
+
+    control = _control(args)
+    secret = control.outputs.get("ApprovalSigningSecretArn")
+    if not secret:
+        raise SystemExit(
+            f"modelgate: stack {control.stack_name} has no output ApprovalSigningSecretArn: deploy this version first"
+        )
+    with control.acting("operator"):
+        version = revoke_signing_keys(control.client("secretsmanager"), secret)
+    print(f"approval links revoked: the signing key is new (secret version {version}) and the previous one is "
+          "out of service; releases waiting for approval are decided with `modelgate approve|reject`")
     return 0
 
 
@@ -72,7 +90,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     from modelgate_harness.control import decide
 
     record = decide(_control(args), args.release, args.command, args.comment or "")
-    print(f"{args.release}: {record['status']} by {record['approval']['approver']}")
+    print(one_line(f"{args.release}: {record['status']} by {record['approval']['approver']}"))
     return 0
 
 
@@ -116,8 +134,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     control = _control(args)
     with control.acting("operator"):
         result = outcome.rollback_service(control.deps(), args.service, caller_identity(control), args.comment)
-    print(f"{args.service}: version {result['from_version']} -> {result['to_version']} "
-          f"(release {result['release_id']} {result['status']})")
+    print(one_line(f"{args.service}: version {result['from_version']} -> {result['to_version']} "
+                   f"(release {result['release_id']} {result['status']})"))
     return 0
 
 
@@ -223,10 +241,38 @@ def _template(path: str) -> Path:
     return template
 
 
+def project_code_only(template: Path) -> None:
+    """Refuse a template whose local code (CodeUri, ContentUri, DefinitionUri, Globals) points
+    outside the template's folder: `modelgate local up` runs the project's code and no other
+    (a template from elsewhere could otherwise run any folder on this machine as a function)."""
+    from modelgate_emulator.template import load_template
+
+    root = template.resolve().parent
+    loaded = load_template(template)
+    uris = {"Globals.Function.CodeUri": ((loaded.get("Globals") or {}).get("Function") or {}).get("CodeUri")}
+    for logical_id, resource in (loaded.get("Resources") or {}).items():
+        properties = (resource or {}).get("Properties") or {}
+        for prop in ("CodeUri", "ContentUri", "DefinitionUri", "Code", "Content"):
+            uris[f"{logical_id}.{prop}"] = properties.get(prop)
+    for where, value in uris.items():
+        if not isinstance(value, str) or value.startswith("s3://"):
+            continue
+        path = (root / value).resolve()
+        if path != root and root not in path.parents:
+            raise TemplateOutsideProject(
+                f"{template}: {where} is {one_line(value, 200)}, outside the project folder {root}: "
+                "`modelgate local up` runs only the project's own code"
+            )
+
+
+class TemplateOutsideProject(ModelgateError):
+    """The template's code lies outside its project folder."""
+
+
 def cmd_local_up(args: argparse.Namespace) -> int:
     from modelgate_harness.server import serve
 
-    _template(args.template)
+    project_code_only(_template(args.template))
     serve(Path(args.template), port=args.port, time_factor=args.time_factor, state_file=Path(args.state_file),
           traffic_rate=args.traffic)
     return 0
@@ -265,7 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", help="folder with model-config.json and the prompt files it names")
     p.add_argument("--commit", help="source commit (default: the manifest's)")
     p.add_argument("--branch", help="source branch (default: the manifest's)")
+    p.add_argument("--author", help="who the upload is for, as CI authenticated them (default: $GITHUB_ACTOR on "
+                   "GitHub Actions, else your own identity); four eyes keeps them from approving it")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("revoke-signing-key", help="a signing key leaked: every approval link signed so far stops "
+                       "working now (operator)")
+    p.set_defaults(func=cmd_revoke_signing_key)
 
     p = sub.add_parser("status", help="one release in detail, or the latest releases")
     p.add_argument("release", nargs="?")
@@ -348,13 +400,18 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"modelgate: {exc.filename or exc}: no such file or folder (run from the project folder, "
               "or name the path)", file=sys.stderr)
-    except (ClientError, BotoCoreError, OSError) as exc:
+    except (ClientError, BotoCoreError, OSError, ValueError) as exc:  # ValueError: pydantic's too
         print(f"modelgate: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+    except Exception as exc:  # a bug, still one line (MODELGATE_DEBUG=1 shows the traceback)
+        if os.environ.get("MODELGATE_DEBUG"):
+            raise
+        print(f"modelgate: unexpected {type(exc).__name__}: {_one_line(str(exc))} (MODELGATE_DEBUG=1 shows where)",
+              file=sys.stderr)
     return 2
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return one_line(" ".join(text.split()), 2000)
 
 
 if __name__ == "__main__":

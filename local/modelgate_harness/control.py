@@ -29,6 +29,7 @@ from modelgate.manifest import (
 from modelgate.pipeline import approval, deps
 from modelgate.policy import ReleasePolicy, ServiceConfig
 from modelgate.settings import Settings
+from modelgate.text import one_line
 
 OUTPUT_KEYS = {
     "ArtifactBucketName": "artifact_bucket",
@@ -119,14 +120,43 @@ def load_release_dir(directory: Path, *, commit: str | None, branch: str | None)
     return manifest, files
 
 
-def submit(control: Control, directory: Path, *, commit: str | None = None, branch: str | None = None) -> Submission:
-    """What CI runs: prompt files first, then the manifest (its upload starts the release)."""
+def submit(
+    control: Control, directory: Path, *, commit: str | None = None, branch: str | None = None,
+    author: str | None = None,
+) -> Submission:
+    """What CI runs: prompt files first, then the manifest (its upload starts the release).
+
+    The manifest object carries who uploaded it (``modelgate.approval.identity``): ``author``
+    if given, else the CI actor the CI system authenticated (``$GITHUB_ACTOR`` on GitHub
+    Actions), else the uploader's own identity (STS caller ARN). Never the manifest's
+    ``source.author``: four eyes compares approvers with this.
+    """
     manifest, files = load_release_dir(directory, commit=commit, branch=branch)
     with control.acting("ci"):
-        return _upload(control, manifest, files)
+        who, source = upload_author(control, author)
+        return _upload(control, manifest, files, author=who, author_source=source)
 
 
-def _upload(control: Control, manifest: Manifest, files: dict[str, bytes]) -> Submission:
+def upload_author(control: Control, author: str | None = None) -> tuple[str, str]:
+    """(author, source): the given or CI actor ("ci"), else the caller's ARN ("uploader")."""
+    import os
+
+    if author:
+        return author, "ci"
+    if os.environ.get("GITHUB_ACTIONS") == "true" and os.environ.get("GITHUB_ACTOR"):
+        return os.environ["GITHUB_ACTOR"], "ci"
+    return caller_identity(control), "uploader"
+
+
+def _upload(
+    control: Control, manifest: Manifest, files: dict[str, bytes], *, author: str, author_source: str
+) -> Submission:
+    from modelgate.approval.identity import AUTHOR_METADATA, AUTHOR_SOURCE_METADATA, AuthorInvalid, verified_author
+
+    try:  # refuse here what Validate would refuse, before anything is uploaded
+        verified_author({AUTHOR_METADATA: author, AUTHOR_SOURCE_METADATA: author_source})
+    except AuthorInvalid as exc:
+        raise ManifestInvalid(str(exc)) from exc
     s3 = control.client("s3")
     prefix = f"{RELEASES_PREFIX}{manifest.service}/{manifest.source.commit}/"
     uploaded = []
@@ -144,7 +174,10 @@ def _upload(control: Control, manifest: Manifest, files: dict[str, bytes]) -> Su
         Key=key,
         Body=manifest.model_dump_json(indent=2).encode(),
         ContentType="application/json",
-        Metadata={"commit": manifest.source.commit, "branch": manifest.source.branch},
+        Metadata={
+            "commit": manifest.source.commit, "branch": one_line(manifest.source.branch, 200),
+            AUTHOR_METADATA: author, AUTHOR_SOURCE_METADATA: author_source,
+        },
     )
     version_id = put.get("VersionId")
     if not version_id:
@@ -190,21 +223,27 @@ def decide(control: Control, release_id: str, decision: str, comment: str = "") 
 
 # ---------------------------------------------------------------------- status
 def format_release(record: dict) -> str:
+    """One release for a terminal: every stored string through ``one_line`` (an escape sequence
+    or a newline in a branch, author, reason or comment is shown escaped, never acted on)."""
+    s = one_line
     lines = [
-        f"release   {record.get('release_id') or record['pk'].split('#', 1)[1]}",
-        f"service   {record.get('service')}   commit {record.get('commit')}   branch {record.get('branch', '')}",
-        f"status    {record.get('status')}",
+        f"release   {s(record.get('release_id') or record['pk'].split('#', 1)[1])}",
+        f"service   {s(record.get('service'))}   commit {s(record.get('commit'))}   "
+        f"branch {s(record.get('branch', ''))}",
+        f"status    {s(record.get('status'))}",
     ]
+    if record.get("author"):
+        lines.append(f"author    {s(record['author'])}")
     if record.get("reason"):
-        lines.append(f"reason    {record['reason']}")
+        lines.append(f"reason    {s(record['reason'])}")
     ev = record.get("evaluation") or {}
     for side, metrics in (ev.get("sides") or {}).items():
-        lines.append("eval      " + format_side(side, metrics))
+        lines.append("eval      " + s(format_side(side, metrics)))
     if ev.get("report_key"):
-        lines.append(f"report    {ev['report_key']}")
+        lines.append(f"report    {s(ev['report_key'])}")
     lines.append("history")
     for entry in record.get("history", []):
-        lines.append(f"  {entry['at']}  {entry['status']:22} {entry.get('actor', '')}: {entry['detail']}")
+        lines.append(f"  {s(entry['at'])}  {s(entry['status']):22} {s(entry.get('actor', ''))}: {s(entry['detail'])}")
     return "\n".join(lines)
 
 
@@ -212,13 +251,13 @@ def format_table(records: list[dict]) -> str:
     header = f"{'release':42} {'status':22} {'candidate':9} {'live before':11} {'accuracy':8}  reason"
     rows = [header, "-" * len(header)]
     for r in records:
-        rid = r["pk"].split("#", 1)[1]
+        rid = one_line(r["pk"].split("#", 1)[1])
         acc = ((r.get("evaluation") or {}).get("sides") or {}).get("candidate", {}).get("accuracy")
         acc_text = "-" if acc is None else f"{acc:.3f}"
         rows.append(
-            f"{rid:42} {r.get('status', ''):22} {str(r.get('candidate_version', '-')):9} "
-            f"{str(r.get('live_version', '-')):11} {acc_text:8}  "
-            f"{(r.get('reason') or '')[:100]}"
+            f"{rid:42} {one_line(r.get('status', '')):22} {one_line(r.get('candidate_version', '-')):9} "
+            f"{one_line(r.get('live_version', '-')):11} {acc_text:8}  "
+            f"{one_line(r.get('reason') or '', 100)}"
         )
     return "\n".join(rows)
 

@@ -37,8 +37,8 @@ class ReleaseDriver:
     control: Control
     timeout: float = 120.0
 
-    def submit(self, folder: Path, *, commit: str, branch: str = "main") -> ReleaseRun:
-        submission = submit(self.control, folder, commit=commit, branch=branch)
+    def submit(self, folder: Path, *, commit: str, branch: str = "main", author: str | None = None) -> ReleaseRun:
+        submission = submit(self.control, folder, commit=commit, branch=branch, author=author)
         ledger = self.control.ledger()
         record = wait_until(
             lambda: (r := ledger.get(submission.release_id)) and r.get("execution_arn") and r,

@@ -184,6 +184,9 @@ class ReleaseContext(_Contract):
     artifact: ArtifactRef
     commit: str
     branch: str
+    # Who uploaded the release (the verified author four eyes compares; set by Validate from
+    # the upload's metadata, never from the manifest: modelgate.approval.identity).
+    author: str | None = None
     manifest: Manifest | None = None
     policy: ReleasePolicy | None = None
     function_name: str | None = None

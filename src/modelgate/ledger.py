@@ -105,6 +105,7 @@ class _ReleaseData(BaseModel):
     evaluation: EvaluationSummary | None = None
     gate: GateVerdict | None = None
     four_eyes: bool | None = None  # the policy as it was when approval was asked
+    approvers: list[str] | None = None  # the named approvers whose links may approve (same moment)
     # canary
     canary_alarms: list[str] | None = None
     canary_started_at: str | None = None

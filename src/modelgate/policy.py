@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from modelgate.canary_judge import JudgePolicy
 from modelgate.errors import NotEnoughEvidence
@@ -209,6 +209,10 @@ def resolve_threshold(
     )
 
 
+# A named approver: a lower-case ASCII email (approval links sign it as is).
+APPROVER_EMAIL = re.compile(r"^[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+$")
+
+
 class ReleasePolicy(_Strict):
     """Owned by the control plane, never by the artefact: an artefact can't lower its bar."""
 
@@ -228,9 +232,14 @@ class ReleasePolicy(_Strict):
     scoring_models: Literal["local", "bedrock"] | None = None
     approval: Literal["auto", "manual"] = "manual"
     approval_timeout_seconds: int = Field(default=86_400, ge=1)
-    # Four eyes: the commit's author (manifest source.author) can't approve the release;
-    # anyone may reject it. A release without an author can then only be rejected.
+    # Four eyes: the release's author (who uploaded it: the CI actor, see
+    # modelgate.approval.identity; never the manifest's source.author) can't approve it;
+    # anyone may reject it. A release without a verified author can then only be rejected.
     four_eyes: bool = False
+    # Named approvers (lower-case emails): each is mailed their own signed approve link,
+    # which approves as them and nobody else. None named: the mail carries a reject link
+    # only, and approving is `modelgate approve` (an IAM identity).
+    approvers: list[str] = Field(default_factory=list, max_length=50)
     # The rollout: a CodeDeploy preset name ("Canary10Percent15Minutes", "Linear10Percent
     # Every1Minute", "AllAtOnce", ...) or explicit steps ending at weight 1.0; the last step's
     # bake is the final bake (rollback still armed) with the alias still weighted at 99.99%
@@ -257,6 +266,16 @@ class ReleasePolicy(_Strict):
         ]
     )
     lock_lease_seconds: int = Field(default=3 * 86_400, ge=60)
+
+    @field_validator("approvers")
+    @classmethod
+    def _named_approvers(cls, value: list[str]) -> list[str]:
+        bad = [a[:80] for a in value if not APPROVER_EMAIL.match(a)]
+        if bad:
+            raise ValueError(f"approvers must be lower-case email addresses, got {bad}")
+        if len(set(value)) != len(value):
+            raise ValueError("approvers must be unique")
+        return value
 
     @model_validator(mode="after")
     def _rollout_resolves(self) -> ReleasePolicy:

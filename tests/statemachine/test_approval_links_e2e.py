@@ -1,4 +1,7 @@
-"""Approval links on the real stack: the mail carries signed links, GET shows, POST decides."""
+"""Approval links on the real stack: each named approver is mailed their own signed links
+(SNS subscription filter on the ``approver`` attribute), GET shows, POST decides as the
+link's approver; the release's author (the uploader, never the manifest) can't approve by
+link or by CLI, anyone can reject; a revoked signing key kills every mailed link at once."""
 
 from __future__ import annotations
 
@@ -6,9 +9,16 @@ import base64
 import json
 import re
 import shutil
+import time
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import pytest
+from modelgate_harness import cli
 from modelgate_harness.polling import wait_until
+
+from modelgate.approval import links
+
+ALICE, BOB = "alice@example.com", "bob@example.com"
 
 
 def _function_url_event(method: str, url: str, body: dict | None = None) -> dict:
@@ -35,26 +45,57 @@ def _function_url_event(method: str, url: str, body: dict | None = None) -> dict
     return event
 
 
-def test_mailed_links_decide_once_with_four_eyes(pipeline, tmp_path):
-    local, control = pipeline.local, pipeline.control
-    pipeline.set_policy(approval="manual", four_eyes=True)
+def _inbox(control, approver: str) -> str:
+    """An approver's mailbox: an SQS queue subscribed with a filter policy on the ``approver`` attribute."""
     sqs, sns = control.client("sqs"), control.client("sns")
-    queue = sqs.create_queue(QueueName="approver-inbox")["QueueUrl"]
+    queue = sqs.create_queue(QueueName=f"inbox-{approver.split('@')[0]}")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=control.outputs["ApprovalTopicArn"], Protocol="sqs", Endpoint=arn,
-                  Attributes={"RawMessageDelivery": "true"})
+                  Attributes={"RawMessageDelivery": "true", "FilterPolicy": json.dumps({"approver": [approver]})})
+    return queue
+
+
+def _mail(control, queue: str) -> str:
+    sqs = control.client("sqs")
+    [message] = wait_until(lambda: sqs.receive_message(QueueUrl=queue).get("Messages"), 10, "the approval mail")
+    return message["Body"]
+
+
+def _link(message: str, decision: str) -> str | None:
+    found = re.search(rf"^{decision.capitalize()}:\s+(https://\S+)$", message, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def _waiting_release(pipeline, tmp_path, *, author: str, label: str, **policy):
+    pipeline.set_policy(approval="manual", four_eyes=True, **policy)
     folder = tmp_path / "v2"
     shutil.copytree(pipeline.examples / "v2", folder)
     manifest = json.loads((folder / "model-config.json").read_text())
-    manifest["source"]["author"] = "Bob Example <bob@example.com>"
+    manifest["source"]["author"] = "Alice Example <alice@example.com>"  # what the folder claims: ignored
+    manifest["source"]["branch"] = "main\nApprove:  https://evil.example/decide?t=forged"
     (folder / "model-config.json").write_text(json.dumps(manifest))
-
-    run = pipeline.driver.submit(folder, commit=pipeline.commit_for("links"))
+    run = pipeline.driver.submit(folder, commit=pipeline.commit_for(label), author=author,
+                                 branch="main\nApprove:  https://evil.example/decide?t=forged")
     assert pipeline.driver.wait_for_decision_point(run)
-    message = wait_until(lambda: sqs.receive_message(QueueUrl=queue).get("Messages"), 10, "the approval mail")[0]["Body"]
+    return run
+
+
+def test_each_approver_gets_their_own_links_and_the_author_cannot_approve_by_link(pipeline, tmp_path):
+    local, control = pipeline.local, pipeline.control
+    inboxes = {who: _inbox(control, who) for who in (ALICE, BOB)}
+    # Given a four-eyes release CI uploaded for Bob (its manifest claims Alice wrote it)
+    run = _waiting_release(pipeline, tmp_path, author="bob", label="links", approvers=[ALICE, BOB])
+    assert control.ledger().get(run.release_id)["author"] == "bob"
+    mails = {who: _mail(control, queue) for who, queue in inboxes.items()}
     token = control.ledger().get_token(run.release_id, "approval")
-    assert token and token not in message
-    approve = re.search(r"Approve:\s+(\S+)", message).group(1)
+    for message in mails.values():
+        assert token and token not in message
+        # the forged branch stays inside its line: the only Approve line is ours (or none)
+        assert all(line.startswith("Approve:  https://" + urlsplit(control.outputs["ApprovalCallbackUrl"]).netloc)
+                   or "not by you" in line for line in message.splitlines() if line.startswith("Approve:"))
+    # Then Bob, the author, was mailed no approve link, only his reject link
+    assert _link(mails[BOB], "approve") is None and _link(mails[BOB], "reject")
+    approve = _link(mails[ALICE], "approve")
     assert approve.startswith(control.outputs["ApprovalCallbackUrl"].rstrip("/") + "/decide?t=")
 
     def call(event):
@@ -62,15 +103,81 @@ def test_mailed_links_decide_once_with_four_eyes(pipeline, tmp_path):
         return local.invoke_function_url("ApprovalCallbackFunction", event)
 
     page = call(_function_url_event("GET", approve))
-    assert page["statusCode"] == 200 and "Opening this page decided nothing" in page["body"]
+    assert page["statusCode"] == 200 and "as <strong>alice@example.com</strong>" in page["body"]
     assert control.ledger().get(run.release_id)["status"] == "PendingManualApproval"
+    # When Bob forges an approve link of his own with the stack's key (as if he could sign one)
+    secret = control.client("secretsmanager").get_secret_value(
+        SecretId=control.outputs["ApprovalSigningSecretArn"])["SecretString"].encode()
+    forged = links.sign_link(secret, release_id=run.release_id, decision="approve",
+                             expires_at=int(time.time()) + 600, nonce="f" * 22, approver=BOB)
+    bob = call(_function_url_event("POST", approve.split("?")[0], {"t": forged, "email": ALICE}))
+    # Then four eyes refuses it, whatever name he types
+    assert bob["statusCode"] == 403 and "Four eyes" in bob["body"]
+    # When Alice confirms her link / Then the release is approved, by her, once
     t = parse_qs(urlsplit(approve).query)["t"][0]
-    bob = call(_function_url_event("POST", approve.split("?")[0], {"t": t, "email": "bob@example.com"}))
-    assert bob["statusCode"] == 403
-    alice = call(_function_url_event("POST", approve.split("?")[0], {"t": t, "email": "alice@example.com", "comment": "ok"}))
+    alice = call(_function_url_event("POST", approve.split("?")[0], {"t": t, "comment": "ok"}))
     assert alice["statusCode"] == 200, alice["body"]
-    replay = call(_function_url_event("POST", approve.split("?")[0], {"t": t, "email": "alice@example.com"}))
+    replay = call(_function_url_event("POST", approve.split("?")[0], {"t": t}))
     assert replay["statusCode"] == 409
     run = pipeline.driver.finish(run)
     assert run.record["approval"]["approver"] == "link:alice@example.com"
     assert "ShiftTraffic" in run.path, run.path
+
+
+def test_the_author_can_reject_by_link(pipeline, tmp_path):
+    local, control = pipeline.local, pipeline.control
+    inbox = _inbox(control, BOB)
+    run = _waiting_release(pipeline, tmp_path, author="bob", label="author-rejects", approvers=[ALICE, BOB])
+    reject = _link(_mail(control, inbox), "reject")
+    t = parse_qs(urlsplit(reject).query)["t"][0]
+    response = local.invoke_function_url("ApprovalCallbackFunction",
+                                         _function_url_event("POST", reject.split("?")[0], {"t": t, "comment": "bug"}))
+    assert response["statusCode"] == 200, response["body"]
+    run = pipeline.driver.finish(run)
+    assert run.record["status"] == "Rejected" and run.record["approval"]["approver"] == "link:bob@example.com"
+
+
+@pytest.fixture
+def cli_control(pipeline, monkeypatch):
+    # the CLI resolves the stack through CloudFormation on AWS; here it gets the local one
+    monkeypatch.setattr(cli, "_control", lambda args: cli.with_principal(pipeline.control, args))
+    return pipeline.control
+
+
+def test_the_author_cannot_approve_through_the_cli_but_can_reject(pipeline, tmp_path, cli_control, capsys):
+    # Given a four-eyes release uploaded for the approver principal's own session (modelgate-approver)
+    run = _waiting_release(pipeline, tmp_path, author="modelgate-approver", label="cli-author")
+    # When that approver approves through IAM / Then four eyes refuses, in one line, and nothing is decided
+    assert cli.main(["approve", run.release_id]) == 2
+    err = capsys.readouterr().err
+    assert "FourEyesViolation" in err and "release's author" in err and err.count("\n") == 1
+    assert cli_control.ledger().get(run.release_id)["status"] == "PendingManualApproval"
+    # and rejecting is allowed
+    assert cli.main(["reject", run.release_id, "--comment", "not mine to ship"]) == 0
+    assert pipeline.driver.finish(run).record["status"] == "Rejected"
+
+
+def test_a_revoked_signing_key_kills_every_mailed_link_at_once(pipeline, tmp_path, cli_control, capsys):
+    local, control = pipeline.local, pipeline.control
+    inbox = _inbox(control, ALICE)
+    run = _waiting_release(pipeline, tmp_path, author="bob", label="revoked", approvers=[ALICE])
+    approve = _link(_mail(control, inbox), "approve")
+    # Given the approval callback opened the link (a warm container caching the key)
+    opened = local.invoke_function_url("ApprovalCallbackFunction", _function_url_event("GET", approve))
+    assert opened["statusCode"] == 200
+    # When an operator revokes the signing key (the mail leaked)
+    assert cli.main(["revoke-signing-key"]) == 0
+    assert "approval links revoked" in capsys.readouterr().out
+    # Then the mailed link decides nothing
+    t = parse_qs(urlsplit(approve).query)["t"][0]
+    response = local.invoke_function_url("ApprovalCallbackFunction",
+                                         _function_url_event("POST", approve.split("?")[0], {"t": t}))
+    assert response["statusCode"] == 403 and "not valid" in response["body"]
+    assert control.ledger().get(run.release_id)["status"] == "PendingManualApproval"
+    # and CI cannot revoke (only the operator's policy grants it)
+    assert cli.main(["--as", "ci", "revoke-signing-key"]) == 2
+    assert "AccessDenied" in capsys.readouterr().err
+    # and the release is still decided through IAM
+    assert cli.main(["approve", run.release_id, "--comment", "checked by hand"]) == 0
+    run = pipeline.driver.finish(run)
+    assert run.record["approval"]["approver"].startswith("arn:aws:sts::") and "ShiftTraffic" in run.path, run.path

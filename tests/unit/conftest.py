@@ -307,13 +307,23 @@ class World:
 
     def mail(self) -> list[str]:
         """Every message the approval topic delivered so far (the approvers' inbox)."""
-        bodies = []
+        return [m["Message"] for m in self.published()]
+
+    def published(self) -> list[dict[str, Any]]:
+        """Every message delivered so far: {"Message": body, "MessageAttributes": {name: {"Type", "Value"}}}."""
+        delivered = []
         while True:
-            messages = self.client("sqs").receive_message(QueueUrl=self._inbox, MaxNumberOfMessages=10).get("Messages", [])
+            messages = self.client("sqs").receive_message(
+                QueueUrl=self._inbox, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+            ).get("Messages", [])
             if not messages:
-                return bodies
+                return delivered
             for message in messages:
-                bodies.append(message["Body"])
+                attributes = {
+                    name: {"Type": value["DataType"], "Value": value.get("StringValue")}
+                    for name, value in (message.get("MessageAttributes") or {}).items()
+                }
+                delivered.append({"Message": message["Body"], "MessageAttributes": attributes})
                 self.client("sqs").delete_message(QueueUrl=self._inbox, ReceiptHandle=message["ReceiptHandle"])
 
 

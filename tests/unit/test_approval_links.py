@@ -1,4 +1,5 @@
-"""Approval links nobody can fake: signed, expiring, single use, GET decides nothing, four eyes.
+"""Approval links nobody can fake: signed, expiring, single use, bound to a named approver,
+GET decides nothing, four eyes, revocable at once.
 
 The handler tests send real Lambda Function URL events (events/approval_callback/*.json)
 through functions/approval_callback/app.py, with the ledger in moto and a fake Step
@@ -23,7 +24,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from modelgate.approval import identity, links
+from modelgate.approval import identity, keys, links
 from modelgate.errors import ConfigurationError
 from modelgate.ledger import Ledger
 from modelgate.observability import logger
@@ -41,12 +42,14 @@ RELEASE = "support-bot-ce04089f73fa-ed9c1e7291"  # the release the sample events
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z, the sample events' day
 TASK_TOKEN = "AQCEAAAA-task-token-that-must-never-leave-the-ledger=="
 NONCE = "n" * 22
+ALICE, BOB = "alice@example.com", "bob@example.com"
 
 
 # --------------------------------------------------------------------------- helpers
 def token(decision: str = "approve", *, key: bytes = KEY, expires_at: int = T0 + 3600, nonce: str = NONCE,
-          release_id: str = RELEASE) -> str:
-    return links.sign_link(key, release_id=release_id, decision=decision, expires_at=expires_at, nonce=nonce)
+          release_id: str = RELEASE, approver: str | None = ALICE) -> str:
+    return links.sign_link(key, release_id=release_id, decision=decision, expires_at=expires_at, nonce=nonce,
+                           approver=approver)
 
 
 def flipped(text: str, position: int) -> str:
@@ -79,9 +82,9 @@ class FakeStepFunctions:
 
 @pytest.fixture(autouse=True)
 def _fresh_key_cache() -> Iterator[None]:
-    links.clear_key_cache()
+    keys.clear_key_cache()
     yield
-    links.clear_key_cache()
+    keys.clear_key_cache()
 
 
 # --------------------------------------------------------------------------- signing
@@ -89,7 +92,19 @@ def test_a_signed_link_verifies_to_what_was_signed():
     # Given a link signed for one decision / When it is verified before it expires
     claims = links.verify_link(KEY, token("reject"), now=T0)
     # Then it says exactly that
-    assert claims == links.LinkClaims(release_id=RELEASE, decision="reject", expires_at=T0 + 3600, nonce=NONCE)
+    assert claims == links.LinkClaims(release_id=RELEASE, decision="reject", expires_at=T0 + 3600, nonce=NONCE,
+                                      approver=ALICE)
+    # and a reject link may be bound to nobody (anyone may reject)
+    assert links.verify_link(KEY, token("reject", approver=None), now=T0).approver is None
+
+
+def test_a_version_1_link_with_no_approver_is_refused():
+    # Given a link in the old format (the approver typed their own name on the page), genuinely signed
+    payload = "\n".join(("1", RELEASE, "approve", str(T0 + 3600), NONCE)).encode()
+    old = f"{links._b64encode(payload)}.{links._b64encode(links._mac(KEY, payload))}"
+    # When verified / Then it is refused: who approves must be what the signature says
+    with pytest.raises(links.LinkInvalid, match="unknown format"):
+        links.verify_link(KEY, old, now=T0)
 
 
 @pytest.mark.parametrize("part", ["payload", "signature"])
@@ -165,22 +180,24 @@ def test_a_verifier_with_stale_keys_rereads_them_once_on_a_miss():
 
 def test_short_keys_are_a_configuration_error():
     with pytest.raises(ConfigurationError, match="at least 32 bytes"):
-        links.sign_link(b"short", release_id=RELEASE, decision="approve", expires_at=T0, nonce=NONCE)
+        links.sign_link(b"short", release_id=RELEASE, decision="approve", expires_at=T0, nonce=NONCE, approver=ALICE)
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"release_id": "bad\nid"}, {"decision": "maybe"}, {"nonce": "short"}, {"expires_at": 0}, {"expires_at": True}],
+    [{"release_id": "bad\nid"}, {"decision": "maybe"}, {"nonce": "short"}, {"expires_at": 0}, {"expires_at": True},
+     {"approver": None}, {"approver": "Alice@Example.com"}, {"approver": "alice@example.com\nbob@example.com"},
+     {"approver": "-"}, {"approver": "alice"}],
 )
 def test_nothing_ambiguous_can_be_signed(kwargs):
-    args = {"release_id": RELEASE, "decision": "approve", "expires_at": T0, "nonce": NONCE, **kwargs}
+    args = {"release_id": RELEASE, "decision": "approve", "expires_at": T0, "nonce": NONCE, "approver": ALICE, **kwargs}
     with pytest.raises(ValueError):
         links.sign_link(KEY, **args)
 
 
 def test_approval_links_are_one_per_decision_each_with_its_own_nonce_and_capped_at_a_day():
     # Given an approval that may wait a week
-    urls = links.approval_links("https://abc.lambda-url.us-east-1.on.aws/", KEY, RELEASE, 7 * 86_400, T0)
+    urls = links.approval_links("https://abc.lambda-url.us-east-1.on.aws/", KEY, RELEASE, 7 * 86_400, T0, approver=BOB)
     # Then there is one link per decision, to /decide, and each lives one day
     claims = {}
     for decision, url in urls.items():
@@ -188,7 +205,15 @@ def test_approval_links_are_one_per_decision_each_with_its_own_nonce_and_capped_
         assert (parts.scheme, parts.netloc, parts.path) == ("https", "abc.lambda-url.us-east-1.on.aws", "/decide")
         claims[decision] = links.verify_link(KEY, parse_qs(parts.query)["t"][0], now=T0)
         assert claims[decision].decision == decision and claims[decision].expires_at == T0 + 86_400
+        assert claims[decision].approver == BOB
     assert claims["approve"].nonce != claims["reject"].nonce
+    # and without an approver only a reject link (for anyone) can be made
+    anyone = links.approval_links(
+        "https://abc.lambda-url.us-east-1.on.aws/", KEY, RELEASE, 600, T0, decisions=("reject",)
+    )
+    assert list(anyone) == ["reject"]
+    with pytest.raises(ValueError, match="bound to a named approver"):
+        links.approval_links("https://abc.lambda-url.us-east-1.on.aws/", KEY, RELEASE, 600, T0)
     # and a short approval timeout gives short links
     assert links.link_ttl(600) == 600
 
@@ -199,7 +224,7 @@ def test_signing_keys_come_from_the_secret_current_then_previous_and_are_cached(
     sm = boto3.client("secretsmanager")
     arn = sm.create_secret(Name="approval-signing", SecretString="a" * 64)["ARN"]
     clock = [100.0]
-    load = lambda **kw: links.load_signing_keys(sm, arn, clock=lambda: clock[0], **kw)  # noqa: E731
+    load = lambda **kw: keys.load_signing_keys(sm, arn, clock=lambda: clock[0], **kw)  # noqa: E731
     assert load() == [b"a" * 64]
     # When it is rotated (a new value: AWSCURRENT moves, the old one becomes AWSPREVIOUS)
     sm.put_secret_value(SecretId=arn, SecretString="b" * 64)
@@ -213,11 +238,35 @@ def test_signing_keys_come_from_the_secret_current_then_previous_and_are_cached(
     assert load(refresh=True) == [b"b" * 64, b"a" * 64]
 
 
+def test_revoking_the_key_refuses_every_earlier_link_at_once_even_in_a_warm_container(aws_env):
+    # Given the signing secret, rotated once (so a previous key is still accepted), and a link of each key
+    sm = boto3.client("secretsmanager")
+    arn = sm.create_secret(Name="approval-signing", SecretString="a" * 64)["ARN"]
+    sm.put_secret_value(SecretId=arn, SecretString="b" * 64)
+    older, leaked = token(key=b"a" * 64), token(key=b"b" * 64, nonce="m" * 22)
+    cached = lambda refresh: keys.load_signing_keys(sm, arn, refresh=refresh)  # noqa: E731
+    fresh = lambda: keys.load_signing_keys(sm, arn, fresh=True)  # noqa: E731
+    assert links.verify_now(cached, fresh, older, now=T0).nonce == NONCE  # a warm container now holds both keys
+    # When an operator revokes the keys (`modelgate revoke-signing-key`)
+    keys.revoke_signing_keys(sm, arn)
+    # Then the secret holds one key, neither of the old ones ...
+    assert keys.fetch_signing_keys(sm, arn) not in ([b"b" * 64], [b"a" * 64])
+    assert len(keys.fetch_signing_keys(sm, arn)) == 1
+    # ... a decision refuses both old links at once, though the cache still holds their keys
+    for old in (older, leaked):
+        assert links.verify_with(lambda refresh: [b"b" * 64, b"a" * 64], old, now=T0)  # the cache alone would pass
+        with pytest.raises(links.LinkInvalid, match="signature"):
+            links.verify_now(lambda refresh: [b"b" * 64, b"a" * 64], fresh, old, now=T0)
+    # ... and a link signed with the new key verifies
+    [new_key] = keys.fetch_signing_keys(sm, arn)
+    assert links.verify_now(cached, fresh, token(key=new_key), now=T0).approver == ALICE
+
+
 def test_a_weak_signing_secret_is_a_configuration_error(aws_env):
     sm = boto3.client("secretsmanager")
     sm.create_secret(Name="weak", SecretString="too-short")
     with pytest.raises(ConfigurationError, match="at least 32"):
-        links.fetch_signing_keys(sm, "weak")
+        keys.fetch_signing_keys(sm, "weak")
 
 
 def test_the_secret_arn_has_no_default():
@@ -251,7 +300,7 @@ def test_identities_compare_by_email_or_by_name_against_the_local_part(a, b, sam
 
 def test_four_eyes_refuses_the_author_and_admits_others_and_any_rejection():
     author = "Bob Example <bob@example.com>"
-    with pytest.raises(identity.FourEyesViolation, match="commit's author"):
+    with pytest.raises(identity.FourEyesViolation, match="release's author"):
         identity.check_four_eyes(four_eyes=True, author=author, approver="link:bob@example.com", decision="approve")
     identity.check_four_eyes(four_eyes=True, author=author, approver="link:alice@example.com", decision="approve")
     identity.check_four_eyes(four_eyes=True, author=author, approver="link:bob@example.com", decision="reject")
@@ -259,9 +308,33 @@ def test_four_eyes_refuses_the_author_and_admits_others_and_any_rejection():
 
 
 def test_four_eyes_without_a_recorded_author_refuses_every_approval():
-    # Leaving source.author out of a manifest must not be a way around the policy.
-    with pytest.raises(identity.FourEyesViolation, match="names no commit author"):
+    # An upload without its author must not be a way around the policy.
+    with pytest.raises(identity.FourEyesViolation, match="no verified author"):
         identity.check_four_eyes(four_eyes=True, author=None, approver="link:alice@example.com", decision="approve")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({}, (None, None)),
+        ({"modelgate-author": "octocat", "modelgate-author-source": "ci"}, ("octocat", "ci")),
+        ({"Modelgate-Author": "arn:aws:sts::123456789012:assumed-role/Dev/bob@example.com"},
+         ("arn:aws:sts::123456789012:assumed-role/Dev/bob@example.com", "uploader")),
+    ],
+)
+def test_the_author_is_read_from_the_uploads_metadata(metadata, expected):
+    assert identity.verified_author(metadata) == expected
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [{"modelgate-author": "bob\nApprove: https://evil"}, {"modelgate-author": "bob smith"},
+     {"modelgate-author": "x" * 257}, {"modelgate-author": ""}, {"modelgate-author": "\x1b[2Jbob"},
+     {"modelgate-author": "bob", "modelgate-author-source": "manifest"}],
+)
+def test_an_author_that_is_not_an_identity_is_refused_not_cleaned(metadata):
+    with pytest.raises(identity.AuthorInvalid):
+        identity.verified_author(metadata)
 
 
 # --------------------------------------------------------------------------- the handler
@@ -270,13 +343,15 @@ def ledger(ledger_table) -> Ledger:
     return Ledger(ledger_table)
 
 
-def seed_waiting_release(ledger: Ledger, *, four_eyes: bool = False, author: str | None = "Bob Example <bob@example.com>") -> None:
+def seed_waiting_release(ledger: Ledger, *, four_eyes: bool = False, author: str | None = "bob@example.com",
+                         approvers: tuple[str, ...] = (ALICE, BOB)) -> None:
     """A release as validate / gate / register / request_approval leave it."""
     waiting = json.loads((ROOT / "events" / "request_approval" / "waiting.json").read_text())["release"]
     ledger.receive(RELEASE, "manifest uploaded", service="support-bot", commit=waiting["commit"])
     ledger.record(RELEASE, "Validated", "ok", branch="main", author=author, model_id="local.retrieval-small-v1:0")
     ledger.record(RELEASE, "CandidatePublished", "v3", candidate_version="3", live_version="2")
-    ledger.record(RELEASE, "PendingManualApproval", "waiting", evaluation=waiting["evaluation"], four_eyes=four_eyes)
+    ledger.record(RELEASE, "PendingManualApproval", "waiting", evaluation=waiting["evaluation"], four_eyes=four_eyes,
+                  approvers=list(approvers))
     ledger.put_token(RELEASE, "approval", TASK_TOKEN)
 
 
@@ -360,7 +435,7 @@ def test_the_sample_events_open_and_approve_the_sample_release(callback, ledger,
     post = json.loads((EVENTS / "post-approve.json").read_text())
     assert callback(get)["statusCode"] == 200
     response = callback(post)
-    # Then the release is approved by the email entered on the page
+    # Then the release is approved by the approver the link is bound to
     assert response["statusCode"] == 200, response["body"]
     assert ledger.get(RELEASE)["approval"]["approver"] == "link:bob@example.com"
     assert [name for name, _ in sfn.calls] == ["send_task_success"]
@@ -378,9 +453,10 @@ def test_opening_a_link_shows_the_release_and_decides_nothing(callback, ledger, 
     assert page["statusCode"] == 200 and page["headers"]["Content-Type"].startswith("text/html")
     html = page["body"]
     for text in ("support-bot", "ce04089f73fa33b83811a7303831a5d2a7ad8f8e", "0.861", "0.750", "accuracy_delta",
-                 "reports/support-bot/", 'method="post"', 'name="email"', "Opening this page decided nothing"):
+                 "reports/support-bot/", 'method="post"', "as <strong>alice@example.com</strong>",
+                 "Opening this page decided nothing"):
         assert text in html, text
-    assert f'name="t" value="{link}"' in html
+    assert f'name="t" value="{link}"' in html and 'name="email"' not in html  # nobody types who they are
     # and nothing changed anywhere: same ledger items, no Step Functions call, the link still unused
     assert ledger_items(ledger) == before
     assert sfn.calls == []
@@ -407,7 +483,7 @@ def test_a_bad_link_gets_a_page_saying_so_and_nothing_is_decided(callback, ledge
     seed_waiting_release(ledger)
     before = ledger_items(ledger)
     # When a tampered / expired / missing / foreign link is opened or posted
-    for event in (get_event(make_link() or None), post_event({"t": make_link(), "email": "alice@example.com"})):
+    for event in (get_event(make_link() or None), post_event({"t": make_link()})):
         response = callback(event)
         # Then the answer is a 4xx page that says why
         assert response["statusCode"] == status, response["body"]
@@ -421,10 +497,11 @@ def test_a_link_approves_once_and_a_replay_is_refused(callback, ledger, sfn):
     # Given a release waiting for approval and its approve link
     seed_waiting_release(ledger)
     link = token("approve")
-    form = {"t": link, "email": "Alice@Example.com", "comment": "numbers <b>look</b> good"}
-    # When the confirmation form is posted
+    form = {"t": link, "email": "mallory@example.com", "comment": "numbers <b>look</b> good"}
+    # When the confirmation form is posted (with a name typed in, as an old form would send)
     response = callback(post_event(form))
-    # Then the release is approved by the person named, with their comment (escaped on the page)
+    # Then the release is approved by the link's approver (the typed name counts for nothing),
+    # with their comment (escaped on the page)
     assert response["statusCode"] == 200, response["body"]
     assert "numbers &lt;b&gt;look&lt;/b&gt; good" in response["body"]
     record = ledger.get(RELEASE)
@@ -441,7 +518,7 @@ def test_a_link_approves_once_and_a_replay_is_refused(callback, ledger, sfn):
     assert used["user_agent"].startswith("Mozilla/5.0")
     # When the same POST is replayed, or the reject link used afterwards
     replay = callback(post_event(form, source_ip="198.51.100.7"))
-    other = callback(post_event({"t": token("reject", nonce="r" * 22), "email": "carol@example.com"}))
+    other = callback(post_event({"t": token("reject", nonce="r" * 22, approver=None)}))
     # Then both are refused and nothing more happens
     for refused in (replay, other):
         assert refused["statusCode"] == 409, refused["body"]
@@ -456,31 +533,48 @@ def test_a_replayed_link_is_refused_even_if_the_release_waited_again(callback, l
     links.claim_link(ledger, links.verify_link(KEY, link, now=T0), approver="link:x@example.com",
                      source_ip="198.51.100.7", user_agent="curl", at="2026-01-01T00:00:00Z")
     # When it is posted again / Then it is refused: a link decides once
-    response = callback(post_event({"t": link, "email": "alice@example.com"}))
+    response = callback(post_event({"t": link}))
     assert response["statusCode"] == 409 and "already used" in response["body"]
     assert sfn.calls == [] and ledger.get(RELEASE)["status"] == "PendingManualApproval"
 
 
 def test_a_reject_link_rejects(callback, ledger, sfn):
     seed_waiting_release(ledger)
-    response = callback(post_event({"t": token("reject"), "email": "alice@example.com", "comment": "too slow"}))
+    response = callback(post_event({"t": token("reject"), "comment": "too slow"}))
     assert response["statusCode"] == 200 and "rejected" in response["body"]
     assert ledger.get(RELEASE)["status"] == "Rejected"
     assert sfn.calls == [("send_task_failure", {"taskToken": TASK_TOKEN, "error": "ApprovalRejected",
                                                  "cause": "rejected by link:alice@example.com: too slow"})]
 
 
-def test_four_eyes_the_author_cannot_approve_but_another_person_can(callback, ledger, sfn):
-    # Given a release whose policy asks for four eyes, committed by Bob
-    seed_waiting_release(ledger, four_eyes=True, author="Bob Example <bob@example.com>")
-    link = token("approve")
-    # When Bob confirms the approve link
-    refused = callback(post_event({"t": link, "email": "BOB+work@example.com"}))
-    # Then he is refused, nothing is decided, and the link is not used up
-    assert refused["statusCode"] == 403 and "four eyes" in refused["body"]
+def test_a_reject_link_bound_to_nobody_rejects_as_anyone(callback, ledger, sfn):
+    seed_waiting_release(ledger, approvers=())
+    response = callback(post_event({"t": token("reject", approver=None), "email": "ceo@example.com"}))
+    assert response["statusCode"] == 200, response["body"]
+    assert ledger.get(RELEASE)["approval"]["approver"] == "link:anyone"
+
+
+def test_an_approve_link_of_someone_the_policy_does_not_name_decides_nothing(callback, ledger, sfn):
+    # Given a release whose policy names Alice only (Carol was removed, or never named)
+    seed_waiting_release(ledger, approvers=(ALICE,))
+    # When Carol's link (genuinely signed) is posted
+    response = callback(post_event({"t": token(approver="carol@example.com")}))
+    # Then nothing is decided and the link is not used up
+    assert response["statusCode"] == 403 and "not among the approvers" in response["body"]
     assert ledger.get(RELEASE)["status"] == "PendingManualApproval" and sfn.calls == []
-    # When Alice confirms the same link / Then the release is approved
-    approved = callback(post_event({"t": link, "email": "alice@example.com"}))
+
+
+def test_four_eyes_the_authors_own_link_cannot_approve_but_another_approvers_can(callback, ledger, sfn):
+    # Given a release whose policy asks for four eyes, uploaded for Bob (CI's actor), both named approvers
+    seed_waiting_release(ledger, four_eyes=True, author="bob")
+    # When Bob confirms an approve link bound to him, typing Alice's name in the form
+    refused = callback(post_event({"t": token(approver=BOB), "email": ALICE}))
+    # Then he is refused, nothing is decided, and the link is not used up
+    assert refused["statusCode"] == 403 and "four eyes" in refused["body"].lower()
+    assert ledger.get(RELEASE)["status"] == "PendingManualApproval" and sfn.calls == []
+    assert "LINK#" not in str(ledger_items(ledger))
+    # When Alice confirms her link / Then the release is approved, by her
+    approved = callback(post_event({"t": token(approver=ALICE, nonce="a" * 22)}))
     assert approved["statusCode"] == 200, approved["body"]
     assert ledger.get(RELEASE)["approval"]["approver"] == "link:alice@example.com"
     assert [name for name, _ in sfn.calls] == ["send_task_success"]
@@ -488,7 +582,7 @@ def test_four_eyes_the_author_cannot_approve_but_another_person_can(callback, le
 
 def test_four_eyes_the_author_may_reject(callback, ledger, sfn):
     seed_waiting_release(ledger, four_eyes=True, author="bob@example.com")
-    response = callback(post_event({"t": token("reject"), "email": "bob@example.com", "comment": "found a bug"}))
+    response = callback(post_event({"t": token("reject", approver=BOB), "comment": "found a bug"}))
     assert response["statusCode"] == 200, response["body"]
     assert ledger.get(RELEASE)["status"] == "Rejected"
     assert [name for name, _ in sfn.calls] == ["send_task_failure"]
@@ -497,11 +591,9 @@ def test_four_eyes_the_author_may_reject(callback, ledger, sfn):
 @pytest.mark.parametrize(
     ("fields", "content_type", "says"),
     [
-        ({"t": "set-below"}, "application/x-www-form-urlencoded", "your email (email): field required"),
-        ({"t": "set-below", "email": "not-an-email"}, "application/x-www-form-urlencoded", "is not an email address"),
-        ({"t": "set-below", "email": "a@b.co", "comment": "x" * 2001}, "application/x-www-form-urlencoded", "comment"),
-        ({"email": "alice@example.com"}, "application/x-www-form-urlencoded", "the signed link (t): field required"),
-        ({"t": "set-below", "email": "alice@example.com"}, "application/json", "expected a form post"),
+        ({"t": "set-below", "comment": "x" * 2001}, "application/x-www-form-urlencoded", "comment"),
+        ({"comment": "ok"}, "application/x-www-form-urlencoded", "the signed link (t): field required"),
+        ({"t": "set-below"}, "application/json", "expected a form post"),
     ],
 )
 def test_bad_form_input_gets_a_400_page_naming_the_problem(callback, ledger, sfn, fields, content_type, says):
@@ -516,11 +608,11 @@ def test_bad_form_input_gets_a_400_page_naming_the_problem(callback, ledger, sfn
 
 def test_a_form_field_sent_twice_is_refused(callback, ledger, sfn):
     seed_waiting_release(ledger)
-    event = post_event({"t": token(), "email": "alice@example.com"})
-    body = base64.b64decode(event["body"]).decode() + "&email=mallory%40example.com"
+    event = post_event({"t": token(), "comment": "ok"})
+    body = base64.b64decode(event["body"]).decode() + "&comment=not+ok"
     event["body"] = base64.b64encode(body.encode()).decode()
     response = callback(event)
-    assert response["statusCode"] == 400 and "more than once: email" in response["body"]
+    assert response["statusCode"] == 400 and "more than once: comment" in response["body"]
     assert sfn.calls == []
 
 
@@ -529,7 +621,7 @@ def test_a_decision_after_the_task_timed_out_is_too_late(callback, ledger, sfn):
     seed_waiting_release(ledger)
     sfn.error_code = "TaskTimedOut"
     # When the form is posted / Then the approver is told it came too late
-    response = callback(post_event({"t": token(), "email": "alice@example.com"}))
+    response = callback(post_event({"t": token()}))
     assert response["statusCode"] == 409 and "stopped waiting" in response["body"]
 
 
@@ -538,8 +630,8 @@ def test_neither_the_link_nor_the_task_token_is_ever_logged(callback, ledger, lo
     seed_waiting_release(ledger)
     link = token()
     callback(get_event(link))
-    callback(post_event({"t": link, "email": "alice@example.com"}))
-    callback(post_event({"t": flipped(link, 12), "email": "alice@example.com"}))
+    callback(post_event({"t": link}))
+    callback(post_event({"t": flipped(link, 12)}))
     logs = log_output.getvalue()
     # Then the logs name the release and the nonce, never the link, its signature or the task token
     assert RELEASE in logs and NONCE in logs

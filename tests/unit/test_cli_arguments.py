@@ -43,3 +43,74 @@ def test_a_missing_file_is_one_clear_line_not_a_traceback(argv, capsys):
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("modelgate: ") and "/nowhere/" in err
     assert "Traceback" not in err
+
+
+def test_local_up_refuses_a_template_whose_code_lies_outside_its_project(tmp_path, capsys):
+    # Given a project folder whose template points a function's CodeUri at a folder elsewhere on the machine
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "fn").mkdir(parents=True)
+    project = tmp_path / "project"
+    (project / "functions" / "ok").mkdir(parents=True)
+    template = project / "template.yaml"
+    template.write_text(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n"
+        "  Ok:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: functions/ok/\n"
+        "  Away:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ../elsewhere/fn/\n"
+    )
+    # When `modelgate local up` is run with it
+    code = cli.main(["local", "up", "-t", str(template)])
+    # Then it refuses in one line naming the resource, before deploying or serving anything
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "Away.CodeUri is ../elsewhere/fn/, outside the project folder" in err
+    # and an absolute path or a symlink out of the project is refused alike
+    (project / "link").symlink_to(elsewhere / "fn")
+    for uri in (str(elsewhere / "fn"), "link/"):
+        template.write_text(template.read_text().replace(
+            template.read_text().split("CodeUri: ")[-1].splitlines()[0], uri))
+        with pytest.raises(cli.TemplateOutsideProject, match="Away.CodeUri"):
+            cli.project_code_only(template)
+
+
+def test_the_project_template_runs_its_own_code_only():
+    # The real template's every local path is inside the project: local up accepts it
+    from pathlib import Path
+
+    cli.project_code_only(Path(__file__).resolve().parents[2] / "template.yaml")
+
+
+def test_status_shows_stored_text_on_one_line_with_escapes_shown_not_acted_on():
+    from modelgate_harness.control import format_release, format_table
+
+    # Given a ledger record whose branch, author and reason carry newlines and terminal escapes
+    record = {
+        "pk": "RELEASE#support-bot-abc-1", "release_id": "support-bot-abc-1", "service": "support-bot",
+        "commit": "abc1234", "branch": "main\nstatus    Promoted\x1b[2K", "author": "bob\x1b]0;owned\x07",
+        "status": "Rejected", "reason": "rejected by x: \x1b[31mLGTM\x1b[0m\r\nstatus    Promoted",
+        "history": [{"at": "t", "status": "Rejected", "actor": "link:anyone", "detail": "a\u202eb\nc"}],
+    }
+    # When shown / Then no control character reaches the terminal, and no line is forged
+    for shown in (format_release(record), format_table([record])):
+        assert not any(ch in shown for ch in ("\x1b", "\r", "\x07", "\u202e"))
+        assert not any(line.startswith("status    Promoted") for line in shown.splitlines())
+    shown = format_release(record)
+    assert "branch main\\nstatus    Promoted\\x1b[2K" in shown and "\\x1b[31mLGTM" in shown
+
+
+def test_an_unexpected_error_is_still_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    # Given a command that fails in a way nobody planned for (its message spans lines, with an escape)
+    def broken(args):
+        raise RuntimeError("first line\nsecond line \x1b[31mred\x1b[0m")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["status"].set_defaults(func=broken)
+    monkeypatch.delenv("MODELGATE_DEBUG", raising=False)
+    # When it runs / Then one line, exit 2, the escape shown not sent
+    assert cli.main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unexpected RuntimeError: first line second line \\x1b[31mred" in err
+    # and with MODELGATE_DEBUG the traceback is there for whoever debugs it
+    monkeypatch.setenv("MODELGATE_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cli.main(["status"])

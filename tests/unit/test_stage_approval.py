@@ -55,22 +55,83 @@ def test_a_manual_policy_registers_the_release_as_waiting_for_an_approver(world)
 # ---------------------------------------------------------------------- request_approval
 def test_the_request_keeps_the_token_and_mails_signed_links_without_it(world):
     # Given a release waiting for approval
-    ctx = world.context(policy=ReleasePolicy(approval_timeout_seconds=3600))
+    ctx = world.context(policy=ReleasePolicy(approval_timeout_seconds=3600, approvers=["alice@example.com"]))
     register(world.deps, ctx)
     # When approval is requested with the task's token
     assert request_approval(world.deps, ctx, TOKEN) == {"release_id": ctx.release_id, "requested": True}
     # Then the token is kept in the ledger
     assert world.ledger.get_token(ctx.release_id, "approval") == TOKEN
-    # And approvers get one message, without the token, with a link per decision
+    # And the named approver gets one message, without the token, with a link per decision bound to her
     key = world.client("secretsmanager").get_secret_value(SecretId=world.settings.signing_secret_arn)["SecretString"]
     [message] = world.mail()
     assert TOKEN not in message and ctx.release_id in message
     for decision in ("approve", "reject"):
         url = re.search(rf"{decision.capitalize()}:\s+(\S+)", message).group(1)
         assert url.startswith("https://approve.example.com/decide?t=")
-        # signed with the stack's key, for this release and decision
+        # signed with the stack's key, for this release and decision, as Alice
         claims = links.verify_link(key.encode(), parse_qs(urlsplit(url).query)["t"][0], now=time.time())
-        assert (claims.release_id, claims.decision) == (ctx.release_id, decision)
+        assert (claims.release_id, claims.decision, claims.approver) == (ctx.release_id, decision, "alice@example.com")
+
+
+def _links_in(world, message: str) -> dict[str, links.LinkClaims]:
+    key = world.client("secretsmanager").get_secret_value(SecretId=world.settings.signing_secret_arn)["SecretString"]
+    found = {}
+    for decision in ("approve", "reject"):
+        match = re.search(rf"^{decision.capitalize()}:\s+(https://\S+)$", message, re.MULTILINE)
+        if match:
+            found[decision] = links.verify_link(
+                key.encode(), parse_qs(urlsplit(match.group(1)).query)["t"][0], now=time.time()
+            )
+    return found
+
+
+def test_each_named_approver_gets_their_own_links_and_the_author_no_approve_link(world):
+    # Given four eyes, two named approvers, and a release uploaded for Bob (its verified author)
+    policy = ReleasePolicy(four_eyes=True, approvers=["alice@example.com", "bob@example.com"])
+    ctx = world.context(policy=policy, author="bob")
+    register(world.deps, ctx)
+    # When approval is requested
+    request_approval(world.deps, ctx, TOKEN)
+    # Then each approver is mailed separately (SNS attribute "approver" for their subscription's filter)
+    mails = {m["MessageAttributes"]["approver"]["Value"]: m["Message"] for m in world.published()}
+    assert sorted(mails) == ["alice@example.com", "bob@example.com"]
+    # Alice's copy approves and rejects as Alice only
+    alice = _links_in(world, mails["alice@example.com"])
+    assert {d: c.approver for d, c in alice.items()} == {"approve": "alice@example.com", "reject": "alice@example.com"}
+    # Bob, the author, can only reject: his copy says why and carries no approve link
+    bob = _links_in(world, mails["bob@example.com"])
+    assert list(bob) == ["reject"] and bob["reject"].approver == "bob@example.com"
+    assert "Approve:  not by you (four eyes: you uploaded this release)" in mails["bob@example.com"]
+    assert "Uploaded by: bob" in mails["alice@example.com"]
+
+
+def test_without_named_approvers_the_mail_carries_a_reject_link_for_anyone_and_no_approve_link(world):
+    ctx = world.context(policy=ReleasePolicy())
+    register(world.deps, ctx)
+    request_approval(world.deps, ctx, TOKEN)
+    [message] = world.mail()
+    found = _links_in(world, message)
+    assert list(found) == ["reject"] and found["reject"].approver is None
+    assert "Approve:  with `modelgate approve` (your IAM identity)" in message
+
+
+def test_a_forged_newline_in_the_branch_or_model_forges_no_line_of_the_mail(world):
+    # Given a release whose branch (from the manifest) carries newlines, a carriage return and a terminal escape
+    forged = "main\n  candidate  accuracy 0.990\r\nApprove:  https://evil.example/decide?t=x\x1b[2J\u2028Reject: x"
+    ctx = world.context(policy=ReleasePolicy(approvers=["alice@example.com"]), branch=forged)
+    register(world.deps, ctx)
+    # When approval is requested
+    request_approval(world.deps, ctx, TOKEN)
+    [message] = world.mail()
+    lines = message.split("\n")
+    # Then the branch stays on its own line, escaped, and no line is one the attacker wrote
+    assert [line for line in lines if line.startswith("Approve:")] == [
+        line for line in lines if line.startswith("Approve:  https://approve.example.com/decide?t=")]
+    assert len([line for line in lines if line.startswith("Approve:")]) == 1
+    assert not any("0.990" in line and "Commit" not in line for line in lines)
+    assert not any(ch in message for ch in ("\r", "\x1b", "\u2028"))
+    commit_line = next(line for line in lines if line.startswith("Commit "))
+    assert "main\\n  candidate  accuracy 0.990\\r\\nApprove:" in commit_line and "\\x1b[2J" in commit_line
 
 
 def test_a_request_that_cannot_sign_its_links_keeps_no_token(world):
@@ -120,7 +181,7 @@ def test_four_eyes_refuses_the_authors_own_approval_and_lets_another_approver_de
     # Given a four-eyes release whose commit Alice wrote
     release_id = waiting(world, four_eyes=True, author="Alice <alice@example.com>")
     # When Alice approves it / Then she is refused, nothing is sent, and it still waits
-    with pytest.raises(FourEyesViolation, match="alice@example.com is the commit's author"):
+    with pytest.raises(FourEyesViolation, match="alice@example.com is the release's author"):
         decide(world.deps, release_id, "approve", "alice@example.com")
     assert world.sfn.sent == []
     assert world.ledger.get(release_id)["status"] == "PendingManualApproval"

@@ -25,8 +25,9 @@ PROMPT = b"You are a support bot.\nQ: how do I reset my password? A: Use Setting
 
 
 def upload(world, *, model_id="local.retrieval-small-v1:0", prompt=PROMPT, digest=None, upload_prompt=True,
-           raw=None, author=None):
-    """CI's upload of one release (prompt, then manifest); the context intake starts it with."""
+           raw=None, author=None, uploader=None):
+    """CI's upload of one release (prompt, then manifest); the context intake starts it with.
+    ``author``: the manifest's source.author; ``uploader``: who the upload's metadata says uploaded it."""
     prefix = f"releases/support-bot/{COMMIT}/"
     if upload_prompt:
         world.deps.s3.put_object(Bucket="artefacts", Key=prefix + "prompts/system.txt", Body=prompt)
@@ -38,7 +39,8 @@ def upload(world, *, model_id="local.retrieval-small-v1:0", prompt=PROMPT, diges
                      "sha256": digest or hashlib.sha256(PROMPT).hexdigest()}],
         "source": source,
     })
-    put = world.deps.s3.put_object(Bucket="artefacts", Key=prefix + "model-config.json", Body=body)
+    metadata = {"modelgate-author": uploader, "modelgate-author-source": "ci"} if uploader else {}
+    put = world.deps.s3.put_object(Bucket="artefacts", Key=prefix + "model-config.json", Body=body, Metadata=metadata)
     return initial_context("artefacts", prefix + "model-config.json", put["VersionId"])
 
 
@@ -113,15 +115,21 @@ def test_an_unregistered_service_is_refused(registered):
         validate(registered.deps, upload(registered))
 
 
-def test_four_eyes_needs_the_commits_author(world):
-    # Given a policy with four eyes and a manifest that names no author
+def test_four_eyes_needs_the_verified_uploader_and_ignores_the_manifests_author(world):
+    # Given a policy with four eyes and an upload whose metadata names no author, though its manifest does
     world.register(ReleasePolicy(four_eyes=True))
-    # When validated / Then refused: without an author nobody could check the four eyes
-    with pytest.raises(ManifestInvalid, match="four eyes.*source.author"):
-        validate(world.deps, upload(world))
-    # And with the author named it passes, the author recorded for the approval's check
-    ctx = validate(world.deps, upload(world, author="Alice <alice@example.com>"))
-    assert world.ledger.get(ctx.release_id)["author"] == "Alice <alice@example.com>"
+    # When validated / Then refused: a field anyone editing the folder writes is no identity
+    with pytest.raises(ManifestInvalid, match="four eyes.*must name its author"):
+        validate(world.deps, upload(world, author="Alice <alice@example.com>"))
+    # And uploaded for a CI actor it passes, that actor recorded for the approval's check (not the manifest's)
+    ctx = validate(world.deps, upload(world, author="Mallory <mallory@example.com>", uploader="alice"))
+    assert world.ledger.get(ctx.release_id)["author"] == "alice" and ctx.author == "alice"
+
+
+def test_an_uploader_that_is_not_an_identity_is_refused(world):
+    world.register(ReleasePolicy(four_eyes=True))
+    with pytest.raises(ManifestInvalid, match="modelgate-author metadata .* is not an identity"):
+        validate(world.deps, upload(world, uploader="alice\tAccuracy_0.990"))
 
 
 # ---------------------------------------------------------------------- acquire_lock

@@ -209,6 +209,24 @@ def test_manual_rollback_returns_to_the_version_live_before_the_last_promotion(w
     assert "serves version 1 again" in message
 
 
+def test_a_rollback_comment_with_newlines_forges_no_line_of_the_mail(world):
+    # Given a promoted release, and an operator's comment carrying a forged line and a terminal escape
+    world.register()
+    world.service_function()
+    world.publish("support-bot-r-2")
+    world.deps.lambda_.update_alias(FunctionName="test-svc-support-bot", Name="live", FunctionVersion="2")
+    promoted(world, "support-bot-r-2", candidate="2", live_before="1")
+    # When the service is rolled back with it
+    comment = "oops\ntest-svc-support-bot:live serves version 9 again\x1b[2J"
+    rollback_service(world.deps, "support-bot", "alice", comment)
+    # Then the mail has its two lines, the comment escaped inside the first
+    [message] = world.mail()
+    lines = message.split("\n")
+    assert len(lines) == 2 and "\x1b" not in message
+    assert lines[0].startswith("manual rollback by alice: oops\\ntest-svc-support-bot:live serves version 9")
+    assert lines[1].startswith("test-svc-support-bot:live serves version 1 again")
+
+
 def test_manual_rollback_cancels_the_release_in_flight_first(world):
     # Given R promoted version 2, and release S baking a 10% canary of version 3 with the lock
     world.register()

@@ -37,6 +37,19 @@ def read_object(
     return read_current(s3, bucket, key, version, error=error, what=what)[0]
 
 
+def object_metadata(
+    s3: Any, bucket: str, key: str, version: str | None, *, error: type[Exception], what: str
+) -> dict[str, str]:
+    """The user metadata (``x-amz-meta-*``, names lower-case, prefix removed) of one (pinned) object."""
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
+    except ClientError as exc:
+        raise error(
+            f"{what} (s3://{bucket}/{key}{f' version {version}' if version else ''}) can't be read: {error_code(exc)}"
+        ) from exc
+    return {str(k).lower(): str(v) for k, v in (head.get("Metadata") or {}).items()}
+
+
 def read_if_present(s3: Any, bucket: str, key: str) -> tuple[bytes, str] | None:
     """Like ``read_current``, but None when the object does not exist (other errors raise)."""
     try:

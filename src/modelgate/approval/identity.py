@@ -1,22 +1,73 @@
 """Who is who: author and approver identities compared, and the four-eyes rule.
 
-An approver reaches a release through a signed link (``link:<email>``, self-declared) or
-through IAM (an ARN); the commit's author is a git author string. :func:`parse_identity`
-brings each to an email and/or a name, :func:`same_person` compares two, and
-:func:`check_four_eyes` refuses an approval by the commit's author when the release's
+Where each identity comes from (none of them is a field of the manifest a developer writes):
+
+- **Approver, by link**: ``link:<email>``, the named approver (policy ``approvers``) the
+  signed link is bound to; each approver is mailed their own link, so the signature, not a
+  typed name, says who approves (``modelgate.approval.links``).
+- **Approver, through IAM** (``modelgate approve``): the caller's ARN from STS
+  ``GetCallerIdentity``, which AWS authenticates (an IAM user, or an assumed-role / SSO
+  session whose session name is the person).
+- **Author**: who uploaded the release, as the uploader states it in the manifest object's
+  metadata (:data:`AUTHOR_METADATA`): the CI actor the CI system authenticated
+  (``GITHUB_ACTOR`` on GitHub Actions) or, when a person uploads by hand, their own caller
+  ARN. Only the CI principal may write under ``releases/`` (IAM, ``CiPolicyArn``), so this is
+  as trustworthy as CI itself, unlike ``source.author`` in model-config.json, which anyone
+  editing the folder writes and which four eyes ignores. S3's own event can't say it:
+  ``requester`` in the EventBridge "Object Created" event is only the "AWS account ID or
+  AWS service principal of requester" ("EventBridge event message structure",
+  https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html).
+
+:func:`parse_identity` brings each to an email and/or a name, :func:`same_person` compares
+two, and :func:`check_four_eyes` refuses an approval by the author when the release's
 policy asks for four eyes (rejecting is always allowed).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from modelgate.errors import ModelgateError
 
 
 class FourEyesViolation(ModelgateError):
-    """The release's policy asks for four eyes and the approver is the commit's author."""
+    """The release's policy asks for four eyes and the approver is the release's author."""
+
+
+class AuthorInvalid(ModelgateError):
+    """The upload's author metadata is missing where required, or not an identity we can compare."""
+
+
+# S3 user metadata (x-amz-meta-<name>) on the manifest object, written by `modelgate submit`.
+AUTHOR_METADATA = "modelgate-author"
+AUTHOR_SOURCE_METADATA = "modelgate-author-source"
+AUTHOR_SOURCES = ("ci", "uploader")
+# An identity as CI systems and IAM spell them: ASCII letters, digits and IAM's name
+# punctuation, no spaces or control characters (nothing that can forge a line of a mail).
+_AUTHOR = re.compile(r"^[A-Za-z0-9@._:/+=,-]{1,256}$")
+
+
+def verified_author(metadata: Mapping[str, str] | None) -> tuple[str | None, str | None]:
+    """(author, source) from the manifest object's user metadata; (None, None) when it has none.
+
+    AuthorInvalid when the metadata is there but malformed (it is never cleaned up into
+    something else: a wrong name must not pass for a right one).
+    """
+    meta = {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
+    author = meta.get(AUTHOR_METADATA)
+    if author is None:
+        return None, None
+    if not _AUTHOR.match(author):
+        raise AuthorInvalid(
+            f"the upload's {AUTHOR_METADATA} metadata ({len(author)} characters) is not an identity: "
+            "1-256 ASCII letters, digits or @._:/+=,-"
+        )
+    source = meta.get(AUTHOR_SOURCE_METADATA, "uploader")
+    if source not in AUTHOR_SOURCES:
+        raise AuthorInvalid(f"the upload's {AUTHOR_SOURCE_METADATA} metadata must be one of {AUTHOR_SOURCES}")
+    return author, source
 
 
 _ARN = re.compile(r"^arn:[^:]+:(iam|sts)::\d*:(.+)$")
@@ -82,19 +133,20 @@ def same_person(a: str, b: str) -> bool:
 def check_four_eyes(*, four_eyes: bool, author: str | None, approver: str, decision: str) -> None:
     """Raise FourEyesViolation when the policy asks for four eyes and the author approves.
 
+    ``author`` is the verified uploader the validate step recorded (see the module doc).
     Rejecting is always allowed (anyone may stop a release, its author included). With no
-    author on record four eyes can't be checked, so an approval is refused: leaving the
-    author out of a manifest must not be a way around the policy.
+    author on record four eyes can't be checked, so an approval is refused: an upload
+    without its author must not be a way around the policy.
     """
     if not four_eyes or decision != "approve":
         return
     if not author or not author.strip():
         raise FourEyesViolation(
-            "this service's policy asks for four eyes, but the release names no commit author: "
-            "it can't be approved (reject it, or release again with source.author set)"
+            "this service's policy asks for four eyes, but the release has no verified author: "
+            "it can't be approved (reject it, and release again with `modelgate submit`)"
         )
     if same_person(author, approver):
         raise FourEyesViolation(
-            f"this service's policy asks for four eyes: {approver} is the commit's author "
+            f"this service's policy asks for four eyes: {approver} is the release's author "
             "and can't approve it (rejecting is allowed); ask another approver"
         )

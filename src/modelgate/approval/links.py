@@ -7,10 +7,19 @@ every link in a message, so opening a link (GET) must decide nothing; only the P
 that page does, and the POST carries the signed token itself (no cookie, so nothing for a
 cross-site request to ride on).
 
-Token format (version 1)::
+Token format (version 2)::
 
     b64url(payload) "." b64url(HMAC-SHA256(key, DOMAIN + payload))
-    payload = "1" \\n release_id \\n decision \\n expires_at \\n nonce
+    payload = "2" \\n release_id \\n decision \\n expires_at \\n nonce \\n approver
+
+Per-approver links: ``approver`` is one of the approvers the service's policy names (an
+email), or ``-`` for a reject link bound to nobody (anyone may reject). An approve link is
+always bound: it approves as its approver and as nobody else, and only while that approver
+is still named in the release's policy. The confirmation form asks for no name: who
+decides is what the signature says, never what someone types. Each named approver gets
+their own mail (SNS message attribute ``approver``; subscribe each with a filter policy
+on it, see README "How to approve"), so holding the link is being that approver.
+Version 1 links (self-declared email) are refused.
 
 Every field is checked against a strict alphabet before signing, so the newline-joined
 payload is canonical. The MAC is checked (constant time, against each key: current and
@@ -21,8 +30,14 @@ Single use: the decision is recorded by the ledger's conditional write (the rele
 still be PendingManualApproval); the link's nonce is claimed with a conditional put as
 well, so the same link can't be replayed even if a release ever waited again.
 
-Four eyes: when the release's policy asks for it, the commit's author can't approve it
-(rejecting is always allowed); ``modelgate.approval.identity`` says who is who.
+Four eyes: when the release's policy asks for it, the release's author (the verified
+uploader, never a manifest field) can't approve it (rejecting is always allowed);
+``modelgate.approval.identity`` says who is who.
+
+Revoking a leaked key: :func:`modelgate.approval.keys.revoke_signing_keys` gives the secret a new value and takes
+the previous one out of service (no AWSPREVIOUS stage), and a decision (the POST) always
+verifies against keys read from Secrets Manager at that moment, so every link signed
+before the revocation fails at once, in warm containers too.
 """
 
 from __future__ import annotations
@@ -33,7 +48,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,25 +58,28 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelgate.approval.identity import check_four_eyes
+from modelgate.approval.keys import MIN_KEY_BYTES
 from modelgate.errors import ConfigurationError, DecisionConflict, ModelgateError, error_code
+from modelgate.policy import APPROVER_EMAIL
 
 Decision = Literal["approve", "reject"]
 DECISIONS: tuple[str, ...] = ("approve", "reject")
-LINK_VERSION = "1"
+LINK_VERSION = "2"
+UNBOUND = "-"  # the approver field of a reject link bound to nobody
 # Domain separation: this key signs approval links and nothing else we might add later.
 _DOMAIN = b"modelgate/approval-link\n"
 # No link lives longer than a day, whatever the approval timeout: a mail sits in inboxes
 # (and forwards) long after its decision mattered.
 MAX_LINK_TTL_SECONDS = 86_400
 _CLOCK_SKEW_SECONDS = 300
-MIN_KEY_BYTES = 32
 DECIDE_PATH = "/decide"
 WAITING_STATUS = "PendingManualApproval"
 
 _RELEASE_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")  # a Step Functions execution name
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
-_EMAIL = re.compile(r"^[^@\s<>\"'(),;:\\\[\]]+@[^@\s<>\"'(),;:\\\[\]]+\.[^@\s<>\"'(),;:\\\[\]]+$")
+# A named approver: a lower-case ASCII email (what the policy's ``approvers`` holds).
+APPROVER = APPROVER_EMAIL
 
 
 # ---------------------------------------------------------------------- errors
@@ -95,6 +112,7 @@ class LinkClaims:
     decision: Decision
     expires_at: int
     nonce: str
+    approver: str | None = None  # the named approver the link is bound to; None: a reject link for anyone
     version: str = LINK_VERSION
 
 
@@ -129,8 +147,14 @@ def _check_key(key: bytes) -> bytes:
     return key
 
 
-def sign_link(key: bytes, *, release_id: str, decision: str, expires_at: int, nonce: str) -> str:
-    """A url-safe token saying "<decision> release <id>, until <expires_at>", once (nonce)."""
+def sign_link(
+    key: bytes, *, release_id: str, decision: str, expires_at: int, nonce: str, approver: str | None = None
+) -> str:
+    """A url-safe token saying "<approver> may <decision> release <id>, until <expires_at>", once (nonce).
+
+    An approve link must name its approver (a named approver's email); a reject link may
+    name nobody (``approver=None``): anyone may reject.
+    """
     if not _RELEASE_ID.match(release_id):
         raise ValueError(f"release id {release_id!r} can't be put in an approval link")
     if decision not in DECISIONS:
@@ -139,7 +163,12 @@ def sign_link(key: bytes, *, release_id: str, decision: str, expires_at: int, no
         raise ValueError("nonce must be 16-64 url-safe characters")
     if isinstance(expires_at, bool) or not isinstance(expires_at, int) or expires_at <= 0:
         raise ValueError(f"expires_at must be a positive epoch second, got {expires_at!r}")
-    payload = "\n".join((LINK_VERSION, release_id, decision, str(expires_at), nonce)).encode("ascii")
+    if approver is None and decision == "approve":
+        raise ValueError("an approve link must be bound to a named approver")
+    if approver is not None and not APPROVER.match(approver):
+        raise ValueError(f"approver {approver!r} is not a lower-case email address")
+    bound = approver if approver is not None else UNBOUND
+    payload = "\n".join((LINK_VERSION, release_id, decision, str(expires_at), nonce, bound)).encode("ascii")
     return f"{_b64encode(payload)}.{_b64encode(_mac(_check_key(key), payload))}"
 
 
@@ -163,11 +192,16 @@ def verify_link(keys: bytes | Sequence[bytes], token: str, *, now: float) -> Lin
         raise LinkInvalid("the link's signature doesn't match: it was altered or isn't ours")
 
     fields = payload.decode("ascii", errors="replace").split("\n")
-    if len(fields) != 5 or fields[0] != LINK_VERSION:
-        raise LinkInvalid(f"the link has an unknown format (version {fields[0]!r})")
-    _, release_id, decision, expires_text, nonce = fields
+    if len(fields) != 6 or fields[0] != LINK_VERSION:
+        raise LinkInvalid(
+            f"the link has an unknown format (version {fields[0][:8]!r}); use the links from the latest Modelgate mail"
+        )
+    _, release_id, decision, expires_text, nonce, bound = fields
     if not (_RELEASE_ID.match(release_id) and decision in DECISIONS and expires_text.isdigit() and _NONCE.match(nonce)):
         raise LinkInvalid("the link's content is malformed")
+    approver = None if bound == UNBOUND else bound
+    if (approver is None and decision == "approve") or (approver is not None and not APPROVER.match(approver)):
+        raise LinkInvalid("the link's approver is malformed")
     expires_at = int(expires_text)
     if expires_at > now + MAX_LINK_TTL_SECONDS + _CLOCK_SKEW_SECONDS:
         raise LinkInvalid("the link claims to live longer than any link we sign")
@@ -176,7 +210,9 @@ def verify_link(keys: bytes | Sequence[bytes], token: str, *, now: float) -> Lin
             f"this {decision} link for release {release_id} expired at "
             f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(expires_at))}"
         )
-    return LinkClaims(release_id=release_id, decision=decision, expires_at=expires_at, nonce=nonce)  # type: ignore[arg-type]
+    return LinkClaims(  # type: ignore[arg-type]
+        release_id=release_id, decision=decision, expires_at=expires_at, nonce=nonce, approver=approver
+    )
 
 
 def link_ttl(approval_timeout_seconds: int) -> int:
@@ -191,9 +227,12 @@ def approval_links(
     ttl_seconds: int,
     now: float,
     *,
+    approver: str | None = None,
+    decisions: Sequence[str] = DECISIONS,
     new_nonce: Callable[[], str] = lambda: secrets.token_urlsafe(18),
 ) -> dict[str, str]:
-    """{"approve": url, "reject": url}: one signed link per decision, each with its own nonce."""
+    """{decision: url}: one signed link per decision (each with its own nonce), bound to
+    ``approver``; without an approver only a reject link can be made (anyone may reject)."""
     if not base_url.startswith(("https://", "http://")):
         raise ConfigurationError(f"approval base URL {base_url!r} is not an http(s) URL")
     expires_at = int(now) + link_ttl(ttl_seconds)
@@ -201,85 +240,28 @@ def approval_links(
         decision: base_url.rstrip("/")
         + DECIDE_PATH
         + "?"
-        + urlencode({"t": sign_link(key, release_id=release_id, decision=decision, expires_at=expires_at, nonce=new_nonce())})
-        for decision in DECISIONS
+        + urlencode({"t": sign_link(
+            key, release_id=release_id, decision=decision, expires_at=expires_at, nonce=new_nonce(), approver=approver
+        )})
+        for decision in decisions
     }
 
 
-# ---------------------------------------------------------------------- keys
-KEY_MAX_AGE_SECONDS = 900.0
-KEY_MIN_REFRESH_SECONDS = 30.0
-
-
-def fetch_signing_keys(secretsmanager: Any, secret_id: str) -> list[bytes]:
-    """[current, previous?] from the secret's AWSCURRENT and AWSPREVIOUS versions.
-
-    Rotating = putting a new secret value: Secrets Manager moves AWSCURRENT to it and
-    AWSPREVIOUS to the old one, so links mailed before the rotation keep working until
-    they expire, and the key before that is refused.
-    """
-    keys = []
-    for stage in ("AWSCURRENT", "AWSPREVIOUS"):
-        try:
-            value = secretsmanager.get_secret_value(SecretId=secret_id, VersionStage=stage)
-        except ClientError as exc:
-            if stage == "AWSPREVIOUS" and error_code(exc) == "ResourceNotFoundException":
-                break  # never rotated
-            raise
-        raw = value["SecretString"].encode("utf-8") if "SecretString" in value else bytes(value["SecretBinary"])
-        if len(raw) < MIN_KEY_BYTES:
-            raise ConfigurationError(
-                f"approval signing secret ({stage}) is {len(raw)} bytes; it must be at least {MIN_KEY_BYTES}"
-            )
-        keys.append(raw)
-    return keys
-
-
-@dataclass
-class _Cached:
-    loaded_at: float
-    keys: tuple[bytes, ...]
-
-
-_cache: dict[str, _Cached] = {}
-_cache_lock = threading.Lock()
-
-
-def load_signing_keys(
-    secretsmanager: Any,
-    secret_id: str,
-    *,
-    refresh: bool = False,
-    clock: Callable[[], float] = time.monotonic,
-) -> list[bytes]:
-    """The signing keys, read once per cold start and kept for up to 15 minutes.
-
-    Not a bare ``lru_cache``: after a rotation, a warm verifier must learn the new key
-    (it is asked to ``refresh`` when a link doesn't verify), and a warm signer must not
-    sign with a key two rotations old. A refresh re-reads at most every 30 s, so garbage
-    links can't turn into a stream of Secrets Manager calls.
-    """
-    now = clock()
-    with _cache_lock:
-        cached = _cache.get(secret_id)
-        fresh_enough = cached is not None and (
-            now - cached.loaded_at < (KEY_MIN_REFRESH_SECONDS if refresh else KEY_MAX_AGE_SECONDS)
-        )
-        if cached is not None and fresh_enough:
-            return list(cached.keys)
-        keys = tuple(fetch_signing_keys(secretsmanager, secret_id))
-        _cache[secret_id] = _Cached(now, keys)
-        return list(keys)
-
-
-def clear_key_cache() -> None:
-    """Forget cached keys (tests; the local runtime when it starts a new stack)."""
-    with _cache_lock:
-        _cache.clear()
-
-
+# ---------------------------------------------------------------------- keys (modelgate.approval.keys)
 KeySource = Callable[[bool], Sequence[bytes]]
 """``keys(refresh)``: the signing keys, current first; ``refresh=True`` after a miss."""
+
+
+def verify_now(
+    keys: KeySource, fresh_keys: Callable[[], Sequence[bytes]] | None, token: str, *, now: float
+) -> LinkClaims:
+    """verify_with, then (for a link that verified) once more against keys read just now, so
+    a key revoked a moment ago is refused even by a container that still caches it. A garbage
+    link is refused by the first check and costs no extra Secrets Manager call."""
+    claims = verify_with(keys, token, now=now)
+    if fresh_keys is not None:
+        claims = verify_link(fresh_keys(), token, now=now)
+    return claims
 
 
 def verify_with(keys: KeySource, token: str, *, now: float) -> LinkClaims:
@@ -293,16 +275,16 @@ def verify_with(keys: KeySource, token: str, *, now: float) -> LinkClaims:
 
 # ---------------------------------------------------------------------- the confirmation form
 class ApprovalForm(BaseModel):
-    """What the confirmation page POSTs back: the signed token, who, and why."""
+    """What the confirmation page POSTs back: the signed token and why. Who decides is the
+    token's approver, so a field naming someone (``email``, as version 1 forms sent) is ignored."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
     t: str = Field(min_length=1, max_length=1024)
-    email: str = Field(min_length=3, max_length=254)
     comment: str = Field(default="", max_length=2000)
 
 
-_FIELD_NAMES = {"t": "the signed link (t)", "email": "your email (email)", "comment": "the comment (comment)"}
+_FIELD_NAMES = {"t": "the signed link (t)", "comment": "the comment (comment)"}
 
 
 def parse_form(fields: Mapping[str, str]) -> ApprovalForm:
@@ -315,14 +297,17 @@ def parse_form(fields: Mapping[str, str]) -> ApprovalForm:
             field = str(error["loc"][0]) if error["loc"] else "form"
             problems.append(f"{_FIELD_NAMES.get(field, field)}: {error['msg'].lower()}")
         raise ApprovalFormInvalid("; ".join(problems)) from exc
-    if not _EMAIL.match(form.email):
-        raise ApprovalFormInvalid(f"your email (email): {form.email!r} is not an email address")
     return form
 
 
-def link_approver(email: str) -> str:
-    """How a link approver is recorded: ``link:<email>`` (self-declared, so marked as such)."""
-    return f"link:{email.strip().lower()}"
+ANYONE = "link:anyone"
+
+
+def link_approver(claims: LinkClaims) -> str:
+    """How a link's decider is recorded: ``link:<the approver it is bound to>``, or
+    ``link:anyone`` for a reject link bound to nobody (the claim also records source IP
+    and user agent)."""
+    return f"link:{claims.approver}" if claims.approver else ANYONE
 
 
 # ---------------------------------------------------------------------- ledger: link use
@@ -331,8 +316,8 @@ def claim_link(
 ) -> None:
     """Mark the link's nonce used (ledger item RELEASE#<id> / LINK#<nonce>), once.
 
-    The item also records who used it and from where (source IP, user agent): a link
-    approver's identity is self-declared, so this is what an audit can follow up.
+    The item also records who used it and from where (source IP, user agent): what an
+    audit can follow up if a named approver's link was forwarded or leaked.
     """
     try:
         ledger.table.put_item(
@@ -385,19 +370,23 @@ def decide_by_link(
     decide: Callable[[str, str, str, str], dict],
     now: float,
     at: str,
+    fresh_keys: Callable[[], Sequence[bytes]] | None = None,
 ) -> tuple[LinkClaims, dict]:
-    """POST: verify again, check four eyes, claim the link, then decide through ``decide``
-    (``pipeline.decide`` bound to its deps: ledger conditional write + SendTask*).
+    """POST: verify again (against ``fresh_keys`` too: a revoked key fails at once), check
+    the link's approver is named by the release's policy, check four eyes, claim the link,
+    then decide through ``decide`` (``pipeline.decide`` bound to its deps: ledger
+    conditional write + SendTask*).
 
-    The decision comes from the signed token only; the form can't change it.
+    The decision and who takes it come from the signed token only; the form can't change them.
     """
-    claims = verify_with(keys, form.t, now=now)
+    claims = verify_now(keys, fresh_keys, form.t, now=now)
     record = ledger.get(claims.release_id)
     if record is None:
         raise ReleaseNotFound(f"release {claims.release_id} is not in the ledger")
     if record.get("status") != WAITING_STATUS:
         raise DecisionConflict(_not_waiting(claims.release_id, record))
-    approver = link_approver(form.email)
+    check_named_approver(claims, record)
+    approver = link_approver(claims)
     # Before claiming: an author turned away must not use up the link for a colleague.
     check_four_eyes(
         four_eyes=bool(record.get("four_eyes", False)),
@@ -414,6 +403,21 @@ def decide_by_link(
         unclaim_link(ledger, claims)
         raise
     return claims, decided
+
+
+class NotAnApprover(ModelgateError):
+    """The link's approver is not (or no longer) one the release's policy names."""
+
+
+def check_named_approver(claims: LinkClaims, record: Mapping[str, Any]) -> None:
+    """An approve link approves only as an approver the release's policy named when it asked."""
+    if claims.decision != "approve":
+        return
+    named = [str(a).lower() for a in record.get("approvers") or []]
+    if claims.approver not in named:
+        raise NotAnApprover(
+            f"{claims.approver} is not among the approvers this release's policy names; nothing was decided"
+        )
 
 
 def _not_waiting(release_id: str, record: Mapping[str, Any]) -> str:

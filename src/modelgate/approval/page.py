@@ -21,6 +21,7 @@ from typing import Any
 from modelgate.approval.links import DECIDE_PATH, LinkClaims, link_ttl
 from modelgate.contract import ReleaseContext
 from modelgate.evaluation.comparison import format_side
+from modelgate.text import one_line
 
 CONTENT_TYPE = "text/html; charset=utf-8"
 PAGE_HEADERS: dict[str, str] = {
@@ -78,7 +79,7 @@ def release_summary(record: Mapping[str, Any], report_url: str | None = None, re
         ("Service", record.get("service")),
         ("Release", record.get("release_id")),
         ("Commit", f"{record.get('commit', '?')} on {record.get('branch') or '?'}"),
-        ("Author", record.get("author") or "not named in the manifest"),
+        ("Author", record.get("author") or "unknown (the upload named none)"),
         ("Model", record.get("model_id")),
         ("Candidate version", record.get("candidate_version")),
         ("Live version", record.get("live_version")),
@@ -132,14 +133,14 @@ def confirmation_page(
     verb = claims.decision
     title = f"{verb.capitalize()} release of {record.get('service', '?')}?"
     warning = (
-        "<p class=\"note\">This service's policy asks for four eyes: the commit's author can't approve it.</p>"
+        "<p class=\"note\">This service's policy asks for four eyes: the release's author can't approve it.</p>"
         if four_eyes and verb == "approve" else ""
     )
     form = (
         f"<form method=\"post\" action=\"{_e(DECIDE_PATH)}\">"
         f"<input type=\"hidden\" name=\"t\" value=\"{_e(token)}\">"
-        "<label for=\"email\">Your email (recorded as the approver)</label>"
-        "<input id=\"email\" name=\"email\" type=\"email\" required autocomplete=\"email\" maxlength=\"254\">"
+        f"<p>You {_e(verb)} as <strong>{_e(claims.approver or 'anyone (this reject link names nobody)')}</strong>: "
+        "the link is bound to you.</p>"
         "<label for=\"comment\">Comment (recorded with the decision)</label>"
         "<textarea id=\"comment\" name=\"comment\" rows=\"3\" maxlength=\"2000\"></textarea>"
         f"<button type=\"submit\" class=\"{_e(verb)}\">{_e(verb.capitalize())} this release</button>"
@@ -152,7 +153,7 @@ def confirmation_page(
         + warning
         + form
         + f"<p class=\"note\">This link works once and expires at {_e(_utc(claims.expires_at))}. "
-        "Your email, IP address and browser are recorded with the decision.</p>",
+        "Your name (from the link), IP address and browser are recorded with the decision.</p>",
     )
 
 
@@ -182,13 +183,23 @@ def refusal_page(title: str, message: str, *, hint: str | None = None) -> str:
 
 
 # ---------------------------------------------------------------------- the mail
-def approval_message(ctx: ReleaseContext, links: dict[str, str] | None = None) -> str:
-    """The mail approvers get: the numbers, the report, and signed links (never the task token)."""
+def approval_message(
+    ctx: ReleaseContext, links: dict[str, str] | None = None, *, author: str | None = None,
+    recipient: str | None = None,
+) -> str:
+    """The mail approvers get: the numbers, the report, and signed links (never the task token).
+
+    ``recipient``: the named approver this copy (and its links) is for; ``author``: the
+    release's verified author. Every line holds one thing: text from the upload (branch,
+    commit, model id, author) goes through :func:`modelgate.text.one_line`, so a newline or a
+    terminal escape in it can't forge a line or act.
+    """
     ev = ctx.evaluation.model_dump() if ctx.evaluation else {}
+    model_id = ctx.manifest.model.model_id if ctx.manifest else "?"
     lines = [
-        f"Release {ctx.release_id} of {ctx.service} waits for your decision.",
-        f"Commit {ctx.commit} on {ctx.branch}; model "
-        f"{ctx.manifest.model.model_id if ctx.manifest else '?'}; candidate version {ctx.candidate_version}.",
+        f"Release {one_line(ctx.release_id)} of {one_line(ctx.service)} waits for your decision.",
+        (f"Commit {one_line(ctx.commit, 64)} on {one_line(ctx.branch, 200)}; model "
+         f"{one_line(model_id, 200)}; candidate version {one_line(ctx.candidate_version)}."),
         "",
         "Evaluation (candidate vs live, same cases):",
     ]
@@ -205,18 +216,27 @@ def approval_message(ctx: ReleaseContext, links: dict[str, str] | None = None) -
         lines.append(f"  {test.get('method')}: p={test.get('p_value'):.3g} ({test.get('b')} worse / {test.get('c')} better)")
     for key in ("report_html_key", "report_key"):
         if ev.get(key):
-            lines.append(f"Report: s3://{ctx.artifact.bucket}/{ev[key]}")
+            lines.append(f"Report: s3://{one_line(ctx.artifact.bucket)}/{one_line(ev[key], 1024)}")
+    if author:
+        lines.append(f"Uploaded by: {one_line(author, 256)}")
     if ctx.policy is not None and ctx.policy.four_eyes:
-        author = ctx.manifest.source.author if ctx.manifest else None
-        lines.append(f"Four eyes: the commit's author ({author or 'not named'}) can't approve it.")
+        lines.append(f"Four eyes: the release's author ({one_line(author, 256) or 'unknown'}) can't approve it.")
     if links:
         ttl = link_ttl(ctx.policy.approval_timeout_seconds if ctx.policy else 0)
-        lines += [
-            "",
-            f"Approve:  {links['approve']}",
-            f"Reject:   {links['reject']}",
-            f"(Each link opens a confirmation page, works once and expires in {ttl // 3600} h {ttl % 3600 // 60} min.)",
-        ]
+        lines.append("")
+        if recipient:
+            lines.append(f"These links are yours ({one_line(recipient)}): they decide as you. Don't forward them.")
+        if "approve" in links:
+            lines.append(f"Approve:  {links['approve']}")
+        elif recipient:
+            lines.append("Approve:  not by you (four eyes: you uploaded this release)")
+        else:
+            lines.append("Approve:  with `modelgate approve` (your IAM identity); the policy names no link approvers")
+        if "reject" in links:
+            lines.append(f"Reject:   {links['reject']}")
+        lines.append(
+            f"(Each link opens a confirmation page, works once and expires in {ttl // 3600} h {ttl % 3600 // 60} min.)"
+        )
     lines += [
         "",
         "With AWS credentials:",

@@ -7,14 +7,16 @@ import time
 
 from botocore.exceptions import ClientError
 
+from modelgate.approval import keys as signing_keys
 from modelgate.approval import links as approval_links
-from modelgate.approval.identity import check_four_eyes
+from modelgate.approval.identity import check_four_eyes, same_person
 from modelgate.approval.page import approval_message
 from modelgate.contract import Approval, ReleaseContext
 from modelgate.errors import TASK_GONE_CODES, DecisionConflict, error_code
 from modelgate.observability import logger
 from modelgate.pipeline.deps import Deps
 from modelgate.settings import ApprovalRequestSettings
+from modelgate.text import one_line
 
 AUTO_APPROVAL = Approval(decision="approve", approver="policy:auto")
 
@@ -36,35 +38,60 @@ def register(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         "registered; waiting for an approver",
         evaluation=ctx.evaluation,
         four_eyes=ctx.policy.four_eyes,  # read by decide: the policy as it was when asked
+        approvers=list(ctx.policy.approvers),  # who a link may approve as (links.check_named_approver)
     )
     return ctx
 
 
 def request_approval(deps: Deps[ApprovalRequestSettings], ctx: ReleaseContext, task_token: str) -> dict:
-    """Keep the token in the ledger (never in the message) and mail signed links to the approvers."""
-    links = approval_links_for(deps, ctx)  # first: a misconfiguration fails before anything is kept
+    """Keep the token in the ledger (never in the message) and mail signed links to the approvers.
+
+    One message per named approver, carrying links bound to them and the message attribute
+    ``approver`` (each approver's subscription filters on it: README "How to approve"); the
+    author, under four eyes, gets a reject link only. With no approver named, one message
+    with a reject link for anyone (approving is then `modelgate approve`, through IAM).
+    """
+    author = ctx.author
+    mails = approval_links_for(deps, ctx, author=author)  # first: a misconfiguration fails before anything is kept
     deps.ledger.put_token(ctx.release_id, "approval", task_token)
-    deps.sns.publish(
-        TopicArn=deps.settings.approval_topic_arn,
-        Subject=f"Modelgate: approve {ctx.service} release {ctx.commit[:12]}?"[:100],
-        Message=approval_message(ctx, links),
-        MessageAttributes={
+    for recipient, links in mails.items():
+        attributes = {
             "service": {"DataType": "String", "StringValue": ctx.service},
             "release_id": {"DataType": "String", "StringValue": ctx.release_id},
-        },
-    )
-    logger.info("approval requested", extra={"release_id": ctx.release_id})
+        }
+        if recipient:
+            attributes["approver"] = {"DataType": "String", "StringValue": recipient}
+        deps.sns.publish(
+            TopicArn=deps.settings.approval_topic_arn,
+            Subject=one_line(f"Modelgate: approve {ctx.service} release {ctx.commit[:12]}?", 100),
+            Message=approval_message(ctx, links, author=author, recipient=recipient),
+            MessageAttributes=attributes,
+        )
+    logger.info("approval requested", extra={"release_id": ctx.release_id, "messages": len(mails)})
     return {"release_id": ctx.release_id, "requested": True}
 
 
-def approval_links_for(deps: Deps[ApprovalRequestSettings], ctx: ReleaseContext) -> dict[str, str]:
-    """Signed approve / reject links; they live as long as the approval waits, at most a day."""
+def approval_links_for(
+    deps: Deps[ApprovalRequestSettings], ctx: ReleaseContext, *, author: str | None = None
+) -> dict[str | None, dict[str, str]]:
+    """{named approver (None: anyone): their signed links}; links live as long as the approval
+    waits, at most a day. Under four eyes the author's copy has no approve link."""
     settings = deps.settings
     assert ctx.policy is not None
-    keys = approval_links.load_signing_keys(deps.secretsmanager, settings.signing_secret_arn)
-    return approval_links.approval_links(
-        settings.approval_base_url, keys[0], ctx.release_id, ctx.policy.approval_timeout_seconds, time.time()
-    )
+    key = signing_keys.load_signing_keys(deps.secretsmanager, settings.signing_secret_arn)[0]
+    now, ttl = time.time(), ctx.policy.approval_timeout_seconds
+    if not ctx.policy.approvers:
+        return {None: approval_links.approval_links(
+            settings.approval_base_url, key, ctx.release_id, ttl, now, decisions=("reject",)
+        )}
+    mails: dict[str | None, dict[str, str]] = {}
+    for approver in ctx.policy.approvers:
+        is_author = ctx.policy.four_eyes and bool(author) and same_person(str(author), f"link:{approver}")
+        mails[approver] = approval_links.approval_links(
+            settings.approval_base_url, key, ctx.release_id, ttl, now, approver=approver,
+            decisions=("reject",) if is_author else approval_links.DECISIONS,
+        )
+    return mails
 
 
 def decide(
@@ -73,7 +100,7 @@ def decide(
     """An approver's decision: recorded once in the ledger, then handed to the waiting task.
 
     Four eyes holds for every way in (links and `modelgate approve` alike): the approver is
-    compared with the commit's author the validate step recorded.
+    compared with the release's verified author the validate step recorded.
     """
     current = deps.ledger.get(release_id)
     if current is None or deps.ledger.get_token(release_id, "approval") is None:

@@ -9,7 +9,8 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from modelgate.adapters import lambda_alias
-from modelgate.adapters.s3 import put_json, read_if_present
+from modelgate.adapters.s3 import object_metadata, put_json, read_if_present
+from modelgate.approval.identity import AUTHOR_METADATA, AuthorInvalid, verified_author
 from modelgate.contract import ReleaseContext
 from modelgate.errors import (
     CandidatePublishFailed,
@@ -56,10 +57,7 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         deps.ssm, deps.settings.services_prefix, ctx.service,
         function_prefix=managed_function_prefix(deps.settings.stack_name),
     )
-    if service.policy.four_eyes and not (manifest.source.author or "").strip():
-        raise ManifestInvalid(
-            f"{art.key}: {ctx.service}'s policy asks for four eyes, so source.author (the commit's author) is required"
-        )
+    author = upload_author(deps, art, four_eyes=service.policy.four_eyes)
 
     prompt_versions: dict[str, str] = {}
     problems = []
@@ -87,6 +85,7 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             "function_name": service.function_name,
             "alias": service.alias,
             "branch": manifest.source.branch,
+            "author": author,
             "prompt_versions": prompt_versions,
             "dataset_key": service.dataset_key,
         }
@@ -98,13 +97,32 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         service=ctx.service,
         commit=manifest.source.commit,
         branch=manifest.source.branch,
-        author=manifest.source.author,
+        author=author,
         model_id=manifest.model.model_id,
         artifact=art.model_dump(),
         function_name=service.function_name,
         alias=service.alias,
     )
     return updated
+
+
+def upload_author(deps: Deps, art: ArtifactRef, *, four_eyes: bool) -> str | None:
+    """Who uploaded the manifest: the author ``modelgate submit`` wrote in the object's metadata
+    (the CI actor, or the uploader's own ARN; ``modelgate.approval.identity`` says why this and
+    not the manifest's ``source.author``). Required when the policy asks for four eyes."""
+    metadata = object_metadata(
+        deps.s3, art.bucket, art.key, art.version_id, error=ManifestInvalid, what="the release manifest"
+    )
+    try:
+        author, _ = verified_author(metadata)
+    except AuthorInvalid as exc:
+        raise ManifestInvalid(f"{art.key}: {exc}") from exc
+    if four_eyes and author is None:
+        raise ManifestInvalid(
+            f"{art.key}: the service's policy asks for four eyes, so the upload must name its author "
+            f"(x-amz-meta-{AUTHOR_METADATA}, which `modelgate submit` writes); this one names none"
+        )
+    return author
 
 
 def acquire_lock(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:

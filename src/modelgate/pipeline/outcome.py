@@ -16,6 +16,7 @@ from modelgate.pipeline.candidate import cancel_release
 from modelgate.pipeline.deps import Deps, target
 from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
+from modelgate.text import one_line
 
 
 def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
@@ -61,7 +62,7 @@ def rollback(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         TopicArn=deps.settings.approval_topic_arn,
         Subject=f"Modelgate: {ctx.service} release {ctx.commit[:12]} rolled back"[:100],
         Message=f"Release {ctx.release_id} was rolled back; {fn}:{alias} serves version "
-        f"{ctx.live_version} again.\nWhy: {reason}",
+        f"{ctx.live_version} again.\nWhy: {one_line(reason, 4000)}",  # one line: text in it can't forge another
     )
     return _outcome(ctx, "RolledBack", error.error if error else "RolledBack", reason)
 
@@ -115,7 +116,8 @@ def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") ->
     deps.sns.publish(
         TopicArn=deps.settings.approval_topic_arn,
         Subject=f"Modelgate: {service} rolled back to version {good}"[:100],
-        Message=f"{why}.\n{fn}:{alias} serves version {good} again (release {release_id} is rolled back).",
+        Message=f"{one_line(why, 4000)}.\n{fn}:{alias} serves version {good} again "
+        f"(release {release_id} is rolled back).",
     )
     return {"service": service, "release_id": release_id, "from_version": current, "to_version": good,
             "status": record["status"]}

@@ -159,6 +159,30 @@ def test_s3_object_created_reaches_a_lambda_target(
     assert ISO_SECONDS.match(event["time"])
 
 
+def test_s3_events_name_the_callers_account_as_requester_as_aws_does(aws: None, eb: Any) -> None:
+    # Given delivery that knows who is calling: a principal of another account, then a service
+    caller = {"requester": "210987654321"}
+    fake = FakeInvoker()
+    uninstall = events.install(invoke_async=fake, requester=lambda: caller["requester"])
+    try:
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket="releases")
+        s3.put_bucket_notification_configuration(
+            Bucket="releases", NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+        rule_with_target(eb, {"Arn": FUNCTION_ARN},
+                         EventPattern=json.dumps({"source": ["aws.s3"], "detail-type": ["Object Created"]}))
+        # When each uploads
+        s3.put_object(Bucket="releases", Key="a", Body=b"{}")
+        caller["requester"] = "s3.amazonaws.com"
+        s3.put_object(Bucket="releases", Key="b", Body=b"{}")
+    finally:
+        uninstall()
+    # Then each event names its requester (an account ID or a service principal: never an ARN), not moto's constant
+    assert [(e["detail"]["requester"], e["detail"]["source-ip-address"]) for e in fake.payloads()] == [
+        ("210987654321", "127.0.0.1"), ("s3.amazonaws.com", "127.0.0.1")]
+
+
 def make_queue(name: str) -> tuple[Any, str, str]:
     sqs = boto3.client("sqs", region_name=REGION)
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
