@@ -53,6 +53,7 @@ from modelgate.manifest import (
     PromptFile,
     digest_problem,
     is_pinned,
+    parse_manifest,
 )
 from modelgate.observability import logger
 from modelgate.providers import ModelProvider
@@ -181,10 +182,7 @@ def load_release(
         return cached
 
     raw = _get_bytes(s3_client, bucket, key, version_id, "model config")
-    try:
-        manifest = Manifest.model_validate_json(raw)
-    except ValidationError as exc:
-        raise ManifestInvalid(f"s3://{bucket}/{key} version {version_id!r}: {exc}") from exc
+    manifest = parse_manifest(raw, f"s3://{bucket}/{key} version {version_id!r}")
 
     folder = key.rsplit("/", 1)[0] if "/" in key else ""
     prompts: dict[str, PromptTemplate] = {}
@@ -197,7 +195,7 @@ def load_release(
             )
         prompt_key = f"{folder}/{prompt.file}" if folder else prompt.file
         data = _get_bytes(s3_client, bucket, prompt_key, pinned, f"prompt {prompt.name!r}")
-        prompts[prompt.name] = _verified_template(
+        prompts[prompt.name] = prompt_template(
             prompt, data, f"s3://{bucket}/{prompt_key} version {pinned!r}"
         )
 
@@ -216,16 +214,24 @@ def load_release(
     return release
 
 
-def _verified_template(prompt: PromptFile, data: bytes, where: str) -> PromptTemplate:
-    """A prompt file's bytes as a template, once they match the manifest's digest."""
+def prompt_template(prompt: PromptFile, data: bytes, where: str) -> PromptTemplate:
+    """A prompt file's bytes as the template requests are rendered with: what Validate
+    requires of every prompt (so a bad template fails before its evaluation is paid for) and
+    what this function requires again when it loads a release. ManifestInvalid says why not:
+    the bytes don't match the manifest's digest, aren't UTF-8, hold no text, or aren't a
+    template this renderer renders."""
     problem = digest_problem(prompt.name, prompt.sha256, data, where)
     if problem is not None:
         raise ManifestInvalid(problem)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ManifestInvalid(f"prompt {prompt.name!r} ({prompt.file}) is not UTF-8") from exc
-    return PromptTemplate.parse(prompt.name, prompt.file, text)
+        raise ManifestInvalid(f"prompt {prompt.name!r} ({prompt.file}) is not UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise ManifestInvalid(f"prompt {prompt.name!r} ({prompt.file}) has no text ({len(data):,} bytes, all blank)")
+    template = PromptTemplate.parse(prompt.name, prompt.file, text)
+    template.render({name: "" for name in template.variables})  # the renderer's own path, end to end
+    return template
 
 
 def release_from_files(
@@ -242,7 +248,7 @@ def release_from_files(
         data = files.get(prompt.file)
         if data is None:
             raise ManifestInvalid(f"prompt {prompt.name!r}: no file {prompt.file!r} given")
-        prompts[prompt.name] = _verified_template(prompt, data, f"{prompt.file} ({source})")
+        prompts[prompt.name] = prompt_template(prompt, data, f"{prompt.file} ({source})")
     return LoadedRelease("", source, "local", manifest, prompts)
 
 

@@ -189,6 +189,7 @@ def approval_message(ctx: ReleaseContext, links: dict[str, str] | None = None) -
         f"Release {ctx.release_id} of {ctx.service} waits for your decision.",
         f"Commit {ctx.commit} on {ctx.branch}; model "
         f"{ctx.manifest.model.model_id if ctx.manifest else '?'}; candidate version {ctx.candidate_version}.",
+        f"Models {ctx.service}'s policy allows: {ctx.policy.allowed_models_text() if ctx.policy else 'unknown'}.",
         "",
         "Evaluation (candidate vs live, same cases):",
     ]
