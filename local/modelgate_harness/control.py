@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from modelgate.errors import ManifestInvalid
 from modelgate.evaluation.comparison import format_side
-from modelgate.inference import prompt_template
+from modelgate.inference import checked_template
 from modelgate.ledger import Ledger
 from modelgate.manifest import (
     MANIFEST_FILENAME,
@@ -114,7 +114,7 @@ def load_release_dir(directory: Path, *, commit: str | None, branch: str | None)
             raise ManifestInvalid(f"prompt {prompt.name!r}: {file} is {file.stat().st_size:,} bytes; at most "
                                   f"{MAX_PROMPT_BYTES:,} are accepted")
         data = file.read_bytes()
-        prompt_template(prompt, data, str(file))
+        checked_template(prompt, data, str(file))
         files[prompt.file] = data
     return manifest, files
 

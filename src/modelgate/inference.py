@@ -53,7 +53,6 @@ from modelgate.manifest import (
     PromptFile,
     digest_problem,
     is_pinned,
-    parse_manifest,
 )
 from modelgate.observability import logger
 from modelgate.providers import ModelProvider
@@ -182,7 +181,12 @@ def load_release(
         return cached
 
     raw = _get_bytes(s3_client, bucket, key, version_id, "model config")
-    manifest = parse_manifest(raw, f"s3://{bucket}/{key} version {version_id!r}")
+    # What Validate accepted is served: a rule Validate gained later (modelgate.manifest.
+    # parse_manifest, checked_template) must not stop a version already live.
+    try:
+        manifest = Manifest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ManifestInvalid(f"s3://{bucket}/{key} version {version_id!r}: {exc}") from exc
 
     folder = key.rsplit("/", 1)[0] if "/" in key else ""
     prompts: dict[str, PromptTemplate] = {}
@@ -195,7 +199,7 @@ def load_release(
             )
         prompt_key = f"{folder}/{prompt.file}" if folder else prompt.file
         data = _get_bytes(s3_client, bucket, prompt_key, pinned, f"prompt {prompt.name!r}")
-        prompts[prompt.name] = prompt_template(
+        prompts[prompt.name] = _verified_template(
             prompt, data, f"s3://{bucket}/{prompt_key} version {pinned!r}"
         )
 
@@ -214,12 +218,8 @@ def load_release(
     return release
 
 
-def prompt_template(prompt: PromptFile, data: bytes, where: str) -> PromptTemplate:
-    """A prompt file's bytes as the template requests are rendered with: what Validate
-    requires of every prompt (so a bad template fails before its evaluation is paid for) and
-    what this function requires again when it loads a release. ManifestInvalid says why not:
-    the bytes don't match the manifest's digest, aren't UTF-8, hold no text, or aren't a
-    template this renderer renders."""
+def _verified_template(prompt: PromptFile, data: bytes, where: str) -> PromptTemplate:
+    """A prompt file's bytes as a template, once they match the manifest's digest."""
     problem = digest_problem(prompt.name, prompt.sha256, data, where)
     if problem is not None:
         raise ManifestInvalid(problem)
@@ -227,9 +227,17 @@ def prompt_template(prompt: PromptFile, data: bytes, where: str) -> PromptTempla
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ManifestInvalid(f"prompt {prompt.name!r} ({prompt.file}) is not UTF-8 (byte {exc.start})") from None
-    if not text.strip():
+    return PromptTemplate.parse(prompt.name, prompt.file, text)
+
+
+def checked_template(prompt: PromptFile, data: bytes, where: str) -> PromptTemplate:
+    """What Validate (and the CLI, before upload) requires of a prompt file, so a bad template
+    fails before its evaluation is paid for: the manifest's digest, UTF-8, some text, and a
+    template this module's renderer renders (parsed, then rendered with every variable it
+    names). ManifestInvalid says why not."""
+    template = _verified_template(prompt, data, where)
+    if not data.decode("utf-8").strip():
         raise ManifestInvalid(f"prompt {prompt.name!r} ({prompt.file}) has no text ({len(data):,} bytes, all blank)")
-    template = PromptTemplate.parse(prompt.name, prompt.file, text)
     template.render({name: "" for name in template.variables})  # the renderer's own path, end to end
     return template
 
@@ -248,7 +256,7 @@ def release_from_files(
         data = files.get(prompt.file)
         if data is None:
             raise ManifestInvalid(f"prompt {prompt.name!r}: no file {prompt.file!r} given")
-        prompts[prompt.name] = prompt_template(prompt, data, f"{prompt.file} ({source})")
+        prompts[prompt.name] = checked_template(prompt, data, f"{prompt.file} ({source})")
     return LoadedRelease("", source, "local", manifest, prompts)
 
 

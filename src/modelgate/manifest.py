@@ -149,7 +149,7 @@ class Manifest(_Strict):
     def _integer_one(cls, value: Any) -> Any:
         # Literal[1] alone takes true and 1.0 as 1, even in strict mode: the schema version is a number
         if type(value) is not int:
-            raise ValueError(f"schema_version must be the integer 1, got {type(value).__name__} {shown(value, 20)}")
+            raise ValueError(f"schema_version must be the integer 1, got {type(value).__name__} {str(value)[:20]}")
         return value
 
     @field_validator("service")

@@ -17,7 +17,7 @@ from modelgate.errors import (
     Superseded,
     error_code,
 )
-from modelgate.inference import prompt_template
+from modelgate.inference import checked_template
 from modelgate.ledger import FINAL_STATUSES
 from modelgate.manifest import (
     MAX_MANIFEST_BYTES,
@@ -134,7 +134,7 @@ def _checked_prompts(deps: Deps, art: ArtifactRef, manifest: Manifest) -> dict[s
     prompt_versions: dict[str, str] = {}
     for prompt, key, size, version in sized if not problems else []:
         try:
-            prompt_template(prompt, read_sized(deps.s3, art.bucket, key, version, size), key)
+            checked_template(prompt, read_sized(deps.s3, art.bucket, key, version, size), key)
         except ManifestInvalid as exc:
             problems.append(str(exc))
             continue

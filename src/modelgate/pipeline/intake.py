@@ -38,7 +38,7 @@ def start_release(deps: Deps[IntakeSettings], bucket: str, key: str, version_id:
     try:
         ctx = initial_context(bucket, key, version_id)
     except ManifestInvalid as exc:
-        return refuse_upload(deps, bucket, key, version_id, str(exc))
+        return refuse_upload(deps, bucket, key, version_id, f"ManifestInvalid: {exc}")  # as RecordOutcome says it
     state_machine_arn = deps.settings.state_machine_arn
     # The ledger's conditional create decides which delivery of a (possibly duplicated)
     # event reports "started"; StartExecution is idempotent for a name and input (Standard
