@@ -77,6 +77,7 @@ def test_a_hostile_upload_ends_final_bounded_and_safe(stack, case):
     if outcome.execution is None:
         assert outcome.release_id.split("-refused-")[0] in (SERVICE, "unknown") and "-refused-" in outcome.release_id
         assert len(sfn.list_executions(stateMachineArn=machine)["executions"]) == executions_before
+        assert [entry["status"] for entry in outcome.record["history"]] == ["Invalid"]  # never Received
     else:
         assert outcome.execution["status"] == "FAILED"
         history = sfn.get_execution_history(executionArn=outcome.execution["executionArn"], maxResults=1000)["events"]
