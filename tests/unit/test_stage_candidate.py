@@ -7,6 +7,7 @@ import hashlib
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 
 from modelgate.errors import (
     CandidatePublishFailed,
@@ -182,6 +183,22 @@ def test_a_prompt_over_its_size_cap_is_refused_before_it_is_read(registered):
     with pytest.raises(ManifestInvalid, match=f"is {MAX_PROMPT_BYTES + 1:,} bytes; at most {MAX_PROMPT_BYTES:,}"):
         validate(registered.deps, ctx)
     assert s3.reads == [ctx.artifact.key]  # the manifest only
+
+
+def test_a_prompt_s3_refuses_to_describe_is_a_manifest_problem_naming_it(registered):
+    # Given S3 answering 403 for a prompt (as it does for a missing key without s3:ListBucket)
+    ctx = upload(registered)
+
+    class Forbidden(CountingS3):
+        def head_object(self, **kwargs):
+            if kwargs["Key"].endswith("system.txt"):
+                raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+            return self.real.head_object(**kwargs)
+
+    registered.use("s3", Forbidden(registered.client("s3")))
+    # When validated / Then refused as a manifest problem, naming the file and the code
+    with pytest.raises(ManifestInvalid, match=r"prompt 'system': .*prompts/system.txt can't be read \(403\)"):
+        validate(registered.deps, ctx)
 
 
 def test_the_prompt_read_is_the_version_its_size_was_checked_at(registered):

@@ -119,7 +119,12 @@ def _checked_prompts(deps: Deps, art: ArtifactRef, manifest: Manifest) -> dict[s
     sized: list[tuple[PromptFile, str, int, str]] = []
     for prompt in manifest.prompts:
         key = art.prefix + prompt.file
-        found = object_size(deps.s3, art.bucket, key)
+        try:
+            found = object_size(deps.s3, art.bucket, key)
+        except ClientError as exc:
+            # without s3:ListBucket, S3 answers a missing key with 403 (API_HeadObject.html, "Permissions")
+            problems.append(f"prompt {prompt.name!r}: {key} can't be read ({error_code(exc)}): missing or not readable")
+            continue
         if found is None:
             problems.append(f"prompt {prompt.name!r}: {key} is missing")
         elif found[0] == 0:
