@@ -37,16 +37,6 @@ def read_object(
     return read_current(s3, bucket, key, version, error=error, what=what)[0]
 
 
-def read_if_present(s3: Any, bucket: str, key: str) -> tuple[bytes, str] | None:
-    """Like ``read_current``, but None when the object does not exist (other errors raise)."""
-    try:
-        return _get(s3, bucket, key, None)
-    except ClientError as exc:
-        if error_code(exc) in MISSING_CODES:
-            return None
-        raise
-
-
 def object_size(s3: Any, bucket: str, key: str, version: str | None = None) -> tuple[int, str] | None:
     """HeadObject: the object's size in bytes (``ContentLength``) and the version id that
     pins it, read before any of its bytes ("HeadObject", Amazon S3 API Reference,

@@ -33,7 +33,7 @@ def start_release(deps: Deps[IntakeSettings], bucket: str, key: str, version_id:
     """Start the pipeline for one manifest upload; a duplicate event starts nothing."""
     if not version_id:
         raise ManifestInvalid(
-            f"s3://{bucket}/{key} has no object version: the artefact bucket must be versioned"
+            f"s3://{bucket}/{shown(key)} has no object version: the artefact bucket must be versioned"
         )
     try:
         ctx = initial_context(bucket, key, version_id)
