@@ -7,23 +7,25 @@ CloudFormation stack with the default credential chain, locally from `LocalAWS`.
 from __future__ import annotations
 
 import contextlib
-import json
 import mimetypes
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import ValidationError
-
-from modelgate.errors import ManifestInvalid, validation_problems
+from modelgate.errors import ManifestInvalid
 from modelgate.evaluation.comparison import format_side
+from modelgate.inference import checked_template
 from modelgate.ledger import Ledger
 from modelgate.manifest import (
     MANIFEST_FILENAME,
+    MAX_MANIFEST_BYTES,
+    MAX_PROMPT_BYTES,
     RELEASES_PREFIX,
     Manifest,
-    digest_problem,
+    manifest_document,
+    manifest_from_document,
+    manifest_too_large,
     release_id_for,
 )
 from modelgate.pipeline import approval, deps
@@ -94,28 +96,26 @@ def load_release_dir(directory: Path, *, commit: str | None, branch: str | None)
     path = directory / MANIFEST_FILENAME
     if not path.is_file():
         raise ManifestInvalid(f"{path} does not exist")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ManifestInvalid(f"{path} is not JSON: {exc}") from exc
-    source = dict(raw.get("source") or {})
+    if path.stat().st_size > MAX_MANIFEST_BYTES:  # the pipeline's own parser and caps: what fails there fails here
+        raise ManifestInvalid(manifest_too_large(path.stat().st_size, str(path)))
+    raw = manifest_document(path.read_bytes(), str(path))
+    source = dict(raw["source"]) if isinstance(raw.get("source"), dict) else {}
     if commit:
         source["commit"] = commit
     if branch:
         source["branch"] = branch
     raw["source"] = source
-    try:
-        manifest = Manifest.model_validate(raw)
-    except ValidationError as exc:
-        raise ManifestInvalid(f"{path}: {validation_problems(exc, 'manifest')}") from exc
+    manifest = manifest_from_document(raw, str(path))
     files: dict[str, bytes] = {}
     for prompt in manifest.prompts:
         file = directory / prompt.file
         if not file.is_file():
             raise ManifestInvalid(f"prompt {prompt.name!r}: {file} does not exist")
+        if file.stat().st_size > MAX_PROMPT_BYTES:
+            raise ManifestInvalid(f"prompt {prompt.name!r}: {file} is {file.stat().st_size:,} bytes; at most "
+                                  f"{MAX_PROMPT_BYTES:,} are accepted")
         data = file.read_bytes()
-        if (problem := digest_problem(prompt.name, prompt.sha256, data, str(file))) is not None:
-            raise ManifestInvalid(problem)
+        checked_template(prompt, data, str(file))
         files[prompt.file] = data
     return manifest, files
 

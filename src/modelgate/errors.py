@@ -11,6 +11,32 @@ from collections.abc import Mapping
 
 from pydantic import ValidationError
 
+# How much of one input-derived value an error message or a ledger record shows, and how
+# long a reason may get in all. A failed task's cause travels in the execution's state
+# (at most 256 KiB) and as the cause of a task failure (at most 32,768 characters, "Step
+# Functions service quotas" and API_SendTaskFailure, docs.aws.amazon.com/step-functions):
+# a reason that echoes a hostile input in full would fail the very step that records it.
+MAX_SHOWN_CHARS = 120
+MAX_REASON_CHARS = 4_000
+
+
+def shown(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
+    """An input-derived value as it may appear in an error or a record: quoted and on one
+    line (``repr``: control and other non-printable characters are escaped, never emitted),
+    its first ``limit`` characters at most, with its full length when it was cut."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
+
+
+def bounded(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` cut to at most ``limit`` characters, saying so when it was cut."""
+    if len(text) <= limit:
+        return text
+    note = f" ... [cut: {len(text):,} characters in all]"
+    return text[: limit - len(note)] + note
+
 
 def validation_problems(exc: ValidationError, root: str) -> str:
     """Every problem pydantic found, each with its field path: "model.model_id: ..."."""
@@ -22,7 +48,13 @@ class ModelgateError(Exception):
 
 
 class ManifestInvalid(ModelgateError):
-    """The artefact's model-config.json (or a prompt file it names) is not acceptable."""
+    """The artefact's model-config.json (or a prompt file it names) is not acceptable.
+
+    Its message is bounded (``MAX_REASON_CHARS``) whatever it quotes, so the failure can
+    always travel to RecordOutcome and into the ledger."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(bounded(str(message)))
 
 
 class ServiceNotRegistered(ModelgateError):

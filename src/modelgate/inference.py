@@ -181,6 +181,8 @@ def load_release(
         return cached
 
     raw = _get_bytes(s3_client, bucket, key, version_id, "model config")
+    # What Validate accepted is served: a rule Validate gained later (modelgate.manifest.
+    # parse_manifest, checked_template) must not stop a version already live.
     try:
         manifest = Manifest.model_validate_json(raw)
     except ValidationError as exc:
@@ -224,8 +226,20 @@ def _verified_template(prompt: PromptFile, data: bytes, where: str) -> PromptTem
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ManifestInvalid(f"prompt {prompt.name!r} ({prompt.file}) is not UTF-8") from exc
+        raise ManifestInvalid(f"prompt {prompt.name!r} ({prompt.file}) is not UTF-8 (byte {exc.start})") from None
     return PromptTemplate.parse(prompt.name, prompt.file, text)
+
+
+def checked_template(prompt: PromptFile, data: bytes, where: str) -> PromptTemplate:
+    """What Validate (and the CLI, before upload) requires of a prompt file, so a bad template
+    fails before its evaluation is paid for: the manifest's digest, UTF-8, some text, and a
+    template this module's renderer renders (parsed, then rendered with every variable it
+    names). ManifestInvalid says why not."""
+    template = _verified_template(prompt, data, where)
+    if not data.decode("utf-8").strip():
+        raise ManifestInvalid(f"prompt {prompt.name!r} ({prompt.file}) has no text ({len(data):,} bytes, all blank)")
+    template.render({name: "" for name in template.variables})  # the renderer's own path, end to end
+    return template
 
 
 def release_from_files(
@@ -242,7 +256,7 @@ def release_from_files(
         data = files.get(prompt.file)
         if data is None:
             raise ManifestInvalid(f"prompt {prompt.name!r}: no file {prompt.file!r} given")
-        prompts[prompt.name] = _verified_template(prompt, data, f"{prompt.file} ({source})")
+        prompts[prompt.name] = checked_template(prompt, data, f"{prompt.file} ({source})")
     return LoadedRelease("", source, "local", manifest, prompts)
 
 

@@ -253,18 +253,19 @@ class Ledger:
             raise
         return from_dynamo(response["Attributes"])
 
-    def receive(self, release_id: str, detail: str, **fields: Any) -> bool:
-        """Create the release's record; False when it already exists (a duplicate event)."""
+    def receive(self, release_id: str, detail: str, *, status: str = "Received", **fields: Any) -> bool:
+        """Create the release's record; False when it already exists (a duplicate event).
+        ``status``: an upload refused at intake is created final (Invalid), in one write."""
         fields = release_fields(fields)
         at = now_iso()
         item = {
             "pk": f"RELEASE#{release_id}",
             "sk": "RELEASE",
             "release_id": release_id,
-            "status": "Received",
+            "status": status,
             "created_at": at,
             "updated_at": at,
-            "history": [{"at": at, "status": "Received", "detail": detail, "actor": "modelgate"}],
+            "history": [{"at": at, "status": status, "detail": detail, "actor": "modelgate"}],
             **{k: v for k, v in fields.items() if v is not None},
         }
         try:

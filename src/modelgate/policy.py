@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fnmatch import fnmatchcase
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -28,6 +29,9 @@ _PERCENTILE = re.compile(r"^p(100(\.0+)?|\d{1,2}(\.\d+)?)$")
 BASIC_STATISTICS = ("Sum", "Average", "Minimum", "Maximum", "SampleCount")
 # The evaluation summary measures live's latency at these percentiles (latency_pNN_ms).
 EVALUATED_PERCENTILES = ("p50", "p95", "p99")
+
+
+_MODEL_PATTERN = re.compile(r"[A-Za-z0-9.\-_:/*?\[\]!]{1,128}")
 
 
 def is_percentile(statistic: str) -> bool:
@@ -266,6 +270,30 @@ class ReleasePolicy(_Strict):
         ]
     )
     lock_lease_seconds: int = Field(default=3 * 86_400, ge=60)
+    # The models a release may use: shell-style patterns over the manifest's model id
+    # (fnmatch, case-sensitive: "anthropic.claude-3-5-haiku-*", "local.*"), checked at
+    # Validate, before anything is evaluated. Unset: any pinned model id.
+    allowed_models: list[str] | None = Field(default=None, min_length=1, max_length=32)
+
+    @field_validator("allowed_models")
+    @classmethod
+    def _model_patterns(cls, patterns: list[str] | None) -> list[str] | None:
+        for pattern in patterns or []:
+            if not _MODEL_PATTERN.fullmatch(pattern):
+                raise ValueError(
+                    f"allowed_models: {pattern[:140]!r} is not a model id pattern (1-128 of a-z A-Z 0-9 . - _ : / "
+                    "and the wildcards * ? [ ] !)"
+                )
+        return patterns
+
+    def model_allowed(self, model_id: str) -> bool:
+        return self.allowed_models is None or any(fnmatchcase(model_id, p) for p in self.allowed_models)
+
+    def allowed_models_text(self) -> str:
+        """The allow list as approvers and errors show it."""
+        if self.allowed_models is None:
+            return "not restricted (any pinned model id)"
+        return ", ".join(repr(p) for p in self.allowed_models)
 
     @field_validator("approvers")
     @classmethod

@@ -11,7 +11,14 @@ from modelgate_emulator.limits import LAMBDA_ENVIRONMENT_BYTES, environment_meas
 from modelgate_harness.driver import ReleaseRun
 from modelgate_harness.polling import wait_until
 
-from modelgate.manifest import MAX_PROMPT_FILES, PIN_PROMPTS_KEY, PIN_PROMPTS_VERSION, release_id_for, sha256_hex
+from modelgate.manifest import (
+    MAX_MANIFEST_BYTES,
+    MAX_PROMPT_FILES,
+    PIN_PROMPTS_KEY,
+    PIN_PROMPTS_VERSION,
+    release_id_for,
+    sha256_hex,
+)
 
 
 def release_with_prompts(pipeline, tmp_path, count: int):
@@ -69,9 +76,12 @@ def test_an_artefact_that_would_blow_the_state_limit_is_refused_by_name(with_liv
     ledger = pipeline.control.ledger()
     record = wait_until(lambda: (r := ledger.get(release_id)) and r.get("execution_arn") and r, 30, "intake")
     run = pipeline.driver.finish(ReleaseRun(release_id, record["execution_arn"]))
-    # Then Validate refuses it, naming the limit; nothing was published and live is untouched
+    # Then Validate refuses it by its size, before reading it, naming the limit (a manifest of
+    # 201 to 3,000 prompt entries under that size is refused for their number: the corpus in
+    # test_hostile_uploads.py); nothing was published and live is untouched
     assert run.status == "Invalid"
     assert run.path == ["Validate", "RecordOutcome", "ReleaseFailed"]
-    assert "prompts" in run.record["reason"] and f"at most {MAX_PROMPT_FILES} items" in run.record["reason"]
+    assert f"a manifest may be at most {MAX_MANIFEST_BYTES:,} bytes" in run.record["reason"]
+    assert len(json.dumps(manifest)) > MAX_MANIFEST_BYTES and MAX_PROMPT_FILES < 3000
     assert pipeline.versions() == versions_before
     assert pipeline.live() == live_before

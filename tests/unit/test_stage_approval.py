@@ -134,6 +134,16 @@ def test_a_forged_newline_in_the_branch_or_model_forges_no_line_of_the_mail(worl
     assert "main\\n  candidate  accuracy 0.990\\r\\nApprove:" in commit_line and "\\x1b[2J" in commit_line
 
 
+def test_the_mail_shows_the_models_the_policy_allows(world):
+    # Given a release of a service whose policy allows local models only
+    ctx = world.context(policy=ReleasePolicy(allowed_models=["local.*"]))
+    register(world.deps, ctx)
+    # When approval is requested / Then approvers read the policy's allow list
+    request_approval(world.deps, ctx, TOKEN)
+    [message] = world.mail()
+    assert "Models support-bot's policy allows: 'local.*'." in message.splitlines()
+
+
 def test_a_request_that_cannot_sign_its_links_keeps_no_token(world):
     # Given a signing secret that does not exist
     world.settings = world.settings.model_copy(update={"signing_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:gone"})

@@ -7,6 +7,7 @@ import hashlib
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 
 from modelgate.errors import (
     CandidatePublishFailed,
@@ -95,7 +96,7 @@ def test_a_prompt_whose_digest_differs_is_named_with_both_digests(registered):
 
 def test_malformed_json_is_refused(registered):
     # Given a manifest that is not JSON / When validated / Then refused as invalid
-    with pytest.raises(ManifestInvalid, match="is invalid"):
+    with pytest.raises(ManifestInvalid, match="is not valid JSON: Expecting property name"):
         validate(registered.deps, upload(registered, raw="{not json"))
 
 
@@ -130,6 +131,114 @@ def test_an_uploader_that_is_not_an_identity_is_refused(world):
     world.register(ReleasePolicy(four_eyes=True))
     with pytest.raises(ManifestInvalid, match="modelgate-author metadata .* is not an identity"):
         validate(world.deps, upload(world, uploader="alice\tAccuracy_0.990"))
+
+
+class CountingS3:
+    """The stages' S3 client, counting the object reads they make (GetObject per key)."""
+
+    def __init__(self, real):
+        self.real, self.reads = real, []
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def get_object(self, **kwargs):
+        self.reads.append(kwargs["Key"])
+        return self.real.get_object(**kwargs)
+
+
+def test_a_manifest_over_the_size_cap_is_refused_before_a_byte_of_it_is_read(registered):
+    # Given a manifest padded to 3 MB
+    padded = json.dumps({"service": "support-bot", "padding": " " * 3_000_000})
+    ctx = upload(registered, raw=padded)
+    s3 = registered.use("s3", CountingS3(registered.client("s3")))
+    # When validated / Then refused by its size (HeadObject), and GetObject never read it
+    with pytest.raises(ManifestInvalid, match=r"is 3,000,\d+ bytes; a manifest may be at most 262,144 bytes"):
+        validate(registered.deps, ctx)
+    assert s3.reads == []
+
+
+def prompt_upload(world, prompt: bytes):
+    return upload(world, prompt=prompt, digest=hashlib.sha256(prompt).hexdigest())
+
+
+@pytest.mark.parametrize(
+    ("prompt", "reason"),
+    [
+        (b"", r"prompt 'system': releases/support-bot/a+/prompts/system.txt is empty \(0 bytes\)"),
+        (b" \n\t\n", r"prompt 'system' \(prompts/system.txt\) has no text \(4 bytes, all blank\)"),
+        (b"Answer {question", r"prompt 'system' \(prompts/system.txt\) is not a valid template"),
+        (b"Answer {0} and {question}", r"has placeholder \{0\}: only plain \{name\} placeholders"),
+        (b"Answer {question!r}", r"has placeholder \{question!r\}"),
+        (b"Answer {user.name}", r"has placeholder \{user.name\}"),
+        (b"\xff\xfe not utf-8", r"prompt 'system' \(prompts/system.txt\) is not UTF-8"),
+    ],
+)
+def test_a_prompt_the_renderer_would_refuse_fails_validate_before_any_evaluation(registered, prompt, reason):
+    # Given a prompt file whose digest matches, but that inference could never render
+    # When validated / Then it is refused at Validate, naming the prompt and why
+    ctx = prompt_upload(registered, prompt)
+    with pytest.raises(ManifestInvalid, match=reason):
+        validate(registered.deps, ctx)
+    assert registered.ledger.get(ctx.release_id) is None  # never recorded Validated
+
+
+def test_a_prompt_over_its_size_cap_is_refused_before_it_is_read(registered):
+    from modelgate.manifest import MAX_PROMPT_BYTES
+
+    ctx = prompt_upload(registered, b"x" * (MAX_PROMPT_BYTES + 1))
+    s3 = registered.use("s3", CountingS3(registered.client("s3")))
+    with pytest.raises(ManifestInvalid, match=f"is {MAX_PROMPT_BYTES + 1:,} bytes; at most {MAX_PROMPT_BYTES:,}"):
+        validate(registered.deps, ctx)
+    assert s3.reads == [ctx.artifact.key]  # the manifest only
+
+
+def test_a_prompt_s3_refuses_to_describe_is_a_manifest_problem_naming_it(registered):
+    # Given S3 answering 403 for a prompt (as it does for a missing key without s3:ListBucket)
+    ctx = upload(registered)
+
+    class Forbidden(CountingS3):
+        def head_object(self, **kwargs):
+            if kwargs["Key"].endswith("system.txt"):
+                raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+            return self.real.head_object(**kwargs)
+
+    registered.use("s3", Forbidden(registered.client("s3")))
+    # When validated / Then refused as a manifest problem, naming the file and the code
+    with pytest.raises(ManifestInvalid, match=r"prompt 'system': .*prompts/system.txt can't be read \(403\)"):
+        validate(registered.deps, ctx)
+
+
+def test_the_prompt_read_is_the_version_its_size_was_checked_at(registered):
+    # Given a release, and a later upload of a different prompt under the same key
+    ctx = upload(registered)
+    first = registered.deps.s3.head_object(Bucket="artefacts", Key=f"releases/support-bot/{COMMIT}/prompts/system.txt")
+    # When validated / Then the version that was checked is the version pinned
+    assert validate(registered.deps, ctx).prompt_versions == {"prompts/system.txt": first["VersionId"]}
+
+
+def test_a_model_outside_the_policys_allow_list_is_refused_naming_both(world):
+    # Given a service whose policy allows Claude 3.5 Haiku and local models only
+    world.register(ReleasePolicy(allowed_models=["anthropic.claude-3-5-haiku-*", "local.*"]))
+    # When a release of another Bedrock model is validated / Then refused, naming the model and the list
+    with pytest.raises(
+        ManifestInvalid,
+        match=r"model 'anthropic.claude-3-opus-20240229-v1:0' is not in support-bot's model allow list "
+        r"\(allowed_models: 'anthropic.claude-3-5-haiku-\*', 'local.\*'\)",
+    ):
+        validate(world.deps, upload(world, model_id="anthropic.claude-3-opus-20240229-v1:0"))
+    # And a model the list matches passes
+    assert validate(world.deps, upload(world)).manifest.model.model_id == "local.retrieval-small-v1:0"
+
+
+def test_the_key_commit_must_abbreviate_the_manifests_commit(registered):
+    # Given a manifest for commit aaaa... uploaded under an abbreviation of another commit
+    ctx = upload(registered).model_copy(update={"commit": "abcdef0"})
+    # When validated / Then refused, naming both
+    with pytest.raises(ManifestInvalid, match=f"names commit {COMMIT} but was uploaded under abcdef0"):
+        validate(registered.deps, ctx)
+    # And an abbreviation of its own commit is the same commit
+    assert validate(registered.deps, upload(registered).model_copy(update={"commit": COMMIT[:7]})).manifest
 
 
 # ---------------------------------------------------------------------- acquire_lock

@@ -60,6 +60,39 @@ def test_an_unversioned_upload_is_refused(world):
     with pytest.raises(ManifestInvalid, match="has no object version: the artefact bucket must be versioned"):
         start_release(world.deps, "artefacts", KEY, None)
     assert executions(world) == []
+    # And nothing is recorded: no release can be keyed without a version (the event goes to the
+    # intake's dead-letter queue after Lambda's retries, and its alarm fires)
+    assert world.ledger.list_releases() == []
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("releases/support-bot/ce04089 f73fa/model-config.json", "commit segment 'ce04089 f73fa' is not a git commit sha"),
+        ("releases/support-bot/ce04089#1/model-config.json", "commit segment 'ce04089#1'"),
+        ("releases/support-bot/ce04089:1/model-config.json", "commit segment 'ce04089:1'"),
+        ("releases/support-bot/ce04089%201/model-config.json", "commit segment 'ce04089%201'"),
+        ("releases/support-bot//model-config.json", "commit segment ''"),
+        ("releases/support-bot/c/model-config.json", "commit segment 'c'"),
+        ("releases/support-bot/extra/ce04089f/model-config.json", "1 path segment(s) too many"),
+    ],
+)
+def test_an_upload_whose_key_makes_no_release_ends_in_a_final_record_and_starts_nothing(world, key, reason):
+    # Given an upload under a key no execution can be named after (or no release can be made of)
+    # When its event arrives
+    result = start_release(world.deps, "artefacts", key, "v1")
+    # Then no execution starts, and the ledger ends it at once: Invalid, with the reason
+    assert executions(world) == [] and result["started"] is False and reason in result["reason"]
+    record = world.ledger.get(result["release_id"])
+    assert record["status"] == "Invalid" and reason in record["reason"] and record["error"] == "ManifestInvalid"
+    assert record["service"] == "support-bot" and record["artifact"]["key"] == key  # where the object is
+    assert [h["status"] for h in record["history"]] == ["Invalid"]
+    assert record["history"][0]["detail"].isprintable()
+    # And the lock was never taken
+    assert world.ledger.lock_holder("support-bot") is None
+    # And a duplicate delivery of the same event changes nothing
+    assert start_release(world.deps, "artefacts", key, "v1") == result
+    assert world.ledger.get(result["release_id"])["history"] == record["history"]
 
 
 def test_the_first_context_names_service_commit_and_pinned_artefact():

@@ -171,6 +171,19 @@ def test_record_outcome_says_why_and_releases_the_lock(world):
     assert world.ledger.lock_holder("support-bot") is None
 
 
+def test_an_outcome_whose_cause_echoed_a_huge_input_is_recorded_bounded(world):
+    # Given a step whose error echoed 30,000 characters of input (a task failure's cause may hold 32,768)
+    ctx = world.context()
+    world.ledger.acquire_lock("support-bot", ctx.release_id, 3600)
+    cause = json.dumps({"errorType": "ValueError", "errorMessage": "bad value " + "x" * 30_000})
+    # When its outcome is recorded
+    out = record_outcome(world.deps, ctx.model_copy(update={"error": TaskError(Error="ValueError", Cause=cause)}))
+    # Then the reason is cut, saying so, in the outcome and the ledger; the lock is free
+    assert len(out.outcome.reason) == 16_000 and out.outcome.reason.endswith("[cut: 30,022 characters in all]")
+    assert world.ledger.get(ctx.release_id)["reason"] == out.outcome.reason
+    assert world.ledger.lock_holder("support-bot") is None
+
+
 def test_a_timed_out_approval_takes_its_token_back(world):
     # Given a release whose approval timed out, its token still in the ledger
     ctx = world.context(error=TaskError(Error="ApprovalTimedOut"))

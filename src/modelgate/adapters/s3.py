@@ -50,14 +50,24 @@ def object_metadata(
     return {str(k).lower(): str(v) for k, v in (head.get("Metadata") or {}).items()}
 
 
-def read_if_present(s3: Any, bucket: str, key: str) -> tuple[bytes, str] | None:
-    """Like ``read_current``, but None when the object does not exist (other errors raise)."""
+def object_size(s3: Any, bucket: str, key: str, version: str | None = None) -> tuple[int, str] | None:
+    """HeadObject: the object's size in bytes (``ContentLength``) and the version id that
+    pins it, read before any of its bytes ("HeadObject", Amazon S3 API Reference,
+    docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html); None when it does not exist."""
     try:
-        return _get(s3, bucket, key, None)
+        head = s3.head_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
     except ClientError as exc:
         if error_code(exc) in MISSING_CODES:
             return None
         raise
+    return int(head["ContentLength"]), head.get("VersionId") or "null"
+
+
+def read_sized(s3: Any, bucket: str, key: str, version: str, size: int) -> bytes:
+    """GetObject of one pinned version whose size HeadObject gave: at most ``size`` bytes
+    are read into memory (a version never changes, so this is only the belt to the braces)."""
+    obj = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": version} if version != "null" else {}))
+    return obj["Body"].read(size + 1)
 
 
 def put_json(s3: Any, bucket: str, key: str, body: Any) -> str | None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import ValidationError
 
 from modelgate.adapters import lambda_alias
-from modelgate.adapters.s3 import object_metadata, put_json, read_if_present
+from modelgate.adapters.s3 import object_metadata, object_size, put_json, read_sized
 from modelgate.approval.identity import AUTHOR_METADATA, AuthorInvalid, verified_author
 from modelgate.contract import ReleaseContext
 from modelgate.errors import (
@@ -18,13 +17,18 @@ from modelgate.errors import (
     ManifestInvalid,
     Superseded,
     error_code,
-    validation_problems,
 )
+from modelgate.inference import checked_template
 from modelgate.ledger import FINAL_STATUSES
 from modelgate.manifest import (
+    MAX_MANIFEST_BYTES,
+    MAX_PROMPT_BYTES,
+    MAX_PROMPTS_TOTAL_BYTES,
     ArtifactRef,
     Manifest,
-    digest_problem,
+    PromptFile,
+    manifest_too_large,
+    parse_manifest,
     pin_environment,
     prompt_pin_document,
     prompt_pin_key,
@@ -36,20 +40,18 @@ from modelgate.registry import get_service
 
 
 def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
-    """Manifest schema, pinned model, prompt files present with the digests it names."""
+    """The manifest (:func:`modelgate.manifest.parse_manifest`: size, duplicates, strict
+    types), its service and commit against its key, its model against the policy's allow
+    list, and every prompt file: present, within its size, the digest the manifest names, and
+    a template the inference function renders. Every reason is bounded (ManifestInvalid)."""
     art = ctx.artifact
-    body = deps.read_artifact(art.key, art.version_id, error=ManifestInvalid, what="the release manifest")
-    try:
-        manifest = Manifest.model_validate_json(body)
-    except ValidationError as exc:
-        raise ManifestInvalid(f"{art.key} is invalid: {validation_problems(exc, 'manifest')}") from exc
+    manifest = parse_manifest(_read_manifest(deps, art), art.key)
     if manifest.service != ctx.service:
         raise ManifestInvalid(
             f"{art.key} names service {manifest.service!r} but was uploaded under {ctx.service!r}"
         )
-    if not manifest.source.commit.startswith(ctx.commit) and not ctx.commit.startswith(
-        manifest.source.commit
-    ):
+    # both are checked shas (intake checked the key's): the same commit, in full or abbreviated
+    if not manifest.source.commit.startswith(ctx.commit) and not ctx.commit.startswith(manifest.source.commit):
         raise ManifestInvalid(
             f"{art.key} names commit {manifest.source.commit} but was uploaded under {ctx.commit}"
         )
@@ -58,25 +60,12 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         function_prefix=managed_function_prefix(deps.settings.stack_name),
     )
     author = upload_author(deps, art, four_eyes=service.policy.four_eyes)
-
-    prompt_versions: dict[str, str] = {}
-    problems = []
-    for prompt in manifest.prompts:
-        key = art.prefix + prompt.file
-        found = read_if_present(deps.s3, art.bucket, key)
-        if found is None:
-            problems.append(f"prompt {prompt.name!r}: {key} is missing")
-            continue
-        data, version = found
-        problem = digest_problem(prompt.name, prompt.sha256, data, key)
-        if problem:
-            problems.append(problem)
-            continue
-        prompt_versions[prompt.file] = version
-    if problems:
-        # Bounded: the reason travels as a task failure's cause (32,768 characters at most).
-        shown = problems[:10] + ([f"and {len(problems) - 10} more"] if len(problems) > 10 else [])
-        raise ManifestInvalid(f"{art.key}: " + "; ".join(shown))
+    if not service.policy.model_allowed(manifest.model.model_id):
+        raise ManifestInvalid(
+            f"{art.key}: model {manifest.model.model_id!r} is not in {ctx.service}'s model allow list "
+            f"(allowed_models: {service.policy.allowed_models_text()})"
+        )
+    prompt_versions = _checked_prompts(deps, art, manifest)
 
     updated = ctx.model_copy(
         update={
@@ -123,6 +112,60 @@ def upload_author(deps: Deps, art: ArtifactRef, *, four_eyes: bool) -> str | Non
             f"(x-amz-meta-{AUTHOR_METADATA}, which `modelgate submit` writes); this one names none"
         )
     return author
+
+
+def _read_manifest(deps: Deps, art: ArtifactRef) -> bytes:
+    """The manifest's pinned version, its size checked (HeadObject) before a byte is read."""
+    where = f"the release manifest (s3://{art.bucket}/{art.key} version {art.version_id})"
+    try:
+        found = object_size(deps.s3, art.bucket, art.key, art.version_id)
+    except ClientError as exc:
+        raise ManifestInvalid(f"{where} can't be read: {error_code(exc)}") from exc
+    if found is None:
+        raise ManifestInvalid(f"{where} does not exist")
+    size, _ = found
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestInvalid(manifest_too_large(size, art.key))
+    return read_sized(deps.s3, art.bucket, art.key, art.version_id, size)
+
+
+def _checked_prompts(deps: Deps, art: ArtifactRef, manifest: Manifest) -> dict[str, str]:
+    """Each prompt file's version, once all are present, within their sizes (HeadObject
+    first: nothing too big is read), and hold what the manifest says, as a template the
+    inference function renders; else ManifestInvalid naming every problem (at most 10)."""
+    problems: list[str] = []
+    sized: list[tuple[PromptFile, str, int, str]] = []
+    for prompt in manifest.prompts:
+        key = art.prefix + prompt.file
+        try:
+            found = object_size(deps.s3, art.bucket, key)
+        except ClientError as exc:
+            # without s3:ListBucket, S3 answers a missing key with 403 (API_HeadObject.html, "Permissions")
+            problems.append(f"prompt {prompt.name!r}: {key} can't be read ({error_code(exc)}): missing or not readable")
+            continue
+        if found is None:
+            problems.append(f"prompt {prompt.name!r}: {key} is missing")
+        elif found[0] == 0:
+            problems.append(f"prompt {prompt.name!r}: {key} is empty (0 bytes)")
+        elif found[0] > MAX_PROMPT_BYTES:
+            problems.append(f"prompt {prompt.name!r}: {key} is {found[0]:,} bytes; at most {MAX_PROMPT_BYTES:,} are accepted")
+        else:
+            sized.append((prompt, key, *found))
+    total = sum(size for _, _, size, _ in sized)
+    if not problems and total > MAX_PROMPTS_TOTAL_BYTES:
+        problems.append(f"the prompt files are {total:,} bytes in all; at most {MAX_PROMPTS_TOTAL_BYTES:,} are accepted")
+    prompt_versions: dict[str, str] = {}
+    for prompt, key, size, version in sized if not problems else []:
+        try:
+            checked_template(prompt, read_sized(deps.s3, art.bucket, key, version, size), key)
+        except ManifestInvalid as exc:
+            problems.append(str(exc))
+            continue
+        prompt_versions[prompt.file] = version
+    if problems:
+        shown = problems[:10] + ([f"and {len(problems) - 10} more"] if len(problems) > 10 else [])
+        raise ManifestInvalid(f"{art.key}: " + "; ".join(shown))
+    return prompt_versions
 
 
 def acquire_lock(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:

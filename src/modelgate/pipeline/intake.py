@@ -1,12 +1,18 @@
-"""Intake: one manifest upload starts one release (a duplicate event starts nothing)."""
+"""Intake: one manifest upload starts one release (a duplicate event starts nothing).
+
+The key is checked before anything is recorded: the release id, and so the execution's
+name, is made of its service and commit segments. An upload refused for its key ends at
+once in a final ledger record (status Invalid, with the reason), keyed by a digest of the
+key and version: no execution starts, no lock is taken, live is never touched.
+"""
 
 from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
 from modelgate.contract import ReleaseContext
-from modelgate.errors import ManifestInvalid, error_code
-from modelgate.manifest import ArtifactRef, parse_release_key, release_id_for
+from modelgate.errors import ManifestInvalid, error_code, shown
+from modelgate.manifest import ArtifactRef, key_service, parse_release_key, refused_release_id, release_id_for
 from modelgate.observability import logger
 from modelgate.pipeline.deps import Deps
 from modelgate.settings import IntakeSettings
@@ -27,9 +33,12 @@ def start_release(deps: Deps[IntakeSettings], bucket: str, key: str, version_id:
     """Start the pipeline for one manifest upload; a duplicate event starts nothing."""
     if not version_id:
         raise ManifestInvalid(
-            f"s3://{bucket}/{key} has no object version: the artefact bucket must be versioned"
+            f"s3://{bucket}/{shown(key)} has no object version: the artefact bucket must be versioned"
         )
-    ctx = initial_context(bucket, key, version_id)
+    try:
+        ctx = initial_context(bucket, key, version_id)
+    except ManifestInvalid as exc:
+        return refuse_upload(deps, bucket, key, version_id, f"ManifestInvalid: {exc}")  # as RecordOutcome says it
     state_machine_arn = deps.settings.state_machine_arn
     # The ledger's conditional create decides which delivery of a (possibly duplicated)
     # event reports "started"; StartExecution is idempotent for a name and input (Standard
@@ -54,3 +63,21 @@ def start_release(deps: Deps[IntakeSettings], bucket: str, key: str, version_id:
         logger.info("duplicate upload event ignored", extra={"release_id": ctx.release_id})
         return {"release_id": ctx.release_id, "started": False, "reason": "already started"}
     return {"release_id": ctx.release_id, "started": True, "execution_arn": arn}
+
+
+def refuse_upload(deps: Deps[IntakeSettings], bucket: str, key: str, version_id: str, reason: str) -> dict:
+    """An upload whose key can't make a release: one final ledger record says why (created
+    once: a duplicate event finds it and writes nothing). The record keeps the key as
+    uploaded (where the object is); the reason and the history show it escaped and bounded."""
+    release_id = refused_release_id(key, version_id)
+    first = deps.ledger.receive(
+        release_id,
+        f"manifest uploaded: s3://{bucket}/{shown(key)} (version {version_id}); refused: {reason}",
+        status="Invalid",
+        service=key_service(key),
+        artifact=ArtifactRef(bucket=bucket, key=key, version_id=version_id).model_dump(),
+        reason=reason,
+        error="ManifestInvalid",
+    )
+    logger.warning("upload refused", extra={"release_id": release_id, "reason": reason, "first": first})
+    return {"release_id": release_id, "started": False, "reason": reason}

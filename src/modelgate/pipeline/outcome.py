@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from modelgate.adapters import lambda_alias
 from modelgate.contract import Outcome, ReleaseContext, TaskError
-from modelgate.errors import DecisionConflict
+from modelgate.errors import DecisionConflict, bounded
 from modelgate.pipeline.canary import cleanup_canary
 from modelgate.pipeline.candidate import cancel_release
 from modelgate.pipeline.deps import Deps, target
@@ -163,7 +163,8 @@ def _reason(error: TaskError | None) -> str:
             cause = parsed["errorMessage"]
     except (ValueError, TypeError):
         pass
-    return f"{error.error}: {cause}" if cause else error.error
+    # bounded: whatever a step's error echoed, the ledger record (400 KB item) and the state stay small
+    return bounded(f"{error.error}: {cause}" if cause else error.error, 16_000)
 
 
 def _outcome(ctx: ReleaseContext, status: str, error: str, reason: str) -> ReleaseContext:
