@@ -200,8 +200,8 @@ def approval_message(
         f"Release {one_line(ctx.release_id)} of {one_line(ctx.service)} waits for your decision.",
         (f"Commit {one_line(ctx.commit, 64)} on {one_line(ctx.branch, 200)}; model "
          f"{one_line(model_id, 200)}; candidate version {one_line(ctx.candidate_version)}."),
-        f"Models {one_line(ctx.service)}'s policy allows: "
-        f"{one_line(ctx.policy.allowed_models_text(), 400) if ctx.policy else 'unknown'}.",
+        (f"Models {one_line(ctx.service)}'s policy allows: "
+         f"{one_line(ctx.policy.allowed_models_text(), 400) if ctx.policy else 'unknown'}."),
         "",
         "Evaluation (candidate vs live, same cases):",
     ]
