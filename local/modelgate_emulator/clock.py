@@ -13,6 +13,10 @@ seconds and its metrics are timestamped 900 nominal seconds apart.
   that cannot pass a barrier its owner has not cleared (the alarm evaluator's next period
   boundary). So real work, however slow on a busy machine, costs no nominal time, and
   observers that must act at a nominal moment act there.
+- :class:`JumpingClock` (``LocalAWS(jump_when_idle=True)``): a load-safe clock that, when
+  every participating thread waits (on a timer, on another participant, or polling with
+  nothing new to see) and no hold, external wait or barrier is in the way, jumps straight
+  to the earliest deadline, so idle waits cost no real time.
 - :class:`ManualClock` (tests): nominal time moves only when the test says so.
 
 Waits on a clock (:meth:`Clock.wait`, :meth:`Clock.sleep`) end when the clock reaches
