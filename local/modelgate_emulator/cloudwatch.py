@@ -61,7 +61,7 @@ from moto.cloudwatch.models import (
     daterange,
 )
 
-from modelgate_emulator.clock import Clock, ScaledClock
+from modelgate_emulator.clock import Clock, JumpingClock, ScaledClock
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ DEFAULT_METRICS_DELAY_SECONDS = 60.0  # nominal; Lambda sends metrics in 1-minut
 # AWS fetches more periods than EvaluationPeriods to cope with missing data (its
 # missing-data table evaluates "3 out of 3" over 5 periods); we look back this many more.
 EXTRA_RANGE_PERIODS = 2
+ALARM_PERIOD_GRID_SECONDS = 10.0  # every valid alarm Period (10, 20, 30, n x 60 s) is a multiple
 _EPOCH = datetime(1970, 1, 1)
 _OPERATORS: dict[str, tuple[Callable[[float, float], bool], str]] = {
     "GreaterThanOrEqualToThreshold": (operator.ge, "greater than or equal to"),
@@ -522,20 +523,35 @@ class AlarmEvaluator:
                 except Exception:  # one bad tick must not end alarm evaluation for the run
                     logger.exception("alarm evaluation failed")
                 now = self.clock.now()
-                upcoming = self._next_boundary(now)
+                jumping = isinstance(self.clock, JumpingClock)
+                upcoming = self._next_boundary(now, any_alarm=jumping)
                 set_barrier = getattr(self.clock, "barrier", None)
                 if set_barrier is not None:
                     previous, barrier = barrier, set_barrier(upcoming)
                     if previous is not None:
                         self.clock.clear(previous)  # type: ignore[attr-defined]
-                pause = min(self.tick_seconds, max(self.clock.real_seconds(upcoming - now), 0.002))
-                self._stopping.wait(pause)
+                if jumping:
+                    # Idle on the clock until the boundary: the clock may jump there.
+                    self.clock.wait_for_moment(self._stopping, upcoming)
+                else:
+                    pause = min(self.tick_seconds, max(self.clock.real_seconds(upcoming - now), 0.002))
+                    self._stopping.wait(pause)
         finally:
             if barrier is not None:
                 self.clock.clear(barrier)  # type: ignore[attr-defined]
 
-    def _next_boundary(self, now: float) -> float:
-        """The next period boundary of any alarm (every minute when there is none)."""
+    def _next_boundary(self, now: float, *, any_alarm: bool = False) -> float:
+        """The next period boundary of any alarm (every minute when there is none).
+
+        ``any_alarm``: the next boundary any alarm could have, including one created while
+        the evaluator waits (a JumpingClock jumps to the boundary it waits for, so it must
+        not wait past one). An alarm's Period is 10, 20, 30 or a multiple of 60 s
+        ("PutMetricAlarm", Amazon CloudWatch API Reference,
+        https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html),
+        so every boundary lies on the 10 s grid.
+        """
+        if any_alarm:
+            return (math.floor(now / ALARM_PERIOD_GRID_SECONDS) + 1) * ALARM_PERIOD_GRID_SECONDS
         backend = cloudwatch_backends[self.account_id][self.region]
         periods = {q.period for q in map(_alarm_query, list(backend.alarms.values())) if q is not None} or {60}
         return min((math.floor(now / p) + 1) * p for p in periods)

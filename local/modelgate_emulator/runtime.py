@@ -32,7 +32,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest import mock
@@ -46,7 +46,7 @@ from modelgate_emulator import dynamodb, iam, limits
 from modelgate_emulator import logs as function_logs
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
-from modelgate_emulator.clock import Clock, LoadSafeClock
+from modelgate_emulator.clock import Clock, JumpingClock, LoadSafeClock
 from modelgate_emulator.cloudwatch import DEFAULT_METRICS_DELAY_SECONDS, LambdaMetricsPublisher
 from modelgate_emulator.lambda_runtime import (
     ASYNC_RETRY_DELAYS_SECONDS,
@@ -120,6 +120,14 @@ class LocalAWS:
     ``clock``: the runtime's nominal time (a :class:`LoadSafeClock`, restarted on entering:
     it stands still while handlers run); every timed part reads it, and the pipeline's own
     code reads it through ``modelgate.clock``.
+    ``jump_when_idle``: a :class:`JumpingClock` instead: when every thread of the runtime
+    and of the caller waits on the clock, nominal time jumps to the next deadline (waits
+    then cost no real time). Only for callers that wait through the runtime (``sleep``,
+    ``wait_for_execution``, ``modelgate_harness.polling.wait_until``): someone acting from
+    another process or a thread the runtime does not know is not waited for.
+    ``internal_callbacks``: task states whose task token the stack itself answers (or whose
+    timeout ends them, like a canary bake): the clock may jump over their waits. Every other
+    callback (an approval) is external: no jump while it is pending.
     ``seed`` makes generated physical names and weighted-alias routing repeatable (each
     alias draws from its own generator seeded from it; ``None``: random as on AWS).
     ``echo_logs``: the functions' output also reaches the console (it always lands in their
@@ -143,6 +151,8 @@ class LocalAWS:
         metrics_delay_seconds: float = DEFAULT_METRICS_DELAY_SECONDS,
         echo_logs: bool = True,
         enforce_iam: bool = True,
+        jump_when_idle: bool = False,
+        internal_callbacks: Collection[str] = (),
     ) -> None:
         if time_factor <= 0:
             raise ValueError("time_factor must be > 0: waits are scaled, never skipped")
@@ -165,6 +175,8 @@ class LocalAWS:
         self._clients: dict[str, Any] = {}
         self.account_id = ""
         self.enforce_iam = enforce_iam
+        self.jump_when_idle = jump_when_idle
+        self.internal_callbacks = frozenset(internal_callbacks)
         self.enforcer: iam.Enforcer | None = None
         self._principals: dict[str, iam.Principal] = {}
 
@@ -201,7 +213,12 @@ class LocalAWS:
                 exit_stack.callback(self._stop_enforcing, enforcer)
                 self.enforcer = enforcer
 
-            self.clock = LoadSafeClock(self.time_factor)  # nominal time starts now
+            # nominal time starts now
+            self.clock = JumpingClock(self.time_factor) if self.jump_when_idle else LoadSafeClock(self.time_factor)
+            if isinstance(self.clock, JumpingClock):
+                # This thread (the test, the demo) and every thread it or the stack starts
+                # participate; the clock stops jumping after everything below is undone.
+                exit_stack.enter_context(self.clock.running())
             exit_stack.callback(pipeline_clock.install(self.clock.datetime))
             integrations = _integrations(self.clock, self.metrics_delay_seconds)
             if isinstance(integrations.metrics_sink, LambdaMetricsPublisher):
@@ -223,7 +240,10 @@ class LocalAWS:
             exit_stack.enter_context(dynamodb.serialised_requests())
 
             patches = sfn_patches.StepFunctionsPatches(
-                self.time_factor, work_timeout_floor=self.work_timeout_floor, clock=self.clock
+                self.time_factor,
+                work_timeout_floor=self.work_timeout_floor,
+                clock=self.clock,
+                internal_callbacks=self.internal_callbacks,
             )
             patches.install()
             exit_stack.callback(patches.uninstall)

@@ -55,10 +55,11 @@ import threading
 import time
 import types
 import uuid
+from collections.abc import Collection
 from typing import Any
 from unittest import mock
 
-from modelgate_emulator.clock import Clock, ScaledClock
+from modelgate_emulator.clock import Clock, ScaledClock, observe
 
 _POLL_SECONDS = 0.02
 _MIN_REAL_WAIT = 0.002  # real seconds: the shortest re-check of a wait on the clock
@@ -69,11 +70,22 @@ _SHARED_STATE_MACHINE_FIELDS = frozenset({"backend", "versions", "latest_version
 class StepFunctionsPatches:
     """Installs the patches above; ``uninstall()`` restores moto exactly."""
 
-    def __init__(self, time_factor: float, *, work_timeout_floor: float = math.inf, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        time_factor: float,
+        *,
+        work_timeout_floor: float = math.inf,
+        clock: Clock | None = None,
+        internal_callbacks: Collection[str] = (),
+    ) -> None:
         if time_factor <= 0:
             raise ValueError("time_factor must be > 0: waits are scaled, never skipped")
         self.time_factor = time_factor
         self.work_timeout_floor = work_timeout_floor
+        # Task states whose task token the stack itself answers (or the timeout ends): their
+        # callback waits are timers a JumpingClock may jump; any other callback is external.
+        self.internal_callbacks = frozenset(internal_callbacks)
+        self._callback_state = threading.local()
         # What "now" is for a Wait until a Timestamp: the runtime's nominal time.
         self.clock: Clock = clock if clock is not None else ScaledClock(time_factor)
         self._stack: contextlib.ExitStack | None = None
@@ -137,6 +149,9 @@ class StepFunctionsPatches:
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
             StateTaskService,
         )
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+            StateTaskServiceCallback,
+        )
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import (
             StateTask,
         )
@@ -190,13 +205,17 @@ class StepFunctionsPatches:
                 if timeout is None:
                     return super().wait()
                 real = max(float(timeout) * factor, min(float(timeout), patches.work_timeout_floor))
-                return super().wait(real)
+                with clock.blocked_on(self.is_set):  # the state's own thread does the work
+                    return super().wait(real)
 
         threading_for_execute_state = types.SimpleNamespace(**{k: getattr(threading, k) for k in dir(threading) if not k.startswith("__")})
         threading_for_execute_state.Event = ScaledEvent
 
+        def external_callback() -> bool:
+            return getattr(patches._callback_state, "name", None) not in patches.internal_callbacks
+
         def callback_wait(endpoint: Any, timeout: float | None = None) -> Any:
-            clock.wait(endpoint._notify_event, None if timeout is None else float(timeout))
+            clock.wait(endpoint._notify_event, None if timeout is None else float(timeout), external=external_callback())
             return endpoint._outcome
 
         def heartbeat_clear_and_wait(endpoint: Any) -> bool:
@@ -204,7 +223,16 @@ class StepFunctionsPatches:
                 if endpoint._next_heartbeat_event.is_set():
                     endpoint._next_heartbeat_event.clear()
                     return True
-            return clock.wait(endpoint._next_heartbeat_event, float(endpoint._heartbeat_seconds))
+            return clock.wait(endpoint._next_heartbeat_event, float(endpoint._heartbeat_seconds), external=external_callback())
+
+        original_wait_for_task_token = StateTaskServiceCallback._eval_wait_for_task_token
+
+        def eval_wait_for_task_token(state: Any, *args: Any, **kwargs: Any) -> Any:
+            patches._callback_state.name = state.name  # which state's callback the waits below are
+            try:
+                return original_wait_for_task_token(state, *args, **kwargs)
+            finally:
+                patches._callback_state.name = None
 
         # --- retry intervals -----------------------------------------------------------
         time_for_retrier = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("__")})
@@ -217,12 +245,7 @@ class StepFunctionsPatches:
             worker = threading.Thread(target=EvalComponent.eval, args=(program, env), daemon=True)
             TMP_THREADS.append(worker)
             worker.start()
-            if timeout is None:
-                worker.join()
-            else:
-                deadline = clock.now() + float(timeout)
-                while worker.is_alive() and (left := deadline - clock.now()) > 0:
-                    worker.join(max(clock.real_seconds(left), _MIN_REAL_WAIT))
+            clock.wait(_Joined(worker), None if timeout is None else float(timeout))
             if worker.is_alive():
                 env.set_timed_out()
 
@@ -333,6 +356,7 @@ class StepFunctionsPatches:
             (Timestamp, "_get_wait_seconds", timestamp_wait_seconds),
             (execute_state, "threading", threading_for_execute_state),
             (CallbackEndpoint, "wait", callback_wait),
+            (StateTaskServiceCallback, "_eval_wait_for_task_token", eval_wait_for_task_token),
             (HeartbeatEndpoint, "clear_and_wait", heartbeat_clear_and_wait),
             (retrier_decl, "time", time_for_retrier),
             (Program, "eval", program_eval),
@@ -360,6 +384,20 @@ def _child_start_denied(env: Any) -> str | None:
     return None
 
 
+class _Joined:
+    """A thread seen as an event that is set when the thread has ended (for Clock.wait)."""
+
+    def __init__(self, thread: threading.Thread) -> None:
+        self._thread = thread
+
+    def is_set(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return self.is_set()
+
+
 # ---------------------------------------------------------------------- helpers
 def wait_for_execution(sfn_client: Any, execution_arn: str, timeout: float = 30.0) -> dict[str, Any]:
     """Poll DescribeExecution until the execution is no longer RUNNING; return its description.
@@ -367,8 +405,10 @@ def wait_for_execution(sfn_client: Any, execution_arn: str, timeout: float = 30.
     Raises TimeoutError naming the execution and its last entered state otherwise.
     """
     deadline = time.monotonic() + timeout
+    observation = observe()  # a jumping clock waits for this loop to see each change
     while True:
-        description: dict[str, Any] = sfn_client.describe_execution(executionArn=execution_arn)
+        with observation.poll():
+            description: dict[str, Any] = sfn_client.describe_execution(executionArn=execution_arn)
         if description["status"] != "RUNNING":
             return description
         if time.monotonic() >= deadline:
@@ -376,7 +416,7 @@ def wait_for_execution(sfn_client: Any, execution_arn: str, timeout: float = 30.
             raise TimeoutError(
                 f"execution {execution_arn} still RUNNING after {timeout} s (last state: {path[-1] if path else 'none'})"
             )
-        time.sleep(_POLL_SECONDS)
+        observation.found_nothing(_POLL_SECONDS)
 
 
 def execution_history(sfn_client: Any, execution_arn: str) -> list[dict[str, Any]]:

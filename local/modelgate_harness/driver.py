@@ -94,13 +94,26 @@ class ReleaseDriver:
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "support-bot"
 
 
+# The pipeline's callback states that the stack answers itself: a canary bake ends by its
+# timeout or by the on_alarm function (an alarm); a person answers WaitForApproval.
+INTERNAL_CALLBACKS = ("Bake",)
+
+
 @contextmanager
 def sample_stack(
-    template_path: Path, *, time_factor: float, seed: int | None = None, **parameters: str
+    template_path: Path,
+    *,
+    time_factor: float,
+    seed: int | None = None,
+    jump_when_idle: bool = False,
+    **parameters: str,
 ) -> Iterator[tuple[Any, Control]]:
     """The stack on the local runtime with the sample service's dataset uploaded:
     what the demo, the benchmarks and the state-machine tests start from. ``seed`` makes
-    weighted-alias routing (and generated names) repeatable."""
+    weighted-alias routing (and generated names) repeatable. ``jump_when_idle``: nominal
+    time jumps over waits when everything waits (``LocalAWS(jump_when_idle=True)``, with
+    the bakes as :data:`INTERNAL_CALLBACKS`); only for callers that wait through
+    :func:`wait_until` or the runtime (an operator acting from another process is not seen)."""
     import boto3
     from modelgate_emulator import LocalAWS
     from modelgate_harness.control import put_dataset
@@ -108,7 +121,14 @@ def sample_stack(
     from modelgate.adapters import clients as aws
 
     params = {"ModelProvider": "local", "LogLevel": "WARNING", **parameters}
-    with LocalAWS(template_path, parameters=params, time_factor=time_factor, seed=seed) as local:
+    with LocalAWS(
+        template_path,
+        parameters=params,
+        time_factor=time_factor,
+        seed=seed,
+        jump_when_idle=jump_when_idle,
+        internal_callbacks=INTERNAL_CALLBACKS,
+    ) as local:
         control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource, act_as=local.acting_as)
         put_dataset(control, "support-bot", EXAMPLES / "dataset.jsonl")
         yield local, control

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from modelgate_emulator.clock import observe
+
 T = TypeVar("T")
 
 __all__ = ["wait_until"]
@@ -29,21 +31,26 @@ def wait_until(
 
     ``predicate`` is called at least once, and once more at the deadline, so a short
     timeout never fails a condition that already holds. An exception from it propagates
-    at once (a broken check is not "not yet"). After ``timeout`` seconds: ``TimeoutError``
+    at once (a broken check is not "not yet"). On an embedded AWS whose clock jumps
+    (``LocalAWS(jump_when_idle=True)``) the caller is a participant: the clock does not jump
+    until ``predicate`` has been called again after each change, and it is called again as
+    soon as something changed (``modelgate_emulator.clock.observe``). After ``timeout`` seconds: ``TimeoutError``
     "timed out after <timeout> s waiting for <what>", followed by "; last seen: <progress()>"
     when ``progress`` is given (say where things stood: a status, the last state entered).
     """
     if timeout < 0 or interval <= 0:
         raise ValueError(f"timeout must be >= 0 and interval > 0 (got {timeout}, {interval})")
     deadline = time.monotonic() + timeout
+    observation = observe()
     while True:
-        value = predicate()
+        with observation.poll():
+            value = predicate()
         if value:
             return value
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        time.sleep(min(interval, remaining))
+        observation.found_nothing(min(interval, remaining))
     message = f"timed out after {timeout:g} s waiting for {what}"
     if progress is not None:
         try:

@@ -2,12 +2,18 @@
 
 Each test gets a fresh stack (deploying takes well under a second). Waits, bakes and
 timeouts are scaled by TIME_FACTOR, never skipped: a 900 s bake lasts 1.8 s here.
+MODELGATE_JUMPING_CLOCK=1 runs them on a clock that jumps over waits when everything waits
+(``LocalAWS(jump_when_idle=True)``; the tests wait through ``wait_until`` and the driver,
+so a test acting on "Baking" sees it before the bake is jumped over). Off by default: with
+it, live traffic gets its full nominal rate on a loaded machine, and a few waits in the
+tests (60 s for "the watch") are then too short there.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,7 @@ TIME_FACTOR = 0.002
 # Weighted aliases route at random as on AWS; a seed makes a failing run repeatable.
 ROUTING_SEED = 20261130
 HANG_GUARD_SECONDS = 900
+JUMP_WHEN_IDLE = os.environ.get("MODELGATE_JUMPING_CLOCK") == "1"
 SERVICE = "support-bot"
 
 
@@ -72,7 +79,9 @@ class Pipeline:
 
 @pytest.fixture
 def pipeline():
-    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED) as (local, control):
+    with sample_stack(
+        ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED, jump_when_idle=JUMP_WHEN_IDLE
+    ) as (local, control):
         # The driver's timeout only guards against a hang: it is no speed limit, so a busy
         # machine (a 5,000-case evaluation with the CPU shared) must not reach it.
         driver = ReleaseDriver(control, timeout=HANG_GUARD_SECONDS)

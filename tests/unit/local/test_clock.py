@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
-from modelgate_emulator.clock import LoadSafeClock, ManualClock, ScaledClock
+from modelgate_emulator.clock import JumpingClock, LoadSafeClock, ManualClock, ScaledClock, observe
 
 
 def test_a_scaled_clock_runs_faster_than_real_time_from_the_real_now() -> None:
@@ -99,3 +101,155 @@ def test_clocks_refuse_a_factor_that_would_skip_waits() -> None:
         LoadSafeClock(0)
     with pytest.raises(ValueError):
         ScaledClock(-1)
+
+
+# ---------------------------------------------------------------- the jumping clock
+# time_factor=inf: nominal time never flows, it only jumps, and a jump is decided at the
+# moment a participant changes what it does (synchronously, under the clock's lock). So
+# "no jump" is checked by reading the clock right after the change, never by waiting.
+HANG_GUARD = 30.0  # real seconds: only to turn a hang into a failure, never a speed limit
+T0 = 1_000_000.0
+
+
+def until(clock: JumpingClock, condition: Callable[[dict[str, str]], bool], what: str) -> None:
+    """Wait (real time, hang guard only) until ``condition(clock.participants())`` holds."""
+    deadline = time.monotonic() + HANG_GUARD
+    while not condition(seen := clock.participants()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never reached: {what}; participants: {seen}")
+        time.sleep(0.001)
+
+
+def sleeper(clock: JumpingClock, name: str, seconds: float, woke: list[tuple[str, float]]) -> threading.Thread:
+    def run() -> None:
+        clock.sleep(seconds)
+        woke.append((name, clock.now()))
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def join(*threads: threading.Thread) -> None:
+    for thread in threads:
+        thread.join(HANG_GUARD)
+        assert not thread.is_alive(), f"{thread.name} still waits"
+
+
+def test_the_clock_jumps_to_each_deadline_when_every_participant_waits() -> None:
+    # Given a clock that only moves by jumps, and three participants sleeping 30, 10 and 20 s
+    clock = JumpingClock(math.inf, origin=T0)
+    woke: list[tuple[str, float]] = []
+    with clock.running():
+        threads = [sleeper(clock, name, seconds, woke) for name, seconds in (("c", 30), ("a", 10), ("b", 20))]
+        until(clock, lambda p: [p.get(n) for n in "abc"] == ["timer"] * 3, "all three wait")
+        # While the test thread runs (an active participant) nothing jumps
+        assert clock.now() == T0 and clock.jumps == 0
+        with clock.blocked_on(lambda: False):  # When the test only waits for them
+            join(*threads)
+    # Then each woke exactly at its deadline, in deadline order
+    assert woke == [("a", T0 + 10), ("b", T0 + 20), ("c", T0 + 30)]
+    assert clock.jumps == 3
+
+
+def test_no_jump_while_a_hold_is_open() -> None:
+    clock = JumpingClock(math.inf, origin=T0)
+    woke: list[tuple[str, float]] = []
+    with clock.running(), clock.blocked_on(lambda: False):
+        with clock.hold():  # real work runs
+            thread = sleeper(clock, "waiter", 10, woke)
+            until(clock, lambda p: p.get("waiter") == "timer", "the waiter waits")
+            # Then everyone waits but the work holds the clock
+            assert clock.now() == T0 and clock.jumps == 0
+        # When the work ends the clock jumps at once
+        join(thread)
+    assert woke == [("waiter", T0 + 10)]
+
+
+def test_no_jump_while_a_participant_is_active() -> None:
+    clock = JumpingClock(math.inf, origin=T0)
+    woke: list[tuple[str, float]] = []
+    release = threading.Event()
+    with clock.running(), clock.blocked_on(lambda: False):
+        # A participant blocked on something the clock does not know counts as active
+        busy = threading.Thread(target=release.wait, name="busy", daemon=True)
+        busy.start()
+        waiter = sleeper(clock, "waiter", 10, woke)
+        until(clock, lambda p: p.get("waiter") == "timer" and p.get("busy") == "active", "both started")
+        assert clock.now() == T0 and clock.jumps == 0
+        # When it ends (it leaves the participants) the clock jumps
+        release.set()
+        join(busy, waiter)
+    assert woke == [("waiter", T0 + 10)]
+
+
+def test_no_jump_while_an_external_wait_is_pending() -> None:
+    clock = JumpingClock(math.inf, origin=T0)
+    woke: list[tuple[str, float]] = []
+    approval = threading.Event()
+    answered: list[bool] = []
+    with clock.running(), clock.blocked_on(lambda: False):
+        # An approval (24 h timeout) only someone outside answers, and a 10 s timer
+        approver = threading.Thread(
+            target=lambda: answered.append(clock.wait(approval, 86_400, external=True)), name="approval", daemon=True
+        )
+        approver.start()
+        waiter = sleeper(clock, "waiter", 10, woke)
+        until(clock, lambda p: p.get("waiter") == "timer" and p.get("approval") == "external", "both wait")
+        # Then the approval timeout is not jumped to, nor anything before it
+        assert clock.now() == T0 and clock.jumps == 0
+        approval.set()
+        join(approver, waiter)
+    assert answered == [True]
+    assert woke == [("waiter", T0 + 10)]
+
+
+def test_a_jump_never_passes_an_uncleared_barrier() -> None:
+    clock = JumpingClock(math.inf, origin=T0)
+    woke: list[tuple[str, float]] = []
+    with clock.running(), clock.blocked_on(lambda: False):
+        barrier = clock.barrier(T0 + 5)
+        waiter = sleeper(clock, "waiter", 10, woke)
+        until(clock, lambda p: p.get("waiter") == "timer", "the waiter waits")
+        # Then the clock jumped to the barrier and stays there
+        assert clock.now() == T0 + 5 and not woke
+        # When the barrier is cleared it jumps on to the deadline
+        clock.clear(barrier)
+        join(waiter)
+    assert woke == [("waiter", T0 + 10)]
+
+
+def test_an_observer_sees_every_change_before_the_clock_jumps() -> None:
+    clock = JumpingClock(math.inf, origin=T0)
+    woke: list[tuple[str, float]] = []
+    with clock.running():
+        observation = observe()
+        with observation.poll():  # the test polls: it may act on what it sees
+            waiter = sleeper(clock, "waiter", 10, woke)  # meanwhile something changes
+            until(clock, lambda p: p.get("waiter") == "timer", "the waiter waits")
+        # When the poll found nothing, the observer has not seen the change: no jump
+        observation.found_nothing(0.0)
+        assert clock.now() == T0 and clock.jumps == 0
+        # When it polled again after the change, the clock jumps
+        with observation.poll():
+            pass
+        observation.found_nothing(HANG_GUARD)
+        join(waiter)
+    assert woke == [("waiter", T0 + 10)]
+
+
+def test_without_participants_a_jumping_clock_flows_like_a_load_safe_clock() -> None:
+    # Not running: no participant is known, so it never jumps; time flows, holds stop it
+    clock = JumpingClock(0.001)
+    with clock.hold():
+        held = clock.now()
+        time.sleep(0.02)
+        assert clock.now() == held
+    time.sleep(0.01)
+    assert clock.now() > held + 5
+    assert clock.jumps == 0
+
+
+def test_a_jumping_clock_refuses_a_bad_poll_interval() -> None:
+    with pytest.raises(ValueError, match="poll_seconds"):
+        JumpingClock(0.01, poll_seconds=0)
