@@ -184,6 +184,7 @@ class ReleaseContext(_Contract):
     artifact: ArtifactRef
     commit: str
     branch: str
+    lease_generation: int | None = None  # the service lease's generation AcquireLock took (the fencing token)
     manifest: Manifest | None = None
     policy: ReleasePolicy | None = None
     function_name: str | None = None

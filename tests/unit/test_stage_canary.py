@@ -31,9 +31,12 @@ ALARM = f"test-canary-{RELEASE}-errors"
 
 
 def canary_ctx(world, *, step: int | None = 0, policy: ReleasePolicy | None = None, **fields):
-    """A release whose candidate (version 2) takes the given rollout step beside live (version 1)."""
+    """A release whose candidate (version 2) takes the given rollout step beside live (version 1),
+    holding its service's lease."""
     policy = policy or ReleasePolicy()
-    values = {"live_version": "1", "candidate_version": "2", "canary_alarms": [ALARM], "policy": policy}
+    generation = world.ledger.acquire_lock("support-bot", RELEASE, 3600)
+    values = {"live_version": "1", "candidate_version": "2", "canary_alarms": [ALARM], "policy": policy,
+              "lease_generation": generation}
     if step is not None:
         values["step"] = policy.step_plan()[step]
     values.update(fields)
