@@ -42,6 +42,7 @@ import dataclasses
 import functools
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -63,6 +64,7 @@ class AliasUpdate:
     accepted: bool | None  # None while the update is in flight ("before")
     revision: str | None  # the alias's RevisionId after the update (None if refused or in flight)
     thread: str  # the caller's thread name (which handler sent it)
+    at: float  # real epoch seconds when it arrived (the ledger's timestamps are real time too)
 
 
 AliasHook = Callable[[AliasUpdate, Phase], None]
@@ -144,6 +146,7 @@ def revisions(recorder: AliasRecorder | None = None) -> Iterator[AliasRecorder]:
             accepted=None,
             revision=None,
             thread=threading.current_thread().name,
+            at=time.time(),
         )
         recorder._run_hooks(asked, "before")
         alias = response.backend.get_alias(alias_name, function_name)  # ResourceNotFound as moto answers it

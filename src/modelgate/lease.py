@@ -61,7 +61,8 @@ class ServiceLocks:
         """Take the service's lease for ``release_id``; its generation (the fencing token).
 
         Free, or expired (and held by another): taken, generation + 1. Already ours (a
-        retried task): renewed, same generation. Held by another: ServiceLocked."""
+        retried task): renewed, same generation. Held by another: ServiceLocked. Cleanups
+        the item still owes (``cleanup``) stay owed: the new holder finishes them."""
         now = int(time.time())
         key = {"pk": f"SERVICE#{service}", "sk": "LOCK"}
         try:
@@ -71,7 +72,9 @@ class ServiceLocks:
                     "SET release_id = :me, acquired_at = :at, lease_expires = :expires, "
                     "generation = if_not_exists(generation, :zero) + :one"
                 ),
-                ConditionExpression="attribute_not_exists(pk) OR (lease_expires < :now AND release_id <> :me)",
+                ConditionExpression=(
+                    "attribute_not_exists(release_id) OR (lease_expires < :now AND release_id <> :me)"
+                ),
                 ExpressionAttributeValues={
                     ":me": release_id, ":at": _now_iso(), ":expires": now + lease_seconds, ":now": now,
                     ":zero": 0, ":one": 1,
@@ -102,21 +105,22 @@ class ServiceLocks:
 
     def take_over_lock(self, service: str, holder: str, owner: str, lease_seconds: int) -> int:
         """Take the lease from ``holder`` (whose release is being cancelled) for ``owner``, in
-        one conditional write; its new generation. The item remembers ``holder`` as the
-        cleanup still owed (``lease``), until ``cleanup_done``: whoever holds the lease next
-        finishes it if this owner dies first. ServiceLocked if ``holder`` no longer holds it."""
+        one conditional write; its new generation. ``holder`` joins the set of cleanups the
+        item owes (``cleanup``, with any a previous owner did not finish) until
+        ``cleanup_done``: whoever holds the lease next finishes them if this owner dies or
+        loses the lease first. ServiceLocked if ``holder`` no longer holds it."""
         now = int(time.time())
         try:
             response = self.table.update_item(
                 Key={"pk": f"SERVICE#{service}", "sk": "LOCK"},
                 UpdateExpression=(
-                    "SET release_id = :me, acquired_at = :at, lease_expires = :expires, cleanup = :holder, "
-                    "generation = if_not_exists(generation, :zero) + :one"
+                    "SET release_id = :me, acquired_at = :at, lease_expires = :expires, "
+                    "generation = if_not_exists(generation, :zero) + :one ADD cleanup :owed"
                 ),
                 ConditionExpression="release_id = :holder",
                 ExpressionAttributeValues={
-                    ":me": owner, ":holder": holder, ":at": _now_iso(), ":expires": now + lease_seconds,
-                    ":zero": 0, ":one": 1,
+                    ":me": owner, ":holder": holder, ":owed": {holder}, ":at": _now_iso(),
+                    ":expires": now + lease_seconds, ":zero": 0, ":one": 1,
                 },
                 ReturnValues="ALL_NEW",
             )
@@ -130,20 +134,25 @@ class ServiceLocks:
         return int(response["Attributes"]["generation"])
 
     def lease(self, service: str) -> dict | None:
-        """The service's lock item (holder ``release_id``, ``generation``, ``cleanup`` owed), if any."""
+        """The service's lock item (holder ``release_id``, ``generation``, the set of releases
+        whose cancel is still owed, ``cleanup``), if any."""
         item = self.table.get_item(Key={"pk": f"SERVICE#{service}", "sk": "LOCK"}, ConsistentRead=True).get("Item")
         if not item:
             return None
         return {k: int(v) if isinstance(v, Decimal) else v for k, v in item.items()}
 
+    def owed_cleanups(self, service: str) -> list[str]:
+        """The releases whose cancel the lease still owes, oldest id first."""
+        return sorted((self.lease(service) or {}).get("cleanup") or [])
+
     def cleanup_done(self, service: str, owner: str, cancelled: str) -> None:
-        """The lease's owner finished cancelling ``cancelled``: nothing is owed any more."""
+        """The lease's owner finished cancelling ``cancelled``: that is no longer owed."""
         try:
             self.table.update_item(
                 Key={"pk": f"SERVICE#{service}", "sk": "LOCK"},
-                UpdateExpression="REMOVE cleanup",
-                ConditionExpression="release_id = :me AND cleanup = :cancelled",
-                ExpressionAttributeValues={":me": owner, ":cancelled": cancelled},
+                UpdateExpression="DELETE cleanup :done",
+                ConditionExpression="release_id = :me",
+                ExpressionAttributeValues={":me": owner, ":done": {cancelled}},
             )
         except ClientError as exc:
             if not _conditional_failed(exc):
@@ -171,10 +180,23 @@ class ServiceLocks:
         return item.get("release_id") if item else None
 
     def release_lock(self, service: str, release_id: str) -> bool:
-        """Release the lock if this release holds it; True if it did."""
+        """Release the lock if this release holds it; True if it did. While cleanups are owed
+        the item stays (without a holder), so the next holder still finds them."""
+        key = {"pk": f"SERVICE#{service}", "sk": "LOCK"}
         try:
             self.table.delete_item(
-                Key={"pk": f"SERVICE#{service}", "sk": "LOCK"},
+                Key=key,
+                ConditionExpression="release_id = :me AND attribute_not_exists(cleanup)",
+                ExpressionAttributeValues={":me": release_id},
+            )
+            return True
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+        try:
+            self.table.update_item(
+                Key=key,
+                UpdateExpression="REMOVE release_id, lease_expires",
                 ConditionExpression="release_id = :me",
                 ExpressionAttributeValues={":me": release_id},
             )
@@ -185,10 +207,10 @@ class ServiceLocks:
             raise
 
     def record_under_lease(self, release_id: str, status: str, update: dict[str, Any], lease: Lease) -> None:
-        # The resource's client serialises DynamoDB types itself (boto3's resource layer): plain values here.
         """One release-record update (``Ledger.record``'s) in one transaction with the
         condition that ``lease`` is held: LeaseLost if it is not, ReleaseClosed if the update's
-        own condition fails."""
+        own condition fails. (The resource's client serialises DynamoDB types itself: plain
+        values here.)"""
         check = lease.condition()
         table = self.table.name
         items = [
@@ -207,7 +229,7 @@ class ServiceLocks:
                     "UpdateExpression": update["UpdateExpression"],
                     "ExpressionAttributeNames": update["ExpressionAttributeNames"],
                     "ExpressionAttributeValues": update["ExpressionAttributeValues"],
-                    **({"ConditionExpression": update["ConditionExpression"]} if "ConditionExpression" in update else {}),
+                    **{k: v for k, v in update.items() if k == "ConditionExpression"},
                 }
             },
         ]

@@ -254,7 +254,7 @@ def test_a_cancel_the_superseder_did_not_finish_is_finished_by_the_leases_holder
     # Given a newer release that took the older one's lease over and died before cancelling it
     in_flight(world, "support-bot-newer-2")
     taken_over(world, "support-bot-older-1", "support-bot-newer-2")
-    assert world.ledger.lease("support-bot")["cleanup"] == "support-bot-older-1"
+    assert world.ledger.owed_cleanups("support-bot") == ["support-bot-older-1"]
     # When its AcquireLock is retried
     ctx = acquire_lock(world.deps, world.context("support-bot-newer-2"))
     # Then the older release is cancelled after all, and nothing is owed any more

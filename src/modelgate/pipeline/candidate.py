@@ -130,18 +130,23 @@ def acquire_lock(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     if generation is None:
         generation = deps.ledger.acquire_lock(ctx.service, ctx.release_id, lease_seconds)
     fence = Fence(deps, Lease(ctx.service, ctx.release_id, generation))
-    owed = (deps.ledger.lease(ctx.service) or {}).get("cleanup")
-    if owed and owed != ctx.release_id:
-        cancel_release(
-            deps, owed, "Superseded", f"superseded by release {ctx.release_id} (commit {ctx.commit})", fence=fence
-        )
-        deps.ledger.cleanup_done(ctx.service, ctx.release_id, owed)
+    finish_owed_cancels(deps, fence, "Superseded", f"superseded by release {ctx.release_id} (commit {ctx.commit})")
     try:
         deps.ledger.record(ctx.release_id, "Locked", f"holds the release lock of {ctx.service} (lease {generation})")
     except ReleaseClosed:
         deps.ledger.release_lock(ctx.service, ctx.release_id)  # this release ended meanwhile: not its lease
         raise
     return ctx.model_copy(update={"lease_generation": generation})
+
+
+def finish_owed_cancels(deps: Deps, fence: Fence, status: str, reason: str, *, actor: str = "modelgate") -> None:
+    """Cancel every release the lease owes a cancel (taken over from it, or from an owner
+    that took it over and lost the lease or died before cancelling it), under ``fence``."""
+    service, owner = fence.lease.service, fence.lease.owner
+    for owed in deps.ledger.owed_cleanups(service):
+        if owed != owner and deps.ledger.release(owed) is not None:
+            cancel_release(deps, owed, status, reason, fence=fence, actor=actor)
+        deps.ledger.cleanup_done(service, owner, owed)
 
 
 def cancel_release(

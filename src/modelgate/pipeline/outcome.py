@@ -14,7 +14,7 @@ from modelgate.contract import Outcome, ReleaseContext, TaskError
 from modelgate.errors import DecisionConflict, LeaseLost, ReleaseClosed
 from modelgate.lease import Lease
 from modelgate.pipeline.canary import cleanup_canary
-from modelgate.pipeline.candidate import cancel_release
+from modelgate.pipeline.candidate import finish_owed_cancels
 from modelgate.pipeline.deps import Deps, target
 from modelgate.pipeline.fencing import Fence, fence_of
 from modelgate.policy import managed_function_prefix
@@ -49,36 +49,36 @@ def rollback(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
 
     The alias moves only while the release holds its lease (fencing.py). One that lost it
     (superseded, cancelled by hand) leaves the alias to the lease's new holder, which returns
-    its canary traffic itself; its own alarms are deleted either way."""
+    its canary traffic itself, and ends Superseded (unless its canceller recorded its own
+    status first); its own alarms are deleted either way."""
     error = ctx.error
     reason = _reason(error)
     fn, alias = ctx.function_name, ctx.alias
-    restored = f"{fn}:{alias} restored to version {ctx.live_version}"
-    if fn and alias and ctx.live_version:
-        live = ctx.live_version
-        try:
+    status, detail = "RolledBack", f"{fn}:{alias} restored to version {ctx.live_version}: {reason}"
+    try:
+        if fn and alias and ctx.live_version:
+            live = ctx.live_version
             fence_of(deps, ctx).move_alias(fn, alias, lambda *_: (live, {}), f"rolling back {ctx.release_id}")
-        except LeaseLost as exc:
-            restored = f"{fn}:{alias} left to the lease's holder ({exc})"
+        elif error is not None and error.error == "LeaseLost":
+            raise LeaseLost(reason)
+    except LeaseLost as exc:
+        status, detail = "Superseded", f"{exc}; {fn}:{alias} is left to the lease's holder (after: {reason})"
     cleanup_canary(deps, ctx)
     deps.ledger.take_token(ctx.release_id, "bake")
     try:
-        deps.ledger.record(
-            ctx.release_id,
-            "RolledBack",
-            f"{restored}: {reason}",
-            reason=reason,
-            error=error.error if error else None,
-        )
+        deps.ledger.record(ctx.release_id, status, detail, reason=detail if status != "RolledBack" else reason,
+                           error=error.error if error else None)
     except ReleaseClosed:
         # Ended meanwhile by whoever took the lease (superseded, rolled back by hand): that stays.
-        current = deps.ledger.get(ctx.release_id) or {}
-        return _outcome(ctx, str(current.get("status")), error.error if error else "RolledBack", reason)
+        status = str((deps.ledger.get(ctx.release_id) or {}).get("status"))
+    if status != "RolledBack":
+        return _outcome(ctx, status, error.error if error else status, detail)
     deps.ledger.release_lock(ctx.service, ctx.release_id)
     deps.sns.publish(
         TopicArn=deps.settings.approval_topic_arn,
         Subject=f"Modelgate: {ctx.service} release {ctx.commit[:12]} rolled back"[:100],
-        Message=f"Release {ctx.release_id} was rolled back; {restored}.\nWhy: {reason}",
+        Message=f"Release {ctx.release_id} was rolled back; {fn}:{alias} serves version "
+        f"{ctx.live_version} again.\nWhy: {reason}",
     )
     return _outcome(ctx, "RolledBack", error.error if error else "RolledBack", reason)
 
@@ -106,9 +106,7 @@ def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") ->
         generation = deps.ledger.acquire_lock(service, owner, lease_seconds)
     fence = Fence(deps, Lease(service, owner, generation))
     try:
-        if holder and deps.ledger.release(holder) is not None:
-            cancel_release(deps, holder, "RolledBack", why, fence=fence, actor=actor)
-            deps.ledger.cleanup_done(service, owner, holder)
+        finish_owed_cancels(deps, fence, "RolledBack", why, actor=actor)
         return _roll_back_live(deps, service, fn, alias, fence, why, actor)
     finally:
         deps.ledger.release_lock(service, owner)
@@ -157,6 +155,7 @@ def _roll_back_live(deps: Deps, service: str, fn: str, alias: str, fence: Fence,
 
 STATUS_BY_ERROR = {
     "Superseded": "Superseded",
+    "LeaseLost": "Superseded",  # a newer release (or a manual rollback) took the lease: fencing.py
     "ManifestInvalid": "Invalid",
     "ServiceNotRegistered": "Invalid",
     "GateFailed": "GateFailed",
