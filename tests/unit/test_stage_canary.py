@@ -146,6 +146,30 @@ def test_an_alarm_before_the_bake_is_armed_is_left_to_start_bake(world):
     assert world.sfn.sent == []
 
 
+def test_an_orphaned_alarm_of_a_release_that_ended_is_deleted_when_it_fires(world):
+    # Given the alarm of a release that ended (superseded) without deleting it, holding no lease
+    world.put_alarm(ALARM)
+    world.ledger.put_alarm_owner(ALARM, RELEASE, "support-bot")
+    world.ledger.record(RELEASE, "Superseded", "by a newer one")
+    # When it fires / Then it is deleted with its owner, and nothing is sent
+    result = on_alarm(world.deps, ALARM, "x")
+    assert result["action"] == "orphan deleted" and "ended Superseded and holds no lease" in result["why"]
+    assert world.alarm_names() == [] and world.ledger.alarm_owner(ALARM) is None
+    assert world.sfn.sent == []
+
+
+@pytest.mark.parametrize("status", ["Canary", "Promoted"])
+def test_an_alarm_of_a_release_in_flight_or_holding_its_lease_is_kept(world, status):
+    # Given the alarm of a release in its canary, or one that ended but still holds its lease (Promote running)
+    world.put_alarm(ALARM)
+    world.ledger.put_alarm_owner(ALARM, RELEASE, "support-bot")
+    world.ledger.acquire_lock("support-bot", RELEASE, 3600)
+    world.ledger.record(RELEASE, status, "x")
+    # When it fires outside a bake / Then it is left alone
+    assert on_alarm(world.deps, ALARM, "x")["why"] == "not baking"
+    assert world.alarm_names() == [ALARM]
+
+
 def test_an_alarm_after_the_bake_task_ended_does_nothing(world):
     # Given a bake token whose task already ended (timed out into CheckCanary)
     world.ledger.put_alarm_owner(ALARM, RELEASE, "support-bot")

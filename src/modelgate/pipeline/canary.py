@@ -305,6 +305,9 @@ def on_alarm(deps: Deps, alarm_name: str, reason: str) -> dict:
     release_id = owner["release_id"]
     token = deps.ledger.take_token(release_id, "bake")
     if token is None:
+        orphaned = fencing.delete_if_orphaned(deps, alarm_name, owner)
+        if orphaned:
+            return {"alarm": alarm_name, "release_id": release_id, "action": "orphan deleted", "why": orphaned}
         # Not baking (yet or any more): start_bake / check_canary read the alarm state.
         return {"alarm": alarm_name, "release_id": release_id, "action": "none", "why": "not baking"}
     try:

@@ -24,6 +24,7 @@ from modelgate.adapters import alarms, lambda_alias
 from modelgate.contract import ReleaseContext
 from modelgate.errors import LeaseLost
 from modelgate.lease import Lease
+from modelgate.ledger import FINAL_STATUSES
 from modelgate.pipeline.deps import Deps
 from modelgate.policy import AlarmThreshold
 
@@ -98,6 +99,19 @@ def delete_alarms(deps: Deps, names: list[str]) -> None:
     alarms.delete_alarms(deps.cloudwatch, names)
     for name in names:
         deps.ledger.delete_alarm_owner(name)
+
+
+def delete_if_orphaned(deps: Deps, alarm_name: str, owner: dict) -> str | None:
+    """A canary alarm whose release ended and holds no lease is an orphan (its task was cut
+    off between creating it and deleting it again, e.g. by its Lambda timeout): deleted,
+    and why is returned; None when the alarm still belongs to a release in flight."""
+    release_id, service = str(owner.get("release_id")), str(owner.get("service"))
+    record = deps.ledger.get(release_id) or {}
+    status = record.get("status")
+    if status not in FINAL_STATUSES or deps.ledger.lock_holder(service) == release_id:
+        return None
+    delete_alarms(deps, [alarm_name])
+    return f"release {release_id} ended {status} and holds no lease: its alarm is deleted"
 
 
 def describe(state: lambda_alias.AliasState) -> str:
