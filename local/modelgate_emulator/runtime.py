@@ -12,7 +12,9 @@ exit (tests run many LocalAWS one after another in one process):
 5. the alarm evaluator.
 
 AWS's limits (Lambda environment and payload sizes, alias routing, Step Functions
-parameter lengths) are enforced by ``limits``. S3 bucket policies are evaluated
+parameter lengths) are enforced by ``limits``. Alias RevisionIds change on every update and
+UpdateAlias honours one (``lambda_aliases``; :attr:`LocalAWS.aliases` is every UpdateAlias
+seen, with a hook to make one slow). S3 bucket policies are evaluated
 with their conditions by ``s3`` (a moto 5.2.1 behaviour
 it names and covers).
 
@@ -42,7 +44,7 @@ import boto3
 from modelgate import clock as pipeline_clock
 from modelgate.adapters import clients as aws
 from modelgate.approval import keys as signing_keys
-from modelgate_emulator import dynamodb, iam, limits
+from modelgate_emulator import dynamodb, iam, lambda_aliases, limits
 from modelgate_emulator import logs as function_logs
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
@@ -179,6 +181,7 @@ class LocalAWS:
         self.internal_callbacks = frozenset(internal_callbacks)
         self.enforcer: iam.Enforcer | None = None
         self._principals: dict[str, iam.Principal] = {}
+        self.aliases = lambda_aliases.AliasRecorder()  # every UpdateAlias, and hooks on it
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> LocalAWS:
@@ -238,6 +241,8 @@ class LocalAWS:
             exit_stack.enter_context(s3_policies.bucket_policy_conditions())
             exit_stack.enter_context(s3_policies.signature_v2_refused())
             exit_stack.enter_context(dynamodb.serialised_requests())
+            self.aliases = lambda_aliases.AliasRecorder()  # a fresh history per start
+            exit_stack.enter_context(lambda_aliases.revisions(self.aliases))
 
             patches = sfn_patches.StepFunctionsPatches(
                 self.time_factor,

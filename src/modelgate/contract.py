@@ -187,6 +187,7 @@ class ReleaseContext(_Contract):
     # Who uploaded the release (the verified author four eyes compares; set by Validate from
     # the upload's metadata, never from the manifest: modelgate.approval.identity).
     author: str | None = None
+    lease_generation: int | None = None  # the service lease's generation AcquireLock took (the fencing token)
     manifest: Manifest | None = None
     policy: ReleasePolicy | None = None
     function_name: str | None = None

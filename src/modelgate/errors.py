@@ -69,6 +69,15 @@ class Superseded(ModelgateError):
     """A newer artefact of the same service took over; this release was cancelled cleanly."""
 
 
+class LeaseLost(ModelgateError):
+    """The release no longer holds its service's lease (superseded, or cancelled by hand): it
+    changes neither the live alias nor any alarm any more; whoever took the lease owns them."""
+
+
+class AliasConflict(ModelgateError):
+    """The live alias kept changing under a fenced update (its RevisionId moved every time)."""
+
+
 class ReleaseClosed(ModelgateError):
     """The release already ended (promoted, rolled back, superseded...); it can't change."""
 

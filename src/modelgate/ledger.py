@@ -8,7 +8,7 @@ Items (pk / sk):
                                  listing or showing releases never reads one
   RELEASE#<id> / LINK#<nonce>   an approval link used (once): decision, who, source IP, user
                                  agent (written by modelgate.approval.links.claim_link)
-  SERVICE#<svc> / LOCK          the service's release lock (a lease)
+  SERVICE#<svc> / LOCK          the service's release lock: a lease with a generation (lease.py)
   ALARM#<name>  / OWNER         which release a canary alarm belongs to
 
 It outlives Step Functions' 90-day history, so it carries the who / when / why itself.
@@ -22,7 +22,6 @@ instead of landing in the table), ``ReleaseRecord`` is the item as read back
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -33,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelgate.canary_judge import CanaryVerdict
 from modelgate.contract import Approval, EvaluationSummary, GateVerdict, PlannedStep
-from modelgate.errors import DecisionConflict, ReleaseClosed, ServiceLocked, error_code, validation_problems
+from modelgate.errors import DecisionConflict, ReleaseClosed, error_code, validation_problems
+from modelgate.lease import Lease, ServiceLocks
 from modelgate.manifest import ArtifactRef
 from modelgate.policy import AlarmThreshold
 
@@ -182,7 +182,7 @@ def release_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Ledger:
+class Ledger(ServiceLocks):
     """Adapter over the ledger table; takes a boto3 DynamoDB *resource* Table."""
 
     table: Any
@@ -196,6 +196,7 @@ class Ledger:
         *,
         actor: str = "modelgate",
         reopen: bool = False,
+        lease: Lease | None = None,
         **fields: Any,
     ) -> dict:
         """Set the release's status and fields and append one history entry (who/when/why).
@@ -203,8 +204,13 @@ class Ledger:
         A release in a final status stays there (a task still running when its execution
         was stopped can't overwrite "Superseded"; the same status may be recorded again with
         more detail): anything else raises ReleaseClosed, unless ``reopen`` (a manual
-        rollback of a promoted release). ``fields`` are ``ReleaseFields``: any other name
-        raises ValueError before anything is written."""
+        rollback of a promoted release). The condition is part of the write itself, so it
+        holds against concurrent writers. ``lease``: the write also requires that lease to be
+        held, in one transaction (TransactWriteItems with a ConditionCheck on the lock item:
+        all or nothing, "Amazon DynamoDB Transactions: How it works",
+        https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html);
+        LeaseLost if it is not. ``fields`` are ``ReleaseFields``: any other name raises
+        ValueError before anything is written."""
         fields = release_fields(fields)
         at = now_iso()
         names = {"#status": "status", "#history": "history"}
@@ -235,15 +241,18 @@ class Ledger:
             condition["ConditionExpression"] = (  # the same final status may gain detail
                 f"attribute_not_exists(#status) OR #status = :status OR NOT (#status IN ({', '.join(finals)}))"
             )
+        update = {
+            "Key": {"pk": f"RELEASE#{release_id}", "sk": "RELEASE"},
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            **condition,
+        }
+        if lease is not None:
+            self.record_under_lease(release_id, status, update, lease)
+            return self.get(release_id) or {}
         try:
-            response = self.table.update_item(
-                Key={"pk": f"RELEASE#{release_id}", "sk": "RELEASE"},
-                UpdateExpression="SET " + ", ".join(sets),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-                **condition,
-            )
+            response = self.table.update_item(**update, ReturnValues="ALL_NEW")
         except ClientError as exc:
             if _conditional_failed(exc):
                 current = self.get(release_id) or {}
@@ -372,48 +381,6 @@ class Ledger:
         )
         item = response.get("Attributes")
         return item["token"] if item else None
-
-    # ------------------------------------------------------------------ service lock
-    def acquire_lock(self, service: str, release_id: str, lease_seconds: int) -> None:
-        now = int(time.time())
-        try:
-            self.table.put_item(
-                Item={
-                    "pk": f"SERVICE#{service}",
-                    "sk": "LOCK",
-                    "release_id": release_id,
-                    "acquired_at": now_iso(),
-                    "lease_expires": now + lease_seconds,
-                },
-                ConditionExpression="attribute_not_exists(pk) OR release_id = :me OR lease_expires < :now",
-                ExpressionAttributeValues={":me": release_id, ":now": now},
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                holder = self.lock_holder(service)
-                raise ServiceLocked(
-                    f"service {service} is locked by release {holder or 'unknown'}; "
-                    "one release per service at a time"
-                ) from exc
-            raise
-
-    def lock_holder(self, service: str) -> str | None:
-        item = self.table.get_item(Key={"pk": f"SERVICE#{service}", "sk": "LOCK"}).get("Item")
-        return item["release_id"] if item else None
-
-    def release_lock(self, service: str, release_id: str) -> bool:
-        """Release the lock if this release holds it; True if it did."""
-        try:
-            self.table.delete_item(
-                Key={"pk": f"SERVICE#{service}", "sk": "LOCK"},
-                ConditionExpression="release_id = :me",
-                ExpressionAttributeValues={":me": release_id},
-            )
-            return True
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
 
     # ------------------------------------------------------------------ canary alarms
     def put_alarm_owner(self, alarm_name: str, release_id: str, service: str) -> None:

@@ -184,5 +184,6 @@ def test_the_last_resort_never_overwrites_a_final_status():
 def test_the_last_resort_releases_only_a_lock_this_release_holds():
     parameters = STATES["LastResortUnlock"]["Parameters"]
     assert parameters["Key"] == {"pk": {"S.$": "States.Format('SERVICE#{}', $.service)"}, "sk": {"S": "LOCK"}}
-    assert parameters["ConditionExpression"] == "release_id = :me"  # the holder, as Ledger.acquire_lock writes it
+    # the holder, as Ledger.acquire_lock writes it, owing no cancel (lease.py keeps those for the next holder)
+    assert parameters["ConditionExpression"] == "release_id = :me AND attribute_not_exists(cleanup)"
     assert parameters["ExpressionAttributeValues"] == {":me": {"S.$": "$.release_id"}}

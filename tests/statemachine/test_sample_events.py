@@ -267,6 +267,11 @@ def waiting_for_approval(w: World) -> None:
     w.mapping[sample] = mailed
 
 
+def service_locked(w: World) -> None:
+    """The release holds the service's lock (AcquireLock ran): ShiftTraffic moves the alias under it."""
+    candidate.acquire_lock(w.deps, w.release("shift_traffic/approved.json"))
+
+
 def canary_at_ten_percent(w: World) -> None:
     """The release holds the service's lock, 10% of live goes to version 3, its alarms watch it."""
     ctx = w.release("shift_traffic/approved.json")
@@ -501,7 +506,7 @@ SAMPLES: dict[str, Expected] = {
     "request_approval/waiting.json": Expected((approvers_subscribed,), asked_the_approvers),
     "approval_callback/get-confirm.json": Expected((waiting_for_approval,), showed_the_confirmation_page),
     "approval_callback/post-approve.json": Expected((waiting_for_approval,), approved),
-    "shift_traffic/approved.json": Expected(PUBLISHED, started_the_canary),
+    "shift_traffic/approved.json": Expected((*PUBLISHED, service_locked), started_the_canary),
     "start_bake/canary.json": Expected(CANARY, armed_the_bake),
     "on_alarm/canary-alarm.json": Expected((*CANARY, baking), failed_the_bake),
     "check_canary/baked.json": Expected((*CANARY, traffic_during_the_bake), proceeds_to_the_final_bake),

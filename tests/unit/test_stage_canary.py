@@ -31,9 +31,12 @@ ALARM = f"test-canary-{RELEASE}-errors"
 
 
 def canary_ctx(world, *, step: int | None = 0, policy: ReleasePolicy | None = None, **fields):
-    """A release whose candidate (version 2) takes the given rollout step beside live (version 1)."""
+    """A release whose candidate (version 2) takes the given rollout step beside live (version 1),
+    holding its service's lease."""
     policy = policy or ReleasePolicy()
-    values = {"live_version": "1", "candidate_version": "2", "canary_alarms": [ALARM], "policy": policy}
+    generation = world.ledger.acquire_lock("support-bot", RELEASE, 3600)
+    values = {"live_version": "1", "candidate_version": "2", "canary_alarms": [ALARM], "policy": policy,
+              "lease_generation": generation}
     if step is not None:
         values["step"] = policy.step_plan()[step]
     values.update(fields)
@@ -161,6 +164,30 @@ def test_an_alarm_before_the_bake_is_armed_is_left_to_start_bake(world):
     # When the alarm fires / Then nothing is sent: start_bake reads the alarm's state itself
     assert on_alarm(world.deps, ALARM, "x")["why"] == "not baking"
     assert world.sfn.sent == []
+
+
+def test_an_orphaned_alarm_of_a_release_that_ended_is_deleted_when_it_fires(world):
+    # Given the alarm of a release that ended (superseded) without deleting it, holding no lease
+    world.put_alarm(ALARM)
+    world.ledger.put_alarm_owner(ALARM, RELEASE, "support-bot")
+    world.ledger.record(RELEASE, "Superseded", "by a newer one")
+    # When it fires / Then it is deleted with its owner, and nothing is sent
+    result = on_alarm(world.deps, ALARM, "x")
+    assert result["action"] == "orphan deleted" and "ended Superseded and holds no lease" in result["why"]
+    assert world.alarm_names() == [] and world.ledger.alarm_owner(ALARM) is None
+    assert world.sfn.sent == []
+
+
+@pytest.mark.parametrize("status", ["Canary", "Promoted"])
+def test_an_alarm_of_a_release_in_flight_or_holding_its_lease_is_kept(world, status):
+    # Given the alarm of a release in its canary, or one that ended but still holds its lease (Promote running)
+    world.put_alarm(ALARM)
+    world.ledger.put_alarm_owner(ALARM, RELEASE, "support-bot")
+    world.ledger.acquire_lock("support-bot", RELEASE, 3600)
+    world.ledger.record(RELEASE, status, "x")
+    # When it fires outside a bake / Then it is left alone
+    assert on_alarm(world.deps, ALARM, "x")["why"] == "not baking"
+    assert world.alarm_names() == [ALARM]
 
 
 def test_an_alarm_after_the_bake_task_ended_does_nothing(world):

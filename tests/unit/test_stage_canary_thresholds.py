@@ -71,10 +71,12 @@ def live_traffic(world, durations_ms: list[float], *, minutes_ago: int = 5) -> N
 
 
 def first_step(world, release_policy: ReleasePolicy, **fields):
-    """A candidate (version 2) beside live (version 1), about to take its first step."""
+    """A candidate (version 2) beside live (version 1), about to take its first step (its lease held)."""
     world.service_function()
     world.publish(RELEASE)
-    ctx = world.context(RELEASE, live_version="1", candidate_version="2", policy=release_policy, **fields)
+    generation = world.ledger.acquire_lock("support-bot", RELEASE, 3600)
+    ctx = world.context(RELEASE, live_version="1", candidate_version="2", policy=release_policy,
+                        lease_generation=generation, **fields)
     return shift_traffic(world.deps, ctx)
 
 

@@ -16,8 +16,10 @@ from modelgate.errors import (
     ServiceNotRegistered,
     Superseded,
 )
+from modelgate.lease import Lease
 from modelgate.manifest import PIN_KEY, PIN_PROMPTS_KEY, PIN_PROMPTS_VERSION, PIN_VERSION
 from modelgate.pipeline.candidate import acquire_lock, cancel_release, publish_candidate, validate
+from modelgate.pipeline.fencing import Fence
 from modelgate.pipeline.intake import initial_context
 from modelgate.policy import ReleasePolicy
 
@@ -317,9 +319,17 @@ def canary_in_flight(world):
     return execution
 
 
+def taken_over(world, holder: str, owner: str) -> Fence:
+    """``owner`` took the service's lease over from ``holder`` (as a canceller does first)."""
+    generation = world.ledger.take_over_lock("support-bot", holder, owner, 3600)
+    return Fence(world.deps, Lease("support-bot", owner, generation))
+
+
 def test_superseding_a_canary_undoes_everything_it_moved(world, canary_in_flight):
-    # When the release is cancelled as superseded
-    record = cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded by support-bot-newer-2")
+    # When the release is cancelled as superseded by a newer one that took its lease
+    fence = taken_over(world, "support-bot-older-1", "support-bot-newer-2")
+    record = cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded by support-bot-newer-2",
+                            fence=fence)
     # Then its execution is stopped with that reason
     stopped = world.sfn.describe_execution(executionArn=canary_in_flight)
     assert stopped["status"] == "ABORTED"
@@ -330,20 +340,21 @@ def test_superseding_a_canary_undoes_everything_it_moved(world, canary_in_flight
     assert world.ledger.alarm_owner("test-canary-support-bot-older-1-errors") is None
     assert world.ledger.get_token("support-bot-older-1", "approval") is None
     assert world.ledger.get_token("support-bot-older-1", "bake") is None
-    # And the lock is free, the ledger saying why and what was undone
-    assert world.ledger.lock_holder("support-bot") is None
+    # And the newer release holds the lease, the ledger saying why and what was undone
+    assert world.ledger.lock_holder("support-bot") == "support-bot-newer-2"
     assert record["status"] == "Superseded" and record["reason"] == "superseded by support-bot-newer-2"
     assert "returned to version 1" in record["history"][-1]["detail"]
 
 
 def test_superseding_twice_changes_nothing_more(world, canary_in_flight):
     # Given a release already superseded
-    first = cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded by support-bot-newer-2")
-    # And the service moved on since (the newer release holds the lock and shifts traffic)
-    world.ledger.acquire_lock("support-bot", "support-bot-newer-2", 3600)
+    fence = taken_over(world, "support-bot-older-1", "support-bot-newer-2")
+    first = cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded by support-bot-newer-2",
+                           fence=fence)
+    # And the service moved on since (the newer release shifts traffic)
     world.canary(stable="1", candidate=world.publish("support-bot-newer-2"))
     # When it is cancelled again
-    second = cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded again")
+    second = cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded again", fence=fence)
     # Then nothing is recorded or undone twice
     assert second == first
     assert world.ledger.lock_holder("support-bot") == "support-bot-newer-2"
@@ -351,19 +362,24 @@ def test_superseding_twice_changes_nothing_more(world, canary_in_flight):
 
 
 def test_cancelling_a_release_the_ledger_does_not_know_is_a_conflict(world):
+    fence = Fence(world.deps, Lease("support-bot", "support-bot-newer-2", None))
     with pytest.raises(DecisionConflict, match="no release support-bot-nope in the ledger"):
-        cancel_release(world.deps, "support-bot-nope", "Superseded", "x")
+        cancel_release(world.deps, "support-bot-nope", "Superseded", "x", fence=fence)
 
 
-def test_a_cancel_retried_after_recording_its_status_still_frees_the_lock(world):
-    # Given a cancel that did everything but release the lock (it failed after recording the status)
-    in_flight(world, "support-bot-older-1")
-    world.ledger.acquire_lock("support-bot", "support-bot-older-1", 3600)
-    world.ledger.record("support-bot-older-1", "Superseded", "superseded by support-bot-newer-2")
-    # When the cancel is retried
-    cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded by support-bot-newer-2")
-    # Then what it had left undone is done: the lock is free
-    assert world.ledger.lock_holder("support-bot") is None
+def test_a_cancel_the_superseder_did_not_finish_is_finished_by_the_leases_holder(world, canary_in_flight):
+    # Given a newer release that took the older one's lease over and died before cancelling it
+    in_flight(world, "support-bot-newer-2")
+    taken_over(world, "support-bot-older-1", "support-bot-newer-2")
+    assert world.ledger.owed_cleanups("support-bot") == ["support-bot-older-1"]
+    # When its AcquireLock is retried
+    ctx = acquire_lock(world.deps, world.context("support-bot-newer-2"))
+    # Then the older release is cancelled after all, and nothing is owed any more
+    assert world.ledger.get("support-bot-older-1")["status"] == "Superseded"
+    assert world.alias() == ("1", {}) and world.alarm_names() == []
+    lease = world.ledger.lease("support-bot")
+    assert lease["release_id"] == "support-bot-newer-2" and "cleanup" not in lease
+    assert ctx.lease_generation == lease["generation"] == 2
 
 
 def test_a_release_whose_execution_is_gone_is_still_cancelled(world):
@@ -371,10 +387,10 @@ def test_a_release_whose_execution_is_gone_is_still_cancelled(world):
     missing = world.settings.state_machine_arn.replace(":stateMachine:", ":execution:") + ":gone"
     in_flight(world, "support-bot-older-1", execution_arn=missing)
     world.ledger.acquire_lock("support-bot", "support-bot-older-1", 3600)
-    # When it is cancelled / Then it is recorded and its lock released all the same
-    record = cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded by x")
+    # When it is cancelled / Then it is recorded all the same
+    fence = taken_over(world, "support-bot-older-1", "support-bot-newer-2")
+    record = cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded by x", fence=fence)
     assert record["status"] == "Superseded"
-    assert world.ledger.lock_holder("support-bot") is None
 
 
 # ---------------------------------------------------------------------- publish_candidate

@@ -22,6 +22,7 @@ from modelgate.errors import (
     error_code,
 )
 from modelgate.observability import logger
+from modelgate.pipeline import fencing
 from modelgate.pipeline.deps import Deps, target
 from modelgate.policy import EVALUATED_PERCENTILES, AlarmThreshold, LiveLatency, resolve_threshold
 from modelgate.rollout import format_weight
@@ -40,26 +41,20 @@ def shift_traffic(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     assert ctx.policy is not None and ctx.candidate_version and ctx.live_version
     step = ctx.step or ctx.policy.step_plan()[0]
     started = clock.now().isoformat()
+    fence = fencing.fence_of(deps, ctx)  # every alarm and alias change below holds the lease
     names = ctx.canary_alarms
     thresholds: list[AlarmThreshold] = []
     if not names:
         # Thresholds first: one that can't be set (live's latency unknown) ends the release
         # here, before any alarm exists or any traffic moves.
         thresholds = canary_thresholds(deps, ctx)
-        names = alarms.put_canary_alarms(
-            deps.cloudwatch,
-            stack_name=deps.settings.stack_name,
-            release_id=ctx.release_id,
-            function_name=fn,
-            alias=alias,
-            candidate=ctx.candidate_version,
-            specs=ctx.policy.canary_alarms,
-            thresholds=thresholds,
-        )
-        for name in names:
-            deps.ledger.put_alarm_owner(name, ctx.release_id, ctx.service)
-    lambda_alias.set_canary(
-        deps.lambda_, fn, alias, stable=ctx.live_version, candidate=ctx.candidate_version, weight=step.weight
+        names = fencing.put_alarms(fence, ctx, thresholds)
+    candidate, stable = ctx.candidate_version, ctx.live_version
+    # Every step, the final bake too, leaves the alias weighted (rollout.FINAL_BAKE_WEIGHT):
+    # only Promote points it at the candidate alone.
+    fence.move_alias(
+        fn, alias, lambda *_: lambda_alias.canary_state(stable, candidate, step.weight),
+        f"the final bake of {ctx.release_id}" if step.is_final else f"step {step.index + 1} of {ctx.release_id}",
     )
     routed = f"{format_weight(step.weight)} of {fn}:{alias} to version {ctx.candidate_version}"
     deps.ledger.record(
@@ -315,6 +310,9 @@ def on_alarm(deps: Deps, alarm_name: str, reason: str) -> dict:
     release_id = owner["release_id"]
     token = deps.ledger.take_token(release_id, "bake")
     if token is None:
+        orphaned = fencing.delete_if_orphaned(deps, alarm_name, owner)
+        if orphaned:
+            return {"alarm": alarm_name, "release_id": release_id, "action": "orphan deleted", "why": orphaned}
         # Not baking (yet or any more): start_bake / check_canary read the alarm state.
         return {"alarm": alarm_name, "release_id": release_id, "action": "none", "why": "not baking"}
     try:
@@ -329,15 +327,24 @@ def on_alarm(deps: Deps, alarm_name: str, reason: str) -> dict:
     return {"alarm": alarm_name, "release_id": release_id, "action": "bake failed"}
 
 
-def return_canary_traffic(deps: Deps, ctx: ReleaseContext) -> str:
-    """If the alias routes anything to this release's candidate, give it back to live."""
-    if not (ctx.function_name and ctx.alias and ctx.candidate_version and ctx.live_version):
+def return_canary_traffic(deps: Deps, ctx: ReleaseContext, fence: fencing.Fence) -> str:
+    """Take the release's candidate out of the alias (back to the version that was live if
+    the candidate serves it all), under ``fence`` (the canceller's lease). The alias is
+    updated even when the candidate has no share: that changes its RevisionId, so an update
+    of the cancelled release still in flight (read before) is refused (fencing.py)."""
+    if not (ctx.function_name and ctx.alias):
         return ""
-    version, weights = lambda_alias.alias_state(deps.lambda_, ctx.function_name, ctx.alias)
-    if version == ctx.candidate_version or ctx.candidate_version in weights:
-        lambda_alias.point_alias(deps.lambda_, ctx.function_name, ctx.alias, ctx.live_version)
-        return f"{ctx.function_name}:{ctx.alias} returned to version {ctx.live_version}"
-    return ""
+    candidate, live = ctx.candidate_version, ctx.live_version
+
+    def without_candidate(version: str, weights: dict[str, float]) -> lambda_alias.AliasState:
+        if candidate and version == candidate and live:
+            return live, {}
+        return version, {v: w for v, w in weights.items() if v != candidate}
+
+    change = fence.move_alias(ctx.function_name, ctx.alias, without_candidate, f"cancelling {ctx.release_id}")
+    if change.before == change.after:
+        return ""
+    return f"{ctx.function_name}:{ctx.alias} returned to {fencing.describe(change.after)}"
 
 
 def cleanup_canary(deps: Deps, ctx: ReleaseContext) -> None:

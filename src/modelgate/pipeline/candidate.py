@@ -15,10 +15,12 @@ from modelgate.errors import (
     CandidatePublishFailed,
     DecisionConflict,
     ManifestInvalid,
+    ReleaseClosed,
     Superseded,
     error_code,
 )
 from modelgate.inference import checked_template
+from modelgate.lease import Lease
 from modelgate.ledger import FINAL_STATUSES
 from modelgate.manifest import (
     MAX_MANIFEST_BYTES,
@@ -35,6 +37,7 @@ from modelgate.manifest import (
 )
 from modelgate.pipeline.canary import cleanup_canary, return_canary_traffic
 from modelgate.pipeline.deps import Deps, target
+from modelgate.pipeline.fencing import Fence
 from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
 
@@ -169,39 +172,56 @@ def _checked_prompts(deps: Deps, art: ArtifactRef, manifest: Manifest) -> dict[s
 
 
 def acquire_lock(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
-    """One release per service. A newer artefact supersedes the release in flight: that one
-    is cancelled cleanly (canary traffic returned, ledger says superseded) and this proceeds.
-    An older artefact arriving late is itself superseded by the one in flight."""
+    """One release per service. A newer artefact supersedes the release in flight: it takes
+    that release's lease over (one conditional write, so the older release's tasks can change
+    nothing from then on: fencing.py), then cancels it cleanly (canary traffic returned,
+    alarms deleted, ledger says superseded). An older artefact arriving late is itself
+    superseded by the one in flight. A cleanup the lease still owes (a canceller that died
+    midway) is finished by whoever holds the lease next."""
     assert ctx.policy is not None
+    lease_seconds = ctx.policy.lock_lease_seconds
     holder = deps.ledger.lock_holder(ctx.service)
+    generation: int | None = None
     if holder and holder != ctx.release_id:
         mine, theirs = deps.ledger.release(ctx.release_id), deps.ledger.release(holder)
-        if theirs and theirs.status not in FINAL_STATUSES:
-            if theirs.created_at > (mine.created_at if mine else ""):
-                raise Superseded(f"release {holder} of {ctx.service} is newer and already in flight")
-            cancel_release(
-                deps, holder, "Superseded", f"superseded by release {ctx.release_id} (commit {ctx.commit})"
-            )
-        elif theirs:
-            # It ended but died before releasing its lock: nothing of it is in flight any more.
-            deps.ledger.release_lock(ctx.service, holder)
-    deps.ledger.acquire_lock(ctx.service, ctx.release_id, ctx.policy.lock_lease_seconds)
-    deps.ledger.record(ctx.release_id, "Locked", f"holds the release lock of {ctx.service}")
-    return ctx
+        if theirs and theirs.status not in FINAL_STATUSES and theirs.created_at > (mine.created_at if mine else ""):
+            raise Superseded(f"release {holder} of {ctx.service} is newer and already in flight")
+        if theirs:  # older and in flight, or ended without releasing its lock: take it over
+            generation = deps.ledger.take_over_lock(ctx.service, holder, ctx.release_id, lease_seconds)
+    if generation is None:
+        generation = deps.ledger.acquire_lock(ctx.service, ctx.release_id, lease_seconds)
+    fence = Fence(deps, Lease(ctx.service, ctx.release_id, generation))
+    finish_owed_cancels(deps, fence, "Superseded", f"superseded by release {ctx.release_id} (commit {ctx.commit})")
+    try:
+        deps.ledger.record(ctx.release_id, "Locked", f"holds the release lock of {ctx.service} (lease {generation})")
+    except ReleaseClosed:
+        deps.ledger.release_lock(ctx.service, ctx.release_id)  # this release ended meanwhile: not its lease
+        raise
+    return ctx.model_copy(update={"lease_generation": generation})
 
 
-def cancel_release(deps: Deps, release_id: str, status: str, reason: str, *, actor: str = "modelgate") -> dict:
-    """Stop a release in flight and undo what it moved: its execution is stopped, canary
-    traffic returns to the version that was live, its alarms and tokens are removed, the
-    ledger records why and the lock is released. Idempotent."""
+def finish_owed_cancels(deps: Deps, fence: Fence, status: str, reason: str, *, actor: str = "modelgate") -> None:
+    """Cancel every release the lease owes a cancel (taken over from it, or from an owner
+    that took it over and lost the lease or died before cancelling it), under ``fence``."""
+    service, owner = fence.lease.service, fence.lease.owner
+    for owed in deps.ledger.owed_cleanups(service):
+        if owed != owner and deps.ledger.release(owed) is not None:
+            cancel_release(deps, owed, status, reason, fence=fence, actor=actor)
+        deps.ledger.cleanup_done(service, owner, owed)
+
+
+def cancel_release(
+    deps: Deps, release_id: str, status: str, reason: str, *, fence: Fence, actor: str = "modelgate"
+) -> dict:
+    """Stop a release in flight and undo what it moved, under ``fence``: the lease its
+    canceller took over from it (so none of its tasks still running can move anything any
+    more). Its execution is stopped, its candidate leaves the alias (unless it was promoted:
+    then it is live by right), its alarms and tokens are removed and the ledger records why
+    (a status already final stays). Idempotent."""
     record = deps.ledger.release(release_id)
     if record is None:
         raise DecisionConflict(f"no release {release_id} in the ledger")
-    if record.status in FINAL_STATUSES:
-        if record.service:  # a cancel that recorded its status and died before this: finish it
-            deps.ledger.release_lock(record.service, release_id)
-        return record.model_dump(mode="json", exclude_unset=True)
-    if record.execution_arn:
+    if record.execution_arn and record.status not in FINAL_STATUSES:
         try:
             deps.sfn.stop_execution(executionArn=record.execution_arn, error=status, cause=reason[:32000])
         except ClientError as exc:
@@ -221,15 +241,21 @@ def cancel_release(deps: Deps, release_id: str, status: str, reason: str, *, act
         candidate_version=record.candidate_version,
         canary_alarms=record.canary_alarms or [],
     )
-    restored = return_canary_traffic(deps, ctx)
+    # A promotion is recorded only under the lease (Ledger.record(lease=)), which is ours now:
+    # a release that is not Promoted at this point never will be.
+    restored = "" if record.status == "Promoted" else return_canary_traffic(deps, ctx, fence)
     cleanup_canary(deps, ctx)
     for kind in ("approval", "bake"):
         deps.ledger.take_token(release_id, kind)
-    updated = deps.ledger.record(
-        release_id, status, reason + (f"; {restored}" if restored else ""), actor=actor, reason=reason
-    )
-    deps.ledger.release_lock(ctx.service, release_id)
-    return updated
+    if record.status in FINAL_STATUSES:
+        return record.model_dump(mode="json", exclude_unset=True)
+    try:
+        return deps.ledger.record(
+            release_id, status, reason + (f"; {restored}" if restored else ""), actor=actor, reason=reason
+        )
+    except ReleaseClosed:  # its own last task ended it meanwhile (Rollback, RecordOutcome): that stays
+        current = deps.ledger.release(release_id)
+        return current.model_dump(mode="json", exclude_unset=True) if current else {}
 
 
 def write_prompt_pin(

@@ -6,14 +6,17 @@ Every path of the pipeline ends here with a ledger record and the service's lock
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timezone
 
 from modelgate.adapters import lambda_alias
 from modelgate.contract import Outcome, ReleaseContext, TaskError
-from modelgate.errors import DecisionConflict, bounded
+from modelgate.errors import DecisionConflict, LeaseLost, ReleaseClosed, bounded
+from modelgate.lease import Lease
 from modelgate.pipeline.canary import cleanup_canary
-from modelgate.pipeline.candidate import cancel_release
+from modelgate.pipeline.candidate import finish_owed_cancels
 from modelgate.pipeline.deps import Deps, target
+from modelgate.pipeline.fencing import Fence, fence_of
 from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
 from modelgate.text import one_line
@@ -26,15 +29,21 @@ def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     is the one place the alias becomes unweighted on the candidate alone (idempotent). The
     canary alarms go with it: they watch ``ExecutedVersion``, which AWS documents for
     weighted aliases only, so nothing here watches the unweighted alias through it.
-    """
+
+    Fenced (fencing.py): the alias move and the Promoted record each require the release's
+    lease, the record in one transaction with the lease check; a release that lost its
+    lease (superseded while its final bake ran) raises LeaseLost and is not promoted."""
     fn, alias = target(ctx)
     assert ctx.candidate_version
-    lambda_alias.point_alias(deps.lambda_, fn, alias, ctx.candidate_version)
+    fence = fence_of(deps, ctx)
+    candidate = ctx.candidate_version
+    fence.move_alias(fn, alias, lambda *_: (candidate, {}), f"promoting {ctx.release_id}")  # idempotent
     cleanup_canary(deps, ctx)
     deps.ledger.record(
         ctx.release_id,
         "Promoted",
         f"{fn}:{alias} serves version {ctx.candidate_version} alone, unweighted (was {ctx.live_version})",
+        lease=fence.lease,
         promoted_at=datetime.now(timezone.utc).isoformat(),
     )
     deps.ledger.release_lock(ctx.service, ctx.release_id)
@@ -42,21 +51,34 @@ def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
 
 
 def rollback(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
-    """One alias update back to the version that was live; idempotent, says why (``ctx.error``)."""
+    """One alias update back to the version that was live; idempotent, says why (``ctx.error``).
+
+    The alias moves only while the release holds its lease (fencing.py). One that lost it
+    (superseded, cancelled by hand) leaves the alias to the lease's new holder, which returns
+    its canary traffic itself, and ends Superseded (unless its canceller recorded its own
+    status first); its own alarms are deleted either way."""
     error = ctx.error
     reason = _reason(error)
     fn, alias = ctx.function_name, ctx.alias
-    if fn and alias and ctx.live_version:
-        lambda_alias.point_alias(deps.lambda_, fn, alias, ctx.live_version)
+    status, detail = "RolledBack", f"{fn}:{alias} restored to version {ctx.live_version}: {reason}"
+    try:
+        if fn and alias and ctx.live_version:
+            live = ctx.live_version
+            fence_of(deps, ctx).move_alias(fn, alias, lambda *_: (live, {}), f"rolling back {ctx.release_id}")
+        elif error is not None and error.error == "LeaseLost":
+            raise LeaseLost(reason)
+    except LeaseLost as exc:
+        status, detail = "Superseded", f"{exc}; {fn}:{alias} is left to the lease's holder (after: {reason})"
     cleanup_canary(deps, ctx)
     deps.ledger.take_token(ctx.release_id, "bake")
-    deps.ledger.record(
-        ctx.release_id,
-        "RolledBack",
-        f"{fn}:{alias} restored to version {ctx.live_version}: {reason}",
-        reason=reason,
-        error=error.error if error else None,
-    )
+    try:
+        deps.ledger.record(ctx.release_id, status, detail, reason=detail if status != "RolledBack" else reason,
+                           error=error.error if error else None)
+    except ReleaseClosed:
+        # Ended meanwhile by whoever took the lease (superseded, rolled back by hand): that stays.
+        status = str((deps.ledger.get(ctx.release_id) or {}).get("status"))
+    if status != "RolledBack":
+        return _outcome(ctx, status, error.error if error else status, detail)
     deps.ledger.release_lock(ctx.service, ctx.release_id)
     deps.sns.publish(
         TopicArn=deps.settings.approval_topic_arn,
@@ -71,7 +93,9 @@ def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") ->
     """`modelgate rollback SERVICE`: back to the last known good version, now.
 
     No gate runs and no alarm is consulted (an alarm still firing is why one rolls back).
-    A release in flight is cancelled first, its canary traffic returned. The last known
+    The rollback holds the service's lease while it works (fencing.py), taken over from the
+    release in flight if there is one: that release is cancelled first, its canary traffic
+    returned, and none of its tasks still running can move the alias after. The last known
     good version is the one that was live before the live release was promoted.
     """
     config = get_service(
@@ -79,9 +103,22 @@ def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") ->
     )
     fn, alias = config.function_name, config.alias
     why = f"manual rollback by {actor}" + (f": {comment}" if comment else "")
+    owner = f"manual-rollback-{uuid.uuid4().hex[:12]}"
+    lease_seconds = config.policy.lock_lease_seconds
     holder = deps.ledger.lock_holder(service)
     if holder:
-        cancel_release(deps, holder, "RolledBack", why, actor=actor)
+        generation = deps.ledger.take_over_lock(service, holder, owner, lease_seconds)
+    else:
+        generation = deps.ledger.acquire_lock(service, owner, lease_seconds)
+    fence = Fence(deps, Lease(service, owner, generation))
+    try:
+        finish_owed_cancels(deps, fence, "RolledBack", why, actor=actor)
+        return _roll_back_live(deps, service, fn, alias, fence, why, actor)
+    finally:
+        deps.ledger.release_lock(service, owner)
+
+
+def _roll_back_live(deps: Deps, service: str, fn: str, alias: str, fence: Fence, why: str, actor: str) -> dict:
     current, _ = lambda_alias.alias_state(deps.lambda_, fn, alias)
     live_release = next(
         (
@@ -102,7 +139,7 @@ def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") ->
             f"version {current} of {service} is its first release: the version before it "
             f"({good or 'none'}) serves no model, so there is no known good version to return to"
         )
-    lambda_alias.point_alias(deps.lambda_, fn, alias, good)
+    fence.move_alias(fn, alias, lambda *_: (good, {}), f"manual rollback of {service}")
     release_id = live_release["release_id"]
     record = deps.ledger.record(
         release_id,
@@ -125,6 +162,7 @@ def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") ->
 
 STATUS_BY_ERROR = {
     "Superseded": "Superseded",
+    "LeaseLost": "Superseded",  # a newer release (or a manual rollback) took the lease: fencing.py
     "ManifestInvalid": "Invalid",
     "ServiceNotRegistered": "Invalid",
     "GateFailed": "GateFailed",
