@@ -145,14 +145,15 @@ def scheduled(pipeline, run, state: str) -> int:
     return count
 
 
-def assert_nothing_left(pipeline, service: str = "support-bot") -> None:
-    """No lock held, no release record of the service at a non-final status, no canary alarm."""
+def assert_nothing_left(pipeline, run: ReleaseRun, service: str = "support-bot") -> None:
+    """No lock held, no release record of the service at a non-final status, no canary alarm
+    of the release (a RollbackFailed release of an earlier test leaves its alarms, on purpose)."""
     ledger = pipeline.control.ledger()
     assert ledger.lock_holder(service) is None
     open_records = [(r["release_id"], r.get("status")) for r in ledger.list_releases(service=service, limit=200)
                     if r.get("status") not in FINAL_STATUSES]
     assert not open_records
-    assert not [a for a in pipeline.alarms() if "-canary-" in a]
+    assert not [a for a in pipeline.alarms() if "-canary-" in a and run.release_id in a]
 
 
 def transient_faults(task: Task) -> list[Fault]:
@@ -169,7 +170,7 @@ def test_the_release_without_faults_walks_the_happy_path(faulty):
     assert run.path == HAPPY_PATH, run.record.get("reason")
     assert run.status == "Promoted"
     assert faulty.live() == (str(run.record["candidate_version"]), {}) != (live_before, {})
-    assert_nothing_left(faulty)
+    assert_nothing_left(faulty, run)
     assert not faulty.local.runtime.faults.fired()[faulty.mark:]
 
 
@@ -178,7 +179,7 @@ def test_the_synthetic_release_without_faults_sends_synthetic_traffic_and_is_pro
     run = faulty.release(faulty.label)
     assert run.status == "Promoted", run.record.get("reason")
     assert "SendSynthetic" in run.path and run.path[-2:] == ["Promote", "Promoted"]
-    assert_nothing_left(faulty)
+    assert_nothing_left(faulty, run)
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -201,7 +202,7 @@ def test_a_transient_fault_is_retried_and_the_release_ends_as_without_it(faulty,
     if name not in ("evaluate", "send_synthetic"):  # evaluate: the shards run as child executions
         assert scheduled(faulty, run, task.state) == HAPPY_PATH.count(task.state) + 2
     assert faulty.live() == (str(run.record["candidate_version"]), {})
-    assert_nothing_left(faulty)
+    assert_nothing_left(faulty, run)
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -218,14 +219,16 @@ def test_a_permanent_fault_ends_the_release_with_the_failing_task_named_and_live
     assert fired(faulty, function) == [1]
     closing = "Rollback" if task.traffic else "RecordOutcome"
     assert run.path[-3:] == [task.state, closing, "ReleaseFailed"], run.path
-    assert run.execution["status"] == "FAILED" and run.execution.get("error") == "InjectedFault"
+    # (a failed shard fails the Distributed Map's run: its error is the Map Run's)
+    error = "ExceedToleratedFailureThreshold" if name == "evaluate" else "InjectedFault"
+    assert run.execution["status"] == "FAILED" and run.execution.get("error") == error
     # And the ledger's final status says why, naming the failing task
     assert run.status == ("RolledBack" if task.traffic else "Failed")
-    assert "InjectedFault: disk full" in run.record["reason"]
-    assert task.state in run.record["reason"], run.record["reason"]
+    assert run.record["reason"].startswith(f"the {task.state} step failed: "), run.record["reason"]
+    assert ("1 of 1 items failed" if name == "evaluate" else "InjectedFault: disk full") in run.record["reason"]
     # And the lock is free and the live alias exactly as before
     assert faulty.live() == live_before
-    assert_nothing_left(faulty)
+    assert_nothing_left(faulty, run)
 
 
 # ------------------------------------------------------------------ the closing steps
@@ -243,7 +246,7 @@ def test_a_transient_fault_in_rollback_is_retried_and_the_release_is_rolled_back
     assert scheduled(faulty, run, "Rollback") == 3
     assert run.status == "RolledBack" and "InjectedFault: judge crashed" in run.record["reason"]
     assert faulty.live() == live_before
-    assert_nothing_left(faulty)
+    assert_nothing_left(faulty, run)
 
 
 def test_a_permanent_fault_in_rollback_ends_rollback_failed_through_the_last_resort(faulty):
@@ -283,7 +286,7 @@ def test_a_transient_fault_in_record_outcome_is_retried_and_the_release_is_recor
     assert run.status == "Failed" and "InjectedFault: gate crashed" in run.record["reason"]
     assert all(entry["actor"] != "state machine (last resort)" for entry in run.record["history"])
     assert faulty.live() == live_before
-    assert_nothing_left(faulty)
+    assert_nothing_left(faulty, run)
 
 
 def test_a_permanent_fault_in_record_outcome_is_closed_by_the_last_resort(faulty):
@@ -302,4 +305,4 @@ def test_a_permanent_fault_in_record_outcome_is_closed_by_the_last_resort(faulty
     assert "ending with InjectedFault" in run.record["reason"]
     assert run.record["history"][-1]["actor"] == "state machine (last resort)"
     assert faulty.live() == live_before
-    assert_nothing_left(faulty)
+    assert_nothing_left(faulty, run)

@@ -16,6 +16,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from modelgate_emulator import Fault, FaultInjector, LocalAWS
+from modelgate_emulator.stepfunctions import exceeds_tolerated_failures
 
 TRANSIENT = ["Lambda.ServiceException", "Lambda.TooManyRequestsException"]
 
@@ -189,3 +190,44 @@ def test_step_functions_does_not_retry_a_function_error_as_transient(local):
     assert next(e for e in history if e["type"] == "TaskFailed")["taskFailedEventDetails"]["error"] == "InjectedFault"
     assert len([e for e in history if e["type"] == "TaskScheduled"]) == 1
     assert (description["status"], description["error"]) == ("FAILED", "InjectedFault")
+
+
+def run_map(local: LocalAWS, **tolerance: Any) -> dict[str, Any]:
+    """A Distributed Map over two items, each invoking Echo once."""
+    sfn = local.client("stepfunctions")
+    role = local.client("iam").get_role(RoleName=local.stack.physical_id("MachineRole"))["Role"]["Arn"]
+    item = {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": True,
+            "Parameters": {"FunctionName": local.stack.function("EchoFunction").arn, "Payload.$": "$"}}
+    definition = {"StartAt": "Each", "States": {"Each": {
+        "Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 1, "End": True, **tolerance,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                          "StartAt": "Echo", "States": {"Echo": item}}}}}
+    arn = sfn.create_state_machine(name=f"faults-{uuid.uuid4().hex[:10]}", definition=json.dumps(definition),
+                                   roleArn=role)["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"items": [{"i": 1}, {"i": 2}]}))
+    return local.wait_for_execution(execution["executionArn"], timeout=30)
+
+
+def test_a_failed_item_fails_a_distributed_map_run_by_default(local):
+    # Given the second item's invocation fails for good
+    local.inject_fault("EchoFunction", Fault.unhandled(), attempts=[2])
+    # When a Distributed Map with no tolerated failures runs both items
+    description = run_map(local)
+    # Then the Map Run fails as AWS's does (moto would succeed with a null result)
+    assert (description["status"], description["error"]) == ("FAILED", "States.ExceedToleratedFailureThreshold")
+    assert "1 of 2 items failed" in description["cause"]
+
+
+def test_a_tolerated_item_failure_leaves_the_map_run_succeeding(local):
+    local.inject_fault("EchoFunction", Fault.unhandled(), attempts=[2])
+    description = run_map(local, ToleratedFailureCount=1)
+    assert description["status"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize(
+    "failed,total,count,percentage,fails",
+    [(0, 5, 0, 0.0, False), (1, 5, 0, 0.0, True), (1, 5, 1, 0.0, False), (2, 5, 1, 0.0, True),
+     (1, 10, 0, 10.0, False), (2, 10, 0, 10.0, True), (1, 1, None, None, True)],
+)
+def test_tolerated_failure_thresholds(failed, total, count, percentage, fails):
+    assert exceeds_tolerated_failures(failed, total, count, percentage) is fails
