@@ -2,7 +2,7 @@
 
 Every release ends where it should (Promoted, its service's live alias on its candidate),
 no ledger record is left at a non-final status and no service lock is held. The releases
-are kept small (a 10-case dataset, all traffic at once, a 60 s watch) so the test is about
+are kept small (a 5-case dataset, all traffic at once, a 60 s watch) so the test is about
 concurrency, not evaluation volume; nothing here is timed.
 """
 
@@ -23,7 +23,7 @@ from modelgate.policy import ReleasePolicy, ServiceConfig, managed_function_pref
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = [f"load-{i:02d}" for i in range(20)]
-CASES = 10
+CASES = 5
 
 
 def _inference_zip() -> bytes:
