@@ -57,6 +57,8 @@ class Fault:
     def __post_init__(self) -> None:
         if not _ERROR_TYPE_RE.match(self.error):
             raise ValueError(f"fault error name {self.error!r} is not an exception name ([A-Za-z_][A-Za-z0-9_.]*, 1-128)")
+        if self.status_code is None and "." in self.error:
+            raise ValueError(f"a function error's type is an exception class name, without dots: {self.error!r}")
         if self.status_code is not None and INVOKE_ERRORS.get(self.error) != self.status_code:
             raise ValueError(
                 f"invoke error {self.error!r} with status {self.status_code}: one of "
@@ -109,7 +111,7 @@ class Fault:
         """The handler with this (function) fault: it raises ``error`` before or after running."""
         if self.transient:
             raise ValueError(f"{self.error} is an Invoke error, not a function error")
-        exception_type = type(self.error.rpartition(".")[2], (Exception,), {"__module__": __name__})
+        exception_type = type(self.error, (Exception,), {"__module__": __name__})
         message = self.message
 
         def faulty(event: Any, context: Any) -> Any:

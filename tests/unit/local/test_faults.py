@@ -102,6 +102,8 @@ def test_bad_attempts_are_refused_by_name(kwargs, message):
 def test_bad_faults_are_refused_by_name():
     with pytest.raises(ValueError, match="not an exception name"):
         Fault.unhandled("not a name!")
+    with pytest.raises(ValueError, match="without dots"):
+        Fault.unhandled("Lambda.Unknown")
     with pytest.raises(ValueError, match="one of TooManyRequestsException"):
         Fault("ServiceException", "m", 503)
     with pytest.raises(ValueError, match="never reaches the function"):
