@@ -15,4 +15,6 @@ from modelgate.pipeline.deps import default_deps
 @logger.inject_lambda_context(correlation_id_path="release_id")
 @event_parser(model=ReleaseContext)
 def lambda_handler(event: ReleaseContext, context: LambdaContext) -> dict:
-    return outcome.record_outcome(default_deps(), event).dump()
+    deps = default_deps()
+    execution = outcome.pipeline_execution_arn(context.invoked_function_arn, deps.settings.stack_name, event.release_id)
+    return outcome.record_outcome(deps, event, execution).dump()

@@ -8,6 +8,7 @@ package and names the moto 5.2.1 behaviour it covers in its module docstring.
 
 from __future__ import annotations
 
+from modelgate_emulator.faults import Fault, FaultInjector
 from modelgate_emulator.lambda_runtime import (
     InvocationRecord,
     LambdaInvokeError,
@@ -23,6 +24,8 @@ from modelgate_emulator.stepfunctions import history_path, wait_for_execution
 from modelgate_emulator.template import FunctionSpec, Stack, TemplateError
 
 __all__ = [
+    "Fault",
+    "FaultInjector",
     "FunctionSpec",
     "InvocationRecord",
     "InvokeOutcome",

@@ -22,6 +22,11 @@ moto 5.2.1 behaviour this module covers (each has a test in tests/unit/local):
   simple backend is in use, so a function with Layers can't be created; patched to use the
   backend moto itself selected.
 
+Fault injection (``LambdaRuntime.faults``, see ``faults.py``): a test can make the Nth
+synchronous invocation of a function fail the way AWS fails it: Invoke answers
+TooManyRequestsException (429) or ServiceException (500, before the handler ran or after it
+ran and its result was lost), or the handler raises an unhandled exception.
+
 Design choices (documented where they differ from AWS):
 - each (function, version, configuration) gets its own module instance, loaded from its
   code directory under a unique module name (every function names its module ``app``):
@@ -78,6 +83,7 @@ from typing import Any, Protocol
 from unittest import mock
 
 from modelgate_emulator import environ, iam
+from modelgate_emulator.faults import Fault, FaultInjector
 from modelgate_emulator.logs import FunctionLogs, log_group_name
 
 LOG = logging.getLogger(__name__)
@@ -299,6 +305,8 @@ class LambdaRuntime:
         self._patches: contextlib.ExitStack | None = None
         self._extracted: dict[str, Path] = {}
         self._added_paths: list[str] = []
+        # Injected failures by function and attempt (faults.py): tests arm them, invoke applies them.
+        self.faults = FaultInjector()
 
     # ------------------------------------------------------------------ registration
     def register_function(self, *, account_id: str, region: str, function_name: str, code: FunctionCode) -> None:
@@ -432,7 +440,16 @@ class LambdaRuntime:
             from moto.awslambda.exceptions import InvalidParameterValueException
 
             raise InvalidParameterValueException(f"Unsupported InvocationType {invocation_type!r}")
-        return self._execute(target, event, str(uuid.uuid4()), invocation_type)
+        request_id = str(uuid.uuid4())
+        fault = self.faults.take(target.function_name, request_id)
+        if fault is None:
+            return self._execute(target, event, request_id, invocation_type)
+        if not fault.transient:
+            return self._execute(target, event, request_id, invocation_type, fault)
+        LOG.warning("injected fault: Invoke of %s answers %s", target.invoked_arn, fault.error)
+        if fault.after_handler:
+            self._execute(target, event, request_id, invocation_type)  # it ran; its result is lost
+        raise fault.invoke_error()
 
     def invoke_async(self, function_arn: str, payload: bytes) -> None:
         """Asynchronous invoke by ARN (EventBridge and other event sources deliver this way)."""
@@ -558,14 +575,16 @@ class LambdaRuntime:
             dead_letter_arn,
         )
 
-    def _execute(self, target: _Target, event: Any, request_id: str, invocation_type: str) -> InvokeResult:
+    def _execute(
+        self, target: _Target, event: Any, request_id: str, invocation_type: str, fault: Fault | None = None
+    ) -> InvokeResult:
         started_at = datetime.now(timezone.utc)
         start = time.monotonic()
         cold_start = False
         try:
             with self._work_in_progress():
                 env, cold_start = self._environment_for(target)
-                body, error = self._call(target, env, event, request_id, start)
+                body, error = self._call(target, env, event, request_id, start, fault)
         except _HandlerError as exc:  # the runtime could not load the handler
             body, error = b"", (exc.error_type, str(exc), exc.stack)
         if error is not None:
@@ -606,9 +625,10 @@ class LambdaRuntime:
         return result
 
     def _call(
-        self, target: _Target, env: _Environment, event: Any, request_id: str, start: float
+        self, target: _Target, env: _Environment, event: Any, request_id: str, start: float, fault: Fault | None = None
     ) -> tuple[bytes, tuple[str, str, list[str]] | None]:
-        """Run the handler; (JSON result, None) or (b"", (errorType, errorMessage, stackTrace))."""
+        """Run the handler (with an injected function error, if any); (JSON result, None) or
+        (b"", (errorType, errorMessage, stackTrace))."""
         timeout = float(target.config.timeout or 3)
         context = LambdaContext(
             function_name=target.function_name,
@@ -624,7 +644,7 @@ class LambdaRuntime:
         capture = self.logs.invocation(context, account_id=target.account_id, region=target.region)
         principal = iam.function_principal(target.config.role, target.function_name)
         outcome = _run_with_timeout(
-            capture.wrap(env.handler),
+            capture.wrap(env.handler if fault is None else fault.wrap(env.handler)),
             event,
             context,
             variables,

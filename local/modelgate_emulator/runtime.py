@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import boto3
+from botocore.exceptions import ClientError
 
 from modelgate import clock as pipeline_clock
 from modelgate.adapters import clients as aws
@@ -50,6 +51,7 @@ from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
 from modelgate_emulator.clock import Clock, JumpingClock, LoadSafeClock
 from modelgate_emulator.cloudwatch import DEFAULT_METRICS_DELAY_SECONDS, LambdaMetricsPublisher
+from modelgate_emulator.faults import Fault
 from modelgate_emulator.lambda_runtime import (
     ASYNC_RETRY_DELAYS_SECONDS,
     InvocationRecord,
@@ -469,6 +471,22 @@ class LocalAWS:
             except iam.AccessDenied:
                 return {"statusCode": 403, "body": json.dumps({"Message": "Forbidden"})}
         return self.invoke(name, event)
+
+    def inject_fault(
+        self, function: str, fault: Fault, *, attempts: Collection[int] = (), from_attempt: int | None = None
+    ) -> str:
+        """Make the given attempts of a function (logical id or name; 1 = its next synchronous
+        invocation), or every attempt from ``from_attempt`` on, fail with ``fault``
+        (:mod:`modelgate_emulator.faults`). Returns the function's physical name."""
+        if self.runtime is None:
+            raise RuntimeError("LocalAWS is not running")
+        name = self.function_name(function)
+        try:
+            self.client("lambda").get_function(FunctionName=name)
+        except ClientError as exc:
+            raise ValueError(f"cannot inject a fault into {function!r}: no such function in the stack or account") from exc
+        self.runtime.faults.inject(name, fault, attempts=attempts, from_attempt=from_attempt)
+        return name
 
     def invocations(self, function: str) -> list[InvocationRecord]:
         """Invocations of a function (logical id or name) so far, oldest first."""

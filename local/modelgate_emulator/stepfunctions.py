@@ -26,6 +26,12 @@ moto 5.2.1 (``moto/stepfunctions/parser``, LocalStack's ASL interpreter) behavio
   ("cannot pickle '_thread.RLock' object"), so only the first execution of a process ever
   starts. The copy now takes the definition and settings and shares the backend, versions
   and aliases, without the executions (which is what the copy is for).
+- a Distributed Map whose items fail succeeds anyway, with ``null`` for each failed item
+  (``ToleratedFailureCount``/``Percentage`` are parsed and never checked). On AWS the Map
+  Run fails with ``States.ExceedToleratedFailureThreshold`` once the failed items exceed the
+  tolerated threshold, 0 by default ("Setting failure thresholds for Distributed Map states
+  in Step Functions", https://docs.aws.amazon.com/step-functions/latest/dg/maprun-fail-threshold.html):
+  checked here after the items ran.
 - ``StopExecution`` marks the program stopped but a task waiting for its callback
   (``.waitForTaskToken``) keeps waiting until its timeout, so the execution stays RUNNING
   (a superseded release would hold on for its whole bake): stopping now wakes the
@@ -347,7 +353,40 @@ class StepFunctionsPatches:
                 return
             original_handle_uncaught(state, env, failure_event)
 
+        # --- Distributed Map: failed items fail the Map Run ------------------------------
+        from moto.stepfunctions.parser.api import ExecutionFailedEventDetails
+        from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (
+            DistributedIterationComponent,
+        )
+
+        original_map_run = DistributedIterationComponent._map_run
+
+        def map_run(component: Any, env: Any, eval_input: Any) -> None:
+            original_map_run(component, env, eval_input)
+            record = eval_input.map_run_record
+            failed, total = record.item_counter.failed.get(), record.item_counter.total.get()
+            if not exceeds_tolerated_failures(
+                failed, total, record.tolerated_failure_count, record.tolerated_failure_percentage
+            ):
+                return
+            env.stack.pop()  # the items' outputs: the Map Run failed instead
+            name = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+            raise FailureEventException(
+                failure_event=FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=name),
+                    event_type=HistoryEventType.ExecutionFailed,
+                    event_details=EventDetails(
+                        executionFailedEventDetails=ExecutionFailedEventDetails(
+                            error=name.to_name(),
+                            cause=f"The specified tolerated failure threshold was exceeded: {failed} of {total} items failed",
+                        )
+                    ),
+                )
+            )
+
         return [
+            (DistributedIterationComponent, "_map_run", map_run),
             (Environment, "set_stop", set_stop),
             (execute_state.ExecutionState, "_handle_catch", handle_catch),
             (execute_state.ExecutionState, "_handle_uncaught", handle_uncaught),
@@ -417,6 +456,15 @@ def wait_for_execution(sfn_client: Any, execution_arn: str, timeout: float = 30.
                 f"execution {execution_arn} still RUNNING after {timeout} s (last state: {path[-1] if path else 'none'})"
             )
         observation.found_nothing(_POLL_SECONDS)
+
+
+def exceeds_tolerated_failures(failed: int, total: int, tolerated_count: int | None, tolerated_percentage: float | None) -> bool:
+    """Whether a Distributed Map Run's failed items exceed its thresholds (both default 0: any
+    failed item fails the Map Run). Each threshold given on its own is honoured; with both
+    set, the run fails once both are exceeded."""
+    if failed <= 0 or total <= 0:
+        return False
+    return failed > (tolerated_count or 0) and 100.0 * failed / total > (tolerated_percentage or 0.0)
 
 
 def execution_history(sfn_client: Any, execution_arn: str) -> list[dict[str, Any]]:

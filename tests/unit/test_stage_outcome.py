@@ -145,7 +145,8 @@ def test_each_error_ends_the_release_in_its_status(world, error, status):
     # When its outcome is recorded
     out = record_outcome(world.deps, ctx)
     # Then the release ends in the status that error means, saying why, and the lock is free
-    assert out.outcome.model_dump() == {"status": status, "error": error, "reason": f"{error}: why"}
+    # (the execution's error: Step Functions reserves names starting with "States.")
+    assert out.outcome.model_dump() == {"status": status, "error": error.removeprefix("States."), "reason": f"{error}: why"}
     record = world.ledger.get(ctx.release_id)
     assert (record["status"], record["error"], record["reason"]) == (status, error, f"{error}: why")
     assert world.ledger.lock_holder("support-bot") is None
@@ -283,3 +284,60 @@ def test_manual_rollback_refuses_when_the_version_before_serves_no_model(world):
         rollback_service(world.deps, "support-bot", "alice")
     assert world.alias() == ("2", {})
     assert world.ledger.get("support-bot-first-2")["status"] == "Promoted"
+
+
+# ---------------------------------------------------------------------- which step failed
+class HistoryOf:
+    """A Step Functions client fake that answers GetExecutionHistory with these states entered
+    (oldest first), or raises ``error``."""
+
+    def __init__(self, *states: str, error: Exception | None = None) -> None:
+        self.states, self.error, self.calls = states, error, []
+
+    def get_execution_history(self, **kwargs):
+        self.calls.append(kwargs)
+        if self.error is not None:
+            raise self.error
+        events = [{"id": i + 1, "type": "TaskStateEntered", "stateEnteredEventDetails": {"name": name}}
+                  for i, name in enumerate(self.states)]
+        return {"events": list(reversed(events)) if kwargs.get("reverseOrder") else events}
+
+
+def test_the_failed_step_is_the_newest_state_entered_before_the_closing_step():
+    from types import SimpleNamespace
+
+    from modelgate.pipeline.outcome import failed_step
+
+    sfn = HistoryOf("Validate", "AcquireLock", "ShiftTraffic", "Rollback")
+    error = TaskError(Error="Lambda.ServiceException", Cause="...")
+    assert failed_step(SimpleNamespace(sfn=sfn), error, "arn:exec") == "ShiftTraffic"
+    assert sfn.calls == [{"executionArn": "arn:exec", "reverseOrder": True, "maxResults": 200,
+                          "includeExecutionData": False}]
+    # an error that names itself needs no lookup
+    assert failed_step(SimpleNamespace(sfn=sfn), TaskError(Error="GateFailed"), "arn:exec") is None
+    assert len(sfn.calls) == 1
+    # an unreadable history costs the detail, never the outcome step
+    broken = SimpleNamespace(sfn=HistoryOf(error=RuntimeError("AccessDenied")))
+    assert failed_step(broken, error, "arn:exec") is None
+
+
+def test_record_outcome_names_the_step_that_failed_for_an_error_that_does_not_say(world, monkeypatch):
+    # Given a release whose Register step crashed, with the lock held
+    world.ledger.acquire_lock("support-bot", RELEASE, 3600)
+    world.ledger.record(RELEASE, "GatePassed", "passed", service="support-bot")
+    ctx = world.context(RELEASE, error=TaskError(Error="KeyError", Cause=json.dumps({"errorMessage": "'gate'"})))
+    monkeypatch.setattr(type(world.deps), "sfn", HistoryOf("Gate", "Register", "RecordOutcome"), raising=False)
+    # When the outcome is recorded
+    out = record_outcome(world.deps, ctx, "arn:aws:states:us-east-1:123456789012:execution:x:" + RELEASE)
+    # Then the reason says which step failed and how; the lock is free
+    assert out.outcome.reason == "the Register step failed: KeyError: 'gate'"
+    assert world.ledger.get(RELEASE)["reason"] == out.outcome.reason
+    assert world.ledger.lock_holder("support-bot") is None
+
+
+def test_the_execution_arn_is_derived_from_the_function_arn_and_the_stack():
+    from modelgate.pipeline.outcome import pipeline_execution_arn
+
+    arn = pipeline_execution_arn("arn:aws:lambda:eu-west-1:111122223333:function:st-RecordOutcome-x", "st", "rel-1")
+    assert arn == "arn:aws:states:eu-west-1:111122223333:execution:st-release-pipeline:rel-1"
+    assert pipeline_execution_arn("not-an-arn", "st", "rel-1") is None

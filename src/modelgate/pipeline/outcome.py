@@ -13,6 +13,7 @@ from modelgate.adapters import lambda_alias
 from modelgate.contract import Outcome, ReleaseContext, TaskError
 from modelgate.errors import DecisionConflict, LeaseLost, ReleaseClosed, bounded
 from modelgate.lease import Lease
+from modelgate.observability import logger
 from modelgate.pipeline.canary import cleanup_canary
 from modelgate.pipeline.candidate import finish_owed_cancels
 from modelgate.pipeline.deps import Deps, target
@@ -50,15 +51,16 @@ def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     return ctx
 
 
-def rollback(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
-    """One alias update back to the version that was live; idempotent, says why (``ctx.error``).
+def rollback(deps: Deps, ctx: ReleaseContext, execution_arn: str | None = None) -> ReleaseContext:
+    """One alias update back to the version that was live; idempotent, says why (``ctx.error``,
+    and which step failed when the error doesn't say: see :func:`failed_step`).
 
     The alias moves only while the release holds its lease (fencing.py). One that lost it
     (superseded, cancelled by hand) leaves the alias to the lease's new holder, which returns
     its canary traffic itself, and ends Superseded (unless its canceller recorded its own
     status first); its own alarms are deleted either way."""
     error = ctx.error
-    reason = _reason(error)
+    reason = _reason(error, failed_step(deps, error, execution_arn))
     fn, alias = ctx.function_name, ctx.alias
     status, detail = "RolledBack", f"{fn}:{alias} restored to version {ctx.live_version}: {reason}"
     try:
@@ -171,12 +173,59 @@ STATUS_BY_ERROR = {
 }
 
 
-def record_outcome(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
-    """End a release that failed before any traffic moved: ledger says why (``ctx.error``), lock released."""
+# Errors that say what happened by their name (the ASL catches them by name); any other
+# error (a bug, a missing grant, a Lambda service error after its retries) gets the name of
+# the step that failed in the reason.
+NAMED_ERRORS = frozenset({*STATUS_BY_ERROR, "CanaryAlarm", "CanaryRegression", "NotEnoughEvidence"})
+# The closing steps themselves: the step that failed is the newest other state entered.
+CLOSING_STATES = frozenset({"RecordOutcome", "Rollback"})
+HISTORY_EVENTS = 200
+
+
+def pipeline_execution_arn(function_arn: str, stack_name: str, release_id: str) -> str | None:
+    """The release's execution: named by its release id (intake), on the stack's state machine
+    (template.yaml names it ``<stack>-release-pipeline``), in the calling function's account
+    and region (from its ARN); None for an ARN that is not a Lambda function's."""
+    parts = function_arn.split(":")
+    if len(parts) < 7 or parts[0] != "arn" or parts[2] != "lambda" or parts[5] != "function":
+        return None
+    partition, region, account = parts[1], parts[3], parts[4]
+    return f"arn:{partition}:states:{region}:{account}:execution:{stack_name}-release-pipeline:{release_id}"
+
+
+def failed_step(deps: Deps, error: TaskError | None, execution_arn: str | None) -> str | None:
+    """The state whose error led to this closing step, for an error whose name doesn't say.
+
+    A Catch leads straight from the failing state to RecordOutcome or Rollback, so it is the
+    newest state entered other than those, read from the execution's history
+    (GetExecutionHistory with reverseOrder, "GetExecutionHistory", AWS Step Functions API
+    Reference, https://docs.aws.amazon.com/step-functions/latest/apireference/API_GetExecutionHistory.html).
+    Events are ordered by id here too, so the answer doesn't depend on the order returned.
+    None when the history can't be read: the closing step must run whatever happens.
+    """
+    if error is None or error.error in NAMED_ERRORS or not execution_arn:
+        return None
+    try:
+        events = deps.sfn.get_execution_history(
+            executionArn=execution_arn, reverseOrder=True, maxResults=HISTORY_EVENTS, includeExecutionData=False
+        )["events"]
+    except Exception:  # noqa: BLE001 - the reason loses a detail; the release must still end
+        logger.warning("the failed step could not be read from the execution history", exc_info=True)
+        return None
+    for event in sorted(events, key=lambda e: e.get("id", 0), reverse=True):
+        name = (event.get("stateEnteredEventDetails") or {}).get("name")
+        if name and name not in CLOSING_STATES:
+            return str(name)
+    return None
+
+
+def record_outcome(deps: Deps, ctx: ReleaseContext, execution_arn: str | None = None) -> ReleaseContext:
+    """End a release that failed before any traffic moved: ledger says why (``ctx.error``, and
+    which step failed when the error doesn't say), lock released."""
     error = ctx.error
     name = error.error if error else "Failed"
     status = STATUS_BY_ERROR.get(name, "Failed")
-    reason = _reason(error)
+    reason = _reason(error, failed_step(deps, error, execution_arn))
     deps.ledger.take_token(ctx.release_id, "approval")
     deps.ledger.record(
         ctx.release_id,
@@ -191,9 +240,11 @@ def record_outcome(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     return _outcome(ctx, status, name, reason)
 
 
-def _reason(error: TaskError | None) -> str:
+def _reason(error: TaskError | None, step: str | None = None) -> str:
     if not error:
         return "no reason recorded"
+    if step:
+        return f"the {step} step failed: {_reason(error)}"
     cause = error.cause or ""
     try:  # a Lambda error's cause is the runtime's JSON: keep its message
         parsed = json.loads(cause)
@@ -206,4 +257,13 @@ def _reason(error: TaskError | None) -> str:
 
 
 def _outcome(ctx: ReleaseContext, status: str, error: str, reason: str) -> ReleaseContext:
-    return ctx.model_copy(update={"outcome": Outcome(status=status, error=error, reason=reason[:32000])})
+    """What the ASL's ReleaseFailed state fails the execution with (ErrorPath $.outcome.error).
+
+    Error names starting with "States." are reserved for Step Functions' own errors ("Error
+    names", Amazon States Language specification, https://states-language.net/#error-names):
+    a Fail state whose error resolves to one ends in States.Runtime instead (as the embedded
+    interpreter does), so a caught States.Timeout or States.ExceedToleratedFailureThreshold
+    ends the execution as Timeout or ExceedToleratedFailureThreshold. The ledger keeps the
+    full name."""
+    name = error.removeprefix("States.") or error
+    return ctx.model_copy(update={"outcome": Outcome(status=status, error=name, reason=reason[:32000])})

@@ -1,0 +1,308 @@
+"""Fault injection, per task of the release pipeline (issue #10).
+
+For every Lambda task of statemachine/release_pipeline.asl.json:
+- a **transient** fault (Invoke throttled, then a ServiceException after the handler ran
+  and its result was lost) is retried by the task's Retry, and the release ends exactly as
+  without the fault: same path through the states, Promoted, live on the candidate;
+- a **permanent** fault (the handler raises an unhandled exception on every attempt) ends
+  the release in a final ledger status whose reason names the failing task, with the
+  service's lock free and the live alias exactly as before.
+
+Faults are keyed by function and attempt (modelgate_emulator.faults), never by time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from modelgate_emulator import Fault, LocalAWS
+from modelgate_emulator.stepfunctions import execution_history
+from modelgate_harness.control import Control, update_policy
+from modelgate_harness.driver import ReleaseDriver, ReleaseRun, sample_stack
+
+from modelgate.adapters.lambda_alias import alias_state
+from modelgate.ledger import FINAL_STATUSES
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "support-bot"
+TIME_FACTOR = 0.002  # as in conftest.py
+SEED = 20261130
+SERVICE = "support-bot"
+
+
+@dataclass(frozen=True)
+class Task:
+    function: str  # the task's function (logical id in template.yaml)
+    state: str  # the ASL state that invokes it
+    callback: bool = False  # a .waitForTaskToken task
+    traffic: bool = False  # runs after traffic moved: a failure rolls back
+
+
+TASKS = {
+    "validate": Task("ValidateFunction", "Validate"),
+    "acquire_lock": Task("AcquireLockFunction", "AcquireLock"),
+    "publish_candidate": Task("PublishCandidateFunction", "PublishCandidate"),
+    "plan_evaluation": Task("PlanEvaluationFunction", "PlanEvaluation"),
+    "evaluate": Task("EvaluateFunction", "Evaluate"),  # the Distributed Map's shard task
+    "reduce_evaluation": Task("ReduceEvaluationFunction", "ReduceEvaluation"),
+    "gate": Task("GateFunction", "Gate"),
+    "register": Task("RegisterFunction", "Register"),
+    "request_approval": Task("RequestApprovalFunction", "WaitForApproval", callback=True),
+    "shift_traffic": Task("ShiftTrafficFunction", "ShiftTraffic", traffic=True),
+    "start_bake": Task("StartBakeFunction", "Bake", callback=True, traffic=True),
+    "check_canary": Task("CheckCanaryFunction", "CheckCanary", traffic=True),
+    "send_synthetic": Task("SendSyntheticFunction", "SendSynthetic", traffic=True),
+    "promote": Task("PromoteFunction", "Promote", traffic=True),
+}
+
+# The release every test starts from: manual approval, then all traffic at once, watched
+# (at 100% the alarms decide: no live callers are needed), then promoted.
+HAPPY_PATH = [
+    "Validate", "AcquireLock", "PublishCandidate", "PlanEvaluation", "Evaluate", "ReduceEvaluation", "Gate",
+    "Register", "ApprovalMode", "WaitForApproval",
+    "ShiftTraffic", "BakeOrJudge", "Bake", "CheckCanary", "NextStep", "Promote", "Promoted",
+]
+# SendSynthetic runs only when a canary step lacks live callers and the policy says so: a
+# 50% canary with nobody calling, judged on the synthetic calls. How many rounds it takes
+# depends on how the weighted alias routes them (at random, as on AWS), so tests of it
+# check where the release ends, not the exact path.
+SYNTHETIC_POLICY = {"rollout": None, "canary_weight": 0.5, "min_canary_invocations": 3,
+                    "judge": {"on_not_enough_evidence": "synthetic"}}
+
+
+@dataclass
+class Stack:
+    """One sample stack for the whole module, released on again and again: a fresh stack per
+    test would pay every pipeline function's cold start each time (about 15 s a test here).
+    Each test leaves it as it found it (asserted): no lock, no open record, no fault armed."""
+
+    local: LocalAWS
+    control: Control
+    driver: ReleaseDriver
+    function: str
+    label: str = ""  # the running test's name: its release's commit
+    mark: int = 0  # how many faults had fired before the running test
+
+    def set_policy(self, **overrides: Any) -> None:
+        update_policy(self.control, SERVICE, **overrides)
+
+    def live(self) -> tuple[str, dict]:
+        return alias_state(self.control.client("lambda"), self.function, "live")
+
+    def alarms(self) -> list[str]:
+        return [a["AlarmName"] for a in self.control.client("cloudwatch").describe_alarms()["MetricAlarms"]]
+
+    def release(self, label: str) -> ReleaseRun:
+        commit = hashlib.sha1(f"{SERVICE} faults {label}".encode()).hexdigest()
+        return self.driver.release(EXAMPLES / "v1", commit=commit, decision="approve")
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=SEED) as (local, control):
+        yield Stack(local, control, ReleaseDriver(control, timeout=900), local.stack.outputs["SampleServiceFunctionName"])
+
+
+@pytest.fixture
+def faulty(stack, request):
+    """The module's stack with the policy that walks HAPPY_PATH; no fault outlives the test."""
+    stack.set_policy(approval="manual", rollout="AllAtOnce", post_promotion_watch_seconds=60,
+                     canary_weight=0.1, min_canary_invocations=20, judge={})
+    stack.label = request.node.name
+    stack.mark = len(stack.local.runtime.faults.fired())
+    try:
+        yield stack
+    finally:
+        stack.local.runtime.faults.clear()
+
+
+def use_policy_for(pipeline, name: str) -> None:
+    if name == "send_synthetic":
+        pipeline.set_policy(**SYNTHETIC_POLICY)
+
+
+def inject(pipeline, function: str, fault: Fault, **attempts) -> str:
+    return pipeline.local.inject_fault(function, fault, **attempts)
+
+
+def fired(pipeline, name: str) -> list[int]:
+    """The attempts of ``name`` that failed in this test (faults are cleared after each)."""
+    return [f.attempt for f in pipeline.local.runtime.faults.fired()[pipeline.mark:] if f.function_name == name]
+
+
+def scheduled(pipeline, run, state: str) -> int:
+    """How many times the state's task was scheduled (every entry, 1 + its retries each)."""
+    count, inside = 0, False
+    for event in execution_history(pipeline.control.client("stepfunctions"), run.execution_arn):
+        if "stateEnteredEventDetails" in event:
+            inside = event["stateEnteredEventDetails"]["name"] == state
+        elif inside and event["type"] == "TaskScheduled":
+            count += 1
+    return count
+
+
+def assert_nothing_left(pipeline, run: ReleaseRun, service: str = "support-bot") -> None:
+    """No lock held, no release record of the service at a non-final status, no canary alarm
+    of the release (a RollbackFailed release of an earlier test leaves its alarms, on purpose)."""
+    ledger = pipeline.control.ledger()
+    assert ledger.lock_holder(service) is None
+    open_records = [(r["release_id"], r.get("status")) for r in ledger.list_releases(service=service, limit=200)
+                    if r.get("status") not in FINAL_STATUSES]
+    assert not open_records
+    assert not [a for a in pipeline.alarms() if "-canary-" in a and run.release_id in a]
+
+
+def transient_faults(task: Task) -> list[Fault]:
+    """A throttle, then a 500 after the handler ran (its side effects happened, the result was
+    lost), so the retry must be idempotent. A callback task's second fault comes before its
+    handler: a handler that ran would have handed out a task token the retry replaces, and
+    the approver (or the bake's alarm) would race the two tokens."""
+    return [Fault.throttled(), Fault.service_error(after_handler=not task.callback)]
+
+
+def test_the_release_without_faults_walks_the_happy_path(faulty):
+    live_before, _ = faulty.live()
+    run = faulty.release(faulty.label)
+    assert run.path == HAPPY_PATH, run.record.get("reason")
+    assert run.status == "Promoted"
+    assert faulty.live() == (str(run.record["candidate_version"]), {}) != (live_before, {})
+    assert_nothing_left(faulty, run)
+    assert not faulty.local.runtime.faults.fired()[faulty.mark:]
+
+
+def test_the_synthetic_release_without_faults_sends_synthetic_traffic_and_is_promoted(faulty):
+    use_policy_for(faulty, "send_synthetic")
+    run = faulty.release(faulty.label)
+    assert run.status == "Promoted", run.record.get("reason")
+    assert "SendSynthetic" in run.path and run.path[-2:] == ["Promote", "Promoted"]
+    assert_nothing_left(faulty, run)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_a_transient_fault_is_retried_and_the_release_ends_as_without_it(faulty, name):
+    # Given the task's function fails its first two invocations transiently
+    task = TASKS[name]
+    first, second = transient_faults(task)
+    use_policy_for(faulty, name)
+    function = inject(faulty, task.function, first, attempts=[1])
+    inject(faulty, task.function, second, attempts=[2])
+    # When the release runs
+    run = faulty.release(faulty.label)
+    # Then both faults happened, the task's Retry absorbed them, and nothing else changed
+    assert fired(faulty, function) == [1, 2]
+    assert run.execution["status"] == "SUCCEEDED" and run.status == "Promoted", run.record.get("reason")
+    if name == "send_synthetic":
+        assert task.state in run.path
+    else:
+        assert run.path == HAPPY_PATH
+    if name not in ("evaluate", "send_synthetic"):  # evaluate: the shards run as child executions
+        assert scheduled(faulty, run, task.state) == HAPPY_PATH.count(task.state) + 2
+    assert faulty.live() == (str(run.record["candidate_version"]), {})
+    assert_nothing_left(faulty, run)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_a_permanent_fault_ends_the_release_with_the_failing_task_named_and_live_untouched(faulty, name):
+    # Given the task's function fails on every invocation (an unhandled exception)
+    task = TASKS[name]
+    use_policy_for(faulty, name)
+    live_before = faulty.live()
+    function = inject(faulty, task.function, Fault.unhandled("InjectedFault", "disk full"), from_attempt=1)
+    # When the release runs
+    run = faulty.release(faulty.label)
+    # Then it failed at its first invocation and was not retried (not transient); a task
+    # after traffic moved rolls back, one before it records the outcome
+    assert fired(faulty, function) == [1]
+    closing = "Rollback" if task.traffic else "RecordOutcome"
+    assert run.path[-3:] == [task.state, closing, "ReleaseFailed"], run.path
+    # (a failed shard fails the Distributed Map's run: its error is the Map Run's)
+    error = "ExceedToleratedFailureThreshold" if name == "evaluate" else "InjectedFault"
+    assert run.execution["status"] == "FAILED" and run.execution.get("error") == error
+    # And the ledger's final status says why, naming the failing task
+    assert run.status == ("RolledBack" if task.traffic else "Failed")
+    assert run.record["reason"].startswith(f"the {task.state} step failed: "), run.record["reason"]
+    assert ("1 of 1 items failed" if name == "evaluate" else "InjectedFault: disk full") in run.record["reason"]
+    # And the lock is free and the live alias exactly as before
+    assert faulty.live() == live_before
+    assert_nothing_left(faulty, run)
+
+
+# ------------------------------------------------------------------ the closing steps
+def test_a_transient_fault_in_rollback_is_retried_and_the_release_is_rolled_back(faulty):
+    # Given the canary's judge fails for good, and Rollback's first two invocations fail transiently
+    live_before = faulty.live()
+    inject(faulty, "CheckCanaryFunction", Fault.unhandled("InjectedFault", "judge crashed"), from_attempt=1)
+    rollback = inject(faulty, "RollbackFunction", Fault.throttled(), attempts=[1])
+    inject(faulty, "RollbackFunction", Fault.service_error(after_handler=True), attempts=[2])
+    # When the release runs
+    run = faulty.release(faulty.label)
+    # Then Rollback was retried and did its work: rolled back, live as before
+    assert fired(faulty, rollback) == [1, 2]
+    assert run.path[-3:] == ["CheckCanary", "Rollback", "ReleaseFailed"]
+    assert scheduled(faulty, run, "Rollback") == 3
+    assert run.status == "RolledBack" and "InjectedFault: judge crashed" in run.record["reason"]
+    assert faulty.live() == live_before
+    assert_nothing_left(faulty, run)
+
+
+def test_a_permanent_fault_in_rollback_ends_rollback_failed_through_the_last_resort(faulty):
+    # Given the canary's judge and Rollback both fail for good
+    live_before = faulty.live()
+    inject(faulty, "CheckCanaryFunction", Fault.unhandled("InjectedFault", "judge crashed"), from_attempt=1)
+    inject(faulty, "RollbackFunction", Fault.unhandled("InjectedFault", "rollback crashed"), from_attempt=1)
+    # When the release runs
+    run = faulty.release(faulty.label)
+    # Then the last resort closed it: RollbackFailed, naming Rollback and why it was rolling back
+    assert run.path[-7:] == ["CheckCanary", "Rollback", "RollbackStepFailed", "LastResortRecord",
+                             "LastResortUnlock", "LastResortAlert", "LastResortFailed"]
+    assert scheduled(faulty, run, "Rollback") == 1
+    assert run.execution.get("error") == "RollbackFailed"
+    assert run.status == "RollbackFailed"
+    assert run.record["reason"].startswith("the rollback step failed: Rollback ended with InjectedFault")
+    assert "the rollback was for InjectedFault" in run.record["reason"]
+    # And the lock is free and no record is left open; the candidate's traffic is what the
+    # alert tells humans to undo (without the Rollback function nothing moves the alias back)
+    assert faulty.control.ledger().lock_holder("support-bot") is None
+    assert all(r["status"] in FINAL_STATUSES for r in faulty.control.ledger().list_releases(service="support-bot"))
+    assert faulty.live() != live_before
+
+
+def test_a_transient_fault_in_record_outcome_is_retried_and_the_release_is_recorded(faulty):
+    # Given the gate fails for good, and RecordOutcome's first two invocations fail transiently
+    live_before = faulty.live()
+    inject(faulty, "GateFunction", Fault.unhandled("InjectedFault", "gate crashed"), from_attempt=1)
+    outcome = inject(faulty, "RecordOutcomeFunction", Fault.throttled(), attempts=[1])
+    inject(faulty, "RecordOutcomeFunction", Fault.service_error(after_handler=True), attempts=[2])
+    # When the release runs
+    run = faulty.release(faulty.label)
+    # Then RecordOutcome was retried and recorded the failure itself (no last resort)
+    assert fired(faulty, outcome) == [1, 2]
+    assert run.path[-3:] == ["Gate", "RecordOutcome", "ReleaseFailed"]
+    assert scheduled(faulty, run, "RecordOutcome") == 3
+    assert run.status == "Failed" and "InjectedFault: gate crashed" in run.record["reason"]
+    assert all(entry["actor"] != "state machine (last resort)" for entry in run.record["history"])
+    assert faulty.live() == live_before
+    assert_nothing_left(faulty, run)
+
+
+def test_a_permanent_fault_in_record_outcome_is_closed_by_the_last_resort(faulty):
+    # Given the gate and RecordOutcome both fail for good
+    live_before = faulty.live()
+    inject(faulty, "GateFunction", Fault.unhandled("InjectedFault", "gate crashed"), from_attempt=1)
+    inject(faulty, "RecordOutcomeFunction", Fault.unhandled("InjectedFault", "ledger crashed"), from_attempt=1)
+    # When the release runs
+    run = faulty.release(faulty.label)
+    # Then the last resort wrote the final status (DynamoDB directly), freed the lock and alerted
+    assert run.path[-7:] == ["Gate", "RecordOutcome", "OutcomeStepFailed", "LastResortRecord",
+                             "LastResortUnlock", "LastResortAlert", "LastResortFailed"]
+    assert run.execution.get("error") == "RecordOutcomeFailed"
+    assert run.status == "Failed"
+    assert run.record["reason"].startswith("the outcome step failed: RecordOutcome ended with InjectedFault")
+    assert "ending with InjectedFault" in run.record["reason"]
+    assert run.record["history"][-1]["actor"] == "state machine (last resort)"
+    assert faulty.live() == live_before
+    assert_nothing_left(faulty, run)

@@ -1,0 +1,235 @@
+"""Fault injection in the embedded Lambda runtime (modelgate_emulator.faults).
+
+A fault is keyed by function and attempt (never by time): the Nth synchronous invocation
+after it is armed fails as AWS fails it, and Step Functions sees the error AWS reports.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from modelgate_emulator import Fault, FaultInjector, LocalAWS
+from modelgate_emulator.stepfunctions import exceeds_tolerated_failures
+
+TRANSIENT = ["Lambda.ServiceException", "Lambda.TooManyRequestsException"]
+
+
+@pytest.fixture
+def local(local_aws: LocalAWS) -> Iterator[LocalAWS]:
+    """The module's fixture stack with no fault left armed after each test."""
+    yield local_aws
+    assert local_aws.runtime is not None
+    local_aws.runtime.faults.clear()
+
+
+def no_retry_client() -> Any:
+    """A Lambda client that shows each Invoke's own answer (botocore would retry a 429/500)."""
+    return boto3.client("lambda", region_name="us-east-1", config=Config(retries={"total_max_attempts": 1}))
+
+
+def invoke(local: LocalAWS, function: str, event: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    response = no_retry_client().invoke(FunctionName=local.function_name(function), Payload=json.dumps(event).encode())
+    return response, json.loads(response["Payload"].read() or b"null")
+
+
+def run_machine(local: LocalAWS, task_extra: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One Echo task in an ad-hoc machine (the stack's role); its description and history."""
+    sfn = local.client("stepfunctions")
+    role = local.client("iam").get_role(RoleName=local.stack.physical_id("MachineRole"))["Role"]["Arn"]
+    task = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": local.stack.function("EchoFunction").arn, "Payload": {"n": 1}},
+        "End": True,
+        **task_extra,
+    }
+    arn = sfn.create_state_machine(
+        name=f"faults-{uuid.uuid4().hex[:10]}", definition=json.dumps({"StartAt": "Echo", "States": {"Echo": task}}),
+        roleArn=role,
+    )["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
+    description = local.wait_for_execution(execution, timeout=30)
+    return description, sfn.get_execution_history(executionArn=execution)["events"]
+
+
+# ------------------------------------------------------------------ the injector alone
+def test_attempts_are_counted_per_function_from_when_the_fault_is_armed():
+    # Given a function invoked twice before a fault is armed for its attempts 2 and 4
+    faults = FaultInjector()
+    faults.take("fn", "r0")
+    faults.take("fn", "r1")
+    faults.inject("fn", Fault.throttled(), attempts={2, 4})
+    # When it is invoked five more times, and another function once
+    taken = [faults.take("fn", f"r{i}") for i in range(2, 7)]
+    other = faults.take("other", "x")
+    # Then exactly the 2nd and 4th invocations after arming failed, nothing else
+    assert [t is not None for t in taken] == [False, True, False, True, False]
+    assert other is None
+    assert [(f.attempt, f.request_id) for f in faults.fired("fn")] == [(2, "r3"), (4, "r5")]
+    assert faults.invocations("fn") == 7
+
+
+def test_from_attempt_fails_that_attempt_and_every_later_one_until_cleared():
+    faults = FaultInjector()
+    faults.inject("fn", Fault.unhandled(), from_attempt=2)
+    assert [faults.take("fn", str(i)) is not None for i in range(4)] == [False, True, True, True]
+    faults.clear("fn")
+    assert faults.take("fn", "later") is None
+    assert len(faults.fired()) == 3  # what fired is kept after clearing
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({}, "give attempts, from_attempt, or both"),
+        ({"attempts": [0]}, "counted from 1"),
+        ({"attempts": [True]}, "counted from 1"),
+        ({"from_attempt": 0}, "counted from 1"),
+    ],
+)
+def test_bad_attempts_are_refused_by_name(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FaultInjector().inject("fn", Fault.throttled(), **kwargs)
+
+
+def test_bad_faults_are_refused_by_name():
+    with pytest.raises(ValueError, match="not an exception name"):
+        Fault.unhandled("not a name!")
+    with pytest.raises(ValueError, match="without dots"):
+        Fault.unhandled("Lambda.Unknown")
+    with pytest.raises(ValueError, match="one of TooManyRequestsException"):
+        Fault("ServiceException", "m", 503)
+    with pytest.raises(ValueError, match="never reaches the function"):
+        Fault("TooManyRequestsException", "m", 429, after_handler=True)
+    with pytest.raises(ValueError, match="a fault needs a function name"):
+        FaultInjector().inject("", Fault.throttled(), attempts=[1])
+    with pytest.raises(TypeError, match="must be a Fault"):
+        FaultInjector().inject("fn", "ServiceException", attempts=[1])  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ Invoke, as a caller sees it
+def test_a_throttle_answers_429_and_the_function_does_not_run(local):
+    # Given Echo's next invocation is throttled
+    ran_before = len(local.invocations("EchoFunction"))
+    name = local.inject_fault("EchoFunction", Fault.throttled(), attempts=[1])
+    # When it is invoked / Then Invoke fails with Lambda's throttle, and the handler never ran
+    with pytest.raises(ClientError) as caught:
+        invoke(local, "EchoFunction", {"a": 1})
+    error = caught.value.response
+    assert error["Error"]["Code"] == "TooManyRequestsException"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert error.get("Reason") == "ReservedFunctionConcurrentInvocationLimitExceeded"
+    assert len(local.invocations("EchoFunction")) == ran_before
+    # And the next invocation is served normally
+    _, body = invoke(local, "EchoFunction", {"a": 2})
+    assert body["event"] == {"a": 2}
+    assert [(f.function_name, f.attempt) for f in local.runtime.faults.fired(name)] == [(name, 1)]
+
+
+def test_a_service_error_after_the_handler_ran_loses_its_result(local):
+    # Given Echo's result is lost on the way back (a 500 after the handler ran)
+    ran_before = len(local.invocations("EchoFunction"))
+    local.inject_fault("EchoFunction", Fault.service_error(after_handler=True), attempts=[1])
+    # When it is invoked
+    with pytest.raises(ClientError) as caught:
+        invoke(local, "EchoFunction", {"a": 1})
+    # Then the caller sees ServiceException (500), although the handler did run, successfully
+    assert caught.value.response["Error"]["Code"] == "ServiceException"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    runs = local.invocations("EchoFunction")[ran_before:]
+    assert len(runs) == 1 and runs[0].error_type is None
+
+
+def test_an_unhandled_fault_is_a_function_error_in_the_runtimes_shape(local):
+    # Given Echo fails permanently from its second invocation on
+    local.inject_fault("EchoFunction", Fault.unhandled("DiskFull", "no space left"), from_attempt=2)
+    # When it is invoked three times
+    first, _ = invoke(local, "EchoFunction", {})
+    results = [invoke(local, "EchoFunction", {}) for _ in range(2)]
+    # Then the first succeeded and the next two failed like a raising handler
+    assert "FunctionError" not in first
+    for response, body in results:
+        assert response["FunctionError"] == "Unhandled"
+        assert (body["errorType"], body["errorMessage"]) == ("DiskFull", "no space left")
+        assert body["requestId"]
+    assert [r.error_type for r in local.invocations("EchoFunction")[-2:]] == ["DiskFull", "DiskFull"]
+
+
+def test_a_fault_for_an_unknown_function_is_refused(local):
+    with pytest.raises(ValueError, match="no such function"):
+        local.inject_fault("NoSuchFunction", Fault.throttled(), attempts=[1])
+
+
+# ------------------------------------------------------------------ what Step Functions sees
+def test_step_functions_retries_the_transient_faults_by_their_lambda_error_names(local):
+    # Given Echo's next two invocations fail transiently (a throttle, then a lost result)
+    local.inject_fault("EchoFunction", Fault.throttled(), attempts=[1])
+    local.inject_fault("EchoFunction", Fault.service_error(after_handler=True), attempts=[2])
+    # When a task that retries AWS's transient Lambda errors invokes it
+    description, history = run_machine(local, {"Retry": [
+        {"ErrorEquals": TRANSIENT, "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2.0}]})
+    # Then the task failed twice with the names AWS reports, was retried, and succeeded
+    failed = [e["taskFailedEventDetails"]["error"] for e in history if e["type"] == "TaskFailed"]
+    assert failed == ["Lambda.TooManyRequestsException", "Lambda.ServiceException"]
+    assert description["status"] == "SUCCEEDED"
+    assert json.loads(description["output"])["Payload"]["event"] == {"n": 1}
+
+
+def test_step_functions_does_not_retry_a_function_error_as_transient(local):
+    # Given Echo fails for good
+    local.inject_fault("EchoFunction", Fault.unhandled(), from_attempt=1)
+    # When the same retrying task invokes it
+    description, history = run_machine(local, {"Retry": [
+        {"ErrorEquals": TRANSIENT, "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2.0}]})
+    # Then it failed once, by the exception's name
+    assert next(e for e in history if e["type"] == "TaskFailed")["taskFailedEventDetails"]["error"] == "InjectedFault"
+    assert len([e for e in history if e["type"] == "TaskScheduled"]) == 1
+    assert (description["status"], description["error"]) == ("FAILED", "InjectedFault")
+
+
+def run_map(local: LocalAWS, **tolerance: Any) -> dict[str, Any]:
+    """A Distributed Map over two items, each invoking Echo once."""
+    sfn = local.client("stepfunctions")
+    role = local.client("iam").get_role(RoleName=local.stack.physical_id("MachineRole"))["Role"]["Arn"]
+    item = {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": True,
+            "Parameters": {"FunctionName": local.stack.function("EchoFunction").arn, "Payload.$": "$"}}
+    definition = {"StartAt": "Each", "States": {"Each": {
+        "Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 1, "End": True, **tolerance,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                          "StartAt": "Echo", "States": {"Echo": item}}}}}
+    arn = sfn.create_state_machine(name=f"faults-{uuid.uuid4().hex[:10]}", definition=json.dumps(definition),
+                                   roleArn=role)["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"items": [{"i": 1}, {"i": 2}]}))
+    return local.wait_for_execution(execution["executionArn"], timeout=30)
+
+
+def test_a_failed_item_fails_a_distributed_map_run_by_default(local):
+    # Given the second item's invocation fails for good
+    local.inject_fault("EchoFunction", Fault.unhandled(), attempts=[2])
+    # When a Distributed Map with no tolerated failures runs both items
+    description = run_map(local)
+    # Then the Map Run fails as AWS's does (moto would succeed with a null result)
+    assert (description["status"], description["error"]) == ("FAILED", "States.ExceedToleratedFailureThreshold")
+    assert "1 of 2 items failed" in description["cause"]
+
+
+def test_a_tolerated_item_failure_leaves_the_map_run_succeeding(local):
+    local.inject_fault("EchoFunction", Fault.unhandled(), attempts=[2])
+    description = run_map(local, ToleratedFailureCount=1)
+    assert description["status"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize(
+    "failed,total,count,percentage,fails",
+    [(0, 5, 0, 0.0, False), (1, 5, 0, 0.0, True), (1, 5, 1, 0.0, False), (2, 5, 1, 0.0, True),
+     (1, 10, 0, 10.0, False), (2, 10, 0, 10.0, True), (1, 1, None, None, True)],
+)
+def test_tolerated_failure_thresholds(failed, total, count, percentage, fails):
+    assert exceeds_tolerated_failures(failed, total, count, percentage) is fails
