@@ -365,6 +365,36 @@ class Ledger(ServiceLocks):
         return from_dynamo(response["Attributes"])
 
     # ------------------------------------------------------------------ task tokens
+    def undo_decision(self, release_id: str, decision: str, approver: str, why: str) -> None:
+        """Take back a decision that never reached the waiting task (its SendTaskSuccess or
+        SendTaskFailure was refused: denied, throttled): the release waits again, and the
+        history says what happened. Only this approver's own decision is taken back."""
+        status = {"approve": "Approved", "reject": "Rejected"}[decision]
+        at = now_iso()
+        try:
+            self.table.update_item(
+                Key={"pk": f"RELEASE#{release_id}", "sk": "RELEASE"},
+                UpdateExpression=(
+                    "SET #status = :waiting, updated_at = :at, #history = list_append(#history, :entry) "
+                    "REMOVE approval"
+                ),
+                ConditionExpression="#status = :decided AND approval.approver = :approver",
+                ExpressionAttributeNames={"#status": "status", "#history": "history"},
+                ExpressionAttributeValues={
+                    ":waiting": "PendingManualApproval",
+                    ":decided": status,
+                    ":approver": approver,
+                    ":at": at,
+                    ":entry": [{
+                        "at": at, "status": "PendingManualApproval", "actor": approver,
+                        "detail": f"the {decision} did not reach the waiting task ({why}); still waiting",
+                    }],
+                },
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+
     def put_token(self, release_id: str, kind: str, token: str) -> None:
         self.table.put_item(
             Item={"pk": _token_pk(release_id), "sk": kind, "token": token, "at": now_iso()}

@@ -192,4 +192,4 @@ def test_approve_over_http_fails_without_the_approver_policys_task_statement(tmp
         err = capsys.readouterr().err
         assert "AccessDeniedException" in err and "/modelgate-approver is not authorized to perform: " \
             "states:SendTaskSuccess" in err, err
-        assert status(state, capsys, release)["status"] in ("PendingManualApproval", "Approved")
+        assert status(state, capsys, release)["status"] == "PendingManualApproval"

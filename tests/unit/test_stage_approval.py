@@ -227,3 +227,20 @@ def test_a_decision_reaching_a_task_that_already_ended_is_a_conflict(world):
     # When an approver approves / Then it is a conflict saying the release stopped waiting
     with pytest.raises(DecisionConflict, match="stopped waiting for approval before the decision reached it"):
         decide(world.deps, release_id, "approve", "bob@example.com")
+
+
+def test_a_decision_the_task_never_got_leaves_the_release_waiting(world):
+    # Given a release waiting for approval, and an approver whose SendTaskSuccess is denied
+    release_id = waiting(world)
+    world.sfn.gone = "AccessDeniedException"
+    # When the approver approves / Then the AWS error surfaces
+    with pytest.raises(ClientError, match="AccessDeniedException"):
+        decide(world.deps, release_id, "approve", "bob@example.com")
+    # And the ledger does not claim a decision the task never got: it still waits, token kept
+    record = world.ledger.get(release_id)
+    assert record["status"] == "PendingManualApproval" and "approval" not in record
+    assert "did not reach the waiting task (AccessDeniedException)" in record["history"][-1]["detail"]
+    assert world.ledger.get_token(release_id, "approval") == TOKEN
+    # And once the call goes through, the same approver can decide
+    world.sfn.gone = None
+    assert decide(world.deps, release_id, "approve", "bob@example.com")["status"] == "Approved"

@@ -112,7 +112,9 @@ def decide(
         four_eyes=bool(current.get("four_eyes")), author=current.get("author"), approver=approver, decision=decision
     )
     record = deps.ledger.decide(release_id, decision, approver, comment)
-    token = deps.ledger.take_token(release_id, "approval")
+    # Read, not taken yet: the token is removed only once the task got the decision (below),
+    # so a refused call leaves the release waiting with its token (approvers may not write it).
+    token = deps.ledger.get_token(release_id, "approval")
     if token is None:  # the timeout's outcome took it between our two reads
         raise DecisionConflict(f"release {release_id} stopped waiting for approval")
     try:
@@ -129,8 +131,14 @@ def decide(
             )
     except ClientError as exc:
         if error_code(exc) not in TASK_GONE_CODES:
+            # The decision did not reach the task (AccessDenied, throttled...): the task still
+            # waits, so the ledger must too: the decision is taken back (the token stays), so
+            # the ledger never says Approved for a release that is still waiting.
+            deps.ledger.undo_decision(release_id, decision, approver, error_code(exc))
             raise
+        deps.ledger.take_token(release_id, "approval")
         raise DecisionConflict(
             f"release {release_id} stopped waiting for approval before the decision reached it"
         ) from exc
+    deps.ledger.take_token(release_id, "approval")  # used: nobody sends with it again
     return record
