@@ -72,10 +72,12 @@ def _waiting_release(pipeline, tmp_path, *, author: str, label: str, **policy):
     shutil.copytree(pipeline.examples / "v2", folder)
     manifest = json.loads((folder / "model-config.json").read_text())
     manifest["source"]["author"] = "Alice Example <alice@example.com>"  # what the folder claims: ignored
-    manifest["source"]["branch"] = "main\nApprove:  https://evil.example/decide?t=forged"
+    # (a branch that forges a mail line, "main\nApprove: https://evil...", is refused at Validate:
+    # tests/statemachine/hostile_corpus.py; the mail's own one-line guard: test_stage_approval.py)
+    manifest["source"]["branch"] = "main"
     (folder / "model-config.json").write_text(json.dumps(manifest))
     run = pipeline.driver.submit(folder, commit=pipeline.commit_for(label), author=author,
-                                 branch="main\nApprove:  https://evil.example/decide?t=forged")
+                                 branch="main")
     assert pipeline.driver.wait_for_decision_point(run)
     return run
 
@@ -90,7 +92,7 @@ def test_each_approver_gets_their_own_links_and_the_author_cannot_approve_by_lin
     token = control.ledger().get_token(run.release_id, "approval")
     for message in mails.values():
         assert token and token not in message
-        # the forged branch stays inside its line: the only Approve line is ours (or none)
+        # the only Approve line is ours (or none)
         assert all(line.startswith("Approve:  https://" + urlsplit(control.outputs["ApprovalCallbackUrl"]).netloc)
                    or "not by you" in line for line in message.splitlines() if line.startswith("Approve:"))
     # Then Bob, the author, was mailed no approve link, only his reject link

@@ -36,6 +36,12 @@ def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     lease (superseded while its final bake ran) raises LeaseLost and is not promoted."""
     fn, alias = target(ctx)
     assert ctx.candidate_version
+    record = deps.ledger.get(ctx.release_id) or {}
+    if record.get("status") == "Promoted":
+        # A retry of a Promote that did its work but whose answer was lost (Lambda.ServiceException
+        # after the handler ran): Promoted is written only under the lease, so this release is
+        # live by right, and the lease it held is already released. Nothing more to do.
+        return ctx
     fence = fence_of(deps, ctx)
     candidate = ctx.candidate_version
     fence.move_alias(fn, alias, lambda *_: (candidate, {}), f"promoting {ctx.release_id}")  # idempotent
