@@ -11,19 +11,29 @@ The URL has no AWS auth (AuthType NONE): the link's signature is the authorisati
 module only maps HTTP to modelgate.approval.links and its outcomes to pages; it logs the
 release id and the link's nonce, never the link itself (nor, of course, a task token).
 Dependencies come from ``build_deps()``, which tests replace.
+
+Routing is done here, not by Powertools' ``LambdaFunctionUrlResolver``: two routes don't
+need a router, and ``aws_lambda_powertools.event_handler`` imports every resolver it has
+(AppSync and asyncio, Bedrock agents, OpenAPI, the data classes) when any one is imported,
+which was most of this function's cold start beyond boto3 (issue #7). The event and the
+result are a Function URL's (payload format 2.0: ``requestContext.http.method``, ``rawPath``,
+``queryStringParameters``, lower-case ``headers``, ``body`` with ``isBase64Encoded``; the
+result ``statusCode``, ``headers``, ``body``, ``isBase64Encoded``, ``cookies``), as the AWS
+Lambda Developer Guide's "Invoking Lambda function URLs", section "Request and response
+payloads" (https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html) gives them.
 """
 
 from __future__ import annotations
 
+import base64
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
+from typing import Any
 from urllib.parse import parse_qs
 
-from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
@@ -37,8 +47,6 @@ from modelgate.observability import logger
 from modelgate.pipeline import approval
 from modelgate.pipeline.deps import Deps, default_deps
 from modelgate.settings import ApprovalCallbackSettings
-
-app = LambdaFunctionUrlResolver()
 
 REPORT_URL_SECONDS = 900
 _FORM_TYPE = "application/x-www-form-urlencoded"
@@ -63,8 +71,53 @@ def build_deps() -> CallbackDeps:
     )
 
 
+@dataclass(frozen=True)
+class Request:
+    """What the routes read of a Function URL request (payload format 2.0)."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]  # names in lower case
+    body: str
+    source_ip: str
+    user_agent: str
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> Request:
+        http = (event.get("requestContext") or {}).get("http") or {}
+        body = event.get("body") or ""
+        if body and event.get("isBase64Encoded"):
+            body = base64.b64decode(body.encode()).decode()
+        return cls(
+            method=str(http.get("method") or "").upper(),
+            path=str(event.get("rawPath") or http.get("path") or ""),
+            query=event.get("queryStringParameters") or {},
+            headers={str(k).lower(): v for k, v in (event.get("headers") or {}).items()},
+            body=body,
+            source_ip=str(http.get("sourceIp") or ""),
+            user_agent=str(http.get("userAgent") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Response:
+    status_code: int
+    body: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def as_function_url_result(self) -> dict[str, Any]:
+        return {
+            "statusCode": self.status_code,
+            "headers": dict(self.headers),
+            "body": self.body,
+            "isBase64Encoded": False,
+            "cookies": [],
+        }
+
+
 def _html(status: int, body: str) -> Response:
-    return Response(status_code=status, content_type=pages.CONTENT_TYPE, body=body, headers=dict(pages.PAGE_HEADERS))
+    return Response(status, body, {"Content-Type": pages.CONTENT_TYPE, **pages.PAGE_HEADERS})
 
 
 def _now_iso(clock: Callable[[], float]) -> str:
@@ -89,9 +142,8 @@ def _report(deps: Deps, record: dict) -> tuple[str | None, str | None]:
 
 
 # ---------------------------------------------------------------------- routes
-@app.get(links.DECIDE_PATH)
-def confirm() -> Response:
-    token = app.current_event.get_query_string_value("t", "") or ""
+def confirm(request: Request) -> Response:
+    token = request.query.get("t") or ""
     if not token:
         raise links.ApprovalFormInvalid("the link has no signed token (?t=...): copy the whole link from the mail")
     deps = build_deps()
@@ -108,13 +160,11 @@ def confirm() -> Response:
     )
 
 
-@app.post(links.DECIDE_PATH)
-def decide() -> Response:
-    event = app.current_event
-    content_type = (event.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+def decide(request: Request) -> Response:
+    content_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
     if content_type != _FORM_TYPE:
         raise links.ApprovalFormInvalid(f"expected a form post ({_FORM_TYPE}), got {content_type or 'no content type'}")
-    fields = parse_qs(event.decoded_body or "", keep_blank_values=True, max_num_fields=10)
+    fields = parse_qs(request.body, keep_blank_values=True, max_num_fields=10)
     repeated = sorted(k for k, v in fields.items() if len(v) > 1)
     if repeated:
         raise links.ApprovalFormInvalid(f"field(s) sent more than once: {', '.join(repeated)}")
@@ -122,8 +172,8 @@ def decide() -> Response:
     deps = build_deps()
     claims, record = links.decide_by_link(
         form,
-        source_ip=event.request_context.http.source_ip or "",
-        user_agent=event.request_context.http.user_agent or "",
+        source_ip=request.source_ip,
+        user_agent=request.user_agent,
         keys=deps.keys,
         ledger=deps.pipeline.ledger,
         decide=partial(approval.decide, deps.pipeline),
@@ -148,14 +198,12 @@ _REFUSALS: dict[type[Exception], tuple[int, str, str | None]] = {
 }
 
 
-@app.exception_handler(list(_REFUSALS))
 def refused(error: Exception) -> Response:
     status, title, hint = next(v for k, v in _REFUSALS.items() if isinstance(error, k))
     logger.info("approval request refused", extra={"status": status, "error": type(error).__name__})
     return _html(status, pages.refusal_page(title, str(error), hint=hint))
 
 
-@app.exception_handler(ClientError)
 def aws_error(error: ClientError) -> Response:
     code = error_code(error)
     if code in TASK_GONE_CODES:
@@ -167,7 +215,6 @@ def aws_error(error: ClientError) -> Response:
     return unexpected(error)
 
 
-@app.exception_handler(Exception)
 def unexpected(error: Exception) -> Response:
     logger.exception("approval callback failed", extra={"error": type(error).__name__})
     status = 500 if not isinstance(error, ConfigurationError) else 503
@@ -177,11 +224,36 @@ def unexpected(error: Exception) -> Response:
     ))
 
 
-@app.not_found
-def not_found(_: NotFoundError) -> Response:
+def not_found() -> Response:
     return _html(404, pages.refusal_page("Not found", f"Approval links go to {links.DECIDE_PATH}."))
+
+
+# ---------------------------------------------------------------------- routing
+ROUTES: dict[tuple[str, str], Callable[[Request], Response]] = {
+    ("GET", links.DECIDE_PATH): confirm,
+    ("POST", links.DECIDE_PATH): decide,
+}
+
+
+def _on_error(error: Exception) -> Response:
+    """The page for an error a route raised: refusals by type, then AWS errors, then anything else."""
+    if isinstance(error, tuple(_REFUSALS)):
+        return refused(error)
+    if isinstance(error, ClientError):
+        return aws_error(error)
+    return unexpected(error)
+
+
+def handle(request: Request) -> Response:
+    route = ROUTES.get((request.method, request.path))
+    if route is None:  # another path, or another method on /decide
+        return not_found()
+    try:
+        return route(request)
+    except Exception as error:  # noqa: BLE001  (every error becomes a page; unexpected() logs its traceback)
+        return _on_error(error)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    return handle(Request.from_event(event)).as_function_url_result()

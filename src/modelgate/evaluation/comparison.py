@@ -19,10 +19,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
 )
 
 from modelgate import stats
-from modelgate.evaluation.dataset import Expected
 from modelgate.stats import percentile
 
 CANDIDATE = "candidate"
@@ -49,7 +49,7 @@ class CaseResult(BaseModel):
     output_tokens: int = 0
     cost_usd: float | None = None
     scorer: str | None = None
-    expected: Expected = None
+    expected: JsonValue = None  # the case's ``expected`` (dataset.Expected: any JSON value)
     inputs: dict[str, str] | None = None
     tags: list[str] = Field(default_factory=list)
 

@@ -26,7 +26,6 @@ from modelgate.evaluation.comparison import (
     EvaluationReport,
     build_report,
 )
-from modelgate.evaluation.dataset import parse_dataset
 from modelgate.pipeline.deps import Deps, target
 
 
@@ -40,6 +39,9 @@ def _shard_key(ctx: ReleaseContext, index: int) -> str:
 
 def plan_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     """Pin the dataset's object version, check every line, and cut it into shards."""
+    # The dataset's parser (and through it every scorer) is this step's and EvaluateShard's alone.
+    from modelgate.evaluation.dataset import parse_dataset
+
     fn, _ = target(ctx)
     assert ctx.policy is not None and ctx.live_version
     dataset_key = ctx.dataset_key or ""
@@ -71,6 +73,7 @@ def evaluate_shard(deps: Deps, ctx: ReleaseContext, shard: Shard) -> ShardResult
     """One shard: its cases against the candidate and (when configured) the live version."""
     # The runner and the model scorers are this step's alone: imported here so that the
     # other evaluation handlers' cold start skips them (bench/cold_start.py).
+    from modelgate.evaluation.dataset import parse_dataset
     from modelgate.evaluation.model_scorers import scoring_models_for
     from modelgate.evaluation.runner import evaluate
 

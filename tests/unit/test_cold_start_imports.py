@@ -1,0 +1,83 @@
+"""What a handler's cold start imports (issue #7): guards of the wins, never timings.
+
+Each handler module is imported in a fresh interpreter, as the Lambda runtime does (the
+function's folder first on ``sys.path``, then the layer's package), and the test looks at
+``sys.modules`` afterwards: a heavy module that only some handler needs must not come back
+into the others' cold start through an innocent-looking import. bench/cold_start.py measures
+the cost; these tests only hold the import graph to what was measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = ROOT / "functions"
+HANDLERS = sorted(p.parent.name for p in FUNCTIONS.glob("*/app.py"))
+
+# Powertools' event_handler package imports every resolver it has (AppSync and asyncio,
+# Bedrock agents, OpenAPI); parser.models.s3 builds all sixteen S3 event models.
+NO_HANDLER_IMPORTS = (
+    "aws_lambda_powertools.event_handler",
+    "aws_lambda_powertools.utilities.parser.models.s3",
+    "asyncio",
+)
+# The evaluation stack (the dataset parser, every scorer, the runner, the report, the gate)
+# belongs to the evaluation steps that use it, imported when they run: pipeline.evaluation
+# imports it inside plan_evaluation / evaluate_shard / gate, and the approval page's metrics
+# come from evaluation.comparison, which needs none of it.
+EVALUATION_STACK = (
+    "modelgate.evaluation.dataset",
+    "modelgate.evaluation.scorers",
+    "modelgate.evaluation.model_scorers",
+    "modelgate.evaluation.runner",
+    "modelgate.evaluation.report",
+    "modelgate.evaluation.gate",
+)
+
+
+def cold_import(handler: str) -> set[str]:
+    """The modules in ``sys.modules`` after ``import app`` in a fresh interpreter."""
+    program = (
+        "import json, sys\n"
+        f"sys.path[:0] = [{str(FUNCTIONS / handler)!r}, {str(ROOT / 'src')!r}]\n"
+        "import app\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "AWS_", "POWERTOOLS_"))}
+    env.update(AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1", POWERTOOLS_SERVICE_NAME="modelgate")
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, cwd=ROOT, check=False
+    )
+    assert result.returncode == 0, f"importing functions/{handler}/app.py failed:\n{result.stderr}"
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def imported() -> dict[str, set[str]]:
+    return {handler: cold_import(handler) for handler in HANDLERS}
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_no_handler_imports_what_it_does_not_use(handler: str, imported: dict[str, set[str]]) -> None:
+    heavy = sorted(m for m in imported[handler] if m.startswith(NO_HANDLER_IMPORTS))
+    assert heavy == [], f"functions/{handler} imports {heavy} at cold start"
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_no_handler_imports_the_evaluation_stack_at_cold_start(handler: str, imported: dict[str, set[str]]) -> None:
+    loaded = sorted(m for m in imported[handler] if m in EVALUATION_STACK)
+    assert loaded == [], f"functions/{handler} imports {loaded} at cold start"
+
+
+def test_the_guard_sees_a_module_a_handler_imports() -> None:
+    # The guards above are only worth something if cold_import reports what a handler loads.
+    modules = cold_import("intake")
+    assert {"app", "boto3", "pydantic", "modelgate.pipeline.intake"} <= modules
+    assert "aws_lambda_powertools.utilities.parser.models.event_bridge" in modules
