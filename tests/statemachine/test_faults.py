@@ -269,6 +269,12 @@ def test_a_permanent_fault_in_rollback_ends_rollback_failed_through_the_last_res
     assert faulty.control.ledger().lock_holder("support-bot") is None
     assert all(r["status"] in FINAL_STATUSES for r in faulty.control.ledger().list_releases(service="support-bot"))
     assert faulty.live() != live_before
+    # (Then the human the alert names restores live, so the module's next release starts clean
+    # whatever order the tests run in)
+    faulty.control.client("lambda").update_alias(
+        FunctionName=faulty.function, Name="live", FunctionVersion=live_before[0],
+        RoutingConfig={"AdditionalVersionWeights": live_before[1]})
+    assert faulty.live() == live_before
 
 
 def test_a_transient_fault_in_record_outcome_is_retried_and_the_release_is_recorded(faulty):
