@@ -252,12 +252,19 @@ class Ledger(ServiceLocks):
             self.record_under_lease(release_id, status, update, lease)
             return self.get(release_id) or {}
         try:
-            response = self.table.update_item(**update, ReturnValues="ALL_NEW")
+            # ALL_OLD on a failed condition: the refusal carries the record as it was, so naming
+            # its final status needs no GetItem (the tasks that record hold UpdateItem only):
+            # UpdateItem, ReturnValuesOnConditionCheckFailure, Amazon DynamoDB API Reference,
+            # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html
+            response = self.table.update_item(
+                **update, ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD"
+            )
         except ClientError as exc:
             if _conditional_failed(exc):
-                current = self.get(release_id) or {}
+                ended = (exc.response.get("Item") or {}).get("status")
+                ended = ended.get("S") if isinstance(ended, dict) else ended  # wire format in errors
                 raise ReleaseClosed(
-                    f"release {release_id} already ended {current.get('status')}; not recording {status}"
+                    f"release {release_id} already ended {ended}; not recording {status}"
                 ) from exc
             raise
         return from_dynamo(response["Attributes"])
