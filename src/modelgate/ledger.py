@@ -44,6 +44,10 @@ FINAL_STATUSES = frozenset(
 )
 
 
+# The status an approval decision records.
+_DECIDED = {"approve": "Approved", "reject": "Rejected"}
+
+
 def _token_pk(release_id: str) -> str:
     """Task tokens live in their own partition (see the module docstring): IAM's
     ``dynamodb:LeadingKeys`` condition key scopes access by partition key only ("Using IAM
@@ -341,7 +345,7 @@ class Ledger(ServiceLocks):
 
     def decide(self, release_id: str, decision: str, approver: str, comment: str) -> dict:
         """Record an approval decision exactly once: only a release waiting for one takes it."""
-        status = {"approve": "Approved", "reject": "Rejected"}[decision]
+        status = _DECIDED[decision]
         at = now_iso()
         try:
             response = self.table.update_item(
@@ -371,12 +375,11 @@ class Ledger(ServiceLocks):
             raise
         return from_dynamo(response["Attributes"])
 
-    # ------------------------------------------------------------------ task tokens
     def undo_decision(self, release_id: str, decision: str, approver: str, why: str) -> None:
         """Take back a decision that never reached the waiting task (its SendTaskSuccess or
         SendTaskFailure was refused: denied, throttled): the release waits again, and the
         history says what happened. Only this approver's own decision is taken back."""
-        status = {"approve": "Approved", "reject": "Rejected"}[decision]
+        status = _DECIDED[decision]
         at = now_iso()
         try:
             self.table.update_item(
@@ -402,6 +405,7 @@ class Ledger(ServiceLocks):
             if not _conditional_failed(exc):
                 raise
 
+    # ------------------------------------------------------------------ task tokens
     def put_token(self, release_id: str, kind: str, token: str) -> None:
         self.table.put_item(
             Item={"pk": _token_pk(release_id), "sk": kind, "token": token, "at": now_iso()}
