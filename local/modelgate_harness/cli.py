@@ -94,6 +94,16 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction in (0, 1]")
+    return value
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a release folder before anything is uploaded (what an engineer runs before pushing)."""
     from modelgate_harness.local_eval import run_local_eval
@@ -106,6 +116,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     policy = (
         ReleasePolicy.model_validate_json(Path(args.policy).read_text()) if args.policy else ReleasePolicy()
     )
+    if args.plan:
+        from modelgate_harness.local_eval import plan_local_eval
+
+        for line in plan_local_eval(
+            Path(args.dataset), policy=policy, live_accuracy=args.live_accuracy, discordance=args.discordance
+        ):
+            print(line.statement)
+        return 0
     report, verdict = run_local_eval(
         Path(args.directory),
         Path(args.dataset),
@@ -340,6 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=None)
     p.add_argument("--scoring", choices=["local", "bedrock"], help="models for semantic / llm_judge scorers")
     p.add_argument("--html", help="write the HTML report here")
+    p.add_argument("--plan", action="store_true",
+                   help="print the gate's power on this dataset (smallest detectable drop, cases needed) and exit: no calls")
+    p.add_argument("--live-accuracy", type=_fraction, help="with --plan: live's accuracy (default: unknown, worst case)")
+    p.add_argument("--discordance", type=_fraction,
+                   help="with --plan: share of cases the sides answer differently (default: independent errors)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("rollback", help="return a service to its last known good version now (no gates; alarms don't block it)")

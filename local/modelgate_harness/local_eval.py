@@ -20,9 +20,10 @@ from modelgate import inference
 from modelgate.contract import GateVerdict
 from modelgate.errors import ConfigurationError, DatasetInvalid, ManifestInvalid
 from modelgate.evaluation.comparison import CANDIDATE, LIVE, EvaluationReport
-from modelgate.evaluation.dataset import parse_dataset
+from modelgate.evaluation.dataset import DatasetCase, parse_dataset
 from modelgate.evaluation.gate import evaluate_gate
 from modelgate.evaluation.model_scorers import ScoringModels
+from modelgate.evaluation.power import PowerLine, plan_power
 from modelgate.evaluation.runner import evaluate
 from modelgate.policy import ReleasePolicy
 from modelgate.providers import BedrockProvider, LocalProvider, ModelProvider
@@ -53,6 +54,29 @@ def release_invoker(
     return release, invoke
 
 
+def read_dataset(dataset: Path) -> list[DatasetCase]:
+    try:
+        text = dataset.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DatasetInvalid(f"dataset {dataset} can't be read: {exc.strerror or exc}") from exc
+    return parse_dataset(text)
+
+
+def plan_local_eval(
+    dataset: Path, *, policy: ReleasePolicy, live_accuracy: float | None, discordance: float | None = None
+) -> list[PowerLine]:
+    """``modelgate eval --plan``: the gate's power on this dataset, before any call
+    (``modelgate.evaluation.power``: its assumptions are in each line)."""
+    cases = read_dataset(dataset)
+    return plan_power(
+        [list(c.tags) for c in cases],
+        policy,
+        live_accuracy,
+        judged_cases=sum(c.scorer == "llm_judge" for c in cases),
+        discordance=discordance,
+    )
+
+
 def run_local_eval(
     release_dir: Path,
     dataset: Path,
@@ -72,11 +96,7 @@ def run_local_eval(
     must be given if the dataset uses ``semantic`` or ``llm_judge`` (never guessed).
     Nothing is uploaded and no AWS resource of the stack is needed.
     """
-    try:
-        text = dataset.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DatasetInvalid(f"dataset {dataset} can't be read: {exc.strerror or exc}") from exc
-    cases = parse_dataset(text)
+    cases = read_dataset(dataset)
 
     def provider_for(name: str) -> ModelProvider:
         if providers is not None and name in providers:

@@ -213,6 +213,22 @@ def resolve_threshold(
     )
 
 
+# A dataset tag a policy can name as a slice (the same characters a tag may sensibly hold).
+SLICE_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class SliceCriteria(_Strict):
+    """A slice's own gate: the cases tagged with its name, judged on their own.
+
+    ``max_accuracy_drop`` is judged like the overall one (paired, with the family's Holm
+    correction); 0.0 means "no measurable drop at all on this slice". ``min_accuracy`` is a
+    plain floor on the candidate's accuracy over the slice.
+    """
+
+    max_accuracy_drop: float = Field(ge=0.0, le=1.0)
+    min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
 # A named approver: a lower-case ASCII email (approval links sign it as is).
 APPROVER_EMAIL = re.compile(r"^[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+$")
 
@@ -230,6 +246,15 @@ class ReleasePolicy(_Strict):
     max_p95_latency_increase_ratio: float | None = Field(default=None, ge=0.0)
     max_cost_increase_ratio: float | None = Field(default=None, ge=0.0)
     significance_level: float = Field(default=0.05, gt=0.0, lt=0.5)
+    # Each case runs this many times per side (non-deterministic models); the statistics
+    # treat the case, not the call, as the unit (modelgate.evaluation.comparison).
+    repeats: int = Field(default=1, ge=1, le=20)
+    # Dataset tags judged as slices with their own criteria: {"security": {"max_accuracy_drop": 0.0}}.
+    slices: dict[str, SliceCriteria] = Field(default_factory=dict, max_length=20)
+    # An llm_judge gates only when its Cohen's kappa with the dataset's human grades is at
+    # least this, over at least judge_min_graded graded answers (modelgate.evaluation.judges).
+    judge_min_kappa: float = Field(default=0.6, ge=0.0, le=1.0)
+    judge_min_graded: int = Field(default=10, ge=2)
     eval_concurrency: int = Field(default=8, ge=1, le=64)
     eval_shard_size: int = Field(default=500, ge=1, le=5000)
     eval_rate_limit_rps: float | None = Field(default=None, gt=0.0)
@@ -294,6 +319,14 @@ class ReleasePolicy(_Strict):
         if self.allowed_models is None:
             return "not restricted (any pinned model id)"
         return ", ".join(repr(p) for p in self.allowed_models)
+
+    @field_validator("slices")
+    @classmethod
+    def _slice_tags(cls, value: dict[str, SliceCriteria]) -> dict[str, SliceCriteria]:
+        bad = [tag[:80] for tag in value if not SLICE_TAG.match(tag)]
+        if bad:
+            raise ValueError(f"slices: {bad} are not dataset tags (1-64 of A-Z a-z 0-9 _ . : -, starting alphanumeric)")
+        return value
 
     @field_validator("approvers")
     @classmethod
