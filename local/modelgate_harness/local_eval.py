@@ -119,5 +119,6 @@ def run_local_eval(
         concurrency=concurrency or policy.eval_concurrency,
         rate_limit=rate_limit,
         scoring_models=scoring_models,
+        repeats=policy.repeats,
     )
     return report, evaluate_gate(report, policy)

@@ -116,12 +116,31 @@ class Criterion(BaseModel):
     unit: str = ""
 
 
+class JudgeRecord(BaseModel):
+    """The LLM judge behind a verdict: which model, which rubric(s), and whether it gated
+    (its agreement with the dataset's human grades; modelgate.evaluation.judges)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_id: str
+    rubric_sha256: list[str]
+    graded: int
+    kappa: float | None
+    accuracy: float | None
+    min_kappa: float
+    gating: bool
+    reason: str
+
+
 class GateVerdict(BaseModel):
-    """Every criterion's verdict; inconclusive fails closed."""
+    """Every criterion's verdict; inconclusive fails closed. ``multiple_comparisons`` says
+    how the paired tests' p-values were corrected (Holm) when several were tested."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     criteria: list[Criterion]
+    judge: JudgeRecord | None = None
+    multiple_comparisons: str | None = None
 
     @property
     def passed(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from modelgate import gate_stats
 from modelgate.contract import Criterion
 from modelgate.errors import (
     DatasetInvalid,
@@ -621,7 +623,10 @@ def test_a_drop_beyond_the_allowance_within_noise_is_inconclusive() -> None:
     # Then it is inconclusive (and fails closed): more cases are needed to tell
     assert c.verdict == "inconclusive"
     assert c.p_value == pytest.approx(0.25)
-    assert "not significant" in c.message and "add cases" in c.message
+    # and it says how many cases would settle it: Connor's n for the observed drop at the observed discordance
+    needed = gate_stats.cases_needed(0.075, 3 / 40, 0.05)
+    assert "not significant" in c.message
+    assert f"about {needed} cases in all ({needed - 40} more) would settle it" in c.message
     assert not evaluate_gate(pair(40, worse=3), GatePolicy()).passed
 
 
@@ -632,6 +637,9 @@ def test_a_significant_drop_within_the_allowance_whose_interval_reaches_past_it_
     # Then it is inconclusive: really worse, and maybe by more than allowed
     assert c.verdict == "inconclusive"
     assert "measurably worse" in c.message
+    # and how many cases would bring the interval's upper end within the limit (its width ~ 1/sqrt(n))
+    needed = math.ceil(200 * ((c.interval[1] - 0.045) / (0.05 - 0.045)) ** 2)
+    assert f"about {needed} cases in all" in c.message
 
 
 def test_a_better_candidate_passes_the_drop() -> None:

@@ -143,7 +143,8 @@ def test_a_shard_runs_its_cases_on_candidate_and_live_and_writes_per_case_result
     assert (result.index, result.cases) == (1, 3)
     assert result.key == f"reports/support-bot/{ctx.release_id}/shards/00001.json"
     written = read_json(world, result.key, result.version)
-    assert sorted((r["side"], r["case_id"], r["score"]) for r in written) == sorted(
+    assert written["judge"] is None  # no llm_judge case
+    assert sorted((r["side"], r["case_id"], r["score"]) for r in written["results"]) == sorted(
         [("candidate", f"case-{i}", 1.0) for i in (3, 4, 5)] + [("live", f"case-{i}", 0.0) for i in (3, 4, 5)])
 
 
@@ -164,7 +165,7 @@ def test_without_a_live_baseline_only_the_candidate_is_called(world):
     # When its shard is evaluated / Then only the candidate answered, and only its results are written
     result = evaluate_shard(world.deps, ctx, ctx.eval_plan.shards[0])
     assert {version for version, _ in service.calls} == {"2"}
-    assert {r["side"] for r in read_json(world, result.key)} == {"candidate"}
+    assert {r["side"] for r in read_json(world, result.key)["results"]} == {"candidate"}
 
 
 # ---------------------------------------------------------------------- reduce_evaluation

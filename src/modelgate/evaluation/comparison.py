@@ -8,11 +8,25 @@ also counted in ``error_rate``, so a broken candidate can't hide behind "no answ
 Latency percentiles and cost are over successful calls only: a fast failure must not make
 a broken candidate look fast or cheap. Throttled cases are left out on every side, so the
 comparison stays paired.
+
+**Repeats** (policy ``repeats: k``): each case runs k times per side. The case, not the
+call, is the unit of every paired statistic: a case's score is its mean over its repeats
+(its pass rate), its error rate the share of its calls that failed, its latency the median
+of its successful calls and its cost their mean. The bootstrap then resamples cases with
+all their repeats (a cluster bootstrap: with k calls per case the mean over the calls of
+the resampled cases is the mean of their per-case means), and the paired test is the
+exact sign test on the per-case pass-rate differences: distribution-free (a pass rate
+over a few repeats is far from normal, so no paired t), exact at any n (no Wilcoxon
+normal approximation, and Wilcoxon's ranks of differences bunched on a few values of
+1/k are mostly ties), and at k = 1 it is exactly the McNemar test the gate has always used.
+Counting each repeat as an independent case instead would shrink the interval by up to
+sqrt(k) for evidence that is not there (repeats of one case are correlated).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import (
@@ -23,6 +37,7 @@ from pydantic import (
 )
 
 from modelgate import stats
+from modelgate.evaluation.judges import JudgeRun
 from modelgate.stats import percentile
 
 CANDIDATE = "candidate"
@@ -52,14 +67,22 @@ class CaseResult(BaseModel):
     expected: JsonValue = None  # the case's ``expected`` (dataset.Expected: any JSON value)
     inputs: dict[str, str] | None = None
     tags: list[str] = Field(default_factory=list)
+    repeat: int = Field(default=0, ge=0)  # 0 .. k-1 with the policy's repeats: k
+
+
+PASS_SCORE = 0.5  # a call "passes" when it scores at least this (binary scorers: 1)
 
 
 class SideMetrics(BaseModel):
-    """One side's metrics over the scored cases (throttled cases are left out)."""
+    """One side's metrics over the scored cases (throttled cases are left out).
+
+    ``n`` counts cases; ``calls`` counts calls (n x repeats); ``errors`` and ``error_rate``
+    are over calls."""
 
     model_config = ConfigDict(frozen=True)
 
     n: int
+    calls: int = 0
     errors: int
     accuracy: float
     error_rate: float
@@ -74,6 +97,8 @@ class SideMetrics(BaseModel):
 
 
 def side_metrics(results: list[CaseResult], *, throttled: int = 0) -> SideMetrics:
+    """Over every call; with repeats each case's calls share its weight, so accuracy is the
+    weighted mean of the per-case pass rates."""
     ok = [r for r in results if r.error is None]
     total_weight = sum(r.weight for r in results)
     latencies = [r.latency_ms for r in ok]
@@ -81,7 +106,8 @@ def side_metrics(results: list[CaseResult], *, throttled: int = 0) -> SideMetric
     input_tokens = sum(r.input_tokens for r in ok)
     output_tokens = sum(r.output_tokens for r in ok)
     return SideMetrics(
-        n=len(results),
+        n=len({r.case_id for r in results}),
+        calls=len(results),
         errors=len(results) - len(ok),
         accuracy=sum(r.weight * r.score for r in results) / total_weight if results else 0.0,
         error_rate=(len(results) - len(ok)) / len(results) if results else 0.0,
@@ -135,6 +161,7 @@ class Comparison(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     n_pairs: int
+    repeats: int = 1
     confidence: float = 0.95
     resamples: int
     seed: int
@@ -159,9 +186,10 @@ def compare(
     case weights; the exact test counts cases (a weight changes how much a case matters,
     not whether it got better or worse).
     """
-    by_id = {r.case_id: r for r in live}
+    by_id = per_case(live)
+    cand_cases = per_case(candidate)
     pairs = sorted(
-        ((c, by_id[c.case_id]) for c in candidate if c.case_id in by_id),
+        ((c, by_id[case_id]) for case_id, c in cand_cases.items() if case_id in by_id),
         key=lambda p: p[0].case_id,
     )
     if not pairs:
@@ -169,15 +197,16 @@ def compare(
     cs = [c.score for c, _ in pairs]
     ls = [lv.score for _, lv in pairs]
     weights = [c.weight for c, _ in pairs]
+    repeats = max(max(c.calls, lv.calls) for c, lv in pairs)
 
     def errors(side: int) -> list[float]:
-        return [float(p[side].error is not None) for p in pairs]
+        return [p[side].error_share for p in pairs]
 
     def latencies(side: int) -> list[float | None]:
-        return [None if p[side].error else p[side].latency_ms for p in pairs]
+        return [p[side].latency_ms for p in pairs]
 
     def costs(side: int) -> list[float | None]:
-        return [None if p[side].error else p[side].cost_usd for p in pairs]
+        return [p[side].cost_usd for p in pairs]
 
     cand_p95, live_p95 = (stats.resampled_percentile(latencies(s), 95) for s in (0, 1))
     cand_cost, live_cost = (stats.resampled_mean(costs(s)) for s in (0, 1))
@@ -198,6 +227,7 @@ def compare(
     binary = all(s in (0.0, 1.0) for s in cs + ls)
     return Comparison(
         n_pairs=n,
+        repeats=repeats,
         resamples=resamples,
         seed=seed,
         accuracy=DeltaEstimate(
@@ -237,6 +267,84 @@ def compare(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CaseOutcome:
+    """One side's calls on one case, as one unit (see "Repeats" in the module docstring)."""
+
+    case_id: str
+    weight: float
+    tags: tuple[str, ...]
+    scorer: str | None
+    calls: int
+    score: float  # mean over the calls: the pass rate for binary scorers
+    passes: int  # calls scoring at least PASS_SCORE
+    error_share: float
+    latency_ms: float | None  # median of the successful calls
+    cost_usd: float | None  # mean of the successful calls that report one
+
+    @property
+    def flipped(self) -> bool:
+        """The outcome changed between repeats (some passed, some didn't)."""
+        return 0 < self.passes < self.calls
+
+
+def per_case(results: Sequence[CaseResult]) -> dict[str, CaseOutcome]:
+    """One side's results grouped by case (a case id appears once per repeat)."""
+    grouped: dict[str, list[CaseResult]] = {}
+    for r in results:
+        grouped.setdefault(r.case_id, []).append(r)
+    out = {}
+    for case_id, rs in grouped.items():
+        ok = [r for r in rs if r.error is None]
+        costs = [r.cost_usd for r in ok if r.cost_usd is not None]
+        out[case_id] = CaseOutcome(
+            case_id=case_id,
+            weight=rs[0].weight,
+            tags=tuple(rs[0].tags),
+            scorer=rs[0].scorer,
+            calls=len(rs),
+            score=sum(r.score for r in rs) / len(rs),
+            passes=sum(r.score >= PASS_SCORE for r in rs),
+            error_share=(len(rs) - len(ok)) / len(rs),
+            latency_ms=percentile([r.latency_ms for r in ok], 50) if ok else None,
+            cost_usd=sum(costs) / len(costs) if costs else None,
+        )
+    return out
+
+
+class Consistency(BaseModel):
+    """How one side's outcomes hold up over repeats (policy ``repeats: k``).
+
+    ``pass_rate``: the mean per-case pass rate; ``pass_all_k`` ("pass^k"): the share of
+    cases that passed in every one of their k repeats, what a user asking k times sees;
+    ``flip_rate``: the share of cases whose outcome changed between repeats."""
+
+    model_config = ConfigDict(frozen=True)
+
+    repeats: int
+    cases: int
+    pass_rate: float
+    pass_all_k: float
+    flip_rate: float
+    flipped_case_ids: list[str]
+
+
+def consistency(results: Sequence[CaseResult]) -> Consistency | None:
+    cases = per_case(results)
+    if not cases:
+        return None
+    outcomes = sorted(cases.values(), key=lambda c: c.case_id)
+    n = len(outcomes)
+    return Consistency(
+        repeats=max(c.calls for c in outcomes),
+        cases=n,
+        pass_rate=sum(c.passes / c.calls for c in outcomes) / n,
+        pass_all_k=sum(c.passes == c.calls for c in outcomes) / n,
+        flip_rate=sum(c.flipped for c in outcomes) / n,
+        flipped_case_ids=[c.case_id for c in outcomes if c.flipped],
+    )
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -251,6 +359,9 @@ class EvaluationReport(BaseModel):
     results: list[CaseResult]
     comparison: Comparison | None = None
     throttled_case_ids: list[str] = Field(default_factory=list)
+    repeats: int = 1
+    consistency: dict[str, Consistency] = Field(default_factory=dict)
+    judge: JudgeRun | None = None
 
     def summary(self) -> dict[str, Any]:
         """Per-side metrics, candidate-minus-live deltas, their 95% intervals and the paired
@@ -299,8 +410,10 @@ def build_report(
     *,
     resamples: int = stats.DEFAULT_RESAMPLES,
     seed: int = stats.DEFAULT_SEED,
+    judge: JudgeRun | None = None,
 ) -> EvaluationReport:
-    """Metrics per side and the paired comparison (merge shards by concatenating results).
+    """Metrics per side and the paired comparison (merge shards by concatenating results;
+    their ``judge`` runs by ``JudgeRun.merge``).
 
     A case throttled on any side is left out on every side (see the module docstring).
     """
@@ -326,6 +439,11 @@ def build_report(
         results=results,
         comparison=comparison,
         throttled_case_ids=throttled_ids,
+        repeats=max((r.repeat + 1 for r in results), default=1),
+        consistency={
+            side: c for side, rs in sorted(by_side.items()) if (c := consistency(rs)) is not None
+        },
+        judge=judge,
     )
 
 

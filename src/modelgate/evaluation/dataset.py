@@ -34,6 +34,16 @@ Invoker = Callable[[dict[str, str]], Mapping[str, Any]]
 Expected = JsonValue
 
 
+class GradedAnswer(BaseModel):
+    """A fixed answer to an llm_judge case's question with a human's grade (0 to 1): the
+    judge grades it too, and the gate checks their agreement (modelgate.evaluation.judges)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    output: str = Field(min_length=1, max_length=20_000)
+    grade: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+
+
 class DatasetCase(BaseModel):
     """One JSONL line of a service's evaluation dataset (see modelgate.evaluation.scorers for scorers)."""
 
@@ -47,6 +57,7 @@ class DatasetCase(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     weight: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
+    graded_answers: list[GradedAnswer] = Field(default_factory=list, max_length=50)
 
     @field_validator("scorer")
     @classmethod
@@ -58,6 +69,11 @@ class DatasetCase(BaseModel):
     @model_validator(mode="after")
     def _fits_scorer(self) -> DatasetCase:
         check_case(self)
+        if self.graded_answers and self.scorer != "llm_judge":
+            raise ValueError(
+                f"graded_answers check an llm_judge against human grades; case {self.id!r} is scored by "
+                f"{self.scorer!r}"
+            )
         return self
 
 

@@ -7,14 +7,16 @@ candidate and stable traffic during a rollout step.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from modelgate.contract import Criterion, GateVerdict, Verdict
+from modelgate.contract import Criterion, GateVerdict, JudgeRecord, Verdict
 from modelgate.errors import (
     EvaluationFailed,
 )
 from modelgate.evaluation.comparison import (
     CANDIDATE,
     LIVE,
+    CaseResult,
     Comparison,
     DeltaEstimate,
     EvaluationReport,
@@ -22,6 +24,9 @@ from modelgate.evaluation.comparison import (
     SideMetrics,
     compare,
 )
+from modelgate.evaluation.judges import JUDGE_SCORER, judge_record
+from modelgate.evaluation.power import cases_to_settle
+from modelgate.gate_stats import holm
 from modelgate.policy import ReleasePolicy
 
 _EPSILON = 1e-9  # float slack so 0.80 vs 0.85 - 0.05 is not a failure by rounding
@@ -56,33 +61,91 @@ def _pts(x: float) -> str:
 def evaluate_gate(report: EvaluationReport, policy: ReleasePolicy) -> GateVerdict:
     """Apply the service's policy to a report (pure: the same inputs, the same verdict).
 
-    Criteria, in order: min_cases, accuracy_drop, min_accuracy, max_error_rate,
-    p95_latency_increase_ms, p95_latency_increase_ratio, cost_increase_ratio. The
-    comparative ones use the ``decide`` rule; a criterion the policy doesn't set (or a
-    first release, for comparisons) is not_applicable.
+    Criteria, in order: min_cases, accuracy_drop, each slice's accuracy_drop[tag] and
+    min_accuracy[tag], the judge's judge_agreement and judge_accuracy_drop, min_accuracy,
+    max_error_rate, p95_latency_increase_ms, p95_latency_increase_ratio,
+    cost_increase_ratio. The comparative ones use the ``decide`` rule; a criterion the
+    policy doesn't set (or a first release, for comparisons) is not_applicable.
+
+    The accuracy-drop tests (overall, each slice, a gating judge) form one family: when
+    there are several, their paired p-values are Holm-adjusted before "measurably worse"
+    is decided (``gate_stats.holm``), and the verdict says so.
     """
     cand = report.sides.get(CANDIDATE)
     if cand is None:
         raise EvaluationFailed("the report has no candidate side to judge")
     live = report.sides.get(LIVE)
-    comparison = report.comparison
-    if live is not None and comparison is None:  # a report stored before comparisons existed
-        excluded = set(report.throttled_case_ids)
-        scored = [r for r in report.results if r.case_id not in excluded]
-        comparison = compare(
-            [r for r in scored if r.side == CANDIDATE], [r for r in scored if r.side == LIVE]
-        )
     alpha = float(getattr(policy, "significance_level", SIGNIFICANCE))
+    judge = (
+        judge_record(report.judge, min_kappa=policy.judge_min_kappa, min_graded=policy.judge_min_graded)
+        if report.judge is not None else None
+    )
+    excluded = set(report.throttled_case_ids)
+    scored = [r for r in report.results if r.case_id not in excluded]
+    ungated_judge = judge is not None and not judge.gating
+    gated = [r for r in scored if not (ungated_judge and r.scorer == JUDGE_SCORER)]
+    comparison = report.comparison
+    if live is not None and (comparison is None or len(gated) != len(scored)):
+        # a report stored before comparisons existed, or a judge's cases taken out
+        comparison = _compare(gated)
+    tests = [_DropTest("accuracy_drop", "", comparison, policy.max_accuracy_drop, gating=True)]
+    for tag, criteria in sorted(policy.slices.items()):
+        tagged = [r for r in gated if tag in r.tags]
+        tests.append(_DropTest(f"accuracy_drop[{tag}]", f"slice {tag}: ", _compare(tagged) if live else None,
+                               criteria.max_accuracy_drop, gating=True, n=len({r.case_id for r in tagged})))
+    if judge is not None:
+        judged = [r for r in scored if r.scorer == JUDGE_SCORER]
+        tests.append(_DropTest("judge_accuracy_drop", "judged cases: ", _compare(judged) if live else None,
+                               policy.max_accuracy_drop, gating=judge.gating))
+    family = [t for t in tests if t.gating and t.comparison is not None]
+    adjusted = dict(zip((t.name for t in family), holm([t.comparison.paired_test.p_value for t in family])))
+    holm_note = None
+    if len(family) > 1:
+        holm_note = (
+            f"Holm-Bonferroni over {len(family)} paired accuracy tests ({', '.join(t.name for t in family)}): "
+            f"each is measurably worse only if its adjusted p-value < {alpha:g}"
+        )
+    accuracy = [
+        _accuracy_drop(t, live, adjusted.get(t.name), len(family), policy, alpha) for t in tests
+    ]
+    slice_floors = [
+        _slice_min_accuracy(tag, criteria.min_accuracy, [r for r in gated if tag in r.tags])
+        for tag, criteria in sorted(policy.slices.items())
+        if criteria.min_accuracy is not None
+    ]
+    judge_criteria = [] if judge is None else [_judge_agreement(judge)]
     return GateVerdict(
         criteria=[
             _min_cases(cand, report, policy),
-            _accuracy_drop(cand, live, comparison, policy, alpha),
+            accuracy[0],
+            *accuracy[1:1 + len(policy.slices)],
+            *slice_floors,
+            *judge_criteria,
+            *accuracy[1 + len(policy.slices):],
             _min_accuracy(cand, policy),
             _max_error_rate(cand, policy),
             *_latency_criteria(comparison, policy),
             _cost_increase(comparison, policy),
-        ]
+        ],
+        judge=judge,
+        multiple_comparisons=holm_note,
     )
+
+
+def _compare(results: list[CaseResult]) -> Comparison | None:
+    return compare([r for r in results if r.side == CANDIDATE], [r for r in results if r.side == LIVE])
+
+
+@dataclass(frozen=True)
+class _DropTest:
+    """One accuracy-drop test of the Holm family: the whole dataset, a slice, or the judge's cases."""
+
+    name: str
+    scope: str
+    comparison: Comparison | None
+    allowed: float
+    gating: bool
+    n: int | None = None
 
 
 def _min_cases(cand: SideMetrics, report: EvaluationReport, policy: ReleasePolicy) -> Criterion:
@@ -97,58 +160,119 @@ def _min_cases(cand: SideMetrics, report: EvaluationReport, policy: ReleasePolic
         message=(
             f"{cand.n} cases evaluated, policy needs at least {policy.min_cases}"
             + (f" ({throttled} left out: throttled)" if throttled else "")
+            + (f"; each run {report.repeats} times per side" if report.repeats > 1 else "")
         ),
     )
 
 
 def _accuracy_drop(
-    cand: SideMetrics,
+    test: _DropTest,
     live: SideMetrics | None,
-    comparison: Comparison | None,
+    adjusted_p: float | None,
+    tests: int,
     policy: ReleasePolicy,
     alpha: float,
 ) -> Criterion:
-    allowed = policy.max_accuracy_drop
+    allowed, name, scope = test.allowed, test.name, test.scope
     if live is None:
         return Criterion(
-            name="accuracy_drop",
+            name=name,
             verdict="not_applicable",
             observed=None,
             threshold=allowed,
             unit="pts",
-            message="no live version to compare with (first release)",
+            message=f"{scope}no live version to compare with (first release)",
         )
+    comparison = test.comparison
     if comparison is None or comparison.accuracy.delta is None:
         return Criterion(
-            name="accuracy_drop",
-            verdict="inconclusive",
+            name=name,
+            verdict="inconclusive" if test.gating else "not_applicable",
             observed=None,
             threshold=allowed,
             unit="pts",
-            message="candidate and live have no scored case in common: nothing to compare",
+            message=f"{scope}candidate and live have no scored case in common: nothing to compare"
+            + ("" if test.gating else " (the judge does not gate)"),
         )
-    acc, test = comparison.accuracy, comparison.paired_test
+    acc, t = comparison.accuracy, comparison.paired_test
     drop = -acc.delta  # type: ignore[operator]
     interval = None if acc.ci95 is None else (-acc.ci95[1], -acc.ci95[0])
-    significant = test.p_value < alpha and test.b > test.c
+    p_value = t.p_value if adjusted_p is None else adjusted_p
+    significant = p_value < alpha and t.b > t.c
     verdict = decide(drop, interval, allowed, significant)
-    evidence = f"{test.method} p={test.p_value:.2g}, {test.b} worse / {test.c} better"
+    unit_note = f" on per-case pass rates ({comparison.repeats} repeats)" if comparison.repeats > 1 else ""
+    p_text = f"p={t.p_value:.2g}" if adjusted_p is None or tests < 2 else (
+        f"Holm-adjusted p={adjusted_p:.2g} (raw {t.p_value:.2g}, {tests} tests)"
+    )
+    evidence = f"{t.method}{unit_note} {p_text}, {t.b} worse / {t.c} better"
     ci = f"95% CI {_pts(interval[0])} to {_pts(interval[1])}" if interval else "no CI"
     within = drop <= allowed + _EPSILON
     detail = f"drop {_pts(drop)} {'<=' if within else '>'} {_pts(allowed)} allowed; {ci}; {evidence}"
-    if verdict == "inconclusive" and within:
-        detail += f"; measurably worse and the CI reaches past {_pts(allowed)}: add cases to tell"
-    elif verdict == "inconclusive":
-        detail += "; not significant: too few cases to tell a regression from noise, add cases"
+    if verdict == "inconclusive":
+        detail += "; " + _settle(comparison, drop, allowed, interval, significant, alpha / max(tests, 1), within)
+    if not test.gating:
+        detail += "; shown, not gating: the judge did not earn its place (see judge_agreement)"
+        verdict = "not_applicable"
     return Criterion(
-        name="accuracy_drop",
+        name=name,
         verdict=verdict,
         observed=drop,
         threshold=allowed,
         interval=interval,
-        p_value=test.p_value,
+        p_value=p_value,
         unit="pts",
-        message=f"candidate {acc.candidate:.2f} vs live {acc.live:.2f} ({detail})",
+        message=f"{scope}candidate {acc.candidate:.2f} vs live {acc.live:.2f} ({detail})",
+    )
+
+
+def _settle(
+    comparison: Comparison,
+    drop: float,
+    allowed: float,
+    interval: Interval | None,
+    significant: bool,
+    alpha: float,
+    within: bool,
+) -> str:
+    """What an inconclusive drop lacks, computed (``modelgate.evaluation.power.cases_to_settle``)."""
+    t, n = comparison.paired_test, comparison.n_pairs
+    why = (
+        "measurably worse and the CI reaches past the limit" if within
+        else "not significant: too few cases to tell a regression from noise"
+    )
+    needed, how = cases_to_settle(
+        n=n, drop=drop, limit=allowed, interval=interval, discordance=(t.b + t.c) / n,
+        alpha=alpha, significant=significant,
+    )
+    if needed is None:
+        return f"{why}; {how}"
+    return f"{why}; about {needed} cases in all ({needed - n} more) would settle it, {how}"
+
+
+def _slice_min_accuracy(tag: str, floor: float, results: list[CaseResult]) -> Criterion:
+    cand = [r for r in results if r.side == CANDIDATE]
+    name = f"min_accuracy[{tag}]"
+    if not cand:
+        return Criterion(name=name, verdict="inconclusive", observed=None, threshold=floor, unit="fraction",
+                         message=f"slice {tag}: no scored case carries the tag")
+    accuracy = sum(r.weight * r.score for r in cand) / sum(r.weight for r in cand)
+    ok = accuracy + _EPSILON >= floor
+    return Criterion(
+        name=name, verdict="pass" if ok else "fail", observed=accuracy, threshold=floor, unit="fraction",
+        message=f"slice {tag}: candidate accuracy {accuracy:.2f} {'>=' if ok else '<'} {floor:.2f} required",
+    )
+
+
+def _judge_agreement(judge: JudgeRecord) -> Criterion:
+    """Not a bar the release must clear: whether the judge's own criterion may gate."""
+    digests = ", ".join(d[:12] for d in judge.rubric_sha256)
+    return Criterion(
+        name="judge_agreement",
+        verdict="pass" if judge.gating else "not_applicable",
+        observed=judge.kappa,
+        threshold=judge.min_kappa,
+        unit="kappa",
+        message=f"judge {judge.model_id} (rubric sha256 {digests}): {judge.reason}",
     )
 
 
@@ -195,7 +319,7 @@ def _max_error_rate(cand: SideMetrics, policy: ReleasePolicy) -> Criterion:
         threshold=policy.max_error_rate,
         unit="fraction",
         message=(
-            f"candidate error rate {cand.error_rate:.1%} ({cand.errors}/{cand.n}) "
+            f"candidate error rate {cand.error_rate:.1%} ({cand.errors}/{cand.calls or cand.n}{' calls' if cand.calls > cand.n else ''}) "
             f"{'<=' if ok else '>'} {policy.max_error_rate:.1%} allowed"
         ),
     )

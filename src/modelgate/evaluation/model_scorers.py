@@ -124,6 +124,7 @@ class LocalScoringModels:
     """
 
     name = "local"
+    judge_model_id = "local.reference-recall"  # recorded with every verdict (modelgate.evaluation.judges)
     default_similarity_threshold = 0.5
 
     def similarity(self, a: str, b: str) -> float:

@@ -29,7 +29,8 @@ from modelgate.evaluation.comparison import (
     build_report,
 )
 from modelgate.evaluation.dataset import DatasetCase
-from modelgate.evaluation.model_scorers import ScoringModels
+from modelgate.evaluation.judges import JUDGE_SCORER, JudgeCheck, JudgeRun, rubric_digest
+from modelgate.evaluation.model_scorers import JudgeOptions, ScoringModels
 from modelgate.evaluation.scorers import SCORERS, uses_models
 
 _MAX_OUTPUT_CHARS = 2_000  # per-case output kept in the full report (S3), bounded
@@ -111,10 +112,11 @@ class _Runner:
     sleep: Callable[[float], None]
     rng: random.Random
 
-    def run(self, side: str, case: DatasetCase, invoke: Invoker) -> CaseResult:
+    def run(self, side: str, case: DatasetCase, invoke: Invoker, repeat: int = 0) -> CaseResult:
         base: dict[str, Any] = {
             "side": side,
             "case_id": case.id,
+            "repeat": repeat,
             "weight": case.weight,
             "scorer": case.scorer,
             "expected": case.expected,
@@ -192,6 +194,33 @@ class _Runner:
         )
 
 
+    def check_judge(self, case: DatasetCase, index: int) -> JudgeCheck | None:
+        """The judge's grade of the case's ``index``-th human-graded answer (``None``: throttled
+        through every retry; the check is left out and the judge's record counts one fewer)."""
+        answer = case.graded_answers[index]
+        for attempt in range(1, self.retry.max_attempts + 1):
+            try:
+                score = _score(answer.output, case, self.models)
+            except _ScorerThrottled:
+                if attempt < self.retry.max_attempts:
+                    self.sleep(self.retry.delay(attempt, self.rng))
+                continue
+            return JudgeCheck(case_id=case.id, index=index, human_grade=answer.grade, judge_score=score)
+        return None
+
+
+def judge_run(cases: list[DatasetCase], models: ScoringModels | None, checks: list[JudgeCheck]) -> JudgeRun | None:
+    """Which judge graded, under which rubrics (``None``: no llm_judge case)."""
+    judged = [c for c in cases if c.scorer == JUDGE_SCORER]
+    if not judged or models is None:
+        return None
+    return JudgeRun(
+        model_id=str(getattr(models, "judge_model_id", None) or models.name),
+        rubric_sha256=sorted({rubric_digest(JudgeOptions.model_validate(c.options).rubric) for c in judged}),
+        checks=sorted(checks, key=lambda c: (c.case_id, c.index)),
+    )
+
+
 class _ScorerThrottled(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
@@ -226,6 +255,7 @@ def evaluate(
     sleep: Callable[[float], None] = time.sleep,
     jitter_seed: int | None = None,
     resamples: int = stats.DEFAULT_RESAMPLES,
+    repeats: int = 1,
 ) -> EvaluationReport:
     """Run every case against every side (same cases for all), ``concurrency`` calls at once.
 
@@ -236,7 +266,11 @@ def evaluate(
     answered: rate-limit waits and backoff are ours, not the model's.
     ``scoring_models`` is required, and only used, when a case's scorer needs a model
     (``semantic``, ``llm_judge``): local or Bedrock is the caller's explicit choice.
+    ``repeats``: calls per case per side (the policy's ``repeats``); the report treats the
+    case as the unit (see ``modelgate.evaluation.comparison``).
     """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     if not cases:
         raise EvaluationFailed("no cases to evaluate")
     if CANDIDATE not in invokers:
@@ -257,10 +291,17 @@ def evaluate(
         sleep=sleep,
         rng=random.Random(jitter_seed),
     )
-    jobs = [(side, case, invoke) for side, invoke in invokers.items() for case in cases]
+    jobs = [
+        (side, case, invoke, repeat)
+        for side, invoke in invokers.items()
+        for case in cases
+        for repeat in range(repeats)
+    ]
+    graded = [(case, i) for case in cases for i in range(len(case.graded_answers))]
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eval") as pool:
         results = list(pool.map(lambda job: runner.run(*job), jobs))
-    return build_report(results, resamples=resamples)
+        checks = [c for c in pool.map(lambda job: runner.check_judge(*job), graded) if c is not None]
+    return build_report(results, resamples=resamples, judge=judge_run(cases, scoring_models, checks))
 
 
 # --------------------------------------------------------------------------- gate

@@ -26,6 +26,7 @@ from modelgate.evaluation.comparison import (
     EvaluationReport,
     build_report,
 )
+from modelgate.evaluation.judges import JudgeRun
 from modelgate.pipeline.deps import Deps, target
 
 
@@ -93,10 +94,17 @@ def evaluate_shard(deps: Deps, ctx: ReleaseContext, shard: Shard) -> ShardResult
         concurrency=ctx.policy.eval_concurrency,
         rate_limit=ctx.policy.eval_rate_limit_rps,
         scoring_models=scoring_models_for(ctx.policy.scoring_models) if ctx.policy.scoring_models else None,
+        repeats=ctx.policy.repeats,
     )
     key = _shard_key(ctx, shard.index)
     version = put_json(
-        deps.s3, deps.settings.artifact_bucket, key, [r.model_dump(mode="json") for r in report.results]
+        deps.s3,
+        deps.settings.artifact_bucket,
+        key,
+        {
+            "results": [r.model_dump(mode="json") for r in report.results],
+            "judge": report.judge.model_dump(mode="json") if report.judge else None,
+        },
     )
     return ShardResult(index=shard.index, key=key, version=version, cases=len(cases))
 
@@ -106,16 +114,23 @@ def reduce_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     assert ctx.eval_plan is not None and ctx.candidate_version
     plan, shards = ctx.eval_plan, ctx.eval_shards or []
     results: list[CaseResult] = []
+    judge: JudgeRun | None = None
     for shard in sorted(shards, key=lambda s: s.index):
         body = deps.read_artifact(
             shard.key, shard.version, error=EvaluationFailed, what=f"results of shard {shard.index}"
         )
-        results += [CaseResult.model_validate(r) for r in json.loads(body)]
+        written = json.loads(body)
+        if isinstance(written, list):  # a shard written before judges were recorded
+            written = {"results": written, "judge": None}
+        results += [CaseResult.model_validate(r) for r in written["results"]]
+        if written.get("judge") is not None:
+            run = JudgeRun.model_validate(written["judge"])
+            judge = run if judge is None else judge.merge(run)
     if len({r.case_id for r in results}) != plan.n_cases:
         raise EvaluationFailed(
             f"shards returned {len({r.case_id for r in results})} cases, the dataset has {plan.n_cases}"
         )
-    report = build_report(results)
+    report = build_report(results, judge=judge)
     key = report_key(ctx)
     version = put_json(deps.s3, deps.settings.artifact_bucket, key, report.model_dump_json())
     summary = EvaluationSummary(
