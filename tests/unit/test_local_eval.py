@@ -170,3 +170,30 @@ def test_default_providers() -> None:
     assert isinstance(default_provider("local"), LocalProvider)
     with pytest.raises(ConfigurationError, match="no model provider 'openai'"):
         default_provider("openai")
+
+
+def test_eval_plan_states_the_gates_power_per_slice_without_calling_anything(tmp_path, capsys) -> None:
+    # Given 30 cases, 8 tagged security, a policy with a zero-drop security slice
+    from modelgate_harness.cli import main
+
+    from modelgate import gate_stats
+
+    data = tmp_path / "dataset.jsonl"
+    data.write_text("\n".join(
+        json.dumps({"id": f"c{i}", "inputs": {"q": str(i)}, "expected": "x", "tags": ["security"] if i < 8 else []})
+        for i in range(30)))
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"max_accuracy_drop": 0.05, "slices": {"security": {"max_accuracy_drop": 0.0}}}))
+    # When `modelgate eval --plan` runs (the release folder is never read: no calls)
+    code = main(["eval", str(tmp_path / "absent"), "--dataset", str(data), "--policy", str(policy), "--plan",
+                 "--live-accuracy", "0.9"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0 and len(out) == 2
+    # Then the whole dataset's line gives Connor's numbers at alpha 0.05 / 2 tests (Holm's first step)
+    needed = gate_stats.cases_needed(0.05, gate_stats.independent_discordance(0.9, 0.05), 0.025)
+    mdd = gate_stats.min_detectable_drop(30, 0.9, 0.025)
+    assert out[0].startswith("all cases: 30 cases, alpha 0.025 (the policy's 0.05 / 2 tests, Holm), 80% power")
+    assert f"the smallest drop it detects is {mdd * 100:.1f} pts" in out[0]
+    assert f"needs {needed} cases ({needed - 30} more)" in out[0]
+    # And the security slice's line says a zero limit can't be "detected", only any measurable drop fails it
+    assert out[1].startswith("slice security: 8 cases") and "any measurable drop fails it" in out[1]
