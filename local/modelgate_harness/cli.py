@@ -137,8 +137,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(format_side(name, metrics))
     for criterion in verdict.criteria:
         print(f"{criterion.verdict:15} {criterion.name}: {criterion.message}")
+    if verdict.multiple_comparisons:
+        print(f"multiple comparisons: {verdict.multiple_comparisons}")
     if args.html:
-        Path(args.html).write_text(render_html(report, verdict, title=f"{args.directory} evaluation"))
+        Path(args.html).write_text(render_html(report, verdict, title=f"{args.directory} evaluation", policy=policy))
         print(f"report: {args.html}")
     print("gate: PASS" if verdict.passed else "gate: FAIL")
     return 0 if verdict.passed else 1

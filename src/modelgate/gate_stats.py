@@ -90,13 +90,14 @@ def min_detectable_drop(
     discordance: float | None = None,
 ) -> float | None:
     """The smallest drop ``n`` cases detect with ``power``; ``None`` if no drop up to live's whole
-    accuracy is detectable. ``discordance`` ``None``: ``independent_discordance`` at each drop."""
+    accuracy is detectable. ``discordance`` ``None``: ``independent_discordance`` at each drop;
+    given (say, measured), it is a floor: a drop ``d`` needs at least ``d`` discordance."""
     _check(alpha, power)
 
     def psi(d: float) -> float:
-        return discordance if discordance is not None else independent_discordance(live_accuracy, d)
+        return max(discordance, d) if discordance is not None else independent_discordance(live_accuracy, d)
 
-    top = live_accuracy if discordance is None else min(live_accuracy, discordance)
+    top = live_accuracy
     if top <= 0.0 or psi(top) <= 0.0 or paired_power(n, top, psi(top), alpha) < power:
         return None
     lo, hi = 0.0, top

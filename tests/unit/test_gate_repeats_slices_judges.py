@@ -235,3 +235,34 @@ def test_too_few_graded_answers_and_graded_answers_on_another_scorer() -> None:
     bad = json.dumps({"id": "x", "inputs": {"q": "?"}, "expected": "a", "graded_answers": [{"output": "a", "grade": 1}]})
     with pytest.raises(DatasetInvalid, match="graded_answers check an llm_judge"):
         parse_dataset(bad)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def test_the_report_shows_slices_repeats_power_and_the_judge_for_an_approver() -> None:
+    from modelgate.evaluation.report import render_html, worst_regressions
+
+    # Given a sliced evaluation run 3 times per side
+    report = build_report([r.model_copy(update={"repeat": k}) for r in sliced_report() for k in range(3)])
+    policy = ReleasePolicy(max_accuracy_drop=0.3, slices={"security": {"max_accuracy_drop": 0.0}})
+    verdict = evaluate_gate(report, policy)
+    html = render_html(report, verdict, title="t", policy=policy)
+    # Then each section answers its question
+    assert "Slices: is any part of the dataset worse?" in html and "p (Holm-adjusted)" in html
+    assert "slice: security" in html and "Holm-Bonferroni over 2 paired accuracy tests" in html
+    assert "Repeats: does the model give the same answer twice?" in html and "pass^3" in html
+    assert "Power: how small a regression could this evaluation catch?" in html
+    assert "the smallest drop it detects is" in html and "(measured)" in html
+    # And a case repeated 3 times is one regressed row, not three
+    rows = worst_regressions(report)
+    assert len(rows) == len({c.case_id for c, _ in rows}) == 8
+
+
+def test_the_report_names_the_judge_and_escapes_its_reason() -> None:
+    from modelgate.evaluation.report import render_html
+
+    report, verdict = run_judged(DISAGREEING, "no idea")
+    html = render_html(report, verdict, title="t", policy=ReleasePolicy(min_cases=5))
+    assert "LLM judge: did it earn a say?" in html and "shown, not gating" in html
+    assert "local.reference-recall" in html and verdict.judge.rubric_sha256[0] in html

@@ -69,8 +69,8 @@ def power_line(
     ``discordance`` ``None``: independent errors (``gate_stats.independent_discordance``)."""
     mdd = gate_stats.min_detectable_drop(n, live_accuracy, alpha, discordance=discordance) if n > 0 else None
     needed = None
-    if 0.0 < limit <= live_accuracy and (discordance is None or limit <= discordance):
-        psi = gate_stats.independent_discordance(live_accuracy, limit) if discordance is None else discordance
+    if 0.0 < limit <= live_accuracy:
+        psi = gate_stats.independent_discordance(live_accuracy, limit) if discordance is None else max(discordance, limit)
         needed = gate_stats.cases_needed(limit, psi, alpha)
     level = f"alpha {alpha:.3g}" + (f" (the policy's {alpha * tests:.3g} / {tests} tests, Holm)" if tests > 1 else "")
     head = f"{scope}: {n} cases, {level}, 80% power, live accuracy {live_accuracy:.2f} {assumed}"
@@ -84,7 +84,7 @@ def power_line(
             "exactly zero"
         )
     elif needed is None:
-        tail = f"the limit {_pts(limit)} is above live's accuracy or the discordance: no drop that large can occur"
+        tail = f"the limit {_pts(limit)} is above live's accuracy: no drop that large can occur"
     else:
         more = f"{needed - n} more" if needed > n else "already enough"
         tail = f"detecting the limit of {_pts(limit)} needs {needed} cases ({more})"
@@ -108,7 +108,8 @@ def plan_power(
     (a judge criterion joins the Holm family when there are any). ``live_accuracy``
     ``None``: unknown, planned at the worst case (0.5) and said so. ``discordance``: the
     share of cases the sides answer differently (say, from the last release's report);
-    ``None``: as if their errors were independent.
+    ``None``: as if their errors were independent. A given discordance is a floor: a drop
+    of d needs at least d discordance.
     """
     if live_accuracy is not None and not 0.0 < live_accuracy <= 1.0:
         raise ValueError(f"live accuracy must be in (0, 1], got {live_accuracy}")

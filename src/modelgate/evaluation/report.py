@@ -22,7 +22,10 @@ from modelgate.evaluation.comparison import (
     CaseResult,
     DeltaEstimate,
     EvaluationReport,
+    per_case,
 )
+from modelgate.evaluation.report_sections import judge_section, power_section, repeats_section, slices_section
+from modelgate.policy import ReleasePolicy
 
 _COLOURS = {
     "pass": "#1b7f3b",
@@ -37,7 +40,7 @@ h1{font-size:1.5rem;margin:0 0 .25rem}h2{font-size:1.15rem;margin:2rem 0 .5rem}
 .banner{padding:.75rem 1rem;border-radius:6px;color:#fff;font-weight:600;margin:1rem 0}
 table{border-collapse:collapse;width:100%;margin:.5rem 0}
 th,td{border-bottom:1px solid #d8dde6;padding:.35rem .5rem;text-align:left;vertical-align:top}
-th{background:#f3f5f9;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f3f5f9;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .v{display:inline-block;padding:0 .45rem;border-radius:3px;color:#fff;font-size:.85em;font-weight:600}
 pre{white-space:pre-wrap;word-break:break-word;margin:0;font:12.5px/1.4 ui-monospace,Menlo,monospace}
 .muted{color:#5b6577}.err{color:#c62828}
@@ -86,12 +89,13 @@ def _criteria_table(verdict: GateVerdict) -> str:
             f'<td class="num">{_e(_fmt(c.observed, c.unit))}</td>'
             f'<td class="num">{_e(_fmt(c.threshold, c.unit)) if c.threshold is not None else ""}</td>'
             f'<td class="num">{_e(interval)}</td>'
+            f'<td class="num">{"" if c.p_value is None else f"{c.p_value:.3g}"}</td>'
             f"<td>{_e(c.message)}</td>"
             "</tr>"
         )
     return (
         "<table><thead><tr><th>criterion</th><th>verdict</th><th>observed</th><th>threshold</th>"
-        "<th>95% CI</th><th>detail</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        "<th>95% CI</th><th>p</th><th>detail</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
     )
 
 
@@ -149,8 +153,15 @@ def _chart_rows(report: EvaluationReport, verdict: GateVerdict) -> list[dict[str
         limit, status = threshold(criterion, sign) if criterion else (None, "not_applicable")
         return {"label": label, "point": point, "ci": ci, "limit": limit, "verdict": status, "unit": unit}
 
+    accuracy = comparison.accuracy
+    gated = by_name.get("accuracy_drop")
+    if gated is not None and gated.observed is not None:  # the gate's own cases (an ungated judge's left out)
+        accuracy = accuracy.model_copy(update={
+            "delta": -gated.observed,
+            "ci95": None if gated.interval is None else (-gated.interval[1], -gated.interval[0]),
+        })
     return [
-        row("accuracy Δ", comparison.accuracy, "pts", "accuracy_drop", sign=-1.0),
+        row("accuracy Δ", accuracy, "pts", "accuracy_drop", sign=-1.0),
         row("error rate Δ", comparison.error_rate, "pts", None),
         row("p95 latency Δ", comparison.latency_p95_ms, "ms", "p95_latency_increase_ms"),
         row("p95 latency Δ", comparison.latency_p95_ms, "%", "p95_latency_increase_ratio", ratio=True),
@@ -228,16 +239,18 @@ def _delta_chart(report: EvaluationReport, verdict: GateVerdict) -> str:
 
 
 def worst_regressions(report: EvaluationReport, limit: int = 10) -> list[tuple[CaseResult, CaseResult]]:
-    """(candidate, live) pairs where the candidate scored lower, the biggest weighted loss first."""
-    live = {r.case_id: r for r in report.results if r.side == LIVE and not r.throttled}
-    pairs = [
-        (c, live[c.case_id])
-        for c in report.results
-        if c.side == CANDIDATE and not c.throttled and c.case_id in live
-        and c.score < live[c.case_id].score
-    ]
-    pairs.sort(key=lambda p: (-(p[1].score - p[0].score) * p[0].weight, p[0].case_id))
-    return pairs[:limit]
+    """(candidate, live) pairs where the candidate scored lower, the biggest weighted loss first.
+
+    With repeats, a case is one row: its per-case mean scores decide, and the row shows the
+    candidate's worst call and live's best one."""
+    scored = [r for r in report.results if not r.throttled and r.case_id not in set(report.throttled_case_ids)]
+    cand = per_case([r for r in scored if r.side == CANDIDATE])
+    live = per_case([r for r in scored if r.side == LIVE])
+    worst_call = {r.case_id: r for r in sorted((r for r in scored if r.side == CANDIDATE), key=lambda r: -r.score)}
+    best_call = {r.case_id: r for r in sorted((r for r in scored if r.side == LIVE), key=lambda r: r.score)}
+    lost = [cid for cid in cand if cid in live and cand[cid].score < live[cid].score]
+    lost.sort(key=lambda cid: (-(live[cid].score - cand[cid].score) * cand[cid].weight, cid))
+    return [(worst_call[cid], best_call[cid]) for cid in lost[:limit]]
 
 
 def _answer(result: CaseResult) -> str:
@@ -284,9 +297,19 @@ def _banner(verdict: GateVerdict) -> str:
         return (
             f'<div class="banner" style="background:{_COLOURS["pass"]}">'
             "Gate passed: every criterion passed or does not apply.</div>"
+            + _holm_note(verdict)
         )
     names = ", ".join(f"{c.name} ({c.verdict})" for c in verdict.failures)
-    return f'<div class="banner" style="background:{_COLOURS["fail"]}">Gate failed: {_e(names)}</div>'
+    return (
+        f'<div class="banner" style="background:{_COLOURS["fail"]}">Gate failed: {_e(names)}</div>'
+        + _holm_note(verdict)
+    )
+
+
+def _holm_note(verdict: GateVerdict) -> str:
+    if not verdict.multiple_comparisons:
+        return ""
+    return f'<p class="muted">Multiple comparisons: {_e(verdict.multiple_comparisons)}.</p>'
 
 
 def _paired_line(report: EvaluationReport) -> str:
@@ -295,16 +318,23 @@ def _paired_line(report: EvaluationReport) -> str:
         return ""
     t = comparison.paired_test
     return (
-        f'<p>Paired over {comparison.n_pairs} cases. {_e(t.method)}: {t.b} case(s) worse on the '
+        f'<p>All {comparison.n_pairs} cases, paired (the accuracy row: the cases the gate judges). '
+        f'{_e(t.method)}: {t.b} case(s) worse on the '
         f"candidate, {t.c} better, two-sided p = {t.p_value:.3g}. Intervals: paired percentile "
         f"bootstrap, {comparison.resamples} resamples, seed {comparison.seed}.</p>"
     )
 
 
 def render_html(
-    report: EvaluationReport, verdict: GateVerdict, *, title: str, worst: int = 10
+    report: EvaluationReport,
+    verdict: GateVerdict,
+    *,
+    title: str,
+    worst: int = 10,
+    policy: ReleasePolicy | None = None,
 ) -> str:
-    """The report as one HTML page: verdicts, metrics, delta chart, worst regressions."""
+    """The report as one HTML page: verdicts, slices, delta chart, repeats, power (needs the
+    ``policy``), the judge, metrics, worst regressions."""
     throttled = ""
     if report.throttled_case_ids:
         throttled = (
@@ -321,8 +351,10 @@ def render_html(
         f"percentiles: {_e(report.percentile_method)} interpolation</p>"
         f"{_banner(verdict)}{throttled}"
         f"<h2>Gate criteria</h2>{_criteria_table(verdict)}"
+        f"{slices_section(report, verdict)}"
         f"<h2>Deltas (candidate − live) with 95% intervals</h2>{_delta_chart(report, verdict)}"
         f"{_paired_line(report)}"
+        f"{repeats_section(report)}{power_section(report, verdict, policy)}{judge_section(verdict)}"
         f"<h2>Metrics</h2>{_metrics_table(report)}"
         f"<h2>Worst regressed cases</h2>{_regressions_table(report, worst)}"
         "</body></html>"

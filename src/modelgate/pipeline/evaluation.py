@@ -170,7 +170,7 @@ def gate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         deps.s3,
         deps.settings.artifact_bucket,
         html_key,
-        render_html(report, verdict, title=f"{ctx.service} release {ctx.release_id}"),
+        render_html(report, verdict, title=f"{ctx.service} release {ctx.release_id}", policy=ctx.policy),
     )
     summary = summary.model_copy(update={"report_html_key": html_key})
     if not verdict.passed:
