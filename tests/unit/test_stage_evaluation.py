@@ -237,3 +237,32 @@ def test_a_worse_candidate_fails_naming_the_criteria_and_the_ledger_says_gate_ch
     assert {c["name"]: c["verdict"] for c in record["gate"]["criteria"]}["accuracy_drop"] == "fail"
     # And the report approvers and engineers read is written all the same
     assert world.deps.s3.get_object(Bucket="artefacts", Key=f"reports/support-bot/{ctx.release_id}/evaluation.html")
+
+
+def test_shards_judge_runs_merge_and_the_gate_records_the_judge_in_the_ledger(world):
+    # Given two shards, each with one llm_judge case, graded by one judge under two rubrics,
+    # 12 human-graded answers between them on which the judge agrees with people on half
+    from modelgate.evaluation.judges import JudgeCheck, JudgeRun
+
+    ctx = planned(world, 4, shard_size=2)
+    checks = [JudgeCheck(case_id=f"case-{i // 6}", index=i % 6, human_grade=float(i % 2), judge_score=float(i % 4 < 2))
+              for i in range(12)]
+    shards = []
+    for index, (ids, rubric) in enumerate(((["case-0", "case-1"], "a" * 64), (["case-2", "case-3"], "b" * 64))):
+        key = f"reports/support-bot/{ctx.release_id}/shards/{index:05d}.json"
+        rows = [r.model_copy(update={"scorer": "llm_judge" if r.case_id == ids[0] else "contains"})
+                for r in results(ids, candidate_score=1.0, live_score=1.0)]
+        run = JudgeRun(model_id="anthropic.claude-judge", rubric_sha256=[rubric], checks=checks[6 * index:6 * index + 6])
+        body = {"results": [r.model_dump(mode="json") for r in rows], "judge": run.model_dump(mode="json")}
+        shards.append(ShardResult(index=index, key=key, version=put_json(world.deps.s3, "artefacts", key, body), cases=2))
+    # When reduced and gated
+    out = reduce_evaluation(world.deps, ctx.model_copy(update={"eval_shards": shards}))
+    gated = gate(world.deps, out.model_copy(update={"policy": ReleasePolicy(min_cases=2)}))
+    # Then the verdict names the judge, both rubrics' digests, and that it did not gate (kappa 0 < 0.6)
+    judge = gated.gate.judge
+    assert (judge.model_id, judge.rubric_sha256, judge.graded) == ("anthropic.claude-judge", ["a" * 64, "b" * 64], 12)
+    assert judge.kappa == pytest.approx(0.0) and not judge.gating
+    # And the ledger holds it with the verdict
+    record = world.ledger.get(ctx.release_id)
+    assert record["gate"]["judge"]["model_id"] == "anthropic.claude-judge"
+    assert record["gate"]["judge"]["gating"] is False
