@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -232,7 +232,9 @@ class ReleasePolicy(_Strict):
     significance_level: float = Field(default=0.05, gt=0.0, lt=0.5)
     eval_concurrency: int = Field(default=8, ge=1, le=64)
     eval_shard_size: int = Field(default=500, ge=1, le=5000)
-    eval_rate_limit_rps: float | None = Field(default=None, gt=0.0)
+    # Calls per second over both sides, when the provider's quota is known; unset or "adaptive":
+    # the evaluation finds it from throttles and latency (evaluation/adaptive.py).
+    eval_rate_limit_rps: Annotated[float, Field(gt=0.0)] | Literal["adaptive"] | None = None
     scoring_models: Literal["local", "bedrock"] | None = None
     approval: Literal["auto", "manual"] = "manual"
     approval_timeout_seconds: int = Field(default=86_400, ge=1)
