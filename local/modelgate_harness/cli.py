@@ -106,6 +106,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     policy = (
         ReleasePolicy.model_validate_json(Path(args.policy).read_text()) if args.policy else ReleasePolicy()
     )
+    if args.plan:
+        from modelgate_harness.local_eval import plan_cost_lines
+
+        for line in plan_cost_lines(
+            Path(args.directory), Path(args.dataset), live_dir=Path(args.live) if args.live else None, policy=policy
+        ):
+            print(line)
+        return 0
     report, verdict = run_local_eval(
         Path(args.directory),
         Path(args.dataset),
@@ -340,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=None)
     p.add_argument("--scoring", choices=["local", "bedrock"], help="models for semantic / llm_judge scorers")
     p.add_argument("--html", help="write the HTML report here")
+    p.add_argument("--plan", action="store_true", help="print the evaluation's estimated cost and exit: no calls")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("rollback", help="return a service to its last known good version now (no gates; alarms don't block it)")

@@ -236,6 +236,10 @@ class ReleasePolicy(_Strict):
     # the evaluation finds it from throttles and latency (evaluation/adaptive.py).
     eval_rate_limit_rps: Annotated[float, Field(gt=0.0)] | Literal["adaptive"] | None = None
     scoring_models: Literal["local", "bedrock"] | None = None
+    # USD the evaluation may cost (both sides, every repeat), estimated before any call from the
+    # dataset, the prompts and modelgate.pricing (evaluation/cost.py); over it, the release
+    # ends Failed (OverBudget) before a model is called. Unset: no cap.
+    max_cost_usd: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
     approval: Literal["auto", "manual"] = "manual"
     approval_timeout_seconds: int = Field(default=86_400, ge=1)
     # Four eyes: the release's author (who uploaded it: the CI actor, see
