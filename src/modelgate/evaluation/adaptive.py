@@ -20,9 +20,12 @@ throttle and then paces at a rate taken from what it measured). Here:
   losses from one window (RFC 5681 fast recovery).
 * **Additive increase** while pacing binds: each success of a call that had to wait for its slot
   adds ``(1 - decrease) x r_drop / recovery_calls`` (``r_drop`` = the rate at the last decrease),
-  so the rate climbs back to where it was cut in ``recovery_calls`` successes and keeps probing
-  past it at the same slope. A call that did not wait (fewer calls than the rate allows) proves
-  nothing about a higher rate and adds nothing.
+  so the rate climbs back to where it was cut in ``recovery_calls`` successes; past that the step
+  doubles every ``recovery_calls`` successes (a quota that rose, or a cut from a low estimate, is
+  found in a few rounds, not hundreds). A call that did not wait (fewer calls than the rate
+  allows) proves nothing about a higher rate and adds nothing.
+* **Calls waiting re-queue on a cut** (``recheck``): slots handed out at the old rate would go on
+  overshooting for as long as the queue is.
 * ``floor`` and ``ceiling`` bound the rate; every decision uses the injected ``clock``.
 
 Thread-safe: one lock guards the state; ``acquire`` sleeps outside it, like ``TokenBucket``.
