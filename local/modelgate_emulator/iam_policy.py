@@ -1029,6 +1029,28 @@ def _bedrock_profile(call: _Call, action: str, profile_id: str) -> list[AuthzReq
     return requests
 
 
+@_maps("bedrock", "CreateModelInvocationJob", "bedrock:CreateModelInvocationJob", "iam:PassRole")
+def _bedrock_batch_create(call: _Call) -> list[AuthzRequest]:
+    """CreateModelInvocationJob authorises bedrock:CreateModelInvocationJob on the new job
+    (its id is the service's: any, ``*``) and on the model, and iam:PassRole of the job's service
+    role to bedrock.amazonaws.com ("Actions, resources, and condition keys for Amazon Bedrock",
+    Service Authorization Reference; "Create a service role for batch inference")."""
+    action = "bedrock:CreateModelInvocationJob"
+    job = call.arn("bedrock", "model-invocation-job", JobIdentifier="*")
+    model = _bedrock_model_requests(call, action)
+    return [AuthzRequest(action, job, {}), *model, _pass_role(call, call.param("roleArn"), "bedrock.amazonaws.com")]
+
+
+@_maps("bedrock", "GetModelInvocationJob", "bedrock:GetModelInvocationJob")
+def _bedrock_batch_get(call: _Call) -> list[AuthzRequest]:
+    identifier = str(call.param("jobIdentifier"))
+    if identifier.startswith("arn:"):
+        job = call.given_arn(identifier, "bedrock", "model-invocation-job")
+    else:
+        job = call.arn("bedrock", "model-invocation-job", JobIdentifier=identifier)
+    return [AuthzRequest("bedrock:GetModelInvocationJob", job, {})]
+
+
 @_maps("bedrock-runtime", ("Converse", "InvokeModel"), "bedrock:InvokeModel")
 def _bedrock_invoke(call: _Call) -> list[AuthzRequest]:
     return _bedrock_model_requests(call, "bedrock:InvokeModel")

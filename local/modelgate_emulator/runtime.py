@@ -14,7 +14,8 @@ exit (tests run many LocalAWS one after another in one process):
 AWS's limits (Lambda environment and payload sizes, alias routing, Step Functions
 parameter lengths) are enforced by ``limits``. Alias RevisionIds change on every update and
 UpdateAlias honours one (``lambda_aliases``; :attr:`LocalAWS.aliases` is every UpdateAlias
-seen, with a hook to make one slow). S3 bucket policies are evaluated
+seen, with a hook to make one slow). Bedrock batch inference jobs run on the nominal clock
+(``bedrock_batch``). S3 bucket policies are evaluated
 with their conditions by ``s3`` (a moto 5.2.1 behaviour
 it names and covers).
 
@@ -49,6 +50,7 @@ from modelgate_emulator import dynamodb, iam, lambda_aliases, limits
 from modelgate_emulator import logs as function_logs
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
+from modelgate_emulator.bedrock_batch import BatchInference
 from modelgate_emulator.clock import Clock, JumpingClock, LoadSafeClock
 from modelgate_emulator.cloudwatch import DEFAULT_METRICS_DELAY_SECONDS, LambdaMetricsPublisher
 from modelgate_emulator.faults import Fault
@@ -184,6 +186,7 @@ class LocalAWS:
         self.enforcer: iam.Enforcer | None = None
         self._principals: dict[str, iam.Principal] = {}
         self.aliases = lambda_aliases.AliasRecorder()  # every UpdateAlias, and hooks on it
+        self.batch_inference: BatchInference | None = None  # Bedrock batch inference jobs, once started
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> LocalAWS:
@@ -245,6 +248,9 @@ class LocalAWS:
             exit_stack.enter_context(dynamodb.serialised_requests())
             self.aliases = lambda_aliases.AliasRecorder()  # a fresh history per start
             exit_stack.enter_context(lambda_aliases.revisions(self.aliases))
+            # Bedrock batch inference (moto has none): jobs on this runtime's nominal clock.
+            self.batch_inference = BatchInference(clock=self.clock, region=self.region, account_id=self.account_id)
+            exit_stack.enter_context(self.batch_inference.installed())
 
             patches = sfn_patches.StepFunctionsPatches(
                 self.time_factor,

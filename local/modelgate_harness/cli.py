@@ -117,12 +117,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ReleasePolicy.model_validate_json(Path(args.policy).read_text()) if args.policy else ReleasePolicy()
     )
     if args.plan:
-        from modelgate_harness.local_eval import plan_local_eval
+        from modelgate_harness.local_eval import plan_cost_lines, plan_local_eval
 
         for line in plan_local_eval(
             Path(args.dataset), policy=policy, live_accuracy=args.live_accuracy, discordance=args.discordance
         ):
             print(line.statement)
+        for cost_line in plan_cost_lines(
+            Path(args.directory), Path(args.dataset), live_dir=Path(args.live) if args.live else None, policy=policy
+        ):
+            print(cost_line)
         return 0
     report, verdict = run_local_eval(
         Path(args.directory),
@@ -361,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scoring", choices=["local", "bedrock"], help="models for semantic / llm_judge scorers")
     p.add_argument("--html", help="write the HTML report here")
     p.add_argument("--plan", action="store_true",
-                   help="print the gate's power on this dataset (smallest detectable drop, cases needed) and exit: no calls")
+                   help="print the gate's power on this dataset (smallest detectable drop, cases needed) and the "
+                        "evaluation's estimated cost, and exit: no calls")
     p.add_argument("--live-accuracy", type=_fraction, help="with --plan: live's accuracy (default: unknown, worst case)")
     p.add_argument("--discordance", type=_fraction,
                    help="with --plan: share of cases the sides answer differently (default: independent errors)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from modelgate_harness.control import load_release_dir
 
@@ -20,6 +20,7 @@ from modelgate import inference
 from modelgate.contract import GateVerdict
 from modelgate.errors import ConfigurationError, DatasetInvalid, ManifestInvalid
 from modelgate.evaluation.comparison import CANDIDATE, LIVE, EvaluationReport
+from modelgate.evaluation.cost import check_budget, estimate_cost
 from modelgate.evaluation.dataset import DatasetCase, parse_dataset
 from modelgate.evaluation.gate import evaluate_gate
 from modelgate.evaluation.model_scorers import ScoringModels
@@ -86,7 +87,7 @@ def run_local_eval(
     concurrency: int | None = None,
     providers: Mapping[str, ModelProvider] | None = None,
     scoring_models: ScoringModels | None = None,
-    rate_limit: float | None = None,
+    rate_limit: float | Literal["adaptive"] | None = None,
 ) -> tuple[EvaluationReport, GateVerdict]:
     """Evaluate ``release_dir`` (and ``live_dir`` on the same cases) and judge it.
 
@@ -113,6 +114,10 @@ def run_local_eval(
                 f"{release_dir} of {candidate.manifest.service!r}: compare releases of one service"
             )
         invokers[LIVE] = invoke_live
+    releases = {CANDIDATE: candidate, **({LIVE: live} if live_dir is not None else {})}
+    if policy.max_cost_usd is not None:  # the pipeline's cost cap, before any call
+        check_budget(estimate_cost(cases, releases, repeats=policy.repeats), policy.max_cost_usd)
+
     report = evaluate(
         cases,
         invokers,
@@ -122,3 +127,32 @@ def run_local_eval(
         repeats=policy.repeats,
     )
     return report, evaluate_gate(report, policy)
+
+
+def plan_cost_lines(
+    release_dir: Path, dataset: Path, *, live_dir: Path | None = None, policy: ReleasePolicy
+) -> list[str]:
+    """``modelgate eval --plan``'s cost lines: the evaluation's estimated cost per side and in all
+    (``modelgate.evaluation.cost``), and whether the policy's ``max_cost_usd`` allows it. No call."""
+    try:
+        cases = parse_dataset(dataset.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DatasetInvalid(f"dataset {dataset} can't be read: {exc.strerror or exc}") from exc
+    releases = {CANDIDATE: load_release_folder(release_dir)}
+    if live_dir is not None:
+        releases[LIVE] = load_release_folder(live_dir)
+    estimate = estimate_cost(cases, releases, repeats=policy.repeats)
+    lines = estimate.lines()
+    if policy.max_cost_usd is None:
+        lines.append("max_cost_usd: not set (no cap)")
+    elif estimate.usd > policy.max_cost_usd:
+        lines.append(f"max_cost_usd ${policy.max_cost_usd:.4f}: OVER BUDGET, the pipeline would refuse it before any call")
+    else:
+        lines.append(f"max_cost_usd ${policy.max_cost_usd:.4f}: within budget")
+    return lines
+
+
+def load_release_folder(release_dir: Path) -> inference.LoadedRelease:
+    """A release folder as the inference function would serve it (digests verified)."""
+    manifest, files = load_release_dir(release_dir, commit=None, branch=None)
+    return inference.release_from_files(manifest, files, source=str(release_dir))

@@ -94,6 +94,10 @@ class EvaluationFailed(ModelgateError):
     """The evaluation could not produce a result (not: the candidate scored badly)."""
 
 
+class OverBudget(ModelgateError):
+    """The evaluation's estimated cost is over the policy's ``max_cost_usd``: nothing was called."""
+
+
 class GateFailed(ModelgateError):
     """The candidate did not pass the service's evaluation gate."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -233,6 +233,21 @@ class SliceCriteria(_Strict):
 APPROVER_EMAIL = re.compile(r"^[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+$")
 
 
+class EvaluationMode(_Strict):
+    """How the evaluation calls the models (evaluation/batch.py).
+
+    ``on_demand``: every case through the service's function (the default). ``batch``: every
+    case through a Bedrock batch inference job per side (CreateModelInvocationJob), plus
+    ``latency_sample`` cases on demand for latency, which a batch doesn't measure per call.
+    ``auto``: batch from ``batch_above_cases`` cases up. A batch job needs at least the
+    account's "minimum number of records per batch inference job" (a Bedrock service quota).
+    """
+
+    mode: Literal["on_demand", "batch", "auto"] = "on_demand"
+    latency_sample: int = Field(default=50, ge=1, le=1000)
+    batch_above_cases: int = Field(default=1000, ge=1)
+
+
 class ReleasePolicy(_Strict):
     """Owned by the control plane, never by the artefact: an artefact can't lower its bar."""
 
@@ -257,8 +272,15 @@ class ReleasePolicy(_Strict):
     judge_min_graded: int = Field(default=10, ge=2)
     eval_concurrency: int = Field(default=8, ge=1, le=64)
     eval_shard_size: int = Field(default=500, ge=1, le=5000)
-    eval_rate_limit_rps: float | None = Field(default=None, gt=0.0)
+    # Calls per second over both sides, when the provider's quota is known; unset or "adaptive":
+    # the evaluation finds it from throttles and latency (evaluation/adaptive.py).
+    eval_rate_limit_rps: Annotated[float, Field(gt=0.0)] | Literal["adaptive"] | None = None
     scoring_models: Literal["local", "bedrock"] | None = None
+    # USD the evaluation may cost (both sides, every repeat), estimated before any call from the
+    # dataset, the prompts and modelgate.pricing (evaluation/cost.py); over it, the release
+    # ends Failed (OverBudget) before a model is called. Unset: no cap.
+    max_cost_usd: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    evaluation: EvaluationMode = Field(default_factory=EvaluationMode)
     approval: Literal["auto", "manual"] = "manual"
     approval_timeout_seconds: int = Field(default=86_400, ge=1)
     # Four eyes: the release's author (who uploaded it: the CI actor, see

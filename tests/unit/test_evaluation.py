@@ -372,8 +372,10 @@ def test_throttling_is_retried_with_backoff_and_scored_on_the_answer(exc: Except
     invoke, calls = throttling(2, exc)
     clock = FakeClock()
     retry = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=0.8)
-    # When evaluated
-    report = evaluate(CASES[:4], {CANDIDATE: invoke}, concurrency=2, retry=retry, sleep=clock.sleep)
+    # When evaluated under a known, far higher quota (no adaptive pacing: every sleep is a backoff)
+    report = evaluate(
+        CASES[:4], {CANDIDATE: invoke}, concurrency=2, retry=retry, rate_limit=1e9, sleep=clock.sleep
+    )
     # Then every case was called 3 times, answered, and scored right (never as wrong)
     assert set(calls.values()) == {3}
     assert all(r.score == 1.0 and r.error is None and r.attempts == 3 for r in report.results)

@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from modelgate import stats
 from modelgate.errors import (
     EvaluationFailed,
     is_throttle,
 )
+from modelgate.evaluation.adaptive import AdaptiveRateLimiter, Ticket
 from modelgate.evaluation.comparison import (
     CANDIDATE,
     CaseResult,
@@ -106,7 +107,7 @@ class TokenBucket:
 
 @dataclass(frozen=True)
 class _Runner:
-    limiter: TokenBucket | None
+    limiter: TokenBucket | AdaptiveRateLimiter | None
     retry: RetryPolicy
     models: ScoringModels | None
     sleep: Callable[[float], None]
@@ -126,8 +127,7 @@ class _Runner:
         attempt = 0
         while True:
             attempt += 1
-            if self.limiter is not None:
-                self.limiter.acquire()
+            ticket = self.limiter.acquire() if self.limiter is not None else None
             start = time.perf_counter()
             try:
                 response = invoke(dict(case.inputs))
@@ -143,6 +143,7 @@ class _Runner:
             except Exception as exc:  # noqa: BLE001 - any invoker failure is the side's error
                 latency_ms = (time.perf_counter() - start) * 1000.0
                 if is_throttle(exc):
+                    self._feedback(ticket, throttled=True)
                     if attempt < self.retry.max_attempts:
                         self.sleep(self.retry.delay(attempt, self.rng))
                         continue
@@ -154,6 +155,7 @@ class _Runner:
                     attempts=attempt,
                     latency_ms=latency_ms,
                 )
+            self._feedback(ticket, throttled=False, latency_s=latency_ms / 1000.0)
             break
 
         scoring_attempt = 0
@@ -177,6 +179,11 @@ class _Runner:
             output_tokens=output_tokens,
             cost_usd=cost_usd,
         )
+
+    def _feedback(self, ticket: Ticket | float | None, *, throttled: bool, latency_s: float | None = None) -> None:
+        """Tell an adaptive limiter how a call went (a fixed rate needs no feedback)."""
+        if isinstance(self.limiter, AdaptiveRateLimiter) and isinstance(ticket, Ticket):
+            self.limiter.observe(ticket, throttled=throttled, latency_s=latency_s)
 
     def _throttled(
         self, base: dict[str, Any], exc: BaseException, attempts: int, latency_ms: float, what: str
@@ -248,7 +255,7 @@ def evaluate(
     invokers: Mapping[str, Invoker],
     *,
     concurrency: int,
-    rate_limit: float | None = None,
+    rate_limit: float | Literal["adaptive"] | None = None,
     retry: RetryPolicy | None = None,
     scoring_models: ScoringModels | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -261,6 +268,8 @@ def evaluate(
 
     ``rate_limit``: calls per second over all sides together (candidate and live usually
     share one account quota), enforced by a ``TokenBucket``; retries pass through it too.
+    ``None`` or ``"adaptive"``: the quota is not known, so an ``AdaptiveRateLimiter`` finds it
+    from the calls' throttles and latency (unpaced until the first sign of one).
     Throttled calls are retried per ``retry`` (see ``RetryPolicy``); other invoker
     exceptions become per-case errors. Latency is wall-clock around the attempt that
     answered: rate-limit waits and backoff are ours, not the model's.
@@ -284,8 +293,14 @@ def evaluate(
             "models: pass scoring_models (modelgate.evaluation.model_scorers.scoring_models_for('local' or "
             "'bedrock')); Modelgate never picks one for you"
         )
+    if rate_limit is None or rate_limit == "adaptive":
+        limiter: TokenBucket | AdaptiveRateLimiter = AdaptiveRateLimiter(clock=clock, sleep=sleep)
+    elif isinstance(rate_limit, str):
+        raise ValueError(f"rate_limit must be calls per second or 'adaptive', got {rate_limit!r}")
+    else:
+        limiter = TokenBucket(rate_limit, clock=clock, sleep=sleep)
     runner = _Runner(
-        limiter=TokenBucket(rate_limit, clock=clock, sleep=sleep) if rate_limit else None,
+        limiter=limiter,
         retry=retry or RetryPolicy(),
         models=scoring_models,
         sleep=sleep,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from functools import partial
+from typing import TYPE_CHECKING
 
 from modelgate.adapters import lambda_alias
 from modelgate.adapters.s3 import put_html, put_json, read_current
@@ -28,6 +29,9 @@ from modelgate.evaluation.comparison import (
 )
 from modelgate.evaluation.judges import JudgeRun
 from modelgate.pipeline.deps import Deps, target
+
+if TYPE_CHECKING:
+    from modelgate.evaluation.dataset import DatasetCase
 
 
 def report_key(ctx: ReleaseContext) -> str:
@@ -51,11 +55,13 @@ def plan_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     )
     cases = parse_dataset(body.decode("utf-8"))
     size = ctx.policy.eval_shard_size
+    live_configured = lambda_alias.is_configured(deps.lambda_, fn, ctx.live_version)
+    budget = _check_budget(deps, ctx, cases, live_configured) if ctx.policy.max_cost_usd is not None else ""
     plan = EvalPlan(
         dataset_key=dataset_key,
         dataset_version=dataset_version,
         n_cases=len(cases),
-        live_configured=lambda_alias.is_configured(deps.lambda_, fn, ctx.live_version),
+        live_configured=live_configured,
         shards=[
             Shard(index=i, start=start, end=min(start + size, len(cases)))
             for i, start in enumerate(range(0, len(cases), size))
@@ -65,9 +71,36 @@ def plan_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         ctx.release_id,
         "EvaluationPlanned",
         f"{len(cases)} cases in {len(plan.shards)} shard(s) of at most {size}; dataset version "
-        f"{plan.dataset_version}",
+        f"{plan.dataset_version}" + budget,
     )
     return ctx.model_copy(update={"eval_plan": plan})
+
+
+def _check_budget(deps: Deps, ctx: ReleaseContext, cases: list[DatasetCase], live_configured: bool) -> str:
+    """The policy's ``max_cost_usd`` against the evaluation's estimated cost, before any call:
+    ``OverBudget`` (the release ends Failed, the reason in the ledger) or the estimate's text.
+
+    Each side is priced with its own model and prompts: the candidate's release as Validate
+    checked it, live's as its version pins it (manifest, prompt pin, prompt files)."""
+    from modelgate import inference
+    from modelgate.evaluation.cost import check_budget, estimate_cost
+
+    assert ctx.policy is not None and ctx.policy.max_cost_usd is not None
+    bucket = deps.settings.artifact_bucket
+    sides = {
+        CANDIDATE: inference.load_release(
+            deps.s3, bucket, ctx.artifact.key, ctx.artifact.version_id, ctx.prompt_versions
+        )
+    }
+    if live_configured:
+        fn, _ = target(ctx)
+        pin = inference.read_pin(lambda_alias.version_environment(deps.lambda_, fn, ctx.live_version or ""))
+        prompt_versions = inference.load_prompt_pin(deps.s3, bucket, pin)
+        sides[LIVE] = inference.load_release(deps.s3, bucket, pin.key, pin.version, prompt_versions)
+    # Repeats per case per side, where the policy has them (issue #11's repeats).
+    estimate = estimate_cost(cases, sides, repeats=ctx.policy.repeats)
+    check_budget(estimate, ctx.policy.max_cost_usd)
+    return f"; {estimate.lines()[-1]}, within max_cost_usd ${ctx.policy.max_cost_usd:.4f}"
 
 
 def evaluate_shard(deps: Deps, ctx: ReleaseContext, shard: Shard) -> ShardResult:

@@ -910,6 +910,7 @@ SAMPLE_PARAMS: dict[str, dict[str, Any]] = {
     "ssm": {"Name": "/p", "Names": ["/p"], "Path": "/p"},
     "secretsmanager": {"SecretId": SECRET, "Name": "n"},
     "bedrock-runtime": {"modelId": "eu.amazon.nova-lite-v1:0"},
+    "bedrock": {"jobName": "j", "roleArn": ROLE, "modelId": "amazon.nova-lite-v1:0", "jobIdentifier": "abc123def456"},
     "sqs": {"QueueUrl": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/q", "QueueName": "q"},
     "logs": {"logGroupName": "g", "logStreamName": "s"},
     "sts": {"RoleArn": ROLE},

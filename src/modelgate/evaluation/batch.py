@@ -1,0 +1,177 @@
+"""Bedrock batch inference for large evaluations: the job's JSONL in and out, and its states.
+
+Shapes follow the Amazon Bedrock User Guide:
+
+* input ("Format and upload your batch inference data",
+  https://docs.aws.amazon.com/bedrock/latest/userguide/batch-inference-data.html): one JSON
+  object per line, ``{"recordId": "<alphanumeric>", "modelInput": {...}}``; with the job's
+  ``modelInvocationType`` ``Converse``, ``modelInput`` is a Converse request body (one request
+  shape for every model family, as ``providers.BedrockProvider`` sends on demand). The model
+  is the job's, not the record's.
+* output ("View the results of a batch inference job",
+  https://docs.aws.amazon.com/bedrock/latest/userguide/batch-inference-results.html): one
+  ``.jsonl.out`` file per input file under ``<output S3 URI>/<job id>/``, each line
+  ``{"recordId", "modelInput", "modelOutput"}`` (a Converse response for Converse jobs), or an
+  ``error`` object instead of ``modelOutput``; the order of lines is not guaranteed, so records
+  are joined back to cases by ``recordId``.
+* states (GetModelInvocationJob ``status``, ListModelInvocationJobs "statusEquals" in the Bedrock
+  API Reference): Submitted, Validating, Scheduled and InProgress are on the way; Stopping is
+  on the way to Stopped; Completed and PartiallyCompleted ("not all of your records could be
+  processed in time") have output to read; Failed, Stopped and Expired ("scheduled but didn't
+  begin before the set timeout duration") end the job without a full result.
+
+A case the batch can't answer (no output line, an ``error`` line) is an error of that side on
+that case, never a wrong answer and never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from modelgate.errors import EvaluationFailed, PromptVariableMissing
+from modelgate.evaluation.dataset import DatasetCase
+from modelgate.inference import LoadedRelease
+from modelgate.policy import EvaluationMode
+
+JobState = Literal["running", "done", "failed"]
+
+RUNNING_STATUSES = frozenset({"Submitted", "Validating", "Scheduled", "InProgress", "Stopping"})
+DONE_STATUSES = frozenset({"Completed", "PartiallyCompleted"})
+FAILED_STATUSES = frozenset({"Failed", "Stopped", "Expired"})
+
+
+def job_state(status: str) -> JobState:
+    """What a GetModelInvocationJob status means for the evaluation waiting on it."""
+    if status in RUNNING_STATUSES:
+        return "running"
+    if status in DONE_STATUSES:
+        return "done"
+    if status in FAILED_STATUSES:
+        return "failed"
+    known = ", ".join(sorted(RUNNING_STATUSES | DONE_STATUSES | FAILED_STATUSES))
+    raise EvaluationFailed(f"batch inference job status {status[:64]!r} is not one Bedrock documents (known: {known})")
+
+
+def uses_batch(mode: EvaluationMode, n_cases: int) -> bool:
+    """Whether an evaluation of ``n_cases`` runs as a batch job under the policy's ``evaluation``."""
+    return mode.mode == "batch" or (mode.mode == "auto" and n_cases >= mode.batch_above_cases)
+
+
+def latency_sample(cases: Sequence[DatasetCase], size: int, *, seed: str) -> list[DatasetCase]:
+    """The cases called on demand beside a batch job, for latency (a batch has none per call):
+    ``size`` of them (all, if fewer), drawn with ``seed`` (the release id: the same release
+    samples the same cases), in dataset order."""
+    if size < 1:
+        raise ValueError(f"latency sample size must be >= 1, got {size}")
+    if size >= len(cases):
+        return list(cases)
+    picked = sorted(random.Random(seed).sample(range(len(cases)), size))
+    return [cases[i] for i in picked]
+
+
+def record_id(index: int) -> str:
+    """The record id of the case at ``index``: 11 alphanumeric characters (``C`` + 10 digits)."""
+    if not 0 <= index < 10**10:
+        raise ValueError(f"case index {index} out of range for a record id")
+    return f"C{index:010d}"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInput:
+    """One side's job input: the JSONL body, and the cases that could not be put in it (why)."""
+
+    jsonl: str
+    records: int
+    unsendable: Mapping[str, str]  # case id -> reason (a prompt variable the case lacks)
+
+
+def batch_input(release: LoadedRelease, cases: Sequence[DatasetCase]) -> BatchInput:
+    """The Converse-type records of ``cases`` for ``release``: its prompts rendered per case, its
+    inference parameters; the model is the job's (``release.manifest.model.model_id``)."""
+    params = release.manifest.parameters
+    config: dict[str, float | int] = {"maxTokens": params.max_tokens, "temperature": params.temperature}
+    if params.top_p is not None:
+        config["topP"] = params.top_p
+    lines: list[str] = []
+    unsendable: dict[str, str] = {}
+    for index, case in enumerate(cases):
+        try:
+            system, user = release.system.render(case.inputs), release.user.render(case.inputs)
+        except PromptVariableMissing as exc:
+            unsendable[case.id] = f"{type(exc).__name__}: {exc}"
+            continue
+        body = {
+            "system": [{"text": system}],
+            "messages": [{"role": "user", "content": [{"text": user}]}],
+            "inferenceConfig": config,
+        }
+        lines.append(json.dumps({"recordId": record_id(index), "modelInput": body}, separators=(",", ":")))
+    return BatchInput("\n".join(lines) + ("\n" if lines else ""), len(lines), unsendable)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAnswer:
+    """One case's answer from the job's output (or why there is none)."""
+
+    case_id: str
+    output: str | None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    error: str | None = None
+
+
+def _converse_text(model_output: Mapping[str, object]) -> tuple[str, int, int]:
+    """Text and token usage of a Converse response (text blocks only, as on demand)."""
+    try:
+        blocks = model_output["output"]["message"]["content"]  # type: ignore[index]
+        usage = model_output["usage"]
+        text = "".join(b["text"] for b in blocks if isinstance(b, dict) and "text" in b)  # type: ignore[union-attr]
+        return text, int(usage["inputTokens"]), int(usage["outputTokens"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"modelOutput is not a Converse response ({type(exc).__name__}: {exc})") from None
+
+
+def parse_batch_output(lines: Iterable[str], cases: Sequence[DatasetCase]) -> list[BatchAnswer]:
+    """Every case's answer from a job's ``.jsonl.out`` lines, in the cases' order.
+
+    A line's ``recordId`` names its case (``record_id``); an ``error`` line, an unreadable
+    ``modelOutput`` or a case with no line at all (PartiallyCompleted) is an error answer. A line
+    that isn't JSON, names no case of this input, or repeats a case is the job's fault and fails
+    the evaluation (``EvaluationFailed``): the output can't be trusted to be this input's.
+    """
+    by_id = {record_id(i): case for i, case in enumerate(cases)}
+    answers: dict[str, BatchAnswer] = {}
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError as exc:
+            raise EvaluationFailed(f"batch output line {number} is not JSON: {exc}") from None
+        rid = line.get("recordId") if isinstance(line, dict) else None
+        case = by_id.get(rid) if isinstance(rid, str) else None
+        if case is None:
+            raise EvaluationFailed(f"batch output line {number} names record {str(rid)[:40]!r}, not one of this input's")
+        if case.id in answers:
+            raise EvaluationFailed(f"batch output line {number} repeats record {rid} (case {case.id!r})")
+        if "error" in line:
+            error = line["error"]
+            detail = (
+                f"{error.get('errorCode', '?')}: {error.get('errorMessage', '')}" if isinstance(error, dict) else str(error)
+            )
+            answers[case.id] = BatchAnswer(case.id, None, error=f"batch record error {detail}"[:2000])
+            continue
+        try:
+            text, tokens_in, tokens_out = _converse_text(line.get("modelOutput"))
+        except ValueError as exc:
+            answers[case.id] = BatchAnswer(case.id, None, error=f"batch record {rid}: {exc}")
+            continue
+        answers[case.id] = BatchAnswer(case.id, text, tokens_in, tokens_out)
+    return [
+        answers.get(case.id) or BatchAnswer(case.id, None, error="no batch output for this case (job partially completed)")
+        for case in cases
+    ]

@@ -1,0 +1,155 @@
+"""Bedrock batch inference on the embedded AWS (modelgate_emulator.bedrock_batch)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from modelgate_emulator import iam_policy
+from modelgate_emulator.bedrock_batch import BatchInference
+from modelgate_emulator.clock import Clock
+from modelgate_harness.local_eval import load_release_folder
+from moto import mock_aws
+
+from modelgate.evaluation.batch import batch_input, job_state, parse_batch_output
+from modelgate.evaluation.dataset import parse_dataset
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "support-bot"
+CASES = parse_dataset((EXAMPLE / "dataset.jsonl").read_text())
+ROLE = "arn:aws:iam::123456789012:role/batch-service-role"
+
+
+class FakeClock(Clock):
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def now(self) -> float:
+        return self.t
+
+    def real_seconds(self, nominal_seconds: float) -> float:
+        return 0.0
+
+
+@pytest.fixture
+def batch() -> Iterator[tuple[BatchInference, FakeClock, Any, Any]]:
+    clock = FakeClock()
+    with mock_aws():
+        jobs = BatchInference(clock=clock, region="us-east-1", account_id="123456789012",
+                              submitted_seconds=60, seconds_per_record=0.5, min_in_progress_seconds=60)
+        with jobs.installed():
+            s3 = boto3.client("s3", region_name="us-east-1")
+            s3.create_bucket(Bucket="art")
+            yield jobs, clock, s3, boto3.client("bedrock", region_name="us-east-1")
+
+
+def create(bedrock: Any, **overrides: Any) -> str:
+    params = {
+        "jobName": "eval-candidate", "roleArn": ROLE, "modelId": "local.retrieval-small-v1:0",
+        "modelInvocationType": "Converse",
+        "inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://art/batch/in/candidate.jsonl"}},
+        "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "s3://art/batch/out/"}},
+        **overrides,
+    }
+    return bedrock.create_model_invocation_job(**params)["jobArn"]
+
+
+def test_a_job_moves_through_its_states_in_nominal_time_and_writes_converse_answers(batch) -> None:
+    _, clock, s3, bedrock = batch
+    # Given v2's evaluation cases as a Converse-type job input in S3
+    release = load_release_folder(EXAMPLE / "v2")
+    s3.put_object(Bucket="art", Key="batch/in/candidate.jsonl", Body=batch_input(release, CASES).jsonl.encode())
+    # When the job is created
+    arn = create(bedrock)
+    job_id = arn.rsplit("/", 1)[1]
+    assert arn.startswith("arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/")
+    # Then it is Submitted, InProgress after 60 nominal s, Completed 60 s later (40 records x 0.5 s < 60 s)
+    assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "Submitted"
+    clock.t += 60
+    assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "InProgress"
+    assert "Contents" not in s3.list_objects_v2(Bucket="art", Prefix="batch/out/")
+    clock.t += 59.9
+    assert job_state(bedrock.get_model_invocation_job(jobIdentifier=job_id)["status"]) == "running"
+    clock.t += 0.1
+    done = bedrock.get_model_invocation_job(jobIdentifier=arn)
+    assert done["status"] == "Completed" and "endTime" in done
+    # And the output, one .out file under <output>/<job id>/, answers every record as the local model does
+    body = s3.get_object(Bucket="art", Key=f"batch/out/{job_id}/candidate.jsonl.out")["Body"].read().decode()
+    answers = parse_batch_output(body.splitlines(), CASES)
+    assert all(a.error is None and a.output for a in answers)
+    assert sum(a.input_tokens for a in answers) > 0
+
+
+def test_the_same_client_request_token_is_the_same_job(batch) -> None:
+    _, _, s3, bedrock = batch
+    s3.put_object(Bucket="art", Key="batch/in/candidate.jsonl", Body=b"")
+    assert create(bedrock, clientRequestToken="release-1") == create(bedrock, clientRequestToken="release-1")
+    assert create(bedrock, clientRequestToken="release-2") != create(bedrock, clientRequestToken="release-1")
+
+
+def test_a_record_the_model_cannot_answer_is_an_error_line(batch) -> None:
+    _, clock, s3, bedrock = batch
+    line = {"recordId": "C0000000000", "modelInput": {"messages": "not a list"}}
+    s3.put_object(Bucket="art", Key="batch/in/candidate.jsonl", Body=json.dumps(line).encode())
+    arn = create(bedrock)
+    clock.t += 60
+    bedrock.get_model_invocation_job(jobIdentifier=arn)
+    clock.t += 60
+    assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "Completed"
+    out = s3.get_object(Bucket="art", Key=f"batch/out/{arn.rsplit('/', 1)[1]}/candidate.jsonl.out")["Body"].read()
+    record = json.loads(out)
+    assert record["recordId"] == "C0000000000" and record["error"]["errorCode"] == 400
+
+
+def test_missing_input_fails_the_job_naming_why(batch) -> None:
+    _, clock, _, bedrock = batch
+    arn = create(bedrock)
+    clock.t += 60
+    job = bedrock.get_model_invocation_job(jobIdentifier=arn)
+    assert job["status"] == "Failed" and "could not read its input" in job["message"] and ROLE in job["message"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"modelInvocationType": "InvokeModel"}, "'Converse' jobs only"),
+        ({"modelId": "anthropic.claude-3-haiku-20240307-v1:0"}, "local.* models only"),
+        ({"inputDataConfig": {"s3InputDataConfig": {"s3Uri": "https://art/in.jsonl"}}}, "not an s3://bucket/key URI"),
+    ],
+)
+def test_a_job_bedrock_would_refuse_is_a_validation_exception(batch, overrides: dict, message: str) -> None:
+    _, _, _, bedrock = batch
+    with pytest.raises(ClientError) as refused:
+        create(bedrock, **overrides)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert message in refused.value.response["Error"]["Message"]
+
+
+def test_an_unknown_job_is_not_found(batch) -> None:
+    _, _, _, bedrock = batch
+    with pytest.raises(ClientError) as missing:
+        bedrock.get_model_invocation_job(jobIdentifier="nosuchjob000")
+    assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_creating_a_job_needs_the_action_on_job_and_model_and_pass_role_to_bedrock() -> None:
+    requests = iam_policy.requests_for_call(
+        "bedrock", "CreateModelInvocationJob",
+        {"jobName": "j", "roleArn": ROLE, "modelId": "local.retrieval-small-v1:0"},
+        region="us-east-1", account_id="123456789012",
+    )
+    assert [(r.action, r.resource) for r in requests] == [
+        ("bedrock:CreateModelInvocationJob", "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/*"),
+        ("bedrock:CreateModelInvocationJob", "arn:aws:bedrock:us-east-1::foundation-model/local.retrieval-small-v1:0"),
+        ("iam:PassRole", ROLE),
+    ]
+    assert requests[2].context == {"iam:PassedToService": "bedrock.amazonaws.com"}
+    [get] = iam_policy.requests_for_call(
+        "bedrock", "GetModelInvocationJob", {"jobIdentifier": "abc123"}, region="us-east-1", account_id="123456789012"
+    )
+    assert (get.action, get.resource) == (
+        "bedrock:GetModelInvocationJob", "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abc123")
