@@ -87,7 +87,8 @@ def power_line(
         tail = f"the limit {_pts(limit)} is above live's accuracy: no drop that large can occur"
     else:
         more = f"{needed - n} more" if needed > n else "already enough"
-        tail = f"detecting the limit of {_pts(limit)} needs {needed} cases ({more})"
+        which = f"cases tagged {scope.split(' ', 1)[1]}" if scope.startswith("slice ") else "cases"
+        tail = f"detecting the limit of {_pts(limit)} needs {needed} {which} ({more})"
     return PowerLine(
         scope=scope, n=n, limit=limit, alpha=alpha, live_accuracy=live_accuracy, min_detectable_drop=mdd,
         cases_for_limit=needed, statement=f"{head}: {found}; {tail}",
