@@ -266,3 +266,21 @@ def test_the_report_names_the_judge_and_escapes_its_reason() -> None:
     html = render_html(report, verdict, title="t", policy=ReleasePolicy(min_cases=5))
     assert "LLM judge: did it earn a say?" in html and "shown, not gating" in html
     assert "local.reference-recall" in html and verdict.judge.rubric_sha256[0] in html
+
+
+def test_an_inconclusive_latency_increase_says_how_many_cases_would_settle_it() -> None:
+    import math
+
+    # Given 20 cases whose p95 latency rose ~23 ms, measurably, with much noise, against a 30 ms limit
+    rng = np.random.default_rng(11)
+    out = []
+    for i in range(20):
+        base = float(rng.uniform(50, 150))
+        out += [CaseResult(side=LIVE, case_id=f"c{i:02d}", score=1.0, latency_ms=base),
+                CaseResult(side=CANDIDATE, case_id=f"c{i:02d}", score=1.0, latency_ms=base + float(rng.uniform(-20, 80)))]
+    c = by_name(evaluate_gate(build_report(out), ReleasePolicy(max_p95_latency_increase_ms=30.0)))[
+        "p95_latency_increase_ms"]
+    assert c.verdict == "inconclusive" and 0.0 < c.interval[0] and c.observed < 30.0 < c.interval[1]
+    # Then it names the cases for the interval's upper end to come within the limit (half-width ~ 1/sqrt(n))
+    needed = math.ceil(20 * ((c.interval[1] - c.observed) / (30.0 - c.observed)) ** 2)
+    assert f"about {needed} cases in all ({needed - 20} more) would settle it" in c.message

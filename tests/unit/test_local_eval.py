@@ -197,3 +197,25 @@ def test_eval_plan_states_the_gates_power_per_slice_without_calling_anything(tmp
     assert f"needs {needed} cases ({needed - 30} more)" in out[0]
     # And the security slice's line says a zero limit can't be "detected", only any measurable drop fails it
     assert out[1].startswith("slice security: 8 cases") and "any measurable drop fails it" in out[1]
+
+
+def test_the_gate_example_shows_a_failing_slice_and_an_uncalibrated_judge(tmp_path) -> None:
+    # Given the example's dataset (tags, human grades) and policy (repeats 3, slices, a kappa bar)
+    from modelgate.evaluation.model_scorers import LocalScoringModels
+    from modelgate.evaluation.report import render_html
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "support-bot"
+    policy = ReleasePolicy.model_validate_json((examples / "gate" / "policy.json").read_text())
+    # When v3 is evaluated against v2
+    report, verdict = run_local_eval(examples / "v3", examples / "gate" / "dataset.jsonl", live_dir=examples / "v2",
+                                     policy=policy, scoring_models=LocalScoringModels())
+    criteria = {c.name: c for c in verdict.criteria}
+    # Then the ui slice fails on its own (its interval starts beyond its 10-point limit), under Holm over 4 tests
+    assert criteria["accuracy_drop[ui]"].verdict == "fail" and criteria["accuracy_drop[ui]"].interval[0] > 0.10
+    assert "Holm-Bonferroni over 4" in verdict.multiple_comparisons
+    # And the local judge, which disagrees with the people's grades, is shown but does not gate
+    assert not verdict.judge.gating and criteria["judge_accuracy_drop"].verdict == "not_applicable"
+    # And every case ran 3 times per side
+    assert report.repeats == 3 and report.sides[CANDIDATE].calls == 3 * report.sides[CANDIDATE].n
+    html = render_html(report, verdict, title="v3", policy=policy)
+    assert "pass^3" in html and "slice: ui" in html and "shown, not gating" in html

@@ -25,7 +25,7 @@ from modelgate.evaluation.comparison import (
     compare,
 )
 from modelgate.evaluation.judges import JUDGE_SCORER, judge_record
-from modelgate.evaluation.power import cases_to_settle
+from modelgate.evaluation.power import cases_for_interval, cases_to_settle
 from modelgate.gate_stats import holm
 from modelgate.policy import ReleasePolicy
 
@@ -45,8 +45,9 @@ def decide(point: float, interval: Interval | None, limit: float, significant: b
       with no evidence of being worse at all (a wobble);
     * fail: beyond the limit, and either confidently so (the interval starts beyond it)
       or measurably worse;
-    * inconclusive otherwise: beyond the limit but within noise (add cases), or measurably
-      worse by an amount whose interval reaches past the limit (add cases).
+    * inconclusive otherwise: beyond the limit but within noise, or measurably worse by an
+      amount whose interval reaches past the limit; the message says how many cases in all
+      would likely settle it (``modelgate.evaluation.power``).
     """
     lo, hi = interval if interval is not None else (-math.inf, math.inf)
     if point <= limit + _EPSILON:
@@ -332,10 +333,12 @@ def _increase_criterion(
     limit: float | None,
     *,
     ratio: bool,
+    n: int = 0,
 ) -> Criterion:
     """An increase criterion (latency, cost) under the ``decide`` rule.
 
-    "Measurably worse" here: the interval of the increase lies above zero.
+    "Measurably worse" here: the interval of the increase lies above zero. Inconclusive,
+    it says how many of the ``n`` paired cases would settle it (``power.cases_for_interval``).
     """
     unit = "ratio" if ratio else "ms"
     if limit is None:
@@ -364,7 +367,14 @@ def _increase_criterion(
         f"95% CI {fmt(interval[0])} to {fmt(interval[1])})"
     )
     if verdict == "inconclusive":
-        message += ": within noise, add cases" if not within else ": the CI reaches past the limit, add cases"
+        message += ": within noise" if not within else ": the CI reaches past the limit"
+        needed = cases_for_interval(n, point, limit, interval) if n else None
+        end = "lower end clear" if not within else "upper end come within"
+        message += (
+            f"; about {needed} cases in all ({needed - n} more) would settle it, for the interval's {end} the limit "
+            "(its half-width shrinks as 1/sqrt(n))" if needed is not None
+            else "; the estimate sits on the limit: no number of cases would settle it"
+        )
     return Criterion(
         name=name, verdict=verdict, observed=point, threshold=limit, interval=interval,
         unit=unit, message=message,
@@ -373,14 +383,15 @@ def _increase_criterion(
 
 def _latency_criteria(comparison: Comparison | None, policy: ReleasePolicy) -> list[Criterion]:
     estimate = comparison.latency_p95_ms if comparison else None
+    n = comparison.n_pairs if comparison else 0
     return [
         _increase_criterion(
             "p95_latency_increase_ms", "p95 latency (ms)", estimate,
-            getattr(policy, "max_p95_latency_increase_ms", None), ratio=False,
+            getattr(policy, "max_p95_latency_increase_ms", None), ratio=False, n=n,
         ),
         _increase_criterion(
             "p95_latency_increase_ratio", "p95 latency (ms)", estimate,
-            getattr(policy, "max_p95_latency_increase_ratio", None), ratio=True,
+            getattr(policy, "max_p95_latency_increase_ratio", None), ratio=True, n=n,
         ),
     ]
 
@@ -389,6 +400,6 @@ def _cost_increase(comparison: Comparison | None, policy: ReleasePolicy) -> Crit
     return _increase_criterion(
         "cost_increase_ratio", "cost per request (USD)",
         comparison.cost_per_request_usd if comparison else None,
-        getattr(policy, "max_cost_increase_ratio", None), ratio=True,
+        getattr(policy, "max_cost_increase_ratio", None), ratio=True, n=comparison.n_pairs if comparison else 0,
     )
 

@@ -87,7 +87,8 @@ def power_line(
         tail = f"the limit {_pts(limit)} is above live's accuracy: no drop that large can occur"
     else:
         more = f"{needed - n} more" if needed > n else "already enough"
-        tail = f"detecting the limit of {_pts(limit)} needs {needed} cases ({more})"
+        which = f"cases tagged {scope.split(' ', 1)[1]}" if scope.startswith("slice ") else "cases"
+        tail = f"detecting the limit of {_pts(limit)} needs {needed} {which} ({more})"
     return PowerLine(
         scope=scope, n=n, limit=limit, alpha=alpha, live_accuracy=live_accuracy, min_detectable_drop=mdd,
         cases_for_limit=needed, statement=f"{head}: {found}; {tail}",
@@ -157,10 +158,22 @@ def cases_to_settle(
             f"to detect the observed drop {_pts(drop)} at the observed discordance {psi:.1%} "
             f"(alpha {alpha:.3g}, 80% power)"
         )
-    if interval is None or limit - drop <= 1e-9:
+    needed = cases_for_interval(n, drop, limit, interval)
+    if needed is None:
         return None, f"the drop {_pts(drop)} sits on the limit: no number of cases tells it from the limit"
-    factor = ((interval[1] - drop) / (limit - drop)) ** 2
-    return max(math.ceil(n * factor), n + 1), (
-        f"for the 95% interval's upper end ({_pts(interval[1])}) to come within the limit "
+    return needed, (
+        f"for the 95% interval's upper end ({_pts(interval[1])}) to come within the limit "  # type: ignore[index]
         f"({_pts(limit)}): the half-width shrinks as 1/sqrt(n)"
     )
+
+
+def cases_for_interval(n: int, point: float, limit: float, interval: tuple[float, float] | None) -> int | None:
+    """Cases in all for the 95% interval to clear the limit on the point's side, if its half-width
+    shrinks as 1/sqrt(n) around the same point: the upper end down to the limit when the point
+    is within it, the lower end up past it when the point is beyond. ``None``: the point sits on
+    the limit (or there is no interval)."""
+    if interval is None or abs(limit - point) <= 1e-9:
+        return None
+    reach = interval[1] - point if point < limit else point - interval[0]
+    factor = (reach / abs(limit - point)) ** 2
+    return max(math.ceil(n * factor), n + 1)
