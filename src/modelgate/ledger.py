@@ -36,6 +36,7 @@ from modelgate.errors import DecisionConflict, ReleaseClosed, error_code, valida
 from modelgate.lease import Lease, ServiceLocks
 from modelgate.manifest import ArtifactRef
 from modelgate.policy import AlarmThreshold
+from modelgate.upload_metadata import CiEvaluation
 
 # Final states: a release in one of these never changes again.
 FINAL_STATUSES = frozenset(
@@ -102,6 +103,7 @@ class _ReleaseData(BaseModel):
     execution_arn: str | None = None
     function_name: str | None = None
     alias: str | None = None
+    ci_evaluation: CiEvaluation | None = None  # what CI's `modelgate eval` found, from the upload's metadata
     # candidate
     candidate_version: str | None = None
     live_version: str | None = None
