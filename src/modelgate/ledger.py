@@ -112,6 +112,10 @@ class _ReleaseData(BaseModel):
     gate: GateVerdict | None = None
     four_eyes: bool | None = None  # the policy as it was when approval was asked
     approvers: list[str] | None = None  # the named approvers whose links may approve (same moment)
+    # SageMaker Model Registry (policy model_registry): the release's model package and the
+    # approval status last mirrored there (or why mirroring failed)
+    model_package_arn: str | None = None
+    model_package_status: str | None = None
     # canary
     canary_alarms: list[str] | None = None
     canary_started_at: str | None = None

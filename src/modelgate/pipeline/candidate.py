@@ -38,6 +38,7 @@ from modelgate.manifest import (
 from modelgate.pipeline.canary import cleanup_canary, return_canary_traffic
 from modelgate.pipeline.deps import Deps, target
 from modelgate.pipeline.fencing import Fence
+from modelgate.pipeline.model_registry import check_group
 from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
 from modelgate.upload_metadata import check_against, read_upload_metadata
@@ -66,6 +67,7 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     metadata = object_metadata(
         deps.s3, art.bucket, art.key, art.version_id, error=ManifestInvalid, what="the release manifest"
     )
+    check_group(service.policy, deps.settings.stack_name)  # a misconfigured registry fails before evaluation
     author = upload_author(metadata, art, four_eyes=service.policy.four_eyes)
     provenance = read_upload_metadata(metadata)
     check_against(provenance, manifest, art.key)
