@@ -61,7 +61,7 @@ def test_a_promoted_release_is_an_approved_model_package_with_its_evaluation(reg
 
 
 def test_a_rejected_release_is_a_rejected_model_package_beside_it(registry):
-    control, group, promoted, rejected = registry
+    control, group, _, rejected = registry
     assert rejected.status == "Rejected", rejected.record.get("reason")
     arn = rejected.record["model_package_arn"]
     assert arn.endswith(f":model-package/{group}/2") and rejected.record["model_package_status"] == "Rejected"
