@@ -117,3 +117,53 @@ def test_the_emulator_refuses_metadata_aws_refuses(registry_world):
         sm.create_model_package(ModelPackageGroupName=GROUP, CustomerMetadataProperties={"branch": "a#b"})
     with pytest.raises(ClientError, match="has 51 entries"):
         sm.create_model_package(ModelPackageGroupName=GROUP, CustomerMetadataProperties={f"k{i}": "v" for i in range(51)})
+
+
+def _registered_release(world, release_id: str, **fields) -> str:
+    """A release the ledger knows, with a model package registered for it; the package's ARN."""
+    sm = world.client("sagemaker")
+    sm.create_model_package_group(ModelPackageGroupName=GROUP)
+    arn = sm.create_model_package(ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval")[
+        "ModelPackageArn"]
+    world.ledger.receive(release_id, "manifest uploaded", service="support-bot", commit="c0ffee0",
+                         artifact={"bucket": "artefacts", "key": f"releases/support-bot/{release_id}/model-config.json",
+                                   "version_id": "v"})
+    world.ledger.set_fields(release_id, model_package_arn=arn, **fields)
+    return arn
+
+
+def test_a_superseded_release_is_mirrored_rejected(registry_world):
+    from modelgate.lease import Lease
+    from modelgate.pipeline.candidate import cancel_release
+    from modelgate.pipeline.fencing import Fence
+
+    # Given a release waiting for approval, registered, whose lease a newer release took over
+    arn = _registered_release(registry_world, "support-bot-older-1")
+    registry_world.ledger.acquire_lock("support-bot", "support-bot-older-1", 3600)
+    generation = registry_world.ledger.take_over_lock("support-bot", "support-bot-older-1", "support-bot-newer-2", 3600)
+    # When it is cancelled as superseded
+    cancel_release(registry_world.deps, "support-bot-older-1", "Superseded", "superseded by support-bot-newer-2",
+                   fence=Fence(registry_world.deps, Lease("support-bot", "support-bot-newer-2", generation)))
+    # Then its package says so
+    found = package(registry_world, arn)
+    assert found["ModelApprovalStatus"] == "Rejected" and "superseded by support-bot-newer-2" in found["ApprovalDescription"]
+    assert registry_world.ledger.get("support-bot-older-1")["model_package_status"] == "Rejected"
+
+
+def test_a_promoted_release_rolled_back_by_hand_is_mirrored_rejected(registry_world):
+    from modelgate.pipeline.outcome import rollback_service
+
+    # Given release R promoted version 2 over version 1, its package Approved
+    world = registry_world
+    world.register()
+    world.service_function()
+    world.publish("support-bot-r-2")
+    world.deps.lambda_.update_alias(FunctionName="test-svc-support-bot", Name="live", FunctionVersion="2")
+    arn = _registered_release(world, "support-bot-r-2")
+    world.ledger.record("support-bot-r-2", "Promoted", "promoted", candidate_version="2", live_version="1")
+    world.client("sagemaker").update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+    # When an operator rolls the service back
+    rollback_service(world.deps, "support-bot", "alice", "bad answers")
+    # Then R's package is Rejected, saying who and why
+    found = package(world, arn)
+    assert found["ModelApprovalStatus"] == "Rejected" and "manual rollback by alice: bad answers" in found["ApprovalDescription"]

@@ -38,7 +38,7 @@ from modelgate.manifest import (
 from modelgate.pipeline.canary import cleanup_canary, return_canary_traffic
 from modelgate.pipeline.deps import Deps, target
 from modelgate.pipeline.fencing import Fence
-from modelgate.pipeline.model_registry import check_group
+from modelgate.pipeline.model_registry import check_group, mirror_package
 from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
 from modelgate.upload_metadata import check_against, read_upload_metadata
@@ -255,6 +255,7 @@ def cancel_release(
         deps.ledger.take_token(release_id, kind)
     if record.status in FINAL_STATUSES:
         return record.model_dump(mode="json", exclude_unset=True)
+    mirror_package(deps, release_id, record.model_package_arn, "Rejected", f"{status}: {reason}")
     try:
         return deps.ledger.record(
             release_id, status, reason + (f"; {restored}" if restored else ""), actor=actor, reason=reason

@@ -11,7 +11,8 @@ statuses and their meaning: "Update the Approval Status of a Model", SageMaker D
 PendingManualApproval, Approved or Rejected; here Approved means "promoted to live".
 
 Registering is part of the release (a failure fails Register, so the policy's ask is never
-silently skipped). Mirroring an end is not: by then the alias has moved or the release has
+silently skipped). A release cancelled when a newer one supersedes it, and a promoted release rolled
+back by hand (`modelgate rollback`), are set Rejected too. Mirroring an end is not part of it: by then the alias has moved or the release has
 ended, so a failed UpdateModelPackage is logged and recorded in the ledger
 (``model_package_status`` says what was not mirrored and why) and the release ends as it would.
 """
@@ -92,14 +93,21 @@ def register_package(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
 
 def mirror_status(deps: Deps, ctx: ReleaseContext, status: registry.ApprovalStatus, why: str) -> None:
     """Set the release's package to ``status`` (nothing without one); a failure is recorded, not raised."""
-    if not ctx.model_package_arn:
+    mirror_package(deps, ctx.release_id, ctx.model_package_arn, status, why)
+
+
+def mirror_package(
+    deps: Deps, release_id: str, arn: str | None, status: registry.ApprovalStatus, why: str
+) -> None:
+    """:func:`mirror_status` for a release known by its ledger record (a cancel, a manual rollback)."""
+    if not arn:
         return
     try:
-        registry.set_status(deps.client("sagemaker"), ctx.model_package_arn, status, why)
+        registry.set_status(deps.client("sagemaker"), arn, status, why)
     except ClientError as exc:
         code = error_code(exc)
         logger.warning("model package status not mirrored",
-                       extra={"model_package_arn": ctx.model_package_arn, "status": status, "error": code})
-        deps.ledger.set_fields(ctx.release_id, model_package_status=f"{status} not mirrored: {code}")
+                       extra={"model_package_arn": arn, "status": status, "error": code})
+        deps.ledger.set_fields(release_id, model_package_status=f"{status} not mirrored: {code}")
         return
-    deps.ledger.set_fields(ctx.release_id, model_package_status=status)
+    deps.ledger.set_fields(release_id, model_package_status=status)

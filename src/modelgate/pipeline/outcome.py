@@ -18,7 +18,7 @@ from modelgate.pipeline.canary import cleanup_canary
 from modelgate.pipeline.candidate import finish_owed_cancels
 from modelgate.pipeline.deps import Deps, target
 from modelgate.pipeline.fencing import Fence, fence_of
-from modelgate.pipeline.model_registry import mirror_status
+from modelgate.pipeline.model_registry import mirror_package, mirror_status
 from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
 from modelgate.text import one_line
@@ -162,6 +162,7 @@ def _roll_back_live(deps: Deps, service: str, fn: str, alias: str, fence: Fence,
         reason=why,
         error="ManualRollback",
     )
+    mirror_package(deps, release_id, live_release.get("model_package_arn"), "Rejected", f"RolledBack: {why}")
     deps.sns.publish(
         TopicArn=deps.settings.approval_topic_arn,
         Subject=f"Modelgate: {service} rolled back to version {good}"[:100],
