@@ -248,6 +248,8 @@ def format_release(record: dict) -> str:
         live = "" if ci.get("live_accuracy") is None else f", live {ci['live_accuracy']:.3f}"
         lines.append(f"ci eval   {s(ci.get('verdict'))} before upload: accuracy {ci.get('accuracy', 0):.3f}{live} "
                      f"on {s(ci.get('cases'))} cases")
+    if record.get("model_package_arn"):
+        lines.append(f"registry  {s(record['model_package_arn'])} ({s(record.get('model_package_status'))})")
     ev = record.get("evaluation") or {}
     for side, metrics in (ev.get("sides") or {}).items():
         lines.append("eval      " + s(format_side(side, metrics)))

@@ -8,7 +8,7 @@ import json
 
 import pytest
 from hostile_corpus import EXAMPLES, ROOT, SERVICE
-from modelgate_harness.control import update_policy
+from modelgate_harness.control import format_release, update_policy
 from modelgate_harness.driver import ReleaseDriver, sample_stack
 from modelgate_harness.traffic import TrafficGenerator
 
@@ -58,6 +58,8 @@ def test_a_promoted_release_is_an_approved_model_package_with_its_evaluation(reg
     assert float(metadata["candidate:accuracy"]) == pytest.approx(evaluation["sides"]["candidate"]["accuracy"], abs=1e-6)
     assert metadata["modelgate:release"] == promoted.release_id and metadata["modelgate:gate"] == "pass"
     assert metadata["modelgate:commit"] == "2" * 40
+    # and `modelgate status` shows where it is
+    assert f"registry  {arn} (Approved)" in format_release(promoted.record)
 
 
 def test_a_rejected_release_is_a_rejected_model_package_beside_it(registry):
