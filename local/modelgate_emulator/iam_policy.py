@@ -1091,9 +1091,11 @@ def _sm_describe_package(call: _Call) -> list[AuthzRequest]:
     return [AuthzRequest("sagemaker:DescribeModelPackage", _sm_package_arn(call, call.param("ModelPackageName")), {})]
 
 
-@_maps("sagemaker", "ListModelPackages", "sagemaker:ListModelPackages")
-def _sm_list_packages(call: _Call) -> list[AuthzRequest]:
-    return [AuthzRequest("sagemaker:ListModelPackages", "*", {})]
+@_maps("sagemaker", ("ListModelPackages", "ListModelPackageGroups", "Search"),
+       "sagemaker:ListModelPackages", "sagemaker:ListModelPackageGroups", "sagemaker:Search")
+def _sm_list(call: _Call) -> list[AuthzRequest]:
+    # no resource type: listed on "*" (Search finds model packages, among others, across the account)
+    return [AuthzRequest(f"sagemaker:{call.operation}", "*", {})]
 
 
 # -- SQS: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html
