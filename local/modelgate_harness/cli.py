@@ -41,7 +41,10 @@ def with_principal(control, args: argparse.Namespace):
 def cmd_submit(args: argparse.Namespace) -> int:
     from modelgate_harness.control import submit
 
-    result = submit(_control(args), Path(args.directory), commit=args.commit, branch=args.branch, author=args.author)
+    result = submit(
+        _control(args), Path(args.directory), commit=args.commit, branch=args.branch, author=args.author,
+        eval_summary=Path(args.eval_summary) if args.eval_summary else None,
+    )
     for key in result.uploaded:
         print(f"uploaded {key}", file=sys.stderr)
     print(result.release_id)
@@ -123,6 +126,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             Path(args.dataset), policy=policy, live_accuracy=args.live_accuracy, discordance=args.discordance
         ):
             print(line.statement)
+        if not Path(args.directory).is_dir():
+            # the power needs only the dataset; the cost needs the release's prompts and model
+            print(f"cost: not estimated (no release folder at {args.directory})")
+            return 0
         for cost_line in plan_cost_lines(
             Path(args.directory), Path(args.dataset), live_dir=Path(args.live) if args.live else None, policy=policy
         ):
@@ -146,8 +153,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.html:
         Path(args.html).write_text(render_html(report, verdict, title=f"{args.directory} evaluation", policy=policy))
         print(f"report: {args.html}")
+    if args.summary_json or args.summary_markdown:
+        _write_summaries(args, report, verdict)
     print("gate: PASS" if verdict.passed else "gate: FAIL")
     return 0 if verdict.passed else 1
+
+
+def _write_summaries(args: argparse.Namespace, report, verdict) -> None:
+    """`--summary-json` (for `submit --eval-summary`) and `--summary-markdown` (the PR comment)."""
+    from modelgate_harness.control import load_release_dir
+    from modelgate_harness.eval_summary import summary_document, summary_markdown
+
+    manifest, _ = load_release_dir(Path(args.directory), commit=None, branch=None)
+    document = summary_document(report, verdict, manifest, release_dir=args.directory, live_dir=args.live)
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(document, indent=2) + "\n")
+        print(f"summary: {args.summary_json}")
+    if args.summary_markdown:
+        Path(args.summary_markdown).write_text(summary_markdown(document))
+        print(f"comment: {args.summary_markdown}")
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -337,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--branch", help="source branch (default: the manifest's)")
     p.add_argument("--author", help="who the upload is for, as CI authenticated them (default: $GITHUB_ACTOR on "
                    "GitHub Actions, else your own identity); four eyes keeps them from approving it")
+    p.add_argument("--eval-summary", metavar="FILE", help="`modelgate eval --summary-json` of this folder: its "
+                   "verdict and accuracy go in the upload's metadata (x-amz-meta-modelgate-eval-*)")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("revoke-signing-key", help="a signing key leaked: every approval link signed so far stops "
@@ -370,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live-accuracy", type=_fraction, help="with --plan: live's accuracy (default: unknown, worst case)")
     p.add_argument("--discordance", type=_fraction,
                    help="with --plan: share of cases the sides answer differently (default: independent errors)")
+    p.add_argument("--summary-json", metavar="FILE", help="write the verdict and numbers as JSON (for `submit "
+                   "--eval-summary`)")
+    p.add_argument("--summary-markdown", metavar="FILE", help="write a pull request comment body (Markdown)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("rollback", help="return a service to its last known good version now (no gates; alarms don't block it)")

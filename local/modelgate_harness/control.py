@@ -32,6 +32,7 @@ from modelgate.pipeline import approval, deps
 from modelgate.policy import ReleasePolicy, ServiceConfig
 from modelgate.settings import Settings
 from modelgate.text import one_line
+from modelgate.upload_metadata import check_size, metadata_for
 
 OUTPUT_KEYS = {
     "ArtifactBucketName": "artifact_bucket",
@@ -122,19 +123,25 @@ def load_release_dir(directory: Path, *, commit: str | None, branch: str | None)
 
 def submit(
     control: Control, directory: Path, *, commit: str | None = None, branch: str | None = None,
-    author: str | None = None,
+    author: str | None = None, eval_summary: Path | None = None,
 ) -> Submission:
     """What CI runs: prompt files first, then the manifest (its upload starts the release).
 
     The manifest object carries who uploaded it (``modelgate.approval.identity``): ``author``
     if given, else the CI actor the CI system authenticated (``$GITHUB_ACTOR`` on GitHub
     Actions), else the uploader's own identity (STS caller ARN). Never the manifest's
-    ``source.author``: four eyes compares approvers with this.
+    ``source.author``: four eyes compares approvers with this. Beside it, the commit, the
+    branch and, with ``eval_summary`` (a ``modelgate eval --summary-json`` file of this very
+    folder), the evaluation's verdict and accuracy (``modelgate.upload_metadata``).
     """
+    from modelgate_harness.eval_summary import read_summary
+
     manifest, files = load_release_dir(directory, commit=commit, branch=branch)
+    evaluation = read_summary(eval_summary, manifest) if eval_summary is not None else None
+    provenance = metadata_for(manifest.source.commit, manifest.source.branch, evaluation)
     with control.acting("ci"):
         who, source = upload_author(control, author)
-        return _upload(control, manifest, files, author=who, author_source=source)
+        return _upload(control, manifest, files, author=who, author_source=source, provenance=provenance)
 
 
 def upload_author(control: Control, author: str | None = None) -> tuple[str, str]:
@@ -149,14 +156,17 @@ def upload_author(control: Control, author: str | None = None) -> tuple[str, str
 
 
 def _upload(
-    control: Control, manifest: Manifest, files: dict[str, bytes], *, author: str, author_source: str
+    control: Control, manifest: Manifest, files: dict[str, bytes], *, author: str, author_source: str,
+    provenance: dict[str, str],
 ) -> Submission:
     from modelgate.approval.identity import AUTHOR_METADATA, AUTHOR_SOURCE_METADATA, AuthorInvalid, verified_author
 
+    metadata = {**provenance, AUTHOR_METADATA: author, AUTHOR_SOURCE_METADATA: author_source}
     try:  # refuse here what Validate would refuse, before anything is uploaded
-        verified_author({AUTHOR_METADATA: author, AUTHOR_SOURCE_METADATA: author_source})
+        verified_author(metadata)
     except AuthorInvalid as exc:
         raise ManifestInvalid(str(exc)) from exc
+    check_size(metadata)
     s3 = control.client("s3")
     prefix = f"{RELEASES_PREFIX}{manifest.service}/{manifest.source.commit}/"
     uploaded = []
@@ -174,10 +184,7 @@ def _upload(
         Key=key,
         Body=manifest.model_dump_json(indent=2).encode(),
         ContentType="application/json",
-        Metadata={
-            "commit": manifest.source.commit, "branch": one_line(manifest.source.branch, 200),
-            AUTHOR_METADATA: author, AUTHOR_SOURCE_METADATA: author_source,
-        },
+        Metadata=metadata,
     )
     version_id = put.get("VersionId")
     if not version_id:
@@ -236,6 +243,13 @@ def format_release(record: dict) -> str:
         lines.append(f"author    {s(record['author'])}")
     if record.get("reason"):
         lines.append(f"reason    {s(record['reason'])}")
+    ci = record.get("ci_evaluation")
+    if ci:
+        live = "" if ci.get("live_accuracy") is None else f", live {ci['live_accuracy']:.3f}"
+        lines.append(f"ci eval   {s(ci.get('verdict'))} before upload: accuracy {ci.get('accuracy', 0):.3f}{live} "
+                     f"on {s(ci.get('cases'))} cases")
+    if record.get("model_package_arn"):
+        lines.append(f"registry  {s(record['model_package_arn'])} ({s(record.get('model_package_status'))})")
     ev = record.get("evaluation") or {}
     for side, metrics in (ev.get("sides") or {}).items():
         lines.append("eval      " + s(format_side(side, metrics)))

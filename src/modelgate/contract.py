@@ -220,6 +220,7 @@ class ReleaseContext(_Contract):
     evaluation: EvaluationSummary | None = None
     gate: GateVerdict | None = None
     approval: Approval | None = None
+    model_package_arn: str | None = None  # the release's SageMaker model package (policy model_registry)
     canary_alarms: list[str] = Field(default_factory=list)
     canary_started_at: str | None = None
     canary_invocations: int | None = None

@@ -36,6 +36,7 @@ from modelgate.errors import DecisionConflict, ReleaseClosed, error_code, valida
 from modelgate.lease import Lease, ServiceLocks
 from modelgate.manifest import ArtifactRef
 from modelgate.policy import AlarmThreshold
+from modelgate.upload_metadata import CiEvaluation
 
 # Final states: a release in one of these never changes again.
 FINAL_STATUSES = frozenset(
@@ -102,6 +103,7 @@ class _ReleaseData(BaseModel):
     execution_arn: str | None = None
     function_name: str | None = None
     alias: str | None = None
+    ci_evaluation: CiEvaluation | None = None  # what CI's `modelgate eval` found, from the upload's metadata
     # candidate
     candidate_version: str | None = None
     live_version: str | None = None
@@ -110,6 +112,10 @@ class _ReleaseData(BaseModel):
     gate: GateVerdict | None = None
     four_eyes: bool | None = None  # the policy as it was when approval was asked
     approvers: list[str] | None = None  # the named approvers whose links may approve (same moment)
+    # SageMaker Model Registry (policy model_registry): the release's model package and the
+    # approval status last mirrored there (or why mirroring failed)
+    model_package_arn: str | None = None
+    model_package_status: str | None = None
     # canary
     canary_alarms: list[str] | None = None
     canary_started_at: str | None = None

@@ -248,6 +248,22 @@ class EvaluationMode(_Strict):
     batch_above_cases: int = Field(default=1000, ge=1)
 
 
+class ModelRegistryPolicy(_Strict):
+    """Mirror each release in SageMaker Model Registry (``modelgate.pipeline.model_registry``).
+
+    ``group``: the model package group (created if missing when a release is registered), a
+    SageMaker name ("CreateModelPackageGroup", API Reference: 1-63 characters,
+    ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}``) starting with the stack's name and a hyphen: the
+    pipeline's IAM grants are scoped to that prefix (template.yaml) and to nothing else."""
+
+    group: str = Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+def model_registry_group_prefix(stack_name: str) -> str:
+    """What every model package group of the stack's services starts with (its IAM scope)."""
+    return f"{stack_name}-"
+
+
 class ReleasePolicy(_Strict):
     """Owned by the control plane, never by the artefact: an artefact can't lower its bar."""
 
@@ -321,6 +337,9 @@ class ReleasePolicy(_Strict):
     # (fnmatch, case-sensitive: "anthropic.claude-3-5-haiku-*", "local.*"), checked at
     # Validate, before anything is evaluated. Unset: any pinned model id.
     allowed_models: list[str] | None = Field(default=None, min_length=1, max_length=32)
+    # SageMaker Model Registry: each release a model package version in this group, its
+    # evaluation attached and its approval status mirrored. Unset (the default): not used.
+    model_registry: ModelRegistryPolicy | None = None
 
     @field_validator("allowed_models")
     @classmethod

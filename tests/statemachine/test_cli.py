@@ -59,6 +59,38 @@ def test_submit_status_and_reject_through_the_cli(stack, capsys):
     assert "DecisionConflict" in capsys.readouterr().err
 
 
+def test_submit_writes_the_commit_branch_and_evaluation_as_metadata_and_validate_records_them(stack, tmp_path, capsys):
+    from modelgate_harness.polling import wait_until
+
+    # Given CI evaluated the folder against live before uploading
+    summary = tmp_path / "eval.json"
+    assert cli.main(["eval", str(EXAMPLES / "v2"), "--dataset", str(EXAMPLES / "dataset.jsonl"),
+                     "--live", str(EXAMPLES / "v1"), "--summary-json", str(summary)]) == 0
+    accuracy = json.loads(summary.read_text())["sides"]["candidate"]["accuracy"]
+    capsys.readouterr()
+    # When it submits with that summary, from a branch whose name S3 metadata can't carry as is
+    assert cli.main(["submit", str(EXAMPLES / "v2"), "--commit", "cd" * 20, "--branch", "feature/naïve",
+                     "--author", "alice", "--eval-summary", str(summary)]) == 0
+    release_id = capsys.readouterr().out.strip().splitlines()[-1]
+    # Then the manifest object carries them (x-amz-meta-modelgate-*), as CI tooling reads them
+    key = f"releases/support-bot/{'cd' * 20}/model-config.json"
+    meta = stack.client("s3").head_object(Bucket=stack.bucket, Key=key)["Metadata"]
+    assert meta["modelgate-commit"] == "cd" * 20 and meta["modelgate-branch"] == "feature/na%C3%AFve"
+    assert meta["modelgate-eval-verdict"] == "pass" and float(meta["modelgate-eval-accuracy"]) == accuracy
+    assert meta["modelgate-author"] == "alice"
+    # And Validate records them in the ledger, shown by `modelgate status`
+    ledger = stack.ledger()
+    record = wait_until(lambda: (r := ledger.get(release_id)) and r.get("ci_evaluation") and r, 60, "Validate")
+    assert record["branch"] == "feature/naïve" and record["ci_evaluation"]["accuracy"] == accuracy
+    assert cli.main(["status", release_id]) == 0
+    assert f"ci eval   pass before upload: accuracy {accuracy:.3f}" in capsys.readouterr().out
+    # And a summary of another folder is refused before anything is uploaded
+    assert cli.main(["submit", str(EXAMPLES / "v3"), "--commit", "ef" * 20, "--eval-summary", str(summary)]) == 2
+    assert "is of another release" in capsys.readouterr().err
+    listed = stack.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix=f"releases/support-bot/{'ef' * 20}/")
+    assert listed.get("KeyCount", 0) == 0
+
+
 def test_submit_refuses_a_folder_whose_prompt_changed(stack, tmp_path, capsys):
     folder = tmp_path / "release"
     folder.mkdir()

@@ -188,7 +188,9 @@ def test_eval_plan_states_the_gates_power_per_slice_without_calling_anything(tmp
     code = main(["eval", str(tmp_path / "absent"), "--dataset", str(data), "--policy", str(policy), "--plan",
                  "--live-accuracy", "0.9"])
     out = capsys.readouterr().out.splitlines()
-    assert code == 0 and len(out) == 2
+    assert code == 0 and len(out) == 3
+    # (the cost needs the release's prompts and model: with no folder it says it made no estimate)
+    assert out[2] == f"cost: not estimated (no release folder at {tmp_path / 'absent'})"
     # Then the whole dataset's line gives Connor's numbers at alpha 0.05 / 2 tests (Holm's first step)
     needed = gate_stats.cases_needed(0.05, gate_stats.independent_discordance(0.9, 0.05), 0.025)
     mdd = gate_stats.min_detectable_drop(30, 0.9, 0.025)

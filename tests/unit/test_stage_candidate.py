@@ -28,7 +28,7 @@ PROMPT = b"You are a support bot.\nQ: how do I reset my password? A: Use Setting
 
 
 def upload(world, *, model_id="local.retrieval-small-v1:0", prompt=PROMPT, digest=None, upload_prompt=True,
-           raw=None, author=None, uploader=None):
+           raw=None, author=None, uploader=None, provenance=None):
     """CI's upload of one release (prompt, then manifest); the context intake starts it with.
     ``author``: the manifest's source.author; ``uploader``: who the upload's metadata says uploaded it."""
     prefix = f"releases/support-bot/{COMMIT}/"
@@ -43,6 +43,7 @@ def upload(world, *, model_id="local.retrieval-small-v1:0", prompt=PROMPT, diges
         "source": source,
     })
     metadata = {"modelgate-author": uploader, "modelgate-author-source": "ci"} if uploader else {}
+    metadata.update(provenance or {})
     put = world.deps.s3.put_object(Bucket="artefacts", Key=prefix + "model-config.json", Body=body, Metadata=metadata)
     return initial_context("artefacts", prefix + "model-config.json", put["VersionId"])
 
@@ -133,6 +134,25 @@ def test_an_uploader_that_is_not_an_identity_is_refused(world):
     world.register(ReleasePolicy(four_eyes=True))
     with pytest.raises(ManifestInvalid, match="modelgate-author metadata .* is not an identity"):
         validate(world.deps, upload(world, uploader="alice\tAccuracy_0.990"))
+
+
+def test_the_uploads_provenance_is_checked_against_the_manifest_and_recorded(registered):
+    from modelgate.manifest import parse_manifest
+    from modelgate.upload_metadata import CiEvaluation, metadata_for, release_fingerprint
+
+    # Given an upload whose metadata carries its commit, branch and CI's evaluation of it
+    body = registered.deps.s3.get_object  # the manifest as uploaded, to fingerprint it
+    ctx = upload(registered)
+    manifest = parse_manifest(body(Bucket="artefacts", Key=ctx.artifact.key)["Body"].read())
+    ci = CiEvaluation(verdict="pass", accuracy=0.9, cases=40, release=release_fingerprint(manifest))
+    ctx = upload(registered, provenance=metadata_for(COMMIT, "main", ci))
+    # When validated / Then the ledger records what CI found before uploading
+    validate(registered.deps, ctx)
+    assert registered.ledger.get(ctx.release_id)["ci_evaluation"] == {
+        "verdict": "pass", "accuracy": 0.9, "live_accuracy": None, "cases": 40, "release": ci.release}
+    # And metadata saying another branch than the manifest is refused, naming both
+    with pytest.raises(ManifestInvalid, match="modelgate-branch metadata is 'release' but the manifest names branch 'main'"):
+        validate(registered.deps, upload(registered, provenance=metadata_for(COMMIT, "release", None)))
 
 
 class CountingS3:

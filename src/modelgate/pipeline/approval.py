@@ -15,6 +15,7 @@ from modelgate.contract import Approval, ReleaseContext
 from modelgate.errors import TASK_GONE_CODES, DecisionConflict, error_code
 from modelgate.observability import logger
 from modelgate.pipeline.deps import Deps
+from modelgate.pipeline.model_registry import register_package
 from modelgate.settings import ApprovalRequestSettings
 from modelgate.text import one_line
 
@@ -22,8 +23,10 @@ AUTO_APPROVAL = Approval(decision="approve", approver="policy:auto")
 
 
 def register(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
-    """Record the evaluated release; approval "auto" approves it here, by policy."""
+    """Record the evaluated release (and, per policy, register it in SageMaker Model Registry:
+    ``model_registry``); approval "auto" approves it here, by policy."""
     assert ctx.policy is not None
+    ctx = register_package(deps, ctx)
     if ctx.policy.approval == "auto":
         deps.ledger.record(
             ctx.release_id,

@@ -38,8 +38,10 @@ from modelgate.manifest import (
 from modelgate.pipeline.canary import cleanup_canary, return_canary_traffic
 from modelgate.pipeline.deps import Deps, target
 from modelgate.pipeline.fencing import Fence
+from modelgate.pipeline.model_registry import check_group, mirror_package
 from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
+from modelgate.upload_metadata import check_against, read_upload_metadata
 
 
 def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
@@ -62,7 +64,13 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         deps.ssm, deps.settings.services_prefix, ctx.service,
         function_prefix=managed_function_prefix(deps.settings.stack_name),
     )
-    author = upload_author(deps, art, four_eyes=service.policy.four_eyes)
+    metadata = object_metadata(
+        deps.s3, art.bucket, art.key, art.version_id, error=ManifestInvalid, what="the release manifest"
+    )
+    check_group(service.policy, deps.settings.stack_name)  # a misconfigured registry fails before evaluation
+    author = upload_author(metadata, art, four_eyes=service.policy.four_eyes)
+    provenance = read_upload_metadata(metadata)
+    check_against(provenance, manifest, art.key)
     if not service.policy.model_allowed(manifest.model.model_id):
         raise ManifestInvalid(
             f"{art.key}: model {manifest.model.model_id!r} is not in {ctx.service}'s model allow list "
@@ -94,17 +102,15 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         artifact=art.model_dump(),
         function_name=service.function_name,
         alias=service.alias,
+        ci_evaluation=provenance.evaluation,
     )
     return updated
 
 
-def upload_author(deps: Deps, art: ArtifactRef, *, four_eyes: bool) -> str | None:
+def upload_author(metadata: dict[str, str], art: ArtifactRef, *, four_eyes: bool) -> str | None:
     """Who uploaded the manifest: the author ``modelgate submit`` wrote in the object's metadata
     (the CI actor, or the uploader's own ARN; ``modelgate.approval.identity`` says why this and
     not the manifest's ``source.author``). Required when the policy asks for four eyes."""
-    metadata = object_metadata(
-        deps.s3, art.bucket, art.key, art.version_id, error=ManifestInvalid, what="the release manifest"
-    )
     try:
         author, _ = verified_author(metadata)
     except AuthorInvalid as exc:
@@ -249,6 +255,7 @@ def cancel_release(
         deps.ledger.take_token(release_id, kind)
     if record.status in FINAL_STATUSES:
         return record.model_dump(mode="json", exclude_unset=True)
+    mirror_package(deps, release_id, record.model_package_arn, "Rejected", f"{status}: {reason}")
     try:
         return deps.ledger.record(
             release_id, status, reason + (f"; {restored}" if restored else ""), actor=actor, reason=reason

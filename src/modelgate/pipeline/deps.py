@@ -51,6 +51,10 @@ class Deps(Generic[S]):
         return self.client("sns")
 
     @property
+    def sagemaker(self) -> Any:
+        return self.client("sagemaker")
+
+    @property
     def secretsmanager(self) -> Any:
         return self.client("secretsmanager")
 

@@ -18,6 +18,7 @@ from modelgate.pipeline.canary import cleanup_canary
 from modelgate.pipeline.candidate import finish_owed_cancels
 from modelgate.pipeline.deps import Deps, target
 from modelgate.pipeline.fencing import Fence, fence_of
+from modelgate.pipeline.model_registry import mirror_package, mirror_status
 from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
 from modelgate.text import one_line
@@ -40,7 +41,8 @@ def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     if record.get("status") == "Promoted":
         # A retry of a Promote that did its work but whose answer was lost (Lambda.ServiceException
         # after the handler ran): Promoted is written only under the lease, so this release is
-        # live by right, and the lease it held is already released. Nothing more to do.
+        # live by right, and the lease it held is already released. Nothing more to do but the mirror.
+        mirror_status(deps, ctx, "Approved", f"promoted: {ctx.function_name}:{ctx.alias} serves it")
         return ctx
     fence = fence_of(deps, ctx)
     candidate = ctx.candidate_version
@@ -54,6 +56,7 @@ def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         promoted_at=datetime.now(timezone.utc).isoformat(),
     )
     deps.ledger.release_lock(ctx.service, ctx.release_id)
+    mirror_status(deps, ctx, "Approved", f"promoted: {fn}:{alias} serves version {ctx.candidate_version}")
     return ctx
 
 
@@ -85,6 +88,7 @@ def rollback(deps: Deps, ctx: ReleaseContext, execution_arn: str | None = None) 
     except ReleaseClosed:
         # Ended meanwhile by whoever took the lease (superseded, rolled back by hand): that stays.
         status = str((deps.ledger.get(ctx.release_id) or {}).get("status"))
+    mirror_status(deps, ctx, "Rejected", f"{status}: {detail}")
     if status != "RolledBack":
         return _outcome(ctx, status, error.error if error else status, detail)
     deps.ledger.release_lock(ctx.service, ctx.release_id)
@@ -158,6 +162,7 @@ def _roll_back_live(deps: Deps, service: str, fn: str, alias: str, fence: Fence,
         reason=why,
         error="ManualRollback",
     )
+    mirror_package(deps, release_id, live_release.get("model_package_arn"), "Rejected", f"RolledBack: {why}")
     deps.sns.publish(
         TopicArn=deps.settings.approval_topic_arn,
         Subject=f"Modelgate: {service} rolled back to version {good}"[:100],
@@ -243,6 +248,7 @@ def record_outcome(deps: Deps, ctx: ReleaseContext, execution_arn: str | None = 
         commit=ctx.commit,
     )
     deps.ledger.release_lock(ctx.service, ctx.release_id)
+    mirror_status(deps, ctx, "Rejected", f"{status}: {reason}")
     return _outcome(ctx, status, name, reason)
 
 

@@ -923,6 +923,11 @@ SAMPLE_PARAMS: dict[str, dict[str, Any]] = {
     },
     "kms": {"KeyId": "1234abcd-12ab-34cd-56ef-1234567890ab"},
     "cloudformation": {"StackName": "modelgate"},
+    "sagemaker": {
+        "ModelPackageGroupName": "g",
+        "ModelPackageArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/g/1",
+        "ModelPackageName": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/g/1",
+    },
 }
 
 
