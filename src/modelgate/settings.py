@@ -82,11 +82,14 @@ class InferenceSettings(_Env):
 
     The release pin itself (``modelgate.manifest.PIN_VARIABLES``) is per published version
     and may be absent (a version that serves no release yet): the inference service reads
-    it per request (``modelgate.inference.read_pin``), not here.
+    it per request (``modelgate.inference.read_pin``), not here. ``bootstrap``: a folder of
+    the function's code with the configuration a version that pins no release serves
+    (``modelgate.inference.load_bootstrap``); unset, such a version serves nothing.
     """
 
     provider: Literal["bedrock", "local"] = Field(alias="MODEL_PROVIDER")
     bucket: str = Field(alias="MODEL_CONFIG_BUCKET", min_length=1)
+    bootstrap: str | None = Field(default=None, alias="MODEL_BOOTSTRAP", pattern=r"^[a-z0-9_-]+(/[a-z0-9_-]+)*$")
 
 
 # The settings of a plain pipeline task (kept as the short name the stages use).

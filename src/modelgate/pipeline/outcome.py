@@ -145,7 +145,8 @@ def _roll_back_live(deps: Deps, service: str, fn: str, alias: str, fence: Fence,
     if not good or not lambda_alias.is_configured(deps.lambda_, fn, good):
         raise DecisionConflict(
             f"version {current} of {service} is its first release: the version before it "
-            f"({good or 'none'}) serves no model, so there is no known good version to return to"
+            f"({good or 'none'}) serves no model release (at most the stack's bootstrap configuration), so there is no "
+            "known good version to return to"
         )
     fence.move_alias(fn, alias, lambda *_: (good, {}), f"manual rollback of {service}")
     release_id = live_release["release_id"]
