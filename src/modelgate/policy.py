@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from modelgate.canary_judge import JudgePolicy
 from modelgate.errors import NotEnoughEvidence
+from modelgate.monitor.policy import MonitoringPolicy
 from modelgate.rollout import (
     PlannedStep,
     Rollout,
@@ -274,6 +275,9 @@ class ReleasePolicy(_Strict):
     # (fnmatch, case-sensitive: "anthropic.claude-3-5-haiku-*", "local.*"), checked at
     # Validate, before anything is evaluated. Unset: any pinned model id.
     allowed_models: list[str] | None = Field(default=None, min_length=1, max_length=32)
+    # What to do when live is found wanting after its release (drift, a re-evaluation regression,
+    # a LEGACY model), and whether Validate refuses a LEGACY model: modelgate.monitor.policy.
+    monitoring: MonitoringPolicy = Field(default_factory=MonitoringPolicy)
 
     @field_validator("allowed_models")
     @classmethod

@@ -24,6 +24,7 @@ __all__ = [
     "ApprovalRequestSettings",
     "InferenceSettings",
     "IntakeSettings",
+    "MonitorSettings",
     "PipelineSettings",
     "Settings",
     "load",
@@ -75,6 +76,15 @@ class ApprovalRequestSettings(PipelineSettings, _Signing):
 
 class ApprovalCallbackSettings(PipelineSettings, _Signing):
     """The approval links' Function URL."""
+
+
+class MonitorSettings(PipelineSettings):
+    """The monitor function (scheduled re-evaluation, model lifecycle watch) and anything that
+    runs ``modelgate.monitor.actions.act``: where alerts go (the operations topic), and which
+    function re-evaluates live (template.yaml names it ``<stack>-monitor``)."""
+
+    alert_topic_arn: str = Field(alias="ALERT_TOPIC_ARN", min_length=1)
+    monitor_function_name: str = Field(alias="MONITOR_FUNCTION_NAME", min_length=1)
 
 
 class InferenceSettings(_Env):
