@@ -1093,15 +1093,6 @@ def _update_schedule(d: _Deployer, old: DeployedResource, p: dict[str, Any], cha
     return _scheduler_schedule(d, old.logical_id, {**p, "Name": old.physical_id})
 
 
-def _cloudwatch_dashboard(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """AWS::CloudWatch::Dashboard: PutDashboard with its body (JSON text, as the API takes it)."""
-    name = p.get("DashboardName") or d.name(logical_id, 255)
-    body = p["DashboardBody"]
-    d.client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=body if isinstance(body, str) else json.dumps(body))
-    d.unused(logical_id, p, {"DashboardName", "DashboardBody"})
-    return name, {}
-
-
 def _definition(d: _Deployer, logical_id: str, p: dict[str, Any]) -> str:
     """The state machine's definition with its DefinitionSubstitutions applied."""
     if "DefinitionS3Location" in p:
@@ -1490,7 +1481,6 @@ _HANDLERS: dict[str, _Handler] = {
     "AWS::SQS::Queue": _sqs_queue,
     "AWS::SQS::QueuePolicy": _sqs_queue_policy,
     "AWS::Scheduler::Schedule": _scheduler_schedule,
-    "AWS::CloudWatch::Dashboard": _cloudwatch_dashboard,
 }
 
 _UPDATERS: dict[str, _Updater] = {
@@ -1503,7 +1493,6 @@ _UPDATERS: dict[str, _Updater] = {
     "AWS::StepFunctions::StateMachine": _update_state_machine,
     "AWS::IAM::Role": _update_iam_role,
     "AWS::Scheduler::Schedule": _update_schedule,
-    "AWS::CloudWatch::Dashboard": lambda d, old, p, changed: _cloudwatch_dashboard(d, old.logical_id, p),
 }
 _REMOVERS: dict[str, Callable[[_Deployer, DeployedResource], None]] = {
     "AWS::Lambda::Version": _remove_lambda_version,
