@@ -145,3 +145,34 @@ def test_get_foundation_model_answers_the_lifecycle_state_and_refuses_an_unknown
             catalogue.set_lifecycle("x", "RETIRED")
     finally:
         uninstall()
+
+
+def test_a_provider_side_change_alters_the_answers_of_that_model_only_until_reverted():
+    from modelgate.manifest import InferenceParameters
+    from modelgate.providers import LocalProvider
+
+    catalogue = bedrock.FoundationModels()
+    uninstall = bedrock.install(catalogue)
+    try:
+        provider = LocalProvider(base_ms=0, per_output_token_ms=0)
+        system = "Q: How much does Plus cost? A: Plus costs $5 per month."
+        questions = [f"How much does Plus cost, question {i}?" for i in range(40)]
+
+        def answers(model: str) -> list[str]:
+            return [provider.converse(model_id=model, system=system, user=q, parameters=InferenceParameters()).text
+                    for q in questions]
+
+        before, other = answers("local.retrieval-small-v1:0"), answers("local.retrieval-large-v1:0")
+        catalogue.change_answers("local.retrieval-small-v1:0", bedrock.degraded(0.5, answer="no idea"))
+        after = answers("local.retrieval-small-v1:0")
+        # about half the questions (the same ones each time) now get the changed answer; the other model is untouched
+        changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+        assert 10 <= len(changed) <= 30 and all(after[i] == "no idea" for i in changed)
+        assert answers("local.retrieval-small-v1:0") == after
+        assert answers("local.retrieval-large-v1:0") == other
+        catalogue.revert_answers("local.retrieval-small-v1:0")
+        assert answers("local.retrieval-small-v1:0") == before
+    finally:
+        uninstall()
+    with pytest.raises(ValueError, match="share must be in"):
+        bedrock.degraded(0.0)
