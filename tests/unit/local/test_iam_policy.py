@@ -1204,3 +1204,14 @@ def test_cloudwatch_denial_under_the_cbor_protocol_parses_the_same(monkeypatch):
     )
     assert parsed["Error"]["Code"] == "AccessDenied"
     assert parsed["Error"]["Message"] == _message(req.action, req.resource)
+
+
+def test_dashboards_and_the_foundation_model_catalogue_are_authorised_per_resource():
+    assert call("cloudwatch", "PutDashboard", {"DashboardName": "stack-support-bot", "DashboardBody": "{}"}) == [
+        ("cloudwatch:PutDashboard", f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/stack-support-bot")]
+    assert call("cloudwatch", "DeleteDashboards", {"DashboardNames": ["a", "b"]}) == [
+        ("cloudwatch:DeleteDashboards", f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/a"),
+        ("cloudwatch:DeleteDashboards", f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/b")]
+    model = "anthropic.claude-3-haiku-20240307-v1:0"
+    assert call("bedrock", "GetFoundationModel", {"modelIdentifier": model}) == [
+        ("bedrock:GetFoundationModel", f"arn:aws:bedrock:{REGION}::foundation-model/{model}")]
