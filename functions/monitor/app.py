@@ -1,5 +1,6 @@
 """Monitor: the scheduled checks of a live service (EventBridge Scheduler, one schedule per
-service and check, template.yaml) and re-evaluations a monitoring action asks for.
+service and check, template.yaml) and re-evaluations a monitoring action asks for. After
+each check the service's CloudWatch dashboard is written again (monitor/dashboard.py).
 
 Event (the schedule's input, or ``actions.act``'s ``reevaluate``)::
 
@@ -15,7 +16,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelgate.monitor import lifecycle, reevaluation
+from modelgate.monitor import dashboard, lifecycle, reevaluation
 from modelgate.observability import logger
 from modelgate.pipeline.deps import default_deps
 from modelgate.settings import MonitorSettings
@@ -25,7 +26,7 @@ class MonitorTask(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     task: Literal["reevaluate", "lifecycle"]
-    service: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    service: str = Field(pattern=r"^[a-z][a-z0-9-]{1,40}[a-z0-9]$")  # a service name (manifest.py)
     requested_by: str = Field(default="schedule", max_length=64)
     reason: str | None = Field(default=None, max_length=2_000)
 
@@ -39,4 +40,8 @@ def lambda_handler(event: MonitorTask, context: LambdaContext) -> dict[str, Any]
     else:
         entry = lifecycle.watch(deps, event.service)
     logger.info("monitoring check done", task=event.task, managed_service=event.service, summary=entry["summary"])
+    try:  # the dashboard's annotations and events follow the ledger; a failure here loses no check
+        entry["dashboard"] = dashboard.publish_dashboard(deps, event.service)
+    except Exception:  # noqa: BLE001 - logged with its traceback; the check's result stands
+        logger.exception("the service's dashboard was not updated", managed_service=event.service)
     return entry

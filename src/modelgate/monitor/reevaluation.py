@@ -27,7 +27,6 @@ from modelgate.evaluation.comparison import CANDIDATE, LIVE, Comparison, Evaluat
 from modelgate.monitor.actions import act
 from modelgate.monitor.journal import Journal
 from modelgate.monitor.policy import ReevaluationPolicy
-from modelgate.monitor.report import render_reevaluation
 from modelgate.pipeline.deps import Deps
 from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
@@ -62,6 +61,7 @@ def reevaluate_live(deps: Deps, service: str, *, requested_by: str = "schedule")
     from modelgate.evaluation.dataset import parse_dataset
     from modelgate.evaluation.model_scorers import scoring_models_for
     from modelgate.evaluation.runner import evaluate
+    from modelgate.monitor.report import render_reevaluation
 
     config = get_service(
         deps.ssm, deps.settings.services_prefix, service, function_prefix=managed_function_prefix(deps.settings.stack_name)
