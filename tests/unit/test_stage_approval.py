@@ -119,7 +119,7 @@ def test_the_mail_links_the_html_report_with_a_presigned_https_link(world):
     request_approval(world.deps, ctx, TOKEN)
     # Then the mail carries an https link a mail client opens, signed for that object, living no longer than the wait
     [message] = world.mail()
-    url = re.search(r"^Report: (\S+)$", message, re.M).group(1)
+    url = re.search(r"^Report: (\S+)$", message, re.MULTILINE).group(1)
     assert url.startswith("https://") and "evaluation.html" in url and "Signature=" in url
     assert "X-Amz-Expires=3600" in url or "Expires=" in url
     assert f"Report in S3: s3://artefacts/{key}" in message
