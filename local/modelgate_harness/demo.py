@@ -83,16 +83,30 @@ def save_all_reports(control, reports: Path) -> list[Path]:
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=control.bucket, Prefix="reports/")
             for o in page.get("Contents", []) if o["Key"].endswith(".html")]
     saved = [save_report(control, key, reports) for key in sorted(keys)]
-    rows = "".join(
-        f'<li><a href="{html.escape(p.relative_to(reports).as_posix())}">{html.escape(p.relative_to(reports).as_posix())}</a></li>'
-        for p in saved
-    )
+    releases = {r.get("release_id"): r for r in control.ledger().list_releases(limit=200)}
+    rows = []
+    for path in saved:
+        relative = path.relative_to(reports).as_posix()
+        parts = relative.split("/")
+        record = releases.get(parts[1]) if len(parts) > 2 else None
+        if record is not None:
+            what = (f"evaluation of release {parts[1]} (version {record.get('candidate_version', '?')}): "
+                    f"{record.get('status', '?')}")
+        elif parts[1:2] == ["monitor"]:
+            what = "scheduled re-evaluation of live: " + parts[-1].removesuffix(".html")
+        else:
+            what = "report"
+        rows.append(f'<tr><td><a href="{html.escape(relative)}">{html.escape(parts[-1])}</a></td>'
+                    f"<td>{html.escape(what)}</td></tr>")
     (reports / "index.html").write_text(
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Modelgate demo reports</title>'
-        '<style>body{font:15px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:900px}</style></head><body>'
-        f"<h1>Modelgate demo: every report</h1><p>{len(saved)} report(s) the demo's releases and checks wrote "
-        f"(evaluation.html: a release's evaluation gate; monitor/: scheduled re-evaluations of live; drift reports "
-        f"where present).</p><ul>{rows}</ul></body></html>", encoding="utf-8")
+        "<style>body{font:15px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem}"
+        "table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #d8dde6;padding:.35rem .5rem;"
+        "text-align:left}th{background:#f3f5f9}</style></head><body>"
+        f"<h1>Modelgate demo: every report</h1><p>{len(saved)} report(s) the demo's releases and scheduled checks "
+        "wrote to the artefact bucket, saved here before the in-memory bucket went away.</p>"
+        f"<table><thead><tr><th>report</th><th>what</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        "</body></html>", encoding="utf-8")
     return saved
 
 
@@ -213,7 +227,7 @@ def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template
                     failures.append(f"{scenario.name}: ended by {final.get('error')}, expected {scenario.expect_error}")
                 if after != expected_live or weights:
                     failures.append(f"{scenario.name}: live alias is {after} {weights or ''}, expected {expected_live}")
-            if not failures:
+            if finals["v1"].get("status") == "Promoted" and finals["v2"].get("status") == "Promoted":
                 failures += provider_change(local, control, function, finals["v1"], finals["v2"], out=out)
         finally:
             traffic.stop()
