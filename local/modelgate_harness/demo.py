@@ -166,9 +166,13 @@ def provider_change(local, control, function: str, v1: dict, v2: dict, *, out=sy
                 events = journal.events("support-bot", kind="reevaluation", limit=50)
             return next((e for e in events if e["details"].get("verdict") == "regression"), None)
 
+        def rolled_back() -> bool:
+            with control.acting("operator"):
+                return any(e["details"].get("action") == "rollback"
+                           for e in journal.events("support-bot", kind="action", limit=10))
+
         found = wait_until(caught, timeout, "the scheduled re-evaluation to catch the provider-side change")
-        wait_until(lambda: alias_state(control.client("lambda"), function, "live")[0] != v2["candidate_version"],
-                   timeout, "the rollback of live")
+        wait_until(rolled_back, timeout, "the policy's rollback action")
     finally:
         local.foundation_models.revert_answers(model)
     print(f"   caught by the scheduled re-evaluation ({time.time() - changed_at:.1f} s real after the change): "

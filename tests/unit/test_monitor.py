@@ -128,6 +128,8 @@ def test_alert_and_rollback_run_in_order_each_recorded(world):
     assert "serves version 1 again" in rolled_back["Message"]
     record = world.ledger.get("support-bot-r-2")
     assert record["status"] == "RolledBack" and record["history"][-1]["actor"] == "modelgate-monitor (drift)"
+    assert record["error"] == "MonitorRollback"
+    assert record["reason"] == "monitoring policy rollback by modelgate-monitor (drift): PSI 0.4 on output length"
     # And the journal holds both actions, newest first
     events = Journal(world.ledger.table).events(SERVICE, kind="action")
     assert [e["details"]["action"] for e in events] == ["rollback", "alert"]

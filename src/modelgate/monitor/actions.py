@@ -98,7 +98,8 @@ def _reevaluate(deps: Deps, trigger: Trigger, service: str, reason: str, evidenc
 
 
 def _rollback(deps: Deps, trigger: Trigger, service: str, reason: str, evidence: dict[str, Any]) -> dict:
-    done = rollback_service(deps, service, actor=f"{ACTOR} ({trigger})", comment=one_line(reason, 2000))
+    done = rollback_service(deps, service, actor=f"{ACTOR} ({trigger})", comment=one_line(reason, 2000),
+                            kind="monitoring policy rollback", error="MonitorRollback")
     return {
         "status": "done",
         "detail": f"live rolled back from version {done['from_version']} to {done['to_version']} "

@@ -97,8 +97,14 @@ def rollback(deps: Deps, ctx: ReleaseContext, execution_arn: str | None = None) 
     return _outcome(ctx, "RolledBack", error.error if error else "RolledBack", reason)
 
 
-def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") -> dict:
+def rollback_service(
+    deps: Deps, service: str, actor: str, comment: str = "", *, kind: str = "manual rollback",
+    error: str = "ManualRollback",
+) -> dict:
     """`modelgate rollback SERVICE`: back to the last known good version, now.
+
+    ``kind`` and ``error`` say who asked in the ledger's reason and error (a monitoring action:
+    "monitoring policy rollback", MonitorRollback).
 
     No gate runs and no alarm is consulted (an alarm still firing is why one rolls back).
     The rollback holds the service's lease while it works (fencing.py), taken over from the
@@ -110,7 +116,7 @@ def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") ->
         deps.ssm, deps.settings.services_prefix, service, function_prefix=managed_function_prefix(deps.settings.stack_name)
     )
     fn, alias = config.function_name, config.alias
-    why = f"manual rollback by {actor}" + (f": {comment}" if comment else "")
+    why = f"{kind} by {actor}" + (f": {comment}" if comment else "")
     owner = f"manual-rollback-{uuid.uuid4().hex[:12]}"
     lease_seconds = config.policy.lock_lease_seconds
     holder = deps.ledger.lock_holder(service)
@@ -121,12 +127,14 @@ def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") ->
     fence = Fence(deps, Lease(service, owner, generation))
     try:
         finish_owed_cancels(deps, fence, "RolledBack", why, actor=actor)
-        return _roll_back_live(deps, service, fn, alias, fence, why, actor)
+        return _roll_back_live(deps, service, fn, alias, fence, why, actor, error)
     finally:
         deps.ledger.release_lock(service, owner)
 
 
-def _roll_back_live(deps: Deps, service: str, fn: str, alias: str, fence: Fence, why: str, actor: str) -> dict:
+def _roll_back_live(
+    deps: Deps, service: str, fn: str, alias: str, fence: Fence, why: str, actor: str, error: str = "ManualRollback"
+) -> dict:
     current, _ = lambda_alias.alias_state(deps.lambda_, fn, alias)
     live_release = next(
         (
@@ -157,7 +165,7 @@ def _roll_back_live(deps: Deps, service: str, fn: str, alias: str, fence: Fence,
         actor=actor,
         reopen=True,
         reason=why,
-        error="ManualRollback",
+        error=error,
     )
     deps.sns.publish(
         TopicArn=deps.settings.approval_topic_arn,
