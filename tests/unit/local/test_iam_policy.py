@@ -900,7 +900,8 @@ SAMPLE_PARAMS: dict[str, dict[str, Any]] = {
     "dynamodb": {"TableName": "t", "RequestItems": {"t": []}, "TransactItems": [{"Put": {"TableName": "t"}}]},
     "stepfunctions": {"stateMachineArn": SM, "executionArn": EXECUTION, "name": "n", "roleArn": ROLE},
     "sns": {"TopicArn": TOPIC, "Name": "t", "Protocol": "email"},
-    "cloudwatch": {"AlarmName": "a", "AlarmNames": ["a"], "Namespace": "N"},
+    "cloudwatch": {"AlarmName": "a", "AlarmNames": ["a"], "Namespace": "N", "DashboardName": "d",
+                   "DashboardNames": ["d"]},
     "events": {
         "Entries": [{"Source": "s"}],
         "Name": "r",
@@ -910,6 +911,7 @@ SAMPLE_PARAMS: dict[str, dict[str, Any]] = {
     "ssm": {"Name": "/p", "Names": ["/p"], "Path": "/p"},
     "secretsmanager": {"SecretId": SECRET, "Name": "n"},
     "bedrock-runtime": {"modelId": "eu.amazon.nova-lite-v1:0"},
+    "bedrock": {"modelIdentifier": "anthropic.claude-3-haiku-20240307-v1:0"},
     "sqs": {"QueueUrl": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/q", "QueueName": "q"},
     "logs": {"logGroupName": "g", "logStreamName": "s"},
     "sts": {"RoleArn": ROLE},
