@@ -9,6 +9,7 @@ name) and the canary's Errors alarm sees them.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from modelgate import inference, providers, settings
@@ -16,13 +17,15 @@ from modelgate.adapters import clients as aws
 from modelgate.observability import logger
 from modelgate.settings import InferenceSettings
 
+CODE_ROOT = Path(__file__).resolve().parent  # the function's code (MODEL_BOOTSTRAP is a folder in it)
+
 
 @logger.inject_lambda_context(log_event=False)  # requests may carry customer text
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     config = settings.load(InferenceSettings)  # a deploy missing a variable fails here, naming it
-    pin = inference.read_pin(os.environ)  # this version's release; none: ModelNotConfigured
     provider = providers.get_provider(config.provider)
-    response = inference.handle_request(event, config, pin, aws.client("s3"), provider)
+    # this version's release; none: the bootstrap configuration bundled here, if any, else ModelNotConfigured
+    response = inference.serve(event, config, os.environ, lambda: aws.client("s3"), provider, CODE_ROOT)
     logger.info(
         "request served",
         model_id=response["model_id"],

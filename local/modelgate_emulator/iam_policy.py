@@ -806,6 +806,15 @@ def _cw_metrics(call: _Call) -> list[AuthzRequest]:
     return [AuthzRequest(f"cloudwatch:{call.operation}", "*", context)]
 
 
+@_maps("cloudwatch", ("PutDashboard", "GetDashboard", "DeleteDashboards"), "cloudwatch:PutDashboard",
+       "cloudwatch:GetDashboard", "cloudwatch:DeleteDashboards")
+def _cw_dashboards(call: _Call) -> list[AuthzRequest]:
+    """Per dashboard (the "dashboard" resource type, a global ARN without a Region)."""
+    action = f"cloudwatch:{call.operation}"
+    names = call.param("DashboardNames") if call.operation == "DeleteDashboards" else [call.param("DashboardName")]
+    return [AuthzRequest(action, call.arn("cloudwatch", "dashboard", DashboardName=n), {}) for n in names]
+
+
 # -- EventBridge: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-conditions.html
 def _event_bus_arn(call: _Call, name: str | None) -> str:
     name = name or "default"
@@ -1049,6 +1058,16 @@ def _bedrock_batch_get(call: _Call) -> list[AuthzRequest]:
     else:
         job = call.arn("bedrock", "model-invocation-job", JobIdentifier=identifier)
     return [AuthzRequest("bedrock:GetModelInvocationJob", job, {})]
+
+
+@_maps("bedrock", "GetFoundationModel", "bedrock:GetFoundationModel")
+def _bedrock_foundation_model(call: _Call) -> list[AuthzRequest]:
+    """On the foundation model's ARN (Region, no account), as the model's own id or its ARN."""
+    model_id = str(call.param("modelIdentifier"))
+    if model_id.startswith("arn:"):
+        return [AuthzRequest("bedrock:GetFoundationModel", model_id, {})]
+    arn = call.arn("bedrock", "foundation-model", Account="", ResourceId=model_id)
+    return [AuthzRequest("bedrock:GetFoundationModel", arn, {})]
 
 
 @_maps("bedrock-runtime", ("Converse", "InvokeModel"), "bedrock:InvokeModel")

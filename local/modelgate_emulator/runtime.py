@@ -46,7 +46,7 @@ from botocore.exceptions import ClientError
 from modelgate import clock as pipeline_clock
 from modelgate.adapters import clients as aws
 from modelgate.approval import keys as signing_keys
-from modelgate_emulator import dynamodb, iam, lambda_aliases, limits, sagemaker
+from modelgate_emulator import bedrock, dynamodb, iam, lambda_aliases, limits, sagemaker
 from modelgate_emulator import logs as function_logs
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
@@ -61,6 +61,7 @@ from modelgate_emulator.lambda_runtime import (
     LambdaRuntime,
     MetricsSink,
 )
+from modelgate_emulator.scheduler import ScheduleRunner, authorize_with_role
 from modelgate_emulator.template import Stack, deploy, redeploy
 
 if TYPE_CHECKING:
@@ -187,6 +188,8 @@ class LocalAWS:
         self._principals: dict[str, iam.Principal] = {}
         self.aliases = lambda_aliases.AliasRecorder()  # every UpdateAlias, and hooks on it
         self.batch_inference: BatchInference | None = None  # Bedrock batch inference jobs, once started
+        self.schedules: ScheduleRunner | None = None  # EventBridge Scheduler (scheduler.py), while running
+        self.foundation_models = bedrock.FoundationModels()  # Bedrock's catalogue: mark a model LEGACY here
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> LocalAWS:
@@ -243,6 +246,7 @@ class LocalAWS:
             exit_stack.callback(runtime.uninstall)
             self.runtime = runtime
 
+            exit_stack.callback(bedrock.install(self.foundation_models))  # GetFoundationModel (bedrock.py)
             exit_stack.enter_context(s3_policies.bucket_policy_conditions())
             exit_stack.enter_context(s3_policies.signature_v2_refused())
             exit_stack.enter_context(dynamodb.serialised_requests())
@@ -292,6 +296,15 @@ class LocalAWS:
 
             # Runs before the patches are undone: executions and async invokes end first.
             exit_stack.callback(self._quiesce)
+            # EventBridge Scheduler's schedules run on the same clock (scheduler.py); stopped before
+            # the quiesce above runs (callbacks run last-in first-out), so none starts during it.
+            schedules = ScheduleRunner(
+                account_id=self.account_id, region=self.region, clock=self.clock, invoke_async=runtime.invoke_async,
+                authorize=authorize_with_role if self.enforcer is not None else None,
+            )
+            schedules.start()
+            exit_stack.callback(schedules.stop)
+            self.schedules = schedules
             if integrations.alarm_evaluator is not None:
                 evaluator = integrations.alarm_evaluator(
                     account_id=self.account_id,

@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 from modelgate.errors import ModelgateError
 from modelgate.text import one_line
+
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,40}[a-z0-9]$")  # a service name (modelgate.manifest)
 
 
 def _control(args: argparse.Namespace):
@@ -79,8 +82,15 @@ def _status(ledger, args: argparse.Namespace) -> int:
 
     if args.release:
         record = ledger.get(args.release)
+        if record is None and SERVICE_NAME.fullmatch(args.release):
+            from modelgate_harness.control import format_timeline, service_timeline
+
+            entries = service_timeline(ledger, args.release, limit=args.limit)
+            if entries:
+                print(json.dumps(entries, indent=2, default=str) if args.json else format_timeline(entries))
+                return 0
         if record is None:
-            print(f"no release {args.release} in the ledger", file=sys.stderr)
+            print(f"no release or service {args.release} in the ledger", file=sys.stderr)
             return 1
         print(json.dumps(record, indent=2, default=str) if args.json else format_release(record))
     else:
@@ -369,8 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "working now (operator)")
     p.set_defaults(func=cmd_revoke_signing_key)
 
-    p = sub.add_parser("status", help="one release in detail, or the latest releases")
-    p.add_argument("release", nargs="?")
+    p = sub.add_parser("status", help="one release in detail, a service's timeline (releases, re-evaluations, "
+                       "actions, drift verdicts), or the latest releases")
+    p.add_argument("release", nargs="?", help="a release id, or a service name for its timeline")
     p.add_argument("--service")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true")

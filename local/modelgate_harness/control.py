@@ -276,6 +276,39 @@ def format_table(records: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def service_timeline(ledger: Ledger, service: str, *, limit: int = 50) -> list[dict]:
+    """`modelgate status SERVICE`: what happened to the service, oldest first: each release's
+    status changes (its ledger history) and the monitoring journal's events (re-evaluations,
+    lifecycle checks, actions, drift verdicts), the newest ``limit`` of them."""
+    from modelgate.monitor.journal import Journal
+
+    entries = []
+    for record in ledger.list_releases(service=service, limit=limit):
+        for change in record.get("history") or []:
+            entries.append({"at": change.get("at", ""), "kind": "release", "subject": record.get("release_id", ""),
+                            "what": change.get("status", ""), "detail": change.get("detail", ""),
+                            "actor": change.get("actor", "")})
+    for event in Journal(ledger.table).events(service, limit=limit):
+        details = event.get("details") or {}
+        what = details.get("verdict") or details.get("status") or details.get("action") or ""
+        entries.append({"at": event.get("at", ""), "kind": event.get("kind", ""), "subject": service,
+                        "what": str(what), "detail": event.get("summary", ""), "actor": "modelgate-monitor",
+                        "details": details})
+    return sorted(entries, key=lambda e: e["at"])[-limit:]
+
+
+def format_timeline(entries: list[dict]) -> str:
+    """One line per entry: when, kind, what, and the detail (one printable line each)."""
+    if not entries:
+        return "nothing recorded for this service yet"
+    rows = []
+    for e in entries:
+        subject = f" {one_line(e['subject'])}" if e["kind"] == "release" else ""
+        rows.append(f"{one_line(e['at'][:19])}  {one_line(e['kind']):12} {one_line(e['what']):16}{subject}  "
+                    f"{one_line(e['detail'], 160)}")
+    return "\n".join(rows)
+
+
 def update_policy(control: Control, service: str, **overrides: object) -> ServiceConfig:
     """The operator changes a service's release policy (its registration in SSM)."""
     with control.acting("operator"):

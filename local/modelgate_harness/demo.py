@@ -9,6 +9,14 @@
       in 21                               -> too few errors for the alarm; the judge finds
                                              the candidate's error rate significantly worse
                                              than stable's -> rolled back; live unchanged
+  then the provider changes what the model id answers (nothing in the release changes): the
+  scheduled re-evaluation of live (EventBridge Scheduler, nominal time) finds a paired
+  regression against the evaluation that promoted v2 and, per the sample policy, alerts and
+  rolls live back to v1
+
+Every HTML report the run wrote (evaluations, re-evaluations, drift reports) is saved to
+``build/demo-reports/`` with an index.html, and the paths are printed (the bucket is in
+memory and gone when the demo ends).
 
 Live traffic comes from a traffic generator calling the `live` alias all along, so the
 alarm in v4 fires because 10% of real requests reach a candidate that fails them.
@@ -18,9 +26,11 @@ Exits non-zero if any release ends otherwise.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +50,10 @@ class Scenario:
 # Weighted aliases route at random per request, as on AWS; the demo seeds the draws so that
 # every run tells the same story.
 DEMO_SEED = 5
+REPORTS_DIR = Path("build/demo-reports")
+# How often the demo's stack re-evaluates live (nominal; the template's default is daily).
+REEVALUATION_SCHEDULE = "rate(30 minutes)"
+PROVIDER_CHANGE_SHARE = 0.5  # of questions the changed provider answers differently (bedrock.degraded)
 
 SCENARIOS = [
     Scenario("v1 first release", "v1", "Promoted", True, "candidate"),
@@ -54,7 +68,49 @@ def fake_commit(label: str) -> str:
     return hashlib.sha1(f"support-bot {label}".encode()).hexdigest()
 
 
-def run_release(driver, scenario: Scenario, *, out=sys.stdout) -> dict:
+def save_report(control, key: str, reports: Path) -> Path:
+    """The bucket's HTML report ``key``, saved under ``reports`` (same relative path)."""
+    body = control.client("s3").get_object(Bucket=control.bucket, Key=key)["Body"].read()
+    path = reports / key.removeprefix("reports/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    return path
+
+
+def save_all_reports(control, reports: Path) -> list[Path]:
+    """Every HTML report under reports/ in the bucket (evaluations, re-evaluations, drift), and an index.html."""
+    s3 = control.client("s3")
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=control.bucket, Prefix="reports/")
+            for o in page.get("Contents", []) if o["Key"].endswith(".html")]
+    saved = [save_report(control, key, reports) for key in sorted(keys)]
+    releases = {r.get("release_id"): r for r in control.ledger().list_releases(limit=200)}
+    rows = []
+    for path in saved:
+        relative = path.relative_to(reports).as_posix()
+        parts = relative.split("/")
+        record = releases.get(parts[1]) if len(parts) > 2 else None
+        if record is not None:
+            what = (f"evaluation of release {parts[1]} (version {record.get('candidate_version', '?')}): "
+                    f"{record.get('status', '?')}")
+        elif parts[1:2] == ["monitor"]:
+            what = "scheduled re-evaluation of live: " + parts[-1].removesuffix(".html")
+        else:
+            what = "report"
+        rows.append(f'<tr><td><a href="{html.escape(relative)}">{html.escape(parts[-1])}</a></td>'
+                    f"<td>{html.escape(what)}</td></tr>")
+    (reports / "index.html").write_text(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Modelgate demo reports</title>'
+        "<style>body{font:15px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem}"
+        "table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #d8dde6;padding:.35rem .5rem;"
+        "text-align:left}th{background:#f3f5f9}</style></head><body>"
+        f"<h1>Modelgate demo: every report</h1><p>{len(saved)} report(s) the demo's releases and scheduled checks "
+        "wrote to the artefact bucket, saved here before the in-memory bucket went away.</p>"
+        f"<table><thead><tr><th>report</th><th>what</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        "</body></html>", encoding="utf-8")
+    return saved
+
+
+def run_release(driver, scenario: Scenario, *, out=sys.stdout, reports: Path | None = None) -> dict:
     run = driver.submit(EXAMPLES / scenario.folder, commit=fake_commit(scenario.folder))
     print(f"\n== {scenario.name}\n   release {run.release_id}", file=out)
     if driver.wait_for_decision_point(run):
@@ -68,7 +124,9 @@ def run_release(driver, scenario: Scenario, *, out=sys.stdout) -> dict:
         print(f"   why: {run.record['reason']}", file=out)
     evaluation = run.record.get("evaluation") or {}
     report = evaluation.get("report_html_key") or evaluation.get("report_key")
-    if report:
+    if report and reports is not None and report.endswith(".html"):
+        print(f"   evaluation report: {save_report(driver.control, report, reports)}", file=out)
+    elif report:
         print(f"   evaluation report: s3://{driver.control.bucket}/{report}", file=out)
     for criterion in (run.record.get("gate") or {}).get("criteria", []):
         if criterion["verdict"] in ("fail", "inconclusive"):
@@ -86,8 +144,53 @@ def quiet_logs() -> None:
         logging.getLogger(name).setLevel(level)
 
 
+def provider_change(local, control, function: str, v1: dict, v2: dict, *, out=sys.stdout,
+                    timeout: float = 600.0) -> list[str]:
+    """The provider changes what v2's model id answers; the scheduled re-evaluation must catch it and,
+    per the sample policy, roll live back to v1. Returns what went otherwise."""
+    from modelgate_emulator.bedrock import degraded
+    from modelgate_harness.polling import wait_until
+
+    from modelgate.adapters.lambda_alias import alias_state
+    from modelgate.monitor.journal import Journal
+
+    model = str(v2.get("model_id") or "")
+    print(f"\n== provider-side change: {model} now answers {PROVIDER_CHANGE_SHARE:.0%} of questions differently "
+          "(same model id, nothing released)", file=out)
+    journal = Journal(control.ledger().table)
+    changed_at = time.time()
+    local.foundation_models.change_answers(model, degraded(PROVIDER_CHANGE_SHARE))
+    try:
+        def caught() -> dict | None:
+            with control.acting("operator"):
+                events = journal.events("support-bot", kind="reevaluation", limit=50)
+            return next((e for e in events if e["details"].get("verdict") == "regression"), None)
+
+        def rolled_back() -> bool:
+            with control.acting("operator"):
+                return any(e["details"].get("action") == "rollback"
+                           for e in journal.events("support-bot", kind="action", limit=10))
+
+        found = wait_until(caught, timeout, "the scheduled re-evaluation to catch the provider-side change")
+        wait_until(rolled_back, timeout, "the policy's rollback action")
+    finally:
+        local.foundation_models.revert_answers(model)
+    print(f"   caught by the scheduled re-evaluation ({time.time() - changed_at:.1f} s real after the change): "
+          f"{found['summary']}", file=out)
+    with control.acting("operator"):
+        actions = journal.events("support-bot", kind="action", limit=10)
+    for action in reversed(actions):
+        print(f"   action: {action['summary']}", file=out)
+    after, weights = alias_state(control.client("lambda"), function, "live")
+    print(f"   live alias: version {v2['candidate_version']} -> {after}", file=out)
+    failures = []
+    if after != v1["candidate_version"] or weights:
+        failures.append(f"provider change: live is {after} {weights or ''}, expected v1's {v1['candidate_version']}")
+    return failures
+
+
 def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template.yaml"), out=sys.stdout,
-             verbose: bool = False) -> int:
+             verbose: bool = False, reports: Path = REPORTS_DIR) -> int:
     from modelgate_harness.control import format_table
     from modelgate_harness.driver import ReleaseDriver, sample_stack
     from modelgate_harness.traffic import TrafficGenerator
@@ -99,7 +202,9 @@ def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template
         quiet_logs()
     requests = [json.loads(line) for line in (EXAMPLES / "traffic.jsonl").read_text().splitlines() if line.strip()]
     failures = []
-    with sample_stack(template_path, time_factor=time_factor, seed=DEMO_SEED, ApprovalMode="manual") as (local, control):
+    reports.mkdir(parents=True, exist_ok=True)
+    with sample_stack(template_path, time_factor=time_factor, seed=DEMO_SEED, ApprovalMode="manual",
+                      ReevaluationSchedule=REEVALUATION_SCHEDULE) as (local, control):
         function = local.stack.outputs["SampleServiceFunctionName"]
         print(f"stack {local.stack_name} on the local runtime (time factor {time_factor})", file=out)
         traffic = TrafficGenerator(
@@ -110,10 +215,12 @@ def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template
         )
         traffic.start()
         driver = ReleaseDriver(control)
+        finals: dict[str, dict] = {}
         try:
             for scenario in SCENARIOS:
                 before, _ = alias_state(control.client("lambda"), function, "live")
-                final = run_release(driver, scenario, out=out)
+                final = run_release(driver, scenario, out=out, reports=reports)
+                finals[scenario.folder] = final
                 after, weights = alias_state(control.client("lambda"), function, "live")
                 expected_live = final.get("candidate_version") if scenario.live_after == "candidate" else before
                 print(f"   live alias: version {before} -> {after}"
@@ -124,6 +231,8 @@ def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template
                     failures.append(f"{scenario.name}: ended by {final.get('error')}, expected {scenario.expect_error}")
                 if after != expected_live or weights:
                     failures.append(f"{scenario.name}: live alias is {after} {weights or ''}, expected {expected_live}")
+            if finals["v1"].get("status") == "Promoted" and finals["v2"].get("status") == "Promoted":
+                failures += provider_change(local, control, function, finals["v1"], finals["v2"], out=out)
         finally:
             traffic.stop()
         print("\nlive traffic served during the demo (by executed version):", file=out)
@@ -131,9 +240,14 @@ def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template
             print(f"   version {v}: {counts}", file=out)
         print("\nRelease ledger:", file=out)
         print(format_table(list(reversed(control.ledger().list_releases(limit=20)))), file=out)
+        saved = save_all_reports(control, reports)
+        print(f"\nReports ({len(saved)}), open {reports / 'index.html'}:", file=out)
+        for path in saved:
+            print(f"   {path}", file=out)
     if failures:
         print("\nDEMO FAILED:\n  " + "\n  ".join(failures), file=out)
         return 1
-    print("\nDemo OK: promoted, promoted, gate failed, rolled back by an alarm, rolled back by the judge"
-          " - the live alias exactly as expected after each.", file=out)
+    print("\nDemo OK: promoted, promoted, gate failed, rolled back by an alarm, rolled back by the judge, rolled back"
+          " by the scheduled re-evaluation after a provider-side change - the live alias exactly as expected after each.",
+          file=out)
     return 0

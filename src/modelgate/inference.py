@@ -15,8 +15,13 @@ Environment, in two parts:
 - the release pin (``modelgate.manifest.PIN_VARIABLES``, written by PublishCandidate on
   each published version: the manifest's key and object version, and a JSON object of
   each prompt file's path as in the manifest -> its object version). It is read per
-  request (:func:`read_pin`): a version that pins no release (the unpublished $LATEST, or
-  a function nothing was promoted to yet) answers ``ModelNotConfigured``.
+  request (:func:`read_pin`). A version that pins no release (the unpublished $LATEST, or
+  the stack's first version, before any release) serves the function's **bootstrap
+  configuration** when it has one (``MODEL_BOOTSTRAP``: a folder bundled with the function's
+  code, holding a manifest and its prompts, :func:`load_bootstrap`), so a new service
+  answers from its first request; without one it answers ``ModelNotConfigured``.
+  A bootstrap is not a release: the pipeline still treats the first release as one with no
+  live release to compare with (``lambda_alias.is_configured`` reads the pin only).
 
 Prompt templates use ``{name}`` placeholders filled from the request's ``inputs``
 (``{{``/``}}`` for literal braces). The ``system`` prompt is required; an optional
@@ -27,8 +32,10 @@ from __future__ import annotations
 
 import string
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -358,6 +365,62 @@ def handle_request(
         raise ConfigurationError(
             f"release {manifest.source.commit} wants model provider "
             f"{manifest.model.provider!r}, but this function runs MODEL_PROVIDER={settings.provider!r}"
+        )
+    return answer(release, request.inputs, provider)
+
+
+BOOTSTRAP_SOURCE = "bootstrap"  # LoadedRelease.key and config_version of a bootstrap configuration
+
+
+@lru_cache(maxsize=4)
+def load_bootstrap(folder: Path) -> LoadedRelease:
+    """The function's bootstrap configuration: ``folder/model-config.json`` and the prompt files
+    it names, read from the function's own code (immutable per deployment, so read once).
+
+    Checked as Validate checks a release (the manifest's schema, each prompt's sha256 and
+    template): a broken bootstrap fails every request naming the problem, never serves a
+    half-read prompt."""
+    manifest_path = folder / "model-config.json"
+    try:
+        raw = manifest_path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"bootstrap configuration {manifest_path} can't be read: {exc.strerror}") from exc
+    try:
+        manifest = Manifest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ManifestInvalid(f"bootstrap configuration {manifest_path}: {validation_problems(exc, 'manifest')}") from exc
+    files: dict[str, bytes] = {}
+    for prompt in manifest.prompts:
+        path = (folder / prompt.file).resolve()
+        if folder.resolve() not in path.parents:
+            raise ManifestInvalid(f"bootstrap configuration {manifest_path}: prompt file {prompt.file!r} is outside it")
+        try:
+            files[prompt.file] = path.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"bootstrap prompt {path} can't be read: {exc.strerror}") from exc
+    return replace(release_from_files(manifest, files, source=BOOTSTRAP_SOURCE), config_version=BOOTSTRAP_SOURCE)
+
+
+def serve(
+    event: dict[str, Any],
+    settings: InferenceSettings,
+    environment: Mapping[str, str],
+    s3_client: Callable[[], Any],
+    provider: ModelProvider,
+    code_root: Path,
+) -> dict[str, Any]:
+    """One request: with the release this version pins, else with the function's bootstrap
+    configuration (``settings.bootstrap``, a folder under ``code_root``), else ModelNotConfigured.
+    ``s3_client`` makes the S3 client, only when a pinned release is read."""
+    if is_pinned(environment) or settings.bootstrap is None:
+        pin = read_pin(environment)
+        return handle_request(event, settings, pin, s3_client(), provider)
+    request = parse_request(event)
+    release = load_bootstrap(code_root / settings.bootstrap)
+    if release.manifest.model.provider != settings.provider:
+        raise ConfigurationError(
+            f"the bootstrap configuration {settings.bootstrap} wants model provider "
+            f"{release.manifest.model.provider!r}, but this function runs MODEL_PROVIDER={settings.provider!r}"
         )
     return answer(release, request.inputs, provider)
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from modelgate.canary_judge import JudgePolicy
 from modelgate.errors import NotEnoughEvidence
+from modelgate.monitor.policy import MonitoringPolicy
 from modelgate.rollout import (
     PlannedStep,
     Rollout,
@@ -340,6 +341,9 @@ class ReleasePolicy(_Strict):
     # SageMaker Model Registry: each release a model package version in this group, its
     # evaluation attached and its approval status mirrored. Unset (the default): not used.
     model_registry: ModelRegistryPolicy | None = None
+    # What to do when live is found wanting after its release (drift, a re-evaluation regression,
+    # a LEGACY model), and whether Validate refuses a LEGACY model: modelgate.monitor.policy.
+    monitoring: MonitoringPolicy = Field(default_factory=MonitoringPolicy)
 
     @field_validator("allowed_models")
     @classmethod

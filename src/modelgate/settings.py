@@ -24,6 +24,7 @@ __all__ = [
     "ApprovalRequestSettings",
     "InferenceSettings",
     "IntakeSettings",
+    "MonitorSettings",
     "PipelineSettings",
     "Settings",
     "load",
@@ -77,16 +78,28 @@ class ApprovalCallbackSettings(PipelineSettings, _Signing):
     """The approval links' Function URL."""
 
 
+class MonitorSettings(PipelineSettings):
+    """The monitor function (scheduled re-evaluation, model lifecycle watch) and anything that
+    runs ``modelgate.monitor.actions.act``: where alerts go (the operations topic), and which
+    function re-evaluates live (template.yaml names it ``<stack>-monitor``)."""
+
+    alert_topic_arn: str = Field(alias="ALERT_TOPIC_ARN", min_length=1)
+    monitor_function_name: str = Field(alias="MONITOR_FUNCTION_NAME", min_length=1)
+
+
 class InferenceSettings(_Env):
     """A managed service's inference function (one model: provider and where configs live).
 
     The release pin itself (``modelgate.manifest.PIN_VARIABLES``) is per published version
     and may be absent (a version that serves no release yet): the inference service reads
-    it per request (``modelgate.inference.read_pin``), not here.
+    it per request (``modelgate.inference.read_pin``), not here. ``bootstrap``: a folder of
+    the function's code with the configuration a version that pins no release serves
+    (``modelgate.inference.load_bootstrap``); unset, such a version serves nothing.
     """
 
     provider: Literal["bedrock", "local"] = Field(alias="MODEL_PROVIDER")
     bucket: str = Field(alias="MODEL_CONFIG_BUCKET", min_length=1)
+    bootstrap: str | None = Field(default=None, alias="MODEL_BOOTSTRAP", pattern=r"^[a-z0-9_-]+(/[a-z0-9_-]+)*$")
 
 
 # The settings of a plain pipeline task (kept as the short name the stages use).

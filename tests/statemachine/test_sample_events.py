@@ -464,6 +464,15 @@ def answered(w: World, result: dict) -> None:
     assert "Reset password" in result["output"]
 
 
+def reevaluated_live(w: World, result: dict) -> None:
+    # live (version 2) was put there by no promoted release with an evaluation: nothing to pair with
+    assert result["details"]["verdict"] == "insufficient" and result["details"]["live_version"] == "2", result
+    assert result["kind"] == "reevaluation" and result["pk"] == "MONITOR#support-bot"
+    # and the service's dashboard was written, with the event in its text widget
+    body = json.loads(w.client("cloudwatch").get_dashboard(DashboardName=result["dashboard"])["DashboardBody"])
+    assert "insufficient" in body["widgets"][-1]["properties"]["markdown"]
+
+
 def showed_the_confirmation_page(w: World, result: dict) -> None:
     assert result["statusCode"] == 200, result["body"]
     assert "Opening this page decided nothing" in result["body"] and "Approve this release" in result["body"]
@@ -517,6 +526,7 @@ SAMPLES: dict[str, Expected] = {
     "rollback/canary-alarm.json": Expected(CANARY, rolled_back),
     "record_outcome/gate-failed.json": Expected((), recorded_gate_failed),
     "inference/question.json": Expected(PUBLISHED, answered),
+    "monitor/reevaluate.json": Expected(UPLOADED, reevaluated_live),
 }
 
 

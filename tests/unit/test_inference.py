@@ -270,6 +270,69 @@ def test_a_version_without_a_pin_answers_model_not_configured(monkeypatch: pytes
         _load_app().lambda_handler(ask("hi"), CONTEXT)
 
 
+# --------------------------------------------------------------------------- bootstrap
+
+BOOTSTRAP_ROOT = APP.parent
+
+
+@pytest.mark.parametrize("provider", ["local", "bedrock"])
+def test_the_shipped_bootstrap_configurations_hold_what_their_manifest_names(provider: str) -> None:
+    # Given the folders template.yaml's MODEL_BOOTSTRAP names (bootstrap/<ModelProvider>)
+    inference.load_bootstrap.cache_clear()
+    release = inference.load_bootstrap(BOOTSTRAP_ROOT / "bootstrap" / provider)
+    # Then each is a valid manifest for its provider whose prompt digests match
+    assert release.manifest.model.provider == provider
+    assert "Orbit Notes" in release.system.render({})
+
+
+def test_a_version_without_a_pin_serves_the_bootstrap_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the sample function as the template deploys it: no release pinned, a bootstrap named
+    monkeypatch.setenv("MODEL_PROVIDER", "local")
+    monkeypatch.setenv("MODEL_CONFIG_BUCKET", BUCKET)
+    monkeypatch.setenv("MODEL_BOOTSTRAP", "bootstrap/local")
+    for name in ("MODEL_CONFIG_KEY", "MODEL_CONFIG_VERSION", "MODEL_PROMPT_PIN_KEY", "MODEL_PROMPT_PIN_VERSION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(providers, "get_provider", lambda name: PROVIDER)
+    # When a request arrives before any release / Then it is answered from the bootstrap's prompt
+    response = _load_app().lambda_handler(ask("How much does the Plus plan cost?"), CONTEXT)
+    assert "$5 per month" in response["output"]
+    assert response["release"]["config_version"] == inference.BOOTSTRAP_SOURCE
+
+
+def test_a_pinned_release_wins_over_the_bootstrap(s3: Any) -> None:
+    # Given a version that pins a release and also carries MODEL_BOOTSTRAP (PublishCandidate copies $LATEST's env)
+    env = {**put_release(s3, {"system": NEW_SYSTEM}), "MODEL_BOOTSTRAP": "bootstrap/local"}
+    # When it serves / Then the pinned release answers, not the bootstrap
+    response = inference.serve(ask("What does Plus cost?"), load_settings(env, InferenceSettings), env, lambda: s3, PROVIDER,
+                               BOOTSTRAP_ROOT)
+    assert "$6" in response["output"] and response["release"]["commit"] == "abc1234"
+
+
+def test_a_bootstrap_for_another_provider_or_broken_is_refused_by_name(tmp_path: Path) -> None:
+    inference.load_bootstrap.cache_clear()
+    env = {"MODEL_PROVIDER": "local", "MODEL_CONFIG_BUCKET": BUCKET, "MODEL_BOOTSTRAP": "bootstrap/bedrock"}
+    with pytest.raises(ConfigurationError, match="bootstrap/bedrock wants model provider 'bedrock'.*'local'"):
+        inference.serve(ask("hi"), load_settings(env, InferenceSettings), env, object, PROVIDER, BOOTSTRAP_ROOT)
+    # A missing folder, an edited prompt and a path that would leave the folder each say what is wrong
+    env["MODEL_BOOTSTRAP"] = "nothing"
+    with pytest.raises(ConfigurationError, match="bootstrap configuration .*nothing/model-config.json can't be read"):
+        inference.serve(ask("hi"), load_settings(env, InferenceSettings), env, object, PROVIDER, tmp_path)
+    folder = tmp_path / "edited"
+    (folder / "prompts").mkdir(parents=True)
+    (folder / "model-config.json").write_bytes((BOOTSTRAP_ROOT / "bootstrap/local/model-config.json").read_bytes())
+    (folder / "prompts" / "system.txt").write_text("edited\n")
+    with pytest.raises(ManifestInvalid, match="sha256"):
+        inference.load_bootstrap(folder)
+    escaping = json.loads((folder / "model-config.json").read_text())
+    escaping["prompts"][0]["file"] = "prompts/../../outside.txt"
+    (folder / "model-config.json").write_text(json.dumps(escaping))
+    with pytest.raises(ManifestInvalid, match="inside the release folder"):
+        inference.load_bootstrap(folder)
+    # And a MODEL_BOOTSTRAP that is not a plain folder name is refused when the settings load
+    with pytest.raises(ConfigurationError, match="MODEL_BOOTSTRAP"):
+        load_settings({**env, "MODEL_BOOTSTRAP": "../etc"}, InferenceSettings)
+
+
 def test_the_prompt_pin_must_be_one_and_of_the_pinned_manifest(s3: Any) -> None:
     env = put_release(s3, {"system": NEW_SYSTEM})
     # A pin written for another manifest version is refused, naming both

@@ -105,6 +105,26 @@ def test_each_named_approver_gets_their_own_links_and_the_author_no_approve_link
     assert "Uploaded by: bob" in mails["alice@example.com"]
 
 
+def test_the_mail_links_the_html_report_with_a_presigned_https_link(world):
+    # Given a release whose gate wrote its HTML report
+    from modelgate.contract import EvaluationSummary
+
+    key = "reports/support-bot/r/evaluation.html"
+    world.client("s3").put_object(Bucket="artefacts", Key=key, Body=b"<html>report</html>")
+    summary = EvaluationSummary(n_cases=1, sides={}, report_key="reports/support-bot/r/evaluation.json",
+                                report_html_key=key, dataset_key="d", dataset_version="v", shards=1, baseline="live")
+    ctx = world.context(policy=ReleasePolicy(approval_timeout_seconds=3600), evaluation=summary)
+    register(world.deps, ctx)
+    # When approval is requested
+    request_approval(world.deps, ctx, TOKEN)
+    # Then the mail carries an https link a mail client opens, signed for that object, living no longer than the wait
+    [message] = world.mail()
+    url = re.search(r"^Report: (\S+)$", message, re.MULTILINE).group(1)
+    assert url.startswith("https://") and "evaluation.html" in url and "Signature=" in url
+    assert "X-Amz-Expires=3600" in url or "Expires=" in url
+    assert f"Report in S3: s3://artefacts/{key}" in message
+
+
 def test_without_named_approvers_the_mail_carries_a_reject_link_for_anyone_and_no_approve_link(world):
     ctx = world.context(policy=ReleasePolicy())
     register(world.deps, ctx)

@@ -185,7 +185,7 @@ def refusal_page(title: str, message: str, *, hint: str | None = None) -> str:
 # ---------------------------------------------------------------------- the mail
 def approval_message(
     ctx: ReleaseContext, links: dict[str, str] | None = None, *, author: str | None = None,
-    recipient: str | None = None,
+    recipient: str | None = None, report_url: str | None = None,
 ) -> str:
     """The mail approvers get: the numbers, the report, and signed links (never the task token).
 
@@ -216,9 +216,12 @@ def approval_message(
     if ev.get("paired_test"):
         test = ev["paired_test"]
         lines.append(f"  {test.get('method')}: p={test.get('p_value'):.3g} ({test.get('b')} worse / {test.get('c')} better)")
+    if report_url:  # a presigned HTTPS link a mail client opens (approval.report_link)
+        lines.append(f"Report: {one_line(report_url, 4096)}")
     for key in ("report_html_key", "report_key"):
         if ev.get(key):
-            lines.append(f"Report: s3://{one_line(ctx.artifact.bucket)}/{one_line(ev[key], 1024)}")
+            lines.append(f"Report in S3: s3://{one_line(ctx.artifact.bucket)}/{one_line(ev[key], 1024)}")
+            break
     if author:
         lines.append(f"Uploaded by: {one_line(author, 256)}")
     if ctx.policy is not None and ctx.policy.four_eyes:

@@ -56,6 +56,7 @@ def request_approval(deps: Deps[ApprovalRequestSettings], ctx: ReleaseContext, t
     """
     author = ctx.author
     mails = approval_links_for(deps, ctx, author=author)  # first: a misconfiguration fails before anything is kept
+    report_url = report_link(deps, ctx)
     deps.ledger.put_token(ctx.release_id, "approval", task_token)
     for recipient, links in mails.items():
         attributes = {
@@ -67,11 +68,33 @@ def request_approval(deps: Deps[ApprovalRequestSettings], ctx: ReleaseContext, t
         deps.sns.publish(
             TopicArn=deps.settings.approval_topic_arn,
             Subject=one_line(f"Modelgate: approve {ctx.service} release {ctx.commit[:12]}?", 100),
-            Message=approval_message(ctx, links, author=author, recipient=recipient),
+            Message=approval_message(ctx, links, author=author, recipient=recipient, report_url=report_url),
             MessageAttributes=attributes,
         )
     logger.info("approval requested", extra={"release_id": ctx.release_id, "messages": len(mails)})
     return {"release_id": ctx.release_id, "requested": True}
+
+
+# A presigned URL lives at most as long as the credentials that signed it: the function's role
+# session, hours ("Why does my Amazon S3 presigned URL expire before the expiration time that I
+# specified?", AWS re:Post Knowledge Center, https://repost.aws/knowledge-center/presigned-url-s3-bucket-expiration).
+# The confirmation page signs a fresh one each time it is opened.
+REPORT_LINK_SECONDS = 12 * 3600
+
+
+def report_link(deps: Deps[ApprovalRequestSettings], ctx: ReleaseContext) -> str | None:
+    """A presigned HTTPS GET of the release's HTML evaluation report, for the mail (an ``s3://``
+    address opens nothing in a mail client). Signed locally, no AWS call ("Sharing objects with
+    presigned URLs", Amazon S3 User Guide,
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/ShareObjectPreSignedURL.html); it works
+    because this function's role may read ``reports/``. None without an HTML report."""
+    key = ctx.evaluation.report_html_key if ctx.evaluation else None
+    if not key:
+        return None
+    expires = min(REPORT_LINK_SECONDS, ctx.policy.approval_timeout_seconds if ctx.policy else REPORT_LINK_SECONDS)
+    return str(deps.s3.generate_presigned_url(
+        "get_object", Params={"Bucket": deps.settings.artifact_bucket, "Key": key}, ExpiresIn=max(60, expires)
+    ))
 
 
 def approval_links_for(

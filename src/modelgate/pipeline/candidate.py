@@ -76,6 +76,10 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             f"{art.key}: model {manifest.model.model_id!r} is not in {ctx.service}'s model allow list "
             f"(allowed_models: {service.policy.allowed_models_text()})"
         )
+    if service.policy.monitoring.refuse_legacy_models and manifest.model.provider == "bedrock":
+        from modelgate.monitor.models import refuse_legacy  # only when the policy asks: cold start
+
+        refuse_legacy(deps.client("bedrock"), manifest, service.policy, art.key)
     prompt_versions = _checked_prompts(deps, art, manifest)
 
     updated = ctx.model_copy(

@@ -101,8 +101,14 @@ def rollback(deps: Deps, ctx: ReleaseContext, execution_arn: str | None = None) 
     return _outcome(ctx, "RolledBack", error.error if error else "RolledBack", reason)
 
 
-def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") -> dict:
+def rollback_service(
+    deps: Deps, service: str, actor: str, comment: str = "", *, kind: str = "manual rollback",
+    error: str = "ManualRollback",
+) -> dict:
     """`modelgate rollback SERVICE`: back to the last known good version, now.
+
+    ``kind`` and ``error`` say who asked in the ledger's reason and error (a monitoring action:
+    "monitoring policy rollback", MonitorRollback).
 
     No gate runs and no alarm is consulted (an alarm still firing is why one rolls back).
     The rollback holds the service's lease while it works (fencing.py), taken over from the
@@ -114,7 +120,7 @@ def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") ->
         deps.ssm, deps.settings.services_prefix, service, function_prefix=managed_function_prefix(deps.settings.stack_name)
     )
     fn, alias = config.function_name, config.alias
-    why = f"manual rollback by {actor}" + (f": {comment}" if comment else "")
+    why = f"{kind} by {actor}" + (f": {comment}" if comment else "")
     owner = f"manual-rollback-{uuid.uuid4().hex[:12]}"
     lease_seconds = config.policy.lock_lease_seconds
     holder = deps.ledger.lock_holder(service)
@@ -125,12 +131,14 @@ def rollback_service(deps: Deps, service: str, actor: str, comment: str = "") ->
     fence = Fence(deps, Lease(service, owner, generation))
     try:
         finish_owed_cancels(deps, fence, "RolledBack", why, actor=actor)
-        return _roll_back_live(deps, service, fn, alias, fence, why, actor)
+        return _roll_back_live(deps, service, fn, alias, fence, why, actor, error)
     finally:
         deps.ledger.release_lock(service, owner)
 
 
-def _roll_back_live(deps: Deps, service: str, fn: str, alias: str, fence: Fence, why: str, actor: str) -> dict:
+def _roll_back_live(
+    deps: Deps, service: str, fn: str, alias: str, fence: Fence, why: str, actor: str, error: str = "ManualRollback"
+) -> dict:
     current, _ = lambda_alias.alias_state(deps.lambda_, fn, alias)
     live_release = next(
         (
@@ -149,7 +157,8 @@ def _roll_back_live(deps: Deps, service: str, fn: str, alias: str, fence: Fence,
     if not good or not lambda_alias.is_configured(deps.lambda_, fn, good):
         raise DecisionConflict(
             f"version {current} of {service} is its first release: the version before it "
-            f"({good or 'none'}) serves no model, so there is no known good version to return to"
+            f"({good or 'none'}) serves no model release (at most the stack's bootstrap configuration), so there is no "
+            "known good version to return to"
         )
     fence.move_alias(fn, alias, lambda *_: (good, {}), f"manual rollback of {service}")
     release_id = live_release["release_id"]
@@ -160,7 +169,7 @@ def _roll_back_live(deps: Deps, service: str, fn: str, alias: str, fence: Fence,
         actor=actor,
         reopen=True,
         reason=why,
-        error="ManualRollback",
+        error=error,
     )
     mirror_package(deps, release_id, live_release.get("model_package_arn"), "Rejected", f"RolledBack: {why}")
     deps.sns.publish(

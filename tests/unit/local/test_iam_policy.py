@@ -900,7 +900,8 @@ SAMPLE_PARAMS: dict[str, dict[str, Any]] = {
     "dynamodb": {"TableName": "t", "RequestItems": {"t": []}, "TransactItems": [{"Put": {"TableName": "t"}}]},
     "stepfunctions": {"stateMachineArn": SM, "executionArn": EXECUTION, "name": "n", "roleArn": ROLE},
     "sns": {"TopicArn": TOPIC, "Name": "t", "Protocol": "email"},
-    "cloudwatch": {"AlarmName": "a", "AlarmNames": ["a"], "Namespace": "N"},
+    "cloudwatch": {"AlarmName": "a", "AlarmNames": ["a"], "Namespace": "N", "DashboardName": "d",
+                   "DashboardNames": ["d"]},
     "events": {
         "Entries": [{"Source": "s"}],
         "Name": "r",
@@ -910,7 +911,8 @@ SAMPLE_PARAMS: dict[str, dict[str, Any]] = {
     "ssm": {"Name": "/p", "Names": ["/p"], "Path": "/p"},
     "secretsmanager": {"SecretId": SECRET, "Name": "n"},
     "bedrock-runtime": {"modelId": "eu.amazon.nova-lite-v1:0"},
-    "bedrock": {"jobName": "j", "roleArn": ROLE, "modelId": "amazon.nova-lite-v1:0", "jobIdentifier": "abc123def456"},
+    "bedrock": {"jobName": "j", "roleArn": ROLE, "modelId": "amazon.nova-lite-v1:0", "jobIdentifier": "abc123def456",
+                "modelIdentifier": "anthropic.claude-3-haiku-20240307-v1:0"},
     "sqs": {"QueueUrl": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/q", "QueueName": "q"},
     "logs": {"logGroupName": "g", "logStreamName": "s"},
     "sts": {"RoleArn": ROLE},
@@ -1210,3 +1212,14 @@ def test_cloudwatch_denial_under_the_cbor_protocol_parses_the_same(monkeypatch):
     )
     assert parsed["Error"]["Code"] == "AccessDenied"
     assert parsed["Error"]["Message"] == _message(req.action, req.resource)
+
+
+def test_dashboards_and_the_foundation_model_catalogue_are_authorised_per_resource():
+    assert call("cloudwatch", "PutDashboard", {"DashboardName": "stack-support-bot", "DashboardBody": "{}"}) == [
+        ("cloudwatch:PutDashboard", f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/stack-support-bot")]
+    assert call("cloudwatch", "DeleteDashboards", {"DashboardNames": ["a", "b"]}) == [
+        ("cloudwatch:DeleteDashboards", f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/a"),
+        ("cloudwatch:DeleteDashboards", f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/b")]
+    model = "anthropic.claude-3-haiku-20240307-v1:0"
+    assert call("bedrock", "GetFoundationModel", {"modelIdentifier": model}) == [
+        ("bedrock:GetFoundationModel", f"arn:aws:bedrock:{REGION}::foundation-model/{model}")]
