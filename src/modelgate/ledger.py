@@ -110,6 +110,7 @@ class _ReleaseData(BaseModel):
     gate: GateVerdict | None = None
     four_eyes: bool | None = None  # the policy as it was when approval was asked
     approvers: list[str] | None = None  # the named approvers whose links may approve (same moment)
+    identities: dict[str, str] | None = None  # the policy's login / IAM name -> email map (four eyes)
     # canary
     canary_alarms: list[str] | None = None
     canary_started_at: str | None = None
