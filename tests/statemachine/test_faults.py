@@ -269,12 +269,17 @@ def test_a_permanent_fault_in_rollback_ends_rollback_failed_through_the_last_res
     assert faulty.control.ledger().lock_holder("support-bot") is None
     assert all(r["status"] in FINAL_STATUSES for r in faulty.control.ledger().list_releases(service="support-bot"))
     assert faulty.live() != live_before
-    # (Then the human the alert names restores live, so the module's next release starts clean
-    # whatever order the tests run in)
-    faulty.control.client("lambda").update_alias(
-        FunctionName=faulty.function, Name="live", FunctionVersion=live_before[0],
-        RoutingConfig={"AdditionalVersionWeights": live_before[1]})
-    assert faulty.live() == live_before
+    # When the operator runs what the alert names (`modelgate rollback support-bot`), which also
+    # leaves the module's next release a clean start whatever order the tests run in
+    from modelgate.pipeline.outcome import rollback_service
+
+    with faulty.control.acting("operator"):
+        result = rollback_service(faulty.control.deps(), "support-bot", "operator", "after RollbackFailed")
+    # Then live is back where it was before the release, the release's canary alarms are gone,
+    # and the release is recorded rolled back by hand
+    assert faulty.live() == live_before and result["release_id"] == run.release_id
+    assert not [a for a in faulty.alarms() if run.release_id in a]
+    assert faulty.control.ledger().get(run.release_id)["status"] == "RolledBack"
 
 
 def test_a_transient_fault_in_record_outcome_is_retried_and_the_release_is_recorded(faulty):
