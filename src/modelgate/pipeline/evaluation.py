@@ -10,6 +10,7 @@ import json
 from functools import partial
 
 from modelgate.adapters import lambda_alias
+from modelgate.adapters import s3 as artefacts
 from modelgate.adapters.s3 import put_html, put_json, read_current
 from modelgate.contract import (
     EvalPlan,
@@ -46,7 +47,8 @@ def plan_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     assert ctx.policy is not None and ctx.live_version
     dataset_key = ctx.dataset_key or ""
     body, dataset_version = read_current(
-        deps.s3, deps.settings.artifact_bucket, dataset_key, error=DatasetInvalid, what=f"dataset of {ctx.service}"
+        deps.s3, deps.settings.artifact_bucket, dataset_key, error=DatasetInvalid, what=f"dataset of {ctx.service}",
+        max_bytes=artefacts.MAX_DATASET_BYTES,
     )
     cases = parse_dataset(body.decode("utf-8"))
     size = ctx.policy.eval_shard_size
@@ -81,7 +83,8 @@ def evaluate_shard(deps: Deps, ctx: ReleaseContext, shard: Shard) -> ShardResult
     assert ctx.policy is not None and ctx.candidate_version and ctx.live_version and ctx.eval_plan
     plan = ctx.eval_plan
     body = deps.read_artifact(
-        plan.dataset_key, plan.dataset_version, error=DatasetInvalid, what=f"dataset of {ctx.service}"
+        plan.dataset_key, plan.dataset_version, error=DatasetInvalid, what=f"dataset of {ctx.service}",
+        max_bytes=artefacts.MAX_DATASET_BYTES,
     )
     cases = parse_dataset(body.decode("utf-8"))[shard.start : shard.end]
     invokers = {CANDIDATE: partial(lambda_alias.invoke_version, deps.lambda_, fn, ctx.candidate_version)}
@@ -108,7 +111,8 @@ def reduce_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     results: list[CaseResult] = []
     for shard in sorted(shards, key=lambda s: s.index):
         body = deps.read_artifact(
-            shard.key, shard.version, error=EvaluationFailed, what=f"results of shard {shard.index}"
+            shard.key, shard.version, error=EvaluationFailed, what=f"results of shard {shard.index}",
+            max_bytes=artefacts.MAX_RESULTS_BYTES,
         )
         results += [CaseResult.model_validate(r) for r in json.loads(body)]
     if len({r.case_id for r in results}) != plan.n_cases:
@@ -146,7 +150,8 @@ def gate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     assert ctx.policy is not None and ctx.evaluation is not None
     summary = ctx.evaluation
     body = deps.read_artifact(
-        summary.report_key, summary.report_version, error=EvaluationFailed, what="evaluation report"
+        summary.report_key, summary.report_version, error=EvaluationFailed, what="evaluation report",
+        max_bytes=artefacts.MAX_RESULTS_BYTES,
     )
     report = EvaluationReport.model_validate_json(body)
     verdict = evaluate_gate(report, ctx.policy)
