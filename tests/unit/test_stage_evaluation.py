@@ -299,18 +299,25 @@ def test_oversize_shard_results_and_reports_are_refused_unread(world, monkeypatc
     assert s3.gets == 0
 
 
-def test_a_read_pins_the_version_whose_size_was_checked(world):
-    # Given a dataset of 3 cases, and a newer upload landing between HeadObject and GetObject
-    first = put_dataset(world, dataset(3))
+def test_a_bigger_upload_between_the_size_check_and_the_read_is_refused_all_the_same(world):
+    # Given a dataset of 3 cases, and a far bigger one uploaded right after its size was checked
+    put_dataset(world, dataset(3))
 
     class NewerUploadAfterHead(CountingS3):
         def head_object(self, **kwargs):
             head = self._real.head_object(**kwargs)
-            put_dataset(world, dataset(3000))  # far bigger, uploaded right after the size was checked
+            put_dataset(world, dataset(3000))
             return head
 
     s3 = NewerUploadAfterHead(world.deps.s3)
-    # When the current dataset is read / Then it is the measured version, not the newer one
-    body, version = s3_adapter.read_current(s3, "artefacts", DATASET, error=DatasetInvalid, what="dataset",
-                                            max_bytes=len(dataset(3)))
+    # When the current dataset is read with a cap the first one meets / Then the read's own cap refuses
+    # the newer one (at most cap + 1 bytes of it were read, never all of it)
+    with pytest.raises(DatasetInvalid, match=r"is over [\d,]+ bytes \(replaced while it was read\)"):
+        s3_adapter.read_current(s3, "artefacts", DATASET, error=DatasetInvalid, what="dataset",
+                                max_bytes=len(dataset(3)))
+    # and asked for a version, it reads that version whatever was uploaded since
+    first = put_dataset(world, dataset(3))
+    put_dataset(world, dataset(3000))
+    body, version = s3_adapter.read_current(world.deps.s3, "artefacts", DATASET, first, error=DatasetInvalid,
+                                            what="dataset", max_bytes=len(dataset(3)))
     assert (version, body.decode()) == (first, dataset(3))

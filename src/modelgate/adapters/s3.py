@@ -34,8 +34,9 @@ def read_current(
     Its size is checked before a byte of it is read: HeadObject's ``ContentLength`` ("HeadObject",
     Amazon S3 API Reference, https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html),
     and an object above ``max_bytes`` is ``error`` naming its size and the cap. The GetObject that
-    follows reads the version HeadObject saw (a newer upload in between can't swap in other
-    bytes) and at most ``max_bytes`` + 1 of it."""
+    follows reads at most ``max_bytes`` + 1 bytes, so a newer, bigger upload landing between the
+    two calls (when no version was asked for: the current object is read without
+    ``s3:GetObjectVersion``) is refused all the same; the version returned is the one read."""
     try:
         head = s3.head_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
         size, pinned = int(head["ContentLength"]), head.get("VersionId") or "null"
@@ -44,14 +45,17 @@ def read_current(
                 f"{what} ({_where(bucket, key, pinned)}) is {size:,} bytes; at most {max_bytes:,} are read: "
                 "nothing of it was read"
             )
-        obj = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": pinned} if pinned != "null" else {}))
-        data = obj["Body"].read(max_bytes + 1)
+        obj = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
+        data, pinned = obj["Body"].read(max_bytes + 1), obj.get("VersionId") or "null"
     except ClientError as exc:
         # a HEAD response has no body, so S3's "NoSuchKey" arrives as the bare status "404"
         code = "NoSuchKey" if error_code(exc) == "404" else error_code(exc)
         raise error(f"{what} ({_where(bucket, key, version)}) can't be read: {code}") from exc
-    if len(data) > max_bytes:  # the version HeadObject measured can't grow: only if S3 misreported
-        raise error(f"{what} ({_where(bucket, key, pinned)}) is over {max_bytes:,} bytes; at most that is read")
+    if len(data) > max_bytes:  # a newer upload after HeadObject (a pinned version never grows)
+        raise error(
+            f"{what} ({_where(bucket, key, pinned)}) is over {max_bytes:,} bytes (replaced while it was read); "
+            f"at most {max_bytes:,} are read"
+        )
     return data, pinned
 
 
