@@ -53,7 +53,7 @@ from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
 from modelgate_emulator.clock import Clock, JumpingClock, LoadSafeClock
 from modelgate_emulator.cloudwatch import DEFAULT_METRICS_DELAY_SECONDS, LambdaMetricsPublisher
-from modelgate_emulator.faults import Fault
+from modelgate_emulator.faults import Fault, SdkFaultInjector, SdkThrottle
 from modelgate_emulator.lambda_runtime import (
     ASYNC_RETRY_DELAYS_SECONDS,
     InvocationRecord,
@@ -184,6 +184,7 @@ class LocalAWS:
         self.jump_when_idle = jump_when_idle
         self.internal_callbacks = frozenset(internal_callbacks)
         self.enforcer: iam.Enforcer | None = None
+        self.sdk_faults = SdkFaultInjector()
         self._principals: dict[str, iam.Principal] = {}
         self.aliases = lambda_aliases.AliasRecorder()  # every UpdateAlias, and hooks on it
 
@@ -219,6 +220,10 @@ class LocalAWS:
                 enforcer.install()
                 exit_stack.callback(self._stop_enforcing, enforcer)
                 self.enforcer = enforcer
+            # throttled SDK calls (faults.py), on every client created from here on
+            self.sdk_faults = SdkFaultInjector()
+            self.sdk_faults.install()
+            exit_stack.callback(self.sdk_faults.uninstall)
 
             # nominal time starts now
             self.clock = JumpingClock(self.time_factor) if self.jump_when_idle else LoadSafeClock(self.time_factor)
@@ -566,6 +571,19 @@ class LocalAWS:
             raise ValueError(f"cannot inject a fault into {function!r}: no such function in the stack or account") from exc
         self.runtime.faults.inject(name, fault, attempts=attempts, from_attempt=from_attempt)
         return name
+
+    def throttle_sdk(
+        self, service: str, operation: str, *, times: int | None, function: str | None = None, error: str | None = None
+    ) -> SdkThrottle:
+        """Answer ``times`` SDK calls (None: every call) of ``service``'s ``operation`` made by
+        ``function``'s handler (logical id or name; None: by anyone) with the service's throttling
+        error (:class:`modelgate_emulator.faults.SdkThrottle`); the SDK's own retries count."""
+        if self.runtime is None:
+            raise RuntimeError("LocalAWS is not running")
+        throttle = SdkThrottle.of(service, operation, times=times, error=error,
+                                  function=self.function_name(function) if function else None)
+        self.sdk_faults.inject(throttle)
+        return throttle
 
     def invocations(self, function: str) -> list[InvocationRecord]:
         """Invocations of a function (logical id or name) so far, oldest first."""
