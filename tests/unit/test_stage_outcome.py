@@ -90,6 +90,18 @@ def test_rollback_restores_live_and_records_and_announces_why(world):
     assert f"Release {RELEASE} was rolled back" in message and ALARM_CAUSE in message
 
 
+def test_rollback_deletes_the_alarms_the_ledger_names_when_the_state_carries_none(world):
+    # Given a canary whose alarms exist and are named in the ledger, but a state without them (its
+    # ShiftTraffic created them, then failed: a failed task returns no state)
+    ctx = in_canary(world, error=TaskError(Error="TooManyRequestsException", Cause="Rate exceeded"))
+    world.ledger.set_fields(RELEASE, canary_alarms=[ALARM])  # as fencing.put_alarms names them first
+    assert world.alarm_names() == [ALARM]
+    # When the release is rolled back from that state / Then its alarms are gone all the same
+    rollback(world.deps, ctx.model_copy(update={"canary_alarms": []}))
+    assert world.alarm_names() == []
+    assert world.alias() == ("1", {})
+
+
 def test_a_lambda_errors_cause_is_reduced_to_its_message(world):
     # Given a rollback caught from a task whose Lambda error cause is the runtime's JSON
     cause = json.dumps({"errorType": "CanaryRegression", "errorMessage": "errors: candidate 20/100 vs stable 0/900",

@@ -77,7 +77,11 @@ def rollback(deps: Deps, ctx: ReleaseContext, execution_arn: str | None = None) 
             raise LeaseLost(reason)
     except LeaseLost as exc:
         status, detail = "Superseded", f"{exc}; {fn}:{alias} is left to the lease's holder (after: {reason})"
-    cleanup_canary(deps, ctx)
+    # The alarms the state carries, and those the ledger names: a ShiftTraffic that created them
+    # and then failed (its alias update throttled for good, say) returned no state, but its
+    # alarms' names went into the ledger before the alarms did (fencing.put_alarms).
+    recorded = [str(a) for a in (deps.ledger.get(ctx.release_id) or {}).get("canary_alarms") or []]
+    cleanup_canary(deps, ctx.model_copy(update={"canary_alarms": sorted({*ctx.canary_alarms, *recorded})}))
     deps.ledger.take_token(ctx.release_id, "bake")
     try:
         deps.ledger.record(ctx.release_id, status, detail, reason=detail if status != "RolledBack" else reason,
