@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from modelgate.policy import ReleasePolicy
 from modelgate.pipeline.approval import register
+from modelgate.policy import ReleasePolicy
 
 APP = Path(__file__).resolve().parents[2] / "functions" / "approval_decision" / "app.py"
 TOKEN = "AQCEAAAA-the-task-token=="
