@@ -206,3 +206,165 @@ class FaultInjector:
         """Synchronous invocations of ``function_name`` counted so far."""
         with self._lock:
             return self._counts.get(function_name, 0)
+
+
+# ---------------------------------------------------------------------------- throttled SDK calls
+# A call a handler makes through the AWS SDK (boto3) answered with the service's throttling
+# error, before it reaches moto. Each service's own shape:
+# - DynamoDB (JSON 1.0 protocol): HTTP 400 with ``__type`` ``ThrottlingException`` ("Rate of
+#   requests exceeds the allowed throughput") or ``ProvisionedThroughputExceededException``
+#   ("Error handling with DynamoDB", Amazon DynamoDB Developer Guide,
+#   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html);
+# - Lambda's control plane (REST-JSON): HTTP 429 ``TooManyRequestsException``, header
+#   ``x-amzn-ErrorType`` ("UpdateAlias", AWS Lambda API Reference, Errors,
+#   https://docs.aws.amazon.com/lambda/latest/api/API_UpdateAlias.html).
+# The SDK's retry mode decides what happens next (modelgate.adapters.clients: "standard" with
+# ``max_attempts`` 5, which boto3 counts as retries: 6 calls in all; ``total_max_attempts``
+# would count the first call too): both codes are in botocore's throttling set, retried after
+# rand(0, 1) * min(1 s * 2**i, 20 s) ("Retry behavior", AWS SDKs and Tools Reference Guide,
+# https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html; boto3 "Retries",
+# https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html). The fault is
+# injected at botocore's ``before-send`` event, inside that retry loop, so each retry is a
+# new attempt the injector counts.
+SDK_THROTTLES: dict[str, tuple[str, int, str]] = {
+    # service -> (default error code, HTTP status, message)
+    "dynamodb": ("ThrottlingException", 400, "Rate of requests exceeds the allowed throughput. (injected fault)"),
+    "lambda": ("TooManyRequestsException", 429, "Rate exceeded (injected fault)"),
+}
+_DYNAMODB_THROTTLES = ("ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded")
+
+
+@dataclasses.dataclass(frozen=True)
+class SdkThrottle:
+    """Throttle ``times`` calls (None: every call) of ``service``'s ``operation`` made by the
+    handler of ``function`` (None: by anyone). Build it with :meth:`of`."""
+
+    service: str
+    operation: str
+    error: str
+    status_code: int
+    message: str
+    function: str | None = None
+    times: int | None = None
+
+    @classmethod
+    def of(cls, service: str, operation: str, *, times: int | None, function: str | None = None,
+           error: str | None = None) -> SdkThrottle:
+        if service not in SDK_THROTTLES:
+            raise ValueError(f"no throttle shape for service {service!r}: one of {', '.join(sorted(SDK_THROTTLES))}")
+        if not re.fullmatch(r"[A-Z][A-Za-z0-9]{1,63}", operation or ""):
+            raise ValueError(f"{operation!r} is not an API operation name (UpdateAlias, PutItem, ...)")
+        if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
+            raise ValueError(f"times counts throttled calls from 1 (None: every call), got {times!r}")
+        default, status, message = SDK_THROTTLES[service]
+        error = error or default
+        if service == "dynamodb" and error not in _DYNAMODB_THROTTLES:
+            raise ValueError(f"DynamoDB throttles with one of {', '.join(_DYNAMODB_THROTTLES)}, not {error!r}")
+        if service == "lambda" and error != default:
+            raise ValueError(f"Lambda throttles with {default}, not {error!r}")
+        return cls(service, operation, error, status, message, function, times)
+
+    def response(self, url: str) -> Any:
+        """The HTTP response the service sends for this throttle (botocore parses it as AWS's)."""
+        from botocore.awsrequest import AWSResponse
+
+        if self.service == "dynamodb":
+            body = {"__type": f"com.amazonaws.dynamodb.v20120810#{self.error}", "message": self.message}
+            headers = {"Content-Type": "application/x-amz-json-1.0"}
+        else:
+            body = {"Type": "User", "message": self.message, "Reason": "CallerRateLimitExceeded"}
+            headers = {"Content-Type": "application/json", "x-amzn-ErrorType": self.error}
+        data = json.dumps(body).encode()
+        headers = {**headers, "x-amzn-RequestId": "injected-throttle", "Content-Length": str(len(data))}
+        return AWSResponse(url, self.status_code, headers, _RawBody(data))
+
+
+class _RawBody:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, *_: Any, **__: Any) -> Any:
+        yield self._data
+
+
+@dataclasses.dataclass(frozen=True)
+class FiredSdkThrottle:
+    service: str
+    operation: str
+    function: str | None
+    error: str
+
+
+class SdkFaultInjector:
+    """Throttles of SDK calls, armed by tests and answered in moto's place while :meth:`install`
+    is in effect (LocalAWS installs it). The calling function is the Lambda sandbox's
+    ``AWS_LAMBDA_FUNCTION_NAME`` (the per-invocation environment, ``environ.py``); calls from
+    test code have none."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._plans: list[list[Any]] = []  # [throttle, throttled so far]
+        self._fired: list[FiredSdkThrottle] = []
+        self._patch: Any = None
+
+    def inject(self, throttle: SdkThrottle) -> None:
+        if not isinstance(throttle, SdkThrottle):
+            raise TypeError(f"expected an SdkThrottle, got {type(throttle).__name__}")
+        with self._lock:
+            self._plans.append([throttle, 0])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._plans.clear()
+
+    def fired(self) -> list[FiredSdkThrottle]:
+        with self._lock:
+            return list(self._fired)
+
+    def take(self, service: str, operation: str, function: str | None) -> SdkThrottle | None:
+        """The throttle for this call, if one is armed and not used up (counted)."""
+        with self._lock:
+            for plan in self._plans:
+                throttle, used = plan
+                if (throttle.service, throttle.operation) != (service, operation):
+                    continue
+                if throttle.function is not None and throttle.function != function:
+                    continue
+                if throttle.times is not None and used >= throttle.times:
+                    continue
+                plan[1] = used + 1
+                self._fired.append(FiredSdkThrottle(service, operation, function, throttle.error))
+                return throttle
+        return None
+
+    def install(self) -> None:
+        """Answer throttled calls in moto's place from now on (until :meth:`uninstall`).
+
+        moto answers a boto3 call at botocore's ``before-send`` event (its ``BotocoreStubber``),
+        inside the SDK's retry loop; botocore calls every ``before-send`` handler and takes the
+        first response, so a throttle has to replace moto's answer there, not precede it (moto
+        would still apply the call). Each retry is a new ``before-send``, counted here."""
+        import os
+        from unittest import mock
+
+        from moto.core.botocore_stubber import BotocoreStubber
+
+        if self._patch is not None:
+            raise RuntimeError("the SDK fault injector is installed already")
+        original = BotocoreStubber.__call__
+        injector = self
+
+        def stubber(stub: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+            _, service, operation = (event_name.split(".") + ["", ""])[:3]
+            throttle = injector.take(service, operation, os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+            if throttle is not None:
+                return throttle.response(getattr(request, "url", ""))
+            return original(stub, event_name, request, **kwargs)
+
+        self._patch = mock.patch.object(BotocoreStubber, "__call__", stubber)
+        self._patch.start()
+
+    def uninstall(self) -> None:
+        if self._patch is not None:
+            self._patch.stop()
+            self._patch = None

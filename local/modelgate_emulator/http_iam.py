@@ -424,10 +424,11 @@ class HttpAuthorizer:
     """
 
     def __init__(self, app: Callable[..., Any], *, credentials: Mapping[str, LocalCredentials],
-                 enforcer: Callable[[], iam.Enforcer | None]) -> None:
+                 enforcer: Callable[[], iam.Enforcer | None], function_urls: FunctionUrls | None = None) -> None:
         self.app = app
         self._by_key = {c.access_key_id: c for c in credentials.values()}
         self._enforcer = enforcer
+        self._function_urls = function_urls
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         body = _read_body(environ)
@@ -438,6 +439,16 @@ class HttpAuthorizer:
             start_response(f"{refused.status} {_REASONS.get(refused.status, 'Error')}",
                            [*refused.headers.items(), ("Content-Length", str(len(refused.body)))])
             return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else refused.body]
+        host = _headers_lower(environ).get("host", "")
+        if self._function_urls is not None and is_function_url_host(host):
+            # The signature was checked above; whether this principal may call the URL is the
+            # URL's own check (lambda:InvokeFunctionUrl, its auth type), made by the runtime.
+            url = f"https://{host}{_raw_url(environ)}"
+            status, out = self._function_urls(principal, url, str(environ.get("REQUEST_METHOD", "GET")).upper(),
+                                              body, _headers(environ))
+            start_response(f"{status} {_REASONS.get(status, 'Answer')}",
+                           [("Content-Type", "application/json"), ("Content-Length", str(len(out)))])
+            return [out]
         with iam.acting_as(principal):
             # The moto app answers in this thread (its response is read before the block ends).
             result = self.app(environ, start_response)
@@ -491,6 +502,11 @@ class HttpAuthorizer:
             raise error_response(protocol if protocol == "rest-xml" else "query", 400, "XAmzContentSHA256Mismatch",
                                  "The provided 'x-amz-content-sha256' header does not match what was computed.",
                                  service=service_label)
+        if self._function_urls is not None and is_function_url_host(lowered.get("host", "")):
+            if scope_service != "lambda":
+                raise _auth_error("malformed", "rest-json", f"a Function URL request is signed for service 'lambda', "
+                                  f"not {scope_service!r}", "lambda")
+            return credentials.principal
         if not services:
             raise self._refuse_unmapped(credentials.principal, protocol, f"{scope_service}:*", "*",
                                         f"the local runtime does not authorise the {scope_service!r} service")
@@ -539,7 +555,21 @@ class HttpAuthorizer:
         return error_response(family, status, code, message, service=service)
 
 
-_REASONS = {400: "Bad Request", 403: "Forbidden"}
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 502: "Bad Gateway"}
+
+# (principal, url, method, body, headers) -> (status, body): a request to one of the stack's
+# Function URLs (``<url-id>.lambda-url.<region>.on.aws``, "Invoking Lambda function URLs", Lambda
+# Developer Guide), answered by the runtime as that principal (LocalAWS.call_function_url).
+FunctionUrls = Callable[[iam.Principal, str, str, bytes, Mapping[str, str]], tuple[int, bytes]]
+_FUNCTION_URL_HOST = re.compile(r"^[a-z0-9]+\.lambda-url\.[a-z0-9-]+\.on\.aws(:\d+)?$")
+
+
+def is_function_url_host(host: str) -> bool:
+    return bool(_FUNCTION_URL_HOST.match(host.lower()))
+
+
+def _headers_lower(environ: Mapping[str, Any]) -> dict[str, str]:
+    return {k.lower(): v for k, v in _headers(environ).items()}
 
 
 def _protocol_without_scope(headers: Mapping[str, str], query: Mapping[str, list[str]]) -> str:

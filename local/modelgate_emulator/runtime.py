@@ -35,10 +35,12 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest import mock
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.exceptions import ClientError
@@ -53,7 +55,7 @@ from modelgate_emulator import stepfunctions as sfn_patches
 from modelgate_emulator.bedrock_batch import BatchInference
 from modelgate_emulator.clock import Clock, JumpingClock, LoadSafeClock
 from modelgate_emulator.cloudwatch import DEFAULT_METRICS_DELAY_SECONDS, LambdaMetricsPublisher
-from modelgate_emulator.faults import Fault
+from modelgate_emulator.faults import Fault, SdkFaultInjector, SdkThrottle
 from modelgate_emulator.lambda_runtime import (
     ASYNC_RETRY_DELAYS_SECONDS,
     InvocationRecord,
@@ -185,6 +187,7 @@ class LocalAWS:
         self.jump_when_idle = jump_when_idle
         self.internal_callbacks = frozenset(internal_callbacks)
         self.enforcer: iam.Enforcer | None = None
+        self.sdk_faults = SdkFaultInjector()
         self._principals: dict[str, iam.Principal] = {}
         self.aliases = lambda_aliases.AliasRecorder()  # every UpdateAlias, and hooks on it
         self.batch_inference: BatchInference | None = None  # Bedrock batch inference jobs, once started
@@ -223,6 +226,10 @@ class LocalAWS:
                 enforcer.install()
                 exit_stack.callback(self._stop_enforcing, enforcer)
                 self.enforcer = enforcer
+            # throttled SDK calls (faults.py), on every client created from here on
+            self.sdk_faults = SdkFaultInjector()
+            self.sdk_faults.install()
+            exit_stack.callback(self.sdk_faults.uninstall)
 
             # nominal time starts now
             self.clock = JumpingClock(self.time_factor) if self.jump_when_idle else LoadSafeClock(self.time_factor)
@@ -469,28 +476,105 @@ class LocalAWS:
             )
         return payload
 
-    def invoke_function_url(self, function: str, event: Any) -> Any:
+    def invoke_function_url(self, function: str, event: Any, *, caller: iam.Principal | None = None) -> Any:
         """A request to the function's URL (``event`` in the Function URL payload format 2.0).
 
         As on AWS, an anonymous caller gets in only if the URL's auth type is NONE and the
         function's resource policy allows ``lambda:InvokeFunctionUrl`` to ``*`` with
         ``lambda:FunctionUrlAuthType`` NONE ("Control access to Lambda function URLs",
         Lambda Developer Guide); otherwise the URL answers 403 Forbidden.
+
+        An ``AWS_IAM`` URL takes only a SigV4-signed request (here: ``caller``, else the
+        thread's acting principal) whose identity policy allows ``lambda:InvokeFunctionUrl``
+        (with ``lambda:FunctionUrlAuthType`` AWS_IAM) and, for URLs created since October 2025,
+        ``lambda:InvokeFunction`` (with ``lambda:InvokedViaFunctionUrl`` true) on the function
+        (same page). Lambda, not the caller, fills ``requestContext.authorizer.iam``
+        (``accessKey``, ``accountId``, ``callerId``, ``userArn``, ``userId``: "Invoking Lambda
+        function URLs", section "Request payload", Lambda Developer Guide): whatever the event
+        carried there is replaced, so a caller can't claim another identity.
         """
+        principal = caller or iam.current()
         name = self.function_name(function)
-        config = self.client("lambda").get_function_url_config(FunctionName=name)
-        if self.enforcer is not None:
-            arn = self.stack.function(function).arn if function in self.stack.functions else config["FunctionArn"]
+        with iam.acting_as(iam.LOCAL_ADMIN):  # the URL's own configuration, read by Lambda
+            config = self.client("lambda").get_function_url_config(FunctionName=name)
+        arn = self.stack.function(function).arn if function in self.stack.functions else config["FunctionArn"]
+        event = dict(event)
+        context = {k: v for k, v in dict(event.get("requestContext") or {}).items() if k != "authorizer"}
+        if config["AuthType"] == "AWS_IAM":
+            if self.enforcer is not None:
+                try:
+                    self.enforcer.check(
+                        principal, "lambda:InvokeFunctionUrl", arn, context={"lambda:FunctionUrlAuthType": "AWS_IAM"}
+                    )
+                    self.enforcer.check(
+                        principal, "lambda:InvokeFunction", arn, context={"lambda:InvokedViaFunctionUrl": "true"}
+                    )
+                except iam.AccessDenied:
+                    return {"statusCode": 403, "body": json.dumps({"Message": "Forbidden"})}
+            user_id = principal.arn.rsplit("/", 1)[-1]
+            context["authorizer"] = {"iam": {
+                "accessKey": "ASIALOCAL", "accountId": self.account_id, "callerId": user_id,
+                "cognitoIdentity": None, "principalOrgId": None, "userArn": principal.arn, "userId": user_id,
+            }}
+        elif self.enforcer is not None:
             anonymous = iam.service_principal("*")
             try:
-                if config["AuthType"] != "NONE":
-                    raise iam.AccessDenied("*", "lambda:InvokeFunctionUrl", arn, "the URL's auth type is AWS_IAM")
                 self.enforcer.check(
                     anonymous, "lambda:InvokeFunctionUrl", arn, context={"lambda:FunctionUrlAuthType": "NONE"}
                 )
             except iam.AccessDenied:
                 return {"statusCode": 403, "body": json.dumps({"Message": "Forbidden"})}
-        return self.invoke(name, event)
+        event["requestContext"] = context
+        with iam.acting_as(iam.LOCAL_ADMIN):  # Lambda's URL service invokes, not the caller
+            return self.invoke(name, event)
+
+    def function_for_url(self, url: str) -> str | None:
+        """The stack's function (logical id) whose Function URL is ``url`` (scheme and path ignored)."""
+        host = urlsplit(url if "//" in url else f"https://{url}").netloc.lower()
+        for logical_id, function in self.stack.functions.items():
+            try:
+                config = self.client("lambda").get_function_url_config(FunctionName=function.function_name)
+            except ClientError:
+                continue
+            if urlsplit(config["FunctionUrl"]).netloc.lower() == host:
+                return logical_id
+        return None
+
+    def call_function_url(
+        self, url: str, body: bytes, headers: Mapping[str, str], *, method: str = "POST",
+        caller: iam.Principal | None = None,
+    ) -> tuple[int, bytes]:
+        """An HTTP request to one of the stack's Function URLs, as ``caller`` (else the thread's
+        acting principal, as if it had signed it): (status, body), as the URL answers.
+        :meth:`invoke_function_url` builds on it; 404 for a URL the stack doesn't have."""
+        caller = caller or iam.current()
+        with iam.acting_as(iam.LOCAL_ADMIN):  # Lambda finds the URL's function, not the caller
+            function = self.function_for_url(url)
+        if function is None:
+            return 404, json.dumps({"Message": f"no function URL {url} in the stack"}).encode()
+        parts = urlsplit(url)
+        host = parts.netloc
+        event = {
+            "version": "2.0", "routeKey": "$default", "rawPath": parts.path or "/", "rawQueryString": parts.query,
+            "headers": {str(k).lower(): str(v) for k, v in {**headers, "host": host}.items()},
+            "body": body.decode("utf-8", "replace"), "isBase64Encoded": False,
+            "requestContext": {
+                "accountId": self.account_id, "apiId": host.split(".", 1)[0], "domainName": host,
+                "domainPrefix": host.split(".", 1)[0],
+                "http": {"method": method.upper(), "path": parts.path or "/", "protocol": "HTTP/1.1",
+                         "sourceIp": "127.0.0.1", "userAgent": str(headers.get("User-Agent", "modelgate"))},
+                "requestId": uuid.uuid4().hex, "routeKey": "$default", "stage": "$default",
+                "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()), "timeEpoch": int(time.time() * 1000),
+            },
+        }
+        try:
+            answer = self.invoke_function_url(function, event, caller=caller)
+        except LambdaInvokeError as exc:  # a function error is a 502 at the URL
+            return 502, json.dumps({"Message": f"{exc}"}).encode()
+        if not isinstance(answer, dict) or "statusCode" not in answer:
+            return 200, json.dumps(answer).encode()
+        out = answer.get("body") or ""
+        return int(answer["statusCode"]), out.encode() if isinstance(out, str) else json.dumps(out).encode()
 
     def inject_fault(
         self, function: str, fault: Fault, *, attempts: Collection[int] = (), from_attempt: int | None = None
@@ -507,6 +591,19 @@ class LocalAWS:
             raise ValueError(f"cannot inject a fault into {function!r}: no such function in the stack or account") from exc
         self.runtime.faults.inject(name, fault, attempts=attempts, from_attempt=from_attempt)
         return name
+
+    def throttle_sdk(
+        self, service: str, operation: str, *, times: int | None, function: str | None = None, error: str | None = None
+    ) -> SdkThrottle:
+        """Answer ``times`` SDK calls (None: every call) of ``service``'s ``operation`` made by
+        ``function``'s handler (logical id or name; None: by anyone) with the service's throttling
+        error (:class:`modelgate_emulator.faults.SdkThrottle`); the SDK's own retries count."""
+        if self.runtime is None:
+            raise RuntimeError("LocalAWS is not running")
+        throttle = SdkThrottle.of(service, operation, times=times, error=error,
+                                  function=self.function_name(function) if function else None)
+        self.sdk_faults.inject(throttle)
+        return throttle
 
     def invocations(self, function: str) -> list[InvocationRecord]:
         """Invocations of a function (logical id or name) so far, oldest first."""

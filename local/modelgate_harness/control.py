@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-from modelgate.errors import ManifestInvalid
+from modelgate.errors import ManifestInvalid, ModelgateError
 from modelgate.evaluation.comparison import format_side
 from modelgate.inference import checked_template
 from modelgate.ledger import Ledger
@@ -28,7 +28,7 @@ from modelgate.manifest import (
     manifest_too_large,
     release_id_for,
 )
-from modelgate.pipeline import approval, deps
+from modelgate.pipeline import deps
 from modelgate.policy import ReleasePolicy, ServiceConfig
 from modelgate.settings import Settings
 from modelgate.text import one_line
@@ -42,6 +42,10 @@ OUTPUT_KEYS = {
     "ServicesPrefix": "services_prefix",
 }
 
+# POST body to a Function URL -> (HTTP status, body): how `modelgate approve|reject` reaches the
+# decision function. On AWS a SigV4-signed HTTPS request; locally the runtime's URL.
+UrlCaller = Callable[[str, bytes, dict[str, str]], tuple[int, bytes]]
+
 
 @dataclass(frozen=True)
 class Control:
@@ -53,6 +57,7 @@ class Control:
     # "operator": LocalAWS.acting_as); on AWS the credentials decide and it is None.
     act_as: Callable[[str], contextlib.AbstractContextManager[Any]] | None = None
     principal: str | None = None  # `--as PRINCIPAL`: every command runs as this one
+    call_url: UrlCaller | None = None  # a Function URL request as the acting principal (None: AWS, signed)
 
     def acting(self, role: str) -> contextlib.AbstractContextManager[Any]:
         """Run a command's calls as its principal (``role``, or the ``--as`` override)."""
@@ -65,7 +70,8 @@ class Control:
         cfn = session.client("cloudformation")
         stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-        return cls(stack_name, outputs, lru_cache(maxsize=None)(session.client), session.resource)
+        return cls(stack_name, outputs, lru_cache(maxsize=None)(session.client), session.resource,
+                   call_url=lambda url, body, headers: signed_post(session, url, body, headers))
 
     @property
     def bucket(self) -> str:
@@ -222,10 +228,90 @@ def caller_identity(control: Control) -> str:
     return control.client("sts").get_caller_identity()["Arn"]
 
 
+class AccessDenied(ModelgateError):
+    """The caller may not call the decision URL (its IAM policy has no ``lambda:InvokeFunctionUrl`` on it)."""
+
+
+class DecisionFailed(ModelgateError):
+    """The decision function answered with an error it does not name."""
+
+
 def decide(control: Control, release_id: str, decision: str, comment: str = "") -> dict:
-    """`modelgate approve/reject`: through IAM (the caller's identity is the approver)."""
+    """`modelgate approve/reject`: a SigV4-signed request to the decision URL (``AuthType:
+    AWS_IAM``), so the approver is the identity AWS authenticated and the decision function,
+    not the approver's process, holds the task token and the ledger's writes
+    (functions/approval_decision). Returns ``{"release_id", "status", "approval"}``."""
+    import json
+
+    from modelgate.approval.identity import FourEyesViolation
+    from modelgate.approval.links import NotAnApprover
+    from modelgate.errors import DecisionConflict
+
+    url = control.outputs.get("ApprovalDecisionUrl")
+    if not url:
+        raise DecisionFailed(f"stack {control.stack_name} has no output ApprovalDecisionUrl: deploy this version first")
+    body = json.dumps({"release_id": release_id, "decision": decision, "comment": comment}).encode()
     with control.acting("approver"):
-        return approval.decide(control.deps(), release_id, decision, caller_identity(control), comment)
+        caller = control.call_url or (lambda u, b, h: signed_post(_default_session(), u, b, h))
+        status, raw = caller(url, body, {"Content-Type": "application/json"})
+    try:
+        answer = json.loads(raw or b"{}")
+    except ValueError:
+        answer = {}
+    if status == 200 and isinstance(answer, dict) and answer.get("status"):
+        return answer
+    message = str(answer.get("message") or answer.get("Message") or raw[:300].decode("utf-8", "replace"))
+    if status == 403 and "error" not in answer:
+        raise AccessDenied(
+            f"{who_acts(control)} is not authorized to perform: lambda:InvokeFunctionUrl on the decision URL "
+            f"({message}): attach the stack's ApproverPolicyArn to decide"
+        )
+    errors = {c.__name__: c for c in (DecisionConflict, FourEyesViolation, NotAnApprover)}
+    raise errors.get(str(answer.get("error")), DecisionFailed)(f"HTTP {status}: {message}")
+
+
+def who_acts(control: Control) -> str:
+    return f"principal {control.principal or 'approver'}" if control.act_as is not None else "your identity"
+
+
+def _default_session() -> Any:
+    import boto3
+
+    return boto3.Session()
+
+
+def signed_post(session: Any, url: str, body: bytes, headers: dict[str, str], *, connect_to: str | None = None,
+                timeout: float = 30.0) -> tuple[int, bytes]:
+    """POST ``body`` to a Function URL with ``AuthType: AWS_IAM``: signed with SigV4 for service
+    ``lambda`` with the session's credentials ("Invoking Lambda function URLs", Lambda Developer
+    Guide: every request to an AWS_IAM URL is signed with Signature Version 4). ``connect_to``
+    (``http://127.0.0.1:4566``): send it there, the URL's host still in the signed Host header
+    (`modelgate local up` answers for the stack's URLs)."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise AccessDenied("no AWS credentials found to sign the decision request (the default credential chain)")
+    region = session.region_name or "us-east-1"
+    request = AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
+    SigV4Auth(credentials.get_frozen_credentials(), "lambda", region).add_auth(request)
+    target = url
+    signed = dict(request.headers.items())
+    if connect_to:
+        parts = urlsplit(url)
+        target = connect_to.rstrip("/") + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        signed["Host"] = parts.netloc
+    http_request = urllib.request.Request(target, data=body, headers=signed, method="POST")
+    try:
+        with urllib.request.urlopen(http_request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
 
 
 # ---------------------------------------------------------------------- status

@@ -129,6 +129,7 @@ def sample_stack(
         jump_when_idle=jump_when_idle,
         internal_callbacks=INTERNAL_CALLBACKS,
     ) as local:
-        control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource, act_as=local.acting_as)
+        control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource, act_as=local.acting_as,
+                          call_url=local.call_function_url)
         put_dataset(control, "support-bot", EXAMPLES / "dataset.jsonl")
         yield local, control

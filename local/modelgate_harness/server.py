@@ -50,7 +50,12 @@ def serve(
             signal.signal(sig, lambda *_: stop.set())
     with sample_stack(template_path, time_factor=time_factor) as (local, control):
         credentials = http_iam.mint_credentials(local, CLI_PRINCIPALS)
-        server = _AuthorizingServer(port, credentials, enforcer=lambda: local.enforcer)
+        server = _AuthorizingServer(
+            port, credentials, enforcer=lambda: local.enforcer,
+            # the stack's Function URLs (`modelgate approve|reject` signs for the decision URL)
+            function_urls=lambda principal, url, method, body, headers: local.call_function_url(
+                url, body, headers, method=method, caller=principal),
+        )
         server.start()
         traffic = None
         try:
@@ -98,13 +103,13 @@ class _AuthorizingServer:
     """moto's WSGI app behind :class:`http_iam.HttpAuthorizer`, served on loopback in a thread
     (what ``moto.server.ThreadedMotoServer`` does, with the authoriser in front)."""
 
-    def __init__(self, port: int, credentials: Any, *, enforcer: Any) -> None:
+    def __init__(self, port: int, credentials: Any, *, enforcer: Any, function_urls: Any = None) -> None:
         from modelgate_emulator.http_iam import HttpAuthorizer
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
         app = HttpAuthorizer(DomainDispatcherApplication(create_backend_app), credentials=credentials,
-                             enforcer=enforcer)
+                             enforcer=enforcer, function_urls=function_urls)
         self._server = make_server("127.0.0.1", port, app, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="modelgate-local-up", daemon=True)
 
@@ -173,4 +178,9 @@ def control_from_state(state_file: Path) -> Any:
         finally:
             acting.reset(token)
 
-    return Control(state["stack_name"], state["outputs"], client, resource, act_as=act_as)
+    def call_url(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        from modelgate_harness.control import signed_post
+
+        return signed_post(session(current()), url, body, headers, connect_to=endpoint)
+
+    return Control(state["stack_name"], state["outputs"], client, resource, act_as=act_as, call_url=call_url)

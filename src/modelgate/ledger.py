@@ -116,6 +116,7 @@ class _ReleaseData(BaseModel):
     # approval status last mirrored there (or why mirroring failed)
     model_package_arn: str | None = None
     model_package_status: str | None = None
+    identities: dict[str, str] | None = None  # the policy's login / IAM name -> email map (four eyes)
     # canary
     canary_alarms: list[str] | None = None
     canary_started_at: str | None = None

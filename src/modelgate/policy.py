@@ -232,6 +232,8 @@ class SliceCriteria(_Strict):
 
 # A named approver: a lower-case ASCII email (approval links sign it as is).
 APPROVER_EMAIL = re.compile(r"^[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+$")
+# Another name of a person (policy `identities`): a GitHub login, an IAM user or session name.
+IDENTITY_NAME = re.compile(r"^[a-z0-9._+=,-]{1,128}$")
 
 
 class EvaluationMode(_Strict):
@@ -308,6 +310,12 @@ class ReleasePolicy(_Strict):
     # which approves as them and nobody else. None named: the mail carries a reject link
     # only, and approving is `modelgate approve` (an IAM identity).
     approvers: list[str] = Field(default_factory=list, max_length=50)
+    # Another name of a person -> their email, so four eyes knows a GitHub login (the author
+    # CI reports) or an IAM user / session name is the same person as an approver's email:
+    # {"alice-dev": "alice@example.com"}. Names are compared in lower case
+    # (modelgate.approval.identity.resolve); under four eyes a name this map doesn't hold
+    # can't approve or be the author of an approvable release.
+    identities: dict[str, str] = Field(default_factory=dict, max_length=200)
     # The rollout: a CodeDeploy preset name ("Canary10Percent15Minutes", "Linear10Percent
     # Every1Minute", "AllAtOnce", ...) or explicit steps ending at weight 1.0; the last step's
     # bake is the final bake (rollback still armed) with the alias still weighted at 99.99%
@@ -382,6 +390,24 @@ class ReleasePolicy(_Strict):
         if len(set(value)) != len(value):
             raise ValueError("approvers must be unique")
         return value
+
+    @field_validator("identities")
+    @classmethod
+    def _identity_map(cls, value: dict[str, str]) -> dict[str, str]:
+        mapped: dict[str, str] = {}
+        for name, email in value.items():
+            key = name.strip().lower()
+            if not IDENTITY_NAME.match(key) or "@" in key:
+                raise ValueError(
+                    f"identities: {name[:80]!r} is not a login or IAM name (1-128 of a-z 0-9 . _ - + = ,; an email "
+                    "needs no mapping)"
+                )
+            if not APPROVER_EMAIL.match(email):
+                raise ValueError(f"identities: {name[:80]!r} maps to {email[:80]!r}, not a lower-case email address")
+            if key in mapped:
+                raise ValueError(f"identities: {key!r} is given twice (names compare in lower case)")
+            mapped[key] = email
+        return mapped
 
     @model_validator(mode="after")
     def _rollout_resolves(self) -> ReleasePolicy:

@@ -66,8 +66,13 @@ def _link(message: str, decision: str) -> str | None:
     return found.group(1) if found else None
 
 
+# The policy's identity map: CI reports GitHub login "bob"; the local approver principal's IAM
+# session ("modelgate-approver") is Alice's. Four eyes compares people through it.
+IDENTITIES = {"bob": BOB, "modelgate-approver": ALICE}
+
+
 def _waiting_release(pipeline, tmp_path, *, author: str, label: str, **policy):
-    pipeline.set_policy(approval="manual", four_eyes=True, **policy)
+    pipeline.set_policy(approval="manual", four_eyes=True, **{"identities": IDENTITIES, **policy})
     folder = tmp_path / "v2"
     shutil.copytree(pipeline.examples / "v2", folder)
     manifest = json.loads((folder / "model-config.json").read_text())
@@ -147,12 +152,14 @@ def cli_control(pipeline, monkeypatch):
 
 
 def test_the_author_cannot_approve_through_the_cli_but_can_reject(pipeline, tmp_path, cli_control, capsys):
-    # Given a four-eyes release uploaded for the approver principal's own session (modelgate-approver)
-    run = _waiting_release(pipeline, tmp_path, author="modelgate-approver", label="cli-author")
-    # When that approver approves through IAM / Then four eyes refuses, in one line, and nothing is decided
+    # Given a four-eyes release uploaded by Alice under her GitHub login ("alice-gh", mapped to her email)
+    run = _waiting_release(pipeline, tmp_path, author="alice-gh", label="cli-author",
+                           identities={**IDENTITIES, "alice-gh": ALICE})
+    # When Alice approves through IAM (the approver principal's session is hers: the identity map)
+    # Then four eyes knows both names are Alice's and refuses, in one line, and nothing is decided
     assert cli.main(["approve", run.release_id]) == 2
     err = capsys.readouterr().err
-    assert "FourEyesViolation" in err and "release's author" in err and err.count("\n") == 1
+    assert "FourEyesViolation" in err and "is the release's author" in err and err.count("\n") == 1
     assert cli_control.ledger().get(run.release_id)["status"] == "PendingManualApproval"
     # and rejecting is allowed
     assert cli.main(["reject", run.release_id, "--comment", "not mine to ship"]) == 0

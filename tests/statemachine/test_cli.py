@@ -22,7 +22,8 @@ def stack(monkeypatch):
     with LocalAWS(ROOT / "template.yaml", parameters={"ModelProvider": "local", "LogLevel": "WARNING"},
                   time_factor=0.002) as local:
         # each command runs as its principal (submit: ci, approve/reject: approver, status: operator)
-        control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource, act_as=local.acting_as)
+        control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource, act_as=local.acting_as,
+                          call_url=local.call_function_url)
         put_dataset(control, "support-bot", EXAMPLES / "dataset.jsonl")
         # the CLI resolves the stack through CloudFormation on AWS; here it gets the local one
         monkeypatch.setattr(cli, "_control", lambda args: cli.with_principal(control, args))
@@ -45,9 +46,9 @@ def test_submit_status_and_reject_through_the_cli(stack, capsys):
     assert cli.main(["status", release_id]) == 0
     out = capsys.readouterr().out
     assert "PendingManualApproval" in out and "candidate" in out
-    # CI's identity cannot decide (its policy has no ledger or task-token grant)
+    # CI's identity cannot decide (its policy may not call the decision URL)
     assert cli.main(["--as", "ci", "approve", release_id]) == 2
-    assert "AccessDenied" in (err := capsys.readouterr().err) and "dynamodb:GetItem" in err
+    assert "AccessDenied" in (err := capsys.readouterr().err) and "lambda:InvokeFunctionUrl" in err
     assert cli.main(["reject", release_id, "--comment", "not this week"]) == 0
     assert "Rejected by arn:aws:" in capsys.readouterr().out
     ReleaseDriver(stack).finish(run)

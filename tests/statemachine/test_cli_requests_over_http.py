@@ -76,8 +76,12 @@ def test_every_cli_call_round_trips_through_the_http_mapper(with_live_v2, cli_ca
         outcome.rollback_service(control.deps(), "support-bot", caller_identity(control), "captured")
     pipeline.driver.finish(run)
 
-    # Then each principal made calls, and every one maps back from its HTTP request
-    assert {session for session, *_ in cli_calls} == set(CLI_SESSIONS)
+    # Then CI and the operator made SDK calls, and every one maps back from its HTTP request; the
+    # approver made none: it only asked the decision URL (a signed Function URL request, which
+    # `modelgate local up` answers through LocalAWS.call_function_url: test_local_server.py)
+    assert {session for session, *_ in cli_calls} == set(CLI_SESSIONS) - {"modelgate-approver"}
+    asked = {r.action for r in pipeline.local.enforcer.records if r.principal.endswith("/modelgate-approver")}
+    assert asked == {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
     seen: set[tuple[str, str]] = set()
     for session, service, operation, params in cli_calls:
         if (service, operation) in seen:

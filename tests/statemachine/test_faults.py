@@ -269,12 +269,17 @@ def test_a_permanent_fault_in_rollback_ends_rollback_failed_through_the_last_res
     assert faulty.control.ledger().lock_holder("support-bot") is None
     assert all(r["status"] in FINAL_STATUSES for r in faulty.control.ledger().list_releases(service="support-bot"))
     assert faulty.live() != live_before
-    # (Then the human the alert names restores live, so the module's next release starts clean
-    # whatever order the tests run in)
-    faulty.control.client("lambda").update_alias(
-        FunctionName=faulty.function, Name="live", FunctionVersion=live_before[0],
-        RoutingConfig={"AdditionalVersionWeights": live_before[1]})
-    assert faulty.live() == live_before
+    # When the operator runs what the alert names (`modelgate rollback support-bot`), which also
+    # leaves the module's next release a clean start whatever order the tests run in
+    from modelgate.pipeline.outcome import rollback_service
+
+    with faulty.control.acting("operator"):
+        result = rollback_service(faulty.control.deps(), "support-bot", "operator", "after RollbackFailed")
+    # Then live is back where it was before the release, the release's canary alarms are gone,
+    # and the release is recorded rolled back by hand
+    assert faulty.live() == live_before and result["release_id"] == run.release_id
+    assert not [a for a in faulty.alarms() if run.release_id in a]
+    assert faulty.control.ledger().get(run.release_id)["status"] == "RolledBack"
 
 
 def test_a_transient_fault_in_record_outcome_is_retried_and_the_release_is_recorded(faulty):
@@ -312,3 +317,61 @@ def test_a_permanent_fault_in_record_outcome_is_closed_by_the_last_resort(faulty
     assert run.record["history"][-1]["actor"] == "state machine (last resort)"
     assert faulty.live() == live_before
     assert_nothing_left(faulty, run)
+
+
+# ---------------------------------------------------------------------- throttled SDK calls in a handler
+@pytest.fixture
+def throttles(faulty, monkeypatch):
+    """The module's stack; SDK throttles cleared after the test. botocore's backoff waits are
+    recorded as it computes them and not slept (a persistent throttle's five waits would add up
+    to 31 s): the retries themselves are botocore's own."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    waits: list[float] = []
+    original = ExponentialBackoff.delay_amount
+
+    def delay_amount(self, context):
+        waits.append(original(self, context))
+        return 0.0
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", delay_amount)
+    faulty.waits = waits
+    try:
+        yield faulty
+    finally:
+        faulty.local.sdk_faults.clear()
+
+
+def throttled(pipeline, service: str, operation: str) -> list:
+    return [f for f in pipeline.local.sdk_faults.fired() if (f.service, f.operation) == (service, operation)]
+
+
+def test_a_throttled_alias_update_in_shift_traffic_is_absorbed_by_the_sdks_retries(throttles):
+    # Given Lambda throttles ShiftTraffic's first two UpdateAlias calls (TooManyRequestsException)
+    live_before = throttles.live()
+    shift = throttles.local.throttle_sdk("lambda", "UpdateAlias", times=2, function="ShiftTrafficFunction")
+    # When the release runs
+    run = throttles.release(throttles.label)
+    # Then botocore retried inside the one invocation (no Step Functions retry, no fault reached the
+    # ASL) and the release walked the happy path to Promoted
+    assert [f.function for f in throttled(throttles, "lambda", "UpdateAlias")] == [shift.function] * 2
+    assert run.path == HAPPY_PATH, run.record.get("reason")
+    assert scheduled(throttles, run, "ShiftTraffic") == 1
+    assert run.status == "Promoted" and throttles.live() != live_before
+    assert_nothing_left(throttles, run)
+
+
+def test_a_persistent_throttle_in_shift_traffic_ends_the_release_cleanly(throttles):
+    # Given Lambda throttles every UpdateAlias ShiftTraffic makes (Rollback's own calls go through)
+    live_before = throttles.live()
+    throttles.local.throttle_sdk("lambda", "UpdateAlias", times=None, function="ShiftTrafficFunction")
+    # When the release runs
+    run = throttles.release(throttles.label)
+    # Then each ShiftTraffic invocation gave up after the SDK's 5 retries (6 calls), and the release
+    # ended at a final status that names the throttle, with live untouched and nothing left behind
+    calls = throttled(throttles, "lambda", "UpdateAlias")
+    assert calls and len(calls) % 6 == 0 and len(calls) // 6 == scheduled(throttles, run, "ShiftTraffic")
+    assert run.status in FINAL_STATUSES and run.status != "Promoted", run.status
+    assert "TooManyRequestsException" in run.record["reason"], run.record["reason"]
+    assert throttles.live() == live_before
+    assert_nothing_left(throttles, run)

@@ -12,6 +12,7 @@ import json
 
 import pytest
 from modelgate_emulator.stepfunctions import execution_history
+from modelgate_harness import cli
 from modelgate_harness.driver import ReleaseRun, wait_until
 
 LAST_RESORT = ["LastResortRecord", "LastResortUnlock", "LastResortAlert", "LastResortFailed"]
@@ -112,7 +113,9 @@ def test_the_last_resort_leaves_another_releases_lock_alone(pipeline, alerts):
     assert "unlock_error" in alert["Message"]  # the conditional delete refused, as it should
 
 
-def test_a_failing_rollback_ends_rollback_failed_frees_the_lock_and_alerts(pipeline, alerts):
+def test_a_failing_rollback_ends_rollback_failed_alerts_and_the_command_it_names_restores_live(
+    pipeline, alerts, monkeypatch, capsys
+):
     # Given Rollback is broken, and a release baking its canary
     break_function(pipeline, "RollbackFunction")
     pipeline.set_policy(approval="auto", bake_seconds=5000, min_canary_invocations=1)  # a 10 s bake here
@@ -131,10 +134,28 @@ def test_a_failing_rollback_ends_rollback_failed_frees_the_lock_and_alerts(pipel
     # And the ledger says the rollback failed and what to do; the lock is free; humans were told
     assert run.status == "RollbackFailed"
     assert run.record["reason"].startswith("the rollback step failed: Rollback ended with ConfigurationError,")
-    assert "may still send traffic to this release" in run.record["reason"] and "CanaryAlarm" in run.record["reason"]
+    candidate, live = str(run.record["candidate_version"]), str(run.record["live_version"])
+    assert f"may still send part of its traffic to version {candidate} (this release) instead of wholly to " \
+        f"version {live}" in run.record["reason"] and "CanaryAlarm" in run.record["reason"]
     assert ledger.lock_holder("support-bot") is None
     (alert,) = wait_until(alerts, 10, "the last-resort alert")
     assert run.release_id in alert["Message"] and "its Rollback step failed" in alert["Message"]
-    assert "point the live alias of support-bot wholly back" in alert["Message"]
+    # the alert names the exact command and where it takes live
+    assert f"Now run, as an operator: modelgate rollback support-bot -- it points the live alias wholly back to " \
+        f"version {live}" in alert["Message"]
     # (the canary still holds its weight: that is what the humans are told to fix)
-    assert pipeline.live()[1]
+    assert pipeline.live() == (live, {candidate: pytest.approx(0.1)})
+    assert [a for a in pipeline.alarms() if run.release_id in a]
+
+    # When the operator runs that command
+    monkeypatch.setattr(cli, "_control", lambda args: cli.with_principal(pipeline.control, args))
+    assert cli.main(["rollback", "support-bot", "--comment", "after the alert"]) == 0
+    assert f"support-bot: version {live} + 10.00% to {candidate} -> {live}" in capsys.readouterr().out
+    # Then live serves the version it served before the release, alone; its alarms are gone; and
+    # the ledger says the release was rolled back by hand
+    assert pipeline.live() == (live, {})
+    assert not [a for a in pipeline.alarms() if run.release_id in a]
+    record = ledger.get(run.release_id)
+    assert record["status"] == "RolledBack" and record["error"] == "ManualRollback"
+    assert record["history"][-1]["actor"].startswith("arn:aws:sts::") and "-local-operator/" in \
+        record["history"][-1]["actor"]

@@ -133,16 +133,18 @@ def test_principals_keys_decide_what_each_http_call_may_do(server, capsys):
 
     # When CI tries to approve it
     assert cli.main(local_cli(server, "--as", "ci", "approve", release)) == 2
-    # Then the server refuses with AWS's AccessDenied, naming the principal and the action
+    # Then the decision URL refuses it (403 Forbidden, as a Function URL does), and the CLI names the action
     err = capsys.readouterr().err
-    assert "AccessDeniedException" in err and "assumed-role/" in err and "/modelgate-ci is not authorized" in err
-    assert "dynamodb:GetItem" in err, err
-    # and the task-token call itself, signed with CI's keys, is refused as states:SendTaskSuccess
-    sfn = client_as(server, "stepfunctions", **keys_of(server, "ci"))
-    with pytest.raises(ClientError) as denied:
-        sfn.send_task_success(taskToken="not-a-token", output="{}")
-    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
-    assert "states:SendTaskSuccess" in denied.value.response["Error"]["Message"]
+    assert "AccessDenied" in err and "principal ci is not authorized to perform: lambda:InvokeFunctionUrl" in err, err
+    # and the task-token call itself, signed with CI's keys or the approver's, is refused as
+    # states:SendTaskSuccess: only the decision function holds it (four eyes can't be skipped)
+    for principal in ("ci", "approver"):
+        sfn = client_as(server, "stepfunctions", **keys_of(server, principal))
+        with pytest.raises(ClientError) as denied:
+            sfn.send_task_success(taskToken="not-a-token", output="{}")
+        assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert f"/modelgate-{principal} is not authorized to perform: states:SendTaskSuccess" in \
+            denied.value.response["Error"]["Message"]
     assert status(server, capsys, release)["status"] == "PendingManualApproval"
 
     # When a key nobody issued signs requests, each service refuses it in its own words
@@ -169,15 +171,16 @@ def test_principals_keys_decide_what_each_http_call_may_do(server, capsys):
 
 
 @pytest.mark.enable_socket
-def test_approve_over_http_fails_without_the_approver_policys_task_statement(tmp_path, capsys):
-    # Given a stack whose ApproverPolicy lost its AnswerApprovalTask statement
+def test_approve_over_http_fails_without_the_approver_policys_decision_url_statement(tmp_path, capsys):
+    # Given a stack whose ApproverPolicy lost its grant on the decision URL
     template = (ROOT / "template.yaml").read_text()
-    statement = """          - Sid: AnswerApprovalTask
+    statement = """          - Sid: AskForADecision
             Effect: Allow
-            Action:
-              - states:SendTaskSuccess
-              - states:SendTaskFailure
-            Resource: "*"
+            Action: lambda:InvokeFunctionUrl
+            Resource: !GetAtt ApprovalDecisionFunction.Arn
+            Condition:
+              StringEquals:
+                lambda:FunctionUrlAuthType: AWS_IAM
 """
     assert template.count(statement) == 1
     stack = tmp_path / "stack"
@@ -190,8 +193,7 @@ def test_approve_over_http_fails_without_the_approver_policys_task_statement(tmp
         release = waiting_release(state, capsys)
         # When the approver approves over HTTP
         assert cli.main(local_cli(state, "approve", release)) == 2
-        # Then the task-token call is refused as AWS refuses it, and the release still waits
+        # Then the decision URL refuses the request as AWS does (403 Forbidden), and the release still waits
         err = capsys.readouterr().err
-        assert "AccessDeniedException" in err and "/modelgate-approver is not authorized to perform: " \
-            "states:SendTaskSuccess" in err, err
+        assert "AccessDenied" in err and "not authorized to perform: lambda:InvokeFunctionUrl" in err, err
         assert status(state, capsys, release)["status"] == "PendingManualApproval"

@@ -494,6 +494,17 @@ def approved(w: World, result: dict) -> None:
     assert task["status"] == "SUCCEEDED" and json.loads(task["output"])["approver"] == "link:bob@example.com"
 
 
+def approved_through_iam(w: World, result: dict) -> None:
+    """The IAM decision URL approved as the caller Lambda authenticated (an SSO session of Bob's)."""
+    assert result["statusCode"] == 200, result["body"]
+    approver = "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Release_1a2b3c4d/bob@example.com"
+    assert json.loads(result["body"])["approval"]["approver"] == approver
+    record = w.ledger.get(SAMPLE_RELEASE)
+    assert record["status"] == "Approved" and record["approval"]["approver"] == approver
+    task = w.ended(w.executions["approval"])
+    assert task["status"] == "SUCCEEDED" and json.loads(task["output"])["approver"] == approver
+
+
 @dataclass(frozen=True)
 class Expected:
     given: tuple[Callable[[World], None], ...]
@@ -517,6 +528,7 @@ SAMPLES: dict[str, Expected] = {
     "request_approval/waiting.json": Expected((approvers_subscribed,), asked_the_approvers),
     "approval_callback/get-confirm.json": Expected((waiting_for_approval,), showed_the_confirmation_page),
     "approval_callback/post-approve.json": Expected((waiting_for_approval,), approved),
+    "approval_decision/approve-as-iam.json": Expected((waiting_for_approval,), approved_through_iam),
     "shift_traffic/approved.json": Expected((*PUBLISHED, service_locked), started_the_canary),
     "start_bake/canary.json": Expected(CANARY, armed_the_bake),
     "on_alarm/canary-alarm.json": Expected((*CANARY, baking), failed_the_bake),

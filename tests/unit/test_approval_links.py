@@ -307,6 +307,46 @@ def test_four_eyes_refuses_the_author_and_admits_others_and_any_rejection():
     identity.check_four_eyes(four_eyes=False, author=author, approver="link:bob@example.com", decision="approve")
 
 
+@pytest.mark.parametrize(
+    ("author", "approver"),
+    [
+        ("alice-dev", "link:alice@example.com"),  # GitHub login -> approver email
+        ("Alice-Dev", "link:alice@example.com"),  # logins compare case-insensitively
+        ("  alice-dev ", "link:alice@example.com"),  # and without surrounding whitespace
+        ("12345+Alice-Dev@users.noreply.github.com", "link:alice@example.com"),  # GitHub's noreply address
+        ("alice-dev", "arn:aws:iam::123456789012:user/asmith"),  # both sides mapped: an IAM user name too
+        ("alice@example.com", "arn:aws:iam::123456789012:user/asmith"),  # the other direction
+        ("Alice@Example.com", "link:alice@example.com"),  # emails compare in lower case
+        ("alice@example.com", "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Release/Alice@Example.COM"),
+    ],
+)
+def test_the_identity_map_makes_a_login_and_an_email_one_person(author, approver):
+    identities = {"alice-dev": "alice@example.com", "asmith": "alice@example.com", "bob-dev": "bob@example.com"}
+    assert identity.same_person(author, approver, identities)
+    with pytest.raises(identity.FourEyesViolation, match="release's author"):
+        identity.check_four_eyes(four_eyes=True, author=author, approver=approver, decision="approve",
+                                 identities=identities)
+    # and someone else may approve: Bob, under his login or his email
+    for other in ("link:bob@example.com", "arn:aws:iam::123456789012:user/bob-dev"):
+        assert not identity.same_person(author, other, identities)
+        identity.check_four_eyes(four_eyes=True, author=author, approver=other, decision="approve",
+                                 identities=identities)
+
+
+def test_without_the_map_a_login_that_differs_from_the_email_is_not_placed_and_four_eyes_refuses():
+    # "asmith" and "alice@example.com" look like different people; a guess would let Alice approve
+    # her own release, so under four eyes both an unplaced author and an unplaced approver are refused
+    assert not identity.same_person("asmith", "link:alice@example.com")
+    with pytest.raises(identity.FourEyesViolation, match="author 'asmith' is not an email"):
+        identity.check_four_eyes(four_eyes=True, author="asmith", approver="link:alice@example.com", decision="approve")
+    with pytest.raises(identity.FourEyesViolation, match="approver 'asmith' is not an email"):
+        identity.check_four_eyes(four_eyes=True, author="bob@example.com",
+                                 approver="arn:aws:iam::123456789012:user/asmith", decision="approve")
+    # rejecting needs no identity, and without four eyes nothing is compared
+    identity.check_four_eyes(four_eyes=True, author="asmith", approver="link:alice@example.com", decision="reject")
+    identity.check_four_eyes(four_eyes=False, author="asmith", approver="link:alice@example.com", decision="approve")
+
+
 def test_four_eyes_without_a_recorded_author_refuses_every_approval():
     # An upload without its author must not be a way around the policy.
     with pytest.raises(identity.FourEyesViolation, match="no verified author"):
@@ -344,14 +384,14 @@ def ledger(ledger_table) -> Ledger:
 
 
 def seed_waiting_release(ledger: Ledger, *, four_eyes: bool = False, author: str | None = "bob@example.com",
-                         approvers: tuple[str, ...] = (ALICE, BOB)) -> None:
+                         approvers: tuple[str, ...] = (ALICE, BOB), identities: dict | None = None) -> None:
     """A release as validate / gate / register / request_approval leave it."""
     waiting = json.loads((ROOT / "events" / "request_approval" / "waiting.json").read_text())["release"]
     ledger.receive(RELEASE, "manifest uploaded", service="support-bot", commit=waiting["commit"])
     ledger.record(RELEASE, "Validated", "ok", branch="main", author=author, model_id="local.retrieval-small-v1:0")
     ledger.record(RELEASE, "CandidatePublished", "v3", candidate_version="3", live_version="2")
     ledger.record(RELEASE, "PendingManualApproval", "waiting", evaluation=waiting["evaluation"], four_eyes=four_eyes,
-                  approvers=list(approvers))
+                  approvers=list(approvers), identities=identities or {})
     ledger.put_token(RELEASE, "approval", TASK_TOKEN)
 
 
@@ -565,8 +605,9 @@ def test_an_approve_link_of_someone_the_policy_does_not_name_decides_nothing(cal
 
 
 def test_four_eyes_the_authors_own_link_cannot_approve_but_another_approvers_can(callback, ledger, sfn):
-    # Given a release whose policy asks for four eyes, uploaded for Bob (CI's actor), both named approvers
-    seed_waiting_release(ledger, four_eyes=True, author="bob")
+    # Given a release whose policy asks for four eyes, uploaded for Bob (CI's actor, GitHub login "Bob-Dev",
+    # which the policy's identities map to his email), both named approvers
+    seed_waiting_release(ledger, four_eyes=True, author="Bob-Dev", identities={"bob-dev": BOB})
     # When Bob confirms an approve link bound to him, typing Alice's name in the form
     refused = callback(post_event({"t": token(approver=BOB), "email": ALICE}))
     # Then he is refused, nothing is decided, and the link is not used up
@@ -578,6 +619,16 @@ def test_four_eyes_the_authors_own_link_cannot_approve_but_another_approvers_can
     assert approved["statusCode"] == 200, approved["body"]
     assert ledger.get(RELEASE)["approval"]["approver"] == "link:alice@example.com"
     assert [name for name, _ in sfn.calls] == ["send_task_success"]
+
+
+def test_four_eyes_refuses_every_approval_of_a_release_whose_author_it_cannot_place(callback, ledger, sfn):
+    # Given a four-eyes release uploaded by GitHub login "bsmith", which the policy's identities don't map
+    seed_waiting_release(ledger, four_eyes=True, author="bsmith")
+    # When Alice confirms her approve link / Then she is refused with the reason and the fix, link kept
+    refused = callback(post_event({"t": token(approver=ALICE)}))
+    assert refused["statusCode"] == 403 and "author &#x27;bsmith&#x27; is not an email" in refused["body"]
+    assert "identities" in refused["body"] and ledger.get(RELEASE)["status"] == "PendingManualApproval"
+    assert sfn.calls == [] and "LINK#" not in str(ledger_items(ledger))
 
 
 def test_four_eyes_the_author_may_reject(callback, ledger, sfn):

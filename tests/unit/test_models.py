@@ -86,3 +86,19 @@ def test_service_registration_rejects_a_policy_typo():
         ServiceConfig.model_validate(
             {"service": "s", "function_name": "f", "dataset_key": "d", "policy": {"max_accuracy_dorp": 1}}
         )
+
+
+def test_the_policys_identity_map_takes_logins_in_any_case_and_refuses_what_it_cant_compare():
+    # Logins compare in lower case, so the map keeps them so
+    policy = ReleasePolicy(identities={" Alice-Dev ": "alice@example.com", "asmith": "alice@example.com"})
+    assert policy.identities == {"alice-dev": "alice@example.com", "asmith": "alice@example.com"}
+    cases = [
+        ({"alice-dev": "Alice@Example.com"}, "not a lower-case email"),  # as approvers are written
+        ({"alice dev": "alice@example.com"}, "is not a login or IAM name"),
+        ({"alice@example.com": "alice@example.com"}, "an email needs no mapping"),
+        ({"Alice-Dev": "alice@example.com", "alice-dev": "bob@example.com"}, "'alice-dev' is given twice"),
+        ({"\u0430lice": "alice@example.com"}, "is not a login or IAM name"),  # a Cyrillic "а": ASCII only
+    ]
+    for identities, says in cases:
+        with pytest.raises(ValueError, match=says):
+            ReleasePolicy(identities=identities)

@@ -14,15 +14,15 @@ from botocore.exceptions import ClientError
 from modelgate.approval import links
 from modelgate.approval.identity import FourEyesViolation
 from modelgate.errors import ConfigurationError, DecisionConflict
-from modelgate.pipeline.approval import decide, register, request_approval
+from modelgate.pipeline.approval import decide, decide_as_caller, register, request_approval
 from modelgate.policy import ReleasePolicy
 
 TOKEN = "AQCEAAAA-the-task-token-that-never-leaves-the-ledger=="
 
 
-def waiting(world, *, four_eyes: bool = False, author: str | None = "Alice <alice@example.com>") -> str:
+def waiting(world, *, four_eyes: bool = False, author: str | None = "Alice <alice@example.com>", **policy) -> str:
     """A release registered for manual approval, its WaitForApproval task holding TOKEN."""
-    ctx = world.context(policy=ReleasePolicy(four_eyes=four_eyes))
+    ctx = world.context(policy=ReleasePolicy(four_eyes=four_eyes, **policy))
     world.ledger.record(ctx.release_id, "Validated", "ok", service="support-bot", author=author)
     register(world.deps, ctx)
     world.ledger.put_token(ctx.release_id, "approval", TOKEN)
@@ -264,3 +264,57 @@ def test_a_decision_the_task_never_got_leaves_the_release_waiting(world):
     # And once the call goes through, the same approver can decide
     world.sfn.gone = None
     assert decide(world.deps, release_id, "approve", "bob@example.com")["status"] == "Approved"
+
+
+# ---------------------------------------------------------------------- decisions through IAM
+ALICE_SSO = "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Release_1a2b/Alice@Example.com"
+ALICE_IAM = "arn:aws:iam::123456789012:user/asmith"
+BOB_IAM = "arn:aws:iam::123456789012:user/bob-dev"
+CAROL_IAM = "arn:aws:iam::123456789012:user/carol"
+IDENTITIES = {"asmith": "alice@example.com", "alice-dev": "alice@example.com", "bob-dev": "bob@example.com"}
+
+
+def test_through_iam_only_a_named_approver_approves_and_the_identity_map_names_iam_users(world):
+    # Given a release whose policy names Alice and Bob, and maps their logins / IAM names
+    release_id = waiting(world, approvers=["alice@example.com", "bob@example.com"], identities=IDENTITIES)
+    # When Carol (an IAM user the policy doesn't name) approves / Then she is refused, nothing is sent
+    with pytest.raises(links.NotAnApprover, match="carol is not among the approvers"):
+        decide_as_caller(world.deps, release_id, "approve", CAROL_IAM)
+    assert world.sfn.sent == [] and world.ledger.get(release_id)["status"] == "PendingManualApproval"
+    # When Alice approves as IAM user asmith (mapped to her email) / Then it is approved, as that ARN
+    assert decide_as_caller(world.deps, release_id, "approve", ALICE_IAM)["approval"]["approver"] == ALICE_IAM
+    assert [name for name, _ in world.sfn.sent] == ["send_task_success"]
+
+
+def test_through_iam_anyone_may_reject(world):
+    release_id = waiting(world, approvers=["alice@example.com"])
+    assert decide_as_caller(world.deps, release_id, "reject", CAROL_IAM, "no")["status"] == "Rejected"
+
+
+def test_through_iam_four_eyes_knows_the_author_by_login_and_the_approver_by_session(world):
+    # Given a four-eyes release uploaded by GitHub login Alice-Dev, named approvers Alice and Bob
+    release_id = waiting(world, four_eyes=True, author="Alice-Dev", approvers=["alice@example.com", "bob@example.com"],
+                         identities=IDENTITIES)
+    # When Alice approves through her SSO session (named by her email, in another case) or her IAM user
+    for arn in (ALICE_SSO, ALICE_IAM):
+        with pytest.raises(FourEyesViolation, match="is the release's author"):
+            decide_as_caller(world.deps, release_id, "approve", arn)
+    assert world.sfn.sent == [] and world.ledger.get_token(release_id, "approval") == TOKEN
+    # When Bob approves as his IAM user / Then it is approved
+    assert decide_as_caller(world.deps, release_id, "approve", BOB_IAM)["status"] == "Approved"
+
+
+def test_through_iam_four_eyes_refuses_an_approver_it_cannot_place(world):
+    # Given four eyes, no named approvers (any IAM approver may approve) and no identity map
+    release_id = waiting(world, four_eyes=True, author="alice@example.com")
+    # When IAM user "asmith" approves / Then four eyes can't tell it isn't Alice, and refuses saying so
+    with pytest.raises(FourEyesViolation, match="approver 'asmith' is not an email"):
+        decide_as_caller(world.deps, release_id, "approve", ALICE_IAM)
+    # An SSO session named by an email is placed: Bob's approves
+    bob_sso = "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Release_1a2b/bob@example.com"
+    assert decide_as_caller(world.deps, release_id, "approve", bob_sso)["status"] == "Approved"
+
+
+def test_through_iam_an_unknown_release_is_a_conflict(world):
+    with pytest.raises(DecisionConflict, match="not in the ledger"):
+        decide_as_caller(world.deps, "support-bot-nope-0", "approve", BOB_IAM)

@@ -389,6 +389,21 @@ def test_synthetic_traffic_sends_enough_dataset_inputs_through_the_alias_concurr
         "201 of 201 synthetic requests through test-svc-support-bot:live, 4 at a time (4 failed)")
 
 
+def test_synthetic_traffic_refuses_an_oversize_dataset_before_reading_it_or_calling_anything(world, monkeypatch):
+    from modelgate.adapters import s3 as s3_adapter
+    from modelgate.errors import DatasetInvalid
+
+    # Given a dataset over the (made small) cap
+    dataset(world)
+    monkeypatch.setattr(s3_adapter, "MAX_DATASET_BYTES", 16)
+    alias = world.use("lambda", LiveAlias(fail_every=50, together=1))
+    # When synthetic traffic is to be sent / Then the dataset is refused by its size and nothing is called
+    with pytest.raises(DatasetInvalid, match=r"dataset of support-bot \(s3://artefacts/datasets/support-bot/dataset\.jsonl"
+                                             r" version \S+\) is \d+ bytes; at most 16 are read"):
+        send_synthetic(world.deps, canary_ctx(world), FunctionClock(600_000).remaining_ms)
+    assert alias.calls == []
+
+
 def test_synthetic_traffic_stops_at_the_functions_time_budget(world):
     # Given 1 s of the function's time beyond the reserve, each call taking 100 ms of it
     dataset(world)

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from modelgate.adapters import s3 as s3_adapter
 from modelgate.adapters.s3 import put_json
 from modelgate.contract import EvalPlan, EvaluationSummary, Shard, ShardResult
 from modelgate.errors import DatasetInvalid, EvaluationFailed, GateFailed
@@ -266,3 +267,87 @@ def test_shards_judge_runs_merge_and_the_gate_records_the_judge_in_the_ledger(wo
     record = world.ledger.get(ctx.release_id)
     assert record["gate"]["judge"]["model_id"] == "anthropic.claude-judge"
     assert record["gate"]["judge"]["gating"] is False
+
+
+# ---------------------------------------------------------------------- size caps (HeadObject first)
+class CountingS3:
+    """The S3 client, counting the GetObject calls (an oversize object must not be read at all)."""
+
+    def __init__(self, real) -> None:
+        self._real = real
+        self.gets = 0
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def get_object(self, **kwargs):
+        self.gets += 1
+        return self._real.get_object(**kwargs)
+
+
+def test_an_oversize_dataset_is_refused_by_its_size_before_a_byte_is_read(world, monkeypatch):
+    # Given a dataset bigger than the cap (the cap made small: the check is the same at 32 MiB)
+    world.service_function()
+    text = dataset(7)
+    put_dataset(world, text)
+    monkeypatch.setattr(s3_adapter, "MAX_DATASET_BYTES", len(text) - 1)
+    s3 = world.use("s3", CountingS3(world.deps.s3))
+    ctx = world.context(live_version="1", candidate_version="2")
+    # When the evaluation is planned / Then the dataset is refused naming its size and the cap, unread
+    with pytest.raises(DatasetInvalid, match=rf"dataset of support-bot \(s3://artefacts/{DATASET} version \S+\) is "
+                                             rf"{len(text):,} bytes; at most {len(text) - 1:,} are read"):
+        plan_evaluation(world.deps, ctx)
+    assert s3.gets == 0 and world.ledger.get(ctx.release_id) is None
+    # And at the cap exactly it is read
+    monkeypatch.setattr(s3_adapter, "MAX_DATASET_BYTES", len(text))
+    assert plan_evaluation(world.deps, ctx).eval_plan.n_cases == 7
+
+
+def test_a_shard_refuses_a_pinned_dataset_version_over_the_cap(world, monkeypatch):
+    ctx = planned(world, 4)
+    monkeypatch.setattr(s3_adapter, "MAX_DATASET_BYTES", 10)
+    s3 = world.use("s3", CountingS3(world.deps.s3))
+    with pytest.raises(DatasetInvalid, match="bytes; at most 10 are read"):
+        evaluate_shard(world.deps, ctx, ctx.eval_plan.shards[0])
+    assert s3.gets == 0
+
+
+def test_oversize_shard_results_and_reports_are_refused_unread(world, monkeypatch):
+    # Given a written shard and a written report, both over a (small) results cap
+    ctx = planned(world, 3)
+    shards = [put_shard(world, ctx, 0, ["case-0", "case-1", "case-2"], candidate_score=1.0, live_score=1.0)]
+    gated = evaluated(world, candidate_score=1.0, live_score=1.0)
+    monkeypatch.setattr(s3_adapter, "MAX_RESULTS_BYTES", 100)
+    s3 = world.use("s3", CountingS3(world.deps.s3))
+    # When reduced or gated / Then each is refused naming what it is and its size
+    with pytest.raises(EvaluationFailed, match=r"results of shard 0 \(s3://artefacts/reports/\S+ version \S+\) is [\d,]+ bytes; "
+                                               r"at most 100 are read"):
+        reduce_evaluation(world.deps, ctx.model_copy(update={"eval_shards": shards}))
+    with pytest.raises(EvaluationFailed, match=r"evaluation report \(s3://artefacts/reports/\S+ version \S+\) is [\d,]+ "
+                                               r"bytes; at most 100 are read"):
+        gate(world.deps, gated)
+    assert s3.gets == 0
+
+
+def test_a_bigger_upload_between_the_size_check_and_the_read_is_refused_all_the_same(world):
+    # Given a dataset of 3 cases, and a far bigger one uploaded right after its size was checked
+    put_dataset(world, dataset(3))
+
+    class NewerUploadAfterHead(CountingS3):
+        def head_object(self, **kwargs):
+            head = self._real.head_object(**kwargs)
+            put_dataset(world, dataset(3000))
+            return head
+
+    s3 = NewerUploadAfterHead(world.deps.s3)
+    # When the current dataset is read with a cap the first one meets / Then the read's own cap refuses
+    # the newer one (at most cap + 1 bytes of it were read, never all of it)
+    with pytest.raises(DatasetInvalid, match=r"is over [\d,]+ bytes \(replaced while it was read\)"):
+        s3_adapter.read_current(s3, "artefacts", DATASET, error=DatasetInvalid, what="dataset",
+                                max_bytes=len(dataset(3)))
+    # and asked for a version, it reads that version whatever was uploaded since
+    first = put_dataset(world, dataset(3))
+    put_dataset(world, dataset(3000))
+    body, version = s3_adapter.read_current(world.deps.s3, "artefacts", DATASET, first, error=DatasetInvalid,
+                                            what="dataset", max_bytes=len(dataset(3)))
+    assert (version, body.decode()) == (first, dataset(3))

@@ -90,6 +90,18 @@ def test_rollback_restores_live_and_records_and_announces_why(world):
     assert f"Release {RELEASE} was rolled back" in message and ALARM_CAUSE in message
 
 
+def test_rollback_deletes_the_alarms_the_ledger_names_when_the_state_carries_none(world):
+    # Given a canary whose alarms exist and are named in the ledger, but a state without them (its
+    # ShiftTraffic created them, then failed: a failed task returns no state)
+    ctx = in_canary(world, error=TaskError(Error="TooManyRequestsException", Cause="Rate exceeded"))
+    world.ledger.set_fields(RELEASE, canary_alarms=[ALARM])  # as fencing.put_alarms names them first
+    assert world.alarm_names() == [ALARM]
+    # When the release is rolled back from that state / Then its alarms are gone all the same
+    rollback(world.deps, ctx.model_copy(update={"canary_alarms": []}))
+    assert world.alarm_names() == []
+    assert world.alias() == ("1", {})
+
+
 def test_a_lambda_errors_cause_is_reduced_to_its_message(world):
     # Given a rollback caught from a task whose Lambda error cause is the runtime's JSON
     cause = json.dumps({"errorType": "CanaryRegression", "errorMessage": "errors: candidate 20/100 vs stable 0/900",
@@ -259,6 +271,39 @@ def test_manual_rollback_cancels_the_release_in_flight_first(world):
     # Then S is rolled back too (its canary gone), the lock is free, and live is on version 1
     assert world.ledger.get("support-bot-s-3")["status"] == "RolledBack"
     assert world.ledger.lock_holder("support-bot") is None
+    assert world.alias() == ("1", {})
+
+
+def test_manual_rollback_after_a_failed_rollback_withdraws_the_canary_and_stops_at_the_live_version(world):
+    # Given R promoted version 2 over 1, and release S whose Rollback failed for good: it ended
+    # RollbackFailed with no lock, its 10% canary of version 3 still on live and its alarms still there
+    world.register()
+    world.service_function()
+    world.publish("support-bot-r-2")
+    world.publish("support-bot-s-3")
+    promoted(world, "support-bot-r-2", candidate="2", live_before="1")
+    world.canary(stable="2", candidate="3")
+    alarm = world.put_alarm("test-canary-support-bot-s-3-errors", state="ALARM")
+    world.ledger.receive("support-bot-s-3", "uploaded", service="support-bot", commit="c0ffee1",
+                         artifact={"bucket": "artefacts", "key": "k", "version_id": "v"})
+    world.ledger.record("support-bot-s-3", "RollbackFailed", "the rollback step failed", live_version="2",
+                        candidate_version="3", canary_alarms=[alarm])
+    # When the operator runs the command the alert names
+    result = rollback_service(world.deps, "support-bot", "alice", "after the failed rollback")
+    # Then live is wholly back on version 2 (where it was before S), not rolled past it to 1
+    assert world.alias() == ("2", {})
+    assert result == {"service": "support-bot", "release_id": "support-bot-s-3",
+                      "from_version": "2 + 10.00% to 3", "to_version": "2", "status": "RolledBack"}
+    # And S is recorded rolled back by hand, its alarms are gone, R is still the promoted release
+    record = world.ledger.get("support-bot-s-3")
+    assert (record["status"], record["error"]) == ("RolledBack", "ManualRollback")
+    assert "served version 2 + 10.00% to 3; it serves version 2 alone again" in record["history"][-1]["detail"]
+    assert not world.deps.cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]
+    assert world.ledger.get("support-bot-r-2")["status"] == "Promoted"
+    [message] = world.mail()
+    assert "serves version 2 alone again" in message and "release support-bot-s-3 is rolled back" in message
+    # And a second rollback goes back past R, as any manual rollback does
+    assert rollback_service(world.deps, "support-bot", "alice")["to_version"] == "1"
     assert world.alias() == ("1", {})
 
 

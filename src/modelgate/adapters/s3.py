@@ -12,29 +12,58 @@ from modelgate.errors import error_code
 MISSING_CODES = frozenset({"NoSuchKey", "404"})
 
 
-def _get(s3: Any, bucket: str, key: str, version: str | None) -> tuple[bytes, str]:
-    obj = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
-    return obj["Body"].read(), obj.get("VersionId") or "null"
+# What a step reads into memory from the artefact bucket, at most (HeadObject first, like the
+# manifest's own cap, modelgate.manifest.MAX_MANIFEST_BYTES). A dataset is what an operator
+# uploads; 32 MiB of JSONL is tens of thousands of cases, which PlanEvaluation (1024 MB) parses
+# with room to spare. Shard results and the evaluation report are the pipeline's own writes,
+# one result per case with both sides' outputs: 64 MiB each.
+MAX_DATASET_BYTES = 32 * 1024 * 1024
+MAX_RESULTS_BYTES = 64 * 1024 * 1024
+
+
+def _where(bucket: str, key: str, version: str | None) -> str:
+    return f"s3://{bucket}/{key}{f' version {version}' if version and version != 'null' else ''}"
 
 
 def read_current(
-    s3: Any, bucket: str, key: str, version: str | None = None, *, error: type[Exception], what: str
+    s3: Any, bucket: str, key: str, version: str | None = None, *, error: type[Exception], what: str, max_bytes: int
 ) -> tuple[bytes, str]:
     """The object's bytes (``version``, else the current one) and the version id that pins
-    them ("null" in an unversioned bucket); a failure is ``error`` saying which object and why."""
+    them ("null" in an unversioned bucket); a failure is ``error`` saying which object and why.
+
+    Its size is checked before a byte of it is read: HeadObject's ``ContentLength`` ("HeadObject",
+    Amazon S3 API Reference, https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html),
+    and an object above ``max_bytes`` is ``error`` naming its size and the cap. The GetObject that
+    follows reads at most ``max_bytes`` + 1 bytes, so a newer, bigger upload landing between the
+    two calls (when no version was asked for: the current object is read without
+    ``s3:GetObjectVersion``) is refused all the same; the version returned is the one read."""
     try:
-        return _get(s3, bucket, key, version)
+        head = s3.head_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
+        size, pinned = int(head["ContentLength"]), head.get("VersionId") or "null"
+        if size > max_bytes:
+            raise error(
+                f"{what} ({_where(bucket, key, pinned)}) is {size:,} bytes; at most {max_bytes:,} are read: "
+                "nothing of it was read"
+            )
+        obj = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
+        data, pinned = obj["Body"].read(max_bytes + 1), obj.get("VersionId") or "null"
     except ClientError as exc:
+        # a HEAD response has no body, so S3's "NoSuchKey" arrives as the bare status "404"
+        code = "NoSuchKey" if error_code(exc) == "404" else error_code(exc)
+        raise error(f"{what} ({_where(bucket, key, version)}) can't be read: {code}") from exc
+    if len(data) > max_bytes:  # a newer upload after HeadObject (a pinned version never grows)
         raise error(
-            f"{what} (s3://{bucket}/{key}{f' version {version}' if version else ''}) can't be read: {error_code(exc)}"
-        ) from exc
+            f"{what} ({_where(bucket, key, pinned)}) is over {max_bytes:,} bytes (replaced while it was read); "
+            f"at most {max_bytes:,} are read"
+        )
+    return data, pinned
 
 
 def read_object(
-    s3: Any, bucket: str, key: str, version: str | None, *, error: type[Exception], what: str
+    s3: Any, bucket: str, key: str, version: str | None, *, error: type[Exception], what: str, max_bytes: int
 ) -> bytes:
-    """Read one (pinned) object; a failure is ``error`` saying which object and why."""
-    return read_current(s3, bucket, key, version, error=error, what=what)[0]
+    """Read one (pinned) object of at most ``max_bytes``; a failure is ``error`` saying which object and why."""
+    return read_current(s3, bucket, key, version, error=error, what=what, max_bytes=max_bytes)[0]
 
 
 def object_metadata(

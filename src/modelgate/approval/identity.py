@@ -21,6 +21,18 @@ Where each identity comes from (none of them is a field of the manifest a develo
 :func:`parse_identity` brings each to an email and/or a name, :func:`same_person` compares
 two, and :func:`check_four_eyes` refuses an approval by the author when the release's
 policy asks for four eyes (rejecting is always allowed).
+
+**One person, two names.** The author is usually a GitHub login (``alice-dev``), an approver
+an email (``alice@example.com``) or an IAM session. The policy's ``identities`` map says which
+email another name belongs to (``{"alice-dev": "alice@example.com"}``); :func:`resolve` applies
+it before anything is compared. Names compare case-insensitively and without surrounding
+whitespace (GitHub logins and email addresses are case-insensitive in practice; IAM names
+are ASCII). Under four eyes an approval needs both sides resolved to an email (an email
+itself, or a name the map holds): a bare name we can't place is refused with that reason,
+not guessed at, since a wrong "different person" would let an author approve their own
+release. Look-alike characters (homoglyphs such as a Cyrillic "а") are out of scope: author
+metadata and policy emails are ASCII-only (:data:`_AUTHOR`, ``policy.APPROVER_EMAIL``), so
+they can't be written at all, but ASCII confusables (``rn`` / ``m``) are not detected.
 """
 
 from __future__ import annotations
@@ -113,16 +125,32 @@ def parse_identity(raw: str) -> Identity:
     return Identity(email=None, name=text)
 
 
-def same_person(a: str, b: str) -> bool:
+Identities = Mapping[str, str]  # another name of a person (lower case) -> their email (policy `identities`)
+
+
+def resolve(raw: str, identities: Identities | None = None) -> Identity:
+    """:func:`parse_identity`, then a name without an email looked up in ``identities``
+    (the policy's map, keys lower case): ``alice-dev`` → ``alice@example.com``."""
+    found = parse_identity(raw)
+    if found.email is None and identities:
+        email = identities.get(found.name)
+        if email:
+            return parse_identity(email)
+    return found
+
+
+def same_person(a: str, b: str, identities: Identities | None = None) -> bool:
     """Do two identity strings name the same person?
 
-    Two emails compare whole (``alice@a.com`` is not ``alice@b.com``); when either side
-    has no email (an IAM user or session name, a GitHub user name), names compare with
+    Each is first resolved through ``identities`` (:func:`resolve`). Two emails compare
+    whole (``alice@a.com`` is not ``alice@b.com``); when either side still has no email (an
+    IAM user or session name, a GitHub user name the map doesn't hold), names compare with
     the other side's email local part. Deliberately simple and strict in one direction:
     a false "same" only blocks an approval (the approver can ask a colleague), a false
-    "different" would let an author approve their own change.
+    "different" would let an author approve their own change (which is why
+    :func:`check_four_eyes` refuses a name it can't resolve).
     """
-    x, y = parse_identity(a), parse_identity(b)
+    x, y = resolve(a, identities), resolve(b, identities)
     if not x.name or not y.name:
         return False
     if x.email and y.email:
@@ -130,13 +158,17 @@ def same_person(a: str, b: str) -> bool:
     return x.name == y.name
 
 
-def check_four_eyes(*, four_eyes: bool, author: str | None, approver: str, decision: str) -> None:
+def check_four_eyes(
+    *, four_eyes: bool, author: str | None, approver: str, decision: str, identities: Identities | None = None
+) -> None:
     """Raise FourEyesViolation when the policy asks for four eyes and the author approves.
 
     ``author`` is the verified uploader the validate step recorded (see the module doc).
     Rejecting is always allowed (anyone may stop a release, its author included). With no
     author on record four eyes can't be checked, so an approval is refused: an upload
-    without its author must not be a way around the policy.
+    without its author must not be a way around the policy. Likewise an author or an
+    approver that is neither an email nor a name the policy's ``identities`` maps to one:
+    comparing a bare GitHub login with an email would be a guess.
     """
     if not four_eyes or decision != "approve":
         return
@@ -145,7 +177,16 @@ def check_four_eyes(*, four_eyes: bool, author: str | None, approver: str, decis
             "this service's policy asks for four eyes, but the release has no verified author: "
             "it can't be approved (reject it, and release again with `modelgate submit`)"
         )
-    if same_person(author, approver):
+    for role, raw in (("author", author), ("approver", approver)):
+        if resolve(raw, identities).email is None:
+            name = parse_identity(raw).name[:80]
+            raise FourEyesViolation(
+                f"this service's policy asks for four eyes, but the release's {role} {name!r} is not an email and "
+                f"the policy's identities don't map it to one, so four eyes can't tell whether the approver is the "
+                f"author: add it to the policy (\"identities\": {{\"{name}\": \"<their email>\"}}); "
+                "nothing was decided"
+            )
+    if same_person(author, approver, identities):
         raise FourEyesViolation(
             f"this service's policy asks for four eyes: {approver} is the release's author "
             "and can't approve it (rejecting is allowed); ask another approver"

@@ -393,6 +393,7 @@ def decide_by_link(
         author=record.get("author"),
         approver=approver,
         decision=claims.decision,
+        identities=record.get("identities") or {},
     )
     claim_link(ledger, claims, approver=approver, source_ip=source_ip, user_agent=user_agent, at=at)
     try:

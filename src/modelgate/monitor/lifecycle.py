@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from modelgate.adapters import lambda_alias
 from modelgate.errors import ConfigurationError
-from modelgate.manifest import PIN_KEY, PIN_VERSION, Manifest
+from modelgate.manifest import MAX_MANIFEST_BYTES, PIN_KEY, PIN_VERSION, Manifest
 from modelgate.monitor.actions import act
 from modelgate.monitor.journal import Journal
 from modelgate.monitor.models import LEGACY, lifecycle_status
@@ -32,7 +32,7 @@ def watch(deps: Deps, service: str) -> dict:
         return journal.append(service, "lifecycle", f"live version {version} pins no release: no model to watch",
                               live_version=version, status=None)
     raw = deps.read_artifact(env[PIN_KEY], env.get(PIN_VERSION), error=ConfigurationError,
-                             what=f"model config live version {version} pins")
+                             what=f"model config live version {version} pins", max_bytes=MAX_MANIFEST_BYTES)
     manifest = Manifest.model_validate_json(raw)
     model = manifest.model.model_id
     if manifest.model.provider != "bedrock":

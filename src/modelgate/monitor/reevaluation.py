@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from modelgate import clock
 from modelgate.adapters import lambda_alias
+from modelgate.adapters import s3 as artefacts
 from modelgate.adapters.s3 import put_html, put_json
 from modelgate.contract import EvaluationSummary
 from modelgate.errors import DatasetInvalid, EvaluationFailed
@@ -89,10 +90,12 @@ def reevaluate_live(deps: Deps, service: str, *, requested_by: str = "schedule")
     bucket = deps.settings.artifact_bucket
     then = EvaluationReport.model_validate_json(
         deps.read_artifact(promoted.report_key, promoted.report_version, error=EvaluationFailed,
-                           what=f"evaluation report of release {promoting['release_id']}")
+                           what=f"evaluation report of release {promoting['release_id']}",
+                           max_bytes=artefacts.MAX_RESULTS_BYTES)
     )
     dataset = deps.read_artifact(promoted.dataset_key, promoted.dataset_version, error=DatasetInvalid,
-                                 what=f"dataset of {service} as the promoting evaluation read it")
+                                 what=f"dataset of {service} as the promoting evaluation read it",
+                                 max_bytes=artefacts.MAX_DATASET_BYTES)
     cases = parse_dataset(dataset.decode("utf-8"))
     policy = config.policy
     now = evaluate(

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from modelgate.approval import keys as signing_keys
 from modelgate.approval import links as approval_links
-from modelgate.approval.identity import check_four_eyes, same_person
+from modelgate.approval.identity import check_four_eyes, resolve, same_person
 from modelgate.approval.page import approval_message
 from modelgate.contract import Approval, ReleaseContext
 from modelgate.errors import TASK_GONE_CODES, DecisionConflict, error_code
@@ -42,6 +42,7 @@ def register(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         evaluation=ctx.evaluation,
         four_eyes=ctx.policy.four_eyes,  # read by decide: the policy as it was when asked
         approvers=list(ctx.policy.approvers),  # who a link may approve as (links.check_named_approver)
+        identities=dict(ctx.policy.identities),  # which email a login or IAM name is (four eyes)
     )
     return ctx
 
@@ -112,12 +113,38 @@ def approval_links_for(
         )}
     mails: dict[str | None, dict[str, str]] = {}
     for approver in ctx.policy.approvers:
-        is_author = ctx.policy.four_eyes and bool(author) and same_person(str(author), f"link:{approver}")
+        is_author = ctx.policy.four_eyes and bool(author) and same_person(
+            str(author), f"link:{approver}", ctx.policy.identities
+        )
         mails[approver] = approval_links.approval_links(
             settings.approval_base_url, key, ctx.release_id, ttl, now, approver=approver,
             decisions=("reject",) if is_author else approval_links.DECISIONS,
         )
     return mails
+
+
+def decide_as_caller(deps: Deps, release_id: str, decision: str, caller_arn: str, comment: str = "") -> dict:
+    """A decision through IAM (the decision URL, ``AuthType: AWS_IAM``): ``caller_arn`` is the
+    identity AWS authenticated (the URL's ``requestContext.authorizer.iam.userArn``).
+
+    When the release's policy names approvers, only one of them may approve: the caller must
+    be one of those emails, or a name the policy's ``identities`` maps to one (an SSO session
+    is usually named by the person's email). Anyone who may call the URL may reject. Then
+    :func:`decide` (four eyes, the ledger's conditional write, the task token).
+    """
+    current = deps.ledger.get(release_id)
+    if current is None:
+        raise DecisionConflict(f"release {release_id} is not in the ledger")
+    named = [str(a).lower() for a in current.get("approvers") or []]
+    if decision == "approve" and named:
+        email = resolve(caller_arn, current.get("identities") or {}).email
+        if email not in named:
+            shown = email or resolve(caller_arn).name
+            raise approval_links.NotAnApprover(
+                f"{shown[:120]} is not among the approvers this release's policy names (map an IAM name to its "
+                "approver's email with the policy's identities); nothing was decided"
+            )
+    return decide(deps, release_id, decision, caller_arn, comment)
 
 
 def decide(
@@ -135,7 +162,8 @@ def decide(
             f"release {release_id} has no approval request waiting (status: {status})"
         )
     check_four_eyes(
-        four_eyes=bool(current.get("four_eyes")), author=current.get("author"), approver=approver, decision=decision
+        four_eyes=bool(current.get("four_eyes")), author=current.get("author"), approver=approver, decision=decision,
+        identities=current.get("identities") or {},
     )
     record = deps.ledger.decide(release_id, decision, approver, comment)
     # Read, not taken yet: the token is removed only once the task got the decision (below),

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from modelgate import canary_judge, clock
 from modelgate.adapters import alarms, lambda_alias
+from modelgate.adapters import s3 as artefacts
 from modelgate.adapters.metrics import collect_window
 from modelgate.contract import ReleaseContext
 from modelgate.errors import (
@@ -226,7 +227,8 @@ def send_synthetic(deps: Deps, ctx: ReleaseContext, remaining_ms: Callable[[], i
 
     fn, alias = target(ctx)
     assert ctx.policy is not None and ctx.step is not None
-    body = deps.read_artifact(ctx.dataset_key or "", None, error=DatasetInvalid, what=f"dataset of {ctx.service}")
+    body = deps.read_artifact(ctx.dataset_key or "", None, error=DatasetInvalid, what=f"dataset of {ctx.service}",
+                              max_bytes=artefacts.MAX_DATASET_BYTES)
     cases = parse_dataset(body.decode("utf-8"))
     wanted = min(MAX_SYNTHETIC_REQUESTS, int(ctx.policy.min_canary_invocations / max(ctx.step.weight, 0.01)) + 1)
     workers = min(ctx.policy.synthetic_concurrency, wanted)

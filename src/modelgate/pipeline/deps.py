@@ -58,9 +58,14 @@ class Deps(Generic[S]):
     def secretsmanager(self) -> Any:
         return self.client("secretsmanager")
 
-    def read_artifact(self, key: str, version: str | None, *, error: type[Exception], what: str) -> bytes:
-        """One (pinned) object of the artefact bucket; a failure is ``error`` naming it."""
-        return read_object(self.s3, self.settings.artifact_bucket, key, version, error=error, what=what)
+    def read_artifact(
+        self, key: str, version: str | None, *, error: type[Exception], what: str, max_bytes: int
+    ) -> bytes:
+        """One (pinned) object of the artefact bucket, at most ``max_bytes`` (checked with
+        HeadObject before reading); a failure is ``error`` naming it."""
+        return read_object(
+            self.s3, self.settings.artifact_bucket, key, version, error=error, what=what, max_bytes=max_bytes
+        )
 
 
 def default_deps(model: type[S] = PipelineSettings) -> Deps[S]:  # type: ignore[assignment]

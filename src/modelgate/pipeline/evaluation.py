@@ -11,6 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from modelgate.adapters import lambda_alias
+from modelgate.adapters import s3 as artefacts
 from modelgate.adapters.s3 import put_html, put_json, read_current
 from modelgate.contract import (
     EvalPlan,
@@ -51,7 +52,8 @@ def plan_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     assert ctx.policy is not None and ctx.live_version
     dataset_key = ctx.dataset_key or ""
     body, dataset_version = read_current(
-        deps.s3, deps.settings.artifact_bucket, dataset_key, error=DatasetInvalid, what=f"dataset of {ctx.service}"
+        deps.s3, deps.settings.artifact_bucket, dataset_key, error=DatasetInvalid, what=f"dataset of {ctx.service}",
+        max_bytes=artefacts.MAX_DATASET_BYTES,
     )
     cases = parse_dataset(body.decode("utf-8"))
     size = ctx.policy.eval_shard_size
@@ -115,7 +117,8 @@ def evaluate_shard(deps: Deps, ctx: ReleaseContext, shard: Shard) -> ShardResult
     assert ctx.policy is not None and ctx.candidate_version and ctx.live_version and ctx.eval_plan
     plan = ctx.eval_plan
     body = deps.read_artifact(
-        plan.dataset_key, plan.dataset_version, error=DatasetInvalid, what=f"dataset of {ctx.service}"
+        plan.dataset_key, plan.dataset_version, error=DatasetInvalid, what=f"dataset of {ctx.service}",
+        max_bytes=artefacts.MAX_DATASET_BYTES,
     )
     cases = parse_dataset(body.decode("utf-8"))[shard.start : shard.end]
     invokers = {CANDIDATE: partial(lambda_alias.invoke_version, deps.lambda_, fn, ctx.candidate_version)}
@@ -150,7 +153,8 @@ def reduce_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     judge: JudgeRun | None = None
     for shard in sorted(shards, key=lambda s: s.index):
         body = deps.read_artifact(
-            shard.key, shard.version, error=EvaluationFailed, what=f"results of shard {shard.index}"
+            shard.key, shard.version, error=EvaluationFailed, what=f"results of shard {shard.index}",
+            max_bytes=artefacts.MAX_RESULTS_BYTES,
         )
         written = json.loads(body)
         if isinstance(written, list):  # a shard written before judges were recorded
@@ -194,7 +198,8 @@ def gate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     assert ctx.policy is not None and ctx.evaluation is not None
     summary = ctx.evaluation
     body = deps.read_artifact(
-        summary.report_key, summary.report_version, error=EvaluationFailed, what="evaluation report"
+        summary.report_key, summary.report_version, error=EvaluationFailed, what="evaluation report",
+        max_bytes=artefacts.MAX_RESULTS_BYTES,
     )
     report = EvaluationReport.model_validate_json(body)
     verdict = evaluate_gate(report, ctx.policy)

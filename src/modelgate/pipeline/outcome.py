@@ -17,7 +17,7 @@ from modelgate.observability import logger
 from modelgate.pipeline.canary import cleanup_canary
 from modelgate.pipeline.candidate import finish_owed_cancels
 from modelgate.pipeline.deps import Deps, target
-from modelgate.pipeline.fencing import Fence, fence_of
+from modelgate.pipeline.fencing import Fence, delete_alarms, describe, fence_of
 from modelgate.pipeline.model_registry import mirror_package, mirror_status
 from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
@@ -80,7 +80,11 @@ def rollback(deps: Deps, ctx: ReleaseContext, execution_arn: str | None = None) 
             raise LeaseLost(reason)
     except LeaseLost as exc:
         status, detail = "Superseded", f"{exc}; {fn}:{alias} is left to the lease's holder (after: {reason})"
-    cleanup_canary(deps, ctx)
+    # The alarms the state carries, and those the ledger names: a ShiftTraffic that created them
+    # and then failed (its alias update throttled for good, say) returned no state, but its
+    # alarms' names went into the ledger before the alarms did (fencing.put_alarms).
+    recorded = [str(a) for a in (deps.ledger.get(ctx.release_id) or {}).get("canary_alarms") or []]
+    cleanup_canary(deps, ctx.model_copy(update={"canary_alarms": sorted({*ctx.canary_alarms, *recorded})}))
     deps.ledger.take_token(ctx.release_id, "bake")
     try:
         deps.ledger.record(ctx.release_id, status, detail, reason=detail if status != "RolledBack" else reason,
@@ -139,7 +143,9 @@ def rollback_service(
 def _roll_back_live(
     deps: Deps, service: str, fn: str, alias: str, fence: Fence, why: str, actor: str, error: str = "ManualRollback"
 ) -> dict:
-    current, _ = lambda_alias.alias_state(deps.lambda_, fn, alias)
+    current, weights = lambda_alias.alias_state(deps.lambda_, fn, alias)
+    if weights:  # a canary still on live (its release's Rollback failed for good): take it away first
+        return _withdraw_canary(deps, service, fn, alias, fence, (current, weights), why, actor, error)
     live_release = next(
         (
             r
@@ -180,6 +186,48 @@ def _roll_back_live(
     )
     return {"service": service, "release_id": release_id, "from_version": current, "to_version": good,
             "status": record["status"]}
+
+
+def _withdraw_canary(
+    deps: Deps, service: str, fn: str, alias: str, fence: Fence, state: lambda_alias.AliasState, why: str, actor: str,
+    error: str = "ManualRollback",
+) -> dict:
+    """The alias still sends canary weight to a release's candidate: the state a permanently
+    failed Rollback leaves (RollbackFailed, whose alert names this command). Live is the alias's
+    own version, the one it served before that canary started (ShiftTraffic keeps it as the
+    alias's version and gives the candidate additional weight), so live is restored by taking
+    the additional weights away: the alias wholly back on that version, the candidate's canary
+    alarms deleted, and its release recorded RolledBack (reopened from RollbackFailed). Rolling
+    back further, past the version that was live, is a second `modelgate rollback`."""
+    stable, weights = state
+    candidates = {str(v) for v in weights}
+    release = next(
+        (r for r in deps.ledger.list_releases(service=service, limit=200)
+         if str(r.get("candidate_version")) in candidates and r.get("status") != "Promoted"),
+        None,
+    )
+    before = describe(state)
+    fence.move_alias(fn, alias, lambda *_: (stable, {}), f"manual rollback of {service}: canary traffic withdrawn")
+    alarms = [str(a) for a in (release or {}).get("canary_alarms") or []]
+    delete_alarms(deps, alarms)
+    done = f"{fn}:{alias} served {before}; it serves version {stable} alone again"
+    release_id = release["release_id"] if release else None
+    status = None
+    if release_id:
+        record = deps.ledger.record(
+            release_id, "RolledBack", f"{why}; {done}" + (f"; its canary alarms deleted: {', '.join(alarms)}" if alarms else ""),
+            actor=actor, reopen=True, reason=why, error=error,
+        )
+        status = record["status"]
+        mirror_package(deps, release_id, release.get("model_package_arn"), "Rejected", f"RolledBack: {why}")
+    deps.sns.publish(
+        TopicArn=deps.settings.approval_topic_arn,
+        Subject=f"Modelgate: {service} canary traffic withdrawn, version {stable} live"[:100],
+        Message=f"{one_line(why, 4000)}.\n{done}"
+        + (f" (release {release_id} is rolled back)." if release_id else " (no release of the ledger owned that weight)."),
+    )
+    return {"service": service, "release_id": release_id, "from_version": before.removeprefix("version "),
+            "to_version": stable, "status": status}
 
 
 STATUS_BY_ERROR = {

@@ -233,3 +233,97 @@ def test_a_tolerated_item_failure_leaves_the_map_run_succeeding(local):
 )
 def test_tolerated_failure_thresholds(failed, total, count, percentage, fails):
     assert exceeds_tolerated_failures(failed, total, count, percentage) is fails
+
+
+# ---------------------------------------------------------------------- throttled SDK calls
+@pytest.fixture
+def backoff(monkeypatch) -> list[float]:
+    """botocore's standard-mode backoff, as computed for each retry (recorded), without the
+    sleep: the retries and their growing waits are botocore's own, and no test waits on a clock."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    computed: list[float] = []
+    original = ExponentialBackoff.delay_amount
+
+    def delay_amount(self, context):
+        computed.append(original(self, context))
+        return 0.0
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", delay_amount)
+    return computed
+
+
+@pytest.fixture
+def sdk_faults(local: LocalAWS) -> Iterator[LocalAWS]:
+    yield local
+    local.sdk_faults.clear()
+
+
+def _table(local: LocalAWS) -> str:
+    return local.stack.resources["Table"].physical_id
+
+
+def test_the_pipelines_retry_mode_absorbs_a_few_throttled_dynamodb_writes(sdk_faults, backoff):
+    from modelgate.adapters import clients
+
+    # Given DynamoDB throttles the next two PutItem calls
+    throttle = sdk_faults.throttle_sdk("dynamodb", "PutItem", times=2)
+    assert throttle.error == "ThrottlingException"
+    # When a pipeline client (standard retry mode, 5 attempts) writes
+    response = clients.client("dynamodb").put_item(
+        TableName=_table(sdk_faults), Item={"pk": {"S": "throttled"}, "service": {"S": "svc"}})
+    # Then botocore retried twice, with exponential backoff for throttles (rand * 2**i seconds), and the write landed
+    assert response["ResponseMetadata"]["RetryAttempts"] == 2
+    assert len(backoff) == 2 and 0 <= backoff[0] <= 1 and 0 <= backoff[1] <= 2
+    assert [f.error for f in sdk_faults.sdk_faults.fired()[-2:]] == ["ThrottlingException"] * 2
+    item = clients.client("dynamodb").get_item(TableName=_table(sdk_faults), Key={"pk": {"S": "throttled"}})
+    assert item["Item"]["service"] == {"S": "svc"}
+
+
+def test_a_persistent_throttle_ends_the_call_after_the_retry_modes_retries(sdk_faults, backoff):
+    from modelgate.adapters import clients
+
+    # Given Lambda throttles every UpdateAlias of the service function
+    function = sdk_faults.function_name("ServiceFunction")
+    before = clients.client("lambda").get_alias(FunctionName=function, Name="live")["FunctionVersion"]
+    sdk_faults.throttle_sdk("lambda", "UpdateAlias", times=None)
+    fired_before = len(sdk_faults.sdk_faults.fired())
+    # When a pipeline client moves the alias / Then it gives up with Lambda's throttle after its
+    # "max_attempts": 5 retries (boto3's retries key counts retries, so 6 calls in all)
+    with pytest.raises(ClientError) as raised:
+        clients.client("lambda").update_alias(FunctionName=function, Name="live", FunctionVersion="$LATEST")
+    error = raised.value.response
+    assert error["Error"]["Code"] == "TooManyRequestsException"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 429 and error["ResponseMetadata"]["RetryAttempts"] == 5
+    assert len(sdk_faults.sdk_faults.fired()) - fired_before == 6 and len(backoff) == 5
+    assert backoff[4] <= 16  # the fifth wait's bound: 1 s * 2**4 (at most 20 s)
+    # and nothing moved
+    sdk_faults.sdk_faults.clear()
+    assert clients.client("lambda").get_alias(FunctionName=function, Name="live")["FunctionVersion"] == before
+
+
+def test_a_throttle_for_one_function_leaves_other_callers_alone(sdk_faults, backoff):
+    from modelgate.adapters import clients
+
+    sdk_faults.throttle_sdk("dynamodb", "PutItem", times=None, function="ServiceFunction")
+    response = clients.client("dynamodb").put_item(TableName=_table(sdk_faults), Item={"pk": {"S": "test-code"}})
+    assert response["ResponseMetadata"]["RetryAttempts"] == 0 and backoff == []
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("sqs", "SendMessage"), "no throttle shape for service 'sqs'"),
+        (("dynamodb", "put_item"), "is not an API operation name"),
+        (("dynamodb", "PutItem", {"times": 0}), "times counts throttled calls from 1"),
+        (("dynamodb", "PutItem", {"error": "SlowDown"}), "DynamoDB throttles with one of"),
+        (("lambda", "UpdateAlias", {"error": "ThrottlingException"}), "Lambda throttles with TooManyRequestsException"),
+    ],
+)
+def test_a_bad_throttle_is_refused_naming_the_problem(args, says):
+    from modelgate_emulator.faults import SdkThrottle
+
+    service, operation, *rest = args
+    options = {"times": 1, **(rest[0] if rest else {})}
+    with pytest.raises(ValueError, match=says):
+        SdkThrottle.of(service, operation, **options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -48,11 +49,30 @@ def test_ci_cannot_approve(local):
     _denied(exc, "dynamodb:GetItem")
 
 
-def test_approver_answers_tasks_but_cannot_submit_or_roll_back(local):
-    # Authorised: what fails is the (made-up) token, not IAM.
+def _decision_request(release_id: str, decision: str = "approve") -> tuple[bytes, dict[str, str]]:
+    return json.dumps({"release_id": release_id, "decision": decision}).encode(), {"Content-Type": "application/json"}
+
+
+def test_approver_holds_nothing_that_decides_and_cannot_submit_or_roll_back(local):
+    # Four eyes can't be skipped: the task token call and the ledger's writes are the decision
+    # function's alone (an approver calling them directly is refused as AWS refuses it)
     with pytest.raises(ClientError) as exc:
         local.client("stepfunctions", principal="approver").send_task_success(taskToken="t" * 10, output="{}")
-    assert "AccessDenied" not in exc.value.response["Error"]["Code"]
+    _denied(exc, "states:SendTaskSuccess")
+    with pytest.raises(ClientError) as exc:
+        local.client("stepfunctions", principal="approver").send_task_failure(taskToken="t" * 10, error="x")
+    _denied(exc, "states:SendTaskFailure")
+    table = local.stack.outputs["LedgerTableName"]
+    ledger = local.client("dynamodb", principal="approver")
+    release = {"pk": {"S": "RELEASE#r"}, "sk": {"S": "RELEASE"}}
+    with pytest.raises(ClientError) as exc:
+        ledger.update_item(TableName=table, Key=release, UpdateExpression="SET #s = :s",
+                           ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": {"S": "Approved"}})
+    _denied(exc, "dynamodb:UpdateItem")
+    for key in (release, {"pk": {"S": "TOKEN#r"}, "sk": {"S": "approval"}}):
+        with pytest.raises(ClientError) as exc:
+            ledger.get_item(TableName=table, Key=key)
+        _denied(exc, "dynamodb:GetItem")
     bucket = local.stack.outputs["ArtifactBucketName"]
     with pytest.raises(ClientError) as exc:
         local.client("s3", principal="approver").put_object(Bucket=bucket, Key="releases/svc/abc/x", Body=b"")
@@ -61,6 +81,38 @@ def test_approver_answers_tasks_but_cannot_submit_or_roll_back(local):
     with pytest.raises(ClientError) as exc:
         local.client("lambda", principal="approver").update_alias(FunctionName=function, Name="live", FunctionVersion="1")
     _denied(exc, "lambda:UpdateAlias")
+
+
+def test_approver_decides_only_through_the_iam_decision_url(local):
+    url = local.stack.outputs["ApprovalDecisionUrl"]
+    body, headers = _decision_request("support-bot-none")
+    # The approver's signed request reaches the function, which answers as the caller AWS authenticated
+    status, answer = local.call_function_url(url, body, headers, caller=local.principal("approver"))
+    assert status == 409 and json.loads(answer)["error"] == "DecisionConflict", answer
+    # CI's is refused by the URL itself (its policy has no lambda:InvokeFunctionUrl)
+    status, answer = local.call_function_url(url, body, headers, caller=local.principal("ci"))
+    assert status == 403 and json.loads(answer) == {"Message": "Forbidden"}
+    # Invoking the function directly (to hand it a forged caller) is refused: InvokeFunction is
+    # granted only with lambda:InvokedViaFunctionUrl
+    forged = {"requestContext": {"http": {"method": "POST"}, "authorizer": {"iam": {"userArn": "arn:aws:iam::1:user/x"}}},
+              "headers": headers, "body": body.decode()}
+    with pytest.raises(ClientError) as exc:
+        local.client("lambda", principal="approver").invoke(
+            FunctionName=local.function_name("ApprovalDecisionFunction"), Payload=json.dumps(forged).encode())
+    _denied(exc, "lambda:InvokeFunction")
+    # and a forged authorizer in a URL request is replaced by the caller AWS authenticated: with a
+    # release naming alice as its approver, a request claiming to be alice's session is the approver's
+    local.client("dynamodb").put_item(TableName=local.stack.outputs["LedgerTableName"], Item={
+        "pk": {"S": "RELEASE#iam-forged"}, "sk": {"S": "RELEASE"}, "status": {"S": "PendingManualApproval"},
+        "approvers": {"L": [{"S": "alice@example.com"}]}, "history": {"L": []}})
+    claim = {"iam": {"userArn": "arn:aws:sts::123456789012:assumed-role/Approvers/alice@example.com"}}
+    event = {"rawPath": "/", "headers": headers, "body": _decision_request("iam-forged")[0].decode(),
+             "requestContext": {"http": {"method": "POST"}, "authorizer": claim}}
+    with local.acting_as("approver"):
+        response = local.invoke_function_url("ApprovalDecisionFunction", event)
+    answer = json.loads(response["body"])
+    assert response["statusCode"] == 403 and answer["error"] == "NotAnApprover", answer
+    assert "modelgate-approver is not among the approvers" in answer["message"]
 
 
 def test_operator_reads_registrations_and_cannot_submit_or_approve(local):
@@ -90,8 +142,11 @@ def test_acting_as_covers_threads_and_unknown_principals_are_refused(local):
 
 def test_every_decision_is_recorded_with_the_principal(local):
     records = [r for r in local.enforcer.records if r.action == "states:SendTaskSuccess"]
-    assert {r.allowed for r in records} == {True, False}
+    assert records and not any(r.allowed for r in records)
     assert all(r.principal.startswith("arn:aws:sts::") for r in records)
+    asked = [r for r in local.enforcer.records
+             if r.action == "lambda:InvokeFunctionUrl" and r.principal.startswith("arn:aws:sts::")]
+    assert {r.allowed for r in asked} == {True, False}
 
 
 def test_the_approval_url_is_public_through_its_resource_policy(local):
