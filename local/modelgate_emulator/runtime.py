@@ -51,6 +51,7 @@ from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
 from modelgate_emulator.clock import Clock, JumpingClock, LoadSafeClock
 from modelgate_emulator.cloudwatch import DEFAULT_METRICS_DELAY_SECONDS, LambdaMetricsPublisher
+from modelgate_emulator.emf import DEFAULT_EMF_DELAY_SECONDS
 from modelgate_emulator.faults import Fault
 from modelgate_emulator.lambda_runtime import (
     ASYNC_RETRY_DELAYS_SECONDS,
@@ -121,6 +122,8 @@ class LocalAWS:
     a busy machine must not turn slow work into a spurious States.Timeout).
     ``metrics_delay_seconds``: nominal seconds before an invocation's AWS/Lambda metrics
     can be read (AWS sends them in 1-minute intervals; see ``cloudwatch``).
+    ``emf_delay_seconds``: nominal seconds before metrics in functions' EMF log lines can be
+    read (``emf``: CloudWatch Logs extracts them; high resolution keeps the second).
     ``clock``: the runtime's nominal time (a :class:`LoadSafeClock`, restarted on entering:
     it stands still while handlers run); every timed part reads it, and the pipeline's own
     code reads it through ``modelgate.clock``.
@@ -153,6 +156,7 @@ class LocalAWS:
         work_timeout_floor: float = math.inf,
         seed: int | None = None,
         metrics_delay_seconds: float = DEFAULT_METRICS_DELAY_SECONDS,
+        emf_delay_seconds: float = DEFAULT_EMF_DELAY_SECONDS,
         echo_logs: bool = True,
         enforce_iam: bool = True,
         jump_when_idle: bool = False,
@@ -171,6 +175,9 @@ class LocalAWS:
         self.work_timeout_floor = work_timeout_floor
         self.seed = seed
         self.metrics_delay_seconds = float(metrics_delay_seconds)
+        if emf_delay_seconds < 0:
+            raise ValueError(f"emf_delay_seconds must be >= 0, got {emf_delay_seconds}")
+        self.emf_delay_seconds = float(emf_delay_seconds)
         self.clock: LoadSafeClock = LoadSafeClock(time_factor)
         self.echo_logs = echo_logs  # functions' output also on the console (always in their log groups)
         self.runtime: LambdaRuntime | None = None
@@ -239,6 +246,12 @@ class LocalAWS:
             runtime.install()
             exit_stack.callback(runtime.uninstall)
             self.runtime = runtime
+            if isinstance(integrations.metrics_sink, LambdaMetricsPublisher):
+                # metrics in functions' EMF log lines, extracted by CloudWatch Logs (emf.py)
+                publisher, emf_delay = integrations.metrics_sink, self.emf_delay_seconds
+                runtime.logs.emf_sink = lambda account, region, datums: publisher.put_datums(
+                    account, region, datums, delay_seconds=emf_delay
+                )
 
             exit_stack.enter_context(s3_policies.bucket_policy_conditions())
             exit_stack.enter_context(s3_policies.signature_v2_refused())
