@@ -5,9 +5,10 @@ environment of the published version pins the release, and modelgate.inference d
 work. Errors propagate unhandled so Lambda reports them (errorType = the exception's class
 name) and the canary's Errors alarm sees them.
 
-Every request, served or failed, prints one EMF document (modelgate.service_metrics):
-the service's own metrics by service and version, the canary's high-resolution health
-signal among them.
+Every request, served or failed, prints one EMF document (modelgate.service_metrics): the
+service's own metrics by service and version, the canary's high-resolution health signal
+among them. A sampled share is captured to S3 when the service's monitoring policy says so
+(modelgate.monitor.capture: buffered, one PutObject per batch). Neither may fail a request.
 """
 
 from __future__ import annotations
@@ -22,19 +23,25 @@ from modelgate.observability import logger
 from modelgate.settings import InferenceSettings
 
 MANAGED_FUNCTION_INFIX = "-svc-"  # modelgate.policy.MANAGED_FUNCTION_INFIX (not imported: cold start)
+_capture: Any = None  # (PolicyCache, CaptureBuffer) once a registration names a monitoring policy
 
 
 @logger.inject_lambda_context(log_event=False)  # requests may carry customer text
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     started = time.perf_counter()
     response: dict[str, Any] | None = None
+    config: InferenceSettings | None = None
+    error: str | None = None
     try:
         config = settings.load(InferenceSettings)  # a deploy missing a variable fails here, naming it
         pin = inference.read_pin(os.environ)  # this version's release; none: ModelNotConfigured
         provider = providers.get_provider(config.provider)
         response = inference.handle_request(event, config, pin, aws.client("s3"), provider)
+    except Exception as exc:
+        error = type(exc).__name__
+        raise
     finally:
-        _emit_metrics(context, response, (time.perf_counter() - started) * 1000.0)
+        _observe(event, context, config, response, error, (time.perf_counter() - started) * 1000.0)
     logger.info(
         "request served",
         model_id=response["model_id"],
@@ -46,21 +53,46 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return response
 
 
-def _emit_metrics(context: Any, response: dict[str, Any] | None, latency_ms: float) -> None:
-    function_name = str(getattr(context, "function_name", ""))
-    service = function_name.split(MANAGED_FUNCTION_INFIX, 1)[-1] or "unknown"
-    refusal = None
-    if response is not None:
-        from modelgate.evaluation.scorers import is_refusal
+def _observe(
+    event: Any, context: Any, config: InferenceSettings | None, response: dict[str, Any] | None,
+    error: str | None, latency_ms: float,
+) -> None:
+    """Metrics and capture of one request; a failure here is logged, never the request's."""
+    try:
+        function_name = str(getattr(context, "function_name", ""))
+        service = function_name.split(MANAGED_FUNCTION_INFIX, 1)[-1] or "unknown"
+        version = str(getattr(context, "function_version", "$LATEST"))
+        monitoring = _monitoring(config)
+        refusal = schema_valid = None
+        if response is not None:
+            from modelgate.evaluation.scorers import is_refusal
 
-        refusal = is_refusal(str(response.get("output") or ""))
-    document = service_metrics.request_document(
-        service=service,
-        version=str(getattr(context, "function_version", "$LATEST")),
-        when=clock.now(),
-        latency_ms=latency_ms,
-        failed=response is None,
-        response=response,
-        refusal=refusal,
-    )
-    service_metrics.emit(document)
+            refusal = is_refusal(str(response.get("output") or ""))
+            if monitoring is not None and monitoring.output_schema is not None:
+                schema_valid = service_metrics.schema_valid(str(response.get("output") or ""), monitoring.output_schema)
+        now = clock.now()
+        service_metrics.emit(service_metrics.request_document(
+            service=service, version=version, when=now, latency_ms=latency_ms, failed=response is None,
+            response=response, refusal=refusal, schema_valid=schema_valid,
+        ))
+        if monitoring is not None and config is not None and _capture[1].sampled(monitoring.capture):
+            from modelgate.monitor.capture import build_record
+
+            record = build_record(
+                monitoring.capture, service=service, version=version, when=now, event=event, response=response,
+                latency_ms=latency_ms, refusal=refusal, schema_valid=schema_valid, error=error,
+            )
+            _capture[1].add(monitoring.capture, record, aws.client("s3"), config.bucket, now)
+    except Exception:  # noqa: BLE001 - observability must never fail or hide the request's own outcome
+        logger.exception("request metrics or capture failed")
+
+
+def _monitoring(config: InferenceSettings | None) -> Any:
+    global _capture
+    if config is None or config.registration is None:
+        return None
+    if _capture is None:
+        from modelgate.monitor.capture import CaptureBuffer, PolicyCache
+
+        _capture = (PolicyCache(), CaptureBuffer())
+    return _capture[0].get(aws.client("ssm"), config.registration)

@@ -132,6 +132,9 @@ class LocalAWS:
     then cost no real time). Only for callers that wait through the runtime (``sleep``,
     ``wait_for_execution``, ``modelgate_harness.polling.wait_until``): someone acting from
     another process or a thread the runtime does not know is not waited for.
+    ``run_schedules``: fire the stack's EventBridge Scheduler schedules on the clock
+    (``scheduler``; off by default so that a test of something else is not joined by a
+    drift check at deploy time: a rate schedule without StartDate fires at once, as on AWS).
     ``internal_callbacks``: task states whose task token the stack itself answers (or whose
     timeout ends them, like a canary bake): the clock may jump over their waits. Every other
     callback (an approval) is external: no jump while it is pending.
@@ -161,6 +164,7 @@ class LocalAWS:
         enforce_iam: bool = True,
         jump_when_idle: bool = False,
         internal_callbacks: Collection[str] = (),
+        run_schedules: bool = False,
     ) -> None:
         if time_factor <= 0:
             raise ValueError("time_factor must be > 0: waits are scaled, never skipped")
@@ -188,6 +192,8 @@ class LocalAWS:
         self.enforce_iam = enforce_iam
         self.jump_when_idle = jump_when_idle
         self.internal_callbacks = frozenset(internal_callbacks)
+        self.run_schedules = run_schedules
+        self.scheduler: Any = None  # the SchedulerRunner, with run_schedules
         self.enforcer: iam.Enforcer | None = None
         self._principals: dict[str, iam.Principal] = {}
         self.aliases = lambda_aliases.AliasRecorder()  # every UpdateAlias, and hooks on it
@@ -307,6 +313,9 @@ class LocalAWS:
                 )
                 evaluator.start()
                 exit_stack.callback(evaluator.stop)
+            if self.run_schedules:
+                self.scheduler = self._start_scheduler(runtime)
+                exit_stack.callback(self.scheduler.stop)
         except BaseException:
             exit_stack.close()
             self.runtime = None
@@ -321,6 +330,24 @@ class LocalAWS:
             exit_stack.close()
         self._stack = None
         self.runtime = None
+
+    def _start_scheduler(self, runtime: LambdaRuntime) -> Any:
+        """EventBridge Scheduler's schedules on the runtime's clock (scheduler.py), each target
+        invoked as its execution role when IAM is enforced."""
+        from modelgate_emulator.scheduler import SchedulerRunner
+
+        enforcer = self.enforcer
+
+        def authorize(role_arn: str, function_arn: str) -> None:
+            if enforcer is not None:
+                enforcer.check(iam.role_principal(role_arn, "scheduler"), "lambda:InvokeFunction", function_arn)
+
+        runner = SchedulerRunner(
+            account_id=self.account_id, region=self.region, clock=self.clock, invoke_async=runtime.invoke_async,
+            authorize=authorize, tick_seconds=self.alarm_tick_seconds,
+        )
+        runner.start()
+        return runner
 
     def _stop_enforcing(self, enforcer: iam.Enforcer) -> None:
         enforcer.uninstall()

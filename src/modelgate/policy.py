@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from modelgate.canary_judge import JudgePolicy
 from modelgate.errors import NotEnoughEvidence
+from modelgate.monitor.policy import MonitoringPolicy
 from modelgate.rollout import (
     PlannedStep,
     Rollout,
@@ -358,6 +359,8 @@ class ServiceConfig(_Strict):
     dataset_key: str
     alarms: list[str] = Field(default_factory=list)
     policy: ReleasePolicy = ReleasePolicy()
+    # Data capture and the scheduled drift check (off by default): modelgate.monitor.policy.
+    monitoring: MonitoringPolicy = MonitoringPolicy()
 
 
 # Managed services' functions are named <stack>-svc-<service>: template.yaml scopes every

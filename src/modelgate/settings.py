@@ -77,6 +77,12 @@ class ApprovalCallbackSettings(PipelineSettings, _Signing):
     """The approval links' Function URL."""
 
 
+class DriftCheckSettings(PipelineSettings):
+    """The scheduled drift check (modelgate.monitor.check): where a drift alert goes."""
+
+    alert_topic_arn: str = Field(alias="ALERT_TOPIC_ARN", min_length=1)
+
+
 class InferenceSettings(_Env):
     """A managed service's inference function (one model: provider and where configs live).
 
@@ -87,6 +93,9 @@ class InferenceSettings(_Env):
 
     provider: Literal["bedrock", "local"] = Field(alias="MODEL_PROVIDER")
     bucket: str = Field(alias="MODEL_CONFIG_BUCKET", min_length=1)
+    # The service's registration (SSM parameter name): its monitoring policy (data capture,
+    # output schema) is read from it. Unset: no capture, no schema metric.
+    registration: str | None = Field(default=None, alias="SERVICE_REGISTRATION", min_length=1)
 
 
 # The settings of a plain pipeline task (kept as the short name the stages use).

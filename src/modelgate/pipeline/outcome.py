@@ -13,6 +13,7 @@ from modelgate.adapters import lambda_alias
 from modelgate.contract import Outcome, ReleaseContext, TaskError
 from modelgate.errors import DecisionConflict, LeaseLost, ReleaseClosed, bounded
 from modelgate.lease import Lease
+from modelgate.monitor.baseline import capture_at_promotion
 from modelgate.observability import logger
 from modelgate.pipeline.canary import cleanup_canary
 from modelgate.pipeline.candidate import finish_owed_cancels
@@ -54,6 +55,7 @@ def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         promoted_at=datetime.now(timezone.utc).isoformat(),
     )
     deps.ledger.release_lock(ctx.service, ctx.release_id)
+    capture_at_promotion(deps, ctx)  # the drift baseline; never fails the promotion
     return ctx
 
 
