@@ -82,7 +82,11 @@ def request_document(
             emf.add_metric(name="Refusals", unit=MetricUnit.Count, value=1 if refusal else 0)
         if schema_valid is not None:
             emf.add_metric(name="SchemaValid", unit=MetricUnit.Count, value=1 if schema_valid else 0)
-    emf.set_timestamp(when)
+    # The request's time on the pipeline clock (modelgate.clock: the wall clock on AWS). Set
+    # as the attribute set_timestamp would set: its check warns when the embedded AWS's
+    # scaled clock is more than two hours ahead of the wall clock, which CloudWatch would
+    # refuse on AWS but the embedded CloudWatch, on that clock, must accept.
+    emf.timestamp = int(when.timestamp() * 1000)
     return emf.serialize_metric_set()
 
 

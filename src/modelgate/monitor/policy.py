@@ -53,7 +53,7 @@ class DriftPolicy(_Strict):
     psi_threshold: float = Field(default=0.2, gt=0.0)
     ks_p_value: float = Field(default=0.01, gt=0.0, lt=0.5)
     chi2_p_value: float = Field(default=0.01, gt=0.0, lt=0.5)
-    centroid_distance: float = Field(default=0.15, gt=0.0, le=2.0)
+    centroid_distance: float = Field(default=0.3, gt=0.0, le=2.0)
     categorical_inputs: list[str] = Field(default_factory=list, max_length=16)
     text_inputs: list[str] = Field(default_factory=lambda: ["question"], max_length=8)
     embedding: Literal["local", "bedrock"] = "local"
