@@ -113,3 +113,16 @@ def test_the_scheduled_check_finds_a_new_traffic_mix_reports_and_alerts(promoted
 
     [alert, *_] = wait_until(alerts, HANG_GUARD_SECONDS, "the drift alert's ledger record")
     assert alert["verdict"]["S"] == "drift" and alert["release_id"]["S"] == run.release_id
+
+
+def test_modelgate_drift_prints_the_latest_verdict_and_its_report(promoted, monkeypatch, capsys):
+    from modelgate_harness import cli
+
+    _local, control, run = promoted
+    monkeypatch.setattr(cli, "_control", lambda args: cli.with_principal(control, args))
+    assert cli.main(["drift", SERVICE]) == 0  # as the operator
+    out = capsys.readouterr().out
+    assert f"{SERVICE} version" in out and f"release {run.release_id}" in out
+    assert "input.locale" in out and f"report: s3://{control.bucket}/reports/{SERVICE}/drift/" in out
+    assert cli.main(["drift", "no-such-service"]) == 2
+    assert "no drift verdict yet" in capsys.readouterr().err
