@@ -35,6 +35,7 @@ Token, cost, refusal and length metrics exist only for served requests.
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -91,8 +92,9 @@ def request_document(
 
 
 def emit(document: dict[str, Any]) -> None:
-    """Print the document as one log line (CloudWatch Logs extracts it)."""
-    print(json.dumps(document, separators=(",", ":")), flush=True)
+    """Write the document as one log line, in one write (CloudWatch Logs extracts it)."""
+    sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
 
 
 def schema_valid(output: str, schema: dict[str, Any]) -> bool:
