@@ -62,7 +62,11 @@ def _observe(
         function_name = str(getattr(context, "function_name", ""))
         service = function_name.split(MANAGED_FUNCTION_INFIX, 1)[-1] or "unknown"
         version = str(getattr(context, "function_version", "$LATEST"))
-        monitoring = _monitoring(config)
+        try:
+            monitoring = _monitoring(config)
+        except Exception:  # noqa: BLE001 - a policy read that fails costs the capture, not the metrics
+            logger.exception("monitoring policy not read: no capture or schema metric for this request")
+            monitoring = None
         refusal = schema_valid = None
         if response is not None:
             from modelgate.evaluation.scorers import is_refusal
