@@ -94,7 +94,8 @@ def main(runs: int) -> dict:
                 update_policy(control, "support-bot", approval="auto", bake_seconds=3600, canary_alarms=[spec])
                 for _ in range(runs):
                     n += 1
-                    watcher.at, restored.clear()
+                    watcher.at = None
+                    restored.clear()
                     run = driver.submit(EXAMPLES / "v4", commit=f"{n + 1:040x}")
                     watcher.candidate = None
                     ledger, release_id = control.ledger(), run.release_id
