@@ -66,7 +66,7 @@ class SchedulerRunner:
         self.account_id = account_id
         self.region = region
         self.clock = clock
-        self.invoke_async = invoke_async
+        self.deliver = invoke_async  # the runtime's asynchronous (Event) invocation
         self.authorize = authorize
         self.tick_seconds = tick_seconds
         self._next: dict[str, float] = {}  # schedule ARN -> nominal time of its next invocation
@@ -109,7 +109,7 @@ class SchedulerRunner:
                 raise ValueError(f"target {arn} is not a Lambda function (the only target the embedded AWS runs)")
             if self.authorize is not None:
                 self.authorize(role, arn)
-            self.invoke_async(arn, str(target.get("Input") or "{}").encode())
+            self.deliver(arn, str(target.get("Input") or "{}").encode())
         except Exception:  # AWS drops (or dead-letters) what it cannot deliver; the schedule goes on
             LOG.exception("schedule %s: invoking %s failed", schedule.name, arn)
 

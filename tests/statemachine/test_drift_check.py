@@ -7,6 +7,7 @@ One module-scoped stack and one full release (the suite's time budget)."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,7 @@ def test_the_scheduled_check_finds_a_new_traffic_mix_reports_and_alerts(promoted
                    Payload=json.dumps({"inputs": SHIFTED[i % len(SHIFTED)]}).encode())
     assert any(o["Key"].startswith(f"capture/{SERVICE}/")
                for o in s3.list_objects_v2(Bucket=bucket, Prefix="capture/").get("Contents", []))
+    shifted_at = local.clock.datetime()
 
     # Then the next scheduled check (rate(60 minutes), on the clock) judges it drift
     def verdict():
@@ -89,7 +91,8 @@ def test_the_scheduled_check_finds_a_new_traffic_mix_reports_and_alerts(promoted
             latest = json.loads(s3.get_object(Bucket=bucket, Key=check.latest_key(SERVICE))["Body"].read())
         except s3.exceptions.NoSuchKey:
             return None
-        return latest if latest["records"] >= 60 else None
+        # a check of a window that ends after the shift (one before it saw the canary's own traffic)
+        return latest if datetime.fromisoformat(latest["window_end"]) >= shifted_at else None
 
     latest = wait_until(verdict, HANG_GUARD_SECONDS, "a drift check after the shift")
     assert latest["verdict"] == "drift", latest["summary"]
