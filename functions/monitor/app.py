@@ -6,6 +6,10 @@ Event (the schedule's input, or ``actions.act``'s ``reevaluate``)::
 
     {"task": "reevaluate", "service": "support-bot"}
     {"task": "lifecycle", "service": "support-bot"}
+    {"task": "act", "trigger": "drift", "service": "support-bot", "reason": "...", "evidence": {...}}
+
+``act`` is the drift check asking for the policy's ``on_drift`` actions (the drift check's role
+may invoke this function, and holds no grant of its own to alert or roll back).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelgate.monitor import dashboard, lifecycle, reevaluation
+from modelgate.monitor import actions, dashboard, lifecycle, reevaluation
 from modelgate.observability import logger
 from modelgate.pipeline.deps import default_deps
 from modelgate.settings import MonitorSettings
@@ -25,16 +29,24 @@ from modelgate.settings import MonitorSettings
 class MonitorTask(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    task: Literal["reevaluate", "lifecycle"]
+    task: Literal["reevaluate", "lifecycle", "act"]
     service: str = Field(pattern=r"^[a-z][a-z0-9-]{1,40}[a-z0-9]$")  # a service name (manifest.py)
     requested_by: str = Field(default="schedule", max_length=64)
     reason: str | None = Field(default=None, max_length=2_000)
+    trigger: Literal["drift"] | None = None  # with task act: what found live wanting
+    evidence: dict[str, Any] = Field(default_factory=dict)
 
 
 @logger.inject_lambda_context(correlation_id_path="service")
 @event_parser(model=MonitorTask)
 def lambda_handler(event: MonitorTask, context: LambdaContext) -> dict[str, Any]:
     deps = default_deps(MonitorSettings)
+    if event.task == "act":
+        if event.trigger is None or not event.reason:
+            raise ValueError("task act needs a trigger and a reason")
+        results = actions.act(deps, event.trigger, event.service, event.reason, event.evidence)
+        logger.info("monitoring actions done", managed_service=event.service, trigger=event.trigger, results=results)
+        return {"service": event.service, "trigger": event.trigger, "actions": results}
     if event.task == "reevaluate":
         entry = reevaluation.reevaluate_live(deps, event.service, requested_by=event.requested_by)
     else:

@@ -218,6 +218,19 @@ class LambdaMetricsPublisher:
         if self.delay_seconds == 0:
             self.publish_due()
 
+    def put_datums(
+        self, account_id: str, region: str, datums: list[MetricDatum], *, delay_seconds: float
+    ) -> None:
+        """Other datapoints on the same clock, readable ``delay_seconds`` (nominal) from now:
+        metrics extracted from EMF log events (``emf.py``, its own delay), keeping their timestamps."""
+        if delay_seconds < 0:
+            raise ValueError(f"delay_seconds must be >= 0, got {delay_seconds}")
+        with self._lock:
+            self._sequence += 1
+            heapq.heappush(self._pending, (self.clock.now() + delay_seconds, self._sequence, account_id, region, datums))
+        if delay_seconds == 0:
+            self.publish_due()
+
     def publish_due(self) -> int:
         """Move every datapoint whose delay has passed into CloudWatch; how many."""
         now = self.clock.now()

@@ -147,7 +147,8 @@ class _ConsoleProxy:
         capture = _CAPTURE.get()
         if capture is not None:
             capture.write(text, source=id(self))
-            if not capture.echo:
+            # an EMF document is a metric (emf.py), not a line for people: log group only
+            if not capture.echo or text.startswith('{"_aws":'):
                 return len(text)
         return int(self._stream.write(text))
 
@@ -328,6 +329,8 @@ class FunctionLogs:
         self._inits: dict[str, _Init] = {}
         self._lock = threading.Lock()
         self._installed = False
+        # Where metrics extracted from EMF log events go (emf.py): (account, region, datums).
+        self.emf_sink: Callable[[str, str, list[Any]], None] | None = None
 
     def install(self) -> None:
         if not self._installed:
@@ -383,6 +386,12 @@ class FunctionLogs:
                 backend.create_log_group(group, tags={})
             backend.ensure_log_stream(group, stream)
             backend.put_log_events(group, stream, sorted(events, key=lambda e: e["timestamp"]))
+        if self.emf_sink is not None:
+            from modelgate_emulator import emf
+
+            # CloudWatch Logs extracts embedded-metric-format documents into metrics (emf.py)
+            if datums := emf.extract(events):
+                self.emf_sink(account_id, region, datums)
 
 
 _WRITE_LOCK = threading.Lock()

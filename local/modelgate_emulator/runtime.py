@@ -55,6 +55,7 @@ from modelgate_emulator import stepfunctions as sfn_patches
 from modelgate_emulator.bedrock_batch import BatchInference
 from modelgate_emulator.clock import Clock, JumpingClock, LoadSafeClock
 from modelgate_emulator.cloudwatch import DEFAULT_METRICS_DELAY_SECONDS, LambdaMetricsPublisher
+from modelgate_emulator.emf import DEFAULT_EMF_DELAY_SECONDS
 from modelgate_emulator.faults import Fault, SdkFaultInjector, SdkThrottle
 from modelgate_emulator.lambda_runtime import (
     ASYNC_RETRY_DELAYS_SECONDS,
@@ -126,6 +127,8 @@ class LocalAWS:
     a busy machine must not turn slow work into a spurious States.Timeout).
     ``metrics_delay_seconds``: nominal seconds before an invocation's AWS/Lambda metrics
     can be read (AWS sends them in 1-minute intervals; see ``cloudwatch``).
+    ``emf_delay_seconds``: nominal seconds before metrics in functions' EMF log lines can be
+    read (``emf``: CloudWatch Logs extracts them; high resolution keeps the second).
     ``clock``: the runtime's nominal time (a :class:`LoadSafeClock`, restarted on entering:
     it stands still while handlers run); every timed part reads it, and the pipeline's own
     code reads it through ``modelgate.clock``.
@@ -134,6 +137,10 @@ class LocalAWS:
     then cost no real time). Only for callers that wait through the runtime (``sleep``,
     ``wait_for_execution``, ``modelgate_harness.polling.wait_until``): someone acting from
     another process or a thread the runtime does not know is not waited for.
+    ``run_schedules``: fire the stack's EventBridge Scheduler schedules on the clock
+    (``scheduler.ScheduleRunner``; on by default, as on AWS, where a rate schedule without a
+    StartDate fires at once; a test that must not be joined by the monitor's or the drift
+    check's runs may turn it off).
     ``internal_callbacks``: task states whose task token the stack itself answers (or whose
     timeout ends them, like a canary bake): the clock may jump over their waits. Every other
     callback (an approval) is external: no jump while it is pending.
@@ -158,10 +165,12 @@ class LocalAWS:
         work_timeout_floor: float = math.inf,
         seed: int | None = None,
         metrics_delay_seconds: float = DEFAULT_METRICS_DELAY_SECONDS,
+        emf_delay_seconds: float = DEFAULT_EMF_DELAY_SECONDS,
         echo_logs: bool = True,
         enforce_iam: bool = True,
         jump_when_idle: bool = False,
         internal_callbacks: Collection[str] = (),
+        run_schedules: bool = True,
     ) -> None:
         if time_factor <= 0:
             raise ValueError("time_factor must be > 0: waits are scaled, never skipped")
@@ -176,6 +185,9 @@ class LocalAWS:
         self.work_timeout_floor = work_timeout_floor
         self.seed = seed
         self.metrics_delay_seconds = float(metrics_delay_seconds)
+        if emf_delay_seconds < 0:
+            raise ValueError(f"emf_delay_seconds must be >= 0, got {emf_delay_seconds}")
+        self.emf_delay_seconds = float(emf_delay_seconds)
         self.clock: LoadSafeClock = LoadSafeClock(time_factor)
         self.echo_logs = echo_logs  # functions' output also on the console (always in their log groups)
         self.runtime: LambdaRuntime | None = None
@@ -186,6 +198,7 @@ class LocalAWS:
         self.enforce_iam = enforce_iam
         self.jump_when_idle = jump_when_idle
         self.internal_callbacks = frozenset(internal_callbacks)
+        self.run_schedules = run_schedules
         self.enforcer: iam.Enforcer | None = None
         self.sdk_faults = SdkFaultInjector()
         self._principals: dict[str, iam.Principal] = {}
@@ -252,6 +265,12 @@ class LocalAWS:
             runtime.install()
             exit_stack.callback(runtime.uninstall)
             self.runtime = runtime
+            if isinstance(integrations.metrics_sink, LambdaMetricsPublisher):
+                # metrics in functions' EMF log lines, extracted by CloudWatch Logs (emf.py)
+                publisher, emf_delay = integrations.metrics_sink, self.emf_delay_seconds
+                runtime.logs.emf_sink = lambda account, region, datums: publisher.put_datums(
+                    account, region, datums, delay_seconds=emf_delay
+                )
 
             exit_stack.callback(bedrock.install(self.foundation_models))  # GetFoundationModel (bedrock.py)
             exit_stack.enter_context(s3_policies.bucket_policy_conditions())
@@ -309,9 +328,10 @@ class LocalAWS:
                 account_id=self.account_id, region=self.region, clock=self.clock, invoke_async=runtime.invoke_async,
                 authorize=authorize_with_role if self.enforcer is not None else None,
             )
-            schedules.start()
-            exit_stack.callback(schedules.stop)
             self.schedules = schedules
+            if self.run_schedules:
+                schedules.start()
+                exit_stack.callback(schedules.stop)
             if integrations.alarm_evaluator is not None:
                 evaluator = integrations.alarm_evaluator(
                     account_id=self.account_id,

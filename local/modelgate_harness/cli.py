@@ -197,6 +197,32 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    """The latest drift verdict of a service (the scheduled check's latest.json) and its report."""
+    from modelgate.monitor import check
+
+    control = _control(args)
+    with control.acting("operator"):
+        s3 = control.client("s3")
+        try:
+            body = s3.get_object(Bucket=control.bucket, Key=check.latest_key(args.service))["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            raise ModelgateError(f"{args.service} has no drift verdict yet (its scheduled drift check has not run, "
+                                 "or its monitoring policy has the drift check off)") from None
+    verdict = json.loads(body)
+    if args.json:
+        print(json.dumps(verdict, indent=2))
+        return 0
+    print(one_line(f"{verdict['service']} version {verdict['version']} (release {verdict['release_id']}): "
+                   f"{verdict['verdict']} over {verdict['records']} records, "
+                   f"{verdict['window_start']} .. {verdict['window_end']}"))
+    for c in verdict["checks"]:
+        print(one_line(f"  {c['result']:12} {c['feature']:20} {c['reason']}"))
+    print(one_line(verdict["summary"]))
+    print(f"report: s3://{control.bucket}/{verdict['report_key']}")
+    return 0
+
+
 def cmd_dataset(args: argparse.Namespace) -> int:
     from modelgate_harness.control import put_dataset
 
@@ -416,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("service")
     p.add_argument("--comment", default="")
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("drift", help="a service's latest drift verdict (the scheduled check) and its report")
+    p.add_argument("service")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_drift)
 
     p = sub.add_parser("dataset", help="upload a service's evaluation dataset (JSONL)")
     p.add_argument("service")

@@ -189,6 +189,66 @@ def provider_change(local, control, function: str, v1: dict, v2: dict, *, out=sy
     return failures
 
 
+# After the releases, live's traffic shifts: a new kind of question (billing) in locales the
+# evaluation never saw. The scheduled drift check (hourly, EventBridge Scheduler) must see it.
+SHIFTED_TRAFFIC = [
+    {"question": "Wie kann ich meine Rechnung als PDF herunterladen?", "locale": "ja-JP"},
+    {"question": "Ma carte bancaire a été refusée lors du paiement, pourquoi ?", "locale": "ja-JP"},
+    {"question": "Kann ich mein Abonnement pausieren statt es zu kündigen?", "locale": "pt-BR"},
+    {"question": "Quels moyens de paiement acceptez-vous pour les factures annuelles ?", "locale": "pt-BR"},
+]
+SHIFTED_REQUESTS = 160
+
+
+def drift_phase(local, control, function: str, time_factor: float, *, out) -> list[str]:
+    """Shift live's traffic, wait for the next scheduled drift check, print its verdict and alert."""
+    from datetime import datetime
+
+    from modelgate_harness.polling import wait_until
+
+    from modelgate.monitor import check
+
+    print(f"\n== traffic shift: {SHIFTED_REQUESTS} requests of a new kind (billing questions, locales ja-JP and "
+          "pt-BR) through the live alias", file=out)
+    lam, s3, bucket = control.client("lambda"), control.client("s3"), control.bucket
+    for i in range(SHIFTED_REQUESTS):
+        lam.invoke(FunctionName=function, Qualifier="live",
+                   Payload=json.dumps({"inputs": SHIFTED_TRAFFIC[i % len(SHIFTED_TRAFFIC)]}).encode())
+    shifted_at = local.clock.datetime()
+
+    def after_shift():
+        try:
+            latest = json.loads(s3.get_object(Bucket=bucket, Key=check.latest_key("support-bot"))["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            return None
+        return latest if datetime.fromisoformat(latest["window_end"]) >= shifted_at else None
+
+    # the schedule is hourly: at most one nominal hour (3600 x factor real seconds) away
+    latest = wait_until(after_shift, 3600 * time_factor * 3 + 120, "the next scheduled drift check")
+    print(f"   drift check (scheduled, window {latest['window_start'][11:19]}..{latest['window_end'][11:19]} "
+          f"nominal): {latest['verdict'].upper()} for version {latest['version']} over {latest['records']} "
+          "captured records", file=out)
+    for c in latest["checks"]:
+        if c["result"] != "ok":
+            print(f"     {c['result']:12} {c['feature']:18} {c['reason'][:110]}", file=out)
+    print(f"   report: s3://{bucket}/{latest['report_key']}   (`modelgate drift support-bot`)", file=out)
+    if latest["verdict"] != "drift":
+        return [f"drift: the check after the traffic shift said {latest['verdict']}: {latest['summary']}"]
+    from modelgate.monitor.journal import Journal
+
+    journal = Journal(control.ledger().table)
+
+    def alerted():
+        with control.acting("operator"):
+            events = journal.events("support-bot", kind="action", limit=20)
+        return [e for e in events if e["details"].get("trigger") == "drift" and e["details"].get("action") == "alert"
+                and e["at"] >= shifted_at.isoformat()]
+
+    [alert, *_] = wait_until(alerted, 120, "the policy's on_drift alert, run by the monitor function")
+    print(f"   action (monitoring journal): {alert['summary'][:150]}", file=out)
+    return []
+
+
 def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template.yaml"), out=sys.stdout,
              verbose: bool = False, reports: Path = REPORTS_DIR) -> int:
     from modelgate_harness.control import format_table
@@ -235,6 +295,7 @@ def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template
                 failures += provider_change(local, control, function, finals["v1"], finals["v2"], out=out)
         finally:
             traffic.stop()
+        failures += drift_phase(local, control, function, time_factor, out=out)
         print("\nlive traffic served during the demo (by executed version):", file=out)
         for v, counts in sorted(traffic.stats.items()):
             print(f"   version {v}: {counts}", file=out)

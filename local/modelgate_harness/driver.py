@@ -106,6 +106,7 @@ def sample_stack(
     time_factor: float,
     seed: int | None = None,
     jump_when_idle: bool = False,
+    run_schedules: bool = True,
     **parameters: str,
 ) -> Iterator[tuple[Any, Control]]:
     """The stack on the local runtime with the sample service's dataset uploaded:
@@ -113,7 +114,8 @@ def sample_stack(
     weighted-alias routing (and generated names) repeatable. ``jump_when_idle``: nominal
     time jumps over waits when everything waits (``LocalAWS(jump_when_idle=True)``, with
     the bakes as :data:`INTERNAL_CALLBACKS`); only for callers that wait through
-    :func:`wait_until` or the runtime (an operator acting from another process is not seen)."""
+    :func:`wait_until` or the runtime (an operator acting from another process is not seen).
+    ``run_schedules``: the stack's EventBridge Scheduler schedules fire (monitor, drift check; on as on AWS)."""
     import boto3
     from modelgate_emulator import LocalAWS
     from modelgate_harness.control import put_dataset
@@ -128,6 +130,7 @@ def sample_stack(
         seed=seed,
         jump_when_idle=jump_when_idle,
         internal_callbacks=INTERNAL_CALLBACKS,
+        run_schedules=run_schedules,
     ) as local:
         control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource, act_as=local.acting_as,
                           call_url=local.call_function_url)

@@ -128,6 +128,10 @@ class _ReleaseData(BaseModel):
     promoted_at: str | None = None
     reason: str | None = None
     error: str | None = None
+    # monitoring (modelgate.monitor.baseline): the promoted version's drift baseline
+    baseline_key: str | None = None
+    baseline_sources: dict[str, int] | None = None
+    baseline_error: str | None = None
 
 
 class ReleaseFields(_ReleaseData):

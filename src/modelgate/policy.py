@@ -93,6 +93,14 @@ class CanaryAlarmSpec(_Strict):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     metric: Literal["Errors", "Duration", "Throttles"]
+    # Where the metric comes from: "lambda", AWS/Lambda's metrics (one-minute resolution,
+    # published about a minute late), or "service", the service's own high-resolution EMF
+    # metrics (modelgate.service_metrics: Errors is its Failures, Duration its Latency, by
+    # service and the version that ran), which allow a 10, 20 or 30 s period
+    # (PutMetricAlarm Period: "Be sure to specify 10, 20, or 30 only for metrics that are
+    # stored by a PutMetricData call with a StorageResolution of 1",
+    # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html).
+    source: Literal["lambda", "service"] = "lambda"
     statistic: str = "Sum"
     threshold: float | None = None
     relative_to_live: LiveRelativeThreshold | None = None
@@ -104,6 +112,21 @@ class CanaryAlarmSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_threshold(self) -> CanaryAlarmSpec:
+        if self.period_seconds not in (10, 20, 30) and self.period_seconds % 60:
+            raise ValueError(
+                f"alarm {self.name}: period_seconds must be 10, 20, 30 or a multiple of 60, got {self.period_seconds}"
+            )
+        if self.source == "lambda" and self.period_seconds % 60:
+            raise ValueError(
+                f"alarm {self.name}: AWS/Lambda metrics have one-minute resolution, so a {self.period_seconds} s "
+                "period sees no data in most periods; use a multiple of 60, or source: service (the service's "
+                "high-resolution metrics)"
+            )
+        if self.source == "service" and self.metric == "Throttles":
+            raise ValueError(
+                f"alarm {self.name}: a throttled request never reaches the service's code, so the service's metrics "
+                "have no Throttles; use source: lambda"
+            )
         if self.statistic not in BASIC_STATISTICS and not is_percentile(self.statistic):
             raise ValueError(
                 f"alarm {self.name}: statistic {self.statistic!r} is neither one of {', '.join(BASIC_STATISTICS)} "

@@ -87,6 +87,13 @@ class MonitorSettings(PipelineSettings):
     monitor_function_name: str = Field(alias="MONITOR_FUNCTION_NAME", min_length=1)
 
 
+class DriftCheckSettings(PipelineSettings):
+    """The scheduled drift check (modelgate.monitor.check): the monitor function, which runs the
+    policy's ``on_drift`` actions (``modelgate.monitor.actions.act``) with the grants they need."""
+
+    monitor_function_name: str = Field(alias="MONITOR_FUNCTION_NAME", min_length=1)
+
+
 class InferenceSettings(_Env):
     """A managed service's inference function (one model: provider and where configs live).
 
@@ -100,6 +107,9 @@ class InferenceSettings(_Env):
     provider: Literal["bedrock", "local"] = Field(alias="MODEL_PROVIDER")
     bucket: str = Field(alias="MODEL_CONFIG_BUCKET", min_length=1)
     bootstrap: str | None = Field(default=None, alias="MODEL_BOOTSTRAP", pattern=r"^[a-z0-9_-]+(/[a-z0-9_-]+)*$")
+    # The service's registration (SSM parameter name): its monitoring policy (data capture,
+    # output schema) is read from it. Unset: no capture, no schema metric.
+    registration: str | None = Field(default=None, alias="SERVICE_REGISTRATION", min_length=1)
 
 
 # The settings of a plain pipeline task (kept as the short name the stages use).

@@ -1,2 +1,3 @@
-"""Monitoring of live after a release: scheduled re-evaluation, model lifecycle watch, and the
-actions a service's policy takes on what they (and the drift check) find."""
+"""Watching live after a release: the scheduled drift check against the promotion baseline,
+the scheduled re-evaluation, the model lifecycle watch, and the actions a service's policy takes
+on what they find."""

@@ -84,6 +84,7 @@ def put_alarms(fence: Fence, ctx: ReleaseContext, thresholds: list[AlarmThreshol
         candidate=ctx.candidate_version,
         specs=ctx.policy.canary_alarms,
         thresholds=thresholds,
+        service=ctx.service,
     )
     for name in names:
         deps.ledger.put_alarm_owner(name, ctx.release_id, ctx.service)

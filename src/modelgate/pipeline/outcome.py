@@ -13,6 +13,7 @@ from modelgate.adapters import lambda_alias
 from modelgate.contract import Outcome, ReleaseContext, TaskError
 from modelgate.errors import DecisionConflict, LeaseLost, ReleaseClosed, bounded
 from modelgate.lease import Lease
+from modelgate.monitor.baseline import capture_at_promotion
 from modelgate.observability import logger
 from modelgate.pipeline.canary import cleanup_canary
 from modelgate.pipeline.candidate import finish_owed_cancels
@@ -57,6 +58,7 @@ def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     )
     deps.ledger.release_lock(ctx.service, ctx.release_id)
     mirror_status(deps, ctx, "Approved", f"promoted: {fn}:{alias} serves version {ctx.candidate_version}")
+    capture_at_promotion(deps, ctx)  # the drift baseline; never fails the promotion
     return ctx
 
 

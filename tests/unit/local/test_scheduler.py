@@ -176,3 +176,22 @@ def test_a_provider_side_change_alters_the_answers_of_that_model_only_until_reve
         uninstall()
     with pytest.raises(ValueError, match="share must be in"):
         bedrock.degraded(0.0)
+
+
+def test_the_stack_deploys_its_drift_schedule_with_the_bucket_lifecycle() -> None:
+    from pathlib import Path
+
+    from modelgate_emulator.runtime import LocalAWS
+
+    root = Path(__file__).resolve().parents[3]
+    with LocalAWS(root / "template.yaml", stack_name="sched", parameters={"ModelProvider": "local"},
+                  echo_logs=False) as local:
+        schedules = local.client("scheduler").list_schedules()["Schedules"]
+        [schedule] = [s for s in schedules if "SampleServiceDriftSchedule" in s["Name"]]
+        detail = local.client("scheduler").get_schedule(Name=schedule["Name"])
+        assert detail["ScheduleExpression"] == "rate(60 minutes)"
+        assert json.loads(detail["Target"]["Input"]) == {"service": "support-bot"}
+        assert detail["Target"]["Arn"] == local.stack.function("DriftCheckFunction").arn
+        bucket = local.stack.outputs["ArtifactBucketName"]
+        [rule] = local.client("s3").get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+        assert rule["Filter"]["Prefix"] == "capture/" and rule["Expiration"]["Days"] == 30
