@@ -1230,11 +1230,14 @@ def _kms_key_arn(call: _Call) -> str:
 
 @_maps(
     "kms",
-    ("Encrypt", "Decrypt", "GenerateDataKey", "DescribeKey"),
+    ("Encrypt", "Decrypt", "GenerateDataKey", "DescribeKey", "Sign", "Verify", "GetPublicKey"),
     "kms:Encrypt",
     "kms:Decrypt",
     "kms:GenerateDataKey",
     "kms:DescribeKey",
+    "kms:Sign",
+    "kms:Verify",
+    "kms:GetPublicKey",
 )
 def _kms(call: _Call) -> list[AuthzRequest]:
     if call.operation == "Decrypt" and not call.params.get("KeyId"):

@@ -274,6 +274,11 @@ class ReleasePolicy(_Strict):
     # (fnmatch, case-sensitive: "anthropic.claude-3-5-haiku-*", "local.*"), checked at
     # Validate, before anything is evaluated. Unset: any pinned model id.
     allowed_models: list[str] | None = Field(default=None, min_length=1, max_length=32)
+    # Promotion across stages: an artefact is accepted only if the same artefact (manifest and
+    # every prompt, by sha256) was promoted in this upstream stage, proven by that stage's
+    # attestation signed with a key this stack trusts (pipeline/upstream.py). Unset: any
+    # valid artefact.
+    requires_stage: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,31}$")
 
     @field_validator("allowed_models")
     @classmethod

@@ -22,6 +22,7 @@ from modelgate.errors import ConfigurationError
 __all__ = [
     "ApprovalCallbackSettings",
     "ApprovalRequestSettings",
+    "AttestSettings",
     "InferenceSettings",
     "IntakeSettings",
     "PipelineSettings",
@@ -75,6 +76,13 @@ class ApprovalRequestSettings(PipelineSettings, _Signing):
 
 class ApprovalCallbackSettings(PipelineSettings, _Signing):
     """The approval links' Function URL."""
+
+
+class AttestSettings(PipelineSettings):
+    """The Attest function: the stack's asymmetric signing key and the stage it attests for."""
+
+    signing_key_id: str = Field(alias="SIGNING_KEY_ID", min_length=1)
+    stage: str = Field(alias="STAGE", min_length=1)
 
 
 class InferenceSettings(_Env):

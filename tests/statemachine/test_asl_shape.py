@@ -52,7 +52,8 @@ SHAPES: dict[str, list[dict[str, Any]]] = {
         "IntervalSeconds": 1, "MaxAttempts": 3, **_BACKOFF,
     }],
 }
-KIND = {"AcquireLock": "lock", "Promote": "closing", "Rollback": "closing", "RecordOutcome": "closing"}
+KIND = {"AcquireLock": "lock", "Promote": "closing", "Rollback": "closing", "RecordOutcome": "closing",
+        "Attest": "closing", "AttestEnd": "closing"}
 LAST_RESORT = ["LastResortRecord", "LastResortUnlock", "LastResortAlert", "LastResortFailed"]
 ENTRIES = {"RecordOutcome": "OutcomeStepFailed", "Rollback": "RollbackStepFailed"}
 

@@ -51,6 +51,10 @@ class Deps(Generic[S]):
         return self.client("sns")
 
     @property
+    def kms(self) -> Any:
+        return self.client("kms")
+
+    @property
     def secretsmanager(self) -> Any:
         return self.client("secretsmanager")
 
