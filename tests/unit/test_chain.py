@@ -47,7 +47,8 @@ def item(ledger_table, seq: int) -> dict:
 
 # ---------------------------------------------------------------------- canonical form, hashing
 def test_canonical_json_is_key_order_and_whitespace_free_and_refuses_nan():
-    assert canonical({"b": 1, "a": [1.5, "é"]}) == canonical({"a": [1.5, "é"], "b": 1}) == '{"a":[1.5,"é"],"b":1}'.encode()
+    expected = '{"a":[1.5,"é"],"b":1}'.encode()
+    assert canonical({"b": 1, "a": [1.5, "é"]}) == canonical({"a": [1.5, "é"], "b": 1}) == expected
     with pytest.raises(ValueError):
         canonical({"x": float("nan")})
 
@@ -149,7 +150,8 @@ def test_an_edited_record_with_its_hash_recomputed_breaks_the_link_to_the_next(l
     forged = records[1].model_copy(update={"body": {"status": "Promoted", "reason": "forged"}}).sealed()
     ledger_table.update_item(Key={"pk": f"CHAIN#{SERVICE}", "sk": f"SEQ#{2:012d}"},
                              UpdateExpression="SET body = :b, record_hash = :h",
-                             ExpressionAttributeValues={":b": canonical(forged.body).decode(), ":h": forged.record_hash})
+                             ExpressionAttributeValues={":b": canonical(forged.body).decode(),
+                                                        ":h": forged.record_hash})
     assert check(chain) == ["record 3: its prev_hash is not the hash of record 2"]
 
 

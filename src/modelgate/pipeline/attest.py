@@ -59,7 +59,8 @@ def attest(deps: Deps[AttestSettings], ctx: ReleaseContext) -> ReleaseContext:
 def _object_sha256(s3: Any, bucket: str, key: str, version: str | None) -> str | None:
     """sha256 of one (pinned) object, streamed; None when it can't be read."""
     try:
-        body = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": version} if version and version != "null" else {}))
+        pinned = {"VersionId": version} if version and version != "null" else {}
+        body = s3.get_object(Bucket=bucket, Key=key, **pinned)
     except ClientError as exc:
         logger.warning("object not readable for its digest", key=key, error=error_code(exc))
         return None
