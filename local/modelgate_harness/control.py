@@ -122,16 +122,21 @@ def load_release_dir(directory: Path, *, commit: str | None, branch: str | None)
 
 def submit(
     control: Control, directory: Path, *, commit: str | None = None, branch: str | None = None,
-    author: str | None = None,
+    author: str | None = None, attestation: Path | None = None,
 ) -> Submission:
     """What CI runs: prompt files first, then the manifest (its upload starts the release).
 
     The manifest object carries who uploaded it (``modelgate.approval.identity``): ``author``
     if given, else the CI actor the CI system authenticated (``$GITHUB_ACTOR`` on GitHub
     Actions), else the uploader's own identity (STS caller ARN). Never the manifest's
-    ``source.author``: four eyes compares approvers with this.
+    ``source.author``: four eyes compares approvers with this. ``attestation``: an upstream
+    stage's attestation of this artefact, put beside it first (trail.upload_attestation).
     """
     manifest, files = load_release_dir(directory, commit=commit, branch=branch)
+    if attestation is not None:
+        from modelgate_harness.trail import upload_attestation
+
+        upload_attestation(control, manifest.service, manifest.source.commit, attestation.read_bytes())
     with control.acting("ci"):
         who, source = upload_author(control, author)
         return _upload(control, manifest, files, author=who, author_source=source)

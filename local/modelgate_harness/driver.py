@@ -106,6 +106,7 @@ def sample_stack(
     time_factor: float,
     seed: int | None = None,
     jump_when_idle: bool = False,
+    stack_name: str = "modelgate-local",
     **parameters: str,
 ) -> Iterator[tuple[Any, Control]]:
     """The stack on the local runtime with the sample service's dataset uploaded:
@@ -124,6 +125,7 @@ def sample_stack(
     with LocalAWS(
         template_path,
         parameters=params,
+        stack_name=stack_name,
         time_factor=time_factor,
         seed=seed,
         jump_when_idle=jump_when_idle,
