@@ -336,6 +336,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from modelgate_harness.demo import run_demo
 
     code = run_demo(time_factor=args.time_factor, template_path=Path(args.template), verbose=args.verbose)
+    if not args.skip_stages:
+        from modelgate_harness.stages import run_stages_demo
+
+        failures = run_stages_demo(time_factor=args.time_factor, template_path=Path(args.template))
+        if failures:
+            print("\nSTAGES DEMO FAILED:\n  " + "\n  ".join(failures))
+            code = 1
+        else:
+            print("\nStages demo OK: production took what staging promoted and refused the rest; an edited "
+                  "ledger record failed verification.")
     if os.environ.get("MODELGATE_IAM_DIR"):  # `make iam-report`: keep the demo's authorisations
         from modelgate_emulator import iam, iam_report
 
@@ -467,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="real seconds per nominal second for waits and bakes (default 0.005)")
     p.add_argument("-t", "--template", default="template.yaml")
     p.add_argument("-v", "--verbose", action="store_true", help="show the functions' logs too")
+    p.add_argument("--skip-stages", action="store_true",
+                   help="skip the second part: one artefact from a staging stack to a production stack")
     p.set_defaults(func=cmd_demo)
     return parser
 
