@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelgate_harness.control import Control
+
 from modelgate.attestation import (
     AttestationInvalid,
     attestation_key,
@@ -33,7 +35,6 @@ from modelgate.errors import ModelgateError
 from modelgate.ledger import FINAL_STATUSES
 from modelgate.manifest import MANIFEST_FILENAME, RELEASES_PREFIX, manifest_document
 from modelgate.pipeline.upstream import trust_parameter
-from modelgate_harness.control import Control
 
 
 class TrailError(ModelgateError):

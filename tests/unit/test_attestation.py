@@ -12,6 +12,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from modelgate_emulator.kms import digest_signing
 
 from modelgate.attestation import (
     PAYLOAD_TYPE,
@@ -27,7 +28,6 @@ from modelgate.attestation import (
     subject_problems,
     verify_envelope,
 )
-from modelgate_emulator.kms import digest_signing
 
 SUBJECTS = {"model-config.json": "a" * 64, "prompts/system.txt": "b" * 64}
 PREDICATE = {

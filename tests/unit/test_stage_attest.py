@@ -7,6 +7,7 @@ import hashlib
 import json
 
 import pytest
+from modelgate_emulator.kms import digest_signing
 
 from modelgate.attestation import attestation_key, load_public_keys, public_key_pem, verify_envelope
 from modelgate.chain import LedgerChain, verify_chain
@@ -18,7 +19,6 @@ from modelgate.pipeline.intake import initial_context
 from modelgate.pipeline.upstream import trust_parameter, upstream_attestation_key
 from modelgate.policy import ReleasePolicy
 from modelgate.settings import AttestSettings
-from modelgate_emulator.kms import digest_signing
 
 BUCKET, SERVICE, STACK = "artefacts", "support-bot", "test"  # the world's (tests/unit/conftest.py)
 COMMIT = "c" * 40

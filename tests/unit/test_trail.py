@@ -11,6 +11,7 @@ import json
 
 import boto3
 import pytest
+from modelgate_emulator.kms import digest_signing
 from modelgate_harness.control import Control
 from modelgate_harness.trail import audit_rows, audit_text, verify_release
 
@@ -20,7 +21,6 @@ from modelgate.pipeline.candidate import validate
 from modelgate.pipeline.deps import Deps
 from modelgate.pipeline.intake import initial_context
 from modelgate.settings import AttestSettings
-from modelgate_emulator.kms import digest_signing
 
 BUCKET, SERVICE = "artefacts", "support-bot"  # the world's (tests/unit/conftest.py)
 PROMPT = b"You are a support bot.\nQ: how do I reset my password? A: Use Settings > Security.\n"
