@@ -145,3 +145,20 @@ def test_the_audit_of_a_broken_chain_marks_the_record(trail):
     assert exported["chain_intact"] is False
     assert [r["chain_status"] for r in exported["records"]] == [
         "ok", "record 2: its content does not hash to its record_hash (edited)"]
+
+
+def test_the_cli_exits_0_only_for_a_verified_release_and_an_intact_chain(trail, monkeypatch, capsys, tmp_path):
+    from modelgate_harness import cli
+
+    monkeypatch.setattr(cli, "_control", lambda args: trail.control)
+    release_id = release(trail, "r1")
+    pem = tmp_path / "key.pem"
+    assert cli.main(["public-key", "--out", str(pem)]) == 0
+    assert cli.main(["verify", release_id, "--public-key", str(pem)]) == 0
+    assert capsys.readouterr().out.startswith(f"release {release_id}: VERIFIED")
+    assert cli.main(["audit", SERVICE, "--format", "csv"]) == 0
+    trail.ledger.table.delete_item(Key={"pk": f"CHAIN#{SERVICE}", "sk": "HEAD"})
+    assert cli.main(["verify", release_id, "--public-key", str(pem)]) == 1
+    assert "NOT VERIFIED" in capsys.readouterr().out
+    assert cli.main(["audit", SERVICE]) == 1
+    assert "the chain has records but no head" in capsys.readouterr().err
