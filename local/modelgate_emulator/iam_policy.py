@@ -1247,6 +1247,12 @@ def _kms(call: _Call) -> list[AuthzRequest]:
     return [AuthzRequest(f"kms:{call.operation}", _kms_key_arn(call), {})]
 
 
+@_maps("kms", "CreateKey", "kms:CreateKey")
+def _kms_create_key(call: _Call) -> list[AuthzRequest]:
+    # CreateKey names no key yet: authorised on "*" (Service Authorization Reference, AWS KMS).
+    return [AuthzRequest("kms:CreateKey", "*", {})]
+
+
 @_maps(
     "cloudformation",
     ("DescribeStacks", "DescribeStackResource"),
