@@ -1330,11 +1330,14 @@ def _kms_key_arn(call: _Call) -> str:
 
 @_maps(
     "kms",
-    ("Encrypt", "Decrypt", "GenerateDataKey", "DescribeKey"),
+    ("Encrypt", "Decrypt", "GenerateDataKey", "DescribeKey", "Sign", "Verify", "GetPublicKey"),
     "kms:Encrypt",
     "kms:Decrypt",
     "kms:GenerateDataKey",
     "kms:DescribeKey",
+    "kms:Sign",
+    "kms:Verify",
+    "kms:GetPublicKey",
 )
 def _kms(call: _Call) -> list[AuthzRequest]:
     if call.operation == "Decrypt" and not call.params.get("KeyId"):
@@ -1342,6 +1345,12 @@ def _kms(call: _Call) -> list[AuthzRequest]:
             "kms Decrypt without KeyId: the key is read from the ciphertext, which the embedded AWS does not parse; pass KeyId"
         )
     return [AuthzRequest(f"kms:{call.operation}", _kms_key_arn(call), {})]
+
+
+@_maps("kms", "CreateKey", "kms:CreateKey")
+def _kms_create_key(call: _Call) -> list[AuthzRequest]:
+    # CreateKey names no key yet: authorised on "*" (Service Authorization Reference, AWS KMS).
+    return [AuthzRequest("kms:CreateKey", "*", {})]
 
 
 @_maps(

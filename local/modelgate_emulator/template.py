@@ -1236,6 +1236,26 @@ def _secretsmanager_secret(d: _Deployer, logical_id: str, p: dict[str, Any]) -> 
     return arn, {"Id": arn}
 
 
+def _kms_key(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """AWS::KMS::Key: Ref is the key id, Fn::GetAtt Arn and KeyId ("AWS::KMS::Key", AWS
+    CloudFormation User Guide, "Return values"). KeySpec and KeyUsage as given (an
+    asymmetric signing key: ECC_NIST_P256 / SIGN_VERIFY); the KeyPolicy is stored (moto keeps
+    it; the embedded IAM does not evaluate key policies, see iam.py)."""
+    kms = d.client("kms")
+    args: dict[str, Any] = {}
+    for key in ("Description", "KeySpec", "KeyUsage", "Origin", "MultiRegion"):
+        if key in p:
+            args[key] = p[key]
+    if "KeyPolicy" in p:
+        policy = p["KeyPolicy"]
+        args["Policy"] = policy if isinstance(policy, str) else json.dumps(policy)
+    if "Tags" in p:
+        args["Tags"] = [{"TagKey": k, "TagValue": v} for k, v in _tags_dict(p["Tags"]).items()]
+    metadata = kms.create_key(**args)["KeyMetadata"]
+    d.unused(logical_id, p, {*args, "KeyPolicy", "EnableKeyRotation", "PendingWindowInDays"})
+    return metadata["KeyId"], {"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]}
+
+
 def _lambda_url(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     args: dict[str, Any] = {"FunctionName": p["TargetFunctionArn"], "AuthType": p["AuthType"]}
     if "Qualifier" in p:
@@ -1498,6 +1518,7 @@ _HANDLERS: dict[str, _Handler] = {
     "AWS::CloudWatch::Alarm": _cloudwatch_alarm,
     "AWS::SSM::Parameter": _ssm_parameter,
     "AWS::SecretsManager::Secret": _secretsmanager_secret,
+    "AWS::KMS::Key": _kms_key,
     "AWS::Lambda::Url": _lambda_url,
     "AWS::SQS::Queue": _sqs_queue,
     "AWS::SQS::QueuePolicy": _sqs_queue_policy,

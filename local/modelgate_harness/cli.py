@@ -1,4 +1,4 @@
-"""`modelgate`: submit, status, approve / reject, invoke, logs, dataset, demo.
+"""`modelgate`: submit, status, approve / reject, invoke, logs, dataset, verify, audit, demo.
 
 Against AWS the commands use the default credential chain and the stack's outputs
 (--stack / MODELGATE_STACK). `invoke` and `demo` run on the embedded local runtime.
@@ -47,10 +47,64 @@ def cmd_submit(args: argparse.Namespace) -> int:
     result = submit(
         _control(args), Path(args.directory), commit=args.commit, branch=args.branch, author=args.author,
         eval_summary=Path(args.eval_summary) if args.eval_summary else None,
+        attestation=Path(args.attestation) if args.attestation else None,
     )
     for key in result.uploaded:
         print(f"uploaded {key}", file=sys.stderr)
     print(result.release_id)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """The chain and the attestation of one release; exit 1 when anything fails to verify."""
+    from modelgate_harness.trail import verify_release
+
+    public = Path(args.public_key).read_bytes() if args.public_key else None
+    report = verify_release(_control(args), args.release, public)
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """A service's trail for auditors (JSON or CSV), with its chain's status; exit 1 if broken."""
+    from modelgate_harness.trail import audit_rows, audit_text
+
+    rows, problems = audit_rows(_control(args), args.service, args.since)
+    sys.stdout.write(audit_text(rows, problems, args.service, args.format))
+    for problem in problems:
+        print(f"modelgate: chain of {args.service}: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_attestation(args: argparse.Namespace) -> int:
+    from modelgate_harness.trail import fetch_attestation
+
+    envelope = fetch_attestation(_control(args), args.release)
+    if args.out:
+        Path(args.out).write_bytes(envelope)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(envelope.decode() + "\n")
+    return 0
+
+
+def cmd_public_key(args: argparse.Namespace) -> int:
+    from modelgate_harness.trail import stack_public_key
+
+    pem = stack_public_key(_control(args))
+    if args.out:
+        Path(args.out).write_bytes(pem)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(pem.decode())
+    return 0
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    from modelgate_harness.trail import trust
+
+    blocks = trust(_control(args), args.stage, Path(args.public_key), replace=args.replace)
+    print(f"this stack now trusts {len(blocks)} {args.stage} key(s)", file=sys.stderr)
     return 0
 
 
@@ -366,6 +420,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from modelgate_harness.demo import run_demo
 
     code = run_demo(time_factor=args.time_factor, template_path=Path(args.template), verbose=args.verbose)
+    if not args.skip_stages:
+        from modelgate_harness.stages import run_stages_demo
+
+        failures = run_stages_demo(time_factor=args.time_factor, template_path=Path(args.template))
+        if failures:
+            print("\nSTAGES DEMO FAILED:\n  " + "\n  ".join(failures))
+            code = 1
+        else:
+            print("\nStages demo OK: production took what staging promoted and refused the rest; an edited "
+                  "ledger record failed verification.")
     if os.environ.get("MODELGATE_IAM_DIR"):  # `make iam-report`: keep the demo's authorisations
         from modelgate_emulator import iam, iam_report
 
@@ -399,7 +463,36 @@ def build_parser() -> argparse.ArgumentParser:
                    "GitHub Actions, else your own identity); four eyes keeps them from approving it")
     p.add_argument("--eval-summary", metavar="FILE", help="`modelgate eval --summary-json` of this folder: its "
                    "verdict and accuracy go in the upload's metadata (x-amz-meta-modelgate-eval-*)")
+    p.add_argument("--attestation", metavar="FILE", help="the upstream stage's attestation of this artefact "
+                   "(modelgate attestation RELEASE --out FILE against that stage), put beside it first")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("verify", help="check a release's chain record and signed attestation (exit 1 if not verified)")
+    p.add_argument("release")
+    p.add_argument("--public-key", metavar="FILE", help="the stack's public key PEM (modelgate public-key); "
+                   "default: read once from KMS")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("audit", help="export a service's trail for auditors, with its chain status")
+    p.add_argument("service")
+    p.add_argument("--since", help="ISO date or time: records from then on")
+    p.add_argument("--format", choices=("json", "csv"), default="json")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("attestation", help="a release's signed attestation (CI carries it to the next stage)")
+    p.add_argument("release")
+    p.add_argument("--out", metavar="FILE")
+    p.set_defaults(func=cmd_attestation)
+
+    p = sub.add_parser("public-key", help="the stack's attestation signing key's public half (PEM)")
+    p.add_argument("--out", metavar="FILE")
+    p.set_defaults(func=cmd_public_key)
+
+    p = sub.add_parser("trust", help="trust an upstream stage's attestation key in this stack (operator)")
+    p.add_argument("stage", help="the upstream stage, as service policies name it (requires_stage)")
+    p.add_argument("--public-key", required=True, metavar="FILE", help="its public key PEM (modelgate public-key)")
+    p.add_argument("--replace", action="store_true", help="trust only this key (default: add it, for a rotation)")
+    p.set_defaults(func=cmd_trust)
 
     p = sub.add_parser("revoke-signing-key", help="a signing key leaked: every approval link signed so far stops "
                        "working now (operator)")
@@ -485,6 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="real seconds per nominal second for waits and bakes (default 0.005)")
     p.add_argument("-t", "--template", default="template.yaml")
     p.add_argument("-v", "--verbose", action="store_true", help="show the functions' logs too")
+    p.add_argument("--skip-stages", action="store_true",
+                   help="skip the second part: one artefact from a staging stack to a production stack")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -129,7 +129,7 @@ def load_release_dir(directory: Path, *, commit: str | None, branch: str | None)
 
 def submit(
     control: Control, directory: Path, *, commit: str | None = None, branch: str | None = None,
-    author: str | None = None, eval_summary: Path | None = None,
+    author: str | None = None, eval_summary: Path | None = None, attestation: Path | None = None,
 ) -> Submission:
     """What CI runs: prompt files first, then the manifest (its upload starts the release).
 
@@ -138,13 +138,18 @@ def submit(
     Actions), else the uploader's own identity (STS caller ARN). Never the manifest's
     ``source.author``: four eyes compares approvers with this. Beside it, the commit, the
     branch and, with ``eval_summary`` (a ``modelgate eval --summary-json`` file of this very
-    folder), the evaluation's verdict and accuracy (``modelgate.upload_metadata``).
+    folder), the evaluation's verdict and accuracy (``modelgate.upload_metadata``). ``attestation``: an upstream
+    stage's attestation of this artefact, put beside it first (trail.upload_attestation).
     """
     from modelgate_harness.eval_summary import read_summary
 
     manifest, files = load_release_dir(directory, commit=commit, branch=branch)
     evaluation = read_summary(eval_summary, manifest) if eval_summary is not None else None
     provenance = metadata_for(manifest.source.commit, manifest.source.branch, evaluation)
+    if attestation is not None:
+        from modelgate_harness.trail import upload_attestation
+
+        upload_attestation(control, manifest.service, manifest.source.commit, attestation.read_bytes())
     with control.acting("ci"):
         who, source = upload_author(control, author)
         return _upload(control, manifest, files, author=who, author_source=source, provenance=provenance)

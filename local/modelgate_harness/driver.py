@@ -107,6 +107,7 @@ def sample_stack(
     seed: int | None = None,
     jump_when_idle: bool = False,
     run_schedules: bool = True,
+    stack_name: str = "modelgate-local",
     **parameters: str,
 ) -> Iterator[tuple[Any, Control]]:
     """The stack on the local runtime with the sample service's dataset uploaded:
@@ -126,6 +127,7 @@ def sample_stack(
     with LocalAWS(
         template_path,
         parameters=params,
+        stack_name=stack_name,
         time_factor=time_factor,
         seed=seed,
         jump_when_idle=jump_when_idle,

@@ -10,6 +10,8 @@ Items (pk / sk):
                                  agent (written by modelgate.approval.links.claim_link)
   SERVICE#<svc> / LOCK          the service's release lock: a lease with a generation (lease.py)
   ALARM#<name>  / OWNER         which release a canary alarm belongs to
+  CHAIN#<svc>   / SEQ#n, HEAD   the service's hash chain of ended releases (chain.py: what is
+                                 chained, and why the release item itself is not)
 
 It outlives Step Functions' 90-day history, so it carries the who / when / why itself.
 

@@ -375,6 +375,11 @@ class ReleasePolicy(_Strict):
     # What to do when live is found wanting after its release (drift, a re-evaluation regression,
     # a LEGACY model), and whether Validate refuses a LEGACY model: modelgate.monitor.policy.
     monitoring: MonitoringPolicy = Field(default_factory=MonitoringPolicy)
+    # Promotion across stages: an artefact is accepted only if the same artefact (manifest and
+    # every prompt, by sha256) was promoted in this upstream stage, proven by that stage's
+    # attestation signed with a key this stack trusts (pipeline/upstream.py). Unset: any
+    # valid artefact.
+    requires_stage: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,31}$")
 
     @field_validator("allowed_models")
     @classmethod

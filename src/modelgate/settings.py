@@ -22,6 +22,7 @@ from modelgate.errors import ConfigurationError
 __all__ = [
     "ApprovalCallbackSettings",
     "ApprovalRequestSettings",
+    "AttestSettings",
     "InferenceSettings",
     "IntakeSettings",
     "MonitorSettings",
@@ -92,6 +93,13 @@ class DriftCheckSettings(PipelineSettings):
     policy's ``on_drift`` actions (``modelgate.monitor.actions.act``) with the grants they need."""
 
     monitor_function_name: str = Field(alias="MONITOR_FUNCTION_NAME", min_length=1)
+
+
+class AttestSettings(PipelineSettings):
+    """The Attest function: the stack's asymmetric signing key and the stage it attests for."""
+
+    signing_key_id: str = Field(alias="SIGNING_KEY_ID", min_length=1)
+    stage: str = Field(alias="STAGE", min_length=1)
 
 
 class InferenceSettings(_Env):

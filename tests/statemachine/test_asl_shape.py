@@ -52,7 +52,8 @@ SHAPES: dict[str, list[dict[str, Any]]] = {
         "IntervalSeconds": 1, "MaxAttempts": 3, **_BACKOFF,
     }],
 }
-KIND = {"AcquireLock": "lock", "Promote": "closing", "Rollback": "closing", "RecordOutcome": "closing"}
+KIND = {"AcquireLock": "lock", "Promote": "closing", "Rollback": "closing", "RecordOutcome": "closing",
+        "Attest": "closing", "AttestEnd": "closing"}
 LAST_RESORT = ["LastResortRecord", "LastResortUnlock", "LastResortAlert", "LastResortFailed"]
 ENTRIES = {"RecordOutcome": "OutcomeStepFailed", "Rollback": "RollbackStepFailed"}
 
@@ -187,3 +188,15 @@ def test_the_last_resort_releases_only_a_lock_this_release_holds():
     # the holder, as Ledger.acquire_lock writes it, owing no cancel (lease.py keeps those for the next holder)
     assert parameters["ConditionExpression"] == "release_id = :me AND attribute_not_exists(cleanup)"
     assert parameters["ExpressionAttributeValues"] == {":me": {"S.$": "$.release_id"}}
+
+
+@pytest.mark.parametrize("name,after", [("Attest", "Promoted"), ("AttestEnd", "ReleaseFailed")])
+def test_attest_follows_every_closing_step_and_never_changes_how_the_release_ended(name, after):
+    # Given the Attest states: they follow the closing steps
+    assert STATES["Promote"]["Next"] == "Attest"
+    assert STATES["Rollback"]["Next"] == STATES["RecordOutcome"]["Next"] == "AttestEnd"
+    state = STATES[name]
+    # Then their result is discarded (the outcome stays what the closing step made it), and a
+    # failure, once retried, goes on to the same end with the error kept apart
+    assert state["ResultPath"] is None and state["Next"] == after
+    assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.attest_error", "Next": after}]

@@ -64,7 +64,7 @@ TASKS = {
 HAPPY_PATH = [
     "Validate", "AcquireLock", "PublishCandidate", "PlanEvaluation", "Evaluate", "ReduceEvaluation", "Gate",
     "Register", "ApprovalMode", "WaitForApproval",
-    "ShiftTraffic", "BakeOrJudge", "Bake", "CheckCanary", "NextStep", "Promote", "Promoted",
+    "ShiftTraffic", "BakeOrJudge", "Bake", "CheckCanary", "NextStep", "Promote", "Attest", "Promoted",
 ]
 # SendSynthetic runs only when a canary step lacks live callers and the policy says so: a
 # 50% canary with nobody calling, judged on the synthetic calls. How many rounds it takes
@@ -178,7 +178,7 @@ def test_the_synthetic_release_without_faults_sends_synthetic_traffic_and_is_pro
     use_policy_for(faulty, "send_synthetic")
     run = faulty.release(faulty.label)
     assert run.status == "Promoted", run.record.get("reason")
-    assert "SendSynthetic" in run.path and run.path[-2:] == ["Promote", "Promoted"]
+    assert "SendSynthetic" in run.path and run.path[-3:] == ["Promote", "Attest", "Promoted"]
     assert_nothing_left(faulty, run)
 
 
@@ -218,7 +218,7 @@ def test_a_permanent_fault_ends_the_release_with_the_failing_task_named_and_live
     # after traffic moved rolls back, one before it records the outcome
     assert fired(faulty, function) == [1]
     closing = "Rollback" if task.traffic else "RecordOutcome"
-    assert run.path[-3:] == [task.state, closing, "ReleaseFailed"], run.path
+    assert run.path[-4:] == [task.state, closing, "AttestEnd", "ReleaseFailed"], run.path
     # (a failed shard fails the Distributed Map's run: its error is the Map Run's)
     error = "ExceedToleratedFailureThreshold" if name == "evaluate" else "InjectedFault"
     assert run.execution["status"] == "FAILED" and run.execution.get("error") == error
@@ -242,7 +242,7 @@ def test_a_transient_fault_in_rollback_is_retried_and_the_release_is_rolled_back
     run = faulty.release(faulty.label)
     # Then Rollback was retried and did its work: rolled back, live as before
     assert fired(faulty, rollback) == [1, 2]
-    assert run.path[-3:] == ["CheckCanary", "Rollback", "ReleaseFailed"]
+    assert run.path[-4:] == ["CheckCanary", "Rollback", "AttestEnd", "ReleaseFailed"]
     assert scheduled(faulty, run, "Rollback") == 3
     assert run.status == "RolledBack" and "InjectedFault: judge crashed" in run.record["reason"]
     assert faulty.live() == live_before
@@ -292,7 +292,7 @@ def test_a_transient_fault_in_record_outcome_is_retried_and_the_release_is_recor
     run = faulty.release(faulty.label)
     # Then RecordOutcome was retried and recorded the failure itself (no last resort)
     assert fired(faulty, outcome) == [1, 2]
-    assert run.path[-3:] == ["Gate", "RecordOutcome", "ReleaseFailed"]
+    assert run.path[-4:] == ["Gate", "RecordOutcome", "AttestEnd", "ReleaseFailed"]
     assert scheduled(faulty, run, "RecordOutcome") == 3
     assert run.status == "Failed" and "InjectedFault: gate crashed" in run.record["reason"]
     assert all(entry["actor"] != "state machine (last resort)" for entry in run.record["history"])

@@ -91,7 +91,7 @@ def test_a_candidate_failing_in_the_final_bake_is_rolled_back_by_its_alarm(with_
     assert failing.stats[candidate]["error"] >= 1
     assert run.status == "RolledBack" and run.execution.get("error") == "CanaryAlarm", run.record.get("reason")
     assert run.path.count("ShiftTraffic") == 2 and run.path.count("CheckCanary") == 1
-    assert "Promote" not in run.path and run.path[-2:] == ["Rollback", "ReleaseFailed"]
+    assert "Promote" not in run.path and run.path[-3:] == ["Rollback", "AttestEnd", "ReleaseFailed"]
     assert "-canary-" in run.record["reason"] and "in ALARM" in run.record["reason"]
     # And the alias went 10%, then 99.99% (still weighted) in the final bake, then back to stable alone
     assert history.changes == [

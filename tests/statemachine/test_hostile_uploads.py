@@ -82,7 +82,7 @@ def test_a_hostile_upload_ends_final_bounded_and_safe(stack, case):
         assert outcome.execution["status"] == "FAILED"
         history = sfn.get_execution_history(executionArn=outcome.execution["executionArn"], maxResults=1000)["events"]
         entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
-        assert entered == ["Validate", "RecordOutcome", "ReleaseFailed"]
+        assert entered == ["Validate", "RecordOutcome", "AttestEnd", "ReleaseFailed"]
     # And no lock is held, live and everything about it are as they were
     ledger = control.ledger()
     assert ledger.lock_holder(SERVICE) is None and ledger.lock_holder("other-bot") is None

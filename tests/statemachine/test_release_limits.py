@@ -80,7 +80,7 @@ def test_an_artefact_that_would_blow_the_state_limit_is_refused_by_name(with_liv
     # 201 to 3,000 prompt entries under that size is refused for their number: the corpus in
     # test_hostile_uploads.py); nothing was published and live is untouched
     assert run.status == "Invalid"
-    assert run.path == ["Validate", "RecordOutcome", "ReleaseFailed"]
+    assert run.path == ["Validate", "RecordOutcome", "AttestEnd", "ReleaseFailed"]
     assert f"a manifest may be at most {MAX_MANIFEST_BYTES:,} bytes" in run.record["reason"]
     assert len(json.dumps(manifest)) > MAX_MANIFEST_BYTES and MAX_PROMPT_FILES < 3000
     assert pipeline.versions() == versions_before

@@ -38,7 +38,7 @@ def test_first_release_is_approved_canaried_and_promoted(pipeline):
                         "ApprovalMode", "WaitForApproval",
                         "ShiftTraffic", "BakeOrJudge", "Bake", "CheckCanary", "NextStep",  # 10% canary
                         "ShiftTraffic", "BakeOrJudge", "Bake", "CheckCanary", "NextStep",  # final bake, 99.99%
-                        "Promote", "Promoted"]
+                        "Promote", "Attest", "Promoted"]
     assert run.status == "Promoted"
     for status in ("Received", "Validated", "Locked", "CandidatePublished", "Evaluated", "GatePassed",
                    "PendingManualApproval", "Approved", "Canary", "Baking", "CanaryJudged", "Watching",
@@ -66,7 +66,7 @@ def test_worse_prompt_fails_the_gate_and_live_is_untouched(with_live_v2):
     run = pipeline.release("v3")
     assert run.execution["status"] == "FAILED"
     assert run.execution.get("error") == "GateFailed"
-    assert run.path[-3:] == ["Gate", "RecordOutcome", "ReleaseFailed"]
+    assert run.path[-4:] == ["Gate", "RecordOutcome", "AttestEnd", "ReleaseFailed"]
     assert run.status == "GateFailed"
     assert "accuracy_drop" in run.record["reason"] and "pts allowed" in run.record["reason"]
     assert [c for c in run.record["gate"]["criteria"] if c["name"] == "accuracy_drop"][0]["verdict"] == "fail"
@@ -95,7 +95,7 @@ def test_canary_alarm_from_real_errors_rolls_back(with_live_v2):
     assert run.status == "RolledBack"
     assert run.execution.get("error") == "CanaryAlarm"
     assert "Bake" in run.path and "CheckCanary" not in run.path
-    assert run.path[-2:] == ["Rollback", "ReleaseFailed"]
+    assert run.path[-3:] == ["Rollback", "AttestEnd", "ReleaseFailed"]
     assert "-canary-" in run.record["reason"] and "in ALARM" in run.record["reason"]
     # the candidate really failed live requests; the alias is exactly as it was
     assert traffic.stats[run.record["candidate_version"]]["error"] >= 1
@@ -136,7 +136,7 @@ def test_approval_timeout_rejects_with_that_reason(with_live_v2):
     live_before, _ = pipeline.live()
     run = pipeline.release("v4", decision=None)
     assert run.status == "ApprovalTimedOut"
-    assert run.path[-4:] == ["WaitForApproval", "ApprovalTimedOut", "RecordOutcome", "ReleaseFailed"]
+    assert run.path[-5:] == ["WaitForApproval", "ApprovalTimedOut", "RecordOutcome", "AttestEnd", "ReleaseFailed"]
     assert "timeout" in run.record["reason"]
     assert pipeline.live() == (live_before, {})
     # the token is gone with the timeout: a late approval is refused
@@ -163,7 +163,7 @@ def test_malformed_manifest_is_refused_before_anything_is_published(pipeline):
     run = pipeline.driver.finish(ReleaseRun(release_id, record["execution_arn"]))
     # Then it ends Invalid, naming the problem, with nothing published and live untouched
     assert run.status == "Invalid"
-    assert run.path == ["Validate", "RecordOutcome", "ReleaseFailed"]
+    assert run.path == ["Validate", "RecordOutcome", "AttestEnd", "ReleaseFailed"]
     assert "model.model_id" in run.record["reason"] and "not pinned" in run.record["reason"]
     assert pipeline.versions() == versions_before
     assert pipeline.live() == ("1", {})

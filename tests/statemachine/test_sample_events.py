@@ -29,6 +29,7 @@ finds nothing else).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -47,7 +48,10 @@ from modelgate_harness.polling import wait_until
 from modelgate.adapters import lambda_alias
 from modelgate.contract import ReleaseContext, ShardEvent
 from modelgate.manifest import PIN_KEY, PIN_VERSION, ArtifactRef, pin_environment
+from modelgate.attestation import attestation_key, load_public_keys, public_key_pem, verify_envelope
+from modelgate.chain import LedgerChain, verify_chain
 from modelgate.pipeline import approval, canary, candidate, evaluation
+from modelgate.pipeline.outcome import record_outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS_DIR = ROOT / "events"
@@ -505,6 +509,29 @@ def approved_through_iam(w: World, result: dict) -> None:
     assert task["status"] == "SUCCEEDED" and json.loads(task["output"])["approver"] == approver
 
 
+def gate_failure_recorded(w: World) -> None:
+    """RecordOutcome ended the sample release GateFailed (what Attest follows)."""
+    record_outcome(w.deps, w.release("record_outcome/gate-failed.json"))
+
+
+def attested(w: World, result: dict) -> None:
+    assert ReleaseContext.model_validate(result).release_id == SAMPLE_RELEASE
+    # The release is the first record of its service's chain, intact
+    records, broken, head = LedgerChain(w.ledger.table).read("support-bot")
+    assert verify_chain("support-bot", records, head, broken).intact
+    assert [(r.release_id, r.body["status"]) for r in records] == [(SAMPLE_RELEASE, "GateFailed")]
+    # and its attestation, beside its report, verifies with the stack key's public half alone
+    key_arn = w.control.outputs["SigningKeyArn"]
+    public = load_public_keys(public_key_pem(w.client("kms"), key_arn))
+    envelope = w.client("s3").get_object(Bucket=w.control.bucket, Key=attestation_key("support-bot", SAMPLE_RELEASE))
+    verified = verify_envelope(envelope["Body"].read(), public)
+    assert verified.keyid == key_arn
+    assert verified.predicate["outcome"]["status"] == "GateFailed"
+    assert verified.predicate["ledger"]["record_sha256"] == records[0].record_hash
+    manifest = w.client("s3").get_object(Bucket=w.control.bucket, Key=SAMPLE_PREFIX + "model-config.json")
+    assert verified.subjects()["model-config.json"] == hashlib.sha256(manifest["Body"].read()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Expected:
     given: tuple[Callable[[World], None], ...]
@@ -537,6 +564,7 @@ SAMPLES: dict[str, Expected] = {
     "promote/healthy.json": Expected((*CANARY, in_the_final_bake), promoted),
     "rollback/canary-alarm.json": Expected(CANARY, rolled_back),
     "record_outcome/gate-failed.json": Expected((), recorded_gate_failed),
+    "attest/gate-failed.json": Expected((release_uploaded, gate_failure_recorded), attested),
     "inference/question.json": Expected(PUBLISHED, answered),
     "monitor/reevaluate.json": Expected(UPLOADED, reevaluated_live),
 }

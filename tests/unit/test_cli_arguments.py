@@ -114,3 +114,23 @@ def test_an_unexpected_error_is_still_one_line_and_debug_shows_the_traceback(mon
     monkeypatch.setenv("MODELGATE_DEBUG", "1")
     with pytest.raises(RuntimeError):
         cli.main(["status"])
+
+
+def test_the_trail_commands_parse_as_the_readme_writes_them():
+    parse = cli.build_parser().parse_args
+    args = parse(["verify", "support-bot-abc-123", "--public-key", "staging.pem"])
+    assert (args.command, args.release, args.public_key) == ("verify", "support-bot-abc-123", "staging.pem")
+    args = parse(["audit", "support-bot", "--since", "2026-11-01", "--format", "csv"])
+    assert (args.service, args.since, args.format) == ("support-bot", "2026-11-01", "csv")
+    assert parse(["audit", "support-bot"]).format == "json"
+    args = parse(["trust", "staging", "--public-key", "staging.pem"])
+    assert (args.stage, args.public_key, args.replace) == ("staging", "staging.pem", False)
+    args = parse(["submit", "dir", "--attestation", "staging.intoto.json"])
+    assert args.attestation == "staging.intoto.json"
+
+
+@pytest.mark.parametrize("argv", [["audit", "svc", "--format", "xml"], ["trust", "staging"]])
+def test_a_bad_trail_command_is_refused_by_the_parser(argv, capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(argv)
+    assert "error:" in capsys.readouterr().err

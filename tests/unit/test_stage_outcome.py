@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from modelgate.chain import LedgerChain, verify_chain
 from modelgate.contract import TaskError
 from modelgate.errors import DecisionConflict
 from modelgate.pipeline.outcome import promote, record_outcome, rollback, rollback_service
@@ -233,6 +234,11 @@ def test_manual_rollback_returns_to_the_version_live_before_the_last_promotion(w
         "RolledBack", "ManualRollback", "manual rollback by alice: bad answers")
     [message] = world.mail()
     assert "serves version 1 again" in message
+    # and the change to an ended release is a record of the service's chain
+    records, broken, head = LedgerChain(world.ledger.table).read("support-bot")
+    assert [(r.kind, r.release_id, r.body["status"]) for r in records] == [
+        ("manual-rollback", "support-bot-r-2", "RolledBack")]
+    assert verify_chain("support-bot", records, head, broken).intact
 
 
 def test_a_rollback_comment_with_newlines_forges_no_line_of_the_mail(world):

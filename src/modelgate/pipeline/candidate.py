@@ -34,11 +34,13 @@ from modelgate.manifest import (
     pin_environment,
     prompt_pin_document,
     prompt_pin_key,
+    sha256_hex,
 )
 from modelgate.pipeline.canary import cleanup_canary, return_canary_traffic
 from modelgate.pipeline.deps import Deps, target
 from modelgate.pipeline.fencing import Fence
 from modelgate.pipeline.model_registry import check_group, mirror_package
+from modelgate.pipeline.upstream import check_upstream
 from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
 from modelgate.upload_metadata import check_against, read_upload_metadata
@@ -50,7 +52,8 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     list, and every prompt file: present, within its size, the digest the manifest names, and
     a template the inference function renders. Every reason is bounded (ManifestInvalid)."""
     art = ctx.artifact
-    manifest = parse_manifest(_read_manifest(deps, art), art.key)
+    manifest_bytes = _read_manifest(deps, art)
+    manifest = parse_manifest(manifest_bytes, art.key)
     if manifest.service != ctx.service:
         raise ManifestInvalid(
             f"{art.key} names service {manifest.service!r} but was uploaded under {ctx.service!r}"
@@ -81,6 +84,11 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
 
         refuse_legacy(deps.client("bedrock"), manifest, service.policy, art.key)
     prompt_versions = _checked_prompts(deps, art, manifest)
+    promoted_upstream = ""
+    if service.policy.requires_stage:  # promotion across stages: pipeline/upstream.py
+        promoted_upstream = "; " + check_upstream(
+            deps, art, ctx.service, manifest, sha256_hex(manifest_bytes), service.policy.requires_stage
+        )
 
     updated = ctx.model_copy(
         update={
@@ -97,7 +105,7 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     deps.ledger.record(
         ctx.release_id,
         "Validated",
-        f"model {manifest.model.model_id}, {len(manifest.prompts)} prompt file(s) verified",
+        f"model {manifest.model.model_id}, {len(manifest.prompts)} prompt file(s) verified{promoted_upstream}",
         service=ctx.service,
         commit=manifest.source.commit,
         branch=manifest.source.branch,

@@ -55,6 +55,10 @@ class Deps(Generic[S]):
         return self.client("sagemaker")
 
     @property
+    def kms(self) -> Any:
+        return self.client("kms")
+
+    @property
     def secretsmanager(self) -> Any:
         return self.client("secretsmanager")
 

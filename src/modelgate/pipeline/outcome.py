@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime, timezone
 
 from modelgate.adapters import lambda_alias
+from modelgate.chain import LedgerChain, snapshot
 from modelgate.contract import Outcome, ReleaseContext, TaskError
 from modelgate.errors import DecisionConflict, LeaseLost, ReleaseClosed, bounded
 from modelgate.lease import Lease
@@ -180,6 +181,8 @@ def _roll_back_live(
         error=error,
     )
     mirror_package(deps, release_id, live_release.get("model_package_arn"), "Rejected", f"RolledBack: {why}")
+    # an ended release changed: the change is a record of the service's chain (chain.py)
+    LedgerChain(deps.ledger.table).append(service, "manual-rollback", release_id, snapshot(record))
     deps.sns.publish(
         TopicArn=deps.settings.approval_topic_arn,
         Subject=f"Modelgate: {service} rolled back to version {good}"[:100],

@@ -1,0 +1,128 @@
+"""Attest: an ended release enters its service's hash chain and gets a signed attestation.
+
+Runs after every closing step (Promote, Rollback, RecordOutcome: the ASL's Attest and
+AttestEnd states). It (1) appends the release's record to the service's chain (chain.py:
+a snapshot of the ended release, linked to the record before it), then (2) signs an in-toto
+statement naming the artefact's digests and what happened to it, including that record's
+hash, with the stack's KMS key (attestation.py), and (3) stores the DSSE envelope beside
+the evaluation report. Idempotent: a retried Attest finds its chain record and signs again
+(ECDSA signatures differ, the statement does not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from modelgate.adapters.s3 import put_json
+from modelgate.attestation import MANIFEST_SUBJECT, attestation_key, kms_signer, sign_envelope, statement
+from modelgate.chain import LedgerChain, snapshot
+from modelgate.contract import ReleaseContext
+from modelgate.errors import ModelgateError, error_code
+from modelgate.ledger import FINAL_STATUSES, now_iso
+from modelgate.observability import logger
+from modelgate.pipeline.deps import Deps
+from modelgate.settings import AttestSettings
+
+CHUNK = 1 << 20
+
+
+class ReleaseNotEnded(ModelgateError):
+    """Attest ran for a release whose ledger record is not final."""
+
+
+def attest(deps: Deps[AttestSettings], ctx: ReleaseContext) -> ReleaseContext:
+    """Chain the ended release, sign its attestation, store it (see the module docstring)."""
+    release = deps.ledger.get(ctx.release_id)
+    if release is None or release.get("status") not in FINAL_STATUSES:
+        raise ReleaseNotEnded(
+            f"release {ctx.release_id} has not ended (status {release.get('status') if release else 'none'}): "
+            "only an ended release is chained and attested"
+        )
+    service = str(release.get("service") or ctx.service)
+    record = LedgerChain(deps.ledger.table).append(service, "release", ctx.release_id, snapshot(release))
+    subjects = artefact_subjects(deps, ctx)
+    if not subjects:
+        logger.warning("the release's manifest can't be read: chained, not attested", release_id=ctx.release_id)
+        return ctx
+    predicate = release_predicate(deps, ctx, release, service)
+    predicate["ledger"] = {"chain": f"CHAIN#{service}", "seq": record.seq, "record_sha256": record.record_hash}
+    envelope = sign_envelope(statement(subjects, predicate), kms_signer(deps.kms, deps.settings.signing_key_id))
+    key = attestation_key(service, ctx.release_id)
+    put_json(deps.s3, deps.settings.artifact_bucket, key, envelope)
+    logger.info("release attested", release_id=ctx.release_id, key=key, chain_seq=record.seq)
+    return ctx
+
+
+def _object_sha256(s3: Any, bucket: str, key: str, version: str | None) -> str | None:
+    """sha256 of one (pinned) object, streamed; None when it can't be read."""
+    try:
+        pinned = {"VersionId": version} if version and version != "null" else {}
+        body = s3.get_object(Bucket=bucket, Key=key, **pinned)
+    except ClientError as exc:
+        logger.warning("object not readable for its digest", key=key, error=error_code(exc))
+        return None
+    digest = hashlib.sha256()
+    for chunk in body["Body"].iter_chunks(CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def artefact_subjects(deps: Deps[Any], ctx: ReleaseContext) -> dict[str, str]:
+    """name -> sha256 of the artefact: the manifest (its pinned version's bytes) and every
+    prompt file it names (the digest Validate checked each file against); {} when the
+    manifest can't be read. An artefact refused before its prompts were checked names the
+    manifest alone."""
+    art = ctx.artifact
+    manifest = _object_sha256(deps.s3, art.bucket, art.key, art.version_id)
+    if manifest is None:
+        return {}
+    subjects = {MANIFEST_SUBJECT: manifest}
+    if ctx.manifest is not None and ctx.prompt_versions:
+        subjects.update({p.file: p.sha256 for p in ctx.manifest.prompts})
+    return subjects
+
+
+def release_predicate(deps: Deps[AttestSettings], ctx: ReleaseContext, release: dict[str, Any], service: str) -> dict:
+    """What the attestation says happened (attestation.py's module docstring lists the fields)."""
+    bucket = deps.settings.artifact_bucket
+    reports = []
+    if ctx.evaluation is not None:
+        for key, version in ((ctx.evaluation.report_key, ctx.evaluation.report_version),
+                             (ctx.evaluation.report_html_key, None)):
+            if key:
+                digest = _object_sha256(deps.s3, bucket, key, version)
+                if digest:
+                    reports.append({"name": key.rsplit("/", 1)[-1], "uri": f"s3://{bucket}/{key}",
+                                    **({"version_id": version} if version else {}), "digest": {"sha256": digest}})
+    gate = release.get("gate")
+    verdict = release.get("verdict")
+    approval = release.get("approval")
+    return {
+        "service": service,
+        "release_id": ctx.release_id,
+        "stage": deps.settings.stage,
+        "stack": deps.settings.stack_name,
+        "artifact": {"bucket": ctx.artifact.bucket, "key": ctx.artifact.key, "version_id": ctx.artifact.version_id},
+        "commit": release.get("commit") or ctx.commit,
+        "branch": release.get("branch") or ctx.branch,
+        "author": release.get("author"),
+        "model_id": release.get("model_id"),
+        "outcome": {"status": release["status"], "error": release.get("error"), "reason": release.get("reason")},
+        "evaluation_report": reports,
+        "gate": None if not gate else {
+            "passed": all(c.get("verdict") in ("pass", "not_applicable") for c in gate.get("criteria", [])),
+            "criteria": [{k: c.get(k) for k in ("name", "verdict", "observed", "threshold")}
+                         for c in gate.get("criteria", [])],
+        },
+        "approvals": [approval] if approval else [],
+        "canary": None if not verdict else {
+            "verdict": verdict.get("verdict"), "action": verdict.get("action"), "message": verdict.get("message"),
+            "invocations": release.get("canary_invocations"),
+        },
+        "candidate_version": release.get("candidate_version"),
+        "live_version": release.get("live_version"),
+        "finished_at": release.get("updated_at") or now_iso(),
+    }
