@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
@@ -109,6 +110,30 @@ def _integrations(clock: Clock, metrics_delay_seconds: float) -> _Integrations:
         install_events=events.install,
         alarm_evaluator=cloudwatch.AlarmEvaluator,
     )
+
+
+_SHARED_LOADER: Any = None
+_SHARED_LOADER_LOCK = threading.Lock()
+
+
+def _default_session_with_shared_models() -> None:
+    """A fresh boto3 default session (moto starts each mock without one) that reads AWS's
+    service models through one loader per process: each new session would otherwise parse
+    the same JSON models again for every client (about half a second per stack). The loader
+    only caches the files botocore ships; credentials, configuration and event handlers stay
+    the new session's own."""
+    import botocore.loaders
+    import botocore.session
+
+    global _SHARED_LOADER
+    core = botocore.session.get_session()
+    with _SHARED_LOADER_LOCK:
+        if _SHARED_LOADER is None:
+            _SHARED_LOADER = botocore.loaders.create_loader(core.get_config_variable("data_path"))
+        core.register_component("data_loader", _SHARED_LOADER)
+        boto3.setup_default_session(botocore_session=core)
+        paths = _SHARED_LOADER.search_paths  # each boto3 Session appends its resource folder again
+        paths[:] = list(dict.fromkeys(paths))
 
 
 class LocalAWS:
@@ -203,6 +228,8 @@ class LocalAWS:
             moto = mock_aws(config=MOTO_CONFIG)
             moto.start()
             exit_stack.callback(moto.stop)
+            exit_stack.callback(setattr, boto3, "DEFAULT_SESSION", boto3.DEFAULT_SESSION)
+            _default_session_with_shared_models()
             aws.reset_clients()
             exit_stack.callback(aws.reset_clients)
             signing_keys.clear_key_cache()  # signing keys are per stack

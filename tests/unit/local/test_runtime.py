@@ -151,3 +151,19 @@ def test_run_function_by_alias_and_inline_event(fixture_template: Path) -> None:
     assert (outcome.executed_version, outcome.payload) == ("1", {"version": "1", "config": "v1"})
     with pytest.raises(ValueError):
         run_function("ServiceFunction", "x.json", event={}, template_path=fixture_template)
+
+
+def test_each_start_gets_a_new_default_session_reading_models_through_one_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from modelgate_emulator.runtime import _default_session_with_shared_models
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    _default_session_with_shared_models()
+    first = boto3.DEFAULT_SESSION
+    _default_session_with_shared_models()
+    second = boto3.DEFAULT_SESSION
+    assert first is not None and second is not None and second is not first
+    loader = second._session.get_component("data_loader")
+    assert first._session.get_component("data_loader") is loader
+    assert len(loader.search_paths) == len(set(loader.search_paths))  # boto3 adds its folder once, not per session
+    assert loader.load_service_model("sqs", "service-2")["metadata"]["serviceId"] == "SQS"
