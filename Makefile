@@ -15,7 +15,7 @@ export BC_SKIP_MAPPING := TRUE
 export CKV_SKIP_PACKAGE_UPDATE_CHECK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test demo lint build bench clean iam-report
+.PHONY: help venv test test-slow demo lint build bench clean iam-report
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ venv: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## Cr
 # so the long state-machine releases do not all end up at the tail of one worker.
 test: venv ## Lint the template and the ASL (cfn-lint, sam validate --lint, checkov, statelint) and run every test
 	$(VENV)/bin/python -m pytest -n 2 --dist worksteal
+
+test-slow: $(VENV)/.installed ## The scale runs `make test` skips (tests marked slow: more burst seeds, 5,000 cases, 20 services)
+	$(VENV)/bin/python -m pytest -n 2 --dist worksteal --run-slow -m slow
 
 lint: venv ## Only the template and state machine checks
 	$(VENV)/bin/cfn-lint template.yaml
