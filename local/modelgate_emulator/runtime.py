@@ -136,6 +136,25 @@ def _default_session_with_shared_models() -> None:
         paths[:] = list(dict.fromkeys(paths))
 
 
+@contextlib.contextmanager
+def _action_names_remembered() -> Iterator[None]:
+    """moto looks up a response class's methods (``inspect.getmembers``, ~1 ms) on every API
+    call to find the action's handler; the classes do not change while the runtime runs (its
+    own patches are in place by now), so each class's names are looked up once per start."""
+    from moto.core import responses, utils
+
+    names: dict[type, list[str]] = {}
+
+    def method_names_from_class(clazz: Any) -> list[str]:
+        found = names.get(clazz)
+        if found is None:
+            found = names[clazz] = utils.method_names_from_class(clazz)
+        return found
+
+    with mock.patch.object(responses, "method_names_from_class", method_names_from_class):
+        yield
+
+
 class LocalAWS:
     """Moto in process with the stack of ``template_path`` deployed and running.
 
@@ -283,6 +302,7 @@ class LocalAWS:
             exit_stack.callback(patches.uninstall)
             # After the Lambda and Step Functions patches: the limit checks wrap them.
             exit_stack.enter_context(limits.enforced())
+            exit_stack.enter_context(_action_names_remembered())
 
             if integrations.install_cloudwatch is not None:
                 exit_stack.callback(integrations.install_cloudwatch())

@@ -25,6 +25,7 @@ from modelgate_emulator import (
 def moto_and_process_state() -> dict[str, Any]:
     from moto.awslambda.models import LambdaFunction
     from moto.awslambda.responses import LambdaResponse
+    from moto.core import responses
     from moto.awslambda_simple.models import LambdaSimpleBackend
     from moto.events.models import Rule
     from moto.s3.models import FakeBucket
@@ -43,6 +44,7 @@ def moto_and_process_state() -> dict[str, Any]:
         "send_task_failure": StepFunctionResponse.send_task_failure,
         "send_to_targets": Rule.send_to_targets,
         "bucket_permission": FakeBucket.get_permission,
+        "action_names": responses.method_names_from_class,
         "environ": type(os.environ),
         "thread_start": threading.Thread.start,
         "credentials": os.environ.get("AWS_ACCESS_KEY_ID"),
@@ -60,7 +62,8 @@ def test_local_aws_restores_every_patch_and_the_environment(fixture_template: Pa
             assert local.invoke("OtherFunction", {})["module"] == "other"
             assert os.environ["AWS_DEFAULT_REGION"] == "us-east-1"
     # Then everything was patched while it ran and is exactly as before afterwards
-    assert all(during[key] is not before[key] for key in ("invoke", "response_invoke", "wait", "start_execution", "send_to_targets", "bucket_permission"))
+    assert all(during[key] is not before[key] for key in ("invoke", "response_invoke", "wait", "start_execution", "send_to_targets", "bucket_permission",
+                                                            "action_names"))
     assert moto_and_process_state() == before
     assert not environ.is_installed()
 
