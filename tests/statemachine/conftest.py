@@ -117,6 +117,14 @@ def with_live_v2(pipeline):
 
 
 @pytest.fixture(scope="module")
+def module_pipeline():
+    """One stack per test module, for tests that each touch only names of their own (a service
+    they register, a release of their own) and so need no stack to themselves."""
+    with _sample_pipeline() as shared:
+        yield shared
+
+
+@pytest.fixture(scope="module")
 def _module_live_v2():
     with _sample_pipeline() as shared:
         yield _promote_v2(shared)
