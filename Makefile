@@ -16,7 +16,7 @@ export BC_SKIP_MAPPING := TRUE
 export CKV_SKIP_PACKAGE_UPDATE_CHECK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test demo lint build bench clean iam-report
+.PHONY: help venv test test-slow demo lint build bench clean iam-report
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ venv: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(ACT
 # so the long state-machine releases do not all end up at the tail of one worker.
 test: venv ## Lint the template, the ASL and the workflow (cfn-lint, sam validate --lint, checkov, statelint, actionlint) and run every test
 	$(VENV)/bin/python -m pytest -n 2 --dist worksteal
+
+test-slow: $(VENV)/.installed ## The scale runs `make test` skips (tests marked slow: more burst seeds, 5,000 cases, 20 services)
+	$(VENV)/bin/python -m pytest -n 2 --dist worksteal --run-slow -m slow
 
 lint: venv ## Only the template, state machine and workflow checks
 	$(VENV)/bin/cfn-lint template.yaml

@@ -15,6 +15,23 @@ from pathlib import Path
 
 import pytest
 
+SLOW_REASON = "a scale run of a property the suite also tests at a smaller scale: `make test-slow` (or --run-slow) runs it"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", default=False, help="also run the tests marked slow (scale runs)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` repeat a property at full scale (more seeds, more cases, more
+    services); `make test` skips them, saying so, and `make test-slow` runs them."""
+    if config.getoption("--run-slow") or os.environ.get("MODELGATE_RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason=SLOW_REASON)
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from modelgate_emulator import iam, iam_report

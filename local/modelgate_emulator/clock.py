@@ -84,8 +84,16 @@ class Clock(abc.ABC):
         self.wait(threading.Event(), nominal_seconds)
 
     def wait_for_moment(self, event: Waitable, moment: float) -> bool:
-        """Wait until ``event`` is set (True) or this clock reaches ``moment`` (False)."""
-        return self.wait(event, max(0.0, moment - self.now()))
+        """Wait until ``event`` is set (True) or this clock reaches ``moment`` (False).
+
+        Compared with ``moment`` itself (not ``now + (moment - now)``, which can round one
+        ulp past it): a clock held at a barrier on ``moment`` ends the wait."""
+        while True:
+            left = moment - self.now()
+            if left <= 0:
+                return event.is_set()
+            if event.wait(max(self.real_seconds(left), _MIN_REAL_WAIT)):
+                return True
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:

@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -115,6 +116,49 @@ def _integrations(clock: Clock, metrics_delay_seconds: float) -> _Integrations:
         install_events=events.install,
         alarm_evaluator=cloudwatch.AlarmEvaluator,
     )
+
+
+_SHARED_LOADER: Any = None
+_SHARED_LOADER_LOCK = threading.Lock()
+
+
+def _default_session_with_shared_models() -> None:
+    """A fresh boto3 default session (moto starts each mock without one) that reads AWS's
+    service models through one loader per process: each new session would otherwise parse
+    the same JSON models again for every client (about half a second per stack). The loader
+    only caches the files botocore ships; credentials, configuration and event handlers stay
+    the new session's own."""
+    import botocore.loaders
+    import botocore.session
+
+    global _SHARED_LOADER
+    core = botocore.session.get_session()
+    with _SHARED_LOADER_LOCK:
+        if _SHARED_LOADER is None:
+            _SHARED_LOADER = botocore.loaders.create_loader(core.get_config_variable("data_path"))
+        core.register_component("data_loader", _SHARED_LOADER)
+        boto3.setup_default_session(botocore_session=core)
+        paths = _SHARED_LOADER.search_paths  # each boto3 Session appends its resource folder again
+        paths[:] = list(dict.fromkeys(paths))
+
+
+@contextlib.contextmanager
+def _action_names_remembered() -> Iterator[None]:
+    """moto looks up a response class's methods (``inspect.getmembers``, ~1 ms) on every API
+    call to find the action's handler; the classes do not change while the runtime runs (its
+    own patches are in place by now), so each class's names are looked up once per start."""
+    from moto.core import responses, utils
+
+    names: dict[type, list[str]] = {}
+
+    def method_names_from_class(clazz: Any) -> list[str]:
+        found = names.get(clazz)
+        if found is None:
+            found = names[clazz] = utils.method_names_from_class(clazz)
+        return found
+
+    with mock.patch.object(responses, "method_names_from_class", method_names_from_class):
+        yield
 
 
 class LocalAWS:
@@ -225,6 +269,8 @@ class LocalAWS:
             moto = mock_aws(config=MOTO_CONFIG)
             moto.start()
             exit_stack.callback(moto.stop)
+            exit_stack.callback(setattr, boto3, "DEFAULT_SESSION", boto3.DEFAULT_SESSION)
+            _default_session_with_shared_models()
             aws.reset_clients()
             exit_stack.callback(aws.reset_clients)
             signing_keys.clear_key_cache()  # signing keys are per stack
@@ -294,6 +340,7 @@ class LocalAWS:
             exit_stack.callback(patches.uninstall)
             # After the Lambda and Step Functions patches: the limit checks wrap them.
             exit_stack.enter_context(limits.enforced())
+            exit_stack.enter_context(_action_names_remembered())
 
             if integrations.install_cloudwatch is not None:
                 exit_stack.callback(integrations.install_cloudwatch())

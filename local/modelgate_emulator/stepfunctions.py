@@ -49,6 +49,12 @@ moto 5.2.1 (``moto/stepfunctions/parser``, LocalStack's ASL interpreter) behavio
   and IAM's AccessDenied message as the cause (AWS fails the execution at the Map state:
   serverless-step-functions#543; the error name it reports is not documented). The
   Describe/Stop grants stay unexercised: nothing here describes or stops a child.
+
+Not a behaviour, a cost: moto lexes and parses the whole definition with ANTLR (pure Python,
+about 0.3 s for the release pipeline) when a state machine is created and again for every
+execution. The parse tree of each definition is kept per process (:func:`parse_definition`)
+and only the cheap step that builds a fresh program from it runs each time, so no execution
+shares a program object with another; a definition with syntax errors is never kept.
 """
 
 from __future__ import annotations
@@ -71,6 +77,37 @@ _POLL_SECONDS = 0.02
 _MIN_REAL_WAIT = 0.002  # real seconds: the shortest re-check of a wait on the clock
 # Fields of a moto state machine that a new execution's snapshot shares instead of copying.
 _SHARED_STATE_MACHINE_FIELDS = frozenset({"backend", "versions", "latest_version", "aliases"})
+
+
+_PARSE_TREES: dict[str, Any] = {}
+_PARSE_TREES_LOCK = threading.Lock()
+_PARSE_TREES_KEPT = 16
+
+
+def parse_definition(definition: str) -> tuple[Any, Any]:
+    """What ``AmazonStateLanguageParser.parse`` returns (a new program, the parse tree), with
+    the ANTLR parse tree of each definition made once per process."""
+    from antlr4 import CommonTokenStream, InputStream
+    from moto.stepfunctions.parser.asl.antlr.runtime.ASLLexer import ASLLexer
+    from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
+    from moto.stepfunctions.parser.asl.parse.asl_parser import ASLParserException, SyntaxErrorListener
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    with _PARSE_TREES_LOCK:
+        tree = _PARSE_TREES.get(definition)
+    if tree is None:
+        listener = SyntaxErrorListener()
+        parser = ASLParser(CommonTokenStream(ASLLexer(InputStream(definition))))
+        parser.removeErrorListeners()
+        parser.addErrorListener(listener)
+        tree = parser.state_machine()
+        if listener.errors:
+            raise ASLParserException(errors=listener.errors)
+        with _PARSE_TREES_LOCK:
+            _PARSE_TREES[definition] = tree
+            while len(_PARSE_TREES) > _PARSE_TREES_KEPT:
+                _PARSE_TREES.pop(next(iter(_PARSE_TREES)))
+    return Preprocessor().visit(tree), tree
 
 
 class StepFunctionsPatches:
@@ -385,7 +422,10 @@ class StepFunctionsPatches:
                 )
             )
 
+        from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
         return [
+            (AmazonStateLanguageParser, "parse", staticmethod(parse_definition)),
             (DistributedIterationComponent, "_map_run", map_run),
             (Environment, "set_stop", set_stop),
             (execute_state.ExecutionState, "_handle_catch", handle_catch),

@@ -6,7 +6,7 @@
   v4  passes the gate, errors in live use -> its canary alarm fires from real errors of
                                              the candidate -> rolled back; live unchanged
   v5  passes the gate, fails 1 live request
-      in 21                               -> too few errors for the alarm; the judge finds
+      in 21 (a 50% canary for 30 minutes) -> too few errors for the alarm; the judge finds
                                              the candidate's error rate significantly worse
                                              than stable's -> rolled back; live unchanged
   then the provider changes what the model id answers (nothing in the release changes): the
@@ -21,6 +21,15 @@ memory and gone when the demo ends).
 Live traffic comes from a traffic generator calling the `live` alias all along, so the
 alarm in v4 fires because 10% of real requests reach a candidate that fails them.
 Exits non-zero if any release ends otherwise.
+
+The story does not depend on how fast the machine is: traffic is paced on the runtime's
+nominal clock (request i at start + i / rate, see ``TrafficGenerator``), one request every
+3 nominal seconds, so v5's failing request (1 of the 21 in traffic.jsonl) recurs every 63 s:
+never twice in one 60 s alarm period, so its errors alarm (2 errors in a minute) cannot fire
+whichever way the alias routes. Its 30-minute 50% step puts about 27 of them in the judge's
+window; the judge needs 5 on the candidate (Fisher's exact test, p <= 0.05, with stable's
+~280 calls error-free), and routing at random by weight misses that with probability
+P(Binomial(27, 0.5) <= 4) ~ 0.0002, on any machine and at any load.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ class Scenario:
     approve: bool
     live_after: str  # "candidate" or "unchanged"
     expect_error: str | None = None  # what ended it, when it failed
+    policy: dict | None = None  # the operator's policy change before it (update_policy)
 
 
 # Weighted aliases route at random per request, as on AWS; the demo seeds the draws so that
@@ -60,8 +70,13 @@ SCENARIOS = [
     Scenario("v2 better prompt", "v2", "Promoted", True, "candidate"),
     Scenario("v3 worse prompt", "v3", "GateFailed", True, "unchanged", "GateFailed"),
     Scenario("v4 breaks live requests", "v4", "RolledBack", True, "unchanged", "CanaryAlarm"),
-    Scenario("v5 breaks a few live requests", "v5", "RolledBack", True, "unchanged", "CanaryRegression"),
+    Scenario("v5 breaks a few live requests", "v5", "RolledBack", True, "unchanged", "CanaryRegression",
+             policy={"canary_weight": 0.5, "bake_seconds": 1800}),
 ]
+HANG_GUARD_SECONDS = 3600
+# Live requests per nominal second (one every 3 s): v5's failing request recurs every 63 s,
+# once per 60 s alarm period at most (see the module docstring).
+TRAFFIC_PER_NOMINAL_SECOND = 1 / 3
 
 
 def fake_commit(label: str) -> str:
@@ -111,8 +126,14 @@ def save_all_reports(control, reports: Path) -> list[Path]:
 
 
 def run_release(driver, scenario: Scenario, *, out=sys.stdout, reports: Path | None = None) -> dict:
+    if scenario.policy:
+        from modelgate_harness.control import update_policy
+
+        update_policy(driver.control, "support-bot", **scenario.policy)
     run = driver.submit(EXAMPLES / scenario.folder, commit=fake_commit(scenario.folder))
     print(f"\n== {scenario.name}\n   release {run.release_id}", file=out)
+    if scenario.policy:
+        print(f"   policy changed by the operator first: {json.dumps(scenario.policy)}", file=out)
     if driver.wait_for_decision_point(run):
         decision = "approve" if scenario.approve else "reject"
         decided = driver.decide(run, decision, f"demo: {decision}")
@@ -269,12 +290,14 @@ def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template
         print(f"stack {local.stack_name} on the local runtime (time factor {time_factor})", file=out)
         traffic = TrafficGenerator(
             lambda_client=control.client("lambda"), function_name=function, qualifier="live",
-            # 80 requests per real second at the default factor, paced on the runtime's clock
-            # so that a busy machine changes nothing: per nominal second that is 80 x factor.
-            requests=[{"inputs": r} for r in requests], rate_per_second=80 * time_factor, clock=local.clock,
+            # Paced on the runtime's clock, so a busy machine changes nothing (module docstring).
+            requests=[{"inputs": r} for r in requests], rate_per_second=TRAFFIC_PER_NOMINAL_SECOND,
+            clock=local.clock,
         )
         traffic.start()
-        driver = ReleaseDriver(control)
+        # The driver's timeout guards against a hang only: nominal time, not the machine's
+        # speed, decides every outcome, so a loaded machine just takes longer.
+        driver = ReleaseDriver(control, timeout=HANG_GUARD_SECONDS)
         finals: dict[str, dict] = {}
         try:
             for scenario in SCENARIOS:

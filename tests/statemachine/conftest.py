@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,8 +79,8 @@ class Pipeline:
         return [a["AlarmName"] for a in self.control.client("cloudwatch").describe_alarms()["MetricAlarms"]]
 
 
-@pytest.fixture
-def pipeline():
+@contextmanager
+def _sample_pipeline() -> Iterator[Pipeline]:
     with sample_stack(
         ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED, jump_when_idle=JUMP_WHEN_IDLE
     ) as (local, control):
@@ -88,9 +90,7 @@ def pipeline():
         yield Pipeline(local, control, driver, local.stack.outputs["SampleServiceFunctionName"])
 
 
-@pytest.fixture
-def with_live_v2(pipeline):
-    """A stack whose live alias serves v2 (released with an auto policy and live traffic)."""
+def _promote_v2(pipeline: Pipeline) -> Pipeline:
     pipeline.set_policy(approval="auto", min_canary_invocations=3)
     traffic = pipeline.traffic()
     traffic.start()
@@ -101,3 +101,67 @@ def with_live_v2(pipeline):
     assert run.status == "Promoted", run.record.get("reason")
     pipeline.set_policy(approval="manual", min_canary_invocations=3)
     return pipeline
+
+
+@pytest.fixture
+def pipeline():
+    """A fresh stack of its own (for a test that needs one pristine: a first release, a broken role)."""
+    with _sample_pipeline() as fresh:
+        yield fresh
+
+
+@pytest.fixture
+def with_live_v2(pipeline):
+    """A stack of its own whose live alias serves v2 (released with an auto policy and live traffic)."""
+    return _promote_v2(pipeline)
+
+
+@pytest.fixture(scope="module")
+def module_pipeline():
+    """One stack per test module, for tests that each touch only names of their own (a service
+    they register, a release of their own) and so need no stack to themselves."""
+    with _sample_pipeline() as shared:
+        yield shared
+
+
+@pytest.fixture(scope="module")
+def _module_live_v2():
+    with _sample_pipeline() as shared:
+        yield _promote_v2(shared)
+
+
+@pytest.fixture
+def shared_live_v2(_module_live_v2):
+    """What ``with_live_v2`` gives, on one stack per test module: building a stack and promoting
+    v2 costs more than most tests' own release. For tests that need no pristine stack: each runs
+    its own release on top of what earlier tests (in any order, xdist's worksteal) left, and
+    must leave the service as ``with_live_v2`` would: no execution running, the lock free, no
+    canary alarm left. The service's registration (its policy) is put back after each test;
+    a test that leaves anything else behind errors in its teardown, naming it."""
+    pipeline = _module_live_v2
+    ssm = pipeline.control.client("ssm")
+    registration = pipeline.control.outputs["ServicesPrefix"] + SERVICE
+    policy_before = ssm.get_parameter(Name=registration)["Parameter"]["Value"]
+    try:
+        yield pipeline
+    finally:
+        left = _left_behind(pipeline)
+        ssm.put_parameter(Name=registration, Type="String", Overwrite=True, Value=policy_before)
+        assert not left, f"the test left the module's shared stack changed: {left}"
+
+
+def _left_behind(pipeline: Pipeline) -> list[str]:
+    """What a test left on the shared stack (running executions are stopped, so the next test
+    does not supersede them)."""
+    left = []
+    sfn = pipeline.control.client("stepfunctions")
+    pages = sfn.get_paginator("list_executions").paginate(
+        stateMachineArn=pipeline.control.outputs["ReleasePipelineArn"], statusFilter="RUNNING")
+    for execution in [e for page in pages for e in page["executions"]]:
+        sfn.stop_execution(executionArn=execution["executionArn"], error="TestLeftItRunning", cause="test teardown")
+        left.append(f"execution {execution['name']} still running (stopped)")
+    holder = pipeline.control.ledger().lock_holder(SERVICE)
+    if holder is not None:
+        left.append(f"the {SERVICE} lock held by {holder}")
+    left += [f"canary alarm {a}" for a in pipeline.alarms() if "-canary-" in a]
+    return left

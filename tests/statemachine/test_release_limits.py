@@ -35,8 +35,8 @@ def release_with_prompts(pipeline, tmp_path, count: int):
     return folder, manifest
 
 
-def test_a_release_with_100_prompt_files_publishes_and_is_promoted(with_live_v2, tmp_path):
-    pipeline = with_live_v2
+def test_a_release_with_100_prompt_files_publishes_and_is_promoted(shared_live_v2, tmp_path):
+    pipeline = shared_live_v2
     folder, manifest = release_with_prompts(pipeline, tmp_path, 100)
     assert len(manifest["prompts"]) == 100
     pipeline.set_policy(approval="auto", min_canary_invocations=3)
@@ -62,8 +62,8 @@ def test_a_release_with_100_prompt_files_publishes_and_is_promoted(with_live_v2,
     assert len(json.loads(pin["Body"].read())["prompt_versions"]) == 100
 
 
-def test_an_artefact_that_would_blow_the_state_limit_is_refused_by_name(with_live_v2, tmp_path):
-    pipeline = with_live_v2
+def test_an_artefact_that_would_blow_the_state_limit_is_refused_by_name(shared_live_v2, tmp_path):
+    pipeline = shared_live_v2
     live_before, versions_before = pipeline.live(), pipeline.versions()
     # Given 3,000 prompt entries (about 400 KB of manifest: the release's state would exceed
     # Step Functions' 256 KiB), uploaded around the CLI's own checks as a hostile CI could
@@ -74,7 +74,8 @@ def test_an_artefact_that_would_blow_the_state_limit_is_refused_by_name(with_liv
     put = pipeline.control.client("s3").put_object(Bucket=pipeline.control.bucket, Key=key, Body=json.dumps(manifest))
     release_id = release_id_for("support-bot", commit, key, put["VersionId"])
     ledger = pipeline.control.ledger()
-    record = wait_until(lambda: (r := ledger.get(release_id)) and r.get("execution_arn") and r, 30, "intake")
+    record = wait_until(lambda: (r := ledger.get(release_id)) and r.get("execution_arn") and r,
+                        pipeline.driver.timeout, "intake")
     run = pipeline.driver.finish(ReleaseRun(release_id, record["execution_arn"]))
     # Then Validate refuses it by its size, before reading it, naming the limit (a manifest of
     # 201 to 3,000 prompt entries under that size is refused for their number: the corpus in

@@ -1,7 +1,8 @@
 """Every path through the release pipeline, on the real ASL and template.
 
 Each ends with a ledger record that says what happened and why, and leaves the live alias
-untouched unless the release was promoted.
+untouched unless the release was promoted. The first release has a stack of its own; the
+others share one per worker (``shared_live_v2``: live serves v2, each test leaves it so).
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def test_first_release_is_approved_canaried_and_promoted(pipeline):
         s3.head_object(Bucket=pipeline.control.bucket, Key=run.record["evaluation"][key])
 
 
-def test_worse_prompt_fails_the_gate_and_live_is_untouched(with_live_v2):
-    pipeline = with_live_v2
+def test_worse_prompt_fails_the_gate_and_live_is_untouched(shared_live_v2):
+    pipeline = shared_live_v2
     live_before, _ = pipeline.live()
     versions_before = pipeline.versions()
     run = pipeline.release("v3")
@@ -76,8 +77,8 @@ def test_worse_prompt_fails_the_gate_and_live_is_untouched(with_live_v2):
     assert pipeline.control.ledger().lock_holder("support-bot") is None
 
 
-def test_canary_alarm_from_real_errors_rolls_back(with_live_v2):
-    pipeline = with_live_v2
+def test_canary_alarm_from_real_errors_rolls_back(shared_live_v2):
+    pipeline = shared_live_v2
     # An alarm on the first failed canary request, and a bake long enough that only that
     # alarm can end it: the outcome can't depend on how many requests a busy machine
     # sends per (scaled) alarm period.
@@ -103,8 +104,8 @@ def test_canary_alarm_from_real_errors_rolls_back(with_live_v2):
     assert not [a for a in pipeline.alarms() if "-canary-" in a]
 
 
-def test_canary_without_traffic_is_not_enough_evidence(with_live_v2):
-    pipeline = with_live_v2
+def test_canary_without_traffic_is_not_enough_evidence(shared_live_v2):
+    pipeline = shared_live_v2
     live_before, _ = pipeline.live()
     run = pipeline.release("v4")  # nobody calls the service during the bake
     assert run.status == "RolledBack"
@@ -117,8 +118,8 @@ def test_canary_without_traffic_is_not_enough_evidence(with_live_v2):
     assert pipeline.live() == (live_before, {})
 
 
-def test_rejected_release_records_who_and_why(with_live_v2):
-    pipeline = with_live_v2
+def test_rejected_release_records_who_and_why(shared_live_v2):
+    pipeline = shared_live_v2
     live_before, _ = pipeline.live()
     run = pipeline.release("v4", decision="reject", comment="tier variable not rolled out yet")
     assert run.status == "Rejected"
@@ -130,8 +131,8 @@ def test_rejected_release_records_who_and_why(with_live_v2):
         pipeline.driver.decide(run, "approve")
 
 
-def test_approval_timeout_rejects_with_that_reason(with_live_v2):
-    pipeline = with_live_v2
+def test_approval_timeout_rejects_with_that_reason(shared_live_v2):
+    pipeline = shared_live_v2
     pipeline.set_policy(approval_timeout_seconds=300)  # 0.6 s at the tests' time factor
     live_before, _ = pipeline.live()
     run = pipeline.release("v4", decision=None)
@@ -144,8 +145,10 @@ def test_approval_timeout_rejects_with_that_reason(with_live_v2):
         pipeline.driver.decide(run, "approve")
 
 
-def test_malformed_manifest_is_refused_before_anything_is_published(pipeline):
+def test_malformed_manifest_is_refused_before_anything_is_published(shared_live_v2):
+    pipeline = shared_live_v2
     EXAMPLES, commit_for = pipeline.examples, pipeline.commit_for
+    live_before = pipeline.live()
     # Given an artefact uploaded around the CLI's own checks, with an unpinned model id
     manifest = json.loads((EXAMPLES / "v1" / "model-config.json").read_text())
     manifest["model"]["model_id"] = "anthropic.claude-latest"
@@ -159,20 +162,25 @@ def test_malformed_manifest_is_refused_before_anything_is_published(pipeline):
     put = s3.put_object(Bucket=pipeline.control.bucket, Key=prefix + "model-config.json", Body=json.dumps(manifest))
     release_id = release_id_for("support-bot", commit, prefix + "model-config.json", put["VersionId"])
     ledger = pipeline.control.ledger()
-    record = wait_until(lambda: (r := ledger.get(release_id)) and r.get("execution_arn") and r, 30, "intake")
+    record = wait_until(lambda: (r := ledger.get(release_id)) and r.get("execution_arn") and r,
+                        pipeline.driver.timeout, "intake")
     run = pipeline.driver.finish(ReleaseRun(release_id, record["execution_arn"]))
     # Then it ends Invalid, naming the problem, with nothing published and live untouched
     assert run.status == "Invalid"
     assert run.path == ["Validate", "RecordOutcome", "AttestEnd", "ReleaseFailed"]
     assert "model.model_id" in run.record["reason"] and "not pinned" in run.record["reason"]
     assert pipeline.versions() == versions_before
-    assert pipeline.live() == ("1", {})
+    assert pipeline.live() == live_before
 
 
-def test_a_duplicate_upload_event_starts_no_second_release(pipeline):
+def test_a_duplicate_upload_event_starts_no_second_release(shared_live_v2):
+    pipeline = shared_live_v2
     EXAMPLES, commit_for = pipeline.examples, pipeline.commit_for
     pipeline.set_policy(approval_timeout_seconds=300)
-    run = pipeline.driver.submit(EXAMPLES / "v1", commit=commit_for("v1"))
+    sfn = pipeline.control.client("stepfunctions")
+    machine = pipeline.control.outputs["ReleasePipelineArn"]
+    names_before = {e["name"] for e in sfn.list_executions(stateMachineArn=machine, maxResults=1000)["executions"]}
+    run = pipeline.driver.submit(EXAMPLES / "v1", commit=commit_for("v1-duplicate"))
     record = pipeline.control.ledger().get(run.release_id)
     artifact = record["artifact"]
     event = json.loads((EXAMPLES.parents[1] / "events" / "intake" / "manifest-uploaded.json").read_text())
@@ -180,15 +188,14 @@ def test_a_duplicate_upload_event_starts_no_second_release(pipeline):
     event["detail"]["object"].update({"key": artifact["key"], "version-id": artifact["version_id"]})
     result = pipeline.local.invoke("IntakeFunction", event)
     assert result == {"release_id": run.release_id, "started": False, "reason": "already started"}
-    sfn = pipeline.control.client("stepfunctions")
-    executions = sfn.list_executions(stateMachineArn=pipeline.control.outputs["ReleasePipelineArn"])["executions"]
-    assert [e["name"] for e in executions] == [run.release_id]
+    executions = sfn.list_executions(stateMachineArn=machine, maxResults=1000)["executions"]
+    assert [e["name"] for e in executions if e["name"] not in names_before] == [run.release_id]
     pipeline.driver.finish(run)
 
 
-def test_an_alarm_during_the_final_bake_rolls_back(with_live_v2):
+def test_an_alarm_during_the_final_bake_rolls_back(shared_live_v2):
     # Given a release in its final bake (99.99%, rollback still armed)
-    pipeline = with_live_v2
+    pipeline = shared_live_v2
     pipeline.set_policy(approval="auto", post_promotion_watch_seconds=50_000, min_canary_invocations=1)
     live_before, _ = pipeline.live()
     traffic = pipeline.traffic()
@@ -197,7 +204,7 @@ def test_an_alarm_during_the_final_bake_rolls_back(with_live_v2):
         run = pipeline.driver.submit(pipeline.examples / "v2", commit=pipeline.commit_for("v2-watch"))
         ledger = pipeline.control.ledger()
         wait_until(lambda: any(h["status"] == "Watching" for h in (ledger.get(run.release_id) or {}).get("history", []))
-                   and ledger.get(run.release_id)["status"] == "Baking", 60, "the watch")
+                   and ledger.get(run.release_id)["status"] == "Baking", pipeline.driver.timeout, "the watch")
         candidate = ledger.get(run.release_id)["candidate_version"]
         assert pipeline.live() == (live_before, {candidate: 0.9999})  # the alias still weighted
         # When its canary alarm fires during the watch

@@ -78,7 +78,8 @@ def _register(pipeline, function_name: str) -> None:
     put_dataset(control, SERVICE, pipeline.examples / "dataset.jsonl")
 
 
-def test_a_second_service_releases_without_a_template_change(pipeline, tmp_path):
+def test_a_second_service_releases_without_a_template_change(module_pipeline, tmp_path):
+    pipeline = module_pipeline
     # Given a second service registered as the README says, beside the sample service
     function_name = managed_function_prefix(pipeline.control.stack_name) + SERVICE
     _register(pipeline, function_name)
@@ -97,13 +98,14 @@ def test_a_second_service_releases_without_a_template_change(pipeline, tmp_path)
     assert pipeline.live() == sample_before
 
 
-def test_a_service_outside_the_managed_name_prefix_is_refused_by_name(pipeline):
+def test_a_service_outside_the_managed_name_prefix_is_refused_by_name(module_pipeline):
     # Given a registration whose function is not named <stack>-svc-<service>
-    control = pipeline.control
-    config = ServiceConfig(service=SERVICE, function_name="someone-elses-function", dataset_key="d.jsonl")
+    control = module_pipeline.control
+    service = "outsider"  # not the module's other test's service: both share the stack
+    config = ServiceConfig(service=service, function_name="someone-elses-function", dataset_key="d.jsonl")
     control.client("ssm").put_parameter(
-        Name=control.outputs["ServicesPrefix"] + SERVICE, Type="String", Value=config.model_dump_json())
+        Name=control.outputs["ServicesPrefix"] + service, Type="String", Value=config.model_dump_json())
     # When the pipeline reads it / Then it says why, before any role is asked to touch it
     with pytest.raises(ConfigurationError, match="not named .*-svc-<service>"):
-        get_service(control.client("ssm"), control.outputs["ServicesPrefix"], SERVICE,
+        get_service(control.client("ssm"), control.outputs["ServicesPrefix"], service,
                     function_prefix=managed_function_prefix(control.stack_name))

@@ -25,6 +25,7 @@ from modelgate_emulator import (
 def moto_and_process_state() -> dict[str, Any]:
     from moto.awslambda.models import LambdaFunction
     from moto.awslambda.responses import LambdaResponse
+    from moto.core import responses
     from moto.awslambda_simple.models import LambdaSimpleBackend
     from moto.events.models import Rule
     from moto.s3.models import FakeBucket
@@ -43,6 +44,7 @@ def moto_and_process_state() -> dict[str, Any]:
         "send_task_failure": StepFunctionResponse.send_task_failure,
         "send_to_targets": Rule.send_to_targets,
         "bucket_permission": FakeBucket.get_permission,
+        "action_names": responses.method_names_from_class,
         "environ": type(os.environ),
         "thread_start": threading.Thread.start,
         "credentials": os.environ.get("AWS_ACCESS_KEY_ID"),
@@ -60,7 +62,8 @@ def test_local_aws_restores_every_patch_and_the_environment(fixture_template: Pa
             assert local.invoke("OtherFunction", {})["module"] == "other"
             assert os.environ["AWS_DEFAULT_REGION"] == "us-east-1"
     # Then everything was patched while it ran and is exactly as before afterwards
-    assert all(during[key] is not before[key] for key in ("invoke", "response_invoke", "wait", "start_execution", "send_to_targets", "bucket_permission"))
+    assert all(during[key] is not before[key] for key in ("invoke", "response_invoke", "wait", "start_execution", "send_to_targets", "bucket_permission",
+                                                            "action_names"))
     assert moto_and_process_state() == before
     assert not environ.is_installed()
 
@@ -151,3 +154,19 @@ def test_run_function_by_alias_and_inline_event(fixture_template: Path) -> None:
     assert (outcome.executed_version, outcome.payload) == ("1", {"version": "1", "config": "v1"})
     with pytest.raises(ValueError):
         run_function("ServiceFunction", "x.json", event={}, template_path=fixture_template)
+
+
+def test_each_start_gets_a_new_default_session_reading_models_through_one_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from modelgate_emulator.runtime import _default_session_with_shared_models
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    _default_session_with_shared_models()
+    first = boto3.DEFAULT_SESSION
+    _default_session_with_shared_models()
+    second = boto3.DEFAULT_SESSION
+    assert first is not None and second is not None and second is not first
+    loader = second._session.get_component("data_loader")
+    assert first._session.get_component("data_loader") is loader
+    assert len(loader.search_paths) == len(set(loader.search_paths))  # boto3 adds its folder once, not per session
+    assert loader.load_service_model("sqs", "service-2")["metadata"]["serviceId"] == "SQS"

@@ -276,3 +276,18 @@ def test_wait_for_execution_times_out_with_the_last_state(local_aws: LocalAWS) -
         wait_for_execution(local_aws.client("stepfunctions"), arn, timeout=0.3)
     local_aws.client("stepfunctions").stop_execution(executionArn=arn)
     assert local_aws.wait_for_execution(arn, timeout=5)["status"] == "ABORTED"
+
+
+def test_a_definition_is_parsed_once_and_every_execution_gets_its_own_program() -> None:
+    from modelgate_emulator.stepfunctions import parse_definition
+    from moto.stepfunctions.parser.asl.parse.asl_parser import ASLParserException
+
+    definition = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+    first, tree = parse_definition(definition)
+    second, same_tree = parse_definition(definition)
+    assert same_tree is tree
+    assert second is not first and second.start_at.start_at_name == first.start_at.start_at_name == "P"
+    broken = '{"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}'
+    for _ in range(2):  # a syntax error is never kept: it is raised every time
+        with pytest.raises(ASLParserException):
+            parse_definition(broken)

@@ -363,3 +363,50 @@ def test_redeploy_names_what_it_cannot_apply(fixtures_dir: Path, tmp_path: Path)
         template.write_text(text)
         with pytest.raises(TemplateError, match="parameter override.*not declared in the template: Nope"):
             local.redeploy(parameters={"Nope": "1"})
+
+
+# ------------------------------------------------------------------ per-process caches
+def test_the_libyaml_loader_reads_templates_as_cfn_flip_does(fixture_template: Path, repo_root: Path) -> None:
+    from cfn_flip import load_yaml
+    from modelgate_emulator.template import parse_template_text
+
+    for path in (fixture_template, repo_root / "template.yaml"):
+        text = path.read_text()
+        assert parse_template_text(text) == json.loads(json.dumps(load_yaml(text))), path
+    short_forms = "A: !Ref B\nC: !GetAtt D.Arn\nE: !Sub '${X}-$$'\nF: !If [Cond, !Ref G, !Ref AWS::NoValue]\n"
+    assert parse_template_text(short_forms) == {
+        "A": {"Ref": "B"},
+        "C": {"Fn::GetAtt": ["D", "Arn"]},
+        "E": {"Fn::Sub": "${X}-$$"},
+        "F": {"Fn::If": ["Cond", {"Ref": "G"}, {"Ref": "AWS::NoValue"}]},
+    }
+
+
+def test_a_cached_template_is_a_fresh_copy_per_caller_and_follows_the_file(tmp_path: Path) -> None:
+    from modelgate_emulator.template import load_template
+
+    path = tmp_path / "t.yaml"
+    path.write_text("Resources:\n  Q:\n    Type: AWS::SQS::Queue\n")
+    first = load_template(path)
+    first["Resources"]["Q"]["Type"] = "changed by a caller"
+    assert load_template(path) == {"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}}
+    path.write_text("Resources:\n  T:\n    Type: AWS::SNS::Topic\n")
+    assert load_template(path) == {"Resources": {"T": {"Type": "AWS::SNS::Topic"}}}
+
+
+def test_a_cached_translation_is_a_fresh_copy_and_changed_code_is_a_new_key(fixture_template: Path, tmp_path: Path) -> None:
+    from modelgate_emulator.template import load_template
+
+    folder = tmp_path / "stack"
+    shutil.copytree(fixture_template.parent, folder)
+    template = load_template(folder / "template.yaml")
+    first, _ = translate(template, folder, region="us-east-1")
+    key = first["Resources"]["EchoFunction"]["Properties"]["Code"]["S3Key"]
+    first["Resources"].clear()
+    again, _ = translate(template, folder, region="us-east-1")
+    assert again["Resources"]["EchoFunction"]["Properties"]["Code"]["S3Key"] == key
+    (folder / "functions" / "echo" / "app.py").write_text((folder / "functions" / "echo" / "app.py").read_text() + "\n# v2\n")
+    changed, _ = translate(template, folder, region="us-east-1")
+    assert changed["Resources"]["EchoFunction"]["Properties"]["Code"]["S3Key"] != key
+    with pytest.raises(TemplateError, match="SAM transform failed"):
+        translate({**template, "Resources": {"Bad": {"Type": "AWS::Serverless::Function", "Properties": {}}}}, folder, region="us-east-1")

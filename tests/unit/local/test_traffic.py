@@ -197,3 +197,29 @@ def test_on_the_runtime_clock_the_rate_is_per_nominal_second_however_slow_the_ca
     spans = client.spans[:10]
     assert all(end == began for began, end in spans), spans
     assert min(b[0] - a[1] for a, b in itertools.pairwise(spans)) >= 5.0, spans
+
+
+def test_on_the_runtime_clock_requests_go_out_at_exact_nominal_moments_and_stop_frees_the_clock() -> None:
+    from modelgate_emulator.clock import LoadSafeClock
+
+    # Given one request every 5 nominal seconds on a clock where a nominal second is 10 real
+    # ms: real time the traffic thread spends between requests (scheduling, a busy machine)
+    # would let nominal time run on, unless the next request's moment holds the clock
+    clock = LoadSafeClock(0.01)
+    client = SlowLambdaClient(clock)
+    traffic = TrafficGenerator(
+        lambda_client=client, function_name="inference", qualifier="live",
+        requests=[{"q": "a"}], rate_per_second=0.2, clock=clock,
+    )
+    traffic.start()
+    try:
+        wait_until(lambda: traffic.sent >= 10)
+    finally:
+        traffic.stop()
+    # Then request i went out at start + 5 i nominal seconds, exactly: a bake of N nominal
+    # seconds sees N x rate requests, not fewer when the machine is busy
+    starts = [began for began, _ in client.spans[:10]]
+    assert [round(b - starts[0], 6) for b in starts] == [5.0 * i for i in range(10)], starts
+    # And once stopped, the traffic holds the clock no more
+    stopped_at = clock.now()
+    wait_until(lambda: clock.now() > stopped_at + 10.0)
