@@ -231,7 +231,10 @@ def drift_phase(local, control, function: str, time_factor: float, *, out) -> li
 
     print(f"\n== traffic shift: {SHIFTED_REQUESTS} requests of a new kind (billing questions, locales ja-JP and "
           "pt-BR) through the live alias", file=out)
+    from modelgate.ledger import now_iso
+
     lam, s3, bucket = control.client("lambda"), control.client("s3"), control.bucket
+    shifted_recorded = now_iso()  # the ledger's (and the journal's) own time, to find what came after
     for i in range(SHIFTED_REQUESTS):
         lam.invoke(FunctionName=function, Qualifier="live",
                    Payload=json.dumps({"inputs": SHIFTED_TRAFFIC[i % len(SHIFTED_TRAFFIC)]}).encode())
@@ -263,7 +266,7 @@ def drift_phase(local, control, function: str, time_factor: float, *, out) -> li
         with control.acting("operator"):
             events = journal.events("support-bot", kind="action", limit=20)
         return [e for e in events if e["details"].get("trigger") == "drift" and e["details"].get("action") == "alert"
-                and e["at"] >= shifted_at.isoformat()]
+                and e["at"] >= shifted_recorded]
 
     [alert, *_] = wait_until(alerted, 120, "the policy's on_drift alert, run by the monitor function")
     print(f"   action (monitoring journal): {alert['summary'][:150]}", file=out)
