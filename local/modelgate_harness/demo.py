@@ -38,6 +38,7 @@ import hashlib
 import html
 import json
 import logging
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -109,6 +110,8 @@ def save_all_reports(control, reports: Path) -> list[Path]:
                     f"{record.get('status', '?')}")
         elif parts[1:2] == ["monitor"]:
             what = "scheduled re-evaluation of live: " + parts[-1].removesuffix(".html")
+        elif parts[1:2] == ["drift"]:
+            what = "scheduled drift check of live, window ending " + parts[-1].removesuffix(".html")
         else:
             what = "report"
         rows.append(f'<tr><td><a href="{html.escape(relative)}">{html.escape(parts[-1])}</a></td>'
@@ -286,6 +289,8 @@ def run_demo(*, time_factor: float = 0.005, template_path: Path = Path("template
         quiet_logs()
     requests = [json.loads(line) for line in (EXAMPLES / "traffic.jsonl").read_text().splitlines() if line.strip()]
     failures = []
+    if reports.is_dir():  # this run's reports only: an older run's stay out of its index
+        shutil.rmtree(reports)
     reports.mkdir(parents=True, exist_ok=True)
     with sample_stack(template_path, time_factor=time_factor, seed=DEMO_SEED, ApprovalMode="manual",
                       ReevaluationSchedule=REEVALUATION_SCHEDULE) as (local, control):

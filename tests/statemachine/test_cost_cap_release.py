@@ -62,7 +62,7 @@ def test_a_release_over_the_cap_fails_before_any_model_call(stack):
     # And nothing was evaluated: the execution went from the plan straight to its outcome
     history = control.client("stepfunctions").get_execution_history(executionArn=run.execution_arn, maxResults=1000)
     entered = [e["stateEnteredEventDetails"]["name"] for e in history["events"] if "stateEnteredEventDetails" in e]
-    assert entered[-3:] == ["PlanEvaluation", "RecordOutcome", "ReleaseFailed"], entered
+    assert entered[-4:] == ["PlanEvaluation", "RecordOutcome", "AttestEnd", "ReleaseFailed"], entered
     assert "Evaluate" not in entered
     # And live is as it was, its lock released
     assert alias_state(lam, function, "live") == live_before

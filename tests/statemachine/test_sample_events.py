@@ -477,6 +477,19 @@ def reevaluated_live(w: World, result: dict) -> None:
     assert "insufficient" in body["widgets"][-1]["properties"]["markdown"]
 
 
+def drift_checked(w: World, result: dict) -> None:
+    # live was put there by no promoted release, so there is no baseline: "insufficient", never "no drift"
+    assert result["verdict"] == "insufficient" and "nothing to compare with" in result["summary"], result
+    # the verdict is written beside its HTML report, and in the monitoring journal (modelgate status)
+    page = w.client("s3").get_object(Bucket=w.control.bucket, Key=result["report_key"])["Body"].read().decode()
+    assert "insufficient" in page
+    [entry] = [i for i in w.client("dynamodb").query(
+        TableName=w.control.outputs["LedgerTableName"], KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": "MONITOR#support-bot"}})["Items"] if i["kind"]["S"] == "drift"]
+    assert entry["details"]["M"]["verdict"]["S"] == "insufficient"
+    assert "actions" not in result  # nothing to act on
+
+
 def showed_the_confirmation_page(w: World, result: dict) -> None:
     assert result["statusCode"] == 200, result["body"]
     assert "Opening this page decided nothing" in result["body"] and "Approve this release" in result["body"]
@@ -567,6 +580,7 @@ SAMPLES: dict[str, Expected] = {
     "attest/gate-failed.json": Expected((release_uploaded, gate_failure_recorded), attested),
     "inference/question.json": Expected(PUBLISHED, answered),
     "monitor/reevaluate.json": Expected(UPLOADED, reevaluated_live),
+    "drift_check/scheduled.json": Expected((), drift_checked),
 }
 
 

@@ -8,6 +8,7 @@ features as paired bars of each category's share.
 
 from __future__ import annotations
 
+import json
 from html import escape
 from itertools import pairwise
 from typing import Any
@@ -22,12 +23,12 @@ _CSS = (
     "h1{font-size:1.5rem}h2{font-size:1.1rem;margin:1.6rem 0 .4rem}"
     ".banner{padding:.7rem 1rem;border-radius:6px;color:#fff;font-weight:600}"
     "table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #d8dde6;padding:.3rem .5rem;"
-    "text-align:left}th{background:#f3f5f9}.key span{display:inline-block;width:12px;height:12px;margin:0 4px}"
+    "text-align:left}th{background:#f3f5f9}pre{white-space:pre-wrap;overflow-wrap:anywhere}.key span{display:inline-block;width:12px;height:12px;margin:0 4px}"
 )
 
 
 def _bars(title: str, labels: list[str], base: list[float], now: list[float]) -> str:
-    width, row = 640, 18
+    width, row = 720, 18  # labels | bars (180..560) | shares (from 570: room for '100% / 100%')
     height = row * len(labels) + 30
     top = max(base + now + [1e-9])
     out = [(f'<svg width="{width}" height="{height}" role="img" aria-label="{escape(title)}" '
@@ -36,9 +37,9 @@ def _bars(title: str, labels: list[str], base: list[float], now: list[float]) ->
         y = 10 + i * row
         out.append(f'<text x="0" y="{y + 11}">{escape(label[:28])}</text>')
         for j, (share, colour) in enumerate(((base[i], _BASE), (now[i], _NOW))):
-            w = 400 * share / top
+            w = 380 * share / top
             out.append(f'<rect x="180" y="{y + j * 8}" width="{w:.1f}" height="7" fill="{colour}"/>')
-        out.append(f'<text x="{590}" y="{y + 11}">{base[i]:.0%} / {now[i]:.0%}</text>')
+        out.append(f'<text x="570" y="{y + 11}">{base[i]:.0%} / {now[i]:.0%}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -88,6 +89,6 @@ def render(verdict: DriftVerdict, baseline: Any, window: Profile) -> str:
             parts.append(f"<h2>{escape(name)}</h2>"
                          + _categorical_chart(name, base.categorical[name], window.categorical[name]))
         if baseline.scores:
-            parts.append(f"<h2>Baseline evaluation scores</h2><pre>{escape(str(baseline.scores))}</pre>")
+            parts.append(f"<h2>Baseline evaluation scores</h2><pre>{escape(json.dumps(baseline.scores, indent=2, sort_keys=True, default=str))}</pre>")
     parts.append("</html>")
     return "\n".join(parts)

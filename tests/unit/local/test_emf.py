@@ -185,9 +185,11 @@ def test_the_sample_service_reports_its_own_metrics_through_its_log_group() -> N
     root = Path(__file__).resolve().parents[3]
     with LocalAWS(root / "template.yaml", stack_name="emf", parameters={"ModelProvider": "local"},
                   echo_logs=False) as local:
-        # Given the sample service's version 1, which pins no release yet: every request fails
-        with pytest.raises(LambdaInvokeError, match="ModelNotConfigured"):
-            local.invoke("SampleServiceFunction", {"inputs": {"question": "hi"}}, qualifier="live")
+        # Given the sample service's version 1 (its bootstrap configuration) answering one request
+        # and failing one that carries no inputs
+        local.invoke("SampleServiceFunction", {"inputs": {"question": "hi"}}, qualifier="live")
+        with pytest.raises(LambdaInvokeError):
+            local.invoke("SampleServiceFunction", {"inputs": "not an object"}, qualifier="live")
         local.sleep(emf.DEFAULT_EMF_DELAY_SECONDS + 1)
         # Then its EMF line became the service's metrics, by service and the version that ran
         cw = local.client("cloudwatch")
