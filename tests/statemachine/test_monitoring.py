@@ -75,12 +75,17 @@ def test_the_schedule_reevaluates_live_then_a_provider_change_is_caught_and_roll
         assert test["b"] > test["c"] and test["p_value"] < 0.05, regression["summary"]
         wait_until(lambda: alias_state(lam, function, "live") == (v1.record["candidate_version"], {}),
                    HANG_GUARD_SECONDS, "live back on v1")
+        # (the action's journal entry is written once the rollback has finished: ledger, chain, mail)
+        def rollback_journaled() -> list | None:
+            with control.acting("operator"):
+                actions = Journal(control.ledger().table).events(SERVICE, kind="action", limit=20)
+            return actions if any(a["details"]["action"] == "rollback" for a in actions) else None
+
+        actions = wait_until(rollback_journaled, HANG_GUARD_SECONDS, "the rollback action's journal entry")
         record = control.ledger().get(v2.release_id)
         assert record["status"] == "RolledBack" and record["history"][-1]["actor"].startswith("modelgate-monitor")
-        with control.acting("operator"):
-            actions = Journal(control.ledger().table).events(SERVICE, kind="action", limit=20)
         done = {(a["details"]["action"], a["details"]["status"]) for a in actions}
-        assert {("alert", "done"), ("rollback", "done")} <= done
+        assert {("alert", "done"), ("rollback", "done")} <= done, [a["summary"] for a in actions]
         # And the report of the re-evaluation is in the bucket, as HTML
         html = control.client("s3").get_object(Bucket=control.bucket, Key=regression["details"]["report_html_key"])
         assert b"regression" in html["Body"].read()

@@ -483,10 +483,11 @@ def drift_checked(w: World, result: dict) -> None:
     # the verdict is written beside its HTML report, and in the monitoring journal (modelgate status)
     page = w.client("s3").get_object(Bucket=w.control.bucket, Key=result["report_key"])["Body"].read().decode()
     assert "insufficient" in page
-    [entry] = [i for i in w.client("dynamodb").query(
+    entries = [i for i in w.client("dynamodb").query(
         TableName=w.control.outputs["LedgerTableName"], KeyConditionExpression="pk = :p",
         ExpressionAttributeValues={":p": {"S": "MONITOR#support-bot"}})["Items"] if i["kind"]["S"] == "drift"]
-    assert entry["details"]["M"]["verdict"]["S"] == "insufficient"
+    # (the stack's own schedule also ran the check when it was deployed, as a rate schedule does on AWS)
+    assert entries and all(e["details"]["M"]["verdict"]["S"] == "insufficient" for e in entries)
     assert "actions" not in result  # nothing to act on
 
 
