@@ -62,7 +62,7 @@ lint: venv ## Only the template, state machine and workflow checks
 	$(SAM) validate --lint --template template.yaml --region us-east-1
 	$(CHECKOV) --file template.yaml --framework cloudformation --skip-download --compact --quiet
 
-demo: $(VENV)/.installed ## Five releases on the embedded local AWS (promoted, promoted, gate failed, rolled back twice), then one artefact from a staging stack to a production stack
+demo: $(VENV)/.installed ## Five releases, a provider change caught and a traffic shift detected on the embedded local AWS, then one artefact from a staging stack to production
 	$(VENV)/bin/modelgate demo
 
 iam-report: $(VENV)/.installed ## Least-privilege report (build/iam): state-machine tests + demo; fails on a grant unused without a reason

@@ -81,8 +81,12 @@ class Pipeline:
 
 @contextmanager
 def _sample_pipeline() -> Iterator[Pipeline]:
+    # Schedules off (the monitor's and the drift check's, which a stack runs from its deploy on, as
+    # on AWS): these tests are about releases, and at TIME_FACTOR an hourly check fires every few
+    # real seconds. test_monitoring, test_drift_check and the sample events run them.
     with sample_stack(
-        ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED, jump_when_idle=JUMP_WHEN_IDLE
+        ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED, jump_when_idle=JUMP_WHEN_IDLE,
+        run_schedules=False,
     ) as (local, control):
         # The driver's timeout only guards against a hang: it is no speed limit, so a busy
         # machine (a 5,000-case evaluation with the CPU shared) must not reach it.

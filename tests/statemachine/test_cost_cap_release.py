@@ -21,7 +21,8 @@ from modelgate.adapters.lambda_alias import alias_state
 @pytest.fixture(scope="module")
 def stack():
     """One stack, its live alias serving v2, released under a cap of one dollar."""
-    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED) as (local, control):
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED,
+                      run_schedules=False) as (local, control):
         update_policy(control, SERVICE, approval="auto", min_canary_invocations=3, max_cost_usd=1.0)
         function = local.stack.outputs["SampleServiceFunctionName"]
         requests = [{"inputs": json.loads(line)} for line in (EXAMPLES / "traffic.jsonl").read_text().splitlines() if line]

@@ -103,7 +103,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack():
-    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=SEED) as (local, control):
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=SEED,
+                      run_schedules=False) as (local, control):
         yield Stack(local, control, ReleaseDriver(control, timeout=900), local.stack.outputs["SampleServiceFunctionName"])
 
 

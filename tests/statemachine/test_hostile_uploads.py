@@ -28,7 +28,8 @@ HANG_GUARD_SECONDS = 900  # a hang guard, no speed limit
 @pytest.fixture(scope="module")
 def stack():
     """One stack for the corpus, its live alias serving v2 (released and promoted first)."""
-    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED) as (local, control):
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED,
+                      run_schedules=False) as (local, control):
         update_policy(control, SERVICE, approval="auto", min_canary_invocations=3)
         function = local.stack.outputs["SampleServiceFunctionName"]
         requests = [{"inputs": json.loads(line)} for line in (EXAMPLES / "traffic.jsonl").read_text().splitlines() if line]

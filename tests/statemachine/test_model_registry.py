@@ -20,7 +20,8 @@ HANG_GUARD_SECONDS = 900  # a hang guard, no speed limit
 @pytest.fixture(scope="module")
 def registry():
     """One stack whose support-bot policy mirrors releases into <stack>-support-bot; v2 promoted, then v4 (passes the gate) rejected."""
-    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED) as (local, control):
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED,
+                      run_schedules=False) as (local, control):
         group = f"{local.stack_name}-{SERVICE}"
         update_policy(control, SERVICE, approval="auto", min_canary_invocations=3, model_registry={"group": group})
         function = local.stack.outputs["SampleServiceFunctionName"]
