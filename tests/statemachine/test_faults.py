@@ -368,12 +368,12 @@ def test_a_persistent_throttle_in_shift_traffic_ends_the_release_cleanly(throttl
     throttles.local.throttle_sdk("lambda", "UpdateAlias", times=None, function="ShiftTrafficFunction")
     # When the release runs
     run = throttles.release(throttles.label)
-    # Then ShiftTraffic gave up after the SDK's 5 retries (6 calls) at least once, and no invocation
-    # made more (an invocation the release's end or its timeout cut short makes fewer: how many it
-    # made by then depends on the machine, so the count is bounded, not exact), and the release
-    # ended at a final status that names the throttle, with live untouched and nothing left behind
+    # Then ShiftTraffic's UpdateAlias was retried by the SDK (5 retries: 6 calls) before it gave up
+    # (the exact count is not asserted: ShiftTraffic's fenced update may try again after the SDK gives
+    # up, and a cut invocation makes fewer), and the release ended at a final status that names the
+    # throttle, with live untouched and nothing left behind
     calls = throttled(throttles, "lambda", "UpdateAlias")
-    assert 6 <= len(calls) <= 6 * scheduled(throttles, run, "ShiftTraffic"), len(calls)
+    assert len(calls) >= 6 and scheduled(throttles, run, "ShiftTraffic") >= 1, len(calls)
     assert run.status in FINAL_STATUSES and run.status != "Promoted", run.status
     assert "TooManyRequestsException" in run.record["reason"], run.record["reason"]
     assert throttles.live() == live_before
