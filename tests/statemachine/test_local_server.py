@@ -16,6 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from conftest import HANG_GUARD_SECONDS
 from modelgate_harness import cli
 from modelgate_harness.polling import wait_until
 
@@ -53,8 +54,15 @@ def local_up(tmp_path: Path, template: Path = ROOT / "template.yaml", traffic: s
         yield state
     finally:
         process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        # a hang guard, no speed limit: shutting down stops the executions, the scheduled checks and
+        # the traffic, and waits for asynchronous invocations, which takes longer on a busy machine
+        try:
+            process.wait(timeout=HANG_GUARD_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        finally:
+            log.close()
     assert not state.exists()  # it cleans up after itself
 
 
