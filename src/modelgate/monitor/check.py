@@ -9,9 +9,9 @@ its ``AWS::Scheduler::Schedule`` (template.yaml: one per service). Steps:
 3. the captured records of that version over the last ``window_minutes``;
 4. :func:`modelgate.monitor.drift.compare`, the HTML report, the verdict JSON (and
    ``latest.json``) under ``reports/<service>/drift/``;
-5. a drift verdict with ``action: alert``: the alert on the service's SNS topic and its
-   journal entry (kind ``drift``) and the policy's ``on_drift`` actions, run by the monitor
-   function (:func:`modelgate.monitor.drift.request_actions`, ``actions.act``).
+5. every verdict's journal entry (kind ``drift``); on a drift verdict, the policy's
+   ``on_drift`` actions, run by the monitor function
+   (:func:`modelgate.monitor.drift.request_actions`, then ``actions.act``).
 """
 
 from __future__ import annotations
