@@ -148,6 +148,7 @@ class _Runner:
                         self.sleep(self.retry.delay(attempt, self.rng))
                         continue
                     return self._throttled(base, exc, attempt, latency_ms, "call")
+                self._feedback(ticket, throttled=False)  # answered (with an error): frees its window slot
                 return CaseResult(
                     **base,
                     score=0.0,
