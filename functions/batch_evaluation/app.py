@@ -1,7 +1,7 @@
 """Batch evaluation's three steps (modelgate.pipeline.batch_evaluation), one handler each.
 
 Three functions share this code, each with its own role (template.yaml): SubmitBatch
-(``lambda_handler``: a Bedrock batch inference job per side, then the on-demand latency sample),
+(``lambda_handler``: the on-demand latency sample, then a Bedrock batch inference job per side),
 PollBatch (``poll_handler``: GetModelInvocationJob; ``eval_plan.batch.state`` says what next)
 and ReduceBatch (``reduce_handler``: the jobs' output scored as on-demand results are). Each
 event is the release context.

@@ -230,6 +230,8 @@ def test_latency_comes_from_the_on_demand_sample_and_everything_else_from_the_ba
             assert getattr(merged.sides[side], field) == getattr(sample.sides[side], field)
     assert merged.comparison.latency_p95_ms == sample.comparison.latency_p95_ms
     assert merged.comparison.latency_p95_ms.delta == pytest.approx(100.0)
+    # over 5 timed calls per side (what a relative latency alarm may count as evidence)
+    assert merged.sides["candidate"].latency_samples == 5 and batch.sides["candidate"].latency_samples is None
     # Accuracy, counts and the paired test stay the batch's (20 cases, not the sample's 5)
     assert merged.sides["candidate"].n == 20 and merged.comparison.n_pairs == 20
     assert merged.comparison.accuracy == batch.comparison.accuracy

@@ -251,11 +251,16 @@ def with_sample_latency(report: EvaluationReport, sample: EvaluationReport) -> E
     """The batch report with its latency taken from the on-demand sample (a batch job measures
     no latency per record): each side's percentiles, the paired p95 comparison (over the sample's
     cases, with its own interval), and each result's ``latency_ms`` where its case was sampled
-    (0.0 elsewhere: no call of its own was timed). Scores, errors and costs stay the batch's."""
+    (0.0 elsewhere: no call of its own was timed), and ``latency_samples``, the sample's timed
+    calls per side (what a canary alarm relative to live's latency counts as evidence, not the
+    batch's case count). Scores, errors and costs stay the batch's."""
     latency_fields = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
     sides = {
-        name: metrics.model_copy(update={f: getattr(sample.sides[name], f) for f in latency_fields})
-        if name in sample.sides else metrics.model_copy(update=dict.fromkeys(latency_fields))
+        name: metrics.model_copy(update={
+            **{f: getattr(sample.sides[name], f) for f in latency_fields},
+            "latency_samples": sample.sides[name].calls - sample.sides[name].errors,
+        })
+        if name in sample.sides else metrics.model_copy(update={**dict.fromkeys(latency_fields), "latency_samples": 0})
         for name, metrics in report.sides.items()
     }
     comparison = report.comparison

@@ -3,12 +3,14 @@
 PlanEvaluation picks the mode (``modelgate.evaluation.batch.uses_batch``); in batch mode the
 state machine runs, instead of the shards' Distributed Map:
 
-* **SubmitBatch**: each side's release (the candidate's upload, live's pinned release) renders
-  every case into a Converse-type JSONL record; the input goes to S3 and one
-  CreateModelInvocationJob per side runs it as the stack's batch service role. Then a small
-  sample of the cases runs on demand through the service function's versions, as the shards do:
-  a batch measures no latency per call ("Process multiple prompts with batch inference", Amazon
-  Bedrock User Guide, https://docs.aws.amazon.com/bedrock/latest/userguide/batch-inference.html).
+* **SubmitBatch**: a small sample of the cases runs on demand through the service function's
+  versions, as the shards do: a batch measures no latency per call ("Process multiple prompts
+  with batch inference", Amazon Bedrock User Guide,
+  https://docs.aws.amazon.com/bedrock/latest/userguide/batch-inference.html). Then each side's
+  release (the candidate's upload, live's pinned release) renders every case into a
+  Converse-type JSONL record; the input goes to S3 and one CreateModelInvocationJob per side
+  runs it as the stack's batch service role (a retried step gets the same jobs back: the
+  request token is the release's, side's and dataset version's).
 * **WaitForBatch / PollBatch**: a Wait state and GetModelInvocationJob, in a loop bounded by the
   jobs' own timeout (``timeoutDurationInHours``) plus an hour. Step Functions' optimized Bedrock
   integration has InvokeModel and CreateModelCustomizationJob(.sync) only, no batch inference job
@@ -65,9 +67,11 @@ def _job_name(ctx: ReleaseContext, side: str) -> str:
     return f"modelgate-{digest}-{side}"
 
 
-def _token(ctx: ReleaseContext, side: str, input_version: str | None) -> str:
-    # clientRequestToken: the same release's retried SubmitBatch gets the same job back.
-    return hashlib.sha256(f"{ctx.release_id}|{side}|{input_version}".encode()).hexdigest()
+def _token(ctx: ReleaseContext, side: str) -> str:
+    # clientRequestToken: a retried SubmitBatch (same release, same pinned dataset) gets the same job
+    # back ("Ensuring idempotency", CreateModelInvocationJob) rather than a second one.
+    assert ctx.eval_plan is not None
+    return hashlib.sha256(f"{ctx.release_id}|{side}|{ctx.eval_plan.dataset_version}".encode()).hexdigest()
 
 
 def _batch_dir(ctx: ReleaseContext) -> str:
@@ -86,7 +90,7 @@ def _cases(deps: Deps, ctx: ReleaseContext) -> list:
 
 
 def submit_batch(deps: Deps[BatchSubmitSettings], ctx: ReleaseContext) -> ReleaseContext:
-    """One batch inference job per side, then the on-demand latency sample (see the module doc)."""
+    """The on-demand latency sample, then one batch inference job per side (see the module doc)."""
     from modelgate.evaluation.batch import batch_input, check_batch_size, latency_sample
     from modelgate.evaluation.model_scorers import scoring_models_for
     from modelgate.evaluation.runner import evaluate
@@ -99,11 +103,25 @@ def submit_batch(deps: Deps[BatchSubmitSettings], ctx: ReleaseContext) -> Releas
     built = {side: batch_input(release, cases) for side, release in releases.items()}
     for side, records in built.items():  # refuse before any job exists
         check_batch_size(mode, records.records, side=side)
+    # The latency sample first, on demand through the function's versions as EvaluateShard calls them:
+    # a failure here leaves no job running behind the failed release.
+    fn, _ = target(ctx)
+    sample_cases = latency_sample(cases, mode.latency_sample, seed=ctx.release_id)
+    invokers = {CANDIDATE: partial(lambda_alias.invoke_version, deps.lambda_, fn, ctx.candidate_version)}
+    if plan.live_configured:
+        invokers[LIVE] = partial(lambda_alias.invoke_version, deps.lambda_, fn, ctx.live_version)
+    sample = evaluate(
+        sample_cases, invokers, concurrency=policy.eval_concurrency, rate_limit=policy.eval_rate_limit_rps,
+        scoring_models=scoring_models_for(policy.scoring_models) if policy.scoring_models else None,
+    )
+    sample_key = f"{_batch_dir(ctx)}/latency-sample.json"
+    sample_version = put_json(deps.s3, bucket, sample_key, {"results": [r.model_dump(mode="json") for r in sample.results]})
+
     bedrock = deps.client("bedrock")
     jobs: list[BatchJob] = []
     for side, records in built.items():
         input_key = f"{INPUT_PREFIX}{ctx.service}/{ctx.release_id}/{side}.jsonl"
-        put = deps.s3.put_object(
+        deps.s3.put_object(
             Bucket=bucket, Key=input_key, Body=records.jsonl.encode("utf-8"), ContentType="application/jsonl"
         )
         unsendable_key = f"{_batch_dir(ctx)}/{side}-unsendable.json"
@@ -118,25 +136,12 @@ def submit_batch(deps: Deps[BatchSubmitSettings], ctx: ReleaseContext) -> Releas
             inputDataConfig={"s3InputDataConfig": {"s3Uri": f"s3://{bucket}/{input_key}", "s3InputFormat": "JSONL"}},
             outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{bucket}/{output_prefix}"}},
             timeoutDurationInHours=mode.batch_timeout_hours,
-            clientRequestToken=_token(ctx, side, put.get("VersionId")),
+            clientRequestToken=_token(ctx, side),
         )
         jobs.append(BatchJob(
             side=side, job_arn=created["jobArn"], model_id=model_id, input_key=input_key,
             output_prefix=output_prefix, records=records.records, unsendable_key=unsendable_key,
         ))
-
-    # The latency sample: on demand through the function's versions, as EvaluateShard calls them.
-    fn, _ = target(ctx)
-    sample_cases = latency_sample(cases, mode.latency_sample, seed=ctx.release_id)
-    invokers = {CANDIDATE: partial(lambda_alias.invoke_version, deps.lambda_, fn, ctx.candidate_version)}
-    if plan.live_configured:
-        invokers[LIVE] = partial(lambda_alias.invoke_version, deps.lambda_, fn, ctx.live_version)
-    sample = evaluate(
-        sample_cases, invokers, concurrency=policy.eval_concurrency, rate_limit=policy.eval_rate_limit_rps,
-        scoring_models=scoring_models_for(policy.scoring_models) if policy.scoring_models else None,
-    )
-    sample_key = f"{_batch_dir(ctx)}/latency-sample.json"
-    sample_version = put_json(deps.s3, bucket, sample_key, {"results": [r.model_dump(mode="json") for r in sample.results]})
 
     now = clock.now()
     timeout_s = (mode.batch_timeout_hours + 1) * 3600
