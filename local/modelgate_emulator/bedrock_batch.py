@@ -1,8 +1,8 @@
 """Bedrock batch inference on the embedded AWS: CreateModelInvocationJob and GetModelInvocationJob.
 
 moto 5.2.1 has no batch inference, so every ``bedrock`` client answers these two operations
-here (a botocore ``before-call`` handler, registered after the IAM enforcer's, so a call is
-authorised first). What it models, from the Amazon Bedrock User Guide and API Reference:
+here (a botocore handler on the generic ``before-call`` event, registered last: the IAM
+enforcer's, registered first on the same event, authorises the call before it is answered). What it models, from the Amazon Bedrock User Guide and API Reference:
 
 * a job reads every ``.jsonl`` file at ``inputDataConfig.s3InputDataConfig.s3Uri`` (a file or a
   folder) and writes one ``<file>.out`` per input file under ``<output s3Uri>/<job id>/``, each
@@ -149,7 +149,7 @@ class BatchInference:
                 context[_PARAMS_KEY] = dict(params or {})
 
         def answer(model: Any = None, context: Any = None, **_: Any) -> Any:
-            if model is None or model.name not in OPERATIONS:
+            if model is None or model.name not in OPERATIONS or model.service_model.service_name != "bedrock":
                 return None
             params = (context or {}).get(_PARAMS_KEY) or {}
             try:
@@ -160,8 +160,11 @@ class BatchInference:
                 return _response(404, {"Error": {"Code": "ResourceNotFoundException", "Message": str(exc.args[0])}})
             return _response(200, parsed)
 
+        # On the generic "before-call", registered last: botocore runs the handlers of a more
+        # specific event name ("before-call.bedrock") before the generic ones, so a handler there
+        # would answer before the IAM enforcer's (registered first on "before-call") could refuse.
         client.meta.events.register("before-parameter-build.bedrock", keep)
-        client.meta.events.register("before-call.bedrock", answer)
+        client.meta.events.register_last("before-call", answer)
 
     def inject(self, fault: JobFault) -> None:
         """The next job created does ``fault`` (one job per call, in order)."""

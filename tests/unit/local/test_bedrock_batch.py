@@ -238,3 +238,32 @@ def test_injected_record_errors_and_unanswered_records_reach_the_output(batch) -
     answers = parse_batch_output(body.decode().splitlines(), CASES)
     assert [a.error_code for a in answers[:4]] == [503, 503, 503, None]
     assert [a.missing for a in answers[-3:]] == [False, True, True]
+
+
+def test_the_embedded_aws_authorises_a_job_before_it_is_created() -> None:
+    from modelgate_emulator import LocalAWS, iam
+
+    template = Path(__file__).resolve().parents[3] / "template.yaml"
+    with LocalAWS(template, stack_name="batch-iam", parameters={"ModelProvider": "local"}) as local:
+        role = local.stack.attribute
+        params = {
+            "jobName": "eval-candidate", "modelId": "local.retrieval-small-v1:0", "modelInvocationType": "Converse",
+            "inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://art/batch-inference/input/c.jsonl"}},
+            "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "s3://art/batch-inference/output/"}},
+        }
+        # A role without the grant (PollBatch may only read jobs) is refused CreateModelInvocationJob
+        with iam.acting_as(iam.role_principal(role("PollBatchFunctionRole", "Arn"), "poll")):
+            with pytest.raises(ClientError) as denied:
+                boto3.client("bedrock", region_name="us-east-1").create_model_invocation_job(
+                    roleArn=role("BatchInferenceRole", "Arn"), **params)
+        assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert local.enforcer.denied()[-1].action == "bedrock:CreateModelInvocationJob"
+        # And SubmitBatch may pass the batch service role, and no other
+        with iam.acting_as(iam.role_principal(role("SubmitBatchFunctionRole", "Arn"), "submit")):
+            with pytest.raises(ClientError) as denied:
+                boto3.client("bedrock", region_name="us-east-1").create_model_invocation_job(
+                    roleArn=role("PollBatchFunctionRole", "Arn"), **params)
+            assert local.enforcer.denied()[-1].action == "iam:PassRole"
+            arn = boto3.client("bedrock", region_name="us-east-1").create_model_invocation_job(
+                roleArn=role("BatchInferenceRole", "Arn"), **params)["jobArn"]
+        assert ":model-invocation-job/" in arn
