@@ -1,8 +1,8 @@
 """Bedrock batch inference on the embedded AWS: CreateModelInvocationJob and GetModelInvocationJob.
 
 moto 5.2.1 has no batch inference, so every ``bedrock`` client answers these two operations
-here (a botocore ``before-call`` handler, registered after the IAM enforcer's, so a call is
-authorised first). What it models, from the Amazon Bedrock User Guide and API Reference:
+here (a botocore handler on the generic ``before-call`` event, registered last: the IAM
+enforcer's, registered first on the same event, authorises the call before it is answered). What it models, from the Amazon Bedrock User Guide and API Reference:
 
 * a job reads every ``.jsonl`` file at ``inputDataConfig.s3InputDataConfig.s3Uri`` (a file or a
   folder) and writes one ``<file>.out`` per input file under ``<output s3Uri>/<job id>/``, each
@@ -19,14 +19,27 @@ authorised first). What it models, from the Amazon Bedrock User Guide and API Re
   line (errorCode 400) in the output and the job still completes (PartiallyCompleted is for
   records not processed in time, which a local job never leaves).
 * ``clientRequestToken``: the same token returns the same job (idempotency).
+* the job's service role must trust ``bedrock.amazonaws.com`` for this job: its trust policy
+  is read at CreateModelInvocationJob, and conditions on ``aws:SourceAccount`` and
+  ``aws:SourceArn`` (the job's ARN) are evaluated ("Create a custom service role for batch
+  inference", https://docs.aws.amazon.com/bedrock/latest/userguide/batch-iam-sr.html); a role
+  Bedrock could not assume is a ValidationException;
+* fewer records than ``min_records`` ("Minimum number of records per batch inference job", a
+  per-model quota, "Format and upload your batch inference data") fails the job at validation
+  (status Failed, the reason in ``message``);
+* ``inject`` makes the next job end Failed / Stopped / Expired with a message, answer some
+  records with error lines (``error_records`` with ``error_code``), or leave some unanswered and
+  end PartiallyCompleted (``unanswered``): the faults the pipeline must fail cleanly on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import json
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,6 +72,18 @@ class _Job:
     ends_at: float | None = None
     ended_at: float | None = None
     records: int = 0
+    fault: JobFault | None = None
+
+
+@dataclass(frozen=True)
+class JobFault:
+    """What the next created job does wrong (``BatchInference.inject``)."""
+
+    status: str | None = None  # Failed, Stopped or Expired: the job ends so, with ``message``
+    message: str = "injected failure"
+    error_records: int = 0  # the first N records get error lines with ``error_code``
+    error_code: int = 500
+    unanswered: int = 0  # the last N records get no output line; the job ends PartiallyCompleted
 
 
 class BatchValidation(ModelgateError):
@@ -84,12 +109,15 @@ class BatchInference:
         submitted_seconds: float = 60.0,
         seconds_per_record: float = 0.5,
         min_in_progress_seconds: float = 60.0,
+        min_records: int = 100,
         provider: LocalProvider | None = None,
     ) -> None:
         self.clock, self.region, self.account_id = clock, region, account_id
         self.submitted_seconds = submitted_seconds
         self.seconds_per_record = seconds_per_record
         self.min_in_progress_seconds = min_in_progress_seconds
+        self.min_records = min_records
+        self._faults: list[JobFault] = []
         self.provider = provider or LocalProvider(base_ms=0, per_output_token_ms=0)
         self._jobs: dict[str, _Job] = {}
         self._pending: dict[str, list[tuple[str, list[str]]]] = {}  # job ARN -> its input, read at InProgress
@@ -121,7 +149,7 @@ class BatchInference:
                 context[_PARAMS_KEY] = dict(params or {})
 
         def answer(model: Any = None, context: Any = None, **_: Any) -> Any:
-            if model is None or model.name not in OPERATIONS:
+            if model is None or model.name not in OPERATIONS or model.service_model.service_name != "bedrock":
                 return None
             params = (context or {}).get(_PARAMS_KEY) or {}
             try:
@@ -132,8 +160,16 @@ class BatchInference:
                 return _response(404, {"Error": {"Code": "ResourceNotFoundException", "Message": str(exc.args[0])}})
             return _response(200, parsed)
 
+        # On the generic "before-call", registered last: botocore runs the handlers of a more
+        # specific event name ("before-call.bedrock") before the generic ones, so a handler there
+        # would answer before the IAM enforcer's (registered first on "before-call") could refuse.
         client.meta.events.register("before-parameter-build.bedrock", keep)
-        client.meta.events.register("before-call.bedrock", answer)
+        client.meta.events.register_last("before-call", answer)
+
+    def inject(self, fault: JobFault) -> None:
+        """The next job created does ``fault`` (one job per call, in order)."""
+        with self._lock:
+            self._faults.append(fault)
 
     # ---------------------------------------------------------------- the API
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -156,11 +192,41 @@ class BatchInference:
                         return {"jobArn": job.arn}
             job_id = hashlib.sha256(f"{params['jobName']}|{token}|{len(self._jobs)}".encode()).hexdigest()[:12]
             arn = f"arn:aws:bedrock:{self.region}:{self.account_id}:model-invocation-job/{job_id}"
+            self._check_trust(str(params["roleArn"]), arn)
             self._jobs[arn] = _Job(
                 arn, job_id, str(params["jobName"]), model_id, str(params["roleArn"]), input_uri, output_uri,
-                invocation_type, token, self.clock.now(),
+                invocation_type, token, self.clock.now(), fault=self._faults.pop(0) if self._faults else None,
             )
         return {"jobArn": arn}
+
+    def _check_trust(self, role_arn: str, job_arn: str) -> None:
+        """``BatchValidation`` unless the role's trust policy lets bedrock.amazonaws.com assume it
+        for ``job_arn`` (aws:SourceAccount = this account, aws:SourceArn = the job's ARN)."""
+        import boto3
+
+        name = role_arn.rsplit("/", 1)[-1]
+        try:
+            with iam.acting_as(iam.LOCAL_ADMIN):
+                role = boto3.client("iam", region_name=self.region).get_role(RoleName=name)["Role"]
+        except Exception as exc:  # noqa: BLE001 - no such role: Bedrock can't assume it
+            raise BatchValidation(f"the service role {role_arn} can't be read: {exc}") from None
+        document = role["AssumeRolePolicyDocument"]
+        if isinstance(document, str):
+            document = json.loads(urllib.parse.unquote(document))
+        context = {"aws:sourceaccount": self.account_id, "aws:sourcearn": job_arn}
+        for statement in _as_list(document.get("Statement")):
+            services = _as_list((statement.get("Principal") or {}).get("Service"))
+            if (
+                statement.get("Effect") == "Allow"
+                and "sts:AssumeRole" in _as_list(statement.get("Action"))
+                and "bedrock.amazonaws.com" in services
+                and _conditions_hold(statement.get("Condition") or {}, context)
+            ):
+                return
+        raise BatchValidation(
+            f"Amazon Bedrock can't assume the service role {role_arn} for {job_arn}: its trust policy has no "
+            "statement allowing bedrock.amazonaws.com sts:AssumeRole whose conditions this job meets"
+        )
 
     def get(self, params: dict[str, Any]) -> dict[str, Any]:
         identifier = str(params["jobIdentifier"])
@@ -180,7 +246,14 @@ class BatchInference:
             except Exception as exc:  # noqa: BLE001 - any failure to read is the job's failure
                 self._end(job, "Failed", f"the job could not read its input as {job.role_arn}: {exc}")
                 return
-            job.records = sum(len(lines) for _, lines in inputs)
+            job.records = sum(1 for _, lines in inputs for line in lines if line.strip())
+            if job.records < self.min_records:
+                self._end(job, "Failed", f"the job has {job.records} record(s), fewer than the minimum number of "
+                                         f"records per batch inference job ({self.min_records})")
+                return
+            if job.fault is not None and job.fault.status is not None:
+                self._end(job, job.fault.status, job.fault.message)
+                return
             job.status = "InProgress"
             job.ends_at = now + max(self.min_in_progress_seconds, self.seconds_per_record * job.records)
             self._pending[job.arn] = inputs
@@ -191,7 +264,8 @@ class BatchInference:
             except Exception as exc:  # noqa: BLE001 - any failure to write is the job's failure
                 self._end(job, "Failed", f"the job could not write its output as {job.role_arn}: {exc}")
                 return
-            self._end(job, "Completed", None)
+            partial = job.fault is not None and job.fault.unanswered > 0
+            self._end(job, "PartiallyCompleted" if partial else "Completed", None)
 
     def _end(self, job: _Job, status: str, message: str | None) -> None:
         job.status, job.message, job.ended_at = status, message, self.clock.now()
@@ -218,17 +292,25 @@ class BatchInference:
 
     def _run(self, job: _Job, inputs: list[tuple[str, list[str]]]) -> None:
         bucket, prefix = _split_s3(job.output_uri if job.output_uri.endswith("/") else job.output_uri + "/")
-        outputs = {k.rsplit("/", 1)[-1]: "".join(self._answer(job, line) + "\n" for line in lines if line.strip())
-                   for k, lines in inputs}
+        fault = job.fault or JobFault()
+        records = [(k, line) for k, lines in inputs for line in lines if line.strip()]
+        answered = records[: len(records) - fault.unanswered] if fault.unanswered else records
+        outputs: dict[str, str] = {k.rsplit("/", 1)[-1]: "" for k, _ in inputs}
+        for number, (k, line) in enumerate(answered):
+            failed = fault.error_code if number < fault.error_records else None
+            outputs[k.rsplit("/", 1)[-1]] += self._answer(job, line, failed) + "\n"
         with iam.acting_as(iam.role_principal(job.role_arn, "bedrock-batch")):
             s3 = self._s3()
             for name, body in outputs.items():
                 s3.put_object(Bucket=bucket, Key=f"{prefix}{job.job_id}/{name}.out", Body=body.encode("utf-8"))
 
-    def _answer(self, job: _Job, line: str) -> str:
+    def _answer(self, job: _Job, line: str, error_code: int | None = None) -> str:
         try:
             record = json.loads(line)
             body = record["modelInput"]
+            if error_code is not None:
+                return json.dumps({"recordId": record.get("recordId"), "modelInput": body,
+                                   "error": {"errorCode": error_code, "errorMessage": "injected record failure"}})
             config = body.get("inferenceConfig") or {}
             completion = self.provider.converse(
                 model_id=job.model_id,
@@ -272,6 +354,30 @@ class BatchInference:
         if job.ended_at is not None:
             described["endTime"] = ts(job.ended_at)
         return described
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _conditions_hold(condition: dict[str, Any], context: dict[str, str]) -> bool:
+    """A trust statement's conditions on the keys Bedrock sets (operators: String/Arn Equals/Like);
+    an operator or key this model doesn't know refuses, rather than pass unchecked."""
+    for operator, tests in condition.items():
+        like = operator in ("StringLike", "ArnLike")
+        if operator not in ("StringEquals", "StringLike", "ArnEquals", "ArnLike"):
+            raise BatchValidation(f"trust policy condition operator {operator!r} is not modelled by the embedded AWS")
+        for key, expected in tests.items():
+            actual = context.get(key.lower())
+            if actual is None:
+                raise BatchValidation(f"trust policy condition key {key!r} is not one Bedrock sets here")
+            # ArnEquals compares like ArnLike (wildcards per ARN segment), per the IAM condition operators.
+            if not any(
+                fnmatch.fnmatchcase(actual, str(e)) if like or operator == "ArnEquals" else actual == str(e)
+                for e in _as_list(expected)
+            ):
+                return False
+    return True
 
 
 def _response(status: int, parsed: dict[str, Any]) -> Any:

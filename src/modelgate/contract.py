@@ -28,6 +28,8 @@ from modelgate.rollout import PlannedStep
 
 __all__ = [
     "Approval",
+    "BatchJob",
+    "BatchPlan",
     "CallbackEvent",
     "Criterion",
     "EvalPlan",
@@ -58,16 +60,6 @@ class Shard(_Contract):
     end: int = Field(ge=0)
 
 
-class EvalPlan(_Contract):
-    """PlanEvaluation's output: the dataset pinned to one object version, cut into shards."""
-
-    dataset_key: str
-    dataset_version: str
-    n_cases: int = Field(ge=1)
-    live_configured: bool
-    shards: list[Shard]
-
-
 class ShardResult(_Contract):
     """One shard's per-case results: where EvaluateShard wrote them."""
 
@@ -75,6 +67,47 @@ class ShardResult(_Contract):
     key: str
     version: str | None = None
     cases: int = Field(ge=0)
+
+
+class BatchJob(_Contract):
+    """One side's Bedrock batch inference job (SubmitBatch): its input and where it writes."""
+
+    side: str
+    job_arn: str
+    model_id: str
+    input_key: str  # the JSONL the job reads (in the artefact bucket)
+    output_prefix: str  # the job writes <output_prefix><job id>/<input file name>.out
+    records: int = Field(ge=0)
+    unsendable_key: str  # the cases that could not be put in the input, and why (JSON)
+
+
+class BatchPlan(_Contract):
+    """A batch evaluation in progress: the jobs, the on-demand latency sample, the wait loop.
+
+    ``state`` is what the ASL's BatchDone choice reads (``$.eval_plan.batch.state``);
+    ``wait_seconds`` its WaitForBatch state's ``SecondsPath``."""
+
+    jobs: list[BatchJob]
+    sample: ShardResult
+    submitted_at: str  # ISO 8601, the pipeline's clock
+    deadline: str  # ISO 8601: past it, PollBatch fails the evaluation (the jobs' own timeout + margin)
+    wait_seconds: int = Field(ge=1)
+    polls: int = Field(default=0, ge=0)
+    state: Literal["running", "done"] = "running"
+
+
+class EvalPlan(_Contract):
+    """PlanEvaluation's output: the dataset pinned to one object version, cut into shards
+    (``mode`` ``on_demand``), or to be run by Bedrock batch inference jobs (``batch``:
+    SubmitBatch fills ``batch``; ``shards`` is empty)."""
+
+    dataset_key: str
+    dataset_version: str
+    n_cases: int = Field(ge=1)
+    live_configured: bool
+    shards: list[Shard]
+    mode: Literal["on_demand", "batch"] = "on_demand"
+    batch: BatchPlan | None = None
 
 
 class EvaluationSummary(_Contract):

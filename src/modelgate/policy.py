@@ -266,12 +266,21 @@ class EvaluationMode(_Strict):
     case through a Bedrock batch inference job per side (CreateModelInvocationJob), plus
     ``latency_sample`` cases on demand for latency, which a batch doesn't measure per call.
     ``auto``: batch from ``batch_above_cases`` cases up. A batch job needs at least the
-    account's "minimum number of records per batch inference job" (a Bedrock service quota).
+    account's "Minimum number of records per batch inference job" (a per-model Bedrock service
+    quota, "Format and upload your batch inference data", Amazon Bedrock User Guide):
+    ``min_batch_records`` is that quota as the service's account has it. Fewer cases: ``auto``
+    evaluates on demand, ``batch`` refuses at PlanEvaluation, before any job is created.
+    ``batch_timeout_hours``: the jobs' ``timeoutDurationInHours`` (CreateModelInvocationJob:
+    24 to 168); the state machine stops waiting an hour after it. ``poll_seconds``: the wait
+    between two GetModelInvocationJob polls.
     """
 
     mode: Literal["on_demand", "batch", "auto"] = "on_demand"
     latency_sample: int = Field(default=50, ge=1, le=1000)
     batch_above_cases: int = Field(default=1000, ge=1)
+    min_batch_records: int = Field(default=100, ge=1)
+    batch_timeout_hours: int = Field(default=24, ge=24, le=168)
+    poll_seconds: int = Field(default=300, ge=10, le=3600)
 
 
 class ModelRegistryPolicy(_Strict):

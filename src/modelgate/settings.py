@@ -147,3 +147,9 @@ def load(model: type[S]) -> S:
     """``model`` validated from the environment, once per distinct environment (a cold
     start on AWS; per function locally, where several functions share one process)."""
     return _cached(model, tuple(os.environ.get(k) for k in _aliases(model)))  # type: ignore[return-value]
+
+
+class BatchSubmitSettings(PipelineSettings):
+    """SubmitBatch: the Bedrock batch inference service role its jobs run as (iam:PassRole)."""
+
+    batch_role_arn: str = Field(alias="BATCH_ROLE_ARN", min_length=1)

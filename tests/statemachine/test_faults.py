@@ -62,7 +62,8 @@ TASKS = {
 # The release every test starts from: manual approval, then all traffic at once, watched
 # (at 100% the alarms decide: no live callers are needed), then promoted.
 HAPPY_PATH = [
-    "Validate", "AcquireLock", "PublishCandidate", "PlanEvaluation", "Evaluate", "ReduceEvaluation", "Gate",
+    "Validate", "AcquireLock", "PublishCandidate", "PlanEvaluation", "EvaluationMode", "Evaluate", "ReduceEvaluation",
+    "Gate",
     "Register", "ApprovalMode", "WaitForApproval",
     "ShiftTraffic", "BakeOrJudge", "Bake", "CheckCanary", "NextStep", "Promote", "Attest", "Promoted",
 ]

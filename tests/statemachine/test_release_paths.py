@@ -34,7 +34,7 @@ def test_first_release_is_approved_canaried_and_promoted(pipeline):
         traffic.stop()
     # Then it went through every state to Promoted
     assert run.execution["status"] == "SUCCEEDED"
-    assert run.path == ["Validate", "AcquireLock", "PublishCandidate", "PlanEvaluation", "Evaluate",
+    assert run.path == ["Validate", "AcquireLock", "PublishCandidate", "PlanEvaluation", "EvaluationMode", "Evaluate",
                         "ReduceEvaluation", "Gate", "Register",
                         "ApprovalMode", "WaitForApproval",
                         "ShiftTraffic", "BakeOrJudge", "Bake", "CheckCanary", "NextStep",  # 10% canary

@@ -368,6 +368,23 @@ def evaluated_the_shard(w: World, result: dict) -> None:
     assert not [r for r in results if r.get("error")]
 
 
+def submitted_the_batch_jobs(w: World, result: dict) -> None:
+    batch = ReleaseContext.model_validate(result).eval_plan.batch
+    # One Converse-type job per side, each with the 40 cases, as the batch service role
+    assert [(j.side, j.records) for j in batch.jobs] == [("candidate", 40), ("live", 40)]
+    bedrock = w.client("bedrock")
+    for job in batch.jobs:
+        described = bedrock.get_model_invocation_job(jobIdentifier=job.job_arn)
+        assert described["roleArn"] == w.local.stack.attribute("BatchInferenceRole", "Arn")
+        body = w.client("s3").get_object(Bucket=w.control.bucket, Key=job.input_key)["Body"].read().decode()
+        assert len(body.splitlines()) == 40 and '"recordId":"C0000000000"' in body
+    # And 4 cases ran on demand for latency, both sides; the wait loop starts at the policy's interval
+    sample = json.loads(w.client("s3").get_object(Bucket=w.control.bucket, Key=batch.sample.key)["Body"].read())
+    assert batch.sample.cases == 4 and len(sample["results"]) == 8 and batch.state == "running"
+    assert batch.wait_seconds == 300
+    assert w.ledger.get(SAMPLE_RELEASE)["status"] == "BatchSubmitted"
+
+
 def reduced_into_a_report(w: World, result: dict) -> None:
     ctx = ReleaseContext.model_validate(result)
     assert (ctx.evaluation.n_cases, ctx.evaluation.shards, ctx.evaluation.baseline) == (40, 1, "live")
@@ -564,6 +581,7 @@ SAMPLES: dict[str, Expected] = {
     "plan_evaluation/published.json": Expected(PUBLISHED, planned_one_shard),
     "evaluate/shard.json": Expected(PUBLISHED, evaluated_the_shard),
     "reduce_evaluation/shards-done.json": Expected((*PUBLISHED, shard_evaluated), reduced_into_a_report),
+    "batch_evaluation/planned.json": Expected(PUBLISHED, submitted_the_batch_jobs),
     "gate/evaluated.json": Expected((*PUBLISHED, shard_evaluated, evaluation_reduced), passed_the_gate),
     "register/gate-passed.json": Expected((), waits_for_an_approver),
     "request_approval/waiting.json": Expected((approvers_subscribed,), asked_the_approvers),

@@ -36,7 +36,7 @@ def test_a_large_dataset_is_sharded_and_reduced_into_one_report(pipeline, tmp_pa
     run = pipeline.release("v1", decision=None)
 
     # Then the evaluation ran as that many shards and was reduced into one report of all cases
-    assert run.path[:7] == ["Validate", "AcquireLock", "PublishCandidate", "PlanEvaluation",
+    assert run.path[:8] == ["Validate", "AcquireLock", "PublishCandidate", "PlanEvaluation", "EvaluationMode",
                             "Evaluate", "ReduceEvaluation", "Gate"]
     summary = run.record["evaluation"]
     assert summary["shards"] == shards and summary["n_cases"] == n_cases
@@ -89,8 +89,9 @@ def test_shards_do_not_start_without_start_execution_on_the_state_machine(pipeli
 
     # Then the Evaluate Map fails when it starts its first shard: IAM's AccessDenied on the
     # state machine's ARN, for the state machine's role, ends the release before the gate
-    assert run.path[:5] == ["Validate", "AcquireLock", "PublishCandidate", "PlanEvaluation", "Evaluate"]
-    assert "Gate" not in run.path and run.path[5] == "RecordOutcome", run.path
+    assert run.path[:6] == ["Validate", "AcquireLock", "PublishCandidate", "PlanEvaluation", "EvaluationMode",
+                            "Evaluate"]
+    assert "Gate" not in run.path and run.path[6] == "RecordOutcome", run.path
     assert run.record["status"] == "Failed", run.record
     assert run.execution["status"] == "FAILED"
     reason = run.record["reason"]

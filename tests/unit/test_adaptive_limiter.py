@@ -270,6 +270,7 @@ def test_threads_share_the_slots_and_the_steps() -> None:
         ({"latency_factor": 1.0}, "latency_factor"),
         ({"latency_samples": 0}, "latency_samples"),
         ({"latency_min_rise_s": -1}, "latency_min_rise_s"),
+        ({"initial_window": 0}, "initial_window"),
     ],
 )
 def test_bad_settings_are_refused_by_name(kwargs: dict[str, float], message: str) -> None:
@@ -310,3 +311,116 @@ def test_evaluate_finds_an_undisclosed_quota_without_being_told() -> None:
     assert share <= 0.05, share
     assert achieved >= 0.85 * 5.0, achieved
     assert achieved >= 0.85 * 5.0, achieved
+
+
+def refill(lim: AdaptiveRateLimiter, flying: list[Ticket]) -> None:
+    """Callers always waiting (more than the window): every free slot is taken at once."""
+    while (ticket := lim.try_enter()) is not None:
+        flying.append(ticket)
+
+
+def test_calls_in_flight_start_bounded_and_the_window_doubles_per_round_trip_until_a_signal() -> None:
+    # Given a fresh limiter with a window of 4 calls in flight
+    clock = Clock()
+    lim = limiter(clock, initial_window=4)
+    # When 64 callers ask at once, only 4 get in: the open start can't fire 64 calls at a quota
+    flying: list[Ticket] = []
+    refill(lim, flying)
+    assert len(flying) == 4 and lim.in_flight == 4
+    # When those 4 are answered (one round trip) with callers waiting, each answer finds the window
+    # full and grows it by one, and the freed slots are taken again
+    first_round, flying = flying, []
+    for ticket in first_round:
+        clock.now += 0.01
+        lim.observe(ticket, throttled=False)
+        refill(lim, flying)
+    assert lim.window == 8 and lim.in_flight == 8
+    # And the next round trip doubles it again
+    second_round, flying = flying, []
+    for ticket in second_round:
+        lim.observe(ticket, throttled=False)
+        refill(lim, flying)
+    assert lim.window == 16
+
+
+def test_answers_that_leave_the_window_unused_do_not_grow_it() -> None:
+    # Given 4 calls in flight and nobody else waiting
+    clock = Clock()
+    lim = limiter(clock, initial_window=4)
+    flying = [lim.try_enter() for _ in range(4)]
+    # When they are answered, the first finds the window full, the others don't: it grows by one only
+    for ticket in flying:
+        lim.observe(ticket, throttled=False)
+    assert lim.window == 5 and lim.in_flight == 0
+
+
+def test_a_throttle_cuts_the_window_to_the_decrease_times_the_calls_in_flight() -> None:
+    # Given a window grown by slow start to 32 calls, all in flight (three round trips: 4 + 8 + 16 answers)
+    clock = Clock()
+    lim = limiter(clock, initial_window=4, decrease=0.5)
+    flying: list[Ticket] = []
+    refill(lim, flying)
+    for _ in range(4 + 8 + 16):
+        lim.observe(flying.pop(0), throttled=False)
+        refill(lim, flying)
+    assert lim.window == 32 and lim.in_flight == 32
+    # When one is throttled
+    clock.now += 0.3
+    lim.observe(flying.pop(0), throttled=True)
+    # Then the window is half of the 32 in flight: 16 of the other 31 must come back before a call goes out
+    assert lim.window == 16 and lim.in_flight == 31
+    for _ in range(15):
+        lim.observe(flying.pop(0), throttled=False)  # sent before the cut: no second cut
+    assert lim.in_flight == 16 and lim.try_enter() is None and lim.decreases == 1
+    lim.observe(flying.pop(0), throttled=False)
+    assert lim.try_enter() is not None
+
+
+def test_after_a_signal_the_window_grows_by_one_per_windows_worth_of_answers() -> None:
+    clock = Clock()
+    lim = limiter(clock, initial_window=4, decrease=0.5)
+    flying: list[Ticket] = []
+    refill(lim, flying)
+    lim.observe(flying.pop(0), throttled=True)  # window: max(4, 0.5 x 4) = 4
+    assert lim.window == 4
+    # When the 3 calls sent before the cut come back (they grow nothing), then answers with callers
+    # always waiting: each adds 1 / window, about one per window's worth (TCP's congestion avoidance)
+    sizes = []
+    for _ in range(3 + 17):
+        clock.now += 0.1
+        lim.observe(flying.pop(0), throttled=False)
+        refill(lim, flying)
+        sizes.append(lim.window)
+    # Then it grew 4 -> 7 over 17 answers (4 + 5 + 6 + 2: a little under one per window), not doubling
+    assert sizes[:3] == [4, 4, 4] and sizes[-2:] == [6, 7]
+
+
+def test_acquire_waits_for_a_window_slot_a_thread_frees() -> None:
+    # Given a window of 1 held by a call in flight
+    clock = Clock()
+    lim = AdaptiveRateLimiter(clock=clock.time, sleep=lambda s: None, initial_window=1)
+    held = lim.acquire()
+    got: list[Ticket] = []
+    waiter = threading.Thread(target=lambda: got.append(lim.acquire()))
+    waiter.start()
+    # Then the second caller waits until the first call is observed
+    waiter.join(timeout=0.2)
+    assert waiter.is_alive() and not got
+    lim.observe(held, throttled=False)
+    waiter.join()
+    assert len(got) == 1 and got[0].admitted and lim.in_flight == 1
+
+
+def test_a_call_that_fails_without_a_throttle_frees_its_window_slot() -> None:
+    # Given an evaluation whose every call fails (not a throttle), one window slot per caller
+    clock = Clock()
+
+    def broken(inputs: dict[str, str]) -> Mapping[str, Any]:
+        raise RuntimeError("model error")
+
+    cases = [DatasetCase(id=f"c{i}", inputs={"question": f"q{i}"}, expected="x") for i in range(30)]
+    # When it runs through the adaptive limiter with more cases than the initial window
+    report = evaluate(cases, {CANDIDATE: broken}, concurrency=1, rate_limit="adaptive",
+                      clock=clock.time, sleep=clock.sleep, resamples=50)
+    # Then every case was called and recorded as an error (no slot leaked, nothing hung)
+    assert len(report.results) == 30 and all(r.error == "RuntimeError: model error" for r in report.results)

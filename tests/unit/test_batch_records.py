@@ -10,14 +10,21 @@ from modelgate_harness.local_eval import load_release_folder
 
 from modelgate.errors import EvaluationFailed
 from modelgate.evaluation.batch import (
+    BatchAnswer,
     batch_input,
+    check_answers,
+    check_batch_plan,
     job_state,
     latency_sample,
     parse_batch_output,
     record_id,
     uses_batch,
+    with_sample_latency,
 )
+from modelgate.evaluation.comparison import CaseResult, build_report
 from modelgate.evaluation.dataset import DatasetCase, parse_dataset
+from modelgate.evaluation.gate import evaluate_gate
+from modelgate.evaluation.runner import evaluate, score_answers
 from modelgate.manifest import InferenceParameters
 from modelgate.policy import EvaluationMode, ReleasePolicy
 from modelgate.providers import LocalProvider
@@ -147,3 +154,87 @@ def test_the_latency_sample_is_reproducible_per_release_and_in_dataset_order() -
     assert latency_sample(CASES, 500, seed="x") == CASES
     with pytest.raises(ValueError, match="sample size"):
         latency_sample(CASES, 0, seed="x")
+
+
+def test_auto_stays_on_demand_under_the_accounts_minimum_records_and_batch_is_refused_there() -> None:
+    auto = EvaluationMode(mode="auto", batch_above_cases=50, min_batch_records=100)
+    assert not uses_batch(auto, 99) and uses_batch(auto, 100)
+    policy = ReleasePolicy(evaluation=EvaluationMode(mode="batch", min_batch_records=100))
+    with pytest.raises(EvaluationFailed, match="99 record.*under the minimum of 100 per batch inference job"):
+        check_batch_plan(policy, 99)
+    check_batch_plan(policy, 100)
+    with pytest.raises(EvaluationFailed, match="repeats 3"):
+        check_batch_plan(policy.model_copy(update={"repeats": 3}), 100)
+
+
+def answer(case_id: str, **kw: object) -> BatchAnswer:
+    return BatchAnswer(case_id, kw.pop("output", None), **kw)  # type: ignore[arg-type]
+
+
+def test_model_refusals_stay_case_errors_but_unanswered_or_service_failed_records_fail_the_evaluation() -> None:
+    # A 4xx error line and an unsent case are the side's errors on their cases: no exception
+    check_answers("candidate", [answer("a", output="x"), answer("b", error="bad", error_code=400),
+                                answer("c", error="none", missing=True)], {"c": "PromptVariableMissing: locale"})
+    # A record the job never answered (PartiallyCompleted) is no evidence
+    with pytest.raises(EvaluationFailed, match="candidate answered 1 of 2 cases: 1 record.*unanswered.*'b'"):
+        check_answers("candidate", [answer("a", output="x"), answer("b", error="none", missing=True)], {})
+    # Nor is one Bedrock failed on its side (throttled, 5xx)
+    with pytest.raises(EvaluationFailed, match="live answered 1 of 2 cases: 1 record.*Bedrock's side.*'b'"):
+        check_answers("live", [answer("a", output="x"), answer("b", error="batch record error 503: x", error_code=503)],
+                      {})
+
+
+def test_scoring_batch_answers_is_scoring_the_same_outputs_on_demand() -> None:
+    # Given each case's answer per side (one refused, as an error)
+    outputs = {c.id: (c.expected if isinstance(c.expected, str) else "no idea") for c in CASES}
+
+    def response(case: DatasetCase, side: str) -> dict:
+        if side == "live" and case.id == CASES[0].id:
+            raise RuntimeError("model refused")
+        return {"output": outputs[case.id] + (" (live)" if side == "live" else ""),
+                "usage": {"input_tokens": 3, "output_tokens": 4}, "cost_usd": 0.001}
+
+    def replay(case: DatasetCase, side: str):
+        return lambda: response(case, side)
+
+    by_inputs = {json.dumps(c.inputs, sort_keys=True): c for c in CASES}
+    assert len(by_inputs) == len(CASES)  # distinct inputs: an on-demand invoker can tell cases apart
+    scored = score_answers(CASES, {side: {c.id: replay(c, side) for c in CASES} for side in ("candidate", "live")},
+                           concurrency=3)
+    on_demand = evaluate(
+        CASES, {side: (lambda inputs, side=side: response(by_inputs[json.dumps(inputs, sort_keys=True)], side))
+                for side in ("candidate", "live")}, concurrency=3)
+    # Then the scores, errors and the gate's verdict are the same
+    key = lambda r: (r.side, r.case_id)
+    assert [(r.side, r.case_id, r.score, r.error) for r in sorted(scored.results, key=key)] == [
+        (r.side, r.case_id, r.score, r.error) for r in sorted(on_demand.results, key=key)]
+    assert evaluate_gate(scored, ReleasePolicy()) == evaluate_gate(on_demand, ReleasePolicy())
+    with pytest.raises(EvaluationFailed, match="side 'live' has no answer for 1 case"):
+        score_answers(CASES[:2], {"candidate": {c.id: replay(c, "candidate") for c in CASES[:2]},
+                                  "live": {CASES[0].id: replay(CASES[0], "live")}}, concurrency=1)
+
+
+def result(side: str, case_id: str, latency_ms: float, error: str | None = None) -> CaseResult:
+    return CaseResult(side=side, case_id=case_id, score=0.0 if error else 1.0, error=error, latency_ms=latency_ms)
+
+
+def test_latency_comes_from_the_on_demand_sample_and_everything_else_from_the_batch() -> None:
+    ids = [f"c{i}" for i in range(20)]
+    batch = build_report([result(s, i, 0.01) for s in ("candidate", "live") for i in ids])
+    sample = build_report([result("candidate", i, 200.0 + n) for n, i in enumerate(ids[:5])]
+                          + [result("live", i, 100.0 + n) for n, i in enumerate(ids[:5])])
+    merged = with_sample_latency(batch, sample)
+    # Each side's percentiles and the paired p95 comparison are the sample's
+    for side in ("candidate", "live"):
+        for field in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"):
+            assert getattr(merged.sides[side], field) == getattr(sample.sides[side], field)
+    assert merged.comparison.latency_p95_ms == sample.comparison.latency_p95_ms
+    assert merged.comparison.latency_p95_ms.delta == pytest.approx(100.0)
+    # over 5 timed calls per side (what a relative latency alarm may count as evidence)
+    assert merged.sides["candidate"].latency_samples == 5 and batch.sides["candidate"].latency_samples is None
+    # Accuracy, counts and the paired test stay the batch's (20 cases, not the sample's 5)
+    assert merged.sides["candidate"].n == 20 and merged.comparison.n_pairs == 20
+    assert merged.comparison.accuracy == batch.comparison.accuracy
+    # A sampled case's result carries its call's latency; one not sampled, none timed
+    timed = {(r.side, r.case_id): r.latency_ms for r in merged.results}
+    assert timed[("candidate", "c0")] == 200.0 and timed[("live", "c4")] == 104.0 and timed[("candidate", "c9")] == 0.0

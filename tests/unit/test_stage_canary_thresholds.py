@@ -55,6 +55,8 @@ def evaluation(*, live: dict | None = None, candidate: dict | None = None) -> Ev
             sides[name] = {"n": side.get("n", 40), "errors": side.get("errors", 0),
                            "latency_p50_ms": side.get("p50"), "latency_p95_ms": side.get("p95"),
                            "latency_p99_ms": side.get("p99")}
+            if "latency_samples" in side:  # a batch evaluation: latency from its on-demand sample
+                sides[name]["latency_samples"] = side["latency_samples"]
     return EvaluationSummary(n_cases=40, sides=sides, report_key="reports/r.json", dataset_key="d", dataset_version="v",
                              shards=1, baseline="live" if live else "none (first release)")
 
@@ -129,6 +131,16 @@ def test_too_few_live_calls_in_cloudwatch_fall_back_to_the_evaluations_live_late
     assert "Statistic" not in created
     kept = thresholds(world)["latency"]
     assert (kept["basis"], kept["live"]["source"], kept["live"]["samples"]) == ("live", "evaluation", 40)
+
+
+def test_a_batch_evaluation_counts_only_its_timed_sample_as_lives_latency_evidence(world):
+    # Given 5 live calls in CloudWatch, and a batch evaluation of 400 cases whose on-demand sample
+    # timed 8 of live's calls (fewer than the alarm's min_samples of 20)
+    live_traffic(world, [100.0] * 5)
+    batch = evaluation(live={"n": 400, "p95": 800.0, "latency_samples": 8}, candidate={"n": 400, "p95": 5.0})
+    # When the canary starts, then it refuses: 8 timed calls are not the 400 cases' evidence
+    with pytest.raises(NotEnoughEvidence, match="fewer than 20 measured calls"):
+        first_step(world, policy(latency_spec("p95")), evaluation=batch)
 
 
 def test_a_fast_live_gets_the_floor_not_a_hair_trigger(world):

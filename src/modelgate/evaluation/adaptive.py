@@ -26,6 +26,15 @@ throttle and then paces at a rate taken from what it measured). Here:
   allows) proves nothing about a higher rate and adds nothing.
 * **Calls waiting re-queue on a cut** (``recheck``): slots handed out at the old rate would go on
   overshooting for as long as the queue is.
+* **A window on calls in flight, too** (``acquire`` / ``try_enter``): rate alone can't stop a
+  burst: from the open start, every caller's first call goes out at once, and with 64 callers
+  and a quota of 5/s that is some 60 throttles before a single answer comes back. So calls in
+  flight are bounded by a window that starts at ``initial_window`` and, until the first signal,
+  grows by one per answered call that found it full (doubling per round trip: TCP's slow start,
+  RFC 5681 section 3.1); a signal cuts it to ``decrease`` x the calls in flight then (at least
+  ``initial_window``), after which it grows by one per window's worth of answers that found it
+  full (congestion avoidance). ``reserve`` paces by rate only (no window), for callers that
+  bound concurrency themselves.
 * ``floor`` and ``ceiling`` bound the rate; every decision uses the injected ``clock``.
 
 Thread-safe: one lock guards the state; ``acquire`` sleeps outside it, like ``TokenBucket``.
@@ -53,6 +62,7 @@ class Ticket:
     granted_at: float
     rate: float  # math.inf while the limiter is open
     epoch: int
+    admitted: bool = False  # holds a window slot (``acquire`` / ``try_enter``), freed by ``observe``
 
     @property
     def waited(self) -> bool:
@@ -73,6 +83,7 @@ class AdaptiveRateLimiter:
         latency_factor: float = 2.0,
         latency_samples: int = 80,
         latency_min_rise_s: float = 0.05,
+        initial_window: int = 4,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -90,6 +101,8 @@ class AdaptiveRateLimiter:
             raise ValueError(f"latency_samples must be >= 1, got {latency_samples}")
         if latency_min_rise_s < 0:
             raise ValueError(f"latency_min_rise_s must be >= 0 seconds, got {latency_min_rise_s}")
+        if initial_window < 1:
+            raise ValueError(f"initial_window must be >= 1 call in flight, got {initial_window}")
         self.floor, self.ceiling = floor, ceiling
         self.decrease, self.recovery_calls = decrease, recovery_calls
         self.window_s = window_s
@@ -97,6 +110,10 @@ class AdaptiveRateLimiter:
         self.latency_min_rise_s = latency_min_rise_s
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
+        self._slot_freed = threading.Condition(self._lock)
+        self.initial_window = initial_window
+        self._cwnd = float(initial_window)  # calls in flight allowed (acquire / try_enter)
+        self._in_flight = 0
         self._rate = math.inf  # open: no pacing until the first signal
         self._next = -math.inf  # the earliest time the next slot may be granted
         self._epoch = 0  # bumped by every decrease
@@ -119,7 +136,27 @@ class AdaptiveRateLimiter:
         with self._lock:
             return self._rate
 
-    def reserve(self) -> Ticket:
+    @property
+    def window(self) -> int:
+        """Calls that may be in flight at once (through ``acquire`` / ``try_enter``)."""
+        with self._lock:
+            return int(self._cwnd)
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+    def try_enter(self) -> Ticket | None:
+        """A window slot and a rate slot without waiting for the window (``None``: it is full;
+        try again once a call is observed). The ticket may still have to wait for its time."""
+        with self._lock:
+            if self._in_flight >= int(self._cwnd):
+                return None
+            self._in_flight += 1
+        return self.reserve(admitted=True)
+
+    def reserve(self, *, admitted: bool = False) -> Ticket:
         """Take the next slot without sleeping: the ticket says when it may start."""
         with self._lock:
             now = self._clock()
@@ -130,7 +167,7 @@ class AdaptiveRateLimiter:
                 self._next = granted + 1.0 / self._rate
             self._sends.append(granted)
             self._trim(self._sends, now)
-            return Ticket(now, granted, self._rate, self._epoch)
+            return Ticket(now, granted, self._rate, self._epoch, admitted)
 
     def recheck(self, ticket: Ticket) -> Ticket:
         """At its slot's time: ``ticket`` itself, or a new slot if the rate was cut while it waited.
@@ -142,11 +179,16 @@ class AdaptiveRateLimiter:
         with self._lock:
             if not ticket.waited or ticket.epoch == self._epoch:
                 return ticket
-        return self.reserve()
+        return self.reserve(admitted=ticket.admitted)
 
     def acquire(self) -> Ticket:
-        """Wait for a slot (sleeping outside the lock) and return its ticket."""
-        ticket = self.reserve()
+        """Wait for a window slot, then for a rate slot (sleeping outside the lock); every
+        ticket must be ``observe``d once, which frees its window slot."""
+        with self._slot_freed:
+            while self._in_flight >= int(self._cwnd):
+                self._slot_freed.wait()
+            self._in_flight += 1
+        ticket = self.reserve(admitted=True)
         while True:
             if ticket.waited:
                 self._sleep(max(0.0, ticket.granted_at - self._clock()))
@@ -159,9 +201,15 @@ class AdaptiveRateLimiter:
         """Feed back how the call sent with ``ticket`` went."""
         with self._lock:
             now = self._clock()
+            full = ticket.admitted and self._in_flight >= int(self._cwnd)
+            if ticket.admitted:
+                self._in_flight = max(0, self._in_flight - 1)
+                self._slot_freed.notify()
             if throttled:
                 self._signal(ticket, now)
                 return
+            if full and ticket.epoch == self._epoch:  # the window bound: it may grow
+                self._cwnd += 1.0 if self.decreases == 0 else 1.0 / self._cwnd
             self._successes.append(now)
             if self._first_success is None:
                 self._first_success = now
@@ -240,6 +288,9 @@ class AdaptiveRateLimiter:
             # backing off), not the quota, and cutting to it would leave the rate far below.
             r_drop = max(self.floor, goodput if sent > _OVERDRIVE * goodput else sent)
         self._rate = min(self.ceiling, max(self.floor, self.decrease * r_drop))
+        # The window: the calls in flight now (this one's slot already freed, so + 1), cut.
+        in_flight = self._in_flight + (1 if ticket.admitted else 0)
+        self._cwnd = max(float(self.initial_window), math.floor(self.decrease * in_flight))
         self._step = (1.0 - self.decrease) * r_drop / self.recovery_calls
         # Calls still waiting re-queue at the new rate (``recheck``), after the last one sent.
         last_sent = next((t for t in reversed(self._sends) if t <= now), -math.inf)

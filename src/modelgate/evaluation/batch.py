@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from modelgate.errors import EvaluationFailed, PromptVariableMissing
+from modelgate.evaluation.comparison import DeltaEstimate, EvaluationReport
 from modelgate.evaluation.dataset import DatasetCase
 from modelgate.inference import LoadedRelease
-from modelgate.policy import EvaluationMode
+from modelgate.policy import EvaluationMode, ReleasePolicy
 
 JobState = Literal["running", "done", "failed"]
 
@@ -57,8 +58,39 @@ def job_state(status: str) -> JobState:
 
 
 def uses_batch(mode: EvaluationMode, n_cases: int) -> bool:
-    """Whether an evaluation of ``n_cases`` runs as a batch job under the policy's ``evaluation``."""
-    return mode.mode == "batch" or (mode.mode == "auto" and n_cases >= mode.batch_above_cases)
+    """Whether an evaluation of ``n_cases`` runs as a batch job under the policy's ``evaluation``.
+
+    ``auto`` needs ``batch_above_cases`` cases and the account's minimum records per job;
+    ``batch`` under that minimum is refused by ``check_batch_size`` (Bedrock would fail the job).
+    """
+    if mode.mode == "batch":
+        return True
+    return mode.mode == "auto" and n_cases >= max(mode.batch_above_cases, mode.min_batch_records)
+
+
+def check_batch_plan(policy: ReleasePolicy, n_cases: int) -> None:
+    """What PlanEvaluation refuses before any job exists (``EvaluationFailed``, by name): fewer
+    cases than the account's minimum records per job, and ``repeats`` above 1 (a job answers each
+    record once; repeated records would need ids of their own, not built: evaluate on demand)."""
+    check_batch_size(policy.evaluation, n_cases, side="the dataset")
+    if policy.repeats != 1:
+        raise EvaluationFailed(
+            f"batch evaluation runs each case once; the policy asks for repeats {policy.repeats}: "
+            "evaluate on demand (evaluation.mode 'on_demand') to repeat cases"
+        )
+
+
+def check_batch_size(mode: EvaluationMode, records: int, *, side: str) -> None:
+    """``EvaluationFailed`` when ``side``'s job would have fewer records than the account's
+    "Minimum number of records per batch inference job" quota (``min_batch_records``):
+    Bedrock fails such a job at validation, so it is never created."""
+    if records < mode.min_batch_records:
+        raise EvaluationFailed(
+            f"batch evaluation of {side}: {records} record(s), under the minimum of {mode.min_batch_records} "
+            "per batch inference job (policy evaluation.min_batch_records, the account's Bedrock quota "
+            "'Minimum number of records per batch inference job'); evaluate on demand (evaluation.mode "
+            "'on_demand' or 'auto') or add cases"
+        )
 
 
 def latency_sample(cases: Sequence[DatasetCase], size: int, *, seed: str) -> list[DatasetCase]:
@@ -122,6 +154,39 @@ class BatchAnswer:
     input_tokens: int = 0
     output_tokens: int = 0
     error: str | None = None
+    error_code: int | None = None  # the error line's errorCode, when it has a number
+    missing: bool = False  # no output line at all
+
+
+# An error line with one of these codes is Bedrock's (throttled, service error), not the
+# model's answer to the record: it says nothing of the release ("View the results of a batch
+# inference job": error lines carry the errorCode of the failed invocation).
+SERVICE_ERROR_CODES = frozenset({429, 500, 502, 503, 504})
+
+
+def check_answers(side: str, answers: Sequence[BatchAnswer], unsendable: Mapping[str, str]) -> None:
+    """``EvaluationFailed`` when ``side``'s output is not evidence about the release: a record the
+    job sent but did not answer (a PartiallyCompleted job: "not all of your records could be
+    processed in time"), or an error line Bedrock reports as its own (``SERVICE_ERROR_CODES``).
+    A record the model refused (a 4xx error line) stays the side's error on that case, as a
+    failed on-demand call is, and a case that could not be sent (``unsendable``) the same."""
+    unanswered = [a.case_id for a in answers if a.missing and a.case_id not in unsendable]
+    service = [a for a in answers if a.error_code in SERVICE_ERROR_CODES]
+    problems = []
+    if unanswered:
+        problems.append(
+            f"{len(unanswered)} record(s) unanswered (first: case {unanswered[0]!r}; a partially completed job)"
+        )
+    if service:
+        problems.append(
+            f"{len(service)} record(s) failed on Bedrock's side (first: case {service[0].case_id!r}: {service[0].error})"
+        )
+    if problems:
+        raise EvaluationFailed(
+            f"batch inference of {side} answered {len(answers) - len(unanswered) - len(service)} of "
+            f"{len(answers)} cases: " + "; ".join(problems) + ". Its output is no evidence about the release: "
+            "run the release again (a new job) or evaluate on demand"
+        )
 
 
 def _converse_text(model_output: Mapping[str, object]) -> tuple[str, int, int]:
@@ -163,7 +228,11 @@ def parse_batch_output(lines: Iterable[str], cases: Sequence[DatasetCase]) -> li
             detail = (
                 f"{error.get('errorCode', '?')}: {error.get('errorMessage', '')}" if isinstance(error, dict) else str(error)
             )
-            answers[case.id] = BatchAnswer(case.id, None, error=f"batch record error {detail}"[:2000])
+            code = error.get("errorCode") if isinstance(error, dict) else None
+            answers[case.id] = BatchAnswer(
+                case.id, None, error=f"batch record error {detail}"[:2000],
+                error_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+            )
             continue
         try:
             text, tokens_in, tokens_out = _converse_text(line.get("modelOutput"))
@@ -172,6 +241,34 @@ def parse_batch_output(lines: Iterable[str], cases: Sequence[DatasetCase]) -> li
             continue
         answers[case.id] = BatchAnswer(case.id, text, tokens_in, tokens_out)
     return [
-        answers.get(case.id) or BatchAnswer(case.id, None, error="no batch output for this case (job partially completed)")
+        answers.get(case.id)
+        or BatchAnswer(case.id, None, error="no batch output for this case (job partially completed)", missing=True)
         for case in cases
     ]
+
+
+def with_sample_latency(report: EvaluationReport, sample: EvaluationReport) -> EvaluationReport:
+    """The batch report with its latency taken from the on-demand sample (a batch job measures
+    no latency per record): each side's percentiles, the paired p95 comparison (over the sample's
+    cases, with its own interval), and each result's ``latency_ms`` where its case was sampled
+    (0.0 elsewhere: no call of its own was timed), and ``latency_samples``, the sample's timed
+    calls per side (what a canary alarm relative to live's latency counts as evidence, not the
+    batch's case count). Scores, errors and costs stay the batch's."""
+    latency_fields = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+    sides = {
+        name: metrics.model_copy(update={
+            **{f: getattr(sample.sides[name], f) for f in latency_fields},
+            "latency_samples": sample.sides[name].calls - sample.sides[name].errors,
+        })
+        if name in sample.sides else metrics.model_copy(update={**dict.fromkeys(latency_fields), "latency_samples": 0})
+        for name, metrics in report.sides.items()
+    }
+    comparison = report.comparison
+    if comparison is not None:
+        measured = sample.comparison.latency_p95_ms if sample.comparison is not None else None
+        comparison = comparison.model_copy(
+            update={"latency_p95_ms": measured or DeltaEstimate(candidate=None, live=None, delta=None, ci95=None)}
+        )
+    timed = {(r.side, r.case_id): r.latency_ms for r in sample.results if r.error is None}
+    results = [r.model_copy(update={"latency_ms": timed.get((r.side, r.case_id), 0.0)}) for r in report.results]
+    return report.model_copy(update={"sides": sides, "comparison": comparison, "results": results})

@@ -94,6 +94,9 @@ class SideMetrics(BaseModel):
     output_tokens: int
     total_tokens: int
     throttled: int = 0
+    # How many timed calls the latency percentiles are over, when not every call was timed (a
+    # batch evaluation's on-demand sample: modelgate.evaluation.batch.with_sample_latency).
+    latency_samples: int | None = None
 
 
 def side_metrics(results: list[CaseResult], *, throttled: int = 0) -> SideMetrics:

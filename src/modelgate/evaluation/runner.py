@@ -148,6 +148,7 @@ class _Runner:
                         self.sleep(self.retry.delay(attempt, self.rng))
                         continue
                     return self._throttled(base, exc, attempt, latency_ms, "call")
+                self._feedback(ticket, throttled=False)  # answered (with an error): frees its window slot
                 return CaseResult(
                     **base,
                     score=0.0,
@@ -312,11 +313,59 @@ def evaluate(
         for case in cases
         for repeat in range(repeats)
     ]
+    return _run(runner, jobs, cases, concurrency, resamples)
+
+
+def _run(
+    runner: _Runner, jobs: list[tuple[str, DatasetCase, Invoker, int]], cases: list[DatasetCase],
+    concurrency: int, resamples: int,
+) -> EvaluationReport:
     graded = [(case, i) for case in cases for i in range(len(case.graded_answers))]
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eval") as pool:
         results = list(pool.map(lambda job: runner.run(*job), jobs))
         checks = [c for c in pool.map(lambda job: runner.check_judge(*job), graded) if c is not None]
-    return build_report(results, resamples=resamples, judge=judge_run(cases, scoring_models, checks))
+    return build_report(results, resamples=resamples, judge=judge_run(cases, runner.models, checks))
+
+
+Answer = Callable[[], Mapping[str, Any]]
+
+
+def score_answers(
+    cases: list[DatasetCase],
+    answers: Mapping[str, Mapping[str, Answer]],
+    *,
+    concurrency: int,
+    scoring_models: ScoringModels | None = None,
+    resamples: int = stats.DEFAULT_RESAMPLES,
+) -> EvaluationReport:
+    """Score answers obtained elsewhere (a Bedrock batch job's) exactly as ``evaluate`` scores calls.
+
+    ``answers[side][case id]`` returns the response an invoker would have (``{"output", "usage",
+    "cost_usd"}``) or raises what a failed call raises; it goes through the same ``_Runner.run``
+    (error text, scorers, judge checks, report), so a gate verdict on batch outputs is the verdict
+    on-demand scoring gives on the same outputs. Latencies are those of the replay (none of a
+    model): the caller replaces them with measured ones. Every side must answer every case.
+    """
+    if not cases:
+        raise EvaluationFailed("no cases to score")
+    if CANDIDATE not in answers:
+        raise EvaluationFailed(f"no {CANDIDATE!r} side to score (sides: {list(answers)})")
+    for side, by_case in answers.items():
+        if missing := [c.id for c in cases if c.id not in by_case]:
+            raise EvaluationFailed(f"side {side!r} has no answer for {len(missing)} case(s), first {missing[0]!r}")
+    needing = sorted({c.scorer for c in cases if uses_models(c.scorer)})
+    if needing and scoring_models is None:
+        raise EvaluationFailed(
+            f"the dataset uses scorer(s) {', '.join(map(repr, needing))}, which need scoring models "
+            "(policy scoring_models)"
+        )
+    runner = _Runner(limiter=None, retry=RetryPolicy(), models=scoring_models, sleep=time.sleep, rng=random.Random(0))
+    jobs = [
+        (side, case, (lambda _inputs, answer=by_case[case.id]: answer()), 0)
+        for side, by_case in answers.items()
+        for case in cases
+    ]
+    return _run(runner, jobs, cases, concurrency, resamples)
 
 
 # --------------------------------------------------------------------------- gate

@@ -119,6 +119,8 @@ def _evaluated_latency(ctx: ReleaseContext, side_name: str, statistic: str) -> L
     side = (ctx.evaluation.sides.get(side_name) if ctx.evaluation else None) or {}
     value = side.get(f"latency_{statistic}_ms") if statistic in EVALUATED_PERCENTILES else None
     succeeded = int(side.get("n", 0)) - int(side.get("errors", 0))
+    if side.get("latency_samples") is not None:  # a batch evaluation: latency from its on-demand sample
+        succeeded = int(side["latency_samples"])
     version = ctx.live_version if side_name == "live" else ctx.candidate_version
     source = "evaluation" if side_name == "live" else "candidate_evaluation"
     if value is None:

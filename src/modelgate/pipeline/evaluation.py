@@ -33,6 +33,7 @@ from modelgate.pipeline.deps import Deps, target
 
 if TYPE_CHECKING:
     from modelgate.evaluation.dataset import DatasetCase
+    from modelgate.inference import LoadedRelease
 
 
 def report_key(ctx: ReleaseContext) -> str:
@@ -46,6 +47,7 @@ def _shard_key(ctx: ReleaseContext, index: int) -> str:
 def plan_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     """Pin the dataset's object version, check every line, and cut it into shards."""
     # The dataset's parser (and through it every scorer) is this step's and EvaluateShard's alone.
+    from modelgate.evaluation import batch
     from modelgate.evaluation.dataset import parse_dataset
 
     fn, _ = target(ctx)
@@ -59,21 +61,30 @@ def plan_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     size = ctx.policy.eval_shard_size
     live_configured = lambda_alias.is_configured(deps.lambda_, fn, ctx.live_version)
     budget = _check_budget(deps, ctx, cases, live_configured) if ctx.policy.max_cost_usd is not None else ""
-    plan = EvalPlan(
-        dataset_key=dataset_key,
-        dataset_version=dataset_version,
-        n_cases=len(cases),
-        live_configured=live_configured,
-        shards=[
-            Shard(index=i, start=start, end=min(start + size, len(cases)))
-            for i, start in enumerate(range(0, len(cases), size))
-        ],
-    )
+    if batch.uses_batch(ctx.policy.evaluation, len(cases)):
+        batch.check_batch_plan(ctx.policy, len(cases))
+        plan = EvalPlan(
+            dataset_key=dataset_key, dataset_version=dataset_version, n_cases=len(cases),
+            live_configured=live_configured, shards=[], mode="batch",
+        )
+        how = (
+            f"{len(cases)} cases by Bedrock batch inference (one job per side), "
+            f"{min(ctx.policy.evaluation.latency_sample, len(cases))} of them on demand for latency"
+        )
+    else:
+        plan = EvalPlan(
+            dataset_key=dataset_key,
+            dataset_version=dataset_version,
+            n_cases=len(cases),
+            live_configured=live_configured,
+            shards=[
+                Shard(index=i, start=start, end=min(start + size, len(cases)))
+                for i, start in enumerate(range(0, len(cases), size))
+            ],
+        )
+        how = f"{len(cases)} cases in {len(plan.shards)} shard(s) of at most {size}"
     deps.ledger.record(
-        ctx.release_id,
-        "EvaluationPlanned",
-        f"{len(cases)} cases in {len(plan.shards)} shard(s) of at most {size}; dataset version "
-        f"{plan.dataset_version}" + budget,
+        ctx.release_id, "EvaluationPlanned", f"{how}; dataset version {plan.dataset_version}" + budget
     )
     return ctx.model_copy(update={"eval_plan": plan})
 
@@ -84,10 +95,21 @@ def _check_budget(deps: Deps, ctx: ReleaseContext, cases: list[DatasetCase], liv
 
     Each side is priced with its own model and prompts: the candidate's release as Validate
     checked it, live's as its version pins it (manifest, prompt pin, prompt files)."""
-    from modelgate import inference
     from modelgate.evaluation.cost import check_budget, estimate_cost
 
     assert ctx.policy is not None and ctx.policy.max_cost_usd is not None
+    sides = side_releases(deps, ctx, live_configured)
+    # Repeats per case per side, where the policy has them (issue #11's repeats).
+    estimate = estimate_cost(cases, sides, repeats=ctx.policy.repeats)
+    check_budget(estimate, ctx.policy.max_cost_usd)
+    return f"; {estimate.lines()[-1]}, within max_cost_usd ${ctx.policy.max_cost_usd:.4f}"
+
+
+def side_releases(deps: Deps, ctx: ReleaseContext, live_configured: bool) -> dict[str, LoadedRelease]:
+    """Each side's release as it serves: the candidate's upload as Validate checked it, live's as
+    its version pins it (manifest, prompt pin, prompt files)."""
+    from modelgate import inference
+
     bucket = deps.settings.artifact_bucket
     sides = {
         CANDIDATE: inference.load_release(
@@ -99,10 +121,7 @@ def _check_budget(deps: Deps, ctx: ReleaseContext, cases: list[DatasetCase], liv
         pin = inference.read_pin(lambda_alias.version_environment(deps.lambda_, fn, ctx.live_version or ""))
         prompt_versions = inference.load_prompt_pin(deps.s3, bucket, pin)
         sides[LIVE] = inference.load_release(deps.s3, bucket, pin.key, pin.version, prompt_versions)
-    # Repeats per case per side, where the policy has them (issue #11's repeats).
-    estimate = estimate_cost(cases, sides, repeats=ctx.policy.repeats)
-    check_budget(estimate, ctx.policy.max_cost_usd)
-    return f"; {estimate.lines()[-1]}, within max_cost_usd ${ctx.policy.max_cost_usd:.4f}"
+    return sides
 
 
 def evaluate_shard(deps: Deps, ctx: ReleaseContext, shard: Shard) -> ShardResult:
