@@ -8,16 +8,19 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pydantic import ValidationError
 
+from modelgate.adapters import clients as aws
 from modelgate.adapters.s3 import MAX_BASELINE_BYTES, MAX_CAPTURE_BATCH_BYTES
 from modelgate.contract import EvaluationSummary
 from modelgate.evaluation.comparison import CANDIDATE, CaseResult, build_report
 from modelgate.monitor import baseline as baselines
 from modelgate.monitor import capture, check
 from modelgate.monitor.baseline import BaselineRequest, BaselineUnavailable, baseline_key, build_for_release
+from modelgate.monitor.dashboard import dashboard_name
 from modelgate.monitor.journal import Journal
 from modelgate.monitor.policy import CapturePolicy, DriftPolicy, MonitoringPolicy
 from modelgate.pipeline.deps import Deps
@@ -208,6 +211,32 @@ def test_the_monitor_task_takes_a_baseline_request_and_refuses_a_bad_one():
         app.MonitorTask.model_validate({"task": "baseline", "service": SERVICE})
     with pytest.raises(ValidationError, match="goes with task baseline, and only with it"):
         app.MonitorTask.model_validate({**event, "task": "reevaluate"})
+
+
+def test_the_monitor_builds_the_baseline_then_writes_the_service_dashboard_again(world, monkeypatch):
+    # Given a promoted release, and the monitor function's environment
+    request = promoted_with_capture(world)
+    s = world.settings
+    for name, value in {"LEDGER_TABLE": s.ledger_table, "ARTIFACT_BUCKET": s.artifact_bucket,
+                        "SERVICES_PREFIX": s.services_prefix, "APPROVAL_TOPIC_ARN": s.approval_topic_arn,
+                        "STACK_NAME": s.stack_name, "ALERT_TOPIC_ARN": s.approval_topic_arn,
+                        "MONITOR_FUNCTION_NAME": "test-monitor"}.items():
+        monkeypatch.setenv(name, value)
+    app = _monitor_handler()
+    context = SimpleNamespace(function_name="test-monitor", function_version="$LATEST", memory_limit_in_mb=1024,
+                              invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:test-monitor",
+                              aws_request_id="req-1")
+    # When Lambda delivers Promote's request
+    aws.reset_clients()
+    try:
+        result = app.lambda_handler({"task": "baseline", "service": SERVICE, "requested_by": "promote",
+                                     "baseline": request.model_dump(mode="json")}, context)
+    finally:
+        aws.reset_clients()
+    # Then the baseline is built, and the service's dashboard shows it among the latest events
+    assert result["status"] == "built" and result["dashboard"] == dashboard_name(s.stack_name, SERVICE)
+    body = json.loads(world.client("cloudwatch").get_dashboard(DashboardName=result["dashboard"])["DashboardBody"])
+    assert "baseline: baseline of version 2 (release " in body["widgets"][-1]["properties"]["markdown"]
 
 
 # ---------------------------------------------------------------------- the drift check meanwhile
