@@ -101,7 +101,8 @@ def test_services_release_at_once_and_every_release_ends_where_it_should(pipelin
     assert all(status == "Promoted" for status, _ in outcomes.values()), outcomes
     lambda_ = pipeline.control.client("lambda")
     for service, run in runs.items():
-        assert run.execution["status"] == "SUCCEEDED", (service, run.path, run.execution.get("error"), run.execution.get("cause"))
+        assert run.execution["status"] == "SUCCEEDED", (service, run.path, run.execution.get("error"),
+                                                        run.execution.get("cause"))
         assert run.record["service"] == service
         assert alias_state(lambda_, functions[service], "live") == (str(run.record["candidate_version"]), {}), service
     # And no record is left at a non-final status, no lock is held, no canary alarm is left

@@ -162,7 +162,8 @@ def test_a_request_that_does_not_match_the_release_is_refused_and_journalled(wor
     result = build_for_release(deps, SERVICE, wrong)
     assert result["status"] == "failed"
     assert "its candidate is version 2, not 7" in result["error"] and "its evaluation report is" in result["error"]
-    assert not world.ledger.get(RELEASE).get("baseline_key")
+    record = world.ledger.get(RELEASE)
+    assert not record.get("baseline_key") and not record.get("baseline_error")  # the release's own record untouched
     # A release the ledger does not hold: journalled, and no record is made up for it
     ghost = request.model_copy(update={"release_id": "support-bot-0000000-ghost"})
     result = build_for_release(deps, SERVICE, ghost)

@@ -198,7 +198,9 @@ def build_for_release(deps: Any, service: str, request: BaselineRequest) -> dict
     A failure (the request not matching the release's record, a report or capture batch that
     can't be read or is over its cap, a failed embedding call) is journalled (``failed``, with
     why) and recorded as ``baseline_error`` on the release; it never touches the alias or the
-    release's status, and is not raised (a retry would fail the same way; the journal says so).
+    release's status, and is not raised (the SDK has already retried transient errors; Lambda's
+    two retries of an asynchronous event would journal the same failure twice more). A request
+    that doesn't match its release is journalled and leaves that release's record untouched.
     """
     from modelgate.ledger import now_iso
     from modelgate.monitor.embeddings import embedder_for
@@ -209,9 +211,10 @@ def build_for_release(deps: Any, service: str, request: BaselineRequest) -> dict
     key = baseline_key(service, request.release_id)
     details: dict[str, Any] = {"release_id": request.release_id, "version": request.version}
     record = deps.ledger.get(request.release_id)
-    known = record is not None and record.get("service") == service
+    matched = False  # a request that does not match its release records nothing on it
     try:
         _check_request(record, service, request)
+        matched = True
         if record.get("baseline_key") == key:  # type: ignore[union-attr]  # checked above
             logger.info("baseline already built", extra={"release_id": request.release_id, "key": key})
             return {"status": "exists", **details, "baseline_key": key}
@@ -240,7 +243,7 @@ def build_for_release(deps: Any, service: str, request: BaselineRequest) -> dict
     except Exception as exc:  # noqa: BLE001 - journalled and recorded; the promotion stands
         logger.exception("baseline not built", extra={"release_id": request.release_id})
         error = bounded(f"{type(exc).__name__}: {exc}", 1_000)
-        if known:  # never a record for a release this service does not have
+        if matched:
             deps.ledger.set_fields(request.release_id, baseline_error=error)
         result = {"status": "failed", **details, "error": error}
         summary = f"baseline of version {request.version} (release {request.release_id}) not built: {error}"
