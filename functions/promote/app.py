@@ -1,4 +1,5 @@
-"""Promote: the live alias wholly to the candidate."""
+"""Promote: the live alias wholly to the candidate; then the drift baseline is asked of the monitor
+function (asynchronous invoke, built after this returns: modelgate.monitor.baseline)."""
 
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -7,9 +8,10 @@ from modelgate.contract import ReleaseContext
 from modelgate.observability import logger
 from modelgate.pipeline import outcome
 from modelgate.pipeline.deps import default_deps
+from modelgate.settings import PromoteSettings
 
 
 @logger.inject_lambda_context(correlation_id_path="release_id")
 @event_parser(model=ReleaseContext)
 def lambda_handler(event: ReleaseContext, context: LambdaContext) -> dict:
-    return outcome.promote(default_deps(), event).dump()
+    return outcome.promote(default_deps(PromoteSettings), event).dump()

@@ -130,7 +130,10 @@ class _ReleaseData(BaseModel):
     promoted_at: str | None = None
     reason: str | None = None
     error: str | None = None
-    # monitoring (modelgate.monitor.baseline): the promoted version's drift baseline
+    # monitoring (modelgate.monitor.baseline): the promoted version's drift baseline, asked for
+    # by Promote and built asynchronously by the monitor function
+    baseline_requested_at: str | None = None
+    baseline_built_at: str | None = None
     baseline_key: str | None = None
     baseline_sources: dict[str, int] | None = None
     baseline_error: str | None = None

@@ -27,6 +27,7 @@ __all__ = [
     "IntakeSettings",
     "MonitorSettings",
     "PipelineSettings",
+    "PromoteSettings",
     "Settings",
     "load",
     "load_settings",
@@ -85,6 +86,13 @@ class MonitorSettings(PipelineSettings):
     function re-evaluates live (template.yaml names it ``<stack>-monitor``)."""
 
     alert_topic_arn: str = Field(alias="ALERT_TOPIC_ARN", min_length=1)
+    monitor_function_name: str = Field(alias="MONITOR_FUNCTION_NAME", min_length=1)
+
+
+class PromoteSettings(PipelineSettings):
+    """Promote: the monitor function, which builds the promoted version's drift baseline after
+    Promote returns (``modelgate.monitor.baseline.request_baseline``)."""
+
     monitor_function_name: str = Field(alias="MONITOR_FUNCTION_NAME", min_length=1)
 
 

@@ -58,8 +58,10 @@ def promoted():
 
 def test_promotion_stores_the_baseline_beside_the_report_and_points_the_ledger_at_it(promoted):
     local, control, run = promoted
-    record = wait_until(lambda: _release(local, control, run.release_id).get("baseline_key") and
-                        _release(local, control, run.release_id), HANG_GUARD_SECONDS, "the baseline's ledger pointer")
+    # Promote asked the monitor function for it (asynchronously); the ledger points at it once built
+    assert run.record.get("baseline_requested_at"), run.record
+    record = wait_until(lambda: _baseline_done(_release(local, control, run.release_id)), HANG_GUARD_SECONDS,
+                        "the baseline's ledger pointer (or why not)")
     key = record["baseline_key"]
     assert key == f"reports/{SERVICE}/{run.release_id}/baseline.json", record.get("baseline_error")
     s3 = local.client("s3")
@@ -69,6 +71,17 @@ def test_promotion_stores_the_baseline_beside_the_report_and_points_the_ledger_a
     # the dataset's locales (and the canary's own traffic, one request of which names none)
     assert {"en-GB", "en-US", "de-DE", "fr-FR"} <= set(baseline["profile"]["categorical"]["input.locale"])
     assert baseline["profile"]["embedding_model"] == "local.hashed-bag-of-words-v1"
+    # and the monitoring journal says it was built (`modelgate status` shows it)
+    from modelgate.monitor.journal import Journal
+
+    with control.acting("operator"):
+        events = Journal(control.ledger().table).events(SERVICE, kind="baseline", limit=10)
+    assert [(e["details"]["status"], e["details"]["release_id"]) for e in events] == [("built", run.release_id)]
+
+
+def _baseline_done(record: dict) -> dict | None:
+    """The release's record once its baseline task ended (built: its pointer; failed: why)."""
+    return record if record.get("baseline_key") or record.get("baseline_error") else None
 
 
 def _release(local, control, release_id: str) -> dict:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from modelgate_harness.control import put_dataset
+from modelgate_harness.polling import wait_until
 
 from modelgate.adapters.lambda_alias import alias_state
 from modelgate.ledger import FINAL_STATUSES
@@ -25,6 +26,7 @@ from modelgate.policy import ReleasePolicy, ServiceConfig, managed_function_pref
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = 5
+HANG_GUARD_SECONDS = 900  # a hang guard, no speed limit
 
 
 def _inference_zip() -> bytes:
@@ -99,7 +101,8 @@ def test_services_release_at_once_and_every_release_ends_where_it_should(pipelin
     assert all(status == "Promoted" for status, _ in outcomes.values()), outcomes
     lambda_ = pipeline.control.client("lambda")
     for service, run in runs.items():
-        assert run.execution["status"] == "SUCCEEDED", service
+        assert run.execution["status"] == "SUCCEEDED", (service, run.path, run.execution.get("error"),
+                                                        run.execution.get("cause"))
         assert run.record["service"] == service
         assert alias_state(lambda_, functions[service], "live") == (str(run.record["candidate_version"]), {}), service
     # And no record is left at a non-final status, no lock is held, no canary alarm is left
@@ -111,3 +114,12 @@ def test_services_release_at_once_and_every_release_ends_where_it_should(pipelin
     assert not [a for a in pipeline.alarms() if "-canary-" in a]
     # And the sample service was not touched
     assert pipeline.live() == sample_before
+    # And each promotion's drift baseline, asked of the monitor function after Promote returned
+    # (asynchronously, off the releases' critical path), is built and journalled: the ledger's pointer
+    def baselines_done():
+        done = {r["release_id"]: r.get("baseline_key") or r.get("baseline_error")
+                for r in (ledger.get(run.release_id) or {} for run in runs.values())}
+        return done if all(done.values()) else None
+
+    built = wait_until(baselines_done, HANG_GUARD_SECONDS, "every promotion's baseline task")
+    assert all(str(v).endswith("/baseline.json") for v in built.values()), built

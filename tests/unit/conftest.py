@@ -32,7 +32,7 @@ from modelgate.ledger import Ledger
 from modelgate.manifest import ArtifactRef, pin_environment, prompt_pin_key
 from modelgate.pipeline.deps import Deps
 from modelgate.policy import ReleasePolicy, ServiceConfig, managed_function_prefix
-from modelgate.settings import ApprovalRequestSettings, IntakeSettings
+from modelgate.settings import ApprovalRequestSettings, IntakeSettings, PromoteSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -119,9 +119,10 @@ COMMIT = "abc1234def0"
 RELEASE = f"{SERVICE}-{COMMIT}-0123456789"
 APPROVAL_BASE_URL = "https://approve.example.com/"
 SIGNING_KEY = "s" * 40
+MONITOR_FUNCTION = "test-monitor"  # Promote asks it for the baseline (asynchronous invoke)
 
 
-class StageSettings(IntakeSettings, ApprovalRequestSettings):
+class StageSettings(IntakeSettings, ApprovalRequestSettings, PromoteSettings):
     """Every setting any stage reads (each function's own model is a subset)."""
 
 
@@ -188,7 +189,7 @@ class World:
         self.settings = StageSettings(
             LEDGER_TABLE=LEDGER_TABLE, ARTIFACT_BUCKET=BUCKET, SERVICES_PREFIX=SERVICES_PREFIX,
             APPROVAL_TOPIC_ARN=topic, STACK_NAME=STACK, STATE_MACHINE_ARN=machine,
-            SIGNING_SECRET_ARN=secret, APPROVAL_BASE_URL=APPROVAL_BASE_URL,
+            SIGNING_SECRET_ARN=secret, APPROVAL_BASE_URL=APPROVAL_BASE_URL, MONITOR_FUNCTION_NAME=MONITOR_FUNCTION,
         )
 
     # ------------------------------------------------------------------ clients, deps

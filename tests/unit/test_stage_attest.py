@@ -12,7 +12,8 @@ from modelgate_emulator.kms import digest_signing
 from modelgate.attestation import attestation_key, load_public_keys, public_key_pem, verify_envelope
 from modelgate.chain import LedgerChain, verify_chain
 from modelgate.errors import ManifestInvalid
-from modelgate.pipeline.attest import ReleaseNotEnded, attest
+from modelgate.manifest import MAX_MANIFEST_BYTES
+from modelgate.pipeline.attest import CHUNK, ReleaseNotEnded, attest
 from modelgate.pipeline.candidate import validate
 from modelgate.pipeline.deps import Deps
 from modelgate.pipeline.intake import initial_context
@@ -115,6 +116,68 @@ def test_the_report_digest_is_attested(signing):
         "name": "evaluation.json", "uri": f"s3://{BUCKET}/{ctx.evaluation.report_key}", "version_id": version,
         "digest": {"sha256": hashlib.sha256(report).hexdigest()},
     }]
+
+
+class StreamOnlyS3:
+    """The stages' S3 client, whose GetObject bodies may only be streamed (``iter_chunks``):
+    reading one whole fails the test. Records the keys read and the largest chunk seen."""
+
+    def __init__(self, real) -> None:
+        self._real = real
+        self.read_keys: list[str] = []
+        self.largest_chunk = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._real, name)
+
+    def get_object(self, **kwargs):
+        response = self._real.get_object(**kwargs)
+        self.read_keys.append(kwargs["Key"])
+        body, outer = response["Body"], self
+
+        class Body:
+            def read(self, *args):
+                raise AssertionError(f"{kwargs['Key']} was read whole, not streamed")
+
+            def iter_chunks(self, size):
+                for chunk in body.iter_chunks(size):
+                    outer.largest_chunk = max(outer.largest_chunk, len(chunk))
+                    yield chunk
+
+        return {**response, "Body": Body()}
+
+
+def test_a_report_is_hashed_by_streaming_it_never_read_whole(signing):
+    ctx, _ = ended_release(signing)
+    report = bytes(range(256)) * (3 * 4096 + 17)  # 3 MiB and a bit: several chunks
+    key = f"reports/{SERVICE}/{ctx.release_id}/evaluation.json"
+    version = signing.deps.s3.put_object(Bucket=BUCKET, Key=key, Body=report)["VersionId"]
+    evaluation = {"n_cases": 36, "sides": {}, "report_key": key, "report_version": version, "dataset_key": "d",
+                  "dataset_version": "v", "shards": 1, "baseline": "live"}
+    ctx = ctx.model_validate({**ctx.dump(), "evaluation": evaluation})
+    s3 = signing.use("s3", StreamOnlyS3(signing.client("s3")))
+    attest(signing.attest_deps, ctx)
+    s3_real = s3._real
+    verified = verify_envelope(s3_real.get_object(Bucket=BUCKET, Key=attestation_key(SERVICE, ctx.release_id))[
+        "Body"].read(), load_public_keys(signing.public_pem))
+    assert verified.predicate["evaluation_report"][0]["digest"] == {"sha256": hashlib.sha256(report).hexdigest()}
+    assert key in s3.read_keys and 0 < s3.largest_chunk <= CHUNK < len(report)
+
+
+def test_a_manifest_over_its_cap_is_chained_not_hashed_and_not_attested(signing):
+    # Given a release refused for its manifest's size (Validate's cap), ended Invalid
+    body = b'{"service": "support-bot", "padding": "' + b"x" * MAX_MANIFEST_BYTES + b'"}'
+    put = signing.deps.s3.put_object(Bucket=BUCKET, Key=PREFIX + "model-config.json", Body=body)
+    ctx = initial_context(BUCKET, PREFIX + "model-config.json", put["VersionId"])
+    signing.ledger.receive(ctx.release_id, "uploaded", service=SERVICE, commit=COMMIT)
+    signing.ledger.record(ctx.release_id, "Invalid", "manifest too large", reason="too large")
+    s3 = signing.use("s3", StreamOnlyS3(signing.client("s3")))
+    # When Attest runs / Then the release is chained, its manifest not read at all, and no attestation is signed
+    attest(signing.attest_deps, ctx)
+    records, _broken, _head = LedgerChain(signing.ledger.table).read(SERVICE)
+    assert [(r.release_id, r.body["status"]) for r in records] == [(ctx.release_id, "Invalid")]
+    assert s3.read_keys == []
+    assert "Contents" not in s3._real.list_objects_v2(Bucket=BUCKET, Prefix=attestation_key(SERVICE, ctx.release_id))
 
 
 # ---------------------------------------------------------------------- promotion across stages

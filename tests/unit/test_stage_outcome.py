@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 
 from modelgate.chain import LedgerChain, verify_chain
-from modelgate.contract import TaskError
+from modelgate.contract import EvaluationSummary, TaskError
 from modelgate.errors import DecisionConflict
 from modelgate.pipeline.outcome import promote, record_outcome, rollback, rollback_service
 
@@ -59,6 +60,86 @@ def test_promotion_is_idempotent_once_the_alias_is_on_the_candidate(world):
     # When promoted again / Then the candidate still serves alone
     promote(world.deps, ctx)
     assert world.alias() == ("2", {})
+
+
+class AsyncInvokes:
+    """The stages' Lambda client: asynchronous invokes (InvocationType Event) are recorded, or
+    refused with ``refuse`` (an error code); everything else is moto's."""
+
+    def __init__(self, real, refuse: str | None = None) -> None:
+        self._real, self.refuse = real, refuse
+        self.events: list[dict] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._real, name)
+
+    def invoke(self, **kwargs):
+        if kwargs.get("InvocationType") != "Event":
+            return self._real.invoke(**kwargs)
+        if self.refuse:
+            raise ClientError({"Error": {"Code": self.refuse, "Message": "Rate exceeded"}}, "Invoke")
+        self.events.append({**kwargs, "Payload": json.loads(kwargs["Payload"])})
+        return {"StatusCode": 202}
+
+
+def evaluated(release_id: str = RELEASE) -> EvaluationSummary:
+    key = f"reports/support-bot/{release_id}/evaluation.json"
+    return EvaluationSummary(n_cases=4, sides={}, report_key=key, report_version="rv1", dataset_key="d",
+                             dataset_version="dv1", shards=1, baseline="live")
+
+
+def test_promotion_asks_the_monitor_for_the_baseline_asynchronously_and_builds_none_itself(world):
+    # Given the final bake ended for a release with an evaluation and a canary start
+    ctx = in_canary(world, candidate_weight=0.9999, evaluation=evaluated(),
+                    canary_started_at="2026-11-30T10:00:00+00:00")
+    invokes = world.use("lambda", AsyncInvokes(world.client("lambda")))
+    # When the release is promoted
+    promote(world.deps, ctx)
+    # Then the monitor function is asked, once and asynchronously, for this release's baseline
+    [event] = invokes.events
+    assert (event["FunctionName"], event["InvocationType"]) == ("test-monitor", "Event")
+    request = event["Payload"]
+    assert (request["task"], request["service"], request["requested_by"]) == ("baseline", "support-bot", "promote")
+    assert request["baseline"]["release_id"] == RELEASE and request["baseline"]["version"] == "2"
+    assert request["baseline"]["report_key"] == evaluated().report_key
+    assert request["baseline"]["report_version"] == "rv1"
+    assert request["baseline"]["canary_started_at"].startswith("2026-11-30T10:00:00")
+    assert request["baseline"]["promoted_at"]
+    # And the release is promoted with the request noted; nothing of the baseline was built here
+    record = world.ledger.get(RELEASE)
+    assert record["status"] == "Promoted" and record["baseline_requested_at"]
+    assert not record.get("baseline_key") and not record.get("baseline_error")
+    assert "Contents" not in world.client("s3").list_objects_v2(Bucket="artefacts", Prefix="reports/")
+
+
+def test_a_baseline_request_that_fails_is_recorded_and_the_promotion_stands(world):
+    # Given the monitor function can't be invoked (throttled beyond the SDK's retries)
+    ctx = in_canary(world, candidate_weight=0.9999, evaluation=evaluated())
+    world.use("lambda", AsyncInvokes(world.client("lambda"), refuse="TooManyRequestsException"))
+    # When the release is promoted / Then it is, with the candidate live alone and the lock free
+    promote(world.deps, ctx)
+    assert world.alias() == ("2", {})
+    assert world.ledger.lock_holder("support-bot") is None
+    record = world.ledger.get(RELEASE)
+    assert record["status"] == "Promoted"
+    # And the ledger says why there will be no baseline
+    assert record["baseline_error"].startswith("not requested: ClientError:")
+    assert "TooManyRequestsException" in record["baseline_error"]
+
+
+def test_a_retried_promote_asks_for_the_baseline_only_if_the_first_did_not(world):
+    ctx = in_canary(world, candidate_weight=0.9999, evaluation=evaluated())
+    invokes = world.use("lambda", AsyncInvokes(world.client("lambda")))
+    promote(world.deps, ctx)
+    # When Promote is retried after it asked (its answer lost) / Then it does not ask again
+    promote(world.deps, ctx)
+    assert len(invokes.events) == 1
+    # But a retry after a first try that ended before it asked does
+    world.client("dynamodb").update_item(
+        TableName=world.settings.ledger_table, Key={"pk": {"S": f"RELEASE#{RELEASE}"}, "sk": {"S": "RELEASE"}},
+        UpdateExpression="REMOVE baseline_requested_at")
+    promote(world.deps, ctx)
+    assert len(invokes.events) == 2 and invokes.events[1]["Payload"]["baseline"]["release_id"] == RELEASE
 
 
 def test_rollback_from_the_final_bake_restores_stable_alone(world):

@@ -19,6 +19,14 @@ MISSING_CODES = frozenset({"NoSuchKey", "404"})
 # one result per case with both sides' outputs: 64 MiB each.
 MAX_DATASET_BYTES = 32 * 1024 * 1024
 MAX_RESULTS_BYTES = 64 * 1024 * 1024
+# The monitoring data, also the stack's own writes. A capture batch is one PutObject of the
+# inference function's buffer (capture.py): ``batch_records`` records (default 50) whose texts
+# are cut to ``max_field_chars`` (default 2,000), a few hundred KB at the defaults; 16 MiB
+# leaves room for a policy that raises both. A baseline.json is a drift profile: at most
+# SAMPLE_CAP (5,000) values per numeric feature, category counts and a centroid, under 1 MiB in
+# practice: 8 MiB.
+MAX_CAPTURE_BATCH_BYTES = 16 * 1024 * 1024
+MAX_BASELINE_BYTES = 8 * 1024 * 1024
 
 
 def _where(bucket: str, key: str, version: str | None) -> str:

@@ -11,6 +11,17 @@ Sources, both of the promoted (candidate) version:
 Stored beside the evaluation report, ``reports/<service>/<release>/baseline.json``, with a
 pointer (``baseline_key``) in the release's ledger record. It holds the drift profile
 (:class:`modelgate.monitor.drift.Profile`) and, for people, the evaluation's scores.
+
+Built asynchronously, off the promotion's critical path: Promote writes Promoted, then asks
+the monitor function for the baseline (:func:`request_baseline`: Invoke with
+``InvocationType`` ``Event``, "Invoking a Lambda function asynchronously", AWS Lambda
+Developer Guide, https://docs.aws.amazon.com/lambda/latest/dg/invocation-async.html; Lambda
+queues the event and answers 202 at once, and the function runs later with its own execution
+role). The monitor builds it (:func:`build_for_release`, task ``baseline``), points the
+ledger record at it and journals the outcome (``MONITOR#<service>``, kind ``baseline``). A
+promotion is never slow or failed because of its baseline, and a failed build never touches
+the alias or the release's status: the ledger says why (``baseline_error``) and the drift
+check says "insufficient" until a baseline exists.
 """
 
 from __future__ import annotations
@@ -20,11 +31,18 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from modelgate.adapters.s3 import MAX_BASELINE_BYTES, MAX_RESULTS_BYTES, read_object
+from modelgate.errors import ModelgateError, bounded
 from modelgate.monitor import capture
 from modelgate.monitor.drift import Embedder, Profile, local_embedder, profile
 from modelgate.monitor.policy import MonitoringPolicy
+
+
+class BaselineUnavailable(ModelgateError):
+    """A baseline can't be built or read (its sources unreadable or over their caps, a request
+    that doesn't match the release)."""
 
 
 class Baseline(BaseModel):
@@ -115,48 +133,141 @@ def canary_records(
 
 
 def load(s3: Any, bucket: str, key: str) -> Baseline:
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    """The stored baseline; its size is checked (HeadObject) before it is read, at most
+    ``MAX_BASELINE_BYTES``: a larger one is :class:`BaselineUnavailable` naming it and the cap."""
+    body = read_object(s3, bucket, key, None, error=BaselineUnavailable, what="the drift baseline",
+                       max_bytes=MAX_BASELINE_BYTES)
     return Baseline.model_validate(json.loads(body))
 
 
-def capture_at_promotion(deps: Any, ctx: Any) -> dict[str, Any]:
-    """Promote's last step: build the promoted version's baseline, store it beside its
-    evaluation report and point the ledger record at it. Returns the ledger fields set.
+# ---------------------------------------------------------------------- asynchronous build
+class BaselineRequest(BaseModel):
+    """What Promote hands the monitor function (task ``baseline``) to build a baseline from.
 
-    Never fails the promotion (the version is live already): a baseline that could not be
-    built is recorded as missing, with the reason, and the drift check then says
-    "insufficient" for this version rather than judging it against nothing.
+    ``canary_started_at`` .. ``promoted_at``: the canary's window on the pipeline's clock (the
+    captured records of ``version`` in it are the baseline's production traffic); ``promoted_at``
+    is also the baseline's ``created_at``, so a rebuild from the same inputs writes the same bytes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    release_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")  # an execution name
+    version: str = Field(pattern=r"^[0-9]{1,10}$")  # a published Lambda version
+    report_key: str = Field(min_length=1, max_length=1024)
+    report_version: str | None = Field(default=None, max_length=1024)
+    canary_started_at: datetime | None = None
+    promoted_at: datetime
+
+
+def request_baseline(deps: Any, ctx: Any, promoted_at: datetime) -> dict[str, Any]:
+    """Promote's last step: ask the monitor function (``deps.settings.monitor_function_name``)
+    to build the promoted version's baseline, asynchronously. Returns the ledger fields set.
+
+    Never raises (the version is live already): a request that could not be made is recorded
+    in the ledger (``baseline_error``) and the drift check says "insufficient" for this version.
     """
-    from modelgate import clock
+    from modelgate.ledger import now_iso
+    from modelgate.observability import logger
+
+    try:
+        if ctx.evaluation is None or ctx.candidate_version is None:
+            raise BaselineUnavailable("the release carries no evaluation summary or candidate version")
+        request = BaselineRequest(
+            release_id=ctx.release_id, version=ctx.candidate_version, report_key=ctx.evaluation.report_key,
+            report_version=ctx.evaluation.report_version,
+            canary_started_at=datetime.fromisoformat(ctx.canary_started_at) if ctx.canary_started_at else None,
+            promoted_at=promoted_at,
+        )
+        payload = {"task": "baseline", "service": ctx.service, "requested_by": "promote",
+                   "baseline": request.model_dump(mode="json")}
+        function = deps.settings.monitor_function_name
+        deps.lambda_.invoke(FunctionName=function, InvocationType="Event", Payload=json.dumps(payload).encode())
+        fields: dict[str, Any] = {"baseline_requested_at": now_iso()}
+    except Exception as exc:  # noqa: BLE001 - the version is live; a baseline not asked for is recorded, not raised
+        logger.exception("baseline not requested", extra={"release_id": ctx.release_id})
+        fields = {"baseline_key": None, "baseline_error": bounded(f"not requested: {type(exc).__name__}: {exc}", 1_000)}
+    deps.ledger.set_fields(ctx.release_id, **fields)
+    return fields
+
+
+def build_for_release(deps: Any, service: str, request: BaselineRequest) -> dict[str, Any]:
+    """The monitor's task ``baseline``: build the promoted version's baseline, store it beside
+    its evaluation report, point the release's ledger record at it and journal the outcome.
+
+    Idempotent: a release whose record already points at its baseline is left as it is (the
+    result says ``exists``); two builds racing write the same key with the same inputs.
+    A failure (the request not matching the release's record, a report or capture batch that
+    can't be read or is over its cap, a failed embedding call) is journalled (``failed``, with
+    why) and recorded as ``baseline_error`` on the release; it never touches the alias or the
+    release's status, and is not raised (the SDK has already retried transient errors; Lambda's
+    two retries of an asynchronous event would journal the same failure twice more). A request
+    that doesn't match its release is journalled and leaves that release's record untouched.
+    """
+    from modelgate.ledger import now_iso
     from modelgate.monitor.embeddings import embedder_for
+    from modelgate.monitor.journal import Journal
     from modelgate.observability import logger
     from modelgate.registry import get_service
 
-    key = baseline_key(ctx.service, ctx.release_id)
+    key = baseline_key(service, request.release_id)
+    details: dict[str, Any] = {"release_id": request.release_id, "version": request.version}
+    record = deps.ledger.get(request.release_id)
+    matched = False  # a request that does not match its release records nothing on it
     try:
-        if ctx.evaluation is None or ctx.candidate_version is None:
-            raise ValueError("the release carries no evaluation summary or candidate version")
-        monitoring = get_service(deps.ssm, deps.settings.services_prefix, ctx.service).policy.monitoring
+        _check_request(record, service, request)
+        matched = True
+        if record.get("baseline_key") == key:  # type: ignore[union-attr]  # checked above
+            logger.info("baseline already built", extra={"release_id": request.release_id, "key": key})
+            return {"status": "exists", **details, "baseline_key": key}
+        monitoring = get_service(deps.ssm, deps.settings.services_prefix, service).policy.monitoring
         bucket = deps.settings.artifact_bucket
-        args = {"Bucket": bucket, "Key": ctx.evaluation.report_key}
-        if ctx.evaluation.report_version:
-            args["VersionId"] = ctx.evaluation.report_version
-        report = json.loads(deps.s3.get_object(**args)["Body"].read())
-        now = clock.now()
+        report = json.loads(read_object(deps.s3, bucket, request.report_key, request.report_version,
+                                        error=BaselineUnavailable, what="the evaluation report",
+                                        max_bytes=MAX_RESULTS_BYTES))
         canary: list[dict[str, Any]] = []
-        if monitoring.capture.enabled and ctx.canary_started_at:
-            start = datetime.fromisoformat(ctx.canary_started_at)
-            canary = canary_records(deps.s3, bucket, ctx.service, ctx.candidate_version, start, now)
+        if monitoring.capture.enabled and request.canary_started_at:
+            canary = canary_records(deps.s3, bucket, service, request.version, request.canary_started_at,
+                                    request.promoted_at)
         embedder, model = embedder_for(monitoring.drift, deps.client)
         baseline = build_baseline(
-            service=ctx.service, release_id=ctx.release_id, version=ctx.candidate_version, report=report,
-            canary_records=canary, monitoring=monitoring, now=now, embedder=embedder, embedding_model=model,
+            service=service, release_id=request.release_id, version=request.version, report=report,
+            canary_records=canary, monitoring=monitoring, now=request.promoted_at, embedder=embedder,
+            embedding_model=model,
         )
         deps.s3.put_object(Bucket=bucket, Key=key, Body=baseline.model_dump_json().encode(),
                            ContentType="application/json")
-        fields = {"baseline_key": key, "baseline_sources": baseline.sources}
-    except Exception as exc:  # noqa: BLE001 - the version is live; a missing baseline is recorded, not raised
-        logger.exception("baseline not captured", extra={"release_id": ctx.release_id})
-        fields = {"baseline_key": None, "baseline_error": f"{type(exc).__name__}: {str(exc)[:500]}"}
-    deps.ledger.set_fields(ctx.release_id, **fields)
-    return fields
+        deps.ledger.set_fields(request.release_id, baseline_key=key, baseline_sources=baseline.sources,
+                               baseline_built_at=now_iso(), baseline_error=None)
+        sources = ", ".join(f"{n} {name}" for name, n in baseline.sources.items())
+        result = {"status": "built", **details, "baseline_key": key, "sources": baseline.sources}
+        summary = f"baseline of version {request.version} (release {request.release_id}) built from {sources} records"
+    except Exception as exc:  # noqa: BLE001 - journalled and recorded; the promotion stands
+        logger.exception("baseline not built", extra={"release_id": request.release_id})
+        error = bounded(f"{type(exc).__name__}: {exc}", 1_000)
+        if matched:
+            deps.ledger.set_fields(request.release_id, baseline_error=error)
+        result = {"status": "failed", **details, "error": error}
+        summary = f"baseline of version {request.version} (release {request.release_id}) not built: {error}"
+    Journal(deps.ledger.table).append(service, "baseline", bounded(summary, 2_000),
+                                      **{k: v for k, v in result.items() if k != "sources"})
+    return result
+
+
+def _check_request(record: dict[str, Any] | None, service: str, request: BaselineRequest) -> None:
+    """The request must describe the release the ledger holds: this service's, promoted
+    ``version`` after the evaluation at ``report_key`` (anyone who may invoke the monitor could
+    otherwise point a release's baseline at another report)."""
+    if record is None:
+        raise BaselineUnavailable(f"release {request.release_id} is not in the ledger")
+    problems = []
+    if record.get("service") != service:
+        problems.append(f"it is a release of {record.get('service')!r}, not of {service!r}")
+    if str(record.get("candidate_version")) != request.version:
+        problems.append(f"its candidate is version {record.get('candidate_version')}, not {request.version}")
+    recorded = (record.get("evaluation") or {}).get("report_key")
+    if recorded != request.report_key:
+        problems.append(f"its evaluation report is {recorded!r}, not {request.report_key!r}")
+    if record.get("status") != "Promoted" and not record.get("promoted_at"):
+        problems.append(f"it was never promoted (status {record.get('status')})")
+    if problems:
+        raise BaselineUnavailable(f"the baseline request does not match release {request.release_id}: "
+                                  + "; ".join(problems))

@@ -29,10 +29,16 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from modelgate.adapters.s3 import MAX_CAPTURE_BATCH_BYTES, read_object
+from modelgate.errors import ModelgateError
 from modelgate.monitor.policy import CapturePolicy
 
 PREFIX = "capture"
 REDACTED = "[redacted]"
+
+
+class CaptureUnreadable(ModelgateError):
+    """A captured batch can't be read: missing, or larger than ``MAX_CAPTURE_BATCH_BYTES``."""
 
 
 def capture_prefix(service: str, version: str | None = None) -> str:
@@ -152,14 +158,19 @@ def read_window(
     max_records: int = 200_000,
 ) -> list[dict[str, Any]]:
     """Captured records of ``service`` (one ``version``, or all) with ``start <= ts < end``,
-    at most ``max_records`` (the newest objects' first)."""
+    at most ``max_records`` (the newest objects' first).
+
+    Each batch's size is checked (HeadObject) before it is read, and at most
+    ``MAX_CAPTURE_BATCH_BYTES`` of it are read (``adapters.s3.read_current``): a larger one is
+    :class:`CaptureUnreadable` naming the object and the cap, never read into memory."""
     records: list[dict[str, Any]] = []
     for v in [version] if version else versions(s3, bucket, service):
         for hour in _hours(start - timedelta(hours=1), end):  # a batch is filed under its first record's hour
             prefix = f"{capture_prefix(service, v)}{hour:%Y/%m/%d/%H}/"
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
-                    body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode("utf-8")
+                    body = read_object(s3, bucket, item["Key"], None, error=CaptureUnreadable,
+                                       what="a captured batch", max_bytes=MAX_CAPTURE_BATCH_BYTES).decode("utf-8")
                     for line in body.splitlines():
                         if not line.strip():
                             continue

@@ -5,7 +5,8 @@ its ``AWS::Scheduler::Schedule`` (template.yaml: one per service). Steps:
 
 1. the registration (policy off: nothing to do, said so);
 2. the version live serves (the alias), the promoted release that put it there and that
-   release's baseline (none: "insufficient", with why);
+   release's baseline (none: "insufficient", with why; that includes a baseline not built yet,
+   since the monitor function builds it after the promotion, monitor/baseline.py);
 3. the captured records of that version over the last ``window_minutes``;
 4. :func:`modelgate.monitor.drift.compare`, the HTML report, the verdict JSON (and
    ``latest.json``) under ``reports/<service>/drift/``;
@@ -36,6 +37,18 @@ def latest_key(service: str) -> str:
     return f"{drift_prefix(service)}latest.json"
 
 
+def _no_baseline(version: str, release: dict[str, Any] | None) -> str:
+    """Why there is no baseline to judge ``version`` against (the release that put it live, if any)."""
+    if release is None:
+        return f"no promoted release put version {version} live"
+    release_id = release.get("release_id")
+    if release.get("baseline_error"):
+        return f"release {release_id} has no baseline ({release['baseline_error']})"
+    if release.get("baseline_requested_at"):  # Promote asked; the monitor function builds it
+        return f"release {release_id}'s baseline is not built yet (asked for at {release['baseline_requested_at']})"
+    return f"release {release_id} has no baseline (none was asked for)"
+
+
 def run(
     deps: Any, service: str, *, monitor_function_name: str | None, now: datetime | None = None
 ) -> dict[str, Any]:
@@ -63,14 +76,16 @@ def run(
     common = {"service": service, "version": version, "release_id": (release or {}).get("release_id"),
               "window_start": start.isoformat(), "window_end": now.isoformat(), "records": window.records,
               "baseline_key": base_key}
-    if not base_key:
-        why = ("no promoted release put version " + version + " live" if release is None
-               else f"release {release.get('release_id')} has no baseline ({release.get('baseline_error') or 'none'})")
+    base, why = None, _no_baseline(version, release)
+    if base_key:
+        try:
+            base = baselines.load(deps.s3, bucket, base_key)
+        except baselines.BaselineUnavailable as exc:  # over its cap, or gone: said in the verdict
+            why = str(exc)
+    if base is None:
         verdict = drift.DriftVerdict(**common, verdict="insufficient", checks=[],
                                      summary=f"insufficient: nothing to compare with: {why}")
-        base = None
     else:
-        base = baselines.load(deps.s3, bucket, base_key)
         outcome, checks = drift.compare(base.profile, window, policy)
         verdict = drift.DriftVerdict(**common, verdict=outcome, checks=checks,
                                      summary=drift.summary(outcome, checks, window.records))

@@ -6,7 +6,8 @@ Items: ``MONITOR#<service>`` / ``<at>#<kind>#<id>``, one per event, never change
 - ``reevaluation``: a scheduled (or requested) re-evaluation of live and its verdict;
 - ``lifecycle``: a model lifecycle check of the service's pinned Bedrock model;
 - ``action``: an action a monitoring policy took (alert, re-evaluate, roll back) and its result;
-- ``drift``: a drift check's verdict (written by the drift check; ``modelgate status`` shows it).
+- ``drift``: a drift check's verdict (written by the drift check; ``modelgate status`` shows it);
+- ``baseline``: a promoted release's drift baseline built (or why not), asked for by Promote.
 
 A partition of its own, so IAM grants it by ``dynamodb:LeadingKeys`` (``MONITOR#*``) to the
 functions that write it, and a service's timeline is one Query (newest first).
@@ -22,8 +23,8 @@ from boto3.dynamodb.conditions import Key
 
 from modelgate.ledger import from_dynamo, now_iso, to_dynamo
 
-Kind = Literal["reevaluation", "lifecycle", "action", "drift"]
-KINDS: tuple[str, ...] = ("reevaluation", "lifecycle", "action", "drift")
+Kind = Literal["reevaluation", "lifecycle", "action", "drift", "baseline"]
+KINDS: tuple[str, ...] = ("reevaluation", "lifecycle", "action", "drift", "baseline")
 
 
 def monitor_pk(service: str) -> str:

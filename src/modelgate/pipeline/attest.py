@@ -7,6 +7,11 @@ statement naming the artefact's digests and what happened to it, including that 
 hash, with the stack's KMS key (attestation.py), and (3) stores the DSSE envelope beside
 the evaluation report. Idempotent: a retried Attest finds its chain record and signs again
 (ECDSA signatures differ, the statement does not).
+
+Every digest is computed by streaming the object (never read whole into memory), after a
+HeadObject size check against a cap: the manifest's own (``manifest.MAX_MANIFEST_BYTES``:
+Validate refuses a larger one, so its release is chained but not attested) and the reports'
+(``adapters.s3.MAX_RESULTS_BYTES``).
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from modelgate.adapters.s3 import put_json
+from modelgate.adapters.s3 import MAX_RESULTS_BYTES, object_size, put_json
 from modelgate.attestation import MANIFEST_SUBJECT, attestation_key, kms_signer, sign_envelope, statement
 from modelgate.chain import LedgerChain, snapshot
 from modelgate.contract import ReleaseContext
 from modelgate.errors import ModelgateError, error_code
 from modelgate.ledger import FINAL_STATUSES, now_iso
+from modelgate.manifest import MAX_MANIFEST_BYTES
 from modelgate.observability import logger
 from modelgate.pipeline.deps import Deps
 from modelgate.settings import AttestSettings
@@ -56,16 +62,35 @@ def attest(deps: Deps[AttestSettings], ctx: ReleaseContext) -> ReleaseContext:
     return ctx
 
 
-def _object_sha256(s3: Any, bucket: str, key: str, version: str | None) -> str | None:
-    """sha256 of one (pinned) object, streamed; None when it can't be read."""
+def _object_sha256(s3: Any, bucket: str, key: str, version: str | None, max_bytes: int) -> str | None:
+    """sha256 of one (pinned) object, streamed in ``CHUNK`` pieces (never read whole); None when
+    it can't be read or is larger than ``max_bytes``, with a warning naming the object and why.
+
+    Its size is checked first (HeadObject, "HeadObject", Amazon S3 API Reference,
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html), and the GetObject is
+    pinned to the version HeadObject saw, so what is hashed is what was measured; an
+    unversioned object that grows in between stops the hash at ``max_bytes`` all the same."""
     try:
-        pinned = {"VersionId": version} if version and version != "null" else {}
-        body = s3.get_object(Bucket=bucket, Key=key, **pinned)
+        found = object_size(s3, bucket, key, version if version and version != "null" else None)
+        if found is None:
+            logger.warning("object not readable for its digest", key=key, error="NoSuchKey")
+            return None
+        size, pinned = found
+        if size > max_bytes:
+            logger.warning(f"s3://{bucket}/{key} is {size:,} bytes; at most {max_bytes:,} are hashed: no digest",
+                           key=key, size=size, max_bytes=max_bytes)
+            return None
+        body = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": pinned} if pinned != "null" else {}))
     except ClientError as exc:
         logger.warning("object not readable for its digest", key=key, error=error_code(exc))
         return None
-    digest = hashlib.sha256()
+    digest, read = hashlib.sha256(), 0
     for chunk in body["Body"].iter_chunks(CHUNK):
+        read += len(chunk)
+        if read > max_bytes:  # replaced by a bigger one after HeadObject (unversioned bucket)
+            logger.warning(f"s3://{bucket}/{key} grew past {max_bytes:,} bytes while it was hashed: no digest",
+                           key=key, max_bytes=max_bytes)
+            return None
         digest.update(chunk)
     return digest.hexdigest()
 
@@ -76,7 +101,7 @@ def artefact_subjects(deps: Deps[Any], ctx: ReleaseContext) -> dict[str, str]:
     manifest can't be read. An artefact refused before its prompts were checked names the
     manifest alone."""
     art = ctx.artifact
-    manifest = _object_sha256(deps.s3, art.bucket, art.key, art.version_id)
+    manifest = _object_sha256(deps.s3, art.bucket, art.key, art.version_id, MAX_MANIFEST_BYTES)
     if manifest is None:
         return {}
     subjects = {MANIFEST_SUBJECT: manifest}
@@ -93,7 +118,7 @@ def release_predicate(deps: Deps[AttestSettings], ctx: ReleaseContext, release: 
         for key, version in ((ctx.evaluation.report_key, ctx.evaluation.report_version),
                              (ctx.evaluation.report_html_key, None)):
             if key:
-                digest = _object_sha256(deps.s3, bucket, key, version)
+                digest = _object_sha256(deps.s3, bucket, key, version, MAX_RESULTS_BYTES)
                 if digest:
                     reports.append({"name": key.rsplit("/", 1)[-1], "uri": f"s3://{bucket}/{key}",
                                     **({"version_id": version} if version else {}), "digest": {"sha256": digest}})

@@ -9,12 +9,13 @@ import json
 import uuid
 from datetime import datetime, timezone
 
+from modelgate import clock
 from modelgate.adapters import lambda_alias
 from modelgate.chain import LedgerChain, snapshot
 from modelgate.contract import Outcome, ReleaseContext, TaskError
 from modelgate.errors import DecisionConflict, LeaseLost, ReleaseClosed, bounded
 from modelgate.lease import Lease
-from modelgate.monitor.baseline import capture_at_promotion
+from modelgate.monitor.baseline import request_baseline
 from modelgate.observability import logger
 from modelgate.pipeline.canary import cleanup_canary
 from modelgate.pipeline.candidate import finish_owed_cancels
@@ -36,15 +37,21 @@ def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
 
     Fenced (fencing.py): the alias move and the Promoted record each require the release's
     lease, the record in one transaction with the lease check; a release that lost its
-    lease (superseded while its final bake ran) raises LeaseLost and is not promoted."""
+    lease (superseded while its final bake ran) raises LeaseLost and is not promoted.
+
+    Then it asks the monitor function for the promoted version's drift baseline, asynchronously
+    (``monitor.baseline.request_baseline``); the baseline is built after Promote returns."""
     fn, alias = target(ctx)
     assert ctx.candidate_version
     record = deps.ledger.get(ctx.release_id) or {}
     if record.get("status") == "Promoted":
         # A retry of a Promote that did its work but whose answer was lost (Lambda.ServiceException
         # after the handler ran): Promoted is written only under the lease, so this release is
-        # live by right, and the lease it held is already released. Nothing more to do but the mirror.
+        # live by right, and the lease it held is already released. Nothing more to do but the mirror
+        # (and the baseline's request, if the first try ended before it asked).
         mirror_status(deps, ctx, "Approved", f"promoted: {ctx.function_name}:{ctx.alias} serves it")
+        if not any(record.get(f) for f in ("baseline_requested_at", "baseline_key", "baseline_error")):
+            request_baseline(deps, ctx, clock.now())
         return ctx
     fence = fence_of(deps, ctx)
     candidate = ctx.candidate_version
@@ -59,7 +66,9 @@ def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     )
     deps.ledger.release_lock(ctx.service, ctx.release_id)
     mirror_status(deps, ctx, "Approved", f"promoted: {fn}:{alias} serves version {ctx.candidate_version}")
-    capture_at_promotion(deps, ctx)  # the drift baseline; never fails the promotion
+    # the drift baseline, built by the monitor function after this returns (asynchronous
+    # invoke, monitor/baseline.py): never slows or fails the promotion
+    request_baseline(deps, ctx, clock.now())
     return ctx
 
 
