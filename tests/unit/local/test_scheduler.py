@@ -353,6 +353,14 @@ def test_the_stack_deploys_its_drift_schedule_with_the_bucket_lifecycle() -> Non
         assert detail["ScheduleExpression"] == "rate(60 minutes)"
         assert json.loads(detail["Target"]["Input"]) == {"service": "support-bot"}
         assert detail["Target"]["Arn"] == local.stack.function("DriftCheckFunction").arn
+        # a check Scheduler cannot invoke after its retries lands in the schedule dead-letter queue, watched by an alarm
+        assert detail["Target"]["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 3600}
+        queue_url = local.stack.physical_id("ScheduleDeadLetterQueue")
+        queue_arn = local.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        assert detail["Target"]["DeadLetterConfig"] == {"Arn": queue_arn["Attributes"]["QueueArn"]}
+        [alarm] = local.client("cloudwatch").describe_alarms(
+            AlarmNames=[local.stack.physical_id("ScheduleDeadLetterAlarm")])["MetricAlarms"]
+        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": queue_url.rsplit("/", 1)[-1]}]
         bucket = local.stack.outputs["ArtifactBucketName"]
         [rule] = local.client("s3").get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
         assert rule["Filter"]["Prefix"] == "capture/" and rule["Expiration"]["Days"] == 30
