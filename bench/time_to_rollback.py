@@ -16,6 +16,13 @@ The clock starts at the first request the candidate fails (seen by the caller, n
 time) and stops when UpdateAlias returns the live alias to the stable version (the
 alarm -> EventBridge -> on_alarm -> SendTaskFailure -> Rollback path). Prints p50 / p95 per
 kind and their ratio; the last line is one JSON object.
+
+Each time is split at the alarm's transition to ALARM (the moment the embedded CloudWatch
+sends its "Alarm State Change" event): ``detect`` (first failure -> ALARM: the metric's
+publication delay and the alarm's period boundary, both AWS's documented timing, see
+``modelgate_emulator.cloudwatch`` and ``modelgate_emulator.emf``) and ``react`` (ALARM -> live
+restored: EventBridge, on_alarm, SendTaskFailure, the Bake state's Catch, Rollback's
+UpdateAlias; no modelled delay, only the machine's own time outside the handlers).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from modelgate_emulator import cloudwatch
 from modelgate_harness.control import update_policy
 from modelgate_harness.demo import quiet_logs
 from modelgate_harness.driver import ReleaseDriver, sample_stack
@@ -67,9 +75,38 @@ class FirstFailure:
         return response
 
 
+class AlarmTransitions:
+    """The nominal moments alarms went to ALARM (wraps the embedded CloudWatch's event sender)."""
+
+    def __init__(self) -> None:
+        self.at: list[float] = []
+        self._send = cloudwatch.put_alarm_state_change_event
+
+    def install(self) -> None:
+        def send(**kwargs: Any) -> Any:
+            if kwargs.get("new_state") == "ALARM" and kwargs.get("now") is not None:
+                self.at.append(float(kwargs["now"]))
+            return self._send(**kwargs)
+
+        cloudwatch.put_alarm_state_change_event = send
+
+    def uninstall(self) -> None:
+        cloudwatch.put_alarm_state_change_event = self._send
+
+    def first_after(self, moment: float) -> float | None:
+        return min((t for t in self.at if t >= moment), default=None)
+
+
+def _p(samples: list[float], q: float) -> float | None:
+    return round(percentile(samples, q), 1) if samples else None
+
+
 def main(runs: int, time_factor: float = TIME_FACTOR) -> dict:
     quiet_logs()
     results: dict[str, list[float]] = {kind: [] for kind in ALARMS}
+    parts: dict[str, dict[str, list[float]]] = {kind: {"detect": [], "react": []} for kind in ALARMS}
+    transitions = AlarmTransitions()
+    transitions.install()
     with sample_stack(ROOT / "template.yaml", time_factor=time_factor, seed=5) as (local, control):
         function = local.stack.outputs["SampleServiceFunctionName"]
         lam = control.client("lambda")
@@ -112,15 +149,23 @@ def main(runs: int, time_factor: float = TIME_FACTOR) -> dict:
                         print(f"{kind}: run {n} saw no failed candidate request or no restore; skipped")
                         continue
                     results[kind].append(restored["at"] - watcher.at)
+                    alarmed = transitions.first_after(watcher.at)
+                    if alarmed is not None and alarmed <= restored["at"]:
+                        parts[kind]["detect"].append(alarmed - watcher.at)
+                        parts[kind]["react"].append(restored["at"] - alarmed)
             remove()
         finally:
             traffic.stop()
+            transitions.uninstall()
     summary: dict[str, Any] = {"runs_per_kind": runs, "time_factor": time_factor, "rate_per_second": RATE_PER_SECOND}
     for kind, samples in results.items():
-        summary[kind] = {"n": len(samples), "p50_s": round(percentile(samples, 50), 1) if samples else None,
-                         "p95_s": round(percentile(samples, 95), 1) if samples else None}
+        summary[kind] = {"n": len(samples), "p50_s": _p(samples, 50), "p95_s": _p(samples, 95),
+                         "detect_p50_s": _p(parts[kind]["detect"], 50), "detect_p95_s": _p(parts[kind]["detect"], 95),
+                         "react_p50_s": _p(parts[kind]["react"], 50), "react_p95_s": _p(parts[kind]["react"], 95)}
         print(f"{kind:8} alarm: p50 {summary[kind]['p50_s']} s, p95 {summary[kind]['p95_s']} s "
-              f"(first failed candidate request -> live restored, AWS seconds, {len(samples)} canaries)")
+              f"(first failed candidate request -> live restored, AWS seconds, {len(samples)} canaries); "
+              f"detect p50 {summary[kind]['detect_p50_s']} s / p95 {summary[kind]['detect_p95_s']} s, "
+              f"react p50 {summary[kind]['react_p50_s']} s / p95 {summary[kind]['react_p95_s']} s")
     if results["lambda"] and results["service"]:
         summary["p50_ratio"] = round(summary["lambda"]["p50_s"] / summary["service"]["p50_s"], 2)
         summary["p95_ratio"] = round(summary["lambda"]["p95_s"] / summary["service"]["p95_s"], 2)

@@ -49,7 +49,7 @@ from botocore.exceptions import ClientError
 from modelgate import clock as pipeline_clock
 from modelgate.adapters import clients as aws
 from modelgate.approval import keys as signing_keys
-from modelgate_emulator import bedrock, dynamodb, iam, kms, lambda_aliases, limits, sagemaker
+from modelgate_emulator import bedrock, dynamodb, iam, kms, lambda_aliases, limits, s3_lifecycle, sagemaker
 from modelgate_emulator import logs as function_logs
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
@@ -249,6 +249,7 @@ class LocalAWS:
         self.aliases = lambda_aliases.AliasRecorder()  # every UpdateAlias, and hooks on it
         self.batch_inference: BatchInference | None = None  # Bedrock batch inference jobs, once started
         self.schedules: ScheduleRunner | None = None  # EventBridge Scheduler (scheduler.py), while running
+        self.s3_lifecycle: s3_lifecycle.LifecycleRunner | None = None  # S3 Lifecycle expiration, while running
         self.foundation_models = bedrock.FoundationModels()  # Bedrock's catalogue: mark a model LEGACY here
 
     # ---------------------------------------------------------------- lifecycle
@@ -320,6 +321,11 @@ class LocalAWS:
 
             exit_stack.callback(bedrock.install(self.foundation_models))  # GetFoundationModel (bedrock.py)
             exit_stack.enter_context(s3_policies.bucket_policy_conditions())
+            # S3 stamps objects in nominal time and applies lifecycle expiration each midnight UTC (s3_lifecycle.py)
+            exit_stack.enter_context(s3_lifecycle.nominal_timestamps(self.clock))
+            self.s3_lifecycle = s3_lifecycle.LifecycleRunner(account_id=self.account_id, clock=self.clock)
+            self.s3_lifecycle.start()
+            exit_stack.callback(self.s3_lifecycle.stop)
             exit_stack.enter_context(s3_policies.signature_v2_refused())
             exit_stack.enter_context(dynamodb.serialised_requests())
             exit_stack.enter_context(sagemaker.model_registry_as_aws())

@@ -1136,11 +1136,12 @@ _SCHEDULE_TARGET_KEYS = ("Arn", "RoleArn", "Input", "RetryPolicy", "DeadLetterCo
 
 def _scheduler_schedule(d: _Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """AWS::Scheduler::Schedule: stored in moto's scheduler and run by ``scheduler.ScheduleRunner``
-    on the runtime's clock. An expression CreateSchedule refuses is refused here, by name."""
-    from modelgate_emulator.scheduler import parse_expression
+    on the runtime's clock. What CreateSchedule refuses (expression, time zone, window, retry
+    policy, dead-letter queue ARN) is refused here, by name."""
+    from modelgate_emulator.scheduler import check_schedule
 
     try:
-        parse_expression(str(p["ScheduleExpression"]))
+        check_schedule(p)
     except ValueError as exc:
         raise TemplateError(f"{logical_id}: {exc}") from None
     name = p.get("Name") or d.name(logical_id, 64)

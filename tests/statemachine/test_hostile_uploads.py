@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hostile_corpus import CORPUS, EXAMPLES, ROOT, SERVICE, run
+from hostile_corpus import CORPUS, EXAMPLES, ROOT, SERVICE, Case, run
 from modelgate_harness.control import update_policy
 from modelgate_harness.driver import ReleaseDriver, sample_stack
 from modelgate_harness.traffic import TrafficGenerator
@@ -87,4 +87,36 @@ def test_a_hostile_upload_ends_final_bounded_and_safe(stack, case):
     # And no lock is held, live and everything about it are as they were
     ledger = control.ledger()
     assert ledger.lock_holder(SERVICE) is None and ledger.lock_holder("other-bot") is None
+    assert observable(control, function) == before
+
+
+def test_a_release_pinning_a_legacy_bedrock_model_ends_invalid_naming_the_model_and_its_status(stack):
+    """monitoring.refuse_legacy_models end to end: the embedded Bedrock's GetFoundationModel answers
+    LEGACY for the pinned model, Validate (with its ModelLifecycle grant) refuses the release."""
+    local, control = stack
+    function = local.stack.outputs["SampleServiceFunctionName"]
+    model = "anthropic.claude-3-haiku-20240307-v1:0"
+    ssm = control.client("ssm")
+    registration = json.loads(ssm.get_parameter(Name=control.outputs["ServicesPrefix"] + SERVICE)["Parameter"]["Value"])
+    monitoring = registration["policy"]["monitoring"]
+
+    def pin_bedrock(doc: dict) -> None:
+        doc["model"] = {"provider": "bedrock", "model_id": model}
+
+    case = Case("pins a LEGACY Bedrock model", "policy", f"model '{model}' is LEGACY on Bedrock", edit=pin_bedrock)
+    before = observable(control, function)
+    local.foundation_models.set_lifecycle(model, "LEGACY")
+    update_policy(control, SERVICE, monitoring={**monitoring, "refuse_legacy_models": True})
+    try:
+        outcome = run(control, case, timeout=HANG_GUARD_SECONDS)
+    finally:
+        update_policy(control, SERVICE, monitoring=monitoring)
+        local.foundation_models.set_lifecycle(model, "ACTIVE")
+    assert outcome.status == "Invalid", outcome.record
+    assert case.expect in outcome.reason and "refuse_legacy_models" in outcome.reason, outcome.reason
+    history = control.client("stepfunctions").get_execution_history(
+        executionArn=outcome.execution["executionArn"], maxResults=1000)["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    assert entered == ["Validate", "RecordOutcome", "AttestEnd", "ReleaseFailed"]
+    assert control.ledger().lock_holder(SERVICE) is None
     assert observable(control, function) == before
