@@ -8,7 +8,11 @@ key (a PEM file: then nothing but reads; else one kms:GetPublicKey):
   4. the attestation names this release, its chain record (seq and hash) and its outcome;
   5. its subjects are the artefact's bytes: the manifest's pinned version re-hashed from S3,
      and every prompt digest that manifest names.
-Every check is reported, failed or not, with its reason.
+Every check is reported, failed or not, with its reason. A release that ended on a path that
+signs nothing (superseded in flight, refused at intake) verifies on its chain record alone:
+that record says so (``unattested``), and being chained it can't be claimed afterwards for a
+release whose attestation is missing (the Attest step failed: the ledger's
+``attestation_error`` says why, and verify fails).
 """
 
 from __future__ import annotations
@@ -99,8 +103,15 @@ def verify_release(control: Control, release_id: str, public_pem: bytes | None =
                    f"record {mine[-1].seq} ({mine[-1].kind}) matches the ledger record")
     envelope = read_attestation(control, service, release_id)
     if envelope is None:
-        report.add("attestation", [f"no attestation at s3://{control.bucket}/{attestation_key(service, release_id)}"],
-                   "")
+        ended = next((r for r in reversed(mine) if r.kind == "release"), None)
+        unattested = ended.body.get("unattested") if ended else None
+        if unattested:  # a path that signs nothing (chained: it can't be claimed after the fact)
+            report.add("attestation", [], f"none, by design: {unattested} (chain record {ended.seq})")
+            return report
+        missing = [f"no attestation at s3://{control.bucket}/{attestation_key(service, release_id)}"]
+        if release.get("attestation_error"):
+            missing.append(f"the ledger says: {release['attestation_error']}")
+        report.add("attestation", missing, "")
         return report
     pem = public_pem if public_pem is not None else stack_public_key(control)
     try:
@@ -196,7 +207,7 @@ def audit_rows(control: Control, service: str, since: str | None = None) -> tupl
                 "model_id": release.get("model_id"), "candidate_version": release.get("candidate_version"),
                 "live_version": release.get("live_version"),
                 "approver": (release.get("approval") or {}).get("approver"), "record_hash": None, "prev_hash": None,
-                "chain_status": "unchained (ended without reaching a closing step, e.g. stopped when superseded)",
+                "chain_status": "unchained (ended with no chain record: before every path that ends a release chained it)",
             })
     return rows, check.problems
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from modelgate_harness.polling import wait_until
+from modelgate_harness.trail import audit_rows, verify_release
 
 from modelgate.errors import DecisionConflict
 from modelgate.pipeline import outcome
@@ -33,8 +34,16 @@ def test_a_newer_artefact_supersedes_the_release_in_its_canary(with_live_v2):
     assert pipeline.live() == (live_before, {})  # its canary traffic went back to live
     assert not [a for a in pipeline.alarms() if older.release_id in a]
     assert ledger.lock_holder("support-bot") == newer.release_id
+    # And the superseded release is chained (by the AcquireLock that cancelled it) and verifies on
+    # its chain record, which says why it has no attestation
+    report = verify_release(pipeline.control, older.release_id)
+    assert report.ok, report.lines()
+    assert "none, by design: Superseded in flight" in {n: d for n, _, d in report.checks}["attestation"]
     pipeline.driver.decide(newer, "reject", "test over")
     assert pipeline.driver.finish(newer).status == "Rejected"
+    # And the service's audit trail lists no ended release as unchained
+    rows, problems = audit_rows(pipeline.control, "support-bot", None)
+    assert not problems and not [r for r in rows if str(r["chain_status"]).startswith("unchained")], rows
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
+from modelgate.chain import LedgerChain, release_problems, verify_chain
 from modelgate.errors import (
     CandidatePublishFailed,
     DecisionConflict,
@@ -379,6 +380,44 @@ def test_superseding_twice_changes_nothing_more(world, canary_in_flight):
     assert second == first
     assert world.ledger.lock_holder("support-bot") == "support-bot-newer-2"
     assert world.alias()[1] == {"3": 0.1}
+
+
+def test_a_superseded_release_is_chained_once_and_says_why_it_is_not_attested(world, canary_in_flight):
+    # Given a release superseded in flight (its execution stopped: no Attest step of its own runs)
+    fence = taken_over(world, "support-bot-older-1", "support-bot-newer-2")
+    record = cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded by support-bot-newer-2",
+                            fence=fence)
+    # Then its end is the service's chain record, holding what the ledger says, intact
+    records, broken, head = LedgerChain(world.ledger.table).read("support-bot")
+    assert [(r.kind, r.release_id) for r in records] == [("release", "support-bot-older-1")]
+    assert verify_chain("support-bot", records, head, broken).intact
+    assert release_problems(world.ledger.get("support-bot-older-1"), records[0]) == []
+    assert records[0].body["status"] == "Superseded" and "nothing is signed" in records[0].body["unattested"]
+    assert record["unattested"] == records[0].body["unattested"]
+    # And cancelling it again (a retried canceller) appends nothing
+    cancel_release(world.deps, "support-bot-older-1", "Superseded", "again", fence=fence)
+    assert len(LedgerChain(world.ledger.table).read("support-bot")[0]) == 1
+
+
+def test_a_cancel_that_died_before_its_chain_append_is_chained_by_the_retry(world, canary_in_flight):
+    # Given a canceller that recorded Superseded and died before appending the chain record
+    fence = taken_over(world, "support-bot-older-1", "support-bot-newer-2")
+    world.ledger.record("support-bot-older-1", "Superseded", "superseded by support-bot-newer-2",
+                        unattested="Superseded in flight (its execution was stopped before a closing step)")
+    assert LedgerChain(world.ledger.table).read("support-bot")[0] == []
+    # When the cancel is retried / Then the release is chained
+    cancel_release(world.deps, "support-bot-older-1", "Superseded", "again", fence=fence)
+    records = LedgerChain(world.ledger.table).read("support-bot")[0]
+    assert [(r.release_id, r.body["status"]) for r in records] == [("support-bot-older-1", "Superseded")]
+
+
+def test_a_release_that_ended_by_its_own_steps_is_not_chained_by_a_cancel(world, canary_in_flight):
+    # Given a release its own last step already ended (its Attest chains it, not the canceller)
+    world.ledger.record("support-bot-older-1", "RolledBack", "alarm")
+    fence = taken_over(world, "support-bot-older-1", "support-bot-newer-2")
+    # When it is cancelled / Then the cancel changes nothing and appends nothing
+    assert cancel_release(world.deps, "support-bot-older-1", "Superseded", "x", fence=fence)["status"] == "RolledBack"
+    assert LedgerChain(world.ledger.table).read("support-bot")[0] == []
 
 
 def test_cancelling_a_release_the_ledger_does_not_know_is_a_conflict(world):

@@ -19,7 +19,7 @@ from modelgate.attestation import attestation_key, kms_signer, public_key_pem, s
 from modelgate.pipeline.attest import attest
 from modelgate.pipeline.candidate import validate
 from modelgate.pipeline.deps import Deps
-from modelgate.pipeline.intake import initial_context
+from modelgate.pipeline.intake import initial_context, start_release
 from modelgate.settings import AttestSettings
 
 BUCKET, SERVICE = "artefacts", "support-bot"  # the world's (tests/unit/conftest.py)
@@ -110,6 +110,35 @@ def test_a_validly_signed_attestation_of_other_bytes_fails_the_artefact_check(tr
     problems = failed(verify_release(trail.control, release_id))
     assert list(problems) == ["attested artefact"]
     assert problems["attested artefact"].startswith(f"model-config.json: attested {'0' * 64}, the object is ")
+
+
+def test_a_release_refused_at_intake_verifies_on_its_chain_record_alone(trail):
+    # Given an upload refused at intake (chained there, never attested)
+    refused = start_release(trail.deps, BUCKET, f"releases/{SERVICE}/c/model-config.json", "v1")["release_id"]
+    # When it is verified / Then every check passes, the attestation's saying why there is none
+    report = verify_release(trail.control, refused)
+    assert report.ok, report.lines()
+    assert {n: d for n, _, d in report.checks}["attestation"].startswith("none, by design: refused at intake")
+
+
+def test_a_missing_attestation_cannot_be_excused_by_an_edit_of_the_ledger(trail):
+    # Given an attested release whose attestation was deleted, and its ledger record then
+    # edited to claim it ended on a path that signs nothing
+    release_id = release(trail, "r1")
+    trail.client("s3").delete_object(Bucket=BUCKET, Key=attestation_key(SERVICE, release_id))
+    trail.ledger.set_fields(release_id, unattested="refused at intake")
+    # Then verify fails: the edit doesn't match the chain record, and the attestation is missing
+    problems = failed(verify_release(trail.control, release_id))
+    assert list(problems) == ["release chained", "attestation"]
+    assert "field 'unattested'" in problems["release chained"]
+
+
+def test_a_failed_attest_step_is_named_by_verify(trail):
+    release_id = release(trail, "r1")
+    trail.client("s3").delete_object(Bucket=BUCKET, Key=attestation_key(SERVICE, release_id))
+    trail.ledger.set_fields(release_id, attestation_error="missing: KMS throttled")
+    assert failed(verify_release(trail.control, release_id))["attestation"].endswith(
+        "; the ledger says: missing: KMS throttled")
 
 
 def test_a_release_without_an_attestation_says_where_it_looked(trail):

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from modelgate.adapters import lambda_alias
 from modelgate.adapters.s3 import object_metadata, object_size, put_json, read_sized
 from modelgate.approval.identity import AUTHOR_METADATA, AuthorInvalid, verified_author
+from modelgate.chain import chain_ended
 from modelgate.contract import ReleaseContext
 from modelgate.errors import (
     CandidatePublishFailed,
@@ -266,15 +267,22 @@ def cancel_release(
     for kind in ("approval", "bake"):
         deps.ledger.take_token(release_id, kind)
     if record.status in FINAL_STATUSES:
-        return record.model_dump(mode="json", exclude_unset=True)
+        done = record.model_dump(mode="json", exclude_unset=True)
+        if record.unattested:  # ended by a cancel that may have died before its chain append
+            chain_ended(deps.ledger.table, done)
+        return done
     mirror_package(deps, release_id, record.model_package_arn, "Rejected", f"{status}: {reason}")
     try:
-        return deps.ledger.record(
-            release_id, status, reason + (f"; {restored}" if restored else ""), actor=actor, reason=reason
+        ended = deps.ledger.record(
+            release_id, status, reason + (f"; {restored}" if restored else ""), actor=actor, reason=reason,
+            unattested=f"{status} in flight (its execution was stopped before a closing step): nothing is signed",
         )
     except ReleaseClosed:  # its own last task ended it meanwhile (Rollback, RecordOutcome): that stays
         current = deps.ledger.release(release_id)
         return current.model_dump(mode="json", exclude_unset=True) if current else {}
+    # Its execution is stopped, so no Attest step of its own will chain it: this does (chain.py).
+    chain_ended(deps.ledger.table, ended)
+    return ended
 
 
 def write_prompt_pin(
