@@ -86,6 +86,8 @@ class MonitorSettings(PipelineSettings):
 
     alert_topic_arn: str = Field(alias="ALERT_TOPIC_ARN", min_length=1)
     monitor_function_name: str = Field(alias="MONITOR_FUNCTION_NAME", min_length=1)
+    # the stack's signer: a rollback action has it revoke the rolled-back release (pipeline/revocation.py)
+    attest_function_name: str = Field(alias="ATTEST_FUNCTION_NAME", min_length=1)
 
 
 class DriftCheckSettings(PipelineSettings):

@@ -168,5 +168,11 @@ def test_a_failing_rollback_ends_rollback_failed_alerts_and_the_command_it_names
     assert not [a for a in pipeline.alarms() if run.release_id in a]
     record = ledger.get(run.release_id)
     assert record["status"] == "RolledBack" and record["error"] == "ManualRollback"
+    # and that change of an ended release is chained; the release still verifies (it was never promoted:
+    # the rollback's revocation request found nothing to revoke)
+    kinds = [r.kind for r in LedgerChain(ledger.table).read("support-bot")[0] if r.release_id == run.release_id]
+    assert kinds == ["release", "manual-rollback"]
+    report = verify_release(pipeline.control, run.release_id)
+    assert report.ok, report.lines()
     assert record["history"][-1]["actor"].startswith("arn:aws:sts::") and "-local-operator/" in \
         record["history"][-1]["actor"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from modelgate_harness.polling import wait_until
-from modelgate_harness.trail import audit_rows, verify_release
+from modelgate_harness.trail import audit_rows, revoke, verify_release
 
 from modelgate.errors import DecisionConflict
 from modelgate.pipeline import outcome
+from modelgate.pipeline.revocation import RevocationFailed
 
 
 def test_a_newer_artefact_supersedes_the_release_in_its_canary(with_live_v2):
@@ -77,6 +78,15 @@ def test_manual_rollback_returns_to_the_last_known_good_version_while_an_alarm_f
     record = pipeline.control.ledger().get(second.release_id)
     assert record["status"] == "RolledBack"
     assert "manual rollback by arn:aws:iam::123456789012:user/ops: bad answers reported" in record["reason"]
+    # And the stack's signer revokes the promoted release it was (what `modelgate rollback` asks next, as the
+    # operator): verify against this stack then fails on that alone, so no downstream stage takes its artefact
+    assert revoke(pipeline.control, second.release_id)["revoked"] is True
+    problems = {name: detail for name, ok, detail in verify_release(pipeline.control, second.release_id).checks
+                if not ok}
+    assert list(problems) == ["not revoked"] and "bad answers reported" in problems["not revoked"], problems
+    # (the signer refuses to revoke a release the ledger and chain don't say was rolled back)
+    with pytest.raises(RevocationFailed, match="NotRevocable: release .* is Promoted, not RolledBack"):
+        revoke(pipeline.control, first.release_id)
 
     # And rolling back again goes to the version before v1's, which serves no model: refused
     with pytest.raises(DecisionConflict, match="first release"):

@@ -16,10 +16,12 @@ from modelgate_harness.control import Control
 from modelgate_harness.trail import audit_rows, audit_text, verify_release
 
 from modelgate.attestation import attestation_key, kms_signer, public_key_pem, sign_envelope, statement
+from modelgate.chain import LedgerChain, snapshot
 from modelgate.pipeline.attest import attest
 from modelgate.pipeline.candidate import validate
 from modelgate.pipeline.deps import Deps
 from modelgate.pipeline.intake import initial_context, start_release
+from modelgate.pipeline.revocation import revocation_key, revoke
 from modelgate.settings import AttestSettings
 
 BUCKET, SERVICE = "artefacts", "support-bot"  # the world's (tests/unit/conftest.py)
@@ -65,7 +67,7 @@ def test_an_attested_release_verifies_on_every_check(trail):
     report = verify_release(trail.control, release_id)
     assert report.ok and [name for name, _, _ in report.checks] == [
         "chain of support-bot", "release chained", "attestation signature", "attestation names the chain record",
-        "attested artefact"]
+        "attested artefact", "not revoked"]
     # and with the public key given as a file's bytes: the same, without the KMS call
     pem = public_key_pem(trail.client("kms"), trail.control.outputs["SigningKeyArn"])
     assert verify_release(trail.control, release_id, pem).ok
@@ -110,6 +112,27 @@ def test_a_validly_signed_attestation_of_other_bytes_fails_the_artefact_check(tr
     problems = failed(verify_release(trail.control, release_id))
     assert list(problems) == ["attested artefact"]
     assert problems["attested artefact"].startswith(f"model-config.json: attested {'0' * 64}, the object is ")
+
+
+def test_a_release_rolled_back_and_revoked_fails_verify_saying_so(trail):
+    # Given a promoted release its stage rolled back and revoked (modelgate rollback does both)
+    release_id = release(trail, "r1")
+    record = trail.ledger.record(release_id, "RolledBack", "manual rollback by ops", actor="ops", reopen=True,
+                                 reason="manual rollback by ops: wrong answers")
+    LedgerChain(trail.ledger.table).append(SERVICE, "manual-rollback", release_id, snapshot(record))
+    with digest_signing():
+        assert revoke(trail.attest_deps, SERVICE, release_id)["revoked"] is True
+    # When it is verified / Then everything checks but its revocation: no downstream stage must take it
+    problems = failed(verify_release(trail.control, release_id))
+    assert list(problems) == ["not revoked"]
+    assert problems["not revoked"].startswith("revoked: rolled back at ") and "by ops: manual rollback" in \
+        problems["not revoked"]
+
+
+def test_a_revocation_that_does_not_verify_fails_verify(trail):
+    release_id = release(trail, "r1")
+    trail.client("s3").put_object(Bucket=BUCKET, Key=revocation_key(SERVICE, release_id), Body=b"{}")
+    assert "does not verify" in failed(verify_release(trail.control, release_id))["not revoked"]
 
 
 def test_a_release_refused_at_intake_verifies_on_its_chain_record_alone(trail):
