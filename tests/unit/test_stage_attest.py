@@ -23,13 +23,13 @@ from modelgate.attestation import (
 from modelgate.chain import LedgerChain, snapshot, verify_chain
 from modelgate.errors import ManifestInvalid
 from modelgate.pipeline.attest import ReleaseNotEnded, attest
-from modelgate.pipeline.candidate import validate
+from modelgate.pipeline.candidate import required_stages, validate
 from modelgate.pipeline.deps import Deps
 from modelgate.pipeline.intake import initial_context
 from modelgate.pipeline.revocation import NotRevocable, revocation_key, revoke
 from modelgate.pipeline.upstream import trust_parameter, upstream_attestation_key
 from modelgate.policy import ReleasePolicy
-from modelgate.settings import AttestSettings
+from modelgate.settings import AttestSettings, ValidateSettings
 
 BUCKET, SERVICE, STACK = "artefacts", "support-bot", "test"  # the world's (tests/unit/conftest.py)
 COMMIT = "c" * 40
@@ -318,3 +318,54 @@ def test_a_revocation_of_another_release_of_the_same_artefact_does_not_refuse_it
     ctx, _ = upload(production)
     validate(production.deps, ctx)
     assert f"promoted in staging as release {staged.release_id}" in production.ledger.get(ctx.release_id)["history"][-1]["detail"]
+
+
+# ---------------------------------------------------------------------- the stack's RequiresStage parameter
+def validate_settings(world, requires_stage: str) -> ValidateSettings:
+    return ValidateSettings(**world.settings.model_dump(by_alias=True), REQUIRES_STAGE=requires_stage)
+
+
+def test_the_stacks_required_stage_binds_a_service_whose_policy_requires_none(production):
+    # Given a stack whose RequiresStage is staging, and a service policy that requires nothing
+    production.register(ReleasePolicy())
+    deps = Deps(validate_settings(production, "staging"), production.client, production.ledger)
+    # Then an artefact without staging's attestation is refused
+    ctx, _ = upload(production)
+    with pytest.raises(ManifestInvalid, match="accepts only artefacts promoted in staging first.*does not exist"):
+        validate(deps, ctx)
+    # and the one staging promoted is accepted, saying so
+    carry(production, production.staging_envelope)
+    ctx, _ = upload(production)
+    validate(deps, ctx)
+    assert "promoted in staging as release" in production.ledger.get(ctx.release_id)["history"][-1]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("stack", "policy", "required"),
+    [("", None, []), ("staging", None, ["staging"]), ("", "staging", ["staging"]),
+     ("staging", "staging", ["staging"]), ("staging", "qa", ["staging", "qa"])],
+)
+def test_the_stack_and_the_policy_each_add_a_required_stage(world, stack, policy, required):
+    assert required_stages(validate_settings(world, stack), ReleasePolicy(requires_stage=policy)) == required
+
+
+def test_a_required_stage_that_is_not_a_stage_name_is_refused_naming_it(world):
+    from modelgate.errors import ConfigurationError
+    from modelgate.settings import load_settings
+
+    env = {**world.settings.model_dump(by_alias=True), "REQUIRES_STAGE": "Staging!"}
+    with pytest.raises(ConfigurationError, match="REQUIRES_STAGE"):
+        load_settings(env, ValidateSettings)
+
+
+def test_samconfig_prod_requires_staging_by_the_templates_parameter():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    config = tomllib.loads((root / "samconfig.toml").read_text())
+    template = (root / "template.yaml").read_text()
+    for env in ("default", "staging", "prod"):
+        overrides = dict(pair.split("=", 1) for pair in config[env]["deploy"]["parameters"]["parameter_overrides"].split())
+        assert all(f"\n  {name}:\n    Type:" in template for name in overrides), (env, overrides)  # template parameters
+        assert overrides.get("RequiresStage", "") == ("staging" if env == "prod" else ""), env

@@ -42,8 +42,9 @@ from modelgate.pipeline.deps import Deps, target
 from modelgate.pipeline.fencing import Fence
 from modelgate.pipeline.model_registry import check_group, mirror_package
 from modelgate.pipeline.upstream import check_upstream
-from modelgate.policy import managed_function_prefix
+from modelgate.policy import ReleasePolicy, managed_function_prefix
 from modelgate.registry import get_service
+from modelgate.settings import ValidateSettings
 from modelgate.upload_metadata import check_against, read_upload_metadata
 
 
@@ -86,10 +87,8 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         refuse_legacy(deps.client("bedrock"), manifest, service.policy, art.key)
     prompt_versions = _checked_prompts(deps, art, manifest)
     promoted_upstream = ""
-    if service.policy.requires_stage:  # promotion across stages: pipeline/upstream.py
-        promoted_upstream = "; " + check_upstream(
-            deps, art, ctx.service, manifest, sha256_hex(manifest_bytes), service.policy.requires_stage
-        )
+    for stage in required_stages(deps.settings, service.policy):  # promotion across stages: pipeline/upstream.py
+        promoted_upstream += "; " + check_upstream(deps, art, ctx.service, manifest, sha256_hex(manifest_bytes), stage)
 
     updated = ctx.model_copy(
         update={
@@ -118,6 +117,15 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         ci_evaluation=provenance.evaluation,
     )
     return updated
+
+
+def required_stages(settings: Any, policy: ReleasePolicy) -> list[str]:
+    """The upstream stages an artefact must have been promoted in: the stack's (Validate's
+    ``REQUIRES_STAGE``, the template's RequiresStage parameter: only ``ValidateSettings``
+    carry it) and the service policy's ``requires_stage``, each once. A policy can add a
+    requirement, never lift the stack's."""
+    stack = settings.requires_stage if isinstance(settings, ValidateSettings) else ""
+    return list(dict.fromkeys(s for s in (stack, policy.requires_stage) if s))
 
 
 def upload_author(metadata: dict[str, str], art: ArtifactRef, *, four_eyes: bool) -> str | None:
