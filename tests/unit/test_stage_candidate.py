@@ -156,6 +156,43 @@ def test_the_uploads_provenance_is_checked_against_the_manifest_and_recorded(reg
         validate(registered.deps, upload(registered, provenance=metadata_for(COMMIT, "release", None)))
 
 
+@pytest.mark.parametrize(
+    ("verdict", "fingerprint", "refusal"),
+    [
+        (None, None, "requires a passing CI evaluation \\(require_ci_evaluation\\) and the upload carries none"),
+        ("fail", None, "CI's evaluation of this artefact failed its gate \\(accuracy 0.4 over 40 case\\(s\\)\\)"),
+        ("pass", "0" * 64, "evaluation metadata is of another release"),
+        ("pass", None, None),
+    ],
+)
+def test_a_policy_requiring_ci_evaluation_takes_only_a_passing_one_of_this_artefact(world, verdict, fingerprint,
+                                                                                   refusal):
+    from modelgate.manifest import parse_manifest
+    from modelgate.upload_metadata import CiEvaluation, metadata_for, release_fingerprint
+
+    # Given a service that requires CI's passing evaluation, and an upload carrying (or not) one
+    world.register(ReleasePolicy(require_ci_evaluation=True))
+    plain = upload(world)
+    manifest = parse_manifest(world.deps.s3.get_object(Bucket="artefacts", Key=plain.artifact.key)["Body"].read())
+    ci = None if verdict is None else CiEvaluation(
+        verdict=verdict, accuracy=0.9 if verdict == "pass" else 0.4, cases=40,
+        release=fingerprint or release_fingerprint(manifest))
+    ctx = upload(world, provenance=metadata_for(COMMIT, "main", ci))
+    # When validated / Then it is refused naming what is missing or wrong, or accepted saying what passed
+    if refusal:
+        with pytest.raises(ManifestInvalid, match=refusal):
+            validate(world.deps, ctx)
+    else:
+        validate(world.deps, ctx)
+        assert "CI's evaluation passed (accuracy 0.9 over 40 case(s))" in \
+            world.ledger.get(ctx.release_id)["history"][-1]["detail"]
+
+
+def test_without_the_policy_an_upload_without_ci_evaluation_is_accepted(registered):
+    assert ReleasePolicy().require_ci_evaluation is False
+    validate(registered.deps, upload(registered))
+
+
 class CountingS3:
     """The stages' S3 client, counting the object reads they make (GetObject per key)."""
 

@@ -45,7 +45,7 @@ from modelgate.pipeline.upstream import check_upstream
 from modelgate.policy import ReleasePolicy, managed_function_prefix
 from modelgate.registry import get_service
 from modelgate.settings import ValidateSettings
-from modelgate.upload_metadata import check_against, read_upload_metadata
+from modelgate.upload_metadata import check_against, check_required, read_upload_metadata
 
 
 def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
@@ -76,6 +76,9 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     author = upload_author(metadata, art, four_eyes=service.policy.four_eyes)
     provenance = read_upload_metadata(metadata)
     check_against(provenance, manifest, art.key)
+    ci_checked = ""
+    if service.policy.require_ci_evaluation:
+        ci_checked = "; " + check_required(provenance, manifest, art.key)
     if not service.policy.model_allowed(manifest.model.model_id):
         raise ManifestInvalid(
             f"{art.key}: model {manifest.model.model_id!r} is not in {ctx.service}'s model allow list "
@@ -105,7 +108,8 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     deps.ledger.record(
         ctx.release_id,
         "Validated",
-        f"model {manifest.model.model_id}, {len(manifest.prompts)} prompt file(s) verified{promoted_upstream}",
+        f"model {manifest.model.model_id}, {len(manifest.prompts)} prompt file(s) verified{ci_checked}"
+        f"{promoted_upstream}",
         service=ctx.service,
         commit=manifest.source.commit,
         branch=manifest.source.branch,
