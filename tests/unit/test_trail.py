@@ -214,3 +214,29 @@ def test_the_cli_exits_0_only_for_a_verified_release_and_an_intact_chain(trail, 
     assert "NOT VERIFIED" in capsys.readouterr().out
     assert cli.main(["audit", SERVICE]) == 1
     assert "the chain has records but no head" in capsys.readouterr().err
+
+
+def test_attestation_out_carries_the_revocation_and_submit_puts_both_beside_the_artefact(trail, tmp_path, monkeypatch):
+    from modelgate_harness import cli
+    from modelgate_harness.trail import revocation_path, upload_attestation
+
+    monkeypatch.setattr(cli, "_control", lambda args: trail.control)
+    kept, revoked_id = release(trail, "r1"), release(trail, "r2")
+    record = trail.ledger.record(revoked_id, "RolledBack", "manual rollback by ops", actor="ops", reopen=True)
+    LedgerChain(trail.ledger.table).append(SERVICE, "manual-rollback", revoked_id, snapshot(record))
+    with digest_signing():
+        revoke(trail.attest_deps, SERVICE, revoked_id)
+    out = tmp_path / "staging.intoto.json"
+    # When CI fetches a revoked release's attestation / Then its revocation is written beside it
+    assert cli.main(["attestation", revoked_id, "--out", str(out)]) == 0
+    assert revocation_path(out) == tmp_path / "staging.intoto.revocation.json"
+    revocation = revocation_path(out).read_bytes()
+    assert json.loads(revocation)["payloadType"] == "application/vnd.in-toto+json"
+    # and the upload puts both where the next stage's Validate looks
+    upload_attestation(trail.control, SERVICE, "c" * 40, out.read_bytes(), revocation)
+    prefix = f"releases/{SERVICE}/{'c' * 40}/attestations/"
+    stored = {o["Key"] for o in trail.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]}
+    assert stored == {prefix + "staging.intoto.json", prefix + "staging.revocation.intoto.json"}  # upstream.py reads these
+    # When it then fetches a release that is not revoked into the same file / Then the stale revocation goes
+    assert cli.main(["attestation", kept, "--out", str(out)]) == 0
+    assert not revocation_path(out).exists()
