@@ -1,8 +1,17 @@
 """Attest: chain the ended release in the ledger and sign its attestation (after Promote,
-Rollback and RecordOutcome). The event is the release context those steps returned."""
+Rollback and RecordOutcome; and after the last resort closed a release). The event is the
+release context those steps returned; from LastResortAttest it also carries ``last_resort``
+(what the last resort saw), which Attest does not use: the ledger's final status is its input.
 
-from aws_lambda_powertools.utilities.parser import event_parser
+The stack's one signer also signs revocations: ``{"revoke": {"service", "release_id"}}``
+from whoever rolled a promoted release back (modelgate.pipeline.revocation), checked against
+the ledger and the chain before anything is signed."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
 
 from modelgate.contract import ReleaseContext
 from modelgate.observability import logger
@@ -11,7 +20,30 @@ from modelgate.pipeline.deps import default_deps
 from modelgate.settings import AttestSettings
 
 
+class AttestEvent(ReleaseContext):
+    """The context, as LastResortAttest passes it: with the last resort's ``$.last_resort``."""
+
+    last_resort: dict[str, Any] | None = None
+
+
+class RevokeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    service: str = Field(min_length=1, max_length=128)
+    release_id: str = Field(min_length=1, max_length=256)
+
+
+class RevokeEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    revoke: RevokeRequest
+
+
 @logger.inject_lambda_context(correlation_id_path="release_id")
-@event_parser(model=ReleaseContext)
-def lambda_handler(event: ReleaseContext, context: LambdaContext) -> dict:
-    return attest.attest(default_deps(AttestSettings), event).dump()
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    if isinstance(event, dict) and "revoke" in event:
+        request = parse(event=event, model=RevokeEvent).revoke
+        return attest.revoke(default_deps(AttestSettings), request.service, request.release_id)
+    parsed = parse(event=event, model=AttestEvent)
+    ctx = ReleaseContext.model_validate({k: v for k, v in parsed.dump().items() if k != "last_resort"})
+    return attest.attest(default_deps(AttestSettings), ctx).dump()

@@ -7,9 +7,10 @@ from modelgate.contract import ReleaseContext
 from modelgate.observability import logger
 from modelgate.pipeline import candidate
 from modelgate.pipeline.deps import default_deps
+from modelgate.settings import ValidateSettings
 
 
 @logger.inject_lambda_context(correlation_id_path="release_id")
 @event_parser(model=ReleaseContext)
 def lambda_handler(event: ReleaseContext, context: LambdaContext) -> dict:
-    return candidate.validate(default_deps(), event).dump()
+    return candidate.validate(default_deps(ValidateSettings), event).dump()

@@ -217,7 +217,11 @@ class FaultInjector:
 #   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html);
 # - Lambda's control plane (REST-JSON): HTTP 429 ``TooManyRequestsException``, header
 #   ``x-amzn-ErrorType`` ("UpdateAlias", AWS Lambda API Reference, Errors,
-#   https://docs.aws.amazon.com/lambda/latest/api/API_UpdateAlias.html).
+#   https://docs.aws.amazon.com/lambda/latest/api/API_UpdateAlias.html);
+# - KMS (JSON 1.1 protocol): HTTP 400 with ``__type`` ``ThrottlingException``, "You have
+#   exceeded the rate at which you may call KMS. Reduce the frequency of your calls."
+#   ("Throttling AWS KMS requests", AWS KMS Developer Guide,
+#   https://docs.aws.amazon.com/kms/latest/developerguide/throttling.html).
 # The SDK's retry mode decides what happens next (modelgate.adapters.clients: "standard" with
 # ``max_attempts`` 5, which boto3 counts as retries: 6 calls in all; ``total_max_attempts``
 # would count the first call too): both codes are in botocore's throttling set, retried after
@@ -230,6 +234,8 @@ SDK_THROTTLES: dict[str, tuple[str, int, str]] = {
     # service -> (default error code, HTTP status, message)
     "dynamodb": ("ThrottlingException", 400, "Rate of requests exceeds the allowed throughput. (injected fault)"),
     "lambda": ("TooManyRequestsException", 429, "Rate exceeded (injected fault)"),
+    "kms": ("ThrottlingException", 400,
+            "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls. (injected fault)"),
 }
 _DYNAMODB_THROTTLES = ("ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded")
 
@@ -260,8 +266,8 @@ class SdkThrottle:
         error = error or default
         if service == "dynamodb" and error not in _DYNAMODB_THROTTLES:
             raise ValueError(f"DynamoDB throttles with one of {', '.join(_DYNAMODB_THROTTLES)}, not {error!r}")
-        if service == "lambda" and error != default:
-            raise ValueError(f"Lambda throttles with {default}, not {error!r}")
+        if service in ("lambda", "kms") and error != default:
+            raise ValueError(f"{service} throttles with {default}, not {error!r}")
         return cls(service, operation, error, status, message, function, times)
 
     def response(self, url: str) -> Any:
@@ -271,6 +277,9 @@ class SdkThrottle:
         if self.service == "dynamodb":
             body = {"__type": f"com.amazonaws.dynamodb.v20120810#{self.error}", "message": self.message}
             headers = {"Content-Type": "application/x-amz-json-1.0"}
+        elif self.service == "kms":
+            body = {"__type": self.error, "message": self.message}
+            headers = {"Content-Type": "application/x-amz-json-1.1"}
         else:
             body = {"Type": "User", "message": self.message, "Reason": "CallerRateLimitExceeded"}
             headers = {"Content-Type": "application/json", "x-amzn-ErrorType": self.error}

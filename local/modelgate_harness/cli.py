@@ -77,14 +77,37 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_attestation(args: argparse.Namespace) -> int:
-    from modelgate_harness.trail import fetch_attestation
+    from modelgate_harness.trail import fetch_attestation, fetch_revocation, revocation_path
 
-    envelope = fetch_attestation(_control(args), args.release)
+    control = _control(args)
+    envelope = fetch_attestation(control, args.release)
+    revocation = fetch_revocation(control, args.release)
     if args.out:
         Path(args.out).write_bytes(envelope)
         print(f"wrote {args.out}", file=sys.stderr)
+        revoked = revocation_path(Path(args.out))
+        if revocation is not None:  # submit --attestation carries it beside the attestation
+            revoked.write_bytes(revocation)
+            print(f"the stage REVOKED this release: wrote its revocation to {revoked}", file=sys.stderr)
+        elif revoked.is_file():  # a stale one from an earlier run must not travel with this attestation
+            revoked.unlink()
+            print(f"removed {revoked}: this release is not revoked", file=sys.stderr)
     else:
         sys.stdout.write(envelope.decode() + "\n")
+        if revocation is not None:
+            print(f"the stage REVOKED release {args.release} (use --out to save its revocation too)", file=sys.stderr)
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    """Sign the revocation of a rolled-back release (again): `modelgate rollback` does it itself."""
+    from modelgate_harness.trail import revoke
+
+    result = revoke(_control(args), args.release)
+    if result.get("revoked"):
+        print(f"release {args.release} revoked: {result['key']}")
+    else:
+        print(f"release {args.release}: nothing to revoke ({result.get('why')})")
     return 0
 
 
@@ -248,6 +271,20 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         result = outcome.rollback_service(control.deps(), args.service, caller_identity(control), args.comment)
     print(one_line(f"{args.service}: version {result['from_version']} -> {result['to_version']} "
                    f"(release {result['release_id']} {result['status']})"))
+    if result["status"] != "RolledBack" or not result.get("release_id"):
+        return 0
+    # a promoted release taken back: its attestation must stop a downstream stage (pipeline/revocation.py)
+    from botocore.exceptions import ClientError
+    from modelgate_harness.trail import revoke
+
+    try:
+        revoked = revoke(control, result["release_id"])
+    except (ModelgateError, ClientError) as exc:
+        print(f"modelgate: rolled back, but the revocation failed: {exc}; run `modelgate revoke "
+              f"{result['release_id']}`", file=sys.stderr)
+        return 1
+    if revoked.get("revoked"):
+        print(f"release {result['release_id']} revoked: {revoked['key']}")
     return 0
 
 
@@ -464,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-summary", metavar="FILE", help="`modelgate eval --summary-json` of this folder: its "
                    "verdict and accuracy go in the upload's metadata (x-amz-meta-modelgate-eval-*)")
     p.add_argument("--attestation", metavar="FILE", help="the upstream stage's attestation of this artefact "
-                   "(modelgate attestation RELEASE --out FILE against that stage), put beside it first")
+                   "(modelgate attestation RELEASE --out FILE against that stage), put beside it first; with the stage's "
+                   "revocation of it when FILE's .revocation.json is there")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("verify", help="check a release's chain record and signed attestation (exit 1 if not verified)")
@@ -479,10 +517,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "csv"), default="json")
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("attestation", help="a release's signed attestation (CI carries it to the next stage)")
+    p = sub.add_parser("attestation", help="a release's signed attestation (CI carries it to the next stage); with "
+                       "--out, its revocation too (FILE's name .revocation.json) when the stage revoked it")
     p.add_argument("release")
     p.add_argument("--out", metavar="FILE")
     p.set_defaults(func=cmd_attestation)
+
+    p = sub.add_parser("revoke", help="sign the revocation of a rolled-back release, so no downstream stage takes "
+                       "it (modelgate rollback does it itself; operator)")
+    p.add_argument("release")
+    p.set_defaults(func=cmd_revoke)
 
     p = sub.add_parser("public-key", help="the stack's attestation signing key's public half (PEM)")
     p.add_argument("--out", metavar="FILE")

@@ -139,7 +139,8 @@ def submit(
     ``source.author``: four eyes compares approvers with this. Beside it, the commit, the
     branch and, with ``eval_summary`` (a ``modelgate eval --summary-json`` file of this very
     folder), the evaluation's verdict and accuracy (``modelgate.upload_metadata``). ``attestation``: an upstream
-    stage's attestation of this artefact, put beside it first (trail.upload_attestation).
+    stage's attestation of this artefact, put beside it first (trail.upload_attestation), with that
+    stage's revocation of it when one lies next to the file (trail.revocation_path).
     """
     from modelgate_harness.eval_summary import read_summary
 
@@ -147,9 +148,11 @@ def submit(
     evaluation = read_summary(eval_summary, manifest) if eval_summary is not None else None
     provenance = metadata_for(manifest.source.commit, manifest.source.branch, evaluation)
     if attestation is not None:
-        from modelgate_harness.trail import upload_attestation
+        from modelgate_harness.trail import revocation_path, upload_attestation
 
-        upload_attestation(control, manifest.service, manifest.source.commit, attestation.read_bytes())
+        revoked = revocation_path(attestation)  # `modelgate attestation --out` wrote it there, if revoked
+        upload_attestation(control, manifest.service, manifest.source.commit, attestation.read_bytes(),
+                           revoked.read_bytes() if revoked.is_file() else None)
     with control.acting("ci"):
         who, source = upload_author(control, author)
         return _upload(control, manifest, files, author=who, author_source=source, provenance=provenance)

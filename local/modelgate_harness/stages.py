@@ -29,6 +29,9 @@ from modelgate_harness.trail import fetch_attestation, stack_public_key, trust, 
 
 SERVICE = "support-bot"
 STAGING_STACK, PROD_STACK = "modelgate-staging", "modelgate-prod"
+# production requires staging by its template parameter (samconfig.toml's prod sets the same), not by the
+# service's policy: every service of the stack does
+PROD_PARAMETERS = {"RequiresStage": "staging"}
 # Auto approval, all traffic at once and a short watch: the demo and the test are about what
 # crosses stages, not the canary (the first part of the demo shows that).
 FAST_POLICY: dict[str, Any] = {"approval": "auto", "rollout": "AllAtOnce", "post_promotion_watch_seconds": 60}
@@ -40,10 +43,11 @@ def commit_for(label: str) -> str:
 
 @contextmanager
 def stage_stack(template: Path, stage: str, stack_name: str, *, time_factor: float, seed: int | None = None,
-                **policy: Any) -> Iterator[tuple[Any, Control, ReleaseDriver]]:
-    """One stage's stack, the sample service on FAST_POLICY (plus ``policy``)."""
+                parameters: dict[str, str] | None = None, **policy: Any) -> Iterator[tuple[Any, Control, ReleaseDriver]]:
+    """One stage's stack (template ``parameters`` besides Stage and ApprovalMode), the sample
+    service on FAST_POLICY (plus ``policy``)."""
     with sample_stack(template, time_factor=time_factor, seed=seed, stack_name=stack_name, Stage=stage,
-                      ApprovalMode="auto") as (local, control):
+                      ApprovalMode="auto", **(parameters or {})) as (local, control):
         update_policy(control, SERVICE, **FAST_POLICY, **policy)
         yield local, control, ReleaseDriver(control, timeout=600)
 
@@ -132,9 +136,10 @@ def run_stages_demo(*, time_factor: float = 0.005, template_path: Path = Path("t
     if not staged.verified:
         failures.append("staging's promoted release does not verify")
     with stage_stack(template_path, "prod", PROD_STACK, time_factor=time_factor, seed=seed,
-                     requires_stage="staging") as (_, control, driver):
+                     parameters=PROD_PARAMETERS) as (_, control, driver):
         trust_staging(control, staged.public_pem)
-        print(f"production: {SERVICE} requires staging; trusts staging's key (modelgate trust staging)", file=out)
+        print("production: the stack requires staging (RequiresStage=staging, as samconfig.toml's prod); trusts "
+              "staging's key (modelgate trust staging)", file=out)
         accepted = finish(driver, submit_with(control, EXAMPLES / "v1", staged.commit, staged.envelope))
         skipped = finish(driver, submit_with(control, EXAMPLES / "v2", commit_for("v2"), None))
         with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,11 @@ key (a PEM file: then nothing but reads; else one kms:GetPublicKey):
   4. the attestation names this release, its chain record (seq and hash) and its outcome;
   5. its subjects are the artefact's bytes: the manifest's pinned version re-hashed from S3,
      and every prompt digest that manifest names.
-Every check is reported, failed or not, with its reason.
+Every check is reported, failed or not, with its reason. A release that ended on a path that
+signs nothing (superseded in flight, refused at intake) verifies on its chain record alone:
+that record says so (``unattested``), and being chained it can't be claimed afterwards for a
+release whose attestation is missing (the Attest step failed: the ledger's
+``attestation_error`` says why, and verify fails).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 from modelgate_harness.control import Control
 
 from modelgate.attestation import (
+    REVOCATION_PREDICATE_TYPE,
     AttestationInvalid,
     attestation_key,
     load_public_keys,
@@ -34,6 +39,7 @@ from modelgate.chain import ChainRecord, LedgerChain, release_problems, verify_c
 from modelgate.errors import ModelgateError
 from modelgate.ledger import FINAL_STATUSES
 from modelgate.manifest import MANIFEST_FILENAME, RELEASES_PREFIX, manifest_document
+from modelgate.pipeline.revocation import request_revocation, revocation_key
 from modelgate.pipeline.upstream import trust_parameter
 
 
@@ -68,12 +74,14 @@ def stack_public_key(control: Control) -> bytes:
         return public_key_pem(control.client("kms"), arn)
 
 
-def read_attestation(control: Control, service: str, release_id: str, role: str = "operator") -> bytes | None:
+def read_attestation(control: Control, service: str, release_id: str, role: str = "operator", *,
+                     key: str | None = None) -> bytes | None:
+    """The release's attestation (or the object at ``key``: its revocation); None if absent."""
     from botocore.exceptions import ClientError
 
     try:
         with control.acting(role):
-            body = control.client("s3").get_object(Bucket=control.bucket, Key=attestation_key(service, release_id))
+            body = control.client("s3").get_object(Bucket=control.bucket, Key=key or attestation_key(service, release_id))
             return body["Body"].read()
     except ClientError:
         return None
@@ -99,8 +107,15 @@ def verify_release(control: Control, release_id: str, public_pem: bytes | None =
                    f"record {mine[-1].seq} ({mine[-1].kind}) matches the ledger record")
     envelope = read_attestation(control, service, release_id)
     if envelope is None:
-        report.add("attestation", [f"no attestation at s3://{control.bucket}/{attestation_key(service, release_id)}"],
-                   "")
+        ended = next((r for r in reversed(mine) if r.kind == "release"), None)
+        unattested = ended.body.get("unattested") if ended else None
+        if unattested:  # a path that signs nothing (chained: it can't be claimed after the fact)
+            report.add("attestation", [], f"none, by design: {unattested} (chain record {ended.seq})")
+            return report
+        missing = [f"no attestation at s3://{control.bucket}/{attestation_key(service, release_id)}"]
+        if release.get("attestation_error"):
+            missing.append(f"the ledger says: {release['attestation_error']}")
+        report.add("attestation", missing, "")
         return report
     pem = public_pem if public_pem is not None else stack_public_key(control)
     try:
@@ -114,7 +129,28 @@ def verify_release(control: Control, release_id: str, public_pem: bytes | None =
                f"release {release_id}, record {release_record.seq if release_record else '?'}")
     report.add("attested artefact", _artefact_problems(control, release, verified.subjects()),
                f"{len(verified.subjects())} subject(s) match the artefact's bytes")
+    report.add("not revoked", _revocation_problems(control, service, release_id, pem),
+               "the stack signed no revocation of it")
     return report
+
+
+def _revocation_problems(control: Control, service: str, release_id: str, pem: bytes) -> list[str]:
+    """The release's revocation (pipeline/revocation.py), if the stack signed one: a revoked
+    release fails verify (a downstream stage must not take it); one that doesn't verify too."""
+    key = revocation_key(service, release_id)
+    envelope = read_attestation(control, service, release_id, key=key)
+    if envelope is None:
+        return []
+    try:
+        revoked = verify_envelope(envelope, load_public_keys(pem), predicate_type=REVOCATION_PREDICATE_TYPE)
+    except (AttestationInvalid, ValueError) as exc:
+        return [f"s3://{control.bucket}/{key} is there and does not verify: {exc}"]
+    predicate = revoked.predicate
+    if predicate.get("release_id") != release_id:
+        return [f"s3://{control.bucket}/{key} revokes release {predicate.get('release_id')!r}, not this one"]
+    seq = (predicate.get("ledger") or {}).get("seq")
+    return [f"revoked: rolled back at {predicate.get('revoked_at')} by {predicate.get('actor')}: "
+            + f"{str(predicate.get('reason'))[:300]} (chain record {seq})"]
 
 
 def _names_record(predicate: dict[str, Any], release_id: str, record: ChainRecord | None) -> list[str]:
@@ -196,7 +232,7 @@ def audit_rows(control: Control, service: str, since: str | None = None) -> tupl
                 "model_id": release.get("model_id"), "candidate_version": release.get("candidate_version"),
                 "live_version": release.get("live_version"),
                 "approver": (release.get("approval") or {}).get("approver"), "record_hash": None, "prev_hash": None,
-                "chain_status": "unchained (ended without reaching a closing step, e.g. stopped when superseded)",
+                "chain_status": "unchained (ended with no chain record: before every path that ends a release chained it)",
             })
     return rows, check.problems
 
@@ -256,20 +292,54 @@ def fetch_attestation(control: Control, release_id: str) -> bytes:
     return envelope
 
 
-def upload_attestation(control: Control, service: str, commit: str, envelope: bytes) -> str:
-    """Put an upstream stage's attestation beside the artefact (before its manifest): where
-    Validate looks for it (pipeline/upstream.py). The stage is read from the statement to
-    name the file; its signature is checked by the stack, not here."""
+def fetch_revocation(control: Control, release_id: str) -> bytes | None:
+    """The release's revocation envelope, if its stack signed one (CI carries it beside the
+    attestation, so the next stage refuses the artefact: pipeline/upstream.py)."""
+    service = release_id.rsplit("-", 2)[0]
+    return read_attestation(control, service, release_id, role="ci", key=revocation_key(service, release_id))
+
+
+def revocation_path(attestation: Path) -> Path:
+    """Where `modelgate attestation --out FILE` writes the revocation, and `submit --attestation
+    FILE` looks for it: FILE's name with ``.revocation.json`` for its last suffix."""
+    return attestation.with_name(attestation.stem + ".revocation.json")
+
+
+def _statement_stage(envelope: bytes, what: str) -> str:
     try:
         document = json.loads(envelope)
         import base64
 
         statement = json.loads(base64.b64decode(document["payload"]))
-        stage = str(statement["predicate"]["stage"])
+        return str(statement["predicate"]["stage"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise TrailError(f"not an attestation envelope (DSSE, in-toto statement): {exc}") from None
-    key = f"{RELEASES_PREFIX}{service}/{commit}/attestations/{stage}.intoto.json"
+        raise TrailError(f"not {what} envelope (DSSE, in-toto statement): {exc}") from None
+
+
+def upload_attestation(control: Control, service: str, commit: str, envelope: bytes,
+                       revocation: bytes | None = None) -> str:
+    """Put an upstream stage's attestation beside the artefact (before its manifest): where
+    Validate looks for it (pipeline/upstream.py), and with it that stage's revocation of it
+    when CI carries one. The stage is read from the statement to name the file; signatures are
+    checked by the stack, not here."""
+    stage = _statement_stage(envelope, "an attestation")
+    prefix = f"{RELEASES_PREFIX}{service}/{commit}/attestations/{stage}"
+    uploads = [(f"{prefix}.intoto.json", envelope)]
+    if revocation is not None:
+        if _statement_stage(revocation, "a revocation") != stage:
+            raise TrailError(f"the revocation is not of stage {stage}, as the attestation is")
+        uploads.append((f"{prefix}.revocation.intoto.json", revocation))
     with control.acting("ci"):
-        control.client("s3").put_object(Bucket=control.bucket, Key=key, Body=envelope,
-                                        ContentType="application/json")
-    return key
+        for key, body in uploads:
+            control.client("s3").put_object(Bucket=control.bucket, Key=key, Body=body, ContentType="application/json")
+    return uploads[0][0]
+
+
+def revoke(control: Control, release_id: str) -> dict[str, Any]:
+    """Ask the stack's Attest function to revoke a rolled-back release (operator); idempotent."""
+    function = control.outputs.get("AttestFunctionName")
+    if not function:
+        raise TrailError(f"stack {control.stack_name} has no output AttestFunctionName: deploy this version first")
+    service = release_id.rsplit("-", 2)[0]
+    with control.acting("operator"):
+        return request_revocation(control.client("lambda"), function, service, release_id)

@@ -12,6 +12,10 @@ https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md)::
                  gate {passed, criteria}, approvals, canary {verdict, action, message, invocations},
                  candidate_version, live_version, ledger {chain, seq, record_sha256}, finished_at}}
 
+A revocation (pipeline/revocation.py) is the same Statement with ``predicateType``
+``REVOCATION_PREDICATE_TYPE`` and the revoked attestation's subjects; ``verify_envelope``
+takes one kind only, so neither can pass for the other.
+
 The envelope (DSSE v1.0.0, https://github.com/secure-systems-lab/dsse/blob/v1.0.0/envelope.md)::
 
   {"payload": base64(statement JSON), "payloadType": "application/vnd.in-toto+json",
@@ -49,6 +53,9 @@ from modelgate.errors import ModelgateError
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 PREDICATE_TYPE = "https://modelgate.dev/attestation/release/v1"
+# a stage's revocation of a release it attested promoted and later rolled back (pipeline/revocation.py)
+REVOCATION_PREDICATE_TYPE = "https://modelgate.dev/attestation/revocation/v1"
+PREDICATE_TYPES = frozenset({PREDICATE_TYPE, REVOCATION_PREDICATE_TYPE})
 SIGNING_ALGORITHM = "ECDSA_SHA_256"
 MANIFEST_SUBJECT = "model-config.json"
 MAX_ENVELOPE_BYTES = 1_000_000
@@ -72,14 +79,18 @@ def pae(payload_type: str, body: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(body), body)
 
 
-def statement(subjects: Mapping[str, str], predicate: dict[str, Any]) -> dict[str, Any]:
+def statement(
+    subjects: Mapping[str, str], predicate: dict[str, Any], *, predicate_type: str = PREDICATE_TYPE
+) -> dict[str, Any]:
     """An in-toto Statement v1: ``subjects`` maps name -> sha256 hex."""
     if not subjects:
         raise ValueError("an attestation needs at least one subject")
+    if predicate_type not in PREDICATE_TYPES:
+        raise ValueError(f"not a Modelgate predicate type: {predicate_type!r}")
     return {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": name, "digest": {"sha256": digest}} for name, digest in sorted(subjects.items())],
-        "predicateType": PREDICATE_TYPE,
+        "predicateType": predicate_type,
         "predicate": predicate,
     }
 
@@ -164,10 +175,14 @@ class Verified:
         return {s["name"]: s["digest"]["sha256"] for s in self.statement["subject"]}
 
 
-def verify_envelope(envelope: bytes | str | Mapping[str, Any], keys: Iterable[ec.EllipticCurvePublicKey]) -> Verified:
+def verify_envelope(
+    envelope: bytes | str | Mapping[str, Any], keys: Iterable[ec.EllipticCurvePublicKey], *,
+    predicate_type: str = PREDICATE_TYPE,
+) -> Verified:
     """The envelope's statement, once a signature verifies with one of ``keys`` (offline) and
-    it is an in-toto Statement v1 of Modelgate's predicate type; AttestationInvalid saying
-    why not otherwise."""
+    it is an in-toto Statement v1 of ``predicate_type`` (a release attestation unless told:
+    a revocation is never taken for one, nor the reverse); AttestationInvalid saying why not
+    otherwise."""
     if isinstance(envelope, (bytes, str)):
         if len(envelope) > MAX_ENVELOPE_BYTES:
             raise AttestationInvalid(f"the envelope is {len(envelope):,} bytes; at most {MAX_ENVELOPE_BYTES:,}")
@@ -204,18 +219,18 @@ def verify_envelope(envelope: bytes | str | Mapping[str, Any], keys: Iterable[ec
             f"no signature of the envelope verifies with the {len(keys)} trusted public key(s): "
             "signed by another key, or the payload was changed after signing"
         )
-    return Verified(_checked_statement(body), keyid)
+    return Verified(_checked_statement(body, predicate_type), keyid)
 
 
-def _checked_statement(body: bytes) -> dict[str, Any]:
+def _checked_statement(body: bytes, predicate_type: str = PREDICATE_TYPE) -> dict[str, Any]:
     try:
         document = json.loads(body)
     except ValueError as exc:
         raise AttestationInvalid(f"the signed payload is not JSON: {exc}") from None
     if not isinstance(document, dict) or document.get("_type") != STATEMENT_TYPE:
         raise AttestationInvalid(f"the signed payload is not an in-toto Statement ({STATEMENT_TYPE})")
-    if document.get("predicateType") != PREDICATE_TYPE:
-        raise AttestationInvalid(f"predicateType is {document.get('predicateType')!r}, not {PREDICATE_TYPE!r}")
+    if document.get("predicateType") != predicate_type:
+        raise AttestationInvalid(f"predicateType is {document.get('predicateType')!r}, not {predicate_type!r}")
     subjects = document.get("subject")
     if not isinstance(subjects, list) or not subjects:
         raise AttestationInvalid("the statement names no subject")

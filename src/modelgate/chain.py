@@ -6,9 +6,13 @@ status is not part of the chain. A release enters the chain once it has *ended*:
 pipeline's Attest step (after Promote, Rollback or RecordOutcome) appends a **record**
 holding a snapshot of the ended release (``CHAINED_FIELDS``); a later action on an ended
 release (a manual rollback of a promoted one, a monitoring action) appends a record of
-its own kind. A record never changes after it is written. A release stopped from outside
-before it reached a closing step (superseded in flight: its execution is stopped) ends
-without a record; ``modelgate audit`` lists such releases as "unchained".
+its own kind. A record never changes after it is written. Every path that writes a final
+status chains the release (``chain_ended``): the Attest steps, the last resort (its
+LastResortAttest state runs Attest), a release superseded in flight (whoever cancels it:
+pipeline/candidate.py ``cancel_release``) and an upload refused at intake
+(pipeline/intake.py). The last two sign no attestation; their record says why
+(``unattested``, a chained field). ``modelgate audit`` lists an ended release without a
+record (one ended before this version) as "unchained".
 
 Items (in the ledger table, a partition per service):
   CHAIN#<svc> / SEQ#<000000000001>   record n: seq, kind, release_id, at, prev_hash, body
@@ -55,9 +59,18 @@ KINDS = frozenset({"release", "manual-rollback", "monitoring"})
 CHAINED_FIELDS = (
     "release_id", "service", "status", "reason", "error", "commit", "branch", "author", "model_id", "artifact",
     "candidate_version", "live_version", "evaluation", "gate", "approval", "verdict", "canary_invocations",
-    "promoted_at", "created_at",
+    "promoted_at", "created_at", "unattested",
 )
 APPEND_ATTEMPTS = 10
+
+
+def chain_ended(table: Any, release: dict[str, Any]) -> ChainRecord:
+    """Append the ended release's record (kind "release", its ``snapshot``) to its service's
+    chain; the existing one when it has it already (a retried or a concurrent closer)."""
+    service, release_id = release.get("service"), release.get("release_id")
+    if not service or not release_id:
+        raise ValueError(f"a release record without a service or release_id can't be chained: {release_id!r}")
+    return LedgerChain(table).append(str(service), "release", str(release_id), snapshot(release))
 
 
 class ChainContention(ModelgateError):

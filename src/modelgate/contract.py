@@ -6,7 +6,8 @@ timeout), ``$.eval_plan.shards`` (the evaluation Map's items), ``$.eval_shards``
 results), ``$.approval`` (what an approver's SendTaskSuccess returns), ``$.step`` and
 ``$.step.bake_seconds`` (the rollout step in progress; null: no step left, promote),
 ``$.judge_action`` (NextStep's choice) and ``$.error`` (what a Catch caught). (The
-last-resort path's ``$.last_resort`` never reaches a Lambda.) Nothing else travels: the
+last-resort path's ``$.last_resort`` reaches one Lambda, LastResortAttest's, whose event
+model adds it: functions/attest; ``$.attest_error`` reaches none.) Nothing else travels: the
 context forbids unknown fields, so a typo on either side fails at the task
 that reads it, by name. Big things (evaluation reports) live in S3; the state carries
 where they are.

@@ -130,6 +130,11 @@ class _ReleaseData(BaseModel):
     promoted_at: str | None = None
     reason: str | None = None
     error: str | None = None
+    # the release's attestation: why a release ended on a path that signs none (superseded in
+    # flight, refused at intake; chained, so it can't be added later to excuse a missing one),
+    # or what made its Attest step fail for good (not chained: written after the chain record)
+    unattested: str | None = None
+    attestation_error: str | None = None
     # monitoring (modelgate.monitor.baseline): the promoted version's drift baseline, asked for
     # by Promote and built asynchronously by the monitor function
     baseline_requested_at: str | None = None

@@ -389,6 +389,10 @@ class ReleasePolicy(_Strict):
     # attestation signed with a key this stack trusts (pipeline/upstream.py). Unset: any
     # valid artefact.
     requires_stage: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,31}$")
+    # Validate refuses an upload whose metadata carries no passing CI evaluation
+    # (`modelgate submit --eval-summary`) of exactly this artefact (upload_metadata.py). It is
+    # CI's recorded claim, checked for consistency, not a proof: the gate still evaluates.
+    require_ci_evaluation: bool = False
 
     @field_validator("allowed_models")
     @classmethod

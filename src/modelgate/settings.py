@@ -29,6 +29,7 @@ __all__ = [
     "PipelineSettings",
     "PromoteSettings",
     "Settings",
+    "ValidateSettings",
     "load",
     "load_settings",
 ]
@@ -87,6 +88,8 @@ class MonitorSettings(PipelineSettings):
 
     alert_topic_arn: str = Field(alias="ALERT_TOPIC_ARN", min_length=1)
     monitor_function_name: str = Field(alias="MONITOR_FUNCTION_NAME", min_length=1)
+    # the stack's signer: a rollback action has it revoke the rolled-back release (pipeline/revocation.py)
+    attest_function_name: str = Field(alias="ATTEST_FUNCTION_NAME", min_length=1)
 
 
 class PromoteSettings(PipelineSettings):
@@ -101,6 +104,14 @@ class DriftCheckSettings(PipelineSettings):
     policy's ``on_drift`` actions (``modelgate.monitor.actions.act``) with the grants they need."""
 
     monitor_function_name: str = Field(alias="MONITOR_FUNCTION_NAME", min_length=1)
+
+
+class ValidateSettings(PipelineSettings):
+    """The Validate function: the stack's ``RequiresStage`` parameter (empty: none). When set,
+    every artefact this stack releases must have been promoted in that stage first, whatever
+    the service's policy says (a policy's own ``requires_stage`` is required as well)."""
+
+    requires_stage: str = Field(default="", alias="REQUIRES_STAGE", pattern=r"^([a-z][a-z0-9-]{0,31})?$")
 
 
 class AttestSettings(PipelineSettings):

@@ -18,7 +18,9 @@ with other characters is percent-encoded (RFC 3986, ``%`` itself included), and
 The evaluation is bound to what it evaluated: :func:`release_fingerprint` is the sha256 of the
 manifest without its ``source`` (the model, its parameters and every prompt's sha256), which
 ``--commit`` / ``--branch`` do not change. Submit refuses a summary of another release, and so
-does Validate.
+does Validate. A policy with ``require_ci_evaluation`` also refuses an upload without a
+passing evaluation (:func:`check_required`): the metadata is what CI recorded, so this holds CI
+to running ``modelgate eval`` on exactly what it uploads; it proves nothing CI could not write.
 """
 
 from __future__ import annotations
@@ -181,3 +183,27 @@ def check_against(upload: UploadMetadata, manifest: Manifest, where: str) -> Non
             f"{upload.evaluation.release[:12]}…, this manifest's is {release_fingerprint(manifest)[:12]}…): "
             "its model, parameters or prompts differ from what was evaluated"
         )
+
+
+def check_required(upload: UploadMetadata, manifest: Manifest, where: str) -> str:
+    """The policy requires a passing CI evaluation of this artefact (``require_ci_evaluation``):
+    a sentence for the ledger when the upload carries one; ManifestInvalid saying what is
+    missing or wrong otherwise (its fingerprint is checked by :func:`check_against` too)."""
+    evaluation = upload.evaluation
+    if evaluation is None:
+        raise ManifestInvalid(
+            f"{where}: the service requires a passing CI evaluation (require_ci_evaluation) and the upload carries "
+            f"none: CI runs `modelgate eval --summary-json FILE` and `modelgate submit --eval-summary FILE`"
+        )
+    if evaluation.release != release_fingerprint(manifest):
+        raise ManifestInvalid(
+            f"{where}: the upload's CI evaluation is of another release (fingerprint {evaluation.release[:12]}…, "
+            f"this manifest's is {release_fingerprint(manifest)[:12]}…)"
+        )
+    if evaluation.verdict != "pass":
+        raise ManifestInvalid(
+            f"{where}: the service requires a passing CI evaluation (require_ci_evaluation) and CI's evaluation "
+            f"of this artefact failed its gate (accuracy {_number(evaluation.accuracy)} over {evaluation.cases} "
+            "case(s))"
+        )
+    return f"CI's evaluation passed (accuracy {_number(evaluation.accuracy)} over {evaluation.cases} case(s))"

@@ -37,8 +37,9 @@ class Case:
     """One hostile upload. ``key``: the manifest's key ({service}, {commit} filled in);
     ``edit``: changes v1's manifest (a dict), or returns the bytes to upload instead;
     ``prompt``: the system prompt's bytes (the manifest's digest follows them unless
-    ``digest`` is given); ``policy``: the service's policy for this case; ``expect``: what
-    the ledger's reason must say."""
+    ``digest`` is given); ``policy``: the service's policy for this case; ``ci_verdict``: the
+    verdict of a CI evaluation of this very manifest written in the upload's metadata (as
+    ``modelgate submit --eval-summary`` writes it); ``expect``: what the ledger's reason must say."""
 
     name: str
     kind: str
@@ -49,6 +50,7 @@ class Case:
     digest: str | None = None
     upload_prompt: bool = True
     policy: dict[str, Any] = field(default_factory=dict)
+    ci_verdict: str | None = None
     status: str = "Invalid"
 
 
@@ -154,6 +156,13 @@ CORPUS: tuple[Case, ...] = (
          "list (allowed_models: 'local.*')", edit=_set("model.model_id", "anthropic.claude-3-opus-20240229-v1:0"),
          policy={"allowed_models": ["local.*"]}),
     Case("unpinned model", "models", "is not pinned", edit=_set("model.model_id", "anthropic.claude-latest")),
+    # ---- CI's evaluation (policy require_ci_evaluation)
+    Case("no CI evaluation where the policy requires one", "ci evaluation",
+         "requires a passing CI evaluation (require_ci_evaluation) and the upload carries none",
+         policy={"require_ci_evaluation": True}),
+    Case("failed CI evaluation where the policy requires a pass", "ci evaluation",
+         "CI's evaluation of this artefact failed its gate (accuracy 0.4 over 40 case(s))",
+         policy={"require_ci_evaluation": True}, ci_verdict="fail"),
 )
 
 
@@ -194,14 +203,17 @@ def run(control: Control, case: Case, timeout: float = 300) -> Outcome:
     commit = commit_for(case)
     key = case.key.format(service=SERVICE, commit=commit)
     prefix = key.rsplit("/", 1)[0] + "/"
+    before = update_policy(control, SERVICE).policy.model_dump()  # what the case's policy changes is put back
     if case.policy:
         update_policy(control, SERVICE, **case.policy)
     try:
         s3 = control.client("s3")
+        body = manifest_bytes(case, commit)
         with control.acting("ci"):
             if case.upload_prompt:
                 s3.put_object(Bucket=control.bucket, Key=prefix + "prompts/system.txt", Body=case.prompt)
-            version = s3.put_object(Bucket=control.bucket, Key=key, Body=manifest_bytes(case, commit))["VersionId"]
+            version = s3.put_object(Bucket=control.bucket, Key=key, Body=body, Metadata=ci_metadata(case, body))[
+                "VersionId"]
         release_id = _release_id(key, version)
         ledger, sfn = control.ledger(), control.client("stepfunctions")
 
@@ -218,8 +230,21 @@ def run(control: Control, case: Case, timeout: float = 300) -> Outcome:
                                        progress=lambda: (ledger.get(release_id) or {}).get("status"))
     finally:
         if case.policy:
-            update_policy(control, SERVICE, **{name: None for name in case.policy})
+            update_policy(control, SERVICE, **{name: before[name] for name in case.policy})
     return Outcome(case, release_id, key, record, execution)
+
+
+def ci_metadata(case: Case, body: bytes) -> dict[str, str]:
+    """The upload's metadata: a CI evaluation of exactly this manifest, when the case has one."""
+    if case.ci_verdict is None:
+        return {}
+    from modelgate.manifest import parse_manifest
+    from modelgate.upload_metadata import CiEvaluation, metadata_for, release_fingerprint
+
+    manifest = parse_manifest(body)
+    evaluation = CiEvaluation(verdict=case.ci_verdict, accuracy=0.9 if case.ci_verdict == "pass" else 0.4, cases=40,
+                              release=release_fingerprint(manifest))
+    return metadata_for(manifest.source.commit, manifest.source.branch, evaluation)
 
 
 def _release_id(key: str, version: str) -> str:

@@ -53,8 +53,11 @@ SHAPES: dict[str, list[dict[str, Any]]] = {
     }],
 }
 KIND = {"AcquireLock": "lock", "Promote": "closing", "Rollback": "closing", "RecordOutcome": "closing",
-        "Attest": "closing", "AttestEnd": "closing"}
-LAST_RESORT = ["LastResortRecord", "LastResortUnlock", "LastResortAlert", "LastResortFailed"]
+        "Attest": "closing", "AttestEnd": "closing", "LastResortAttest": "closing"}
+LAST_RESORT = ["LastResortRecord", "LastResortUnlock", "LastResortAlert", "LastResortAttest", "LastResortFailed"]
+# an Attest state failing for good: the ledger says so, operations are told (direct service calls)
+ATTEST_FAILED = ["AttestFailedRecord", "AttestFailedAlert", "AttestFailedThen"]
+ATTESTS = {"Attest": "Promoted", "AttestEnd": "ReleaseFailed", "LastResortAttest": "LastResortFailed"}
 ENTRIES = {"RecordOutcome": "OutcomeStepFailed", "Rollback": "RollbackStepFailed"}
 
 
@@ -82,7 +85,7 @@ def test_every_lambda_task_has_the_retry_shape_of_its_kind(name, state):
 
 @pytest.mark.parametrize("name,state", [t for t in tasks() if not is_lambda(t[1])], ids=lambda v: v if isinstance(v, str) else "")
 def test_every_direct_service_task_is_in_the_last_resort_and_has_its_retry_shape(name, state):
-    assert name in LAST_RESORT, f"{name} calls {state['Resource']} directly"
+    assert name in LAST_RESORT or name in ATTEST_FAILED, f"{name} calls {state['Resource']} directly"
     assert state.get("Retry") == SHAPES["last_resort"], name
 
 
@@ -153,6 +156,8 @@ def test_the_last_resort_runs_to_its_end_whatever_fails_in_it():
     for name, following in zip(LAST_RESORT, LAST_RESORT[1:]):
         state = STATES[name]
         assert state["Next"] == following
+        if name in ATTESTS:  # its failure is an attestation's: the path below, which ends at LastResortFailed
+            continue
         assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": f"$.last_resort.{_what(name)}_error",
                                    "Next": following}]
     assert STATES[LAST_RESORT[-1]]["Type"] == "Fail"
@@ -163,7 +168,7 @@ def _what(name: str) -> str:
 
 
 def test_the_last_resort_calls_dynamodb_and_sns_directly():
-    assert [STATES[n]["Resource"] for n in LAST_RESORT[:-1]] == [
+    assert [STATES[n]["Resource"] for n in LAST_RESORT[:-2]] == [
         "arn:aws:states:::dynamodb:updateItem",
         "arn:aws:states:::dynamodb:deleteItem",
         "arn:aws:states:::sns:publish",
@@ -190,13 +195,33 @@ def test_the_last_resort_releases_only_a_lock_this_release_holds():
     assert parameters["ExpressionAttributeValues"] == {":me": {"S.$": "$.release_id"}}
 
 
-@pytest.mark.parametrize("name,after", [("Attest", "Promoted"), ("AttestEnd", "ReleaseFailed")])
+@pytest.mark.parametrize("name,after", ATTESTS.items())
 def test_attest_follows_every_closing_step_and_never_changes_how_the_release_ended(name, after):
-    # Given the Attest states: they follow the closing steps
+    # Given the Attest states: they follow the closing steps, the last resort's included
     assert STATES["Promote"]["Next"] == "Attest"
     assert STATES["Rollback"]["Next"] == STATES["RecordOutcome"]["Next"] == "AttestEnd"
+    assert STATES["LastResortAlert"]["Next"] == "LastResortAttest"
     state = STATES[name]
+    assert state["Parameters"] == {"FunctionName": "${AttestFunctionArn}", "Payload.$": "$"}
     # Then their result is discarded (the outcome stays what the closing step made it), and a
-    # failure, once retried, goes on to the same end with the error kept apart
+    # failure, once retried, goes to the attestation-failure path with the error kept apart
     assert state["ResultPath"] is None and state["Next"] == after
-    assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.attest_error", "Next": after}]
+    assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.attest_error",
+                               "Next": "AttestFailedRecord"}]
+
+
+def test_a_failed_attestation_is_recorded_alerted_and_ends_where_the_release_was_going():
+    record, alert, then = (STATES[n] for n in ATTEST_FAILED)
+    # the record and the alert run whatever fails in them, record first
+    assert record["Next"] == "AttestFailedAlert" and alert["Next"] == "AttestFailedThen"
+    assert record["Catch"][0]["Next"] == "AttestFailedAlert" and alert["Catch"][0]["Next"] == "AttestFailedThen"
+    # the ledger: only an existing release record, only its attestation_error
+    parameters = record["Parameters"]
+    assert parameters["TableName"] == "${LedgerTableName}" and parameters["ConditionExpression"] == "attribute_exists(pk)"
+    assert parameters["UpdateExpression"] == "SET attestation_error = :why"
+    # the alert: the operations topic, naming the release and the error
+    assert alert["Parameters"]["TopicArn"] == "${OperationsTopicArn}"
+    assert "$.release_id" in alert["Parameters"]["Message.$"] and "$.attest_error" in alert["Parameters"]["Message.$"]
+    # then each Attest's own end: the choice routes every way in to where its Attest would have gone
+    ends = {c["Next"] for c in then["Choices"]} | {then["Default"]}
+    assert ends == set(ATTESTS.values())

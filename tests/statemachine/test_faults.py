@@ -310,8 +310,8 @@ def test_a_permanent_fault_in_record_outcome_is_closed_by_the_last_resort(faulty
     # When the release runs
     run = faulty.release(faulty.label)
     # Then the last resort wrote the final status (DynamoDB directly), freed the lock and alerted
-    assert run.path[-7:] == ["Gate", "RecordOutcome", "OutcomeStepFailed", "LastResortRecord",
-                             "LastResortUnlock", "LastResortAlert", "LastResortFailed"]
+    assert run.path[-8:] == ["Gate", "RecordOutcome", "OutcomeStepFailed", "LastResortRecord",
+                             "LastResortUnlock", "LastResortAlert", "LastResortAttest", "LastResortFailed"]
     assert run.execution.get("error") == "RecordOutcomeFailed"
     assert run.status == "Failed"
     assert run.record["reason"].startswith("the outcome step failed: RecordOutcome ended with InjectedFault")
@@ -378,4 +378,56 @@ def test_a_persistent_throttle_in_shift_traffic_ends_the_release_cleanly(throttl
     assert run.status in FINAL_STATUSES and run.status != "Promoted", run.status
     assert "TooManyRequestsException" in run.record["reason"], run.record["reason"]
     assert throttles.live() == live_before
+    assert_nothing_left(throttles, run)
+
+
+def operations_inbox(pipeline):
+    """What reaches the operations topic from now on: an SQS queue subscribed to it, read on demand."""
+    import json
+
+    sqs, sns = pipeline.control.client("sqs"), pipeline.control.client("sns")
+    url = sqs.create_queue(QueueName=f"operations-inbox-{pipeline.label[:40]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=pipeline.control.outputs["OperationsTopicArn"], Protocol="sqs", Endpoint=arn)
+
+    def read() -> list[dict]:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(m["Body"]) for m in messages]
+
+    return read
+
+
+def test_a_persistent_kms_throttle_in_attest_leaves_the_release_promoted_unattested_and_alerts(throttles):
+    from modelgate_harness.driver import wait_until
+    from modelgate_harness.trail import verify_release
+
+    from modelgate.attestation import attestation_key
+    from modelgate.chain import LedgerChain
+
+    # Given KMS throttles every Sign call the Attest function makes, and operations' inbox
+    inbox = operations_inbox(throttles)
+    throttles.local.throttle_sdk("kms", "Sign", times=None, function="AttestFunction")
+    # When a release runs to its promotion
+    run = throttles.release(throttles.label)
+    # Then botocore retried Sign (6 calls) and Attest failed; the release stays promoted, and the
+    # execution ends as a promotion does, through the attestation-failure path
+    assert len(throttled(throttles, "kms", "Sign")) >= 6
+    assert run.path == [*HAPPY_PATH[:-1], "AttestFailedRecord", "AttestFailedAlert", "AttestFailedThen", "Promoted"]
+    assert run.execution["status"] == "SUCCEEDED" and run.status == "Promoted"
+    # And the ledger says the attestation is missing, naming the error
+    assert run.record["attestation_error"].startswith("missing: the attest step failed after its retries")
+    assert "ThrottlingException" in run.record["attestation_error"]
+    # And operations were told which release and why
+    (alert,) = wait_until(inbox, 10, "the attestation alert")
+    assert alert["Subject"] == "Modelgate: a release is not attested"
+    assert run.release_id in alert["Message"] and "ThrottlingException" in alert["Message"]
+    # And the release is chained (the append came before the signature) but has no attestation:
+    # verify says so, and nothing else fails
+    chained = [r for r in LedgerChain(throttles.control.ledger().table).read(SERVICE)[0] if r.release_id == run.release_id]
+    assert [r.body["status"] for r in chained] == ["Promoted"]
+    report = verify_release(throttles.control, run.release_id)
+    failed = [(name, detail) for name, ok, detail in report.checks if not ok]
+    assert [name for name, _ in failed] == ["attestation"]
+    assert failed[0][1].startswith(f"no attestation at s3://{throttles.control.bucket}/"
+                                   f"{attestation_key(SERVICE, run.release_id)}; the ledger says: missing: ")
     assert_nothing_left(throttles, run)

@@ -15,6 +15,7 @@ from hostile_corpus import CORPUS, EXAMPLES, ROOT, SERVICE, Case, run
 from modelgate_harness.control import update_policy
 from modelgate_harness.driver import ReleaseDriver, sample_stack
 from modelgate_harness.traffic import TrafficGenerator
+from modelgate_harness.trail import verify_release
 
 from modelgate.adapters.lambda_alias import alias_state
 from modelgate.errors import MAX_REASON_CHARS
@@ -84,6 +85,14 @@ def test_a_hostile_upload_ends_final_bounded_and_safe(stack, case):
         history = sfn.get_execution_history(executionArn=outcome.execution["executionArn"], maxResults=1000)["events"]
         entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
         assert entered == ["Validate", "RecordOutcome", "AttestEnd", "ReleaseFailed"]
+    # And the refusal is chained in its service's trail and verifies (the execution's AttestEnd
+    # signed it; an upload refused at intake is chained by intake, its record saying it is unsigned);
+    # an upload whose key names no service belongs to no service's chain
+    if outcome.release_id.startswith(f"{SERVICE}-"):
+        report = verify_release(control, outcome.release_id)
+        assert report.ok, report.lines()
+        if outcome.execution is None:
+            assert "none, by design: refused at intake" in {n: d for n, _, d in report.checks}["attestation"]
     # And no lock is held, live and everything about it are as they were
     ledger = control.ledger()
     assert ledger.lock_holder(SERVICE) is None and ledger.lock_holder("other-bot") is None

@@ -3,7 +3,9 @@ good, the state machine still ends the release without it.
 
 The step is broken the way a bad deploy breaks it: its function loses LEDGER_TABLE, so its
 handler fails at start (ConfigurationError). The last resort then writes the ledger and the
-lock directly (DynamoDB) and alerts the approvers' topic (SNS): no Lambda involved.
+lock directly (DynamoDB) and alerts the approvers' topic (SNS): no Lambda involved. Then,
+like every ended release, the release is chained and attested (LastResortAttest, the Attest
+function: a separate function from the broken one).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import pytest
 from modelgate_emulator.stepfunctions import execution_history
 from modelgate_harness import cli
 from modelgate_harness.driver import ReleaseRun, wait_until
+from modelgate_harness.trail import verify_release
 
-LAST_RESORT = ["LastResortRecord", "LastResortUnlock", "LastResortAlert", "LastResortFailed"]
+from modelgate.chain import LedgerChain
+
+LAST_RESORT = ["LastResortRecord", "LastResortUnlock", "LastResortAlert", "LastResortAttest", "LastResortFailed"]
 
 
 def break_function(pipeline, logical_id: str) -> None:
@@ -66,7 +71,7 @@ def test_a_failing_outcome_step_still_closes_the_release_frees_the_lock_and_aler
     # When the release runs
     run = pipeline.release("v1")
     # Then the outcome step was tried once (its own failure is not transient) and the last resort ran
-    assert run.path[-7:] == ["Gate", "RecordOutcome", "OutcomeStepFailed", *LAST_RESORT]
+    assert run.path[-8:] == ["Gate", "RecordOutcome", "OutcomeStepFailed", *LAST_RESORT]
     assert attempts(pipeline, run, "RecordOutcome") == 1
     assert run.execution["status"] == "FAILED" and run.execution.get("error") == "RecordOutcomeFailed"
     # And the ledger record is final, saying the outcome step failed and how the release was ending
@@ -80,6 +85,12 @@ def test_a_failing_outcome_step_still_closes_the_release_frees_the_lock_and_aler
     assert pipeline.live() == ("1", {})
     (alert,) = wait_until(alerts, 10, "the last-resort alert")
     assert run.release_id in alert["Message"] and "its RecordOutcome step failed" in alert["Message"]
+    # And the release is chained with the status the last resort wrote, and verifies (chain and attestation)
+    records = [r for r in LedgerChain(pipeline.control.ledger().table).read("support-bot")[0]
+               if r.release_id == run.release_id]
+    assert [(r.kind, r.body["status"], r.body["error"]) for r in records] == [("release", "Failed", "RecordOutcomeFailed")]
+    report = verify_release(pipeline.control, run.release_id)
+    assert report.ok, report.lines()
 
 
 def test_the_last_resort_never_overwrites_a_final_status(pipeline, alerts):
@@ -87,7 +98,7 @@ def test_the_last_resort_never_overwrites_a_final_status(pipeline, alerts):
     break_function(pipeline, "RecordOutcomeFunction")
     run = pipeline.release("v1", decision="reject", comment="not this one")
     # Then the last resort ran, kept the decision's status, and still freed the lock and alerted
-    assert run.path[-6:] == ["RecordOutcome", "OutcomeStepFailed", *LAST_RESORT]
+    assert run.path[-7:] == ["RecordOutcome", "OutcomeStepFailed", *LAST_RESORT]
     assert run.execution.get("error") == "RecordOutcomeFailed"
     assert run.status == "Rejected"
     assert all(entry["actor"] != "state machine (last resort)" for entry in run.record["history"])
@@ -128,7 +139,7 @@ def test_a_failing_rollback_ends_rollback_failed_alerts_and_the_command_it_names
     pipeline.control.client("cloudwatch").set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="errors")
     run = pipeline.driver.finish(run)
     # Then Rollback was tried once (a failure at start is not transient) and the last resort ran
-    assert run.path[-6:] == ["Rollback", "RollbackStepFailed", *LAST_RESORT]
+    assert run.path[-7:] == ["Rollback", "RollbackStepFailed", *LAST_RESORT]
     assert attempts(pipeline, run, "Rollback") == 1
     assert run.execution.get("error") == "RollbackFailed"
     # And the ledger says the rollback failed and what to do; the lock is free; humans were told
@@ -157,5 +168,11 @@ def test_a_failing_rollback_ends_rollback_failed_alerts_and_the_command_it_names
     assert not [a for a in pipeline.alarms() if run.release_id in a]
     record = ledger.get(run.release_id)
     assert record["status"] == "RolledBack" and record["error"] == "ManualRollback"
+    # and that change of an ended release is chained; the release still verifies (it was never promoted:
+    # the rollback's revocation request found nothing to revoke)
+    kinds = [r.kind for r in LedgerChain(ledger.table).read("support-bot")[0] if r.release_id == run.release_id]
+    assert kinds == ["release", "manual-rollback"]
+    report = verify_release(pipeline.control, run.release_id)
+    assert report.ok, report.lines()
     assert record["history"][-1]["actor"].startswith("arn:aws:sts::") and "-local-operator/" in \
         record["history"][-1]["actor"]

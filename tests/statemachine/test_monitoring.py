@@ -86,6 +86,9 @@ def test_the_schedule_reevaluates_live_then_a_provider_change_is_caught_and_roll
         assert record["status"] == "RolledBack" and record["history"][-1]["actor"].startswith("modelgate-monitor")
         done = {(a["details"]["action"], a["details"]["status"]) for a in actions}
         assert {("alert", "done"), ("rollback", "done")} <= done, [a["summary"] for a in actions]
+        # and the stack's signer revoked the rolled-back release (no downstream stage takes it any more)
+        rolled = next(a for a in actions if a["details"]["action"] == "rollback")
+        assert rolled["details"]["revocation"] == "revoked", rolled["summary"]
         # And the report of the re-evaluation is in the bucket, as HTML
         html = control.client("s3").get_object(Bucket=control.bucket, Key=regression["details"]["report_html_key"])
         assert b"regression" in html["Body"].read()

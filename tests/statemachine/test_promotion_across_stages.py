@@ -3,7 +3,7 @@ staging promoted, proven by staging's signed attestation, and the trail verifies
 
 Two stacks of template.yaml on the embedded AWS, one after the other (modelgate_harness.stages
 says why): staging promotes v1 (one full release), then production, whose sample service
-requires staging and trusts staging's public key, takes that artefact (one full release) and
+requires staging (the stack's RequiresStage parameter) and trusts staging's public key, takes that artefact (one full release) and
 refuses two others at Validate. Module-scoped: two full releases in all.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from modelgate_harness.driver import EXAMPLES
 from modelgate_harness.stages import (
+    PROD_PARAMETERS,
     PROD_STACK,
     Promoted,
     commit_for,
@@ -42,7 +43,7 @@ def staged() -> Promoted:
 @pytest.fixture(scope="module")
 def production(staged):
     with stage_stack(ROOT / "template.yaml", "prod", PROD_STACK, time_factor=TIME_FACTOR, seed=SEED,
-                     requires_stage="staging") as (local, control, driver):
+                     parameters=PROD_PARAMETERS) as (local, control, driver):
         trust_staging(control, staged.public_pem)
         yield local, control, driver
 
@@ -66,6 +67,10 @@ def test_production_accepts_the_artefact_staging_promoted_and_says_so(staged, ac
 
 def test_production_refuses_an_artefact_that_skipped_staging(production, accepted):
     _, control, driver = production
+    # (the stack's RequiresStage parameter requires staging: the service's policy does not)
+    with control.acting("operator"):
+        registration = control.client("ssm").get_parameter(Name=control.outputs["ServicesPrefix"] + "support-bot")
+    assert json.loads(registration["Parameter"]["Value"])["policy"].get("requires_stage") is None
     run = finish(driver, submit_with(control, EXAMPLES / "v2", commit_for("v2"), None))
     assert run.status == "Invalid"
     assert run.path == ["Validate", "RecordOutcome", "AttestEnd", "ReleaseFailed"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 from modelgate_harness.polling import wait_until
+from modelgate_harness.trail import audit_rows, revoke, verify_release
 
 from modelgate.errors import DecisionConflict
 from modelgate.pipeline import outcome
+from modelgate.pipeline.revocation import RevocationFailed
 
 
 def test_a_newer_artefact_supersedes_the_release_in_its_canary(with_live_v2):
@@ -33,8 +35,16 @@ def test_a_newer_artefact_supersedes_the_release_in_its_canary(with_live_v2):
     assert pipeline.live() == (live_before, {})  # its canary traffic went back to live
     assert not [a for a in pipeline.alarms() if older.release_id in a]
     assert ledger.lock_holder("support-bot") == newer.release_id
+    # And the superseded release is chained (by the AcquireLock that cancelled it) and verifies on
+    # its chain record, which says why it has no attestation
+    report = verify_release(pipeline.control, older.release_id)
+    assert report.ok, report.lines()
+    assert "none, by design: Superseded in flight" in {n: d for n, _, d in report.checks}["attestation"]
     pipeline.driver.decide(newer, "reject", "test over")
     assert pipeline.driver.finish(newer).status == "Rejected"
+    # And the service's audit trail lists no ended release as unchained
+    rows, problems = audit_rows(pipeline.control, "support-bot", None)
+    assert not problems and not [r for r in rows if str(r["chain_status"]).startswith("unchained")], rows
 
 
 @pytest.fixture
@@ -68,6 +78,15 @@ def test_manual_rollback_returns_to_the_last_known_good_version_while_an_alarm_f
     record = pipeline.control.ledger().get(second.release_id)
     assert record["status"] == "RolledBack"
     assert "manual rollback by arn:aws:iam::123456789012:user/ops: bad answers reported" in record["reason"]
+    # And the stack's signer revokes the promoted release it was (what `modelgate rollback` asks next, as the
+    # operator): verify against this stack then fails on that alone, so no downstream stage takes its artefact
+    assert revoke(pipeline.control, second.release_id)["revoked"] is True
+    problems = {name: detail for name, ok, detail in verify_release(pipeline.control, second.release_id).checks
+                if not ok}
+    assert list(problems) == ["not revoked"] and "bad answers reported" in problems["not revoked"], problems
+    # (the signer refuses to revoke a release the ledger and chain don't say was rolled back)
+    with pytest.raises(RevocationFailed, match="NotRevocable: release .* is Promoted, not RolledBack"):
+        revoke(pipeline.control, first.release_id)
 
     # And rolling back again goes to the version before v1's, which serves no model: refused
     with pytest.raises(DecisionConflict, match="first release"):

@@ -43,7 +43,7 @@ def monitor_deps(world) -> Deps:
     settings = MonitorSettings(
         LEDGER_TABLE=s.ledger_table, ARTIFACT_BUCKET=s.artifact_bucket, SERVICES_PREFIX=s.services_prefix,
         APPROVAL_TOPIC_ARN=s.approval_topic_arn, STACK_NAME=s.stack_name, ALERT_TOPIC_ARN=s.approval_topic_arn,
-        MONITOR_FUNCTION_NAME="test-monitor",
+        MONITOR_FUNCTION_NAME="test-monitor", ATTEST_FUNCTION_NAME="test-attest",
     )
     return Deps(settings, world.client, world.ledger)
 
@@ -221,7 +221,7 @@ def test_the_monitor_builds_the_baseline_then_writes_the_service_dashboard_again
     for name, value in {"LEDGER_TABLE": s.ledger_table, "ARTIFACT_BUCKET": s.artifact_bucket,
                         "SERVICES_PREFIX": s.services_prefix, "APPROVAL_TOPIC_ARN": s.approval_topic_arn,
                         "STACK_NAME": s.stack_name, "ALERT_TOPIC_ARN": s.approval_topic_arn,
-                        "MONITOR_FUNCTION_NAME": "test-monitor"}.items():
+                        "MONITOR_FUNCTION_NAME": "test-monitor", "ATTEST_FUNCTION_NAME": "test-attest"}.items():
         monkeypatch.setenv(name, value)
     app = _monitor_handler()
     context = SimpleNamespace(function_name="test-monitor", function_version="$LATEST", memory_limit_in_mb=1024,

@@ -26,6 +26,7 @@ BUCKET, DATASET_KEY, SERVICE = "artefacts", "datasets/support-bot/dataset.jsonl"
 FUNCTION = f"test-svc-{SERVICE}"  # conftest.World's service function
 
 MONITOR_FUNCTION = "test-monitor"
+ATTEST_FUNCTION = "test-attest"
 
 
 def monitor_deps(world) -> Deps:
@@ -34,7 +35,7 @@ def monitor_deps(world) -> Deps:
         LEDGER_TABLE=s.ledger_table, ARTIFACT_BUCKET=s.artifact_bucket, SERVICES_PREFIX=s.services_prefix,
         APPROVAL_TOPIC_ARN=s.approval_topic_arn, STACK_NAME=s.stack_name,
         ALERT_TOPIC_ARN=s.approval_topic_arn,  # the world's one topic, delivered to its inbox
-        MONITOR_FUNCTION_NAME=MONITOR_FUNCTION,
+        MONITOR_FUNCTION_NAME=MONITOR_FUNCTION, ATTEST_FUNCTION_NAME=ATTEST_FUNCTION,
     )
     return Deps(settings, world.client, world.ledger)
 
@@ -46,11 +47,17 @@ class ServiceAnswers:
     def __init__(self, real: Any, answer) -> None:
         self._real, self._answer = real, answer
         self.async_invokes: list[dict] = []
+        self.revocations: list[dict] = []  # what the Attest function was asked to revoke (its answer: revoked)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
 
     def invoke(self, **kwargs: Any) -> dict:
+        if kwargs["FunctionName"] == ATTEST_FUNCTION:
+            request = json.loads(kwargs["Payload"])["revoke"]
+            self.revocations.append(request)
+            body = {"revoked": True, "release_id": request["release_id"], "key": "reports/.../revocation.intoto.json"}
+            return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(body).encode())}
         if kwargs.get("InvocationType") == "Event":
             self.async_invokes.append({**kwargs, "Payload": json.loads(kwargs["Payload"])})
             return {"StatusCode": 202}
@@ -113,10 +120,14 @@ def test_the_default_monitoring_policy_only_alerts():
 # ---------------------------------------------------------------------- act
 def test_alert_and_rollback_run_in_order_each_recorded(world):
     # Given live on version 2, promoted over version 1, and a policy that alerts then rolls back on drift
-    live_on_version_2(world, ReleasePolicy(monitoring=MonitoringPolicy(on_drift=["alert", "rollback"])), lambda v, q: "yes")
+    answers = live_on_version_2(world, ReleasePolicy(monitoring=MonitoringPolicy(on_drift=["alert", "rollback"])),
+                                lambda v, q: "yes")
     deps = monitor_deps(world)
     # When the drift check acts
     results = act(deps, "drift", SERVICE, "PSI 0.4 on output length", {"psi": 0.4})
+    # Then the rolled-back release was sent to the stack's signer for revocation, once
+    assert answers.revocations == [{"service": SERVICE, "release_id": "support-bot-r-2"}]
+    assert results[1]["revocation"] == "revoked"
     # Then the operations topic is alerted with the reason, filterable by service and trigger
     assert [(r["action"], r["status"]) for r in results] == [("alert", "done"), ("rollback", "done")]
     alert, rolled_back = world.published()

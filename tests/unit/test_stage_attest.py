@@ -9,17 +9,28 @@ import json
 import pytest
 from modelgate_emulator.kms import digest_signing
 
-from modelgate.attestation import attestation_key, load_public_keys, public_key_pem, verify_envelope
-from modelgate.chain import LedgerChain, verify_chain
+from modelgate.attestation import (
+    REVOCATION_PREDICATE_TYPE,
+    AttestationInvalid,
+    attestation_key,
+    kms_signer,
+    load_public_keys,
+    public_key_pem,
+    sign_envelope,
+    statement,
+    verify_envelope,
+)
+from modelgate.chain import LedgerChain, snapshot, verify_chain
 from modelgate.errors import ManifestInvalid
 from modelgate.manifest import MAX_MANIFEST_BYTES
 from modelgate.pipeline.attest import CHUNK, ReleaseNotEnded, attest
-from modelgate.pipeline.candidate import validate
+from modelgate.pipeline.candidate import required_stages, validate
 from modelgate.pipeline.deps import Deps
 from modelgate.pipeline.intake import initial_context
+from modelgate.pipeline.revocation import NotRevocable, revocation_key, revoke
 from modelgate.pipeline.upstream import trust_parameter, upstream_attestation_key
 from modelgate.policy import ReleasePolicy
-from modelgate.settings import AttestSettings
+from modelgate.settings import AttestSettings, ValidateSettings
 
 BUCKET, SERVICE, STACK = "artefacts", "support-bot", "test"  # the world's (tests/unit/conftest.py)
 COMMIT = "c" * 40
@@ -259,3 +270,165 @@ def test_the_attestation_lies_beside_the_artefact():
 
     art = ArtifactRef(bucket=BUCKET, key=PREFIX + "model-config.json", version_id="v")
     assert upstream_attestation_key(art, "staging") == PREFIX + "attestations/staging.intoto.json"
+
+
+# ---------------------------------------------------------------------- revocation
+def roll_back(world, ctx) -> None:
+    """What `modelgate rollback` leaves of a promoted release: RolledBack, and its chain record."""
+    record = world.ledger.record(ctx.release_id, "RolledBack", "manual rollback by ops: bad answers", actor="ops",
+                                 reopen=True, reason="manual rollback by ops: bad answers", error="ManualRollback")
+    LedgerChain(world.ledger.table).append(SERVICE, "manual-rollback", ctx.release_id, snapshot(record))
+
+
+def staging_release(production):
+    """The release the production fixture's staging promoted and attested."""
+    (record,) = [r for r in LedgerChain(production.ledger.table).read(SERVICE)[0] if r.kind == "release"]
+    return production.ledger.release(record.release_id)
+
+
+def carry_revocation(world, envelope: bytes) -> None:
+    world.deps.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}attestations/staging.revocation.intoto.json", Body=envelope)
+
+
+def test_a_promoted_release_rolled_back_later_is_revoked_and_production_refuses_it(production):
+    # Given staging rolled back the release it had promoted and attested
+    staged = staging_release(production)
+    roll_back(production, staged)
+    # When staging's signer revokes it
+    result = revoke(production.attest_deps, SERVICE, staged.release_id)
+    # Then a revocation lies beside the attestation, signed by the same key, naming the same artefact,
+    # the attestation it takes back (by its bytes) and the rollback's chain record
+    assert result["revoked"] is True and result["key"] == revocation_key(SERVICE, staged.release_id)
+    envelope = production.deps.s3.get_object(Bucket=BUCKET, Key=result["key"])["Body"].read()
+    keys = load_public_keys(production.public_pem)
+    revoked = verify_envelope(envelope, keys, predicate_type=REVOCATION_PREDICATE_TYPE)
+    attested = verify_envelope(production.staging_envelope, keys)
+    assert revoked.subjects() == attested.subjects()
+    predicate = revoked.predicate
+    assert (predicate["release_id"], predicate["stage"], predicate["actor"]) == (staged.release_id, "staging", "ops")
+    assert predicate["attestation"]["digest"]["sha256"] == hashlib.sha256(production.staging_envelope).hexdigest()
+    rollback_record = LedgerChain(production.ledger.table).recorded(SERVICE, "manual-rollback", staged.release_id)
+    assert predicate["ledger"] == {"chain": f"CHAIN#{SERVICE}", "seq": rollback_record.seq,
+                                   "record_sha256": rollback_record.record_hash}
+    # and it can never pass for an attestation (nor the reverse)
+    with pytest.raises(AttestationInvalid, match="predicateType"):
+        verify_envelope(envelope, keys)
+    # And production, given the attestation and the revocation (as CI carries them), refuses the artefact
+    carry(production, production.staging_envelope)
+    carry_revocation(production, envelope)
+    ctx, _ = upload(production)
+    with pytest.raises(ManifestInvalid, match=f"staging revoked its promotion of this artefact \\(release "
+                                              f"{staged.release_id}\\): rolled back at .* by ops: manual rollback"):
+        validate(production.deps, ctx)
+
+
+def test_without_the_revocation_production_cannot_know(production):
+    # The design's limit: production reads only what CI carries. Given a revoked release whose
+    # attestation alone is carried, production accepts the artefact (the workflow's verify step
+    # against staging is what refuses it there)
+    staged = staging_release(production)
+    roll_back(production, staged)
+    revoke(production.attest_deps, SERVICE, staged.release_id)
+    carry(production, production.staging_envelope)
+    ctx, _ = upload(production)
+    assert validate(production.deps, ctx).policy.requires_stage == "staging"
+
+
+def test_only_a_promoted_release_the_chain_says_was_rolled_back_is_revoked(production):
+    staged = staging_release(production)
+    # a release still promoted
+    with pytest.raises(NotRevocable, match="is Promoted, not RolledBack: nothing to revoke"):
+        revoke(production.attest_deps, SERVICE, staged.release_id)
+    # a ledger edited to say RolledBack, without the rollback's chain record
+    production.ledger.record(staged.release_id, "RolledBack", "edited", reopen=True)
+    with pytest.raises(NotRevocable, match="has no manual-rollback record in the chain"):
+        revoke(production.attest_deps, SERVICE, staged.release_id)
+    # another service's name
+    with pytest.raises(NotRevocable, match="no release .* of service other-bot"):
+        revoke(production.attest_deps, "other-bot", staged.release_id)
+    assert not production.deps.s3.list_objects_v2(Bucket=BUCKET, Prefix=revocation_key(SERVICE, staged.release_id)
+                                                  ).get("Contents")
+
+
+def test_a_release_rolled_back_that_was_never_promoted_has_nothing_to_revoke(signing):
+    ctx, _ = ended_release(signing, "RollbackFailed")
+    attest(signing.attest_deps, ctx)
+    roll_back(signing, ctx)  # a canary withdrawn by `modelgate rollback` after its Rollback failed
+    result = revoke(signing.attest_deps, SERVICE, ctx.release_id)
+    assert result["revoked"] is False and "ended RollbackFailed, never promoted" in result["why"]
+
+
+def test_a_revocation_that_does_not_verify_refuses_the_artefact(production):
+    carry(production, production.staging_envelope)
+    carry_revocation(production, b'{"payload": "e30=", "payloadType": "application/vnd.in-toto+json", "signatures": []}')
+    ctx, _ = upload(production)
+    with pytest.raises(ManifestInvalid, match="a staging revocation is carried beside this artefact .* and does not "
+                                              "verify.*carries no signature"):
+        validate(production.deps, ctx)
+
+
+def test_a_revocation_of_another_release_of_the_same_artefact_does_not_refuse_it(production):
+    # Given staging revoked an earlier release of this artefact, and promoted it again since
+    staged = staging_release(production)
+    attested = verify_envelope(production.staging_envelope, load_public_keys(production.public_pem))
+    other = statement(attested.subjects(), {"service": SERVICE, "release_id": "support-bot-earlier-1",
+                                            "stage": "staging"}, predicate_type=REVOCATION_PREDICATE_TYPE)
+    with digest_signing():
+        signed = sign_envelope(other, kms_signer(production.client("kms"), production.attest_deps.settings.signing_key_id))
+    carry(production, production.staging_envelope)
+    carry_revocation(production, json.dumps(signed).encode())
+    # When production validates it / Then the revocation of the other release does not refuse it
+    ctx, _ = upload(production)
+    validate(production.deps, ctx)
+    assert f"promoted in staging as release {staged.release_id}" in production.ledger.get(ctx.release_id)["history"][-1]["detail"]
+
+
+# ---------------------------------------------------------------------- the stack's RequiresStage parameter
+def validate_settings(world, requires_stage: str) -> ValidateSettings:
+    return ValidateSettings(**world.settings.model_dump(by_alias=True), REQUIRES_STAGE=requires_stage)
+
+
+def test_the_stacks_required_stage_binds_a_service_whose_policy_requires_none(production):
+    # Given a stack whose RequiresStage is staging, and a service policy that requires nothing
+    production.register(ReleasePolicy())
+    deps = Deps(validate_settings(production, "staging"), production.client, production.ledger)
+    # Then an artefact without staging's attestation is refused
+    ctx, _ = upload(production)
+    with pytest.raises(ManifestInvalid, match="accepts only artefacts promoted in staging first.*does not exist"):
+        validate(deps, ctx)
+    # and the one staging promoted is accepted, saying so
+    carry(production, production.staging_envelope)
+    ctx, _ = upload(production)
+    validate(deps, ctx)
+    assert "promoted in staging as release" in production.ledger.get(ctx.release_id)["history"][-1]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("stack", "policy", "required"),
+    [("", None, []), ("staging", None, ["staging"]), ("", "staging", ["staging"]),
+     ("staging", "staging", ["staging"]), ("staging", "qa", ["staging", "qa"])],
+)
+def test_the_stack_and_the_policy_each_add_a_required_stage(world, stack, policy, required):
+    assert required_stages(validate_settings(world, stack), ReleasePolicy(requires_stage=policy)) == required
+
+
+def test_a_required_stage_that_is_not_a_stage_name_is_refused_naming_it(world):
+    from modelgate.errors import ConfigurationError
+    from modelgate.settings import load_settings
+
+    env = {**world.settings.model_dump(by_alias=True), "REQUIRES_STAGE": "Staging!"}
+    with pytest.raises(ConfigurationError, match="REQUIRES_STAGE"):
+        load_settings(env, ValidateSettings)
+
+
+def test_samconfig_prod_requires_staging_by_the_templates_parameter():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    config = tomllib.loads((root / "samconfig.toml").read_text())
+    template = (root / "template.yaml").read_text()
+    for env in ("default", "staging", "prod"):
+        overrides = dict(pair.split("=", 1) for pair in config[env]["deploy"]["parameters"]["parameter_overrides"].split())
+        assert all(f"\n  {name}:\n    Type:" in template for name in overrides), (env, overrides)  # template parameters
+        assert overrides.get("RequiresStage", "") == ("staging" if env == "prod" else ""), env

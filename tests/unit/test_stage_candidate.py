@@ -9,6 +9,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
+from modelgate.chain import LedgerChain, release_problems, verify_chain
 from modelgate.errors import (
     CandidatePublishFailed,
     DecisionConflict,
@@ -153,6 +154,43 @@ def test_the_uploads_provenance_is_checked_against_the_manifest_and_recorded(reg
     # And metadata saying another branch than the manifest is refused, naming both
     with pytest.raises(ManifestInvalid, match="modelgate-branch metadata is 'release' but the manifest names branch 'main'"):
         validate(registered.deps, upload(registered, provenance=metadata_for(COMMIT, "release", None)))
+
+
+@pytest.mark.parametrize(
+    ("verdict", "fingerprint", "refusal"),
+    [
+        (None, None, "requires a passing CI evaluation \\(require_ci_evaluation\\) and the upload carries none"),
+        ("fail", None, "CI's evaluation of this artefact failed its gate \\(accuracy 0.4 over 40 case\\(s\\)\\)"),
+        ("pass", "0" * 64, "evaluation metadata is of another release"),
+        ("pass", None, None),
+    ],
+)
+def test_a_policy_requiring_ci_evaluation_takes_only_a_passing_one_of_this_artefact(world, verdict, fingerprint,
+                                                                                   refusal):
+    from modelgate.manifest import parse_manifest
+    from modelgate.upload_metadata import CiEvaluation, metadata_for, release_fingerprint
+
+    # Given a service that requires CI's passing evaluation, and an upload carrying (or not) one
+    world.register(ReleasePolicy(require_ci_evaluation=True))
+    plain = upload(world)
+    manifest = parse_manifest(world.deps.s3.get_object(Bucket="artefacts", Key=plain.artifact.key)["Body"].read())
+    ci = None if verdict is None else CiEvaluation(
+        verdict=verdict, accuracy=0.9 if verdict == "pass" else 0.4, cases=40,
+        release=fingerprint or release_fingerprint(manifest))
+    ctx = upload(world, provenance=metadata_for(COMMIT, "main", ci))
+    # When validated / Then it is refused naming what is missing or wrong, or accepted saying what passed
+    if refusal:
+        with pytest.raises(ManifestInvalid, match=refusal):
+            validate(world.deps, ctx)
+    else:
+        validate(world.deps, ctx)
+        assert "CI's evaluation passed (accuracy 0.9 over 40 case(s))" in \
+            world.ledger.get(ctx.release_id)["history"][-1]["detail"]
+
+
+def test_without_the_policy_an_upload_without_ci_evaluation_is_accepted(registered):
+    assert ReleasePolicy().require_ci_evaluation is False
+    validate(registered.deps, upload(registered))
 
 
 class CountingS3:
@@ -379,6 +417,44 @@ def test_superseding_twice_changes_nothing_more(world, canary_in_flight):
     assert second == first
     assert world.ledger.lock_holder("support-bot") == "support-bot-newer-2"
     assert world.alias()[1] == {"3": 0.1}
+
+
+def test_a_superseded_release_is_chained_once_and_says_why_it_is_not_attested(world, canary_in_flight):
+    # Given a release superseded in flight (its execution stopped: no Attest step of its own runs)
+    fence = taken_over(world, "support-bot-older-1", "support-bot-newer-2")
+    record = cancel_release(world.deps, "support-bot-older-1", "Superseded", "superseded by support-bot-newer-2",
+                            fence=fence)
+    # Then its end is the service's chain record, holding what the ledger says, intact
+    records, broken, head = LedgerChain(world.ledger.table).read("support-bot")
+    assert [(r.kind, r.release_id) for r in records] == [("release", "support-bot-older-1")]
+    assert verify_chain("support-bot", records, head, broken).intact
+    assert release_problems(world.ledger.get("support-bot-older-1"), records[0]) == []
+    assert records[0].body["status"] == "Superseded" and "nothing is signed" in records[0].body["unattested"]
+    assert record["unattested"] == records[0].body["unattested"]
+    # And cancelling it again (a retried canceller) appends nothing
+    cancel_release(world.deps, "support-bot-older-1", "Superseded", "again", fence=fence)
+    assert len(LedgerChain(world.ledger.table).read("support-bot")[0]) == 1
+
+
+def test_a_cancel_that_died_before_its_chain_append_is_chained_by_the_retry(world, canary_in_flight):
+    # Given a canceller that recorded Superseded and died before appending the chain record
+    fence = taken_over(world, "support-bot-older-1", "support-bot-newer-2")
+    world.ledger.record("support-bot-older-1", "Superseded", "superseded by support-bot-newer-2",
+                        unattested="Superseded in flight (its execution was stopped before a closing step)")
+    assert LedgerChain(world.ledger.table).read("support-bot")[0] == []
+    # When the cancel is retried / Then the release is chained
+    cancel_release(world.deps, "support-bot-older-1", "Superseded", "again", fence=fence)
+    records = LedgerChain(world.ledger.table).read("support-bot")[0]
+    assert [(r.release_id, r.body["status"]) for r in records] == [("support-bot-older-1", "Superseded")]
+
+
+def test_a_release_that_ended_by_its_own_steps_is_not_chained_by_a_cancel(world, canary_in_flight):
+    # Given a release its own last step already ended (its Attest chains it, not the canceller)
+    world.ledger.record("support-bot-older-1", "RolledBack", "alarm")
+    fence = taken_over(world, "support-bot-older-1", "support-bot-newer-2")
+    # When it is cancelled / Then the cancel changes nothing and appends nothing
+    assert cancel_release(world.deps, "support-bot-older-1", "Superseded", "x", fence=fence)["status"] == "RolledBack"
+    assert LedgerChain(world.ledger.table).read("support-bot")[0] == []
 
 
 def test_cancelling_a_release_the_ledger_does_not_know_is_a_conflict(world):

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from modelgate.chain import LedgerChain, release_problems, verify_chain
 from modelgate.errors import ManifestInvalid
 from modelgate.manifest import parse_release_key, release_id_for
 from modelgate.pipeline.intake import initial_context, start_release
@@ -93,6 +94,28 @@ def test_an_upload_whose_key_makes_no_release_ends_in_a_final_record_and_starts_
     # And a duplicate delivery of the same event changes nothing
     assert start_release(world.deps, "artefacts", key, "v1") == result
     assert world.ledger.get(result["release_id"])["history"] == record["history"]
+    # And the refusal is the service's chain record (once, despite the duplicate), saying why it is unsigned
+    records, broken, head = LedgerChain(world.ledger.table).read("support-bot")
+    assert [(r.kind, r.release_id, r.body["status"]) for r in records] == [
+        ("release", result["release_id"], "Invalid")
+    ]
+    assert verify_chain("support-bot", records, head, broken).intact
+    assert release_problems(world.ledger.get(result["release_id"]), records[0]) == []
+    assert "refused at intake" in records[0].body["unattested"]
+
+
+def test_a_refusal_whose_chain_append_died_is_chained_by_the_next_delivery(world):
+    # Given a refused upload whose record was written by a delivery that died before chaining it
+    key = "releases/support-bot/c/model-config.json"
+    start_release(world.deps, "artefacts", key, "v1")
+    table = world.ledger.table
+    for item in table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "CHAIN#support-bot"},
+                            ConsistentRead=True)["Items"]:
+        table.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+    # When the event is delivered again / Then the refusal is chained
+    result = start_release(world.deps, "artefacts", key, "v1")
+    records = LedgerChain(table).read("support-bot")[0]
+    assert [r.release_id for r in records] == [result["release_id"]]
 
 
 def test_the_first_context_names_service_commit_and_pinned_artefact():

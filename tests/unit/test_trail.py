@@ -16,10 +16,12 @@ from modelgate_harness.control import Control
 from modelgate_harness.trail import audit_rows, audit_text, verify_release
 
 from modelgate.attestation import attestation_key, kms_signer, public_key_pem, sign_envelope, statement
+from modelgate.chain import LedgerChain, snapshot
 from modelgate.pipeline.attest import attest
 from modelgate.pipeline.candidate import validate
 from modelgate.pipeline.deps import Deps
-from modelgate.pipeline.intake import initial_context
+from modelgate.pipeline.intake import initial_context, start_release
+from modelgate.pipeline.revocation import revocation_key, revoke
 from modelgate.settings import AttestSettings
 
 BUCKET, SERVICE = "artefacts", "support-bot"  # the world's (tests/unit/conftest.py)
@@ -65,7 +67,7 @@ def test_an_attested_release_verifies_on_every_check(trail):
     report = verify_release(trail.control, release_id)
     assert report.ok and [name for name, _, _ in report.checks] == [
         "chain of support-bot", "release chained", "attestation signature", "attestation names the chain record",
-        "attested artefact"]
+        "attested artefact", "not revoked"]
     # and with the public key given as a file's bytes: the same, without the KMS call
     pem = public_key_pem(trail.client("kms"), trail.control.outputs["SigningKeyArn"])
     assert verify_release(trail.control, release_id, pem).ok
@@ -110,6 +112,56 @@ def test_a_validly_signed_attestation_of_other_bytes_fails_the_artefact_check(tr
     problems = failed(verify_release(trail.control, release_id))
     assert list(problems) == ["attested artefact"]
     assert problems["attested artefact"].startswith(f"model-config.json: attested {'0' * 64}, the object is ")
+
+
+def test_a_release_rolled_back_and_revoked_fails_verify_saying_so(trail):
+    # Given a promoted release its stage rolled back and revoked (modelgate rollback does both)
+    release_id = release(trail, "r1")
+    record = trail.ledger.record(release_id, "RolledBack", "manual rollback by ops", actor="ops", reopen=True,
+                                 reason="manual rollback by ops: wrong answers")
+    LedgerChain(trail.ledger.table).append(SERVICE, "manual-rollback", release_id, snapshot(record))
+    with digest_signing():
+        assert revoke(trail.attest_deps, SERVICE, release_id)["revoked"] is True
+    # When it is verified / Then everything checks but its revocation: no downstream stage must take it
+    problems = failed(verify_release(trail.control, release_id))
+    assert list(problems) == ["not revoked"]
+    assert problems["not revoked"].startswith("revoked: rolled back at ") and "by ops: manual rollback" in \
+        problems["not revoked"]
+
+
+def test_a_revocation_that_does_not_verify_fails_verify(trail):
+    release_id = release(trail, "r1")
+    trail.client("s3").put_object(Bucket=BUCKET, Key=revocation_key(SERVICE, release_id), Body=b"{}")
+    assert "does not verify" in failed(verify_release(trail.control, release_id))["not revoked"]
+
+
+def test_a_release_refused_at_intake_verifies_on_its_chain_record_alone(trail):
+    # Given an upload refused at intake (chained there, never attested)
+    refused = start_release(trail.deps, BUCKET, f"releases/{SERVICE}/c/model-config.json", "v1")["release_id"]
+    # When it is verified / Then every check passes, the attestation's saying why there is none
+    report = verify_release(trail.control, refused)
+    assert report.ok, report.lines()
+    assert {n: d for n, _, d in report.checks}["attestation"].startswith("none, by design: refused at intake")
+
+
+def test_a_missing_attestation_cannot_be_excused_by_an_edit_of_the_ledger(trail):
+    # Given an attested release whose attestation was deleted, and its ledger record then
+    # edited to claim it ended on a path that signs nothing
+    release_id = release(trail, "r1")
+    trail.client("s3").delete_object(Bucket=BUCKET, Key=attestation_key(SERVICE, release_id))
+    trail.ledger.set_fields(release_id, unattested="refused at intake")
+    # Then verify fails: the edit doesn't match the chain record, and the attestation is missing
+    problems = failed(verify_release(trail.control, release_id))
+    assert list(problems) == ["release chained", "attestation"]
+    assert "field 'unattested'" in problems["release chained"]
+
+
+def test_a_failed_attest_step_is_named_by_verify(trail):
+    release_id = release(trail, "r1")
+    trail.client("s3").delete_object(Bucket=BUCKET, Key=attestation_key(SERVICE, release_id))
+    trail.ledger.set_fields(release_id, attestation_error="missing: KMS throttled")
+    assert failed(verify_release(trail.control, release_id))["attestation"].endswith(
+        "; the ledger says: missing: KMS throttled")
 
 
 def test_a_release_without_an_attestation_says_where_it_looked(trail):
@@ -162,3 +214,29 @@ def test_the_cli_exits_0_only_for_a_verified_release_and_an_intact_chain(trail, 
     assert "NOT VERIFIED" in capsys.readouterr().out
     assert cli.main(["audit", SERVICE]) == 1
     assert "the chain has records but no head" in capsys.readouterr().err
+
+
+def test_attestation_out_carries_the_revocation_and_submit_puts_both_beside_the_artefact(trail, tmp_path, monkeypatch):
+    from modelgate_harness import cli
+    from modelgate_harness.trail import revocation_path, upload_attestation
+
+    monkeypatch.setattr(cli, "_control", lambda args: trail.control)
+    kept, revoked_id = release(trail, "r1"), release(trail, "r2")
+    record = trail.ledger.record(revoked_id, "RolledBack", "manual rollback by ops", actor="ops", reopen=True)
+    LedgerChain(trail.ledger.table).append(SERVICE, "manual-rollback", revoked_id, snapshot(record))
+    with digest_signing():
+        revoke(trail.attest_deps, SERVICE, revoked_id)
+    out = tmp_path / "staging.intoto.json"
+    # When CI fetches a revoked release's attestation / Then its revocation is written beside it
+    assert cli.main(["attestation", revoked_id, "--out", str(out)]) == 0
+    assert revocation_path(out) == tmp_path / "staging.intoto.revocation.json"
+    revocation = revocation_path(out).read_bytes()
+    assert json.loads(revocation)["payloadType"] == "application/vnd.in-toto+json"
+    # and the upload puts both where the next stage's Validate looks
+    upload_attestation(trail.control, SERVICE, "c" * 40, out.read_bytes(), revocation)
+    prefix = f"releases/{SERVICE}/{'c' * 40}/attestations/"
+    stored = {o["Key"] for o in trail.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]}
+    assert stored == {prefix + "staging.intoto.json", prefix + "staging.revocation.intoto.json"}  # upstream.py reads these
+    # When it then fetches a release that is not revoked into the same file / Then the stale revocation goes
+    assert cli.main(["attestation", kept, "--out", str(out)]) == 0
+    assert not revocation_path(out).exists()

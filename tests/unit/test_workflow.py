@@ -77,6 +77,13 @@ def test_production_needs_its_approval_environment_and_the_staging_attestation_b
     prod_role = next(i for i, s in enumerate(steps) if "MODELGATE_PROD_ROLE_ARN" in json.dumps(s.get("with", {})))
     submit = next(i for i, s in enumerate(steps) if "modelgate --stack modelgate-prod submit" in s.get("run", ""))
     assert verify < prod_role < submit, order
+    # and production gets what it checks: staging's attestation (with its revocation, if staging revoked it),
+    # fetched from staging before the production role is assumed, carried by the submit
+    fetch = next(i for i, s in enumerate(steps)
+                 if 'modelgate --stack modelgate-staging attestation "$release" --out "$RUNNER_TEMP/staging.intoto.json"'
+                 in s.get("run", ""))
+    assert verify <= fetch < prod_role, order
+    assert '--attestation "$RUNNER_TEMP/staging.intoto.json"' in steps[submit]["run"]
 
 
 def test_staging_submits_with_cis_evaluation_as_the_uploads_metadata():

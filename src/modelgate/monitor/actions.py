@@ -28,12 +28,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelgate.errors import DecisionConflict, bounded
+from botocore.exceptions import ClientError
+
+from modelgate.errors import DecisionConflict, ModelgateError, bounded
 from modelgate.monitor.journal import Journal
 from modelgate.monitor.policy import TRIGGERS, Trigger
 from modelgate.observability import logger
 from modelgate.pipeline.deps import Deps
 from modelgate.pipeline.outcome import rollback_service
+from modelgate.pipeline.revocation import request_revocation
 from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
 from modelgate.text import one_line
@@ -100,10 +103,19 @@ def _reevaluate(deps: Deps, trigger: Trigger, service: str, reason: str, evidenc
 def _rollback(deps: Deps, trigger: Trigger, service: str, reason: str, evidence: dict[str, Any]) -> dict:
     done = rollback_service(deps, service, actor=f"{ACTOR} ({trigger})", comment=one_line(reason, 2000),
                             kind="monitoring policy rollback", error="MonitorRollback")
+    # the rolled-back release's attestation must stop a downstream stage: the stack's signer revokes
+    # it (pipeline/revocation.py); a failure leaves the rollback done and says so (`modelgate revoke`)
+    try:
+        revoked = request_revocation(deps.lambda_, deps.settings.attest_function_name, service, done["release_id"])
+        revocation = "revoked" if revoked.get("revoked") else f"nothing to revoke ({revoked.get('why')})"
+    except (ModelgateError, ClientError) as exc:
+        logger.warning("the rolled-back release was not revoked", release_id=done["release_id"], error=str(exc))
+        revocation = f"NOT revoked ({exc}): run modelgate revoke {done['release_id']}"
     return {
         "status": "done",
         "detail": f"live rolled back from version {done['from_version']} to {done['to_version']} "
-        f"(release {done['release_id']} is {done['status']})",
+        f"(release {done['release_id']} is {done['status']}; {revocation})",
+        "revocation": revocation,
         "from_version": done["from_version"],
         "to_version": done["to_version"],
         "release_id": done["release_id"],

@@ -30,7 +30,10 @@ from modelgate.ledger import FINAL_STATUSES, now_iso
 from modelgate.manifest import MAX_MANIFEST_BYTES
 from modelgate.observability import logger
 from modelgate.pipeline.deps import Deps
+from modelgate.pipeline.revocation import revoke  # the signer's other task (its module says when)
 from modelgate.settings import AttestSettings
+
+__all__ = ["ReleaseNotEnded", "artefact_subjects", "attest", "release_predicate", "revoke"]
 
 CHUNK = 1 << 20
 

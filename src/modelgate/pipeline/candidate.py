@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from modelgate.adapters import lambda_alias
 from modelgate.adapters.s3 import object_metadata, object_size, put_json, read_sized
 from modelgate.approval.identity import AUTHOR_METADATA, AuthorInvalid, verified_author
+from modelgate.chain import chain_ended
 from modelgate.contract import ReleaseContext
 from modelgate.errors import (
     CandidatePublishFailed,
@@ -41,9 +42,10 @@ from modelgate.pipeline.deps import Deps, target
 from modelgate.pipeline.fencing import Fence
 from modelgate.pipeline.model_registry import check_group, mirror_package
 from modelgate.pipeline.upstream import check_upstream
-from modelgate.policy import managed_function_prefix
+from modelgate.policy import ReleasePolicy, managed_function_prefix
 from modelgate.registry import get_service
-from modelgate.upload_metadata import check_against, read_upload_metadata
+from modelgate.settings import ValidateSettings
+from modelgate.upload_metadata import check_against, check_required, read_upload_metadata
 
 
 def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
@@ -74,6 +76,9 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     author = upload_author(metadata, art, four_eyes=service.policy.four_eyes)
     provenance = read_upload_metadata(metadata)
     check_against(provenance, manifest, art.key)
+    ci_checked = ""
+    if service.policy.require_ci_evaluation:
+        ci_checked = "; " + check_required(provenance, manifest, art.key)
     if not service.policy.model_allowed(manifest.model.model_id):
         raise ManifestInvalid(
             f"{art.key}: model {manifest.model.model_id!r} is not in {ctx.service}'s model allow list "
@@ -85,10 +90,8 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         refuse_legacy(deps.client("bedrock"), manifest, service.policy, art.key)
     prompt_versions = _checked_prompts(deps, art, manifest)
     promoted_upstream = ""
-    if service.policy.requires_stage:  # promotion across stages: pipeline/upstream.py
-        promoted_upstream = "; " + check_upstream(
-            deps, art, ctx.service, manifest, sha256_hex(manifest_bytes), service.policy.requires_stage
-        )
+    for stage in required_stages(deps.settings, service.policy):  # promotion across stages: pipeline/upstream.py
+        promoted_upstream += "; " + check_upstream(deps, art, ctx.service, manifest, sha256_hex(manifest_bytes), stage)
 
     updated = ctx.model_copy(
         update={
@@ -105,7 +108,8 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     deps.ledger.record(
         ctx.release_id,
         "Validated",
-        f"model {manifest.model.model_id}, {len(manifest.prompts)} prompt file(s) verified{promoted_upstream}",
+        f"model {manifest.model.model_id}, {len(manifest.prompts)} prompt file(s) verified{ci_checked}"
+        f"{promoted_upstream}",
         service=ctx.service,
         commit=manifest.source.commit,
         branch=manifest.source.branch,
@@ -117,6 +121,15 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         ci_evaluation=provenance.evaluation,
     )
     return updated
+
+
+def required_stages(settings: Any, policy: ReleasePolicy) -> list[str]:
+    """The upstream stages an artefact must have been promoted in: the stack's (Validate's
+    ``REQUIRES_STAGE``, the template's RequiresStage parameter: only ``ValidateSettings``
+    carry it) and the service policy's ``requires_stage``, each once. A policy can add a
+    requirement, never lift the stack's."""
+    stack = settings.requires_stage if isinstance(settings, ValidateSettings) else ""
+    return list(dict.fromkeys(s for s in (stack, policy.requires_stage) if s))
 
 
 def upload_author(metadata: dict[str, str], art: ArtifactRef, *, four_eyes: bool) -> str | None:
@@ -266,15 +279,22 @@ def cancel_release(
     for kind in ("approval", "bake"):
         deps.ledger.take_token(release_id, kind)
     if record.status in FINAL_STATUSES:
-        return record.model_dump(mode="json", exclude_unset=True)
+        done = record.model_dump(mode="json", exclude_unset=True)
+        if record.unattested:  # ended by a cancel that may have died before its chain append
+            chain_ended(deps.ledger.table, done)
+        return done
     mirror_package(deps, release_id, record.model_package_arn, "Rejected", f"{status}: {reason}")
     try:
-        return deps.ledger.record(
-            release_id, status, reason + (f"; {restored}" if restored else ""), actor=actor, reason=reason
+        ended = deps.ledger.record(
+            release_id, status, reason + (f"; {restored}" if restored else ""), actor=actor, reason=reason,
+            unattested=f"{status} in flight (its execution was stopped before a closing step): nothing is signed",
         )
     except ReleaseClosed:  # its own last task ended it meanwhile (Rollback, RecordOutcome): that stays
         current = deps.ledger.release(release_id)
         return current.model_dump(mode="json", exclude_unset=True) if current else {}
+    # Its execution is stopped, so no Attest step of its own will chain it: this does (chain.py).
+    chain_ended(deps.ledger.table, ended)
+    return ended
 
 
 def write_prompt_pin(

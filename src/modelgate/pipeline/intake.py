@@ -3,13 +3,16 @@
 The key is checked before anything is recorded: the release id, and so the execution's
 name, is made of its service and commit segments. An upload refused for its key ends at
 once in a final ledger record (status Invalid, with the reason), keyed by a digest of the
-key and version: no execution starts, no lock is taken, live is never touched.
+key and version: no execution starts, no lock is taken, live is never touched. That record
+joins the service's hash chain at once (chain.py) when the key names a service; it signs no
+attestation (nothing was evaluated: its ``unattested`` says so).
 """
 
 from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
+from modelgate.chain import chain_ended
 from modelgate.contract import ReleaseContext
 from modelgate.errors import ManifestInvalid, error_code, shown
 from modelgate.manifest import ArtifactRef, key_service, parse_release_key, refused_release_id, release_id_for
@@ -78,6 +81,13 @@ def refuse_upload(deps: Deps[IntakeSettings], bucket: str, key: str, version_id:
         artifact=ArtifactRef(bucket=bucket, key=key, version_id=version_id).model_dump(),
         reason=reason,
         error="ManifestInvalid",
+        unattested="refused at intake (its key can't name a release): nothing was evaluated, nothing is signed",
     )
+    # Chained on every delivery, not only the first: one that crashed between its record and
+    # its chain append is finished by the next (the append finds an existing record and adds none).
+    # A key without a service name belongs to no service's chain (no service can audit it).
+    record = deps.ledger.get(release_id) if key_service(key) else None
+    if record is not None:
+        chain_ended(deps.ledger.table, record)
     logger.warning("upload refused", extra={"release_id": release_id, "reason": reason, "first": first})
     return {"release_id": release_id, "started": False, "reason": reason}

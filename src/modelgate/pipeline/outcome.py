@@ -234,6 +234,8 @@ def _withdraw_canary(
         )
         status = record["status"]
         mirror_package(deps, release_id, release.get("model_package_arn"), "Rejected", f"RolledBack: {why}")
+        # an ended release (RollbackFailed, chained by the last resort) changed: a record of the chain
+        LedgerChain(deps.ledger.table).append(service, "manual-rollback", release_id, snapshot(record))
     deps.sns.publish(
         TopicArn=deps.settings.approval_topic_arn,
         Subject=f"Modelgate: {service} canary traffic withdrawn, version {stable} live"[:100],

@@ -13,6 +13,14 @@ parameter ``/modelgate/<stack>/trust/<stage>`` (``modelgate trust STAGE --public
 an operator's act; the Validate role may only read it). Several keys may be listed: during a
 rotation the new key is added before upstream signs with it, and the old one removed once no
 artefact waiting for promotion carries an attestation it signed.
+
+Revocation (pipeline/revocation.py): when the upstream stage rolled the attested release back
+afterwards, it signed a revocation of it, which CI carries beside the attestation
+(``attestations/<stage>.revocation.intoto.json``: ``modelgate attestation --out`` fetches it,
+``submit --attestation`` uploads it). One that verifies with the trusted keys and names the
+attested release and this artefact refuses it; one that is there but doesn't verify refuses it
+too (fail closed: only CI writes there). Absence proves nothing: production can read only
+what CI passes (the README says what that leaves open).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from modelgate.adapters.s3 import object_size, read_sized
 from modelgate.attestation import (
     MANIFEST_SUBJECT,
     MAX_ENVELOPE_BYTES,
+    REVOCATION_PREDICATE_TYPE,
     AttestationInvalid,
     load_public_keys,
     subject_problems,
@@ -36,6 +45,11 @@ from modelgate.pipeline.deps import Deps
 def upstream_attestation_key(artifact: ArtifactRef, stage: str) -> str:
     """Where CI puts the upstream stage's attestation: beside the artefact."""
     return f"{artifact.prefix}attestations/{stage}.intoto.json"
+
+
+def upstream_revocation_key(artifact: ArtifactRef, stage: str) -> str:
+    """Where CI puts the upstream stage's revocation of it, if there is one."""
+    return f"{artifact.prefix}attestations/{stage}.revocation.intoto.json"
 
 
 def trust_parameter(stack_name: str, stage: str) -> str:
@@ -78,8 +92,9 @@ def check_upstream(deps: Deps, art: ArtifactRef, service: str, manifest: Manifes
     size, version = found
     if size > MAX_ENVELOPE_BYTES:
         raise ManifestInvalid(f"the {stage} attestation {where} is {size:,} bytes; at most {MAX_ENVELOPE_BYTES:,}")
+    keys = trusted_keys(deps, stage)
     try:
-        verified = verify_envelope(read_sized(deps.s3, art.bucket, key, version, size), trusted_keys(deps, stage))
+        verified = verify_envelope(read_sized(deps.s3, art.bucket, key, version, size), keys)
     except AttestationInvalid as exc:
         raise ManifestInvalid(f"the {stage} attestation {where} is not valid: {exc}") from exc
     predicate = verified.predicate
@@ -97,7 +112,41 @@ def check_upstream(deps: Deps, art: ArtifactRef, service: str, manifest: Manifes
         raise ManifestInvalid(
             f"this artefact is not the one {stage} promoted ({where}): " + "; ".join(problems[:10])
         )
+    check_not_revoked(deps, art, service, stage, str(predicate.get("release_id")), expected, keys)
     return (
         f"promoted in {stage} as release {predicate.get('release_id')} "
         f"(attestation signed by {verified.keyid or 'a trusted key'})"
+    )
+
+
+def check_not_revoked(deps: Deps, art: ArtifactRef, service: str, stage: str, release_id: str,
+                      subjects: dict[str, str], keys: list) -> None:
+    """ManifestInvalid when ``stage`` revoked the release that attested this artefact (see
+    the module docstring); nothing when no revocation was carried, or it is of another release."""
+    key = upstream_revocation_key(art, stage)
+    where = f"s3://{art.bucket}/{key}"
+    try:
+        found = object_size(deps.s3, art.bucket, key)
+    except ClientError as exc:
+        raise ManifestInvalid(f"the {stage} revocation {where} can't be read ({error_code(exc)})") from exc
+    if found is None:
+        return
+    size, version = found
+    if size > MAX_ENVELOPE_BYTES:
+        raise ManifestInvalid(f"the {stage} revocation {where} is {size:,} bytes; at most {MAX_ENVELOPE_BYTES:,}")
+    try:
+        revoked = verify_envelope(read_sized(deps.s3, art.bucket, key, version, size), keys,
+                                  predicate_type=REVOCATION_PREDICATE_TYPE)
+    except AttestationInvalid as exc:
+        raise ManifestInvalid(
+            f"a {stage} revocation is carried beside this artefact ({where}) and does not verify, so whether {stage} "
+            f"took its promotion back can't be known: {exc}"
+        ) from exc
+    predicate = revoked.predicate
+    if predicate.get("release_id") != release_id or predicate.get("service") != service \
+            or predicate.get("stage") != stage or subject_problems(subjects, revoked.subjects(), stage):
+        return  # another release's (the same artefact promoted again since, or another artefact): not this one
+    raise ManifestInvalid(
+        f"{stage} revoked its promotion of this artefact (release {release_id}): rolled back at "
+        f"{predicate.get('revoked_at')} by {predicate.get('actor')}: {str(predicate.get('reason'))[:500]} ({where})"
     )

@@ -302,6 +302,26 @@ def test_a_persistent_throttle_ends_the_call_after_the_retry_modes_retries(sdk_f
     assert clients.client("lambda").get_alias(FunctionName=function, Name="live")["FunctionVersion"] == before
 
 
+def test_a_persistent_kms_throttle_ends_a_sign_call_as_kms_answers_it(sdk_faults, backoff):
+    from modelgate.adapters import clients
+
+    # Given a signing key, and KMS throttling every Sign call
+    kms = clients.client("kms")
+    key = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")["KeyMetadata"]["KeyId"]
+    sdk_faults.throttle_sdk("kms", "Sign", times=None)
+    fired_before = len(sdk_faults.sdk_faults.fired())
+    # When a pipeline client signs / Then it gives up after its retries with KMS's throttle (HTTP 400)
+    with pytest.raises(ClientError) as raised:
+        kms.sign(KeyId=key, Message=b"0" * 32, MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256")
+    error = raised.value.response
+    assert error["Error"]["Code"] == "ThrottlingException" and "rate at which you may call KMS" in error["Error"]["Message"]
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400 and error["ResponseMetadata"]["RetryAttempts"] == 5
+    assert len(sdk_faults.sdk_faults.fired()) - fired_before == 6
+    # And once the throttle is gone the key signs again
+    sdk_faults.sdk_faults.clear()
+    assert kms.sign(KeyId=key, Message=b"0" * 32, MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+
+
 def test_a_throttle_for_one_function_leaves_other_callers_alone(sdk_faults, backoff):
     from modelgate.adapters import clients
 
@@ -317,7 +337,8 @@ def test_a_throttle_for_one_function_leaves_other_callers_alone(sdk_faults, back
         (("dynamodb", "put_item"), "is not an API operation name"),
         (("dynamodb", "PutItem", {"times": 0}), "times counts throttled calls from 1"),
         (("dynamodb", "PutItem", {"error": "SlowDown"}), "DynamoDB throttles with one of"),
-        (("lambda", "UpdateAlias", {"error": "ThrottlingException"}), "Lambda throttles with TooManyRequestsException"),
+        (("lambda", "UpdateAlias", {"error": "ThrottlingException"}), "lambda throttles with TooManyRequestsException"),
+        (("kms", "Sign", {"error": "KMSInternalException"}), "kms throttles with ThrottlingException"),
     ],
 )
 def test_a_bad_throttle_is_refused_naming_the_problem(args, says):
