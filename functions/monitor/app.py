@@ -10,6 +10,10 @@ Event (the schedule's input, or ``actions.act``'s ``reevaluate``)::
 
 ``act`` is the drift check asking for the policy's ``on_drift`` actions (the drift check's role
 may invoke this function, and holds no grant of its own to alert or roll back).
+
+Each task's module is imported when that task runs: an invocation does one task, and the
+re-evaluation's report models are most of what the others would load for nothing (issue #7,
+cold start).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelgate.monitor import actions, dashboard, lifecycle, reevaluation
+from modelgate.monitor import dashboard
 from modelgate.observability import logger
 from modelgate.pipeline.deps import default_deps
 from modelgate.settings import MonitorSettings
@@ -42,14 +46,20 @@ class MonitorTask(BaseModel):
 def lambda_handler(event: MonitorTask, context: LambdaContext) -> dict[str, Any]:
     deps = default_deps(MonitorSettings)
     if event.task == "act":
+        from modelgate.monitor import actions
+
         if event.trigger is None or not event.reason:
             raise ValueError("task act needs a trigger and a reason")
         results = actions.act(deps, event.trigger, event.service, event.reason, event.evidence)
         logger.info("monitoring actions done", managed_service=event.service, trigger=event.trigger, results=results)
         return {"service": event.service, "trigger": event.trigger, "actions": results}
     if event.task == "reevaluate":
+        from modelgate.monitor import reevaluation
+
         entry = reevaluation.reevaluate_live(deps, event.service, requested_by=event.requested_by)
     else:
+        from modelgate.monitor import lifecycle
+
         entry = lifecycle.watch(deps, event.service)
     logger.info("monitoring check done", task=event.task, managed_service=event.service, summary=entry["summary"])
     try:  # the dashboard's annotations and events follow the ledger; a failure here loses no check
