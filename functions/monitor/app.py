@@ -17,6 +17,10 @@ may invoke this function, and holds no grant of its own to alert or roll back). 
 is Promote asking, asynchronously, for the promoted version's drift baseline (Promote's role
 may invoke this function and holds no grant to read captured traffic or write baselines):
 ``monitor.baseline.build_for_release``.
+
+Each task's module is imported when that task runs: an invocation does one task, and the
+re-evaluation's report models are most of what the others would load for nothing (issue #7,
+cold start).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from modelgate.monitor import actions, dashboard, lifecycle, reevaluation
+from modelgate.monitor import dashboard
 from modelgate.monitor.baseline import BaselineRequest, build_for_release
 from modelgate.observability import logger
 from modelgate.pipeline.deps import default_deps
@@ -58,6 +62,8 @@ class MonitorTask(BaseModel):
 def lambda_handler(event: MonitorTask, context: LambdaContext) -> dict[str, Any]:
     deps = default_deps(MonitorSettings)
     if event.task == "act":
+        from modelgate.monitor import actions
+
         if event.trigger is None or not event.reason:
             raise ValueError("task act needs a trigger and a reason")
         results = actions.act(deps, event.trigger, event.service, event.reason, event.evidence)
@@ -70,8 +76,12 @@ def lambda_handler(event: MonitorTask, context: LambdaContext) -> dict[str, Any]
                     release_id=event.baseline.release_id)
     else:
         if event.task == "reevaluate":
+            from modelgate.monitor import reevaluation
+
             entry = reevaluation.reevaluate_live(deps, event.service, requested_by=event.requested_by)
         else:
+            from modelgate.monitor import lifecycle
+
             entry = lifecycle.watch(deps, event.service)
         logger.info("monitoring check done", task=event.task, managed_service=event.service, summary=entry["summary"])
     try:  # the dashboard's annotations and events follow the ledger; a failure here loses no check

@@ -41,14 +41,15 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from typing import TYPE_CHECKING, Any
 
 from modelgate.errors import ModelgateError
+
+# ``cryptography`` is imported where a key is loaded or a signature verified (the CLI, Validate
+# for a stage that requires an upstream attestation): signing is KMS's work, so the Attest
+# function's cold start (issue #7) does not load the library's bindings for nothing.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -121,6 +122,8 @@ def kms_signer(kms: Any, key_id: str) -> Signer:
 
 def public_key_pem(kms: Any, key_id: str) -> bytes:
     """The KMS key's public half as PEM (one GetPublicKey; after that no AWS call is needed)."""
+    from cryptography.hazmat.primitives import serialization
+
     der = kms.get_public_key(KeyId=key_id)["PublicKey"]
     key = serialization.load_der_public_key(der)
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -129,6 +132,9 @@ def public_key_pem(kms: Any, key_id: str) -> bytes:
 def load_public_keys(pem: bytes | str) -> list[ec.EllipticCurvePublicKey]:
     """Every public key of a PEM bundle (one or more ``BEGIN PUBLIC KEY`` blocks: several
     during a key rotation); ValueError naming what is wrong."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     text = pem.decode() if isinstance(pem, bytes) else pem
     marker = "-----END PUBLIC KEY-----"
     blocks = [b.strip() + "\n" + marker for b in text.split(marker) if b.strip()]
@@ -183,6 +189,11 @@ def verify_envelope(
     it is an in-toto Statement v1 of ``predicate_type`` (a release attestation unless told:
     a revocation is never taken for one, nor the reverse); AttestationInvalid saying why not
     otherwise."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
     if isinstance(envelope, (bytes, str)):
         if len(envelope) > MAX_ENVELOPE_BYTES:
             raise AttestationInvalid(f"the envelope is {len(envelope):,} bytes; at most {MAX_ENVELOPE_BYTES:,}")

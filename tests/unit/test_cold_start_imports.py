@@ -22,11 +22,14 @@ FUNCTIONS = ROOT / "functions"
 HANDLERS = sorted(p.parent.name for p in FUNCTIONS.glob("*/app.py"))
 
 # Powertools' event_handler package imports every resolver it has (AppSync and asyncio,
-# Bedrock agents, OpenAPI); parser.models.s3 builds all sixteen S3 event models.
+# Bedrock agents, OpenAPI); parser.models.s3 builds all sixteen S3 event models. cryptography
+# (its Rust bindings and cffi) verifies attestations, which no handler does on every call: KMS
+# signs for Attest, and Validate loads it only for a stage that requires an upstream attestation.
 NO_HANDLER_IMPORTS = (
     "aws_lambda_powertools.event_handler",
     "aws_lambda_powertools.utilities.parser.models.s3",
     "asyncio",
+    "cryptography",
 )
 # The evaluation stack (the dataset parser, every scorer, the runner, the report, the gate)
 # belongs to the evaluation steps that use it, imported when they run: pipeline.evaluation
@@ -42,12 +45,36 @@ EVALUATION_STACK = (
 )
 
 
-def cold_import(handler: str) -> set[str]:
-    """The modules in ``sys.modules`` after ``import app`` in a fresh interpreter."""
+# What a handler imports when the code path that needs it runs, not at cold start:
+# - the monitor does one task per invocation: the re-evaluation (and the comparison report
+#   models it builds) only for "reevaluate", the lifecycle watch only for "lifecycle";
+# - a monitoring rollback action is the only user of the pipeline's outcome code (the ledger
+#   chain, lease and fencing) outside the pipeline's own end steps: the monitor loads it when a
+#   policy rolls back (the drift check never does: it asks the monitor to act);
+# - the approval mail's metrics line (evaluation.comparison) is RequestApproval's, not the
+#   approval links' or the IAM decision's.
+DEFERRED = {
+    "monitor": (
+        "modelgate.monitor.reevaluation",
+        "modelgate.monitor.lifecycle",
+        "modelgate.evaluation.comparison",
+        "modelgate.pipeline.outcome",
+        "modelgate.chain",
+    ),
+    "drift_check": ("modelgate.pipeline.outcome", "modelgate.chain", "modelgate.evaluation.comparison"),
+    "approval_decision": ("modelgate.evaluation.comparison",),
+    "approval_callback": ("modelgate.evaluation.comparison",),
+    "attest": ("modelgate.evaluation.comparison", "modelgate.pipeline.outcome"),
+}
+
+
+def cold_import(handler: str, then: str = "") -> set[str]:
+    """The modules in ``sys.modules`` after ``import app`` (and the code ``then``) in a fresh interpreter."""
     program = (
         "import json, sys\n"
         f"sys.path[:0] = [{str(FUNCTIONS / handler)!r}, {str(ROOT / 'src')!r}]\n"
         "import app\n"
+        f"{then}\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "AWS_", "POWERTOOLS_"))}
@@ -74,6 +101,33 @@ def test_no_handler_imports_what_it_does_not_use(handler: str, imported: dict[st
 def test_no_handler_imports_the_evaluation_stack_at_cold_start(handler: str, imported: dict[str, set[str]]) -> None:
     loaded = sorted(m for m in imported[handler] if m in EVALUATION_STACK)
     assert loaded == [], f"functions/{handler} imports {loaded} at cold start"
+
+
+@pytest.mark.parametrize("handler", sorted(DEFERRED))
+def test_a_handler_defers_what_only_one_of_its_paths_needs(handler: str, imported: dict[str, set[str]]) -> None:
+    loaded = sorted(m for m in imported[handler] if m in DEFERRED[handler])
+    assert loaded == [], f"functions/{handler} imports {loaded} at cold start"
+
+
+# A deferred import fails only when its path runs: each must resolve from the handler's
+# cold start (the same sys.path) and bring what that path needs.
+EMPTY_PEM = "-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----"
+DEFERRED_PATHS = [
+    ("monitor", "from modelgate.monitor import reevaluation", "modelgate.evaluation.comparison"),
+    ("monitor", "from modelgate.monitor import lifecycle, actions", "modelgate.monitor.lifecycle"),
+    ("monitor", "from modelgate.pipeline.outcome import rollback_service", "modelgate.chain"),
+    (
+        "attest",
+        f"from modelgate.attestation import load_public_keys\ntry: load_public_keys({EMPTY_PEM!r})\nexcept ValueError: pass",
+        "cryptography.hazmat.primitives.asymmetric.ec",
+    ),
+]
+
+
+@pytest.mark.parametrize(("handler", "path", "needs"), DEFERRED_PATHS)
+def test_a_deferred_path_imports_what_it_needs(handler: str, path: str, needs: str, imported: dict) -> None:
+    assert needs not in imported[handler]
+    assert needs in cold_import(handler, then=path)
 
 
 def test_the_guard_sees_a_module_a_handler_imports() -> None:

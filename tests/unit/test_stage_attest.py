@@ -7,6 +7,7 @@ import hashlib
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 from modelgate_emulator.kms import digest_signing
 
 from modelgate.attestation import (
@@ -432,3 +433,42 @@ def test_samconfig_prod_requires_staging_by_the_templates_parameter():
         overrides = dict(pair.split("=", 1) for pair in config[env]["deploy"]["parameters"]["parameter_overrides"].split())
         assert all(f"\n  {name}:\n    Type:" in template for name in overrides), (env, overrides)  # template parameters
         assert overrides.get("RequiresStage", "") == ("staging" if env == "prod" else ""), env
+
+
+class _Denying:
+    """An S3 client whose GetObject of ``key`` answers as S3 does to a role without the grant."""
+
+    def __init__(self, s3, key: str, code: str) -> None:
+        self._s3, self._key, self._code = s3, key, code
+
+    def get_object(self, **kwargs):
+        if kwargs["Key"] == self._key:
+            raise ClientError({"Error": {"Code": self._code, "Message": f"{self._code} on {self._key}"}}, "GetObject")
+        return self._s3.get_object(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._s3, name)
+
+
+def _denying_deps(world, key: str, code: str) -> Deps:
+    base = world.attest_deps
+    return Deps(base.settings, lambda service: _Denying(base.client("s3"), key, code) if service == "s3"
+                else base.client(service), base.ledger)
+
+
+def test_a_denied_read_of_the_manifest_fails_attest_naming_the_error(signing):
+    # A grant missing from Attest's role must not pass for an unreadable object (left out of
+    # the attestation): the step fails with S3's AccessDenied, and nothing is stored.
+    ctx, _ = ended_release(signing)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        attest(_denying_deps(signing, ctx.artifact.key, "AccessDenied"), ctx)
+    with pytest.raises(ClientError, match="NoSuchKey"):
+        envelope_of(signing, ctx)
+
+
+def test_a_manifest_gone_from_the_bucket_is_chained_not_attested(signing):
+    ctx, _ = ended_release(signing)
+    attest(_denying_deps(signing, ctx.artifact.key, "NoSuchVersion"), ctx)
+    assert LedgerChain(signing.ledger.table).head(SERVICE).seq == 1
+    with pytest.raises(ClientError, match="NoSuchKey"):
+        envelope_of(signing, ctx)

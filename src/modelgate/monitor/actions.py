@@ -35,8 +35,6 @@ from modelgate.monitor.journal import Journal
 from modelgate.monitor.policy import TRIGGERS, Trigger
 from modelgate.observability import logger
 from modelgate.pipeline.deps import Deps
-from modelgate.pipeline.outcome import rollback_service
-from modelgate.pipeline.revocation import request_revocation
 from modelgate.policy import managed_function_prefix
 from modelgate.registry import get_service
 from modelgate.text import one_line
@@ -101,6 +99,12 @@ def _reevaluate(deps: Deps, trigger: Trigger, service: str, reason: str, evidenc
 
 
 def _rollback(deps: Deps, trigger: Trigger, service: str, reason: str, evidence: dict[str, Any]) -> dict:
+    # The release pipeline's outcome code (the ledger chain, the lease, fencing, the model
+    # registry) is loaded by the one action that uses it: the drift check and the monitor's
+    # checks start without it (issue #7, cold start).
+    from modelgate.pipeline.outcome import rollback_service
+    from modelgate.pipeline.revocation import request_revocation
+
     done = rollback_service(deps, service, actor=f"{ACTOR} ({trigger})", comment=one_line(reason, 2000),
                             kind="monitoring policy rollback", error="MonitorRollback")
     # the rolled-back release's attestation must stop a downstream stage: the stack's signer revokes

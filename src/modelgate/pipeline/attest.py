@@ -36,6 +36,9 @@ from modelgate.settings import AttestSettings
 __all__ = ["ReleaseNotEnded", "artefact_subjects", "attest", "release_predicate", "revoke"]
 
 CHUNK = 1 << 20
+# S3's answer to a request the caller's policies do not allow ("Troubleshoot access denied
+# (403 Forbidden) errors in Amazon S3", Amazon S3 User Guide)
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled"})
 
 
 class ReleaseNotEnded(ModelgateError):
@@ -85,6 +88,12 @@ def _object_sha256(s3: Any, bucket: str, key: str, version: str | None, max_byte
             return None
         body = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": pinned} if pinned != "null" else {}))
     except ClientError as exc:
+        if error_code(exc) in ACCESS_DENIED_CODES:
+            # a grant missing from the role is a fault to fix, not an object to leave out: the
+            # Attest step fails naming the action (the pipeline's Catch still ends the release).
+            # S3 also answers 403 for a missing key to a role without s3:ListBucket (GetObject,
+            # Amazon S3 API Reference): an object deleted since the release ran fails it too.
+            raise
         logger.warning("object not readable for its digest", key=key, error=error_code(exc))
         return None
     digest, read = hashlib.sha256(), 0
