@@ -53,6 +53,13 @@ class Pipeline:
         """Act as the control plane's operator: change the service's registered policy."""
         update_policy(self.control, SERVICE, **overrides)
 
+    def policy(self) -> dict[str, Any]:
+        """The service's registered policy, as the operator reads it."""
+        registration = self.control.outputs["ServicesPrefix"] + SERVICE
+        with self.control.acting("operator"):
+            value = self.control.client("ssm").get_parameter(Name=registration)["Parameter"]["Value"]
+        return json.loads(value)["policy"]
+
     def live(self) -> tuple[str, dict]:
         return alias_state(self.control.client("lambda"), self.function, "live")
 
@@ -94,16 +101,34 @@ def _sample_pipeline() -> Iterator[Pipeline]:
         yield Pipeline(local, control, driver, local.stack.outputs["SampleServiceFunctionName"])
 
 
-def _promote_v2(pipeline: Pipeline) -> Pipeline:
-    pipeline.set_policy(approval="auto", min_canary_invocations=3)
+# A release that only sets the stage for a test (live on a promoted version) bakes 300 nominal
+# seconds per step instead of the default 900: live traffic runs at a fixed nominal rate and the
+# clock stands still while each request runs, so every nominal second of a bake costs CPU. 300 s
+# still sees about 70 counted requests, 7 of them on a 10% canary (3 needed); the judge's default
+# ("wait") extends a bake that saw too few, so a short bake is not a flaky one.
+SETUP_BAKE_SECONDS = 300
+
+
+def promote_with_traffic(pipeline: Pipeline, *folders: str, label: str = "") -> list[ReleaseRun]:
+    """Release ``folders`` in order under an auto policy with live traffic, each promoted; then
+    the service's policy is manual approval with the default bakes (as tests expect to find it)."""
+    bakes = {key: pipeline.policy().get(key) for key in ("bake_seconds", "post_promotion_watch_seconds")}
+    pipeline.set_policy(approval="auto", min_canary_invocations=3, bake_seconds=SETUP_BAKE_SECONDS,
+                        post_promotion_watch_seconds=SETUP_BAKE_SECONDS)
     traffic = pipeline.traffic()
     traffic.start()
     try:
-        run = pipeline.release("v2", decision=None)
+        runs = [pipeline.driver.release(EXAMPLES / folder, commit=commit_for(folder + label), decision=None)
+                for folder in folders]
     finally:
         traffic.stop()
-    assert run.status == "Promoted", run.record.get("reason")
-    pipeline.set_policy(approval="manual", min_canary_invocations=3)
+    assert [run.status for run in runs] == ["Promoted"] * len(runs), [run.record.get("reason") for run in runs]
+    pipeline.set_policy(approval="manual", min_canary_invocations=3, **bakes)
+    return runs
+
+
+def _promote_v2(pipeline: Pipeline) -> Pipeline:
+    promote_with_traffic(pipeline, "v2")
     return pipeline
 
 
@@ -134,15 +159,12 @@ def _module_live_v2():
         yield _promote_v2(shared)
 
 
-@pytest.fixture
-def shared_live_v2(_module_live_v2):
-    """What ``with_live_v2`` gives, on one stack per test module: building a stack and promoting
-    v2 costs more than most tests' own release. For tests that need no pristine stack: each runs
-    its own release on top of what earlier tests (in any order, xdist's worksteal) left, and
-    must leave the service as ``with_live_v2`` would: no execution running, the lock free, no
-    canary alarm left. The service's registration (its policy) is put back after each test;
-    a test that leaves anything else behind errors in its teardown, naming it."""
-    pipeline = _module_live_v2
+@contextmanager
+def _restored_after_test(pipeline: Pipeline) -> Iterator[Pipeline]:
+    """One test's turn on a module's shared stack: the service's registration (its policy) is
+    put back afterwards, and a test that left an execution running, the lock held or a canary
+    alarm behind errors in its teardown, naming it (so the module's tests stay independent of
+    their order, which xdist's worksteal does not keep)."""
     ssm = pipeline.control.client("ssm")
     registration = pipeline.control.outputs["ServicesPrefix"] + SERVICE
     policy_before = ssm.get_parameter(Name=registration)["Parameter"]["Value"]
@@ -152,6 +174,28 @@ def shared_live_v2(_module_live_v2):
         left = _left_behind(pipeline)
         ssm.put_parameter(Name=registration, Type="String", Overwrite=True, Value=policy_before)
         assert not left, f"the test left the module's shared stack changed: {left}"
+
+
+@pytest.fixture
+def shared_live_v2(_module_live_v2):
+    """What ``with_live_v2`` gives, on one stack per test module: building a stack and promoting
+    v2 costs more than most tests' own release. For tests that need no pristine stack: each runs
+    its own release on top of what earlier tests (in any order) left, and must leave the service
+    as ``with_live_v2`` would: no execution running, the lock free, no canary alarm left
+    (``_restored_after_test``)."""
+    with _restored_after_test(_module_live_v2) as pipeline:
+        yield pipeline
+
+
+@pytest.fixture
+def shared_pipeline(module_pipeline):
+    """``module_pipeline`` (one stack per module, live on the stack's first version until a test
+    promotes something) for tests of the sample service that need no pristine stack: each runs
+    its own releases under its own commits and leaves no execution, lock or canary alarm behind;
+    its policy changes are undone after it (``_restored_after_test``). Cheaper than ``pipeline``:
+    no stack build, and the pipeline functions are warm after the module's first test."""
+    with _restored_after_test(module_pipeline) as pipeline:
+        yield pipeline
 
 
 def _left_behind(pipeline: Pipeline) -> list[str]:

@@ -1,7 +1,8 @@
 """Approval links on the real stack: each named approver is mailed their own signed links
 (SNS subscription filter on the ``approver`` attribute), GET shows, POST decides as the
 link's approver; the release's author (the uploader, never the manifest) can't approve by
-link or by CLI, anyone can reject; a revoked signing key kills every mailed link at once."""
+link or by CLI, anyone can reject (a revoked signing key: test_approval_key_revocation.py).
+The tests share one stack (``shared_pipeline``): each has its own inboxes and commits."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import shutil
 import time
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import pytest
 from modelgate_harness import cli
 from modelgate_harness.polling import wait_until
 
@@ -45,10 +45,11 @@ def _function_url_event(method: str, url: str, body: dict | None = None) -> dict
     return event
 
 
-def _inbox(control, approver: str) -> str:
-    """An approver's mailbox: an SQS queue subscribed with a filter policy on the ``approver`` attribute."""
+def _inbox(control, approver: str, label: str) -> str:
+    """An approver's mailbox for one test (``label``: the module's tests share a stack): an SQS
+    queue subscribed with a filter policy on the ``approver`` attribute."""
     sqs, sns = control.client("sqs"), control.client("sns")
-    queue = sqs.create_queue(QueueName=f"inbox-{approver.split('@')[0]}")["QueueUrl"]
+    queue = sqs.create_queue(QueueName=f"inbox-{label}-{approver.split('@')[0]}")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=control.outputs["ApprovalTopicArn"], Protocol="sqs", Endpoint=arn,
                   Attributes={"RawMessageDelivery": "true", "FilterPolicy": json.dumps({"approver": [approver]})})
@@ -87,9 +88,10 @@ def _waiting_release(pipeline, tmp_path, *, author: str, label: str, **policy):
     return run
 
 
-def test_each_approver_gets_their_own_links_and_the_author_cannot_approve_by_link(pipeline, tmp_path):
+def test_each_approver_gets_their_own_links_and_the_author_cannot_approve_by_link(shared_pipeline, tmp_path):
+    pipeline = shared_pipeline
     local, control = pipeline.local, pipeline.control
-    inboxes = {who: _inbox(control, who) for who in (ALICE, BOB)}
+    inboxes = {who: _inbox(control, who, "links") for who in (ALICE, BOB)}
     # Given a four-eyes release CI uploaded for Bob (its manifest claims Alice wrote it)
     run = _waiting_release(pipeline, tmp_path, author="bob", label="links", approvers=[ALICE, BOB])
     assert control.ledger().get(run.release_id)["author"] == "bob"
@@ -131,9 +133,10 @@ def test_each_approver_gets_their_own_links_and_the_author_cannot_approve_by_lin
     assert "ShiftTraffic" in run.path, run.path
 
 
-def test_the_author_can_reject_by_link(pipeline, tmp_path):
+def test_the_author_can_reject_by_link(shared_pipeline, tmp_path):
+    pipeline = shared_pipeline
     local, control = pipeline.local, pipeline.control
-    inbox = _inbox(control, BOB)
+    inbox = _inbox(control, BOB, "author-rejects")
     run = _waiting_release(pipeline, tmp_path, author="bob", label="author-rejects", approvers=[ALICE, BOB])
     reject = _link(_mail(control, inbox), "reject")
     t = parse_qs(urlsplit(reject).query)["t"][0]
@@ -144,14 +147,15 @@ def test_the_author_can_reject_by_link(pipeline, tmp_path):
     assert run.record["status"] == "Rejected" and run.record["approval"]["approver"] == "link:bob@example.com"
 
 
-@pytest.fixture
-def cli_control(pipeline, monkeypatch):
+def _cli_on(pipeline, monkeypatch):
     # the CLI resolves the stack through CloudFormation on AWS; here it gets the local one
     monkeypatch.setattr(cli, "_control", lambda args: cli.with_principal(pipeline.control, args))
     return pipeline.control
 
 
-def test_the_author_cannot_approve_through_the_cli_but_can_reject(pipeline, tmp_path, cli_control, capsys):
+def test_the_author_cannot_approve_through_the_cli_but_can_reject(shared_pipeline, tmp_path, monkeypatch, capsys):
+    pipeline = shared_pipeline
+    cli_control = _cli_on(pipeline, monkeypatch)
     # Given a four-eyes release uploaded by Alice under her GitHub login ("alice-gh", mapped to her email)
     run = _waiting_release(pipeline, tmp_path, author="alice-gh", label="cli-author",
                            identities={**IDENTITIES, "alice-gh": ALICE})
@@ -164,29 +168,3 @@ def test_the_author_cannot_approve_through_the_cli_but_can_reject(pipeline, tmp_
     # and rejecting is allowed
     assert cli.main(["reject", run.release_id, "--comment", "not mine to ship"]) == 0
     assert pipeline.driver.finish(run).record["status"] == "Rejected"
-
-
-def test_a_revoked_signing_key_kills_every_mailed_link_at_once(pipeline, tmp_path, cli_control, capsys):
-    local, control = pipeline.local, pipeline.control
-    inbox = _inbox(control, ALICE)
-    run = _waiting_release(pipeline, tmp_path, author="bob", label="revoked", approvers=[ALICE])
-    approve = _link(_mail(control, inbox), "approve")
-    # Given the approval callback opened the link (a warm container caching the key)
-    opened = local.invoke_function_url("ApprovalCallbackFunction", _function_url_event("GET", approve))
-    assert opened["statusCode"] == 200
-    # When an operator revokes the signing key (the mail leaked)
-    assert cli.main(["revoke-signing-key"]) == 0
-    assert "approval links revoked" in capsys.readouterr().out
-    # Then the mailed link decides nothing
-    t = parse_qs(urlsplit(approve).query)["t"][0]
-    response = local.invoke_function_url("ApprovalCallbackFunction",
-                                         _function_url_event("POST", approve.split("?")[0], {"t": t}))
-    assert response["statusCode"] == 403 and "not valid" in response["body"]
-    assert control.ledger().get(run.release_id)["status"] == "PendingManualApproval"
-    # and CI cannot revoke (only the operator's policy grants it)
-    assert cli.main(["--as", "ci", "revoke-signing-key"]) == 2
-    assert "AccessDenied" in capsys.readouterr().err
-    # and the release is still decided through IAM
-    assert cli.main(["approve", run.release_id, "--comment", "checked by hand"]) == 0
-    run = pipeline.driver.finish(run)
-    assert run.record["approval"]["approver"].startswith("arn:aws:sts::") and "ShiftTraffic" in run.path, run.path

@@ -17,17 +17,24 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "support-bot"
 
 
-@pytest.fixture
-def stack(monkeypatch):
+@pytest.fixture(scope="module")
+def _module_stack():
+    """One stack for the module's tests (each submits its own commits and leaves no release
+    running); its scheduled checks off, as the release tests' (nothing here is about them)."""
     with LocalAWS(ROOT / "template.yaml", parameters={"ModelProvider": "local", "LogLevel": "WARNING"},
-                  time_factor=0.002) as local:
+                  time_factor=0.002, run_schedules=False) as local:
         # each command runs as its principal (submit: ci, approve/reject: approver, status: operator)
         control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource, act_as=local.acting_as,
                           call_url=local.call_function_url)
         put_dataset(control, "support-bot", EXAMPLES / "dataset.jsonl")
-        # the CLI resolves the stack through CloudFormation on AWS; here it gets the local one
-        monkeypatch.setattr(cli, "_control", lambda args: cli.with_principal(control, args))
         yield control
+
+
+@pytest.fixture
+def stack(_module_stack, monkeypatch):
+    # the CLI resolves the stack through CloudFormation on AWS; here it gets the local one
+    monkeypatch.setattr(cli, "_control", lambda args: cli.with_principal(_module_stack, args))
+    return _module_stack
 
 
 def test_submit_status_and_reject_through_the_cli(stack, capsys):
@@ -53,8 +60,8 @@ def test_submit_status_and_reject_through_the_cli(stack, capsys):
     assert "Rejected by arn:aws:" in capsys.readouterr().out
     ReleaseDriver(stack).finish(run)
     assert cli.main(["status", "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)
-    assert listed[0]["status"] == "Rejected" and "not this week" in listed[0]["reason"]
+    [listed] = [r for r in json.loads(capsys.readouterr().out) if r["release_id"] == release_id]
+    assert listed["status"] == "Rejected" and "not this week" in listed["reason"]
     # And deciding again is a clear error, not a traceback
     assert cli.main(["approve", release_id]) == 2
     assert "DecisionConflict" in capsys.readouterr().err
@@ -90,6 +97,13 @@ def test_submit_writes_the_commit_branch_and_evaluation_as_metadata_and_validate
     assert "is of another release" in capsys.readouterr().err
     listed = stack.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix=f"releases/support-bot/{'ef' * 20}/")
     assert listed.get("KeyCount", 0) == 0
+    # (the stack is the module's: the release submitted above is rejected, so it holds no lock)
+    from modelgate_harness.driver import ReleaseDriver, ReleaseRun
+
+    run = ReleaseRun(release_id, record["execution_arn"])
+    assert ReleaseDriver(stack).wait_for_decision_point(run)
+    assert cli.main(["reject", release_id, "--comment", "test over"]) == 0
+    assert ReleaseDriver(stack).finish(run).record["status"] == "Rejected"
 
 
 def test_submit_refuses_a_folder_whose_prompt_changed(stack, tmp_path, capsys):
@@ -98,10 +112,12 @@ def test_submit_refuses_a_folder_whose_prompt_changed(stack, tmp_path, capsys):
     (folder / "prompts").mkdir()
     (folder / "model-config.json").write_text((EXAMPLES / "v1" / "model-config.json").read_text())
     (folder / "prompts" / "system.txt").write_text("edited after the digest was taken\n")
+    s3 = stack.client("s3")
+    before = s3.list_objects_v2(Bucket=stack.bucket, Prefix="releases/").get("Contents", [])
     assert cli.main(["submit", str(folder)]) == 2
     assert "sha256" in capsys.readouterr().err
-    listed = stack.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix="releases/")
-    assert listed.get("KeyCount", 0) == 0  # nothing uploaded
+    after = s3.list_objects_v2(Bucket=stack.bucket, Prefix="releases/").get("Contents", [])
+    assert after == before  # nothing uploaded (the module's other tests uploaded theirs)
 
 
 def test_eval_before_pushing(capsys, tmp_path):
@@ -113,19 +129,3 @@ def test_eval_before_pushing(capsys, tmp_path):
     assert "<html" in html.read_text()
     assert cli.main(["eval", str(EXAMPLES / "v2"), "--dataset", str(EXAMPLES / "dataset.jsonl"),
                      "--live", str(EXAMPLES / "v1")]) == 0
-
-
-def test_invoke_runs_one_handler_with_a_sample_event(capsys):
-    code = cli.main(["invoke", "functions/inference",
-                     "-e", str(ROOT / "events" / "inference" / "question.json"),
-                     "-t", str(ROOT / "template.yaml"), "--parameter", "ModelProvider=local"])
-    payload = json.loads(capsys.readouterr().out)
-    # the stack's first version pins no release: it answers from its bootstrap configuration (template.yaml)
-    assert code == 0 and "Reset password" in payload["output"], payload
-    assert payload["release"]["config_version"] == "bootstrap"
-
-
-def test_invoke_names_the_functions_when_one_is_unknown(capsys):
-    with pytest.raises(SystemExit, match="no function 'nope'.*ValidateFunction"):
-        cli.main(["invoke", "nope", "-e", str(ROOT / "events" / "inference" / "question.json"),
-                  "-t", str(ROOT / "template.yaml")])

@@ -16,8 +16,10 @@ import pytest
 
 
 @pytest.fixture
-def busy_machine() -> Iterator[None]:
-    """Two processes spinning on a CPU each for the whole test (killed after)."""
+def busy_machine(with_live_v2) -> Iterator[None]:
+    """Two processes spinning on a CPU each while the test's release runs (killed after).
+    They start once ``with_live_v2`` has set the stage: spinning through the stack's build
+    and v2's promotion only slowed the rest of the suite (the other xdist worker)."""
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
         yield
@@ -28,7 +30,7 @@ def busy_machine() -> Iterator[None]:
             spinner.wait()
 
 
-def test_a_canary_alarm_ends_the_default_bake_on_a_busy_machine(busy_machine, with_live_v2):
+def test_a_canary_alarm_ends_the_default_bake_on_a_busy_machine(with_live_v2, busy_machine):
     pipeline = with_live_v2
     # The default bake (900 s) and the default alarm (one candidate error in a minute)
     pipeline.set_policy(approval="manual", min_canary_invocations=3)

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import pytest
+from conftest import promote_with_traffic
 from modelgate_emulator.lambda_aliases import AliasUpdate
 from modelgate_harness.polling import wait_until
 
@@ -27,15 +28,7 @@ HOLD_SECONDS = 120  # a guard against a hang only: the test releases the held up
 @pytest.fixture
 def with_live_v1_then_v2(pipeline):
     """Live serves v2's version, promoted over v1's (so a manual rollback has somewhere to go)."""
-    pipeline.set_policy(approval="auto", min_canary_invocations=3)
-    traffic = pipeline.traffic()
-    traffic.start()
-    try:
-        first = pipeline.release("v1", decision=None)
-        second = pipeline.release("v2", decision=None)
-    finally:
-        traffic.stop()
-    assert (first.status, second.status) == ("Promoted", "Promoted"), (first.record, second.record)
+    first, second = promote_with_traffic(pipeline, "v1", "v2")
     return pipeline, first, second
 
 

@@ -12,6 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
+from conftest import SETUP_BAKE_SECONDS
 from modelgate_harness.polling import wait_until
 
 from modelgate.manifest import PIN_KEY, is_pinned
@@ -47,8 +48,10 @@ def redeploy_with_changed_code(pipeline, tmp_path: Path) -> None:
 
 
 def release_after_redeploy(pipeline, label: str) -> None:
-    """The next release publishes from the redeployed code and is promoted."""
-    pipeline.set_policy(approval="auto", bake_seconds=900, min_canary_invocations=3)
+    """The next release publishes from the redeployed code and is promoted (its bakes are not
+    what is tested: 300 nominal s per step, as conftest's set-up promotions)."""
+    pipeline.set_policy(approval="auto", bake_seconds=SETUP_BAKE_SECONDS, post_promotion_watch_seconds=SETUP_BAKE_SECONDS,
+                        min_canary_invocations=3)
     traffic = pipeline.traffic()
     traffic.start()
     try:

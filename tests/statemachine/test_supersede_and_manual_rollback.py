@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import promote_with_traffic
 from modelgate_harness.polling import wait_until
 from modelgate_harness.trail import audit_rows, revoke, verify_release
 
@@ -49,15 +50,7 @@ def test_a_newer_artefact_supersedes_the_release_in_its_canary(with_live_v2):
 
 @pytest.fixture
 def with_live_v1_then_v2(pipeline):
-    pipeline.set_policy(approval="auto", min_canary_invocations=3)
-    traffic = pipeline.traffic()
-    traffic.start()
-    try:
-        first = pipeline.release("v1", decision=None)
-        second = pipeline.release("v2", decision=None)
-    finally:
-        traffic.stop()
-    assert (first.status, second.status) == ("Promoted", "Promoted")
+    first, second = promote_with_traffic(pipeline, "v1", "v2")
     return pipeline, first, second
 
 
