@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from modelgate_emulator.kms import digest_signing
 
 from modelgate.attestation import (
+    MANIFEST_SUBJECT,
     REVOCATION_PREDICATE_TYPE,
     AttestationInvalid,
     attestation_key,
@@ -176,10 +177,30 @@ def test_a_report_is_hashed_by_streaming_it_never_read_whole(signing):
     assert key in s3.read_keys and 0 < s3.largest_chunk <= CHUNK < len(report)
 
 
-def test_a_manifest_over_its_cap_is_chained_not_hashed_and_not_attested(signing):
-    # Given a release refused for its manifest's size (Validate's cap), ended Invalid
+def test_a_manifest_refused_for_its_size_is_attested_by_its_streamed_digest(signing):
+    # Given a release refused for its manifest's size (Validate's cap, which it checks without reading), ended Invalid
     body = b'{"service": "support-bot", "padding": "' + b"x" * MAX_MANIFEST_BYTES + b'"}'
     put = signing.deps.s3.put_object(Bucket=BUCKET, Key=PREFIX + "model-config.json", Body=body)
+    ctx = initial_context(BUCKET, PREFIX + "model-config.json", put["VersionId"])
+    signing.ledger.receive(ctx.release_id, "uploaded", service=SERVICE, commit=COMMIT)
+    signing.ledger.record(ctx.release_id, "Invalid", "manifest too large", reason="too large")
+    s3 = signing.use("s3", StreamOnlyS3(signing.client("s3")))
+    # When Attest runs
+    attest(signing.attest_deps, ctx)
+    # Then the refusal is chained and attested like any other, naming the oversize object's digest (streamed)
+    records, _broken, _head = LedgerChain(signing.ledger.table).read(SERVICE)
+    assert [(r.release_id, r.body["status"]) for r in records] == [(ctx.release_id, "Invalid")]
+    envelope = s3._real.get_object(Bucket=BUCKET, Key=attestation_key(SERVICE, ctx.release_id))["Body"].read()
+    verified = verify_envelope(envelope, load_public_keys(signing.public_pem))
+    assert verified.subjects() == {MANIFEST_SUBJECT: hashlib.sha256(body).hexdigest()}
+    assert verified.predicate["outcome"]["status"] == "Invalid"
+    assert 0 < s3.largest_chunk <= CHUNK
+
+
+def test_a_manifest_over_the_hashing_cap_is_chained_not_read_and_not_attested(signing, monkeypatch):
+    # Given a manifest larger than Attest hashes (the cap lowered so the test needn't upload 64 MiB)
+    monkeypatch.setattr("modelgate.pipeline.attest.MAX_RESULTS_BYTES", 1024)
+    put = signing.deps.s3.put_object(Bucket=BUCKET, Key=PREFIX + "model-config.json", Body=b"x" * 1025)
     ctx = initial_context(BUCKET, PREFIX + "model-config.json", put["VersionId"])
     signing.ledger.receive(ctx.release_id, "uploaded", service=SERVICE, commit=COMMIT)
     signing.ledger.record(ctx.release_id, "Invalid", "manifest too large", reason="too large")

@@ -9,9 +9,11 @@ the evaluation report. Idempotent: a retried Attest finds its chain record and s
 (ECDSA signatures differ, the statement does not).
 
 Every digest is computed by streaming the object (never read whole into memory), after a
-HeadObject size check against a cap: the manifest's own (``manifest.MAX_MANIFEST_BYTES``:
-Validate refuses a larger one, so its release is chained but not attested) and the reports'
-(``adapters.s3.MAX_RESULTS_BYTES``).
+HeadObject size check against a cap, ``adapters.s3.MAX_RESULTS_BYTES`` (64 MiB), the
+manifest's too: Validate refuses a manifest over ``manifest.MAX_MANIFEST_BYTES`` (256 KiB)
+without reading it, and that refusal is attested like any other, naming the oversize
+object's digest. Only a manifest over the hashing cap is chained without an attestation
+(``modelgate verify`` then says the attestation is missing).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from modelgate.chain import LedgerChain, snapshot
 from modelgate.contract import ReleaseContext
 from modelgate.errors import ModelgateError, error_code
 from modelgate.ledger import FINAL_STATUSES, now_iso
-from modelgate.manifest import MAX_MANIFEST_BYTES
 from modelgate.observability import logger
 from modelgate.pipeline.deps import Deps
 from modelgate.pipeline.revocation import revoke  # the signer's other task (its module says when)
@@ -113,7 +114,7 @@ def artefact_subjects(deps: Deps[Any], ctx: ReleaseContext) -> dict[str, str]:
     manifest can't be read. An artefact refused before its prompts were checked names the
     manifest alone."""
     art = ctx.artifact
-    manifest = _object_sha256(deps.s3, art.bucket, art.key, art.version_id, MAX_MANIFEST_BYTES)
+    manifest = _object_sha256(deps.s3, art.bucket, art.key, art.version_id, MAX_RESULTS_BYTES)
     if manifest is None:
         return {}
     subjects = {MANIFEST_SUBJECT: manifest}
