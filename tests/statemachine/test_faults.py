@@ -259,8 +259,8 @@ def test_a_permanent_fault_in_rollback_ends_rollback_failed_through_the_last_res
     # When the release runs
     run = faulty.release(faulty.label)
     # Then the last resort closed it: RollbackFailed, naming Rollback and why it was rolling back
-    assert run.path[-7:] == ["CheckCanary", "Rollback", "RollbackStepFailed", "LastResortRecord",
-                             "LastResortUnlock", "LastResortAlert", "LastResortFailed"]
+    assert run.path[-8:] == ["CheckCanary", "Rollback", "RollbackStepFailed", "LastResortRecord",
+                             "LastResortUnlock", "LastResortAlert", "LastResortAttest", "LastResortFailed"]
     assert scheduled(faulty, run, "Rollback") == 1
     assert run.execution.get("error") == "RollbackFailed"
     assert run.status == "RollbackFailed"
