@@ -61,6 +61,7 @@ from moto.cloudwatch.models import (
     daterange,
 )
 
+from modelgate_emulator.background import BackgroundLoop
 from modelgate_emulator.clock import Clock, JumpingClock, ScaledClock
 
 logger = logging.getLogger(__name__)
@@ -465,7 +466,7 @@ class _SeriesIndex:
         return items[bisect.bisect_left(times, start) : bisect.bisect_left(times, end)]
 
 
-class AlarmEvaluator:
+class AlarmEvaluator(BackgroundLoop):
     """Evaluates every metric alarm of one account/region from its stored datapoints.
 
     Semantics follow AWS: exact namespace/metric/dimension-set match; Statistic or
@@ -484,6 +485,8 @@ class AlarmEvaluator:
     ``clock``: the runtime's clock; ``time_factor`` builds a :class:`ScaledClock` instead.
     ``tick_seconds``: how often (real seconds) the thread looks for a passed boundary.
     """
+
+    thread_name = "modelgate-alarm-evaluator"
 
     def __init__(
         self,
@@ -504,25 +507,8 @@ class AlarmEvaluator:
         self.tick_seconds = tick_seconds
         self._index = _SeriesIndex()
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_loop()
         self._evaluated: dict[str, tuple[int, float]] = {}  # alarm -> (id of its object, boundary)
-
-    def start(self) -> None:
-        """Evaluate every ``tick_seconds`` on a daemon thread until :meth:`stop`."""
-        if self._thread and self._thread.is_alive():
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(
-            target=self._run, name="modelgate-alarm-evaluator", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread:
-            self._thread.join()
-            self._thread = None
 
     def _run(self) -> None:
         """Evaluate at every period boundary. On a clock with barriers (LoadSafeClock) the

@@ -39,11 +39,12 @@ import contextlib
 import itertools
 import logging
 import math
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
+
+from modelgate_emulator.background import BackgroundLoop
 
 logger = logging.getLogger(__name__)
 
@@ -67,28 +68,16 @@ def nominal_timestamps(clock: Any) -> Iterator[None]:
         yield
 
 
-class LifecycleRunner:
+class LifecycleRunner(BackgroundLoop):
     """Applies the account's buckets' lifecycle expiration on ``clock``, each midnight UTC, until :meth:`stop`."""
+
+    thread_name = "modelgate-s3-lifecycle"
 
     def __init__(self, *, account_id: str, clock: Any) -> None:
         self.account_id = account_id
         self.clock = clock
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_loop()
         self.expired: list[tuple[str, str, str]] = []  # (bucket, key, what happened), in order
-
-    def start(self) -> None:
-        if self._thread and self._thread.is_alive():
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="modelgate-s3-lifecycle", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread:
-            self._thread.join()
-            self._thread = None
 
     def _run(self) -> None:
         while not self._stopping.is_set():

@@ -55,6 +55,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelgate_emulator import aws_cron
+from modelgate_emulator.background import BackgroundLoop
 
 logger = logging.getLogger(__name__)
 
@@ -156,10 +157,12 @@ class _Attempt:
     execution_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:16])
 
 
-class ScheduleRunner:
+class ScheduleRunner(BackgroundLoop):
     """Runs moto's schedules on ``clock`` (``modelgate_emulator.clock``) until :meth:`stop`.
 
     ``authorize(role_arn, resource_arn, action)`` raises when the role may not take the action."""
+
+    thread_name = "modelgate-scheduler"
 
     def __init__(
         self,
@@ -177,25 +180,11 @@ class ScheduleRunner:
         self._authorize = authorize
         self._tracked: dict[tuple[str, str], _Tracked] = {}
         self._pending: list[_Attempt] = []
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_loop()
         self._lock = threading.Lock()
         self.deliveries: list[Delivery] = []
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        if self._thread and self._thread.is_alive():
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="modelgate-scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread:
-            self._thread.join()
-            self._thread = None
-
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:

@@ -1575,7 +1575,6 @@ _HANDLERS: dict[str, _Handler] = {
     "AWS::Lambda::Url": _lambda_url,
     "AWS::SQS::Queue": _sqs_queue,
     "AWS::SQS::QueuePolicy": _sqs_queue_policy,
-    "AWS::Scheduler::Schedule": _scheduler_schedule,
 }
 
 _UPDATERS: dict[str, _Updater] = {

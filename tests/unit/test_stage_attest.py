@@ -177,13 +177,19 @@ def test_a_report_is_hashed_by_streaming_it_never_read_whole(signing):
     assert key in s3.read_keys and 0 < s3.largest_chunk <= CHUNK < len(report)
 
 
-def test_a_manifest_refused_for_its_size_is_attested_by_its_streamed_digest(signing):
-    # Given a release refused for its manifest's size (Validate's cap, which it checks without reading), ended Invalid
-    body = b'{"service": "support-bot", "padding": "' + b"x" * MAX_MANIFEST_BYTES + b'"}'
+def refused_for_size(signing, body: bytes):
+    """A release whose manifest ``body`` was uploaded and refused for its size: ended Invalid."""
     put = signing.deps.s3.put_object(Bucket=BUCKET, Key=PREFIX + "model-config.json", Body=body)
     ctx = initial_context(BUCKET, PREFIX + "model-config.json", put["VersionId"])
     signing.ledger.receive(ctx.release_id, "uploaded", service=SERVICE, commit=COMMIT)
     signing.ledger.record(ctx.release_id, "Invalid", "manifest too large", reason="too large")
+    return ctx
+
+
+def test_a_manifest_refused_for_its_size_is_attested_by_its_streamed_digest(signing):
+    # Given a release refused for its manifest's size (Validate's cap, which it checks without reading), ended Invalid
+    body = b'{"service": "support-bot", "padding": "' + b"x" * MAX_MANIFEST_BYTES + b'"}'
+    ctx = refused_for_size(signing, body)
     s3 = signing.use("s3", StreamOnlyS3(signing.client("s3")))
     # When Attest runs
     attest(signing.attest_deps, ctx)
@@ -200,10 +206,7 @@ def test_a_manifest_refused_for_its_size_is_attested_by_its_streamed_digest(sign
 def test_a_manifest_over_the_hashing_cap_is_chained_not_read_and_not_attested(signing, monkeypatch):
     # Given a manifest larger than Attest hashes (the cap lowered so the test needn't upload 64 MiB)
     monkeypatch.setattr("modelgate.pipeline.attest.MAX_RESULTS_BYTES", 1024)
-    put = signing.deps.s3.put_object(Bucket=BUCKET, Key=PREFIX + "model-config.json", Body=b"x" * 1025)
-    ctx = initial_context(BUCKET, PREFIX + "model-config.json", put["VersionId"])
-    signing.ledger.receive(ctx.release_id, "uploaded", service=SERVICE, commit=COMMIT)
-    signing.ledger.record(ctx.release_id, "Invalid", "manifest too large", reason="too large")
+    ctx = refused_for_size(signing, b"x" * 1025)
     s3 = signing.use("s3", StreamOnlyS3(signing.client("s3")))
     # When Attest runs / Then the release is chained, its manifest not read at all, and no attestation is signed
     attest(signing.attest_deps, ctx)

@@ -287,13 +287,8 @@ def evaluate(
         raise EvaluationFailed(f"no {CANDIDATE!r} side to evaluate (sides: {list(invokers)})")
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    needing = sorted({c.scorer for c in cases if uses_models(c.scorer)})
-    if needing and scoring_models is None:
-        raise EvaluationFailed(
-            f"the dataset uses scorer(s) {', '.join(map(repr, needing))}, which need scoring "
-            "models: pass scoring_models (modelgate.evaluation.model_scorers.scoring_models_for('local' or "
-            "'bedrock')); Modelgate never picks one for you"
-        )
+    _require_scoring_models(cases, scoring_models, ": pass scoring_models (modelgate.evaluation.model_scorers."
+                            "scoring_models_for('local' or 'bedrock')); Modelgate never picks one for you")
     if rate_limit is None or rate_limit == "adaptive":
         limiter: TokenBucket | AdaptiveRateLimiter = AdaptiveRateLimiter(clock=clock, sleep=sleep)
     elif isinstance(rate_limit, str):
@@ -314,6 +309,16 @@ def evaluate(
         for repeat in range(repeats)
     ]
     return _run(runner, jobs, cases, concurrency, resamples)
+
+
+def _require_scoring_models(cases: list[DatasetCase], scoring_models: ScoringModels | None, fix: str) -> None:
+    """EvaluationFailed naming the dataset's model-using scorers when no scoring models are given;
+    ``fix`` ends the message (what the caller should pass)."""
+    needing = sorted({c.scorer for c in cases if uses_models(c.scorer)})
+    if needing and scoring_models is None:
+        raise EvaluationFailed(
+            f"the dataset uses scorer(s) {', '.join(map(repr, needing))}, which need scoring models{fix}"
+        )
 
 
 def _run(
@@ -353,12 +358,7 @@ def score_answers(
     for side, by_case in answers.items():
         if missing := [c.id for c in cases if c.id not in by_case]:
             raise EvaluationFailed(f"side {side!r} has no answer for {len(missing)} case(s), first {missing[0]!r}")
-    needing = sorted({c.scorer for c in cases if uses_models(c.scorer)})
-    if needing and scoring_models is None:
-        raise EvaluationFailed(
-            f"the dataset uses scorer(s) {', '.join(map(repr, needing))}, which need scoring models "
-            "(policy scoring_models)"
-        )
+    _require_scoring_models(cases, scoring_models, " (policy scoring_models)")
     runner = _Runner(limiter=None, retry=RetryPolicy(), models=scoring_models, sleep=time.sleep, rng=random.Random(0))
     jobs = [
         (side, case, (lambda _inputs, answer=by_case[case.id]: answer()), 0)

@@ -38,11 +38,11 @@ from modelgate import clock
 from modelgate.adapters import lambda_alias
 from modelgate.adapters import s3 as artefacts
 from modelgate.adapters.s3 import put_json
-from modelgate.contract import BatchJob, BatchPlan, EvaluationSummary, ReleaseContext, ShardResult
+from modelgate.contract import BatchJob, BatchPlan, ReleaseContext, ShardResult
 from modelgate.errors import DatasetInvalid, EvaluationFailed, ModelgateError
 from modelgate.evaluation.comparison import CANDIDATE, LIVE, CaseResult, build_report
 from modelgate.pipeline.deps import Deps, target
-from modelgate.pipeline.evaluation import report_key, side_releases
+from modelgate.pipeline.evaluation import record_evaluation, report_key, side_releases
 from modelgate.settings import BatchSubmitSettings
 
 if TYPE_CHECKING:
@@ -241,23 +241,6 @@ def reduce_batch(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     ))
     sample = build_report([CaseResult.model_validate(r) for r in written["results"]])
     report = with_sample_latency(scored, sample)
-    key = report_key(ctx)
-    version = put_json(deps.s3, deps.settings.artifact_bucket, key, report.model_dump_json())
-    summary = EvaluationSummary(
-        **report.summary(),
-        report_key=key,
-        report_version=version,
-        dataset_key=plan.dataset_key,
-        dataset_version=plan.dataset_version,
-        shards=0,
-        baseline="live" if plan.live_configured else "none (first release)",
-    )
-    deps.ledger.record(
-        ctx.release_id,
-        "Evaluated",
-        f"{plan.n_cases} cases by Bedrock batch inference against candidate {ctx.candidate_version}"
-        + (f" and live {ctx.live_version}" if plan.live_configured else " (no configured live version)")
-        + f"; latency from {batch.sample.cases} case(s) on demand",
-        evaluation=summary,
-    )
+    summary = record_evaluation(deps, ctx, plan, report, shards=0, how="by Bedrock batch inference",
+                                note=f"; latency from {batch.sample.cases} case(s) on demand")
     return ctx.model_copy(update={"evaluation": summary, "eval_plan": None})

@@ -187,6 +187,17 @@ def reduce_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
             f"shards returned {len({r.case_id for r in results})} cases, the dataset has {plan.n_cases}"
         )
     report = build_report(results, judge=judge)
+    summary = record_evaluation(deps, ctx, plan, report, shards=len(shards), how=f"in {len(shards)} shard(s)")
+    return ctx.model_copy(update={"evaluation": summary, "eval_plan": None, "eval_shards": None})
+
+
+def record_evaluation(
+    deps: Deps, ctx: ReleaseContext, plan: EvalPlan, report: EvaluationReport, *, shards: int, how: str,
+    note: str = "",
+) -> EvaluationSummary:
+    """Store the release's evaluation report and record it Evaluated with the report's summary
+    (the on-demand shards' reduce and the batch evaluation's); the summary. ``how``: how the
+    cases were answered, for the ledger ("in 4 shard(s)"); ``note``: what follows the versions."""
     key = report_key(ctx)
     version = put_json(deps.s3, deps.settings.artifact_bucket, key, report.model_dump_json())
     summary = EvaluationSummary(
@@ -195,17 +206,18 @@ def reduce_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
         report_version=version,
         dataset_key=plan.dataset_key,
         dataset_version=plan.dataset_version,
-        shards=len(shards),
+        shards=shards,
         baseline="live" if plan.live_configured else "none (first release)",
     )
     deps.ledger.record(
         ctx.release_id,
         "Evaluated",
-        f"{plan.n_cases} cases in {len(shards)} shard(s) against candidate {ctx.candidate_version}"
-        + (f" and live {ctx.live_version}" if plan.live_configured else " (no configured live version)"),
+        f"{plan.n_cases} cases {how} against candidate {ctx.candidate_version}"
+        + (f" and live {ctx.live_version}" if plan.live_configured else " (no configured live version)")
+        + note,
         evaluation=summary,
     )
-    return ctx.model_copy(update={"evaluation": summary, "eval_plan": None, "eval_shards": None})
+    return summary
 
 
 def gate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
