@@ -194,6 +194,19 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _iso_moment(text: str) -> str:
+    """An ISO 8601 date or date and time, as given (the trail compares ISO strings)."""
+    from datetime import datetime
+
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date or time (e.g. 2026-11-30 or 2026-11-30T09:00:00+00:00)"
+        ) from None
+    return text
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a release folder before anything is uploaded (what an engineer runs before pushing)."""
     from modelgate_harness.local_eval import run_local_eval
@@ -513,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="export a service's trail for auditors, with its chain status")
     p.add_argument("service")
-    p.add_argument("--since", help="ISO date or time: records from then on")
+    p.add_argument("--since", type=_iso_moment, help="ISO date or time: records from then on")
     p.add_argument("--format", choices=("json", "csv"), default="json")
     p.set_defaults(func=cmd_audit)
 

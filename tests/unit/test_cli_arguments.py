@@ -134,3 +134,16 @@ def test_a_bad_trail_command_is_refused_by_the_parser(argv, capsys):
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(argv)
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("since", ["not-a-date", "2026-13-01", "yesterday", "30/11/2026", ""])
+def test_an_audit_since_that_is_no_iso_date_is_refused_naming_the_value(since, capsys):
+    # a careless --since used to compare as a string and export nothing, with exit 0
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["audit", "support-bot", "--since", since])
+    assert f"{since!r} is not an ISO 8601 date or time" in capsys.readouterr().err
+
+
+def test_an_audit_since_keeps_the_date_or_time_as_given():
+    parse = cli.build_parser().parse_args
+    assert parse(["audit", "s", "--since", "2026-11-30T09:00:00+00:00"]).since == "2026-11-30T09:00:00+00:00"
