@@ -29,6 +29,23 @@ The faults are AWS's own shapes:
   the exception's class name); Step Functions takes the errorType as the error name.
   With ``after_handler=True`` the handler runs to the end first and then raises, as a
   crash after the side effects would.
+- **Function timeouts**: the invocation ends at the function's ``Timeout``. The Python runtime
+  reports it as a function error (``X-Amz-Function-Error: Unhandled``) with errorType
+  ``Sandbox.Timedout`` and the message "RequestId: <id> Error: Task timed out after N.NN
+  seconds", and logs "<time> <id> Task timed out after N.NN seconds" ("Troubleshoot
+  invocation issues in Lambda", Timeouts, AWS Lambda Developer Guide,
+  https://docs.aws.amazon.com/lambda/latest/dg/troubleshooting-invocation.html; "Configure
+  Lambda function timeout", https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html).
+  Step Functions' ``lambda:invoke`` takes the errorType as the error name (the local
+  interpreter does too); its best-practice page names an unhandled error, a function timeout
+  among them, ``Lambda.Unknown`` ("Handle Lambda service exceptions", above), so the ASL
+  retries both names. ``Fault.timed_out(after_handler=True)``: the handler ran to its end,
+  its side effects happened, and the invocation still reports the timeout (the time ran out
+  while it returned: the case a step's write followed by a timeout leaves). Without
+  ``after_handler``: the handler never completes, so none of its effects happen, and the
+  invocation reports the timeout. The invocation returns at once either way (no waiting for
+  a real timeout: the fault is keyed by attempt, never by time), and the local runtime's
+  log says "Task timed out" as for a real one (``lambda_runtime.LambdaRuntime._shape``).
 """
 
 from __future__ import annotations
@@ -42,6 +59,8 @@ from typing import Any
 
 # Invoke's documented transient errors and their HTTP status codes (API_Invoke.html#API_Invoke_Errors).
 INVOKE_ERRORS: dict[str, int] = {"TooManyRequestsException": 429, "ServiceException": 500}
+# The errorType the Lambda runtime reports for a function that ran out of time.
+TIMED_OUT = "Sandbox.Timedout"
 _ERROR_TYPE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$")
 
 
@@ -53,11 +72,17 @@ class Fault:
     message: str
     status_code: int | None = None  # an Invoke error's HTTP status; None: a function error
     after_handler: bool = False
+    timeout: bool = False  # the function ran out of time (error Sandbox.Timedout): see timed_out
 
     def __post_init__(self) -> None:
         if not _ERROR_TYPE_RE.match(self.error):
             raise ValueError(f"fault error name {self.error!r} is not an exception name ([A-Za-z_][A-Za-z0-9_.]*, 1-128)")
-        if self.status_code is None and "." in self.error:
+        if self.timeout != (self.error == TIMED_OUT):
+            raise ValueError(f"a function timeout is reported as {TIMED_OUT} and only a timeout is: "
+                             f"error {self.error!r} with timeout={self.timeout}; use Fault.timed_out()")
+        if self.timeout and self.status_code is not None:
+            raise ValueError("a function timeout is a function error, not an Invoke error: it has no status code")
+        if self.status_code is None and "." in self.error and not self.timeout:
             raise ValueError(f"a function error's type is an exception class name, without dots: {self.error!r}")
         if self.status_code is not None and INVOKE_ERRORS.get(self.error) != self.status_code:
             raise ValueError(
@@ -94,6 +119,13 @@ class Fault:
         """The handler raises ``error_type`` (an unhandled exception), at its start or after it ran."""
         return cls(error_type, message, None, after_handler)
 
+    @classmethod
+    def timed_out(cls, *, after_handler: bool = False) -> Fault:
+        """The invocation reports the function's timeout (``Sandbox.Timedout``): after the handler
+        ran to its end (its side effects happened), or without it completing (none happened)."""
+        where = "after the handler ran" if after_handler else "before the handler completed"
+        return cls(TIMED_OUT, f"the function timed out {where} (injected fault)", None, after_handler, timeout=True)
+
     def invoke_error(self) -> Exception:
         """The Lambda service's error response for this fault (raised from moto's Invoke)."""
         from moto.core.exceptions import JsonRESTError
@@ -108,10 +140,14 @@ class Fault:
         return error
 
     def wrap(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-        """The handler with this (function) fault: it raises ``error`` before or after running."""
+        """The handler with this (function) fault: it raises ``error`` before or after running
+        (a timeout raises :class:`InjectedTimeout`, which the runtime reports as its timeout)."""
         if self.transient:
             raise ValueError(f"{self.error} is an Invoke error, not a function error")
-        exception_type = type(self.error, (Exception,), {"__module__": __name__})
+        if self.timeout:
+            exception_type: type[Exception] = InjectedTimeout
+        else:
+            exception_type = type(self.error, (Exception,), {"__module__": __name__})
         message = self.message
 
         def faulty(event: Any, context: Any) -> Any:
@@ -120,6 +156,11 @@ class Fault:
             raise exception_type(message)
 
         return faulty
+
+
+class InjectedTimeout(Exception):
+    """Raised by a handler wrapped with a :meth:`Fault.timed_out` fault: the runtime reports the
+    invocation as timed out (``Sandbox.Timedout``), never as this exception."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,8 @@ moto 5.2.1 behaviour this module covers (each has a test in tests/unit/local):
 Fault injection (``LambdaRuntime.faults``, see ``faults.py``): a test can make the Nth
 synchronous invocation of a function fail the way AWS fails it: Invoke answers
 TooManyRequestsException (429) or ServiceException (500, before the handler ran or after it
-ran and its result was lost), or the handler raises an unhandled exception.
+ran and its result was lost), the handler raises an unhandled exception, or the invocation
+times out (``Sandbox.Timedout``, after the handler ran or without it completing).
 
 Design choices (documented where they differ from AWS):
 - each (function, version, configuration) gets its own module instance, loaded from its
@@ -83,7 +84,7 @@ from typing import Any, Protocol
 from unittest import mock
 
 from modelgate_emulator import environ, iam
-from modelgate_emulator.faults import Fault, FaultInjector
+from modelgate_emulator.faults import Fault, FaultInjector, InjectedTimeout
 from modelgate_emulator.logs import FunctionLogs, log_group_name
 
 LOG = logging.getLogger(__name__)
@@ -664,6 +665,10 @@ class LambdaRuntime:
     def _shape(
         target: _Target, outcome: _Outcome, request_id: str, timeout: float
     ) -> tuple[bytes, tuple[str, str, list[str]] | None]:
+        if isinstance(outcome.error, InjectedTimeout):
+            # An injected timeout (faults.Fault.timed_out) is the function's timeout from here on:
+            # the same error, and the log's "Task timed out" line (the caller reads outcome.timed_out).
+            outcome.error, outcome.timed_out = None, True
         if outcome.timed_out:
             LOG.warning("%s timed out after %.2f s; its thread is left to finish", target.invoked_arn, timeout)
             return b"", ("Sandbox.Timedout", f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds", [])

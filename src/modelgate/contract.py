@@ -5,7 +5,8 @@ Everything the ASL reads or writes in the release's state is a field here, with 
 timeout), ``$.eval_plan.shards`` (the evaluation Map's items), ``$.eval_shards`` (the Map's
 results), ``$.approval`` (what an approver's SendTaskSuccess returns), ``$.step`` and
 ``$.step.bake_seconds`` (the rollout step in progress; null: no step left, promote),
-``$.judge_action`` (NextStep's choice) and ``$.error`` (what a Catch caught). (The
+``$.judge_action`` (NextStep's choice), ``$.error`` (what a Catch caught) and
+``$.ledger_check`` (the ledger read after a closing step failed for good). (The
 last-resort path's ``$.last_resort`` reaches one Lambda, LastResortAttest's, whose event
 model adds it: functions/attest; ``$.attest_error`` reaches none.) Nothing else travels: the
 context forbids unknown fields, so a typo on either side fails at the task
@@ -264,6 +265,10 @@ class ReleaseContext(_Contract):
     judge_action: JudgeAction | None = None
     error: TaskError | None = None  # what the Catch that led to RecordOutcome/Rollback caught
     outcome: Outcome | None = None
+    # What the state machine read of the release's ledger record after Promote, Rollback or
+    # RecordOutcome failed for good (CheckPromoted...: DynamoDB GetItem's answer, its Item's
+    # status, error and reason), to tell whether the step's write had landed. No task reads it.
+    ledger_check: dict[str, Any] | None = None
 
     def dump(self) -> dict[str, Any]:
         """As the state machine carries it (JSON-able, ASL-spelt error)."""

@@ -321,6 +321,79 @@ def test_a_permanent_fault_in_record_outcome_is_closed_by_the_last_resort(faulty
     assert_nothing_left(faulty, run)
 
 
+# ------------------------------------------------------------------ a function timeout (Sandbox.Timedout)
+def last_resort_entries(run: ReleaseRun) -> list[dict]:
+    return [entry for entry in run.record["history"] if entry["actor"] == "state machine (last resort)"]
+
+
+def assert_attested(pipeline, run: ReleaseRun) -> None:
+    """The release is chained and its attestation signed and valid (modelgate verify passes)."""
+    from modelgate_harness.trail import verify_release
+
+    assert not run.record.get("attestation_error")
+    report = verify_release(pipeline.control, run.release_id)
+    assert [(name, detail) for name, ok, detail in report.checks if not ok] == []
+
+
+def test_a_promote_that_times_out_after_its_write_every_time_ends_promoted_without_a_rollback(faulty):
+    # Given Promote's function does its work and then times out, on every attempt (the first
+    # writes Promoted, its retries find it so; every one reports Sandbox.Timedout)
+    promote = inject(faulty, "PromoteFunction", Fault.timed_out(after_handler=True), from_attempt=1)
+    # When the release runs
+    run = faulty.release(faulty.label)
+    # Then the timeout was retried twice, then the ledger read found the release promoted: no
+    # Rollback, no last resort, and the execution ends as a promotion does, attested
+    assert fired(faulty, promote) == [1, 2, 3]
+    assert scheduled(faulty, run, "Promote") == 3
+    assert run.path == [*HAPPY_PATH[:-2], "CheckPromoted", "PromotedAnyway", "EndedUnlock", "EndedThen",
+                        "Attest", "Promoted"], run.path
+    assert run.execution["status"] == "SUCCEEDED" and run.status == "Promoted", run.record.get("reason")
+    assert not last_resort_entries(run) and "RollbackFailed" not in str(run.record)
+    assert_attested(faulty, run)
+    # And live serves the candidate alone; no lock, no canary alarm, no open record is left
+    assert faulty.live() == (str(run.record["candidate_version"]), {})
+    assert_nothing_left(faulty, run)
+
+
+def test_a_promote_that_times_out_before_its_handler_completes_is_retried_and_promoted(faulty):
+    # Given Promote's first invocation times out without its handler completing (nothing written)
+    promote = inject(faulty, "PromoteFunction", Fault.timed_out(), attempts=[1])
+    # When the release runs
+    run = faulty.release(faulty.label)
+    # Then the retry promoted it: the happy path, Promote scheduled twice
+    assert fired(faulty, promote) == [1]
+    assert run.path == HAPPY_PATH, run.path
+    assert scheduled(faulty, run, "Promote") == 2
+    assert run.execution["status"] == "SUCCEEDED" and run.status == "Promoted"
+    assert_attested(faulty, run)
+    assert faulty.live() == (str(run.record["candidate_version"]), {})
+    assert_nothing_left(faulty, run)
+
+
+def test_a_record_outcome_that_times_out_after_its_write_every_time_ends_as_recorded(faulty):
+    # Given PlanEvaluation fails for good (after AcquireLock took the service's lock), and
+    # RecordOutcome's function records the failure and then times out, on every attempt
+    live_before = faulty.live()
+    inject(faulty, "PlanEvaluationFunction", Fault.unhandled("InjectedFault", "dataset unreadable"), from_attempt=1)
+    outcome = inject(faulty, "RecordOutcomeFunction", Fault.timed_out(after_handler=True), from_attempt=1)
+    # When the release runs
+    run = faulty.release(faulty.label)
+    # Then after RecordOutcome's retries the ledger read found the release closed by its write:
+    # the execution ends as RecordOutcome would have ended it, with no last resort and no alert
+    assert fired(faulty, outcome) == [1, 2, 3]
+    assert run.path[-9:] == ["PlanEvaluation", "RecordOutcome", "CheckRecorded", "RecordedAnyway", "EndedUnlock",
+                             "EndedThen", "EndedOutcome", "AttestEnd", "ReleaseFailed"], run.path
+    assert (run.execution["status"], run.execution.get("error")) == ("FAILED", "InjectedFault")
+    assert run.execution.get("cause") == run.record["reason"]
+    # And the ledger says why, naming the failing step, as written by RecordOutcome itself
+    assert run.status == "Failed" and not last_resort_entries(run)
+    assert run.record["reason"] == "the PlanEvaluation step failed: InjectedFault: dataset unreadable"
+    assert_attested(faulty, run)
+    # And the lock is free, live untouched
+    assert faulty.live() == live_before
+    assert_nothing_left(faulty, run)
+
+
 # ---------------------------------------------------------------------- throttled SDK calls in a handler
 @pytest.fixture
 def throttles(faulty, monkeypatch):

@@ -142,6 +142,32 @@ def test_a_retried_promote_asks_for_the_baseline_only_if_the_first_did_not(world
     assert len(invokes.events) == 2 and invokes.events[1]["Payload"]["baseline"]["release_id"] == RELEASE
 
 
+def test_a_promote_cut_after_its_write_is_finished_by_its_retry(world, monkeypatch):
+    # Given a Promote that ran out of time right after writing Promoted (Sandbox.Timedout): the
+    # cut is simulated where it hurts, before the lock's release
+    ctx = in_canary(world, candidate_weight=0.9999, evaluation=evaluated())
+    invokes = world.use("lambda", AsyncInvokes(world.client("lambda")))
+
+    def cut(*args, **kwargs):
+        raise TimeoutError("Task timed out after 30.00 seconds")
+
+    monkeypatch.setattr(type(world.ledger), "release_lock", cut)
+    with pytest.raises(TimeoutError):
+        promote(world.deps, ctx)
+    assert world.ledger.get(RELEASE)["status"] == "Promoted"
+    assert world.ledger.lock_holder("support-bot") == RELEASE and invokes.events == []
+    # When the state machine retries it (the timeout is retried) / Then the retry finishes the work:
+    # the lock is free, the baseline asked for, the candidate still live alone
+    monkeypatch.undo()
+    promote(world.deps, ctx)
+    assert world.ledger.lock_holder("support-bot") is None
+    assert len(invokes.events) == 1 and world.alias() == ("2", {})
+    # And a retry never frees a lock another release took meanwhile
+    world.ledger.acquire_lock("support-bot", "support-bot-next-release", 3600)
+    promote(world.deps, ctx)
+    assert world.ledger.lock_holder("support-bot") == "support-bot-next-release"
+
+
 def test_rollback_from_the_final_bake_restores_stable_alone(world):
     # Given the final bake (99.99% on the candidate) whose alarm fired
     ctx = in_canary(world, candidate_weight=0.9999, error=TaskError(Error="CanaryAlarm", Cause=ALARM_CAUSE))

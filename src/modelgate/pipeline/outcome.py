@@ -46,9 +46,11 @@ def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     record = deps.ledger.get(ctx.release_id) or {}
     if record.get("status") == "Promoted":
         # A retry of a Promote that did its work but whose answer was lost (Lambda.ServiceException
-        # after the handler ran): Promoted is written only under the lease, so this release is
-        # live by right, and the lease it held is already released. Nothing more to do but the mirror
-        # (and the baseline's request, if the first try ended before it asked).
+        # after the handler ran), or that ran out of time after its write (Sandbox.Timedout):
+        # Promoted is written only under the lease, so this release is live by right. What
+        # followed the write is finished: the lock (released if this release still holds it:
+        # a run cut after the write did not get that far), the mirror, and the baseline's request.
+        deps.ledger.release_lock(ctx.service, ctx.release_id)
         mirror_status(deps, ctx, "Approved", f"promoted: {ctx.function_name}:{ctx.alias} serves it")
         if not any(record.get(f) for f in ("baseline_requested_at", "baseline_key", "baseline_error")):
             request_baseline(deps, ctx, clock.now())
@@ -261,8 +263,10 @@ STATUS_BY_ERROR = {
 # error (a bug, a missing grant, a Lambda service error after its retries) gets the name of
 # the step that failed in the reason.
 NAMED_ERRORS = frozenset({*STATUS_BY_ERROR, "CanaryAlarm", "CanaryRegression", "NotEnoughEvidence"})
-# The closing steps themselves: the step that failed is the newest other state entered.
-CLOSING_STATES = frozenset({"RecordOutcome", "Rollback"})
+# The closing steps themselves, and the states between a failed Promote and Rollback (the
+# ledger read first: CheckPromoted, PromotedAnyway): the step that failed is the newest other
+# state entered.
+CLOSING_STATES = frozenset({"RecordOutcome", "Rollback", "CheckPromoted", "PromotedAnyway"})
 HISTORY_EVENTS = 200
 
 
@@ -280,8 +284,9 @@ def pipeline_execution_arn(function_arn: str, stack_name: str, release_id: str) 
 def failed_step(deps: Deps, error: TaskError | None, execution_arn: str | None) -> str | None:
     """The state whose error led to this closing step, for an error whose name doesn't say.
 
-    A Catch leads straight from the failing state to RecordOutcome or Rollback, so it is the
-    newest state entered other than those, read from the execution's history
+    A Catch leads from the failing state to RecordOutcome or Rollback (straight, or from Promote
+    through the ledger read), so it is the newest state entered other than those, read from the
+    execution's history
     (GetExecutionHistory with reverseOrder, "GetExecutionHistory", AWS Step Functions API
     Reference, https://docs.aws.amazon.com/step-functions/latest/apireference/API_GetExecutionHistory.html).
     Events are ordered by id here too, so the answer doesn't depend on the order returned.

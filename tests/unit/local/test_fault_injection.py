@@ -162,6 +162,75 @@ def test_an_unhandled_fault_is_a_function_error_in_the_runtimes_shape(local):
     assert [r.error_type for r in local.invocations("EchoFunction")[-2:]] == ["DiskFull", "DiskFull"]
 
 
+def logged(local: LocalAWS, function: str) -> list[str]:
+    from modelgate_emulator.logs import read_events
+
+    return [e["message"] for e in read_events(local.client("logs"), local.function_name(function))]
+
+
+def test_a_timeout_after_the_handler_ran_keeps_its_side_effects_and_reports_the_timeout(local):
+    # Given LogsBeta's next invocation times out after its handler ran to its end
+    before = len(logged(local, "LogsBetaFunction"))
+    name = local.inject_fault("LogsBetaFunction", Fault.timed_out(after_handler=True), attempts=[1])
+    # When it is invoked
+    response, body = invoke(local, "LogsBetaFunction", {})
+    # Then the caller sees the runtime's timeout: a function error Sandbox.Timedout, "Task timed out after 5.00 seconds"
+    assert response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Sandbox.Timedout"
+    assert body["errorMessage"] == f"RequestId: {body['requestId']} Error: Task timed out after 5.00 seconds"
+    # And the handler did run (what it printed is in its log), and the log ends as a timed-out invocation's
+    messages = logged(local, "LogsBetaFunction")[before:]
+    assert "plain print from beta" in messages
+    assert any(m.endswith(f"{body['requestId']} Task timed out after 5.00 seconds") for m in messages)
+    assert not any(m.startswith("[ERROR]") for m in messages)
+    assert local.invocations("LogsBetaFunction")[-1].error_type == "Sandbox.Timedout"
+    assert [(f.attempt, f.fault.error) for f in local.runtime.faults.fired(name)] == [(1, "Sandbox.Timedout")]
+
+
+def test_a_timeout_before_the_handler_completed_has_no_side_effects(local):
+    # Given LogsBeta's next invocation times out without its handler completing
+    before = len(logged(local, "LogsBetaFunction"))
+    local.inject_fault("LogsBetaFunction", Fault.timed_out(), attempts=[1])
+    # When it is invoked twice
+    response, body = invoke(local, "LogsBetaFunction", {})
+    second, served = invoke(local, "LogsBetaFunction", {})
+    # Then the first reports the timeout and its handler left nothing behind (nothing printed before the second ran)
+    assert (response["FunctionError"], body["errorType"]) == ("Unhandled", "Sandbox.Timedout")
+    assert "Task timed out after 5.00 seconds" in body["errorMessage"]
+    messages = logged(local, "LogsBetaFunction")[before:]
+    timed_out = next(i for i, m in enumerate(messages) if m.endswith("Task timed out after 5.00 seconds"))
+    assert "plain print from beta" not in messages[:timed_out]
+    # And the second is served normally
+    assert "FunctionError" not in second and served["who"] == "beta"
+
+
+@pytest.mark.parametrize("after_handler", [True, False])
+def test_step_functions_sees_a_timeout_as_sandbox_timedout_and_retries_it_by_that_name(local, after_handler):
+    # Given Echo's next invocation times out
+    local.inject_fault("EchoFunction", Fault.timed_out(after_handler=after_handler), attempts=[1])
+    # When a task that retries the timeout names (and nothing else) invokes it
+    description, history = run_machine(local, {"Retry": [
+        {"ErrorEquals": ["Sandbox.Timedout", "Lambda.Unknown"], "IntervalSeconds": 1, "MaxAttempts": 2,
+         "BackoffRate": 2.0}]})
+    # Then the task failed once with the runtime's error name and cause, was retried, and succeeded
+    failed = [e["taskFailedEventDetails"] for e in history if e["type"] == "TaskFailed"]
+    assert [f["error"] for f in failed] == ["Sandbox.Timedout"]
+    assert "Task timed out after" in json.loads(failed[0]["cause"])["errorMessage"]
+    assert description["status"] == "SUCCEEDED"
+
+
+def test_a_timeout_fault_is_only_built_as_one():
+    assert Fault.timed_out().error == "Sandbox.Timedout" and not Fault.timed_out().transient
+    with pytest.raises(ValueError, match="use Fault.timed_out"):
+        Fault("Sandbox.Timedout", "m")
+    with pytest.raises(ValueError, match="use Fault.timed_out"):
+        Fault("Slow", "m", timeout=True)
+    with pytest.raises(ValueError, match="not an Invoke error"):
+        Fault("Sandbox.Timedout", "m", 500, timeout=True)
+    with pytest.raises(ValueError, match="is a function error, not an Invoke error"):
+        Fault.timed_out().invoke_error()
+
+
 def test_a_fault_for_an_unknown_function_is_refused(local):
     with pytest.raises(ValueError, match="no such function"):
         local.inject_fault("NoSuchFunction", Fault.throttled(), attempts=[1])
