@@ -307,6 +307,10 @@ def test_a_closing_step_failing_for_good_reads_the_ledger_before_acting(step):
     assert rule["And"][0] == {"Variable": "$.ledger_check.Item.status.S", "IsPresent": True}
     if step != "Promote":  # the outcome is built from the record: its error and reason must be there
         text = json.dumps(rule)
+        # and the record's error is the one the step was handling: its own write, not a status
+        # someone else wrote (an approver's Rejected while RecordOutcome is broken: the last resort's)
+        assert {"Variable": "$.ledger_check.Item.error.S", "StringEqualsPath": "$.error.Error"} in rule["And"]
+        assert {"Variable": "$.error.Error", "IsPresent": True} in rule["And"]
         assert '"$.ledger_check.Item.error.S", "IsPresent": true' in text
         assert '"$.ledger_check.Item.reason.S", "IsPresent": true' in text
         assert '"StringMatches": "States.*"' in text  # a Fail state can't end with a reserved name

@@ -219,8 +219,10 @@ def test_a_permanent_fault_ends_the_release_with_the_failing_task_named_and_live
     # Then it failed at its first invocation and was not retried (not transient); a task
     # after traffic moved rolls back, one before it records the outcome
     assert fired(faulty, function) == [1]
-    closing = "Rollback" if task.traffic else "RecordOutcome"
-    assert run.path[-4:] == [task.state, closing, "AttestEnd", "ReleaseFailed"], run.path
+    closing = ["Rollback"] if task.traffic else ["RecordOutcome"]
+    if name == "promote":  # the ledger is read first: not promoted, so Promote's failure rolls back
+        closing = ["CheckPromoted", "PromotedAnyway", "Rollback"]
+    assert run.path[-3 - len(closing):] == [task.state, *closing, "AttestEnd", "ReleaseFailed"], run.path
     # (a failed shard fails the Distributed Map's run: its error is the Map Run's)
     error = "ExceedToleratedFailureThreshold" if name == "evaluate" else "InjectedFault"
     assert run.execution["status"] == "FAILED" and run.execution.get("error") == error
@@ -258,8 +260,10 @@ def test_a_permanent_fault_in_rollback_ends_rollback_failed_through_the_last_res
     inject(faulty, "RollbackFunction", Fault.unhandled("InjectedFault", "rollback crashed"), from_attempt=1)
     # When the release runs
     run = faulty.release(faulty.label)
-    # Then the last resort closed it: RollbackFailed, naming Rollback and why it was rolling back
-    assert run.path[-8:] == ["CheckCanary", "Rollback", "RollbackStepFailed", "LastResortRecord",
+    # Then the last resort closed it (the ledger read first found no rollback recorded): RollbackFailed,
+    # naming Rollback and why it was rolling back
+    assert run.path[-10:] == ["CheckCanary", "Rollback", "CheckRolledBack", "RolledBackAnyway", "RollbackStepFailed",
+                              "LastResortRecord",
                              "LastResortUnlock", "LastResortAlert", "LastResortAttest", "LastResortFailed"]
     assert scheduled(faulty, run, "Rollback") == 1
     assert run.execution.get("error") == "RollbackFailed"
@@ -310,7 +314,8 @@ def test_a_permanent_fault_in_record_outcome_is_closed_by_the_last_resort(faulty
     # When the release runs
     run = faulty.release(faulty.label)
     # Then the last resort wrote the final status (DynamoDB directly), freed the lock and alerted
-    assert run.path[-8:] == ["Gate", "RecordOutcome", "OutcomeStepFailed", "LastResortRecord",
+    assert run.path[-10:] == ["Gate", "RecordOutcome", "CheckRecorded", "RecordedAnyway", "OutcomeStepFailed",
+                              "LastResortRecord",
                              "LastResortUnlock", "LastResortAlert", "LastResortAttest", "LastResortFailed"]
     assert run.execution.get("error") == "RecordOutcomeFailed"
     assert run.status == "Failed"
