@@ -33,8 +33,9 @@ The faults are AWS's own shapes:
   reports it as a function error (``X-Amz-Function-Error: Unhandled``) with errorType
   ``Sandbox.Timedout`` and the message "RequestId: <id> Error: Task timed out after N.NN
   seconds", and logs "<time> <id> Task timed out after N.NN seconds" ("Troubleshoot
-  invocation issues in Lambda", Timeouts, AWS Lambda Developer Guide,
-  https://docs.aws.amazon.com/lambda/latest/dg/troubleshooting-invocation.html; "Configure
+  invocation issues in Lambda", its section "Lambda: Function times out during Init phase
+  (Sandbox.Timedout)", AWS Lambda Developer Guide,
+  https://docs.aws.amazon.com/lambda/latest/dg/troubleshooting-invocation.html#troubleshooting-timeouts; "Configure
   Lambda function timeout", https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html).
   Step Functions' ``lambda:invoke`` takes the errorType as the error name (the local
   interpreter does too); its best-practice page names an unhandled error, a function timeout
