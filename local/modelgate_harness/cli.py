@@ -1,7 +1,9 @@
 """`modelgate`: submit, status, approve / reject, invoke, logs, dataset, verify, audit, demo.
 
 Against AWS the commands use the default credential chain and the stack's outputs
-(--stack / MODELGATE_STACK). `invoke` and `demo` run on the embedded local runtime.
+(--stack / MODELGATE_STACK). With --local (MODELGATE_LOCAL) they talk to a running
+`modelgate local up` instead, --stack choosing among the stacks its state file names.
+`invoke` and `demo` run on the embedded local runtime.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from modelgate.errors import ModelgateError
 from modelgate.text import one_line
 
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,40}[a-z0-9]$")  # a service name (modelgate.manifest)
+DEFAULT_AWS_STACK = "modelgate"
 
 
 def _control(args: argparse.Namespace):
@@ -26,10 +29,10 @@ def _control(args: argparse.Namespace):
     if args.local:
         from modelgate_harness.server import control_from_state
 
-        control = control_from_state(Path(args.local_state))
+        control = control_from_state(Path(args.local_state), args.stack)
     else:
         session = boto3.Session(profile_name=args.profile, region_name=args.region)
-        control = Control.from_stack(args.stack, session)
+        control = Control.from_stack(args.stack or DEFAULT_AWS_STACK, session)
     return with_principal(control, args)
 
 
@@ -380,7 +383,9 @@ def _physical_function_name(args: argparse.Namespace, control) -> str:
     if logical is None:
         return args.function
     if args.local:
-        names = json.loads(Path(args.local_state).read_text()).get("functions") or {}
+        from modelgate_harness.server import local_stack_state
+
+        names = local_stack_state(Path(args.local_state), args.stack).get("functions") or {}
         if logical not in names:
             raise SystemExit(f"modelgate: the local runtime's state file has no function {logical}: restart "
                              "`modelgate local up`")
@@ -457,12 +462,40 @@ class TemplateOutsideProject(ModelgateError):
     """The template's code lies outside its project folder."""
 
 
+def _template_parameter(text: str) -> tuple[str, str]:
+    """KEY=VALUE, a template parameter override."""
+    key, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z0-9]+", key):
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE with KEY a template parameter name "
+                                         "(e.g. Stage=staging)")
+    return key, value
+
+
+def declared_parameters(template: Path, given: dict[str, str]) -> None:
+    """Refuse a parameter the template does not declare, as CloudFormation refuses it at
+    CreateStack ("Parameters: [X] do not exist in the template", a ValidationError; "Parameters",
+    AWS CloudFormation User Guide, template anatomy): a typo must not leave the default in place."""
+    from modelgate_emulator.template import load_template
+
+    declared = set(load_template(template).get("Parameters") or {})
+    unknown = sorted(set(given) - declared)
+    if unknown:
+        raise TemplateParameterUnknown(f"Parameters: {unknown} do not exist in {template} (it declares "
+                                       f"{', '.join(sorted(declared))})")
+
+
+class TemplateParameterUnknown(ModelgateError):
+    """A --parameter the template does not declare."""
+
+
 def cmd_local_up(args: argparse.Namespace) -> int:
-    from modelgate_harness.server import serve
+    from modelgate_harness.server import DEFAULT_STACK, serve
 
     project_code_only(_template(args.template))
+    declared_parameters(Path(args.template), dict(args.parameter))
     serve(Path(args.template), port=args.port, time_factor=args.time_factor, state_file=Path(args.state_file),
-          traffic_rate=args.traffic)
+          traffic_rate=args.traffic, stack_name=args.up_stack or args.stack or DEFAULT_STACK,
+          parameters=dict(args.parameter))
     return 0
 
 
@@ -491,8 +524,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelgate", description=__doc__)
-    parser.add_argument("--stack", default=os.environ.get("MODELGATE_STACK", "modelgate"),
-                        help="CloudFormation stack name (default: $MODELGATE_STACK or 'modelgate')")
+    parser.add_argument("--stack", default=os.environ.get("MODELGATE_STACK") or None,
+                        help=f"CloudFormation stack name (default: $MODELGATE_STACK or '{DEFAULT_AWS_STACK}'); "
+                        "with --local, which of the state file's running stacks (default: its only one)")
     parser.add_argument("--region", default=None, help="AWS region (default: the credential chain's)")
     parser.add_argument("--profile", default=None, help="AWS profile")
     parser.add_argument("--local", action="store_true", default=bool(os.environ.get("MODELGATE_LOCAL")),
@@ -625,7 +659,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=4566)
     up.add_argument("--time-factor", type=float, default=0.01,
                     help="real seconds per nominal second for waits and bakes (default 0.01)")
-    up.add_argument("--state-file", default=".modelgate-local.json")
+    up.add_argument("--state-file", default=".modelgate-local.json",
+                    help="where to name this stack for the CLI (shared by several `local up`, one per stack)")
+    up.add_argument("--stack", dest="up_stack", default=None, metavar="NAME",
+                    help="the stack's name (default: the global --stack, else modelgate-local); run one `local up` "
+                    "per stack, each on its own --port, with the same --state-file")
+    up.add_argument("--parameter", action="append", default=[], type=_template_parameter, metavar="KEY=VALUE",
+                    help="template parameter override, repeatable (e.g. Stage=prod RequiresStage=staging)")
     up.add_argument("--traffic", type=float, default=0.0, metavar="RPS",
                     help="live traffic on the sample service's live alias (requests per second)")
     up.set_defaults(func=cmd_local_up)

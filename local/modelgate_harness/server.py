@@ -7,6 +7,13 @@ moto's server answers on loopback from the same backends; Lambda handlers, Step 
 executions and alarms run here. A state file tells the CLI where the endpoint is and what
 the stack's outputs are (on AWS the CLI reads them from CloudFormation instead).
 
+Several stacks (a staging and a production stack, as the release workflow's jobs use them):
+one `modelgate local up --stack NAME --port PORT` per stack, each its own process (the embedded
+AWS is one moto per process, as separate accounts are on AWS), all naming the same state file.
+The file holds one entry per running stack (``{"stacks": {NAME: {...}}}``); each server adds
+its entry on start and removes it on exit, under an exclusive lock (``fcntl.flock``), and the
+CLI's ``--stack`` chooses among them (``local_stack_state``).
+
 IAM holds over HTTP too: every request must be SigV4-signed with the session keys of a named
 principal (``ci``, ``approver``, ``operator``: each holds the template's managed policy for it),
 which the state file hands to the CLI (readable by its owner only); the server authorises each
@@ -25,7 +32,128 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from modelgate.errors import ModelgateError
+
 DEFAULT_STATE_FILE = Path(".modelgate-local.json")
+DEFAULT_STACK = "modelgate-local"
+
+
+class LocalStateError(ModelgateError):
+    """The state file can't say which running stack a command means, or a stack is served twice
+    (the CLI prints it as one line, exit 2)."""
+
+
+@contextlib.contextmanager
+def _writers_lock(state_file: Path) -> Iterator[None]:
+    """Serialise the servers that update one state file: an exclusive ``flock`` on its folder
+    (Linux locks a directory like a file), so no lock file is left beside it."""
+    import fcntl
+
+    fd = os.open(state_file.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _read_stacks(state_file: Path, text: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        stacks = json.loads(text)["stacks"]
+    except (ValueError, KeyError, TypeError):
+        raise LocalStateError(f"{state_file} is not a state file of this `modelgate local up` (no \"stacks\"): "
+                              "stop the runtime that wrote it and remove it") from None
+    if not isinstance(stacks, dict):
+        raise LocalStateError(f"{state_file}: \"stacks\" is not an object")
+    return stacks
+
+
+def _update_state(state_file: Path, change: Any) -> dict[str, Any]:
+    """Apply ``change`` (stacks -> stacks) to the state file under the writers' lock. The new
+    content replaces the file at once (``os.replace`` of a file written beside it, created 0600:
+    it holds the principals' keys, readable by the owner only), so a reader never sees half of
+    it; an empty result removes the file. Returns the stacks as written."""
+    import tempfile
+
+    state_file = state_file.absolute()
+    with _writers_lock(state_file):
+        stacks = change(_read_stacks(state_file, state_file.read_text() if state_file.exists() else ""))
+        if not stacks:
+            state_file.unlink(missing_ok=True)
+            return {}
+        fd, temporary = tempfile.mkstemp(dir=state_file.parent, prefix=f".{state_file.name}.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps({"stacks": stacks}, indent=2) + "\n")
+            os.replace(temporary, state_file)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return stacks
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _served_elsewhere(stacks: dict[str, Any], stack_name: str, state_file: Path) -> None:
+    entry = stacks.get(stack_name)
+    if entry is not None and entry.get("pid") != os.getpid() and _alive(entry.get("pid")):
+        raise LocalStateError(f"stack {stack_name} is already served at {entry.get('endpoint_url')} (process "
+                              f"{entry.get('pid')}, state file {state_file}): stop it first, or name another "
+                              "stack with --stack")
+
+
+def claim_stack(state_file: Path, stack_name: str) -> None:
+    """Refuse to serve a stack the state file says another running server serves (checked
+    again when the entry is added, ``add_stack``)."""
+    if state_file.exists():
+        _served_elsewhere(_read_stacks(state_file, state_file.read_text()), stack_name, state_file)
+
+
+def add_stack(state_file: Path, stack_name: str, entry: dict[str, Any]) -> None:
+    """Name this server's stack in the state file; entries left by servers that died (their
+    pid is gone) are dropped."""
+
+    def add(stacks: dict[str, Any]) -> dict[str, Any]:
+        _served_elsewhere(stacks, stack_name, state_file)
+        return {**{name: e for name, e in stacks.items() if _alive(e.get("pid"))}, stack_name: entry}
+
+    _update_state(state_file, add)
+
+
+def release_stack(state_file: Path, stack_name: str) -> None:
+    """Remove this server's entry (the file goes with the last one)."""
+    if not state_file.exists():
+        return
+    _update_state(state_file, lambda stacks: {
+        name: e for name, e in stacks.items() if not (name == stack_name and e.get("pid") == os.getpid())})
+
+
+def local_stack_state(state_file: Path, stack: str | None = None) -> dict[str, Any]:
+    """The entry of the running stack a command means: ``stack`` (the CLI's ``--stack``), or
+    the only one when none is named; a clear error naming the stacks running otherwise."""
+    if not state_file.is_file():
+        raise LocalStateError(f"no local runtime is running ({state_file} not found): run `modelgate local up`")
+    stacks = _read_stacks(state_file, state_file.read_text())
+    running = ", ".join(sorted(stacks)) or "none"
+    if stack is None:
+        if len(stacks) != 1:
+            raise LocalStateError(f"{state_file} names {len(stacks)} running stacks ({running}): choose one with "
+                                  "--stack (or $MODELGATE_STACK)")
+        return next(iter(stacks.values()))
+    if stack not in stacks:
+        raise LocalStateError(f"stack {stack} is not running locally ({state_file} names {running}): start it with "
+                              f"`modelgate local up --stack {stack}`")
+    return stacks[stack]
 
 
 def serve(
@@ -35,10 +163,13 @@ def serve(
     time_factor: float = 0.01,
     state_file: Path = DEFAULT_STATE_FILE,
     traffic_rate: float = 0.0,
+    stack_name: str = DEFAULT_STACK,
+    parameters: dict[str, str] | None = None,
     ready: threading.Event | None = None,
     stop: threading.Event | None = None,
 ) -> None:
-    """Run until SIGINT / SIGTERM (or ``stop`` is set)."""
+    """Run until SIGINT / SIGTERM (or ``stop`` is set). ``parameters``: template parameter
+    overrides (``Stage=staging``...)."""
     from modelgate_emulator import http_iam
     from modelgate_emulator.runtime import CLI_PRINCIPALS
     from modelgate_harness.driver import EXAMPLES, sample_stack
@@ -48,7 +179,9 @@ def serve(
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-    with sample_stack(template_path, time_factor=time_factor) as (local, control):
+    claim_stack(state_file, stack_name)  # before the deploy: a stack served twice is refused at once
+    with sample_stack(template_path, time_factor=time_factor, stack_name=stack_name,
+                      **(parameters or {})) as (local, control):
         credentials = http_iam.mint_credentials(local, CLI_PRINCIPALS)
         server = _AuthorizingServer(
             port, credentials, enforcer=lambda: local.enforcer,
@@ -67,12 +200,9 @@ def serve(
                 "functions": {f.logical_id: f.function_name for f in local.stack.functions.values()},
                 "time_factor": time_factor,
                 "principals": {name: c.for_state_file() for name, c in credentials.items()},
+                "pid": os.getpid(),
             }
-            # the principals' keys: readable by the owner only (created so, never widened)
-            state_file.unlink(missing_ok=True)
-            fd = os.open(state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(json.dumps(state, indent=2) + "\n")
+            add_stack(state_file, local.stack_name, state)
             if traffic_rate > 0:
                 requests = [
                     {"inputs": json.loads(line)}
@@ -96,7 +226,7 @@ def serve(
             if traffic is not None:
                 traffic.stop()
             server.stop()
-            state_file.unlink(missing_ok=True)
+            release_stack(state_file, stack_name)
 
 
 class _AuthorizingServer:
@@ -122,17 +252,16 @@ class _AuthorizingServer:
         self._server.server_close()
 
 
-def control_from_state(state_file: Path) -> Any:
-    """A `Control` for the CLI against a running `modelgate local up`: each command's calls
-    are signed with the keys of the principal it runs as (`Control.acting`)."""
+def control_from_state(state_file: Path, stack: str | None = None) -> Any:
+    """A `Control` for the CLI against a running `modelgate local up` (``stack``: which of the
+    state file's, see ``local_stack_state``): each command's calls are signed with the keys of
+    the principal it runs as (`Control.acting`)."""
     from functools import cache
 
     import boto3
     from modelgate_harness.control import Control
 
-    if not state_file.is_file():
-        raise SystemExit(f"modelgate: no local runtime is running ({state_file} not found): run `modelgate local up`")
-    state = json.loads(state_file.read_text())
+    state = local_stack_state(state_file, stack)
     principals = state.get("principals") or {}
     if not principals:
         raise SystemExit(f"modelgate: {state_file} holds no principals' keys (written by an older `modelgate local "

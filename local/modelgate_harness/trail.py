@@ -9,10 +9,10 @@ key (a PEM file: then nothing but reads; else one kms:GetPublicKey):
   5. its subjects are the artefact's bytes: the manifest's pinned version re-hashed from S3,
      and every prompt digest that manifest names.
 Every check is reported, failed or not, with its reason. A release that ended on a path that
-signs nothing (superseded in flight, refused at intake) verifies on its chain record alone:
-that record says so (``unattested``), and being chained it can't be claimed afterwards for a
-release whose attestation is missing (the Attest step failed: the ledger's
-``attestation_error`` says why, and verify fails).
+signs nothing (superseded in flight, refused at intake, a manifest over Attest's hashing cap)
+verifies on its chain record alone: that record says so (``unattested``; ``audit`` lists it
+too), and being chained it can't be claimed afterwards for a release whose attestation is
+missing (the Attest step failed: the ledger's ``attestation_error`` says why, and verify fails).
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def _artefact_problems(control: Control, release: dict[str, Any], subjects: dict
 
 # ---------------------------------------------------------------------- audit
 AUDIT_COLUMNS = ("seq", "at", "kind", "release_id", "status", "reason", "commit", "model_id", "candidate_version",
-                 "live_version", "approver", "record_hash", "prev_hash", "chain_status")
+                 "live_version", "approver", "unattested", "record_hash", "prev_hash", "chain_status")
 
 
 def audit_rows(control: Control, service: str, since: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
@@ -219,6 +219,7 @@ def audit_rows(control: Control, service: str, since: str | None = None) -> tupl
             "status": body.get("status"), "reason": body.get("reason"), "commit": body.get("commit"),
             "model_id": body.get("model_id"), "candidate_version": body.get("candidate_version"),
             "live_version": body.get("live_version"), "approver": (body.get("approval") or {}).get("approver"),
+            "unattested": body.get("unattested"),  # why it has no attestation, when it ended on a path that signs none
             "record_hash": record.record_hash, "prev_hash": record.prev_hash,
             "chain_status": bad.get(record.seq, "ok"),
         })
@@ -231,7 +232,8 @@ def audit_rows(control: Control, service: str, since: str | None = None) -> tupl
                 "status": release.get("status"), "reason": release.get("reason"), "commit": release.get("commit"),
                 "model_id": release.get("model_id"), "candidate_version": release.get("candidate_version"),
                 "live_version": release.get("live_version"),
-                "approver": (release.get("approval") or {}).get("approver"), "record_hash": None, "prev_hash": None,
+                "approver": (release.get("approval") or {}).get("approver"), "unattested": release.get("unattested"),
+                "record_hash": None, "prev_hash": None,
                 "chain_status": "unchained (ended with no chain record: before every path that ends a release chained it)",
             })
     return rows, check.problems

@@ -131,7 +131,8 @@ class _ReleaseData(BaseModel):
     reason: str | None = None
     error: str | None = None
     # the release's attestation: why a release ended on a path that signs none (superseded in
-    # flight, refused at intake; chained, so it can't be added later to excuse a missing one),
+    # flight, refused at intake, a manifest over Attest's hashing cap; chained, so it can't be
+    # added later to excuse a missing one),
     # or what made its Attest step fail for good (not chained: written after the chain record)
     unattested: str | None = None
     attestation_error: str | None = None

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from conftest import HANG_GUARD_SECONDS
 from modelgate_harness import cli
 from modelgate_harness.polling import wait_until
+from modelgate_harness.server import local_stack_state
 
 ROOT = Path(__file__).resolve().parents[2]
 V1 = ROOT / "examples" / "support-bot" / "v1"
@@ -107,7 +108,7 @@ def test_submit_status_and_approve_from_another_process(server, capsys):
     intake = [json.loads(line.split(" ", 1)[1]) for line in lines if line.split(" ", 1)[1].startswith("{")]
     assert any(entry.get("release_id") == release and entry["message"] == "release intake" for entry in intake)
     assert {entry.get("function_name") for entry in intake if "function_name" in entry} == {
-        json.loads(server.read_text())["functions"]["IntakeFunction"]}
+        local_stack_state(server)["functions"]["IntakeFunction"]}
     assert any(" START RequestId: " in line for line in lines) and any(" REPORT RequestId: " in line for line in lines)
 
 
@@ -116,12 +117,12 @@ def local_cli(state: Path, *args: str) -> list[str]:
 
 
 def keys_of(state: Path, principal: str) -> dict[str, str]:
-    keys = json.loads(state.read_text())["principals"][principal]
+    keys = local_stack_state(state)["principals"][principal]
     return {k: keys[k] for k in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")}
 
 
 def client_as(state: Path, service: str, **keys: str):
-    settings = json.loads(state.read_text())
+    settings = local_stack_state(state)
     return boto3.client(service, endpoint_url=settings["endpoint_url"], region_name=settings["region"], **keys)
 
 
@@ -175,7 +176,7 @@ def test_principals_keys_decide_what_each_http_call_may_do(server, capsys):
     assert cli.main(local_cli(server, "approve", release, "--comment", "as the approver")) == 0
     capsys.readouterr()
     record = status(server, capsys, release)
-    assert record["approval"]["approver"] == json.loads(server.read_text())["principals"]["approver"]["arn"]
+    assert record["approval"]["approver"] == local_stack_state(server)["principals"]["approver"]["arn"]
 
 
 @pytest.mark.enable_socket

@@ -214,6 +214,81 @@ def test_a_manifest_over_the_hashing_cap_is_chained_not_read_and_not_attested(si
     assert [(r.release_id, r.body["status"]) for r in records] == [(ctx.release_id, "Invalid")]
     assert s3.read_keys == []
     assert "Contents" not in s3._real.list_objects_v2(Bucket=BUCKET, Prefix=attestation_key(SERVICE, ctx.release_id))
+    # and its chain record says why (the release item too, which verify compares with it)
+    why = "its manifest is 1,025 bytes, over the 1,024 bytes Attest hashes: it has no digest to attest, nothing is signed"
+    assert records[0].body["unattested"] == why and signing.ledger.get(ctx.release_id)["unattested"] == why
+    # Attest again (a retry): the same single record, the reason written once
+    attest(signing.attest_deps, ctx)
+    assert [r.body["unattested"] for r in LedgerChain(signing.ledger.table).read(SERVICE)[0]] == [why]
+
+
+class SparseManifestS3(StreamOnlyS3):
+    """S3 whose object ``key`` is ``size`` zero bytes, never allocated: HeadObject reports the
+    size (the real object is a few bytes), GetObject streams 1 MiB of zeros over and over."""
+
+    def __init__(self, real, key: str, size: int) -> None:
+        super().__init__(real)
+        self.key, self.size = key, size
+
+    def head_object(self, **kwargs):
+        head = self._real.head_object(**kwargs)
+        return {**head, "ContentLength": self.size} if kwargs["Key"] == self.key else head
+
+    def get_object(self, **kwargs):
+        if kwargs["Key"] != self.key:
+            return super().get_object(**kwargs)
+        self.read_keys.append(kwargs["Key"])
+        response = self._real.get_object(**kwargs)
+        size, outer = self.size, self
+
+        class Body:
+            def read(self, *args):
+                raise AssertionError(f"{kwargs['Key']} was read whole, not streamed")
+
+            def iter_chunks(self, chunk_size):
+                for chunk in zeros(size, chunk_size):
+                    outer.largest_chunk = max(outer.largest_chunk, len(chunk))
+                    yield chunk
+
+        return {**response, "Body": Body()}
+
+
+def zeros(size: int, chunk_size: int = CHUNK):
+    block = bytes(chunk_size)  # one chunk's worth, reused
+    for start in range(0, size, chunk_size):
+        yield block[: min(chunk_size, size - start)]
+
+
+@pytest.mark.parametrize("over", [0, 1])
+def test_the_64_mib_hashing_cap_on_both_sides_without_allocating_it(signing, over):
+    # Given a refused release whose manifest is exactly the cap, or one byte more (S3 reports the size, the bytes
+    # are streamed zeros: nothing of 64 MiB is allocated)
+    from modelgate.adapters.s3 import MAX_RESULTS_BYTES
+
+    size = MAX_RESULTS_BYTES + over
+    ctx = refused_for_size(signing, b"{}")
+    s3 = signing.use("s3", SparseManifestS3(signing.client("s3"), ctx.artifact.key, size))
+    # When Attest runs
+    attest(signing.attest_deps, ctx)
+    record = LedgerChain(signing.ledger.table).read(SERVICE)[0][0]
+    key = attestation_key(SERVICE, ctx.release_id)
+    if not over:
+        # Then at the cap it is hashed, streamed, and attested: nothing says unattested
+        digest = hashlib.sha256()
+        for chunk in zeros(size):
+            digest.update(chunk)
+        verified = verify_envelope(s3._real.get_object(Bucket=BUCKET, Key=key)["Body"].read(),
+                                   load_public_keys(signing.public_pem))
+        assert verified.subjects() == {MANIFEST_SUBJECT: digest.hexdigest()}
+        assert "unattested" not in record.body and "unattested" not in signing.ledger.get(ctx.release_id)
+        assert s3.read_keys == [ctx.artifact.key] and s3.largest_chunk == CHUNK
+    else:
+        # Then one byte over it is not read, nothing is signed, and the record says so: the size and the cap
+        assert s3.read_keys == []
+        assert "Contents" not in s3._real.list_objects_v2(Bucket=BUCKET, Prefix=key)
+        assert record.body["unattested"] == (
+            "its manifest is 67,108,865 bytes, over the 67,108,864 bytes Attest hashes: it has no digest to attest, "
+            "nothing is signed")
 
 
 # ---------------------------------------------------------------------- promotion across stages

@@ -144,6 +144,32 @@ def test_a_release_refused_at_intake_verifies_on_its_chain_record_alone(trail):
     assert {n: d for n, _, d in report.checks}["attestation"].startswith("none, by design: refused at intake")
 
 
+def test_a_manifest_over_the_hashing_cap_verifies_and_is_audited_with_the_reason(trail, monkeypatch, capsys):
+    from modelgate_harness import cli
+
+    # Given a release refused for its manifest, which is over the bytes Attest hashes (the cap lowered: 1 KiB)
+    monkeypatch.setattr("modelgate.pipeline.attest.MAX_RESULTS_BYTES", 1024)
+    commit = hashlib.sha1(b"huge").hexdigest()
+    key = f"releases/{SERVICE}/{commit}/model-config.json"
+    put = trail.deps.s3.put_object(Bucket=BUCKET, Key=key, Body=b" " * 1025)
+    ctx = initial_context(BUCKET, key, put["VersionId"])
+    trail.ledger.receive(ctx.release_id, "uploaded", service=SERVICE, commit=commit)
+    trail.ledger.record(ctx.release_id, "Invalid", "manifest too large", reason="too large")
+    attest(trail.attest_deps, ctx)
+    why = "its manifest is 1,025 bytes, over the 1,024 bytes Attest hashes: it has no digest to attest, nothing is signed"
+    # When an auditor runs `modelgate verify` / Then it verifies on its chain record, saying why nothing is signed
+    monkeypatch.setattr(cli, "_control", lambda args: trail.control)
+    assert cli.main(["verify", ctx.release_id]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"release {ctx.release_id}: VERIFIED")
+    assert f"  [ok] attestation: none, by design: {why} (chain record 1)" in out.splitlines()
+    # and `modelgate audit` lists the reason in its own column, JSON and CSV
+    assert cli.main(["audit", SERVICE]) == 0
+    assert [r["unattested"] for r in json.loads(capsys.readouterr().out)["records"]] == [why]
+    assert cli.main(["audit", SERVICE, "--format", "csv"]) == 0
+    assert [r["unattested"] for r in csv.DictReader(io.StringIO(capsys.readouterr().out))] == [why]
+
+
 def test_a_missing_attestation_cannot_be_excused_by_an_edit_of_the_ledger(trail):
     # Given an attested release whose attestation was deleted, and its ledger record then
     # edited to claim it ended on a path that signs nothing

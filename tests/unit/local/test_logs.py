@@ -156,7 +156,7 @@ def test_the_logs_command_prints_a_functions_recent_lines(
     result = local_aws.invoke("LogsBetaFunction", {"release_id": "rel-cli-logs"})
     state = tmp_path / "state.json"
     functions = {spec.logical_id: spec.function_name for spec in local_aws.stack.functions.values()}
-    state.write_text(json.dumps({"functions": functions}))
+    state.write_text(json.dumps({"stacks": {local_aws.stack_name: {"functions": functions}}}))
     control = Control(local_aws.stack_name, local_aws.stack.outputs, local_aws.client, lambda _: None)
     monkeypatch.setattr(cli, "_control", lambda args: control)
 
@@ -170,6 +170,6 @@ def test_the_logs_command_prints_a_functions_recent_lines(
     assert "plain print from beta" in out and "alpha" not in out
 
     # and a function the state file does not know is one clear line
-    state.write_text(json.dumps({"functions": {}}))
+    state.write_text(json.dumps({"stacks": {local_aws.stack_name: {"functions": {}}}}))
     with pytest.raises(SystemExit, match="state file has no function LogsBetaFunction"):
         cli.main(["--local", "--local-state", str(state), "logs", "LogsBetaFunction", "-t", str(fixture_template)])
