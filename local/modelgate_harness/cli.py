@@ -161,7 +161,7 @@ def _status(ledger, args: argparse.Namespace) -> int:
     from modelgate_harness.control import format_release, format_table
 
     if args.release:
-        record = ledger.get(args.release)
+        record = _get_waiting(ledger, args.release, args.wait)
         if record is None and SERVICE_NAME.fullmatch(args.release):
             from modelgate_harness.control import format_timeline, service_timeline
 
@@ -179,6 +179,29 @@ def _status(ledger, args: argparse.Namespace) -> int:
     return 0
 
 
+def _get_waiting(ledger, release: str, wait: float, sleep=None, monotonic=None):
+    """The release's record; with ``wait`` > 0, asked again until it exists or ``wait`` seconds pass.
+
+    A release id is known as soon as `submit` uploaded the manifest, but its record is written by
+    the intake function, which the upload starts through EventBridge: on AWS that delivery takes
+    a moment ("Amazon EventBridge events", S3 User Guide: delivered "typically within seconds"),
+    so CI asks with --wait rather than failing on a record not written yet.
+    """
+    import time
+
+    sleep = sleep or time.sleep
+    monotonic = monotonic or time.monotonic
+    deadline = monotonic() + max(0.0, wait)
+    interval = 0.5
+    while True:
+        record = ledger.get(release)
+        left = deadline - monotonic()
+        if record is not None or left <= 0:
+            return record
+        sleep(min(interval, left))
+        interval = min(interval * 2, 5.0)
+
+
 def cmd_decide(args: argparse.Namespace) -> int:
     from modelgate_harness.control import decide
 
@@ -194,6 +217,17 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not a fraction in (0, 1]")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds from 0 to 900 (a CI step should not wait longer for one record)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.0 <= value <= 900.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds from 0 to 900")
     return value
 
 
@@ -595,6 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--service")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--wait", type=_seconds, default=0.0, metavar="SECONDS",
+                   help="a release id whose record may not be written yet (just submitted): ask again until it is, "
+                   "for at most SECONDS (default 0: ask once)")
     p.set_defaults(func=cmd_status)
 
     for name in ("approve", "reject"):

@@ -147,3 +147,39 @@ def test_an_audit_since_that_is_no_iso_date_is_refused_naming_the_value(since, c
 def test_an_audit_since_keeps_the_date_or_time_as_given():
     parse = cli.build_parser().parse_args
     assert parse(["audit", "s", "--since", "2026-11-30T09:00:00+00:00"]).since == "2026-11-30T09:00:00+00:00"
+
+
+class _LateLedger:
+    """A ledger whose record appears after ``misses`` reads (intake has not run yet), on a fake clock."""
+
+    def __init__(self, misses: int) -> None:
+        self.misses, self.reads, self.now = misses, 0, 0.0
+
+    def get(self, release):
+        self.reads += 1
+        return None if self.reads <= self.misses else {"pk": f"RELEASE#{release}", "status": "Received"}
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_status_wait_asks_again_until_intake_wrote_the_record():
+    ledger = _LateLedger(misses=3)
+    record = cli._get_waiting(ledger, "support-bot-abc-1", 120.0, sleep=ledger.sleep, monotonic=lambda: ledger.now)
+    assert record["status"] == "Received" and ledger.reads == 4
+    assert ledger.now == 0.5 + 1.0 + 2.0  # backing off, not hammering the table
+
+
+def test_status_wait_gives_up_after_its_seconds_and_without_it_asks_once():
+    ledger = _LateLedger(misses=10**6)
+    assert cli._get_waiting(ledger, "r", 10.0, sleep=ledger.sleep, monotonic=lambda: ledger.now) is None
+    assert ledger.now == 10.0  # never past the wait it was given
+    once = _LateLedger(misses=1)
+    assert cli._get_waiting(once, "r", 0.0, sleep=once.sleep, monotonic=lambda: once.now) is None and once.reads == 1
+
+
+@pytest.mark.parametrize("bad", ["-1", "901", "soon", "nan"])
+def test_status_wait_refuses_a_bad_number_of_seconds(bad, capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["status", "r", "--wait", bad])
+    assert "seconds" in capsys.readouterr().err
