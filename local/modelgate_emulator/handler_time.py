@@ -89,7 +89,6 @@ class _Member:
     ident: int
     offset: float  # the handler time of its creator when it was created (0 for the handler's thread)
     cpu_start: float
-    real_start: float
     waited: float = 0.0  # deliberate waits that ended
     wait_since: float | None = None  # real time a deliberate wait began
     wait_cap: float = math.inf  # a sleep counts up to the length asked for
@@ -97,13 +96,10 @@ class _Member:
     cpu_end: float | None = None  # the thread stopped counting
 
     def own_time(self, now: float) -> float:  # with the meter's lock held
-        if self.cpu_end is not None:
-            cpu = self.cpu_end - self.cpu_start
-        elif _HAS_THREAD_CLOCKS:
-            # Alive: it sets cpu_end under the same lock before it stops counting.
-            cpu = _thread_cpu(self.ident) - self.cpu_start
-        else:
-            cpu = now - self.real_start
+        if not _HAS_THREAD_CLOCKS:  # its real time (waits included)
+            return self.offset + (now if self.cpu_end is None else self.cpu_end) - self.cpu_start
+        # Alive unless cpu_end is set: it sets cpu_end under the same lock before it stops counting.
+        cpu = (_thread_cpu(self.ident) if self.cpu_end is None else self.cpu_end) - self.cpu_start
         used = self.offset + cpu + self.waited
         if self.wait_since is not None:
             real = max(0.0, now - self.wait_since)
@@ -112,6 +108,7 @@ class _Member:
 
 
 def _own_cpu() -> float:
+    """The calling thread's CPU seconds (real seconds without per-thread CPU clocks)."""
     return _thread_cpu(threading.get_ident()) if _HAS_THREAD_CLOCKS else time.monotonic()
 
 
@@ -147,7 +144,7 @@ class Meter:
             if self._final is not None:  # a leftover thread of an invocation that ended
                 member = None
             else:
-                member = _Member(self, ident, offset, _own_cpu(), time.monotonic())
+                member = _Member(self, ident, offset, _own_cpu())
                 self._members.append(member)
         previous = getattr(_local, "member", None)
         _local.member = member
@@ -157,7 +154,7 @@ class Meter:
             _local.member = previous
             if member is not None:
                 with self._lock:
-                    member.cpu_end = _own_cpu() if _HAS_THREAD_CLOCKS else member.cpu_start + time.monotonic() - member.real_start
+                    member.cpu_end = _own_cpu()
 
     def _begin_wait(self, member: _Member, cap: float, on: Meter | None) -> None:
         with self._lock:

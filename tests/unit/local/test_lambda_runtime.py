@@ -598,3 +598,28 @@ def test_a_timeout_or_hang_guard_that_is_not_positive_is_refused(counting: None,
                                                                   problem: str) -> None:
     with pytest.raises(ValueError, match=f"the {'function timeout' if problem == 'timeout' else problem} must be > 0"):
         _run(lambda event, context: None, timeout, hang_guard=guard)
+
+
+def test_a_sleep_counts_only_as_long_as_asked_even_when_it_wakes_late(counting: None,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a machine so busy that a 0.05 s sleep wakes up 0.3 s late
+    real_sleep = handler_time._original_sleep
+    monkeypatch.setattr(handler_time, "_original_sleep", lambda seconds: real_sleep(seconds + 0.3))
+    meter = handler_time.Meter()
+    # When a thread counting for an invocation sleeps 0.05 s
+    with meter.counting():
+        time.sleep(0.05)
+    # Then the sleep counts 0.05 s, not the late wake-up
+    assert 0.05 <= meter.close() < 0.3
+
+
+def test_without_per_thread_cpu_clocks_handler_time_is_real_time(counting: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a platform without per-thread CPU clocks, and a handler blocked on an event
+    monkeypatch.setattr(handler_time, "_HAS_THREAD_CLOCKS", False)
+    release = threading.Event()
+    try:
+        outcome = _run(lambda event, context: release.wait(), 0.2, hang_guard=100)
+    finally:
+        release.set()
+    # Then its real time counts: it times out at its Timeout, not at the hang guard
+    assert outcome.timed_out and not outcome.hung
