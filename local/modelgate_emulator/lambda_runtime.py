@@ -37,11 +37,17 @@ Design choices (documented where they differ from AWS):
 - what the handler writes (print, logging, Powertools) lands in its CloudWatch log group
   with START / END / REPORT lines, and the shared Powertools logger's keys are kept per
   execution environment: see ``logs.py``.
-- the function's ``Timeout`` is enforced in real seconds (the Step Functions time factor
-  does not apply: handlers do real work at real speed), and the runtime's clock stands
-  still while a handler runs (``work_in_progress``): real work costs no nominal time. A
-  timed-out handler thread can't be killed; it is left to finish in the background and
-  its result is discarded (the clock moves on when its caller gives up).
+- the function's ``Timeout`` is enforced in handler time (``handler_time.py``): the CPU time
+  of the handler's threads plus the time it deliberately waits (``time.sleep``, a
+  synchronous invocation of another function), not real time, so a busy machine or other
+  handlers holding the GIL do not make it time out; a real-time hang guard (20 x Timeout,
+  at least 120 s) still ends a handler blocked for ever. The Step Functions time factor
+  does not apply: handlers do real work at real speed. The ``Duration`` in the REPORT line
+  and the metric, and ``context.get_remaining_time_in_millis()``, read the same handler
+  time. The runtime's clock stands still while a handler runs (``work_in_progress``): real
+  work costs no nominal time. A timed-out handler thread can't be killed; it is left to
+  finish in the background and its result is discarded (the clock moves on when its caller
+  gives up).
 - ``InvocationType=Event`` runs the handler in a background thread and returns 202.
   A function error is retried twice, after 1 and then 2 minutes (scaled by
   ``async_retry_delays``), then the event goes to the function's dead-letter queue if it
@@ -83,7 +89,7 @@ from types import ModuleType
 from typing import Any, Protocol
 from unittest import mock
 
-from modelgate_emulator import environ, iam
+from modelgate_emulator import environ, handler_time, iam
 from modelgate_emulator.faults import Fault, FaultInjector, InjectedTimeout
 from modelgate_emulator.logs import FunctionLogs, log_group_name
 
@@ -196,8 +202,16 @@ class LambdaContext:
         self.identity = None
         self.client_context = None
         self._deadline = deadline
+        self._handler_time: Callable[[], float] | None = None
+        self._timeout = 0.0
+
+    def count_handler_time(self, handler_time: Callable[[], float], timeout: float) -> None:
+        """The remaining time is ``timeout`` less the invocation's handler time (handler_time.py)."""
+        self._handler_time, self._timeout = handler_time, float(timeout)
 
     def get_remaining_time_in_millis(self) -> int:
+        if self._handler_time is not None:
+            return max(0, int((self._timeout - self._handler_time()) * 1000))
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
     def __repr__(self) -> str:
@@ -385,6 +399,8 @@ class LambdaRuntime:
         stack.enter_context(mock.patch.object(LambdaFunction, "_get_layers_data", get_layers_data))
         environ.install()
         stack.callback(environ.uninstall)
+        handler_time.install()
+        stack.callback(handler_time.uninstall)
         self.logs.install()
         stack.callback(self.logs.uninstall)
         self._patches = stack
@@ -582,17 +598,19 @@ class LambdaRuntime:
         started_at = datetime.now(timezone.utc)
         start = time.monotonic()
         cold_start = False
+        duration_ms: float | None = None  # the handler's time (handler_time.py), once it ran
         try:
             with self._work_in_progress():
                 env, cold_start = self._environment_for(target)
-                body, error = self._call(target, env, event, request_id, start, fault)
+                body, error, duration_ms = self._call(target, env, event, request_id, start, fault)
         except _HandlerError as exc:  # the runtime could not load the handler
             body, error = b"", (exc.error_type, str(exc), exc.stack)
         if error is not None:
             error_type, error_message, stack = error
             body = _dumps({"errorMessage": error_message, "errorType": error_type, "requestId": request_id, "stackTrace": stack})
         result = InvokeResult(200, body, target.executed_version, request_id, "Unhandled" if error else None)
-        duration_ms = (time.monotonic() - start) * 1000.0
+        if duration_ms is None:  # no handler ran: the (failed) init's real time
+            duration_ms = (time.monotonic() - start) * 1000.0
         self._record(
             InvocationRecord(
                 request_id=request_id,
@@ -627,9 +645,9 @@ class LambdaRuntime:
 
     def _call(
         self, target: _Target, env: _Environment, event: Any, request_id: str, start: float, fault: Fault | None = None
-    ) -> tuple[bytes, tuple[str, str, list[str]] | None]:
+    ) -> tuple[bytes, tuple[str, str, list[str]] | None, float]:
         """Run the handler (with an injected function error, if any); (JSON result, None) or
-        (b"", (errorType, errorMessage, stackTrace))."""
+        (b"", (errorType, errorMessage, stackTrace)), and its duration in handler milliseconds."""
         timeout = float(target.config.timeout or 3)
         context = LambdaContext(
             function_name=target.function_name,
@@ -654,12 +672,13 @@ class LambdaRuntime:
             principal,
         )
         result = self._shape(target, outcome, request_id, timeout)
+        duration_ms = outcome.handler_seconds * 1000.0
         capture.finish(
-            duration_ms=(time.monotonic() - start) * 1000.0,
+            duration_ms=duration_ms,
             error=result[1],
             timed_out_after=timeout if outcome.timed_out else None,
         )
-        return result
+        return result[0], result[1], duration_ms
 
     @staticmethod
     def _shape(
@@ -668,7 +687,8 @@ class LambdaRuntime:
         if isinstance(outcome.error, InjectedTimeout):
             # An injected timeout (faults.Fault.timed_out) is the function's timeout from here on:
             # the same error, and the log's "Task timed out" line (the caller reads outcome.timed_out).
-            outcome.error, outcome.timed_out = None, True
+            # Its Duration is the Timeout, as a real timeout's is.
+            outcome.error, outcome.timed_out, outcome.handler_seconds = None, True, timeout
         if outcome.timed_out:
             LOG.warning("%s timed out after %.2f s; its thread is left to finish", target.invoked_arn, timeout)
             return b"", ("Sandbox.Timedout", f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds", [])
@@ -801,6 +821,8 @@ class _Outcome:
     value: Any = None
     error: BaseException | None = None
     timed_out: bool = False
+    handler_seconds: float = 0.0  # the invocation's handler time (its Timeout when it timed out)
+    hung: bool = False  # timed out by the real-time hang guard, not by handler time
 
 
 def _run_with_timeout(
@@ -811,15 +833,41 @@ def _run_with_timeout(
     timeout: float,
     name: str,
     principal: iam.Principal | None = None,
+    *,
+    hang_guard: float | None = None,
 ) -> _Outcome:
     """Run the handler in its own thread with its environment, as its execution role
-    (``principal``, when IAM is enforced); wait at most ``timeout`` s."""
+    (``principal``, when IAM is enforced), until it returns or its handler time reaches
+    ``timeout`` seconds.
+
+    Handler time (``handler_time.py``) is the CPU time of the handler's threads plus the time
+    it deliberately waits (``time.sleep``, a synchronous invocation of another function): time
+    lost waiting for the GIL, a CPU or the emulator's locks does not count, so a handler that
+    needs a fraction of its Timeout does not time out on a busy machine. A handler that
+    finished past its Timeout in handler time timed out too (Lambda would have stopped it),
+    whenever this thread noticed. AWS: "Timeout is the maximum amount of time in seconds that
+    a Lambda function can run" ("Configure Lambda function timeout",
+    https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html).
+
+    ``hang_guard`` (real seconds; default :func:`handler_time.hang_guard_seconds`, 20 x
+    Timeout and at least 120 s): a handler blocked on something that never happens gains no
+    handler time, so without it its caller would wait for ever; AWS always ends an
+    invocation, so it ends as timed out after this real time. If the calling thread counts
+    for an invocation itself (one handler invoking another), the wait counts as this
+    invocation's handler time."""
+    if not timeout > 0:
+        raise ValueError(f"{name}: the function timeout must be > 0 seconds, got {timeout}")
+    guard = handler_time.hang_guard_seconds(timeout) if hang_guard is None else float(hang_guard)
+    if not guard > 0:
+        raise ValueError(f"{name}: the hang guard must be > 0 real seconds, got {hang_guard}")
     outcome = _Outcome()
     done = threading.Event()
+    meter = handler_time.Meter()
+    context.count_handler_time(meter.elapsed, timeout)
 
     def run() -> None:
         try:
-            with environ.overlay(variables), iam.acting_as(principal):
+            with meter.counting(), environ.overlay(variables), iam.acting_as(principal):
                 outcome.value = handler(event, context)
         except BaseException as exc:  # noqa: BLE001 - reported to the caller as the function error
             outcome.error = exc
@@ -827,10 +875,29 @@ def _run_with_timeout(
             done.set()
 
     thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    if not done.wait(timeout):
-        return _Outcome(timed_out=True)
-    return outcome
+    with handler_time.waiting_for(meter):
+        started = time.monotonic()
+        thread.start()
+        while True:
+            finished = done.is_set()
+            used = meter.elapsed()
+            if used >= timeout:  # also when it finished: it ran past its Timeout
+                meter.close()
+                return _Outcome(timed_out=True, handler_seconds=timeout)
+            if finished:
+                outcome.handler_seconds = meter.close()
+                return outcome
+            real = time.monotonic() - started
+            if real >= guard:
+                meter.close()
+                LOG.warning(
+                    "%s: hang guard: no end after %.1f real seconds, %.2f s of handler time of its %.2f s Timeout;"
+                    " ended as timed out",
+                    name, real, used, timeout,
+                )
+                return _Outcome(timed_out=True, handler_seconds=timeout, hung=True)
+            # Handler time grows at most as fast as real time: it can't reach the Timeout sooner.
+            done.wait(min(max(timeout - used, handler_time.MIN_POLL_SECONDS), guard - real))
 
 
 def _load_handler(code_dir: Path, handler: str, module_name: str) -> tuple[ModuleType, Callable[[Any, Any], Any]]:

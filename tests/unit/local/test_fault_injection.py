@@ -183,7 +183,9 @@ def test_a_timeout_after_the_handler_ran_keeps_its_side_effects_and_reports_the_
     assert "plain print from beta" in messages
     assert any(m.endswith(f"{body['requestId']} Task timed out after 5.00 seconds") for m in messages)
     assert not any(m.startswith("[ERROR]") for m in messages)
-    assert local.invocations("LogsBetaFunction")[-1].error_type == "Sandbox.Timedout"
+    record = local.invocations("LogsBetaFunction")[-1]
+    assert record.error_type == "Sandbox.Timedout"
+    assert record.duration_ms == 5000.0  # its Duration is the Timeout, as a real timeout's is
     assert [(f.attempt, f.fault.error) for f in local.runtime.faults.fired(name)] == [(1, "Sandbox.Timedout")]
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from modelgate_emulator import LambdaInvokeError, LocalAWS, environ
-from modelgate_emulator.lambda_runtime import LambdaRuntime, WeightedRouter
+from modelgate_emulator import LambdaInvokeError, LocalAWS, environ, handler_time
+from modelgate_emulator.lambda_runtime import LambdaContext, LambdaRuntime, WeightedRouter, _run_with_timeout
 from modelgate_emulator.runtime import FAKE_CREDENTIALS, MOTO_CONFIG
 from modelgate_emulator.template import deploy
 from moto import mock_aws
@@ -213,16 +213,32 @@ def test_a_result_that_is_not_json_is_a_marshal_error(local_aws: LocalAWS) -> No
     assert raised.value.error_type == "Runtime.MarshalError"
 
 
-def test_the_function_timeout_is_enforced_in_real_seconds(local_aws: LocalAWS) -> None:
-    # Given FailFunction's Timeout of 1 s and a handler that sleeps 5 s
+def test_a_handler_that_sleeps_past_its_timeout_times_out(local_aws: LocalAWS) -> None:
+    # Given FailFunction's Timeout of 1 s and a handler that sleeps 5 s (a sleep is handler time)
+    before = len(local_aws.invocations("FailFunction"))
     started = time.monotonic()
     with pytest.raises(LambdaInvokeError) as raised:
         local_aws.invoke("FailFunction", {"kind": "timeout"})
     elapsed = time.monotonic() - started
-    # Then the invocation ends after about a second with the sandbox's timeout error
+    # Then the invocation ends with the sandbox's timeout error, not before its Timeout passed,
+    # and its Duration is the Timeout, as Lambda reports a timed-out invocation
     assert raised.value.error_type == "Sandbox.Timedout"
     assert "Task timed out after 1.00 seconds" in raised.value.error_message
-    assert 0.9 <= elapsed < 4.0
+    assert elapsed >= 1.0
+    record = local_aws.invocations("FailFunction")[before]
+    assert record.error_type == "Sandbox.Timedout" and record.duration_ms == 1000.0
+
+
+def test_duration_is_the_handler_time_including_its_sleep(local_aws: LocalAWS) -> None:
+    # Given OtherFunction, whose handler sleeps as long as the event says
+    before = len(local_aws.invocations("OtherFunction"))
+    started = time.monotonic()
+    local_aws.invoke("OtherFunction", {"sleep": 0.2})
+    elapsed = time.monotonic() - started
+    # Then its Duration counts the sleep (deliberate waiting is handler time) and never more
+    # than the real time the call took
+    record = local_aws.invocations("OtherFunction")[before]
+    assert 200.0 <= record.duration_ms <= elapsed * 1000.0
 
 
 # ------------------------------------------------------------------ invocation types
@@ -441,3 +457,169 @@ def test_environ_overlay_is_per_context_and_inherited_by_threads() -> None:
         os.environ.pop("BASE_ONLY", None)
         environ.uninstall()
     assert environ.is_installed() == was_installed
+
+
+# ------------------------------------------------------------------ the timeout counts handler time
+@pytest.fixture
+def counting() -> Iterator[None]:
+    """What ``LambdaRuntime.install`` sets up for ``_run_with_timeout``: the environment overlay
+    and handler-time counting (``time.sleep``, threads a handler starts)."""
+    environ.install()
+    handler_time.install()
+    try:
+        yield
+    finally:
+        handler_time.uninstall()
+        environ.uninstall()
+
+
+def _context(timeout: float) -> LambdaContext:
+    return LambdaContext(
+        function_name="f", function_version="$LATEST", invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+        memory_limit_in_mb=128, aws_request_id=str(uuid.uuid4()), log_group_name="/aws/lambda/f", log_stream_name="s",
+        deadline=time.monotonic() + timeout,
+    )
+
+
+def _run(handler: Any, timeout: float, **kwargs: Any) -> Any:
+    return _run_with_timeout(handler, {}, _context(timeout), {}, timeout, "lambda:f:test", **kwargs)
+
+
+def test_a_cpu_bound_handler_past_its_timeout_times_out(counting: None) -> None:
+    # Given a handler that computes until told to stop, and a Timeout of 0.3 s
+    stop = threading.Event()
+
+    def spin(event: Any, context: Any) -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    try:
+        outcome = _run(spin, 0.3)
+    finally:
+        stop.set()
+    # Then its CPU time reaches the Timeout: it times out, and its duration is the Timeout
+    assert outcome.timed_out and not outcome.hung
+    assert outcome.handler_seconds == 0.3
+
+
+def test_time_lost_to_threads_holding_the_gil_is_not_handler_time(counting: None) -> None:
+    # Given four threads that spin (holding the GIL in turns with the handler) until the
+    # handler has been running for twice its Timeout in real time
+    timeout = 0.5
+    stop, spun_past_timeout = threading.Event(), threading.Event()
+    started = time.monotonic()
+
+    def spinner() -> None:
+        count = 0
+        while not stop.is_set():
+            count += 1
+            if count % 10_000 == 0 and time.monotonic() - started > 2 * timeout:
+                spun_past_timeout.set()
+
+    spinners = [threading.Thread(target=spinner, daemon=True) for _ in range(4)]
+    for thread in spinners:
+        thread.start()
+
+    # and a handler whose own work is a fixed count of small units (milliseconds of CPU),
+    # done while the spinners compete for the GIL, that then waits for the spinners
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        total = sum(sum(range(2_000)) for _ in range(50))
+        spun_past_timeout.wait()
+        return {"total": total, "remaining_ms": context.get_remaining_time_in_millis()}
+
+    try:
+        outcome = _run(handler, timeout)
+        real = time.monotonic() - started
+    finally:
+        stop.set()
+        for thread in spinners:
+            thread.join()
+    # Then it ran longer than its Timeout in real time, yet it did not time out: only its own
+    # work counts, and the context's remaining time says the same
+    assert real > timeout
+    assert not outcome.timed_out and outcome.error is None
+    assert outcome.value["total"] == 50 * sum(range(2_000))
+    assert 0.0 < outcome.handler_seconds < timeout
+    assert 0 < outcome.value["remaining_ms"] <= timeout * 1000
+
+
+def test_a_sleep_in_a_thread_the_handler_starts_is_handler_time(counting: None) -> None:
+    # Given a handler that sleeps 5 s in a worker of its own pool, and a Timeout of 0.3 s
+    def handler(event: Any, context: Any) -> None:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(time.sleep, 5).result()
+
+    outcome = _run(handler, 0.3)
+    # Then the worker's sleep counts for the invocation: it times out (its own thread only waited)
+    assert outcome.timed_out and not outcome.hung
+
+
+def test_waiting_for_a_synchronous_invocation_is_the_caller_s_handler_time(counting: None) -> None:
+    # Given a handler (Timeout 0.3 s) that invokes another function synchronously, whose
+    # handler sleeps 1 s within its own Timeout of 3 s
+    inner: list[Any] = []
+
+    def callee(event: Any, context: Any) -> str:
+        time.sleep(1)
+        return "done"
+
+    def caller(event: Any, context: Any) -> None:
+        inner.append(_run(callee, 3.0))
+
+    outcome = _run(caller, 0.3)
+    # Then the caller's wait counts as the callee's handler time: the caller times out
+    assert outcome.timed_out and not outcome.hung
+
+
+def test_a_handler_blocked_for_ever_ends_at_the_hang_guard(counting: None) -> None:
+    # Given a handler blocked on an event nobody sets (no CPU, no deliberate wait: no handler
+    # time), a Timeout of 1 s and a hang guard of 0.2 real seconds
+    release = threading.Event()
+
+    def handler(event: Any, context: Any) -> None:
+        release.wait()
+
+    try:
+        outcome = _run(handler, 1.0, hang_guard=0.2)
+    finally:
+        release.set()
+    # Then the guard ends it as a timeout (AWS always ends an invocation), with its Timeout as duration
+    assert outcome.timed_out and outcome.hung
+    assert outcome.handler_seconds == 1.0
+
+
+def test_the_default_hang_guard_is_generous() -> None:
+    assert handler_time.hang_guard_seconds(1) == 120.0
+    assert handler_time.hang_guard_seconds(30) == 600.0
+
+
+@pytest.mark.parametrize(("timeout", "guard", "problem"), [(0, None, "timeout"), (-1, None, "timeout"), (1, 0, "hang guard")])
+def test_a_timeout_or_hang_guard_that_is_not_positive_is_refused(counting: None, timeout: float, guard: float | None,
+                                                                  problem: str) -> None:
+    with pytest.raises(ValueError, match=f"the {'function timeout' if problem == 'timeout' else problem} must be > 0"):
+        _run(lambda event, context: None, timeout, hang_guard=guard)
+
+
+def test_a_sleep_counts_only_as_long_as_asked_even_when_it_wakes_late(counting: None,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a machine so busy that a 0.05 s sleep wakes up 0.3 s late
+    real_sleep = handler_time._original_sleep
+    monkeypatch.setattr(handler_time, "_original_sleep", lambda seconds: real_sleep(seconds + 0.3))
+    meter = handler_time.Meter()
+    # When a thread counting for an invocation sleeps 0.05 s
+    with meter.counting():
+        time.sleep(0.05)
+    # Then the sleep counts 0.05 s, not the late wake-up
+    assert 0.05 <= meter.close() < 0.3
+
+
+def test_without_per_thread_cpu_clocks_handler_time_is_real_time(counting: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a platform without per-thread CPU clocks, and a handler blocked on an event
+    monkeypatch.setattr(handler_time, "_HAS_THREAD_CLOCKS", False)
+    release = threading.Event()
+    try:
+        outcome = _run(lambda event, context: release.wait(), 0.2, hang_guard=100)
+    finally:
+        release.set()
+    # Then its real time counts: it times out at its Timeout, not at the hang guard
+    assert outcome.timed_out and not outcome.hung
