@@ -670,8 +670,10 @@ _DYNAMODB_ITEM = {"GetItem": "Key", "UpdateItem": "Key", "DeleteItem": "Key", "P
 
 @_maps("dynamodb", tuple(_DYNAMODB_ITEM), *(f"dynamodb:{op}" for op in _DYNAMODB_ITEM))
 def _dynamodb_item(call: _Call) -> list[AuthzRequest]:
+    # Key / Item is required by the API (botocore validates it before the call is authorised);
+    # _leading_keys refuses an item without its partition key once the schema is known.
     table = call.param("TableName")
-    context = _leading_keys(call, table, [call.param(_DYNAMODB_ITEM[call.operation])])
+    context = _leading_keys(call, table, [call.params.get(_DYNAMODB_ITEM[call.operation])])
     return [AuthzRequest(f"dynamodb:{call.operation}", _table_arn(call, table), context)]
 
 
