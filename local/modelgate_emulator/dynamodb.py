@@ -42,3 +42,33 @@ def serialised_requests() -> Iterator[None]:
 
     with mock.patch.object(DynamoHandler, "call_action", call_action):
         yield
+
+
+# ---------------------------------------------------------------------------- IAM: key schema
+def partition_key_name(account_id: str, region: str, table_ref: str) -> str | None:
+    """The partition (HASH) key attribute of a table, or of ``<table>/index/<index>``, as moto
+    holds its key schema; ``table_ref`` may be a table name or ARN. None for a table or index
+    that does not exist (the call itself then fails with ResourceNotFoundException).
+
+    IAM needs it to set ``dynamodb:LeadingKeys`` (``iam_policy``: "Using IAM policy conditions
+    for fine-grained access control", Amazon DynamoDB Developer Guide)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    if table_ref.startswith("arn:"):
+        parts = table_ref.split(":", 5)
+        if len(parts) < 6 or not parts[5].startswith("table/"):
+            return None
+        region, account_id, table_ref = parts[3] or region, parts[4] or account_id, parts[5][len("table/") :]
+    table_name, _, index_name = table_ref.partition("/index/")
+    try:
+        table = dynamodb_backends[account_id][region].tables.get(table_name)
+    except KeyError:
+        return None
+    if table is None:
+        return None
+    if not index_name:
+        return str(table.hash_key_attr) or None
+    index = next((i for i in table.all_indexes() if i.name == index_name), None)
+    if index is None:
+        return None
+    return next((str(k["AttributeName"]) for k in index.schema if k.get("KeyType") == "HASH"), None)

@@ -35,6 +35,9 @@ when an identity-based *or* a resource-based policy allows it and nothing denies
   uses https), ``aws:PrincipalArn``, ``aws:PrincipalAccount``, ``aws:RequestedRegion``,
   and ``aws:SourceArn`` / ``aws:SourceAccount`` for service principals ("AWS global
   condition context keys", IAM User Guide).
+- **Module caches.** The layer's module-level caches of AWS responses (a secret, an S3
+  object) are kept per execution environment while enforcing (``iam_caches``), so a warm
+  cache filled by one function never hides another function's call from IAM.
 - **Record.** Every decision (principal, role, action, resource, allowed, matched
   statements) is kept on the enforcer for the least-privilege report
   (``modelgate_emulator.iam_report``).
@@ -260,6 +263,7 @@ class Enforcer:
         return [
             (Session, "create_client", create_client),
             (ExecutionWorker, "_execution_logic", execution_logic),
+            *_environment_scoped_caches(),
         ]
 
     # ---------------------------------------------------------------- records
@@ -292,7 +296,12 @@ class Enforcer:
         return policies
 
     def lookup(self, kind: str, name: str) -> str | None:
-        """ARNs a name alone does not give (a secret's random suffix), from moto's state."""
+        """ARNs a name alone does not give (a secret's random suffix), and a table's partition key
+        attribute (for ``dynamodb:LeadingKeys``), from moto's state."""
+        if kind == "dynamodb:partition-key":  # dynamodb:LeadingKeys needs the key schema
+            from modelgate_emulator import dynamodb
+
+            return dynamodb.partition_key_name(self.account_id, self.region, name)
         if kind == "secretsmanager:secret":
             from moto.secretsmanager.models import secretsmanager_backends
 
@@ -417,6 +426,14 @@ class Enforcer:
         decision = self.decide(principal, request, operation=action)
         if not decision.allowed:
             raise AccessDenied(principal.arn, action, resource, str(decision.reason))
+
+
+def _environment_scoped_caches() -> list[tuple[Any, str, Any]]:
+    """The layer's module caches, one per execution environment while enforcing (``iam_caches``):
+    each function's first read is then made, and authorised, under its own role."""
+    from modelgate_emulator import iam_caches
+
+    return iam_caches.patches()
 
 
 def _with_context(request: Any, context: dict[str, Any]) -> Any:

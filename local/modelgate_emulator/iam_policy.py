@@ -570,10 +570,6 @@ def _table_arn(call: _Call, table: str, index: str | None = None) -> str:
 
 
 _DYNAMODB_TABLE = {
-    "GetItem": "dynamodb:GetItem",
-    "PutItem": "dynamodb:PutItem",
-    "UpdateItem": "dynamodb:UpdateItem",
-    "DeleteItem": "dynamodb:DeleteItem",
     "DescribeTable": "dynamodb:DescribeTable",
     "CreateTable": "dynamodb:CreateTable",
     "DeleteTable": "dynamodb:DeleteTable",
@@ -589,21 +585,125 @@ for _op, _action in _DYNAMODB_TABLE.items():
     )
 
 
+# -- DynamoDB fine-grained access: the dynamodb:LeadingKeys condition key.
+# "Using IAM policy conditions for fine-grained access control" (Amazon DynamoDB Developer Guide,
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/specifying-conditions.html):
+# dynamodb:LeadingKeys "represents the first key attribute of a table -- in other words, the
+# partition key"; it is plural even for single-item actions and is used with ForAllValues. So a
+# request carries the partition key values of every item it names: the Key of GetItem /
+# UpdateItem / DeleteItem, the Item of PutItem, each key or item of BatchGetItem /
+# BatchWriteItem (per table) and of a transaction's parts, and the partition key value a Query's
+# key condition tests for equality (a query of an index: the index's partition key, as the
+# guide's example granting LeadingKeys on a table and its index implies). A Scan names no
+# partition key, so it carries none: "Scan returns all items regardless of the leading keys"
+# (same page), and ForAllValues over the missing key holds, as on AWS.
+# The partition key's attribute name comes from the table's key schema through the caller's
+# lookup ("dynamodb:partition-key", table name or ARN [+ "/index/" + index]); without a lookup
+# (or for a table the lookup does not know: the call then fails as ResourceNotFound) the key
+# is left out. dynamodb:Attributes / dynamodb:Select / dynamodb:ReturnValues are not set: the
+# template conditions on none of them.
+LEADING_KEYS = "dynamodb:LeadingKeys"
+_KEY_EQUALITY = re.compile(r"^\(*\s*(?P<name>#?[A-Za-z0-9_.\-]+)\s*=\s*(?P<value>:[A-Za-z0-9_]+)\s*\)*$")
+
+
+def _partition_key(call: _Call, table: str, index: str | None = None) -> str | None:
+    if call.lookup is None:
+        return None
+    return call.lookup("dynamodb:partition-key", f"{table}/index/{index}" if index else table)
+
+
+def _key_value(value: Any) -> str:
+    """A key attribute's value as the condition key compares it: the S / N / B scalar (the
+    low-level AttributeValue form; boto3's resource layer serialises to it before the call)."""
+    if isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ("S", "N", "B"):
+        value = next(iter(value.values()))
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _leading_keys(call: _Call, table: str, items: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """{dynamodb:LeadingKeys: [the partition key value of each item]} (no key without a schema)."""
+    name = _partition_key(call, table)
+    if name is None:
+        return {}
+    values: list[str] = []
+    for item in items:
+        if not isinstance(item, Mapping) or name not in item:
+            raise InvalidCallParameters(
+                f"dynamodb {call.operation} on {table}: an item or key lacks the partition key {name!r}"
+            )
+        value = _key_value(item[name])
+        if value not in values:
+            values.append(value)
+    return {LEADING_KEYS: values}
+
+
+def _query_leading_keys(call: _Call, table: str, index: str | None) -> dict[str, Any]:
+    """The partition key value a Query's key condition tests for equality (KeyConditionExpression,
+    with its #name / :value placeholders, or the legacy KeyConditions)."""
+    name = _partition_key(call, table, index)
+    if name is None:
+        return {}
+    expression = call.params.get("KeyConditionExpression")
+    if isinstance(expression, str) and expression:
+        names = call.params.get("ExpressionAttributeNames") or {}
+        values = call.params.get("ExpressionAttributeValues") or {}
+        for clause in re.split(r"\s+AND\s+", expression.strip(), flags=re.IGNORECASE):
+            match = _KEY_EQUALITY.match(clause.strip())
+            if match is None:
+                continue
+            attribute = names.get(match["name"], match["name"])
+            if attribute == name and match["value"] in values:
+                return {LEADING_KEYS: [_key_value(values[match["value"]])]}
+    legacy = (call.params.get("KeyConditions") or {}).get(name)
+    if isinstance(legacy, Mapping) and legacy.get("ComparisonOperator") == "EQ" and legacy.get("AttributeValueList"):
+        return {LEADING_KEYS: [_key_value(legacy["AttributeValueList"][0])]}
+    raise InvalidCallParameters(
+        f"dynamodb Query on {table}{f' index {index}' if index else ''}: the key condition tests no "
+        f"partition key value ({name!r} = :value)"
+    )
+
+
+_DYNAMODB_ITEM = {"GetItem": "Key", "UpdateItem": "Key", "DeleteItem": "Key", "PutItem": "Item"}
+
+
+@_maps("dynamodb", tuple(_DYNAMODB_ITEM), *(f"dynamodb:{op}" for op in _DYNAMODB_ITEM))
+def _dynamodb_item(call: _Call) -> list[AuthzRequest]:
+    # Key / Item is required by the API (botocore validates it before the call is authorised);
+    # _leading_keys refuses an item without its partition key once the schema is known.
+    table = call.param("TableName")
+    context = _leading_keys(call, table, [call.params.get(_DYNAMODB_ITEM[call.operation])])
+    return [AuthzRequest(f"dynamodb:{call.operation}", _table_arn(call, table), context)]
+
+
 @_maps("dynamodb", ("Query", "Scan"), "dynamodb:Query", "dynamodb:Scan")
 def _dynamodb_read_many(call: _Call) -> list[AuthzRequest]:
     # A query or scan of an index is authorised on the index ARN table/T/index/I.
     action = f"dynamodb:{call.operation}"
-    return [AuthzRequest(action, _table_arn(call, call.param("TableName"), call.params.get("IndexName")), {})]
+    table, index = call.param("TableName"), call.params.get("IndexName")
+    context = _query_leading_keys(call, table, index) if call.operation == "Query" else {}
+    return [AuthzRequest(action, _table_arn(call, table, index), context)]
 
 
 @_maps("dynamodb", "BatchWriteItem", "dynamodb:BatchWriteItem")
 def _dynamodb_batch_write(call: _Call) -> list[AuthzRequest]:
-    return [AuthzRequest("dynamodb:BatchWriteItem", _table_arn(call, t), {}) for t in call.param("RequestItems")]
+    requests = []
+    for table, writes in call.param("RequestItems").items():
+        items = [
+            (w.get("PutRequest") or {}).get("Item") if "PutRequest" in w else (w.get("DeleteRequest") or {}).get("Key")
+            for w in writes or ()
+        ]
+        requests.append(AuthzRequest("dynamodb:BatchWriteItem", _table_arn(call, table), _leading_keys(call, table, items)))
+    return requests
 
 
 @_maps("dynamodb", "BatchGetItem", "dynamodb:BatchGetItem")
 def _dynamodb_batch_get(call: _Call) -> list[AuthzRequest]:
-    return [AuthzRequest("dynamodb:BatchGetItem", _table_arn(call, t), {}) for t in call.param("RequestItems")]
+    return [
+        AuthzRequest("dynamodb:BatchGetItem", _table_arn(call, t), _leading_keys(call, t, (reads or {}).get("Keys") or ()))
+        for t, reads in call.param("RequestItems").items()
+    ]
 
 
 _TRANSACT_ACTIONS = {
@@ -628,7 +728,8 @@ def _dynamodb_transact(call: _Call) -> list[AuthzRequest]:
     """There is no dynamodb:TransactWriteItems action: each item is authorised as its own
     PutItem / UpdateItem / DeleteItem / ConditionCheckItem (GetItem for TransactGetItems) on its
     table ("Using IAM with DynamoDB transactions",
-    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html)."""
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html),
+    with that item's partition key as dynamodb:LeadingKeys."""
     requests = []
     for item in call.param("TransactItems"):
         if len(item) != 1 or next(iter(item)) not in _TRANSACT_ACTIONS:
@@ -636,7 +737,9 @@ def _dynamodb_transact(call: _Call) -> list[AuthzRequest]:
                 f"dynamodb {call.operation}: an item must hold one of {sorted(_TRANSACT_ACTIONS)}"
             )
         kind, body = next(iter(item.items()))
-        requests.append(AuthzRequest(_TRANSACT_ACTIONS[kind], _table_arn(call, body["TableName"]), {}))
+        table = body["TableName"]
+        context = _leading_keys(call, table, [body.get("Item") if kind == "Put" else body.get("Key")])
+        requests.append(AuthzRequest(_TRANSACT_ACTIONS[kind], _table_arn(call, table), context))
     return requests
 
 

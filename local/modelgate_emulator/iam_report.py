@@ -100,18 +100,44 @@ def grants_of(owner: str, role: str, policy: str, document: Mapping[str, Any]) -
     return out
 
 
-def mark_used(patterns: Mapping[str, tuple[str, str]], requests: Iterable[tuple[str, str]]) -> set[str]:
-    """Keys of the grants whose action and resource patterns match one of ``requests``."""
+def mark_used(
+    patterns: Mapping[str, tuple[str, str]],
+    requests: Iterable[tuple[str, str] | tuple[str, str, tuple[str, ...]]],
+    conditional: Mapping[str, tuple[str, str]] | None = None,
+) -> set[str]:
+    """Keys of the grants whose action and resource patterns match one of ``requests``.
+
+    A request may carry the statements that allowed it (``DecisionRecord.matched``: ids
+    ``<policy name>#<Sid or index>``). A grant listed in ``conditional`` (key -> (policy name,
+    statement id)) is used only by a request its statement allowed: of two statements that
+    differ only in a condition (``dynamodb:LeadingKeys``: the release partitions or the chain's),
+    the one whose condition held is credited. A request whose allowing statements name no
+    statement of that policy (matched ids from another naming) falls back to the patterns."""
     used: set[str] = set()
     requests = set(requests)
     for key, (action_pattern, resource_pattern) in patterns.items():
-        for action, resource in requests:
-            if iam_pattern_matches(action_pattern, action, case_sensitive=False) and iam_pattern_matches(
-                resource_pattern, resource
+        for request in requests:
+            action, resource = request[0], request[1]
+            if not (
+                iam_pattern_matches(action_pattern, action, case_sensitive=False)
+                and iam_pattern_matches(resource_pattern, resource)
             ):
-                used.add(key)
-                break
+                continue
+            if conditional and key in conditional and len(request) > 2:
+                policy, statement_id = conditional[key]
+                matched = request[2]  # type: ignore[misc]
+                if statement_id not in matched and any(m.startswith(f"{policy}#") for m in matched):
+                    continue  # another statement of the policy allowed it, this one's condition did not hold
+            used.add(key)
+            break
     return used
+
+
+def _statement_id(policy: str, index: int, statement: Mapping[str, Any]) -> str:
+    """How the evaluator names a statement in a decision's ``matched`` (``iam_policy.evaluate``)."""
+    from modelgate_emulator import iam_policy
+
+    return iam_policy._statement_id(policy, index, statement)
 
 
 # ---------------------------------------------------------------------------- snapshot
@@ -164,6 +190,7 @@ def snapshot(enforcer: Any, local: Any) -> Snapshot | None:
     backend = iam_backends[stack.account_id]["aws"]
     grants: list[Grant] = []
     patterns: dict[str, tuple[str, str]] = {}
+    conditional: dict[str, tuple[str, str]] = {}  # grant key -> (policy name, statement id as IAM names it)
     role_by_arn: dict[str, str] = {}
     for logical_id, resource in stack.resources.items():
         documents: dict[str, Any] = {}
@@ -178,28 +205,31 @@ def snapshot(enforcer: Any, local: Any) -> Snapshot | None:
             policy = backend.get_policy(resource.physical_id)
             documents = {logical_id: iam.managed_policy_document(policy)}
         for name, document in documents.items():
+            statements = _as_list(document.get("Statement", []))
             for grant, action, concrete in grants_of(owner, logical_id, normalise(name), document):
                 grant = dataclasses.replace(grant, resource=normalise(concrete))
                 grants.append(grant)
                 patterns[grant.key] = (action, concrete)
+                if grant.conditional:
+                    conditional[grant.key] = (name, _statement_id(name, grant.statement, statements[grant.statement]))
     # Requests per role (a managed policy's grants count for the named principal holding it).
     managed_holder = {
         f"{stack.name}-local-{name}"[:64]: output_logical
         for name, output_logical in _managed_policy_principals(local, stack).items()
     }
-    requests: dict[str, set[tuple[str, str]]] = {}
+    requests: dict[str, set[tuple[str, str, tuple[str, ...]]]] = {}
     denied: list[dict[str, Any]] = []
     for record in enforcer.records:
         role = role_by_arn.get(record.role_arn or "") or managed_holder.get((record.role_arn or "").rsplit("/", 1)[-1])
         if role is None:
             role = record.principal
         if record.allowed:
-            requests.setdefault(role, set()).add((record.action, record.resource))
+            requests.setdefault(role, set()).add((record.action, record.resource, tuple(record.matched)))
         else:
             denied.append({"role": role, "action": record.action, "resource": normalise(record.resource), "reason": record.reason})
     used: set[str] = set()
     for role, role_requests in requests.items():
-        used |= mark_used({k: v for k, v in patterns.items() if k.split("|", 1)[0] == role}, role_requests)
+        used |= mark_used({k: v for k, v in patterns.items() if k.split("|", 1)[0] == role}, role_requests, conditional)
     try:
         reasons = load_reasons(stack.template_path)
     except (OSError, ValueError):

@@ -67,10 +67,10 @@ def test_removing_the_intakes_ledger_grant_fails_the_upload_with_access_denied(t
 # released service reaches (captured traffic, baselines, the chain of a real release, task
 # tokens) are exercised by the state-machine tests, as is the IAM decision URL's function
 # (tests/statemachine/test_cli.py decides through it on a release waiting for approval).
-# Not here: statements that differ from another of the same role only in their
-# dynamodb:LeadingKeys condition (the monitor's Ledger and Journal, Attest's EndedRelease and
-# Chain, the decision's Ledger): the embedded AWS does not set that condition key, so a
-# ForAllValues condition on it holds for every request and the other statement allows the call.
+# Statements that differ from another of the same role only in their dynamodb:LeadingKeys
+# condition (the monitor's Journal, Attest's EndedRelease and Chain) are checked too: the
+# embedded AWS sets that condition key from each request's partition key values, so the other
+# statement no longer allows the call.
 DRIFT = {"service": "support-bot"}
 LIFECYCLE = {"task": "lifecycle", "service": "support-bot"}
 REEVALUATE = {"task": "reevaluate", "service": "support-bot"}
@@ -85,6 +85,9 @@ NEW_FUNCTION_STATEMENTS = [
     ("MonitorFunction", "ServiceRegistrations", LIFECYCLE, "ssm:GetParameter"),
     ("MonitorFunction", "ManagedFunctions", LIFECYCLE, "lambda:GetAlias"),
     ("MonitorFunction", "ReleasesOfAService", REEVALUATE, "dynamodb:Query"),
+    ("MonitorFunction", "Journal", LIFECYCLE, "dynamodb:PutItem"),
+    ("AttestFunction", "EndedRelease", ATTEST, "dynamodb:GetItem"),
+    ("AttestFunction", "Chain", ATTEST, "dynamodb:GetItem"),
     ("AttestFunction", "ArtefactDigest", ATTEST, "s3:GetObjectVersion"),
     ("AttestFunction", "SignAttestation", ATTEST, "kms:Sign"),
     ("AttestFunction", "StoreAttestation", ATTEST, "s3:PutObject"),

@@ -98,3 +98,17 @@ def test_a_managed_policys_own_reason_wins_over_the_owners_catch_all():
     # Then the managed grant is justified by its policy's reason, the function's own by the catch-all
     rows = {row["action"]: row["reason"] for row in merge([snap]).rows}
     assert rows == {"xray:PutTraceSegments": "Lambda sends traces with the role", "dynamodb:DeleteItem": "the supersede path"}
+
+
+def test_of_two_statements_differing_only_in_a_condition_the_one_that_allowed_is_used():
+    # Intake: WriteReleaseRecord (RELEASE#*) and ChainRefused (CHAIN#*) both grant PutItem on the ledger.
+    patterns = {"release": ("dynamodb:PutItem", "arn:t"), "chain": ("dynamodb:PutItem", "arn:t")}
+    conditional = {"release": ("P0", "P0#WriteReleaseRecord"), "chain": ("P0", "P0#ChainRefused")}
+    allowed_by_release = ("dynamodb:PutItem", "arn:t", ("P0#WriteReleaseRecord",))
+    assert mark_used(patterns, [allowed_by_release], conditional) == {"release"}
+    assert mark_used(patterns, [allowed_by_release]) == {"release", "chain"}  # without the statements: patterns only
+    # matched ids of another naming (a managed policy's ARN): the patterns decide
+    assert mark_used(patterns, [("dynamodb:PutItem", "arn:t", ("arn:aws:iam::1:policy/x#0",))], conditional) == {
+        "release",
+        "chain",
+    }
