@@ -43,8 +43,9 @@ def local_up(tmp_path: Path, template: Path = ROOT / "template.yaml", traffic: s
         env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
             [str(ROOT / "src"), str(ROOT / "local"), *filter(None, [os.environ.get("PYTHONPATH")])])},
     )
+    # A bound for a hung start, not a speed check (a cold start took over 60 s at load ~17 on the 2 cores).
     try:  # up when it writes its state file; a server that exited won't
-        wait_until(lambda: state.exists() or process.poll() is not None, 60, "the local runtime to start",
+        wait_until(lambda: state.exists() or process.poll() is not None, HANG_GUARD_SECONDS, "the local runtime to start",
                    interval=0.1)
     except TimeoutError:
         pass
@@ -92,7 +93,8 @@ def test_submit_status_and_approve_from_another_process(server, capsys):
         return status(server, capsys, release)["status"]
 
     # Then it asks for approval, and an approver approves through the CLI
-    wait_until(reaches("PendingManualApproval"), 60, f"{release} to ask for approval", interval=0.2, progress=now)
+    wait_until(reaches("PendingManualApproval"), HANG_GUARD_SECONDS, f"{release} to ask for approval", interval=0.2,
+               progress=now)
     assert cli.main(["--local", "--local-state", str(server), "approve", release, "--comment", "from another shell"]) == 0
     capsys.readouterr()
     record = wait_until(reaches("Promoted", "RolledBack", "Failed"), 120, f"{release} to end", interval=0.2,
