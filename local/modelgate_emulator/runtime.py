@@ -122,20 +122,54 @@ _SHARED_LOADER: Any = None
 _SHARED_LOADER_LOCK = threading.Lock()
 
 
+def _shared_model_loader(data_path: str | None) -> Any:
+    """botocore's loader (``botocore.loaders.create_loader``), except that every service model it
+    hands out has operations with their own ``http`` sections. botocore rewrites an S3
+    operation's ``requestUri`` in place on its first call ("/{Bucket}?list-type=2" becomes
+    "?list-type=2": ``botocore.handlers.remove_bucket_from_url_paths_from_model``, which says the
+    change "stays in effect for the lifetime of the client object"), and the loader caches one
+    dict per model: shared by every session of the process, that rewrite reached every later
+    client, moto's included. moto builds its URI regexes from such a client once per process
+    (``moto.core.responses._get_method_urls``); built from a rewritten model they do not compile
+    ("nothing to repeat"), and S3's error responses (which look the action up there) failed in
+    whichever process had made an S3 call before its first S3 error. Copying the operations'
+    ``http`` dicts per client costs microseconds; the shapes stay shared."""
+    import os
+
+    import botocore.loaders
+
+    class SharedModelLoader(botocore.loaders.Loader):
+        def load_service_model(self, service_name: str, type_name: str, api_version: str | None = None) -> Any:
+            model = super().load_service_model(service_name, type_name, api_version)  # parsed once
+            operations = model.get("operations") if isinstance(model, dict) else None
+            if not isinstance(operations, dict):
+                return model
+            return {
+                **model,
+                "operations": {
+                    name: {**operation, "http": dict(operation["http"])} if "http" in operation else operation
+                    for name, operation in operations.items()
+                },
+            }
+
+    paths = [os.path.expanduser(os.path.expandvars(path)) for path in data_path.split(os.pathsep)] if data_path else None
+    return SharedModelLoader(extra_search_paths=paths)
+
+
 def _default_session_with_shared_models() -> None:
     """A fresh boto3 default session (moto starts each mock without one) that reads AWS's
     service models through one loader per process: each new session would otherwise parse
     the same JSON models again for every client (about half a second per stack). The loader
     only caches the files botocore ships; credentials, configuration and event handlers stay
-    the new session's own."""
-    import botocore.loaders
+    the new session's own (and each client its own copy of what botocore rewrites in a model:
+    ``_shared_model_loader``)."""
     import botocore.session
 
     global _SHARED_LOADER
     core = botocore.session.get_session()
     with _SHARED_LOADER_LOCK:
         if _SHARED_LOADER is None:
-            _SHARED_LOADER = botocore.loaders.create_loader(core.get_config_variable("data_path"))
+            _SHARED_LOADER = _shared_model_loader(core.get_config_variable("data_path"))
         core.register_component("data_loader", _SHARED_LOADER)
         boto3.setup_default_session(botocore_session=core)
         paths = _SHARED_LOADER.search_paths  # each boto3 Session appends its resource folder again

@@ -18,7 +18,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import EXAMPLES, HANG_GUARD_SECONDS, ROOT, ROUTING_SEED, SERVICE, TIME_FACTOR, commit_for
+from conftest import (
+    EXAMPLES,
+    HANG_GUARD_SECONDS,
+    ROOT,
+    ROUTING_SEED,
+    SERVICE,
+    SETUP_BAKE_SECONDS,
+    TIME_FACTOR,
+    commit_for,
+)
 from modelgate_emulator.bedrock_batch import JobFault
 from modelgate_harness.control import put_dataset, update_policy
 from modelgate_harness.driver import ReleaseDriver, sample_stack
@@ -48,13 +57,15 @@ def states(control, run) -> list[str]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """The stack, its dataset 120 cases, v2 released through batch with live traffic."""
+    """The stack, its dataset 120 cases, v2 released through batch with live traffic (with the
+    set-up releases' shorter bakes: the evaluation, not the canary, is this module's subject)."""
     with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED,
                       run_schedules=False) as (local, control):
         path = tmp_path_factory.mktemp("batch") / "dataset.jsonl"
         path.write_text(dataset_text())
         put_dataset(control, SERVICE, path)
-        update_policy(control, SERVICE, approval="auto", min_canary_invocations=3, evaluation=BATCH)
+        update_policy(control, SERVICE, approval="auto", min_canary_invocations=3, evaluation=BATCH,
+                      bake_seconds=SETUP_BAKE_SECONDS, post_promotion_watch_seconds=SETUP_BAKE_SECONDS)
         function = local.stack.outputs["SampleServiceFunctionName"]
         requests = [{"inputs": json.loads(line)} for line in (EXAMPLES / "traffic.jsonl").read_text().splitlines() if line]
         traffic = TrafficGenerator(lambda_client=control.client("lambda"), function_name=function, qualifier="live",

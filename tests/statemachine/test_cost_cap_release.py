@@ -10,7 +10,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import EXAMPLES, HANG_GUARD_SECONDS, ROOT, ROUTING_SEED, SERVICE, TIME_FACTOR, commit_for
+from conftest import (
+    EXAMPLES,
+    HANG_GUARD_SECONDS,
+    ROOT,
+    ROUTING_SEED,
+    SERVICE,
+    SETUP_BAKE_SECONDS,
+    TIME_FACTOR,
+    commit_for,
+)
 from modelgate_harness.control import update_policy
 from modelgate_harness.driver import ReleaseDriver, sample_stack
 from modelgate_harness.traffic import TrafficGenerator
@@ -20,10 +29,12 @@ from modelgate.adapters.lambda_alias import alias_state
 
 @pytest.fixture(scope="module")
 def stack():
-    """One stack, its live alias serving v2, released under a cap of one dollar."""
+    """One stack, its live alias serving v2, released under a cap of one dollar (with the
+    set-up releases' shorter bakes: the cap, not the canary, is this module's subject)."""
     with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED,
                       run_schedules=False) as (local, control):
-        update_policy(control, SERVICE, approval="auto", min_canary_invocations=3, max_cost_usd=1.0)
+        update_policy(control, SERVICE, approval="auto", min_canary_invocations=3, max_cost_usd=1.0,
+                      bake_seconds=SETUP_BAKE_SECONDS, post_promotion_watch_seconds=SETUP_BAKE_SECONDS)
         function = local.stack.outputs["SampleServiceFunctionName"]
         requests = [{"inputs": json.loads(line)} for line in (EXAMPLES / "traffic.jsonl").read_text().splitlines() if line]
         traffic = TrafficGenerator(lambda_client=control.client("lambda"), function_name=function, qualifier="live",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 
+from conftest import SETUP_BAKE_SECONDS
 from modelgate_emulator.limits import LAMBDA_ENVIRONMENT_BYTES, environment_measure
 from modelgate_harness.driver import ReleaseRun
 from modelgate_harness.polling import wait_until
@@ -39,7 +40,9 @@ def test_a_release_with_100_prompt_files_publishes_and_is_promoted(shared_live_v
     pipeline = shared_live_v2
     folder, manifest = release_with_prompts(pipeline, tmp_path, 100)
     assert len(manifest["prompts"]) == 100
-    pipeline.set_policy(approval="auto", min_canary_invocations=3)
+    # (the set-up releases' shorter bakes: publishing 100 prompts, not the canary, is the subject)
+    pipeline.set_policy(approval="auto", min_canary_invocations=3, bake_seconds=SETUP_BAKE_SECONDS,
+                        post_promotion_watch_seconds=SETUP_BAKE_SECONDS)
     traffic = pipeline.traffic()
     traffic.start()
     try:

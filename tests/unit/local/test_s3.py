@@ -94,6 +94,25 @@ def test_a_sigv2_signed_api_call_is_refused_too(local_aws: LocalAWS) -> None:
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
+def test_an_s3_error_is_answered_after_s3_calls_made_before_it(local_aws: LocalAWS) -> None:
+    """moto finds an S3 error's action in URI regexes it builds once per process from a new
+    client's service model; botocore rewrites S3 request URIs in its model on a client's first
+    call, so that model must be the new client's own (runtime._shared_model_loader)."""
+    from botocore.exceptions import ClientError
+    from moto.core import responses
+
+    bucket = local_aws.stack.physical_id("Bucket")
+    # Given S3 calls made (botocore strips "/{Bucket}" from these operations' request URIs)
+    local_aws.client("s3").list_objects_v2(Bucket=bucket)
+    # and a process whose first S3 error comes only now
+    responses._get_method_urls.cache_clear()
+    v2, _ = _v2_and_v4_clients()
+    # When S3 answers with an error, it is S3's error (not a regex that fails to compile)
+    with pytest.raises(ClientError) as exc:
+        v2.list_objects_v2(Bucket=bucket)
+    assert exc.value.response["Error"]["Code"] == "InvalidRequest"
+
+
 @pytest.mark.enable_socket
 def test_sigv2_is_refused_through_the_http_server_of_modelgate_local_up(local_aws: LocalAWS) -> None:
     """`modelgate local up` serves the embedded AWS through moto's HTTP server (same backends,
