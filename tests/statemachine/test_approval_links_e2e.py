@@ -13,6 +13,7 @@ import shutil
 import time
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from conftest import HANG_GUARD_SECONDS
 from modelgate_harness import cli
 from modelgate_harness.polling import wait_until
 
@@ -58,7 +59,7 @@ def _inbox(control, approver: str, label: str) -> str:
 
 def _mail(control, queue: str) -> str:
     sqs = control.client("sqs")
-    [message] = wait_until(lambda: sqs.receive_message(QueueUrl=queue).get("Messages"), 10, "the approval mail")
+    [message] = wait_until(lambda: sqs.receive_message(QueueUrl=queue).get("Messages"), HANG_GUARD_SECONDS, "the approval mail")
     return message["Body"]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from conftest import HANG_GUARD_SECONDS
 from modelgate_emulator import LocalAWS
 from modelgate_harness import cli
 from modelgate_harness.control import Control, put_dataset
@@ -47,7 +48,7 @@ def test_submit_status_and_reject_through_the_cli(stack, capsys):
     from modelgate_harness.polling import wait_until
 
     ledger = stack.ledger()
-    record = wait_until(lambda: (r := ledger.get(release_id)) and r.get("execution_arn") and r, 30, "intake")
+    record = wait_until(lambda: (r := ledger.get(release_id)) and r.get("execution_arn") and r, HANG_GUARD_SECONDS, "intake")
     run = ReleaseRun(release_id, record["execution_arn"])
     assert ReleaseDriver(stack).wait_for_decision_point(run)
     assert cli.main(["status", release_id]) == 0
@@ -88,7 +89,7 @@ def test_submit_writes_the_commit_branch_and_evaluation_as_metadata_and_validate
     assert meta["modelgate-author"] == "alice"
     # And Validate records them in the ledger, shown by `modelgate status`
     ledger = stack.ledger()
-    record = wait_until(lambda: (r := ledger.get(release_id)) and r.get("ci_evaluation") and r, 60, "Validate")
+    record = wait_until(lambda: (r := ledger.get(release_id)) and r.get("ci_evaluation") and r, HANG_GUARD_SECONDS, "Validate")
     assert record["branch"] == "feature/naïve" and record["ci_evaluation"]["accuracy"] == accuracy
     assert cli.main(["status", release_id]) == 0
     assert f"ci eval   pass before upload: accuracy {accuracy:.3f}" in capsys.readouterr().out

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import HANG_GUARD_SECONDS
 from modelgate_emulator import Fault, LocalAWS
 from modelgate_emulator.stepfunctions import execution_history
 from modelgate_harness.control import Control, update_policy
@@ -496,7 +497,7 @@ def test_a_persistent_kms_throttle_in_attest_leaves_the_release_promoted_unattes
     assert run.record["attestation_error"].startswith("missing: the attest step failed after its retries")
     assert "ThrottlingException" in run.record["attestation_error"]
     # And operations were told which release and why
-    (alert,) = wait_until(inbox, 10, "the attestation alert")
+    (alert,) = wait_until(inbox, HANG_GUARD_SECONDS, "the attestation alert")
     assert alert["Subject"] == "Modelgate: a release is not attested"
     assert run.release_id in alert["Message"] and "ThrottlingException" in alert["Message"]
     # And the release is chained (the append came before the signature) but has no attestation:

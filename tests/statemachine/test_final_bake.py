@@ -11,6 +11,7 @@ import inspect
 import json
 import threading
 
+from conftest import HANG_GUARD_SECONDS
 from modelgate_harness.polling import wait_until
 from modelgate_harness.traffic import TrafficGenerator
 from moto.awslambda.models import LambdaBackend
@@ -77,7 +78,7 @@ def test_a_candidate_failing_in_the_final_bake_is_rolled_back_by_its_alarm(with_
     healthy.start()
     try:
         run = pipeline.driver.submit(pipeline.examples / "v4", commit=pipeline.commit_for("v4-final-bake"))
-        wait_until(lambda: in_final_bake(ledger, run.release_id), 120, "the final bake")
+        wait_until(lambda: in_final_bake(ledger, run.release_id), HANG_GUARD_SECONDS, "the final bake")
         candidate = ledger.get(run.release_id)["candidate_version"]
         # When the candidate starts failing in the final bake (callers stop sending the tier)
         healthy.stop()

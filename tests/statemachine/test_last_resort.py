@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import HANG_GUARD_SECONDS
 from modelgate_emulator.stepfunctions import execution_history
 from modelgate_harness import cli
 from modelgate_harness.driver import ReleaseRun, wait_until
@@ -86,7 +87,7 @@ def test_a_failing_outcome_step_still_closes_the_release_frees_the_lock_and_aler
     # And the lock is free, the live alias untouched, and humans were told
     assert pipeline.control.ledger().lock_holder("support-bot") is None
     assert pipeline.live() == ("1", {})
-    (alert,) = wait_until(alerts, 10, "the last-resort alert")
+    (alert,) = wait_until(alerts, HANG_GUARD_SECONDS, "the last-resort alert")
     assert run.release_id in alert["Message"] and "its RecordOutcome step failed" in alert["Message"]
     # And the release is chained with the status the last resort wrote, and verifies (chain and attestation)
     records = [r for r in LedgerChain(pipeline.control.ledger().table).read("support-bot")[0]
@@ -107,7 +108,7 @@ def test_the_last_resort_never_overwrites_a_final_status(pipeline, alerts):
     assert run.status == "Rejected"
     assert all(entry["actor"] != "state machine (last resort)" for entry in run.record["history"])
     assert pipeline.control.ledger().lock_holder("support-bot") is None
-    (alert,) = wait_until(alerts, 10, "the last-resort alert")
+    (alert,) = wait_until(alerts, HANG_GUARD_SECONDS, "the last-resort alert")
     assert "ConditionalCheckFailed" in alert["Message"]  # what the last resort saw: the status was kept
 
 
@@ -124,7 +125,7 @@ def test_the_last_resort_leaves_another_releases_lock_alone(pipeline, alerts):
     assert run.path == ["Validate", "RecordOutcome", *OUTCOME_NOT_RECORDED, *LAST_RESORT]
     assert run.status == "Failed" and "ending with ServiceNotRegistered" in run.record["reason"]
     assert ledger.lock_holder("support-bot") == "another-release"
-    (alert,) = wait_until(alerts, 10, "the last-resort alert")
+    (alert,) = wait_until(alerts, HANG_GUARD_SECONDS, "the last-resort alert")
     assert "unlock_error" in alert["Message"]  # the conditional delete refused, as it should
 
 
@@ -136,7 +137,7 @@ def test_a_failing_rollback_ends_rollback_failed_alerts_and_the_command_it_names
     pipeline.set_policy(approval="auto", bake_seconds=5000, min_canary_invocations=1)  # a 10 s bake here
     run = pipeline.driver.submit(pipeline.examples / "v1", commit=pipeline.commit_for("v1"))
     ledger = pipeline.control.ledger()
-    wait_until(lambda: (ledger.get(run.release_id) or {}).get("status") == "Baking", 60, "the canary")
+    wait_until(lambda: (ledger.get(run.release_id) or {}).get("status") == "Baking", HANG_GUARD_SECONDS, "the canary")
     assert ledger.lock_holder("support-bot") == run.release_id
     # When its canary alarm fires
     alarm = ledger.get(run.release_id)["canary_alarms"][0]
@@ -153,7 +154,7 @@ def test_a_failing_rollback_ends_rollback_failed_alerts_and_the_command_it_names
     assert f"may still send part of its traffic to version {candidate} (this release) instead of wholly to " \
         f"version {live}" in run.record["reason"] and "CanaryAlarm" in run.record["reason"]
     assert ledger.lock_holder("support-bot") is None
-    (alert,) = wait_until(alerts, 10, "the last-resort alert")
+    (alert,) = wait_until(alerts, HANG_GUARD_SECONDS, "the last-resort alert")
     assert run.release_id in alert["Message"] and "its Rollback step failed" in alert["Message"]
     # the alert names the exact command and where it takes live
     assert f"Now run, as an operator: modelgate rollback support-bot -- it points the live alias wholly back to " \

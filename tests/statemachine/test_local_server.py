@@ -97,7 +97,7 @@ def test_submit_status_and_approve_from_another_process(server, capsys):
                progress=now)
     assert cli.main(["--local", "--local-state", str(server), "approve", release, "--comment", "from another shell"]) == 0
     capsys.readouterr()
-    record = wait_until(reaches("Promoted", "RolledBack", "Failed"), 120, f"{release} to end", interval=0.2,
+    record = wait_until(reaches("Promoted", "RolledBack", "Failed"), HANG_GUARD_SECONDS, f"{release} to end", interval=0.2,
                         progress=now)
     assert record["status"] == "Promoted", record.get("reason")
     assert record["approval"]["comment"] == "from another shell"

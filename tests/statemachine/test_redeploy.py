@@ -12,7 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
-from conftest import SETUP_BAKE_SECONDS
+from conftest import HANG_GUARD_SECONDS, SETUP_BAKE_SECONDS
 from modelgate_harness.polling import wait_until
 
 from modelgate.manifest import PIN_KEY, is_pinned
@@ -73,7 +73,8 @@ def test_a_redeploy_during_a_canary_leaves_live_and_its_weights(with_live_v2, tm
     pipeline.set_policy(approval="auto", bake_seconds=30000, min_canary_invocations=1)  # a 60 s bake here
     canary = pipeline.driver.submit(pipeline.examples / "v4", commit=pipeline.commit_for("v4-canary"))
     ledger = pipeline.control.ledger()
-    wait_until(lambda: (ledger.get(canary.release_id) or {}).get("status") == "Baking", 30, "the canary")
+    # (a bound for a hung pipeline, not a speed check: the evaluation before the canary took over 30 real s at load ~17)
+    wait_until(lambda: (ledger.get(canary.release_id) or {}).get("status") == "Baking", HANG_GUARD_SECONDS, "the canary")
     live_before = pipeline.live()
     assert live_before[1], "the canary holds weight on live"
     versions_before = pipeline.versions()

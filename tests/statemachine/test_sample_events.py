@@ -41,15 +41,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cfn_flip import load_yaml
+from conftest import HANG_GUARD_SECONDS
 from modelgate_harness.control import Control
 from modelgate_harness.driver import sample_stack
 from modelgate_harness.polling import wait_until
 
 from modelgate.adapters import lambda_alias
-from modelgate.contract import ReleaseContext, ShardEvent
-from modelgate.manifest import PIN_KEY, PIN_VERSION, ArtifactRef, pin_environment
 from modelgate.attestation import attestation_key, load_public_keys, public_key_pem, verify_envelope
 from modelgate.chain import LedgerChain, verify_chain
+from modelgate.contract import ReleaseContext, ShardEvent
+from modelgate.manifest import PIN_KEY, PIN_VERSION, ArtifactRef, pin_environment
 from modelgate.pipeline import approval, canary, candidate, evaluation
 from modelgate.pipeline.outcome import record_outcome
 
@@ -150,7 +151,7 @@ class World:
         return self.client("stepfunctions").describe_execution(executionArn=arn)
 
     def ended(self, arn: str) -> dict:
-        return wait_until(lambda: (d := self.execution(arn))["status"] != "RUNNING" and d, 30, f"{arn} to end",
+        return wait_until(lambda: (d := self.execution(arn))["status"] != "RUNNING" and d, HANG_GUARD_SECONDS, f"{arn} to end",
                           progress=lambda: self.execution(arn)["status"])
 
 
@@ -252,7 +253,7 @@ def _callback_task(w: World, function: str, release: ReleaseContext, kind: str) 
     arn = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name=release.release_id,
                               input=release.model_dump_json(by_alias=True))["executionArn"]
     ledger = w.ledger
-    wait_until(lambda: ledger.get_token(release.release_id, kind), 30, f"the {kind} task's token",
+    wait_until(lambda: ledger.get_token(release.release_id, kind), HANG_GUARD_SECONDS, f"the {kind} task's token",
                progress=lambda: w.execution(arn)["status"])
     w.executions[kind] = arn
     return arn
@@ -265,7 +266,7 @@ def waiting_for_approval(w: World) -> None:
     ctx = w.release("request_approval/waiting.json")
     approval.register(w.deps, ctx)
     _callback_task(w, "RequestApprovalFunction", ctx, "approval")
-    [message] = wait_until(w.mail, 10, "the approval mail")
+    [message] = wait_until(w.mail, HANG_GUARD_SECONDS, "the approval mail")
     mailed = parse_qs(urlsplit(re.search(r"Approve:\s+(\S+)", message).group(1)).query)["t"][0]
     sample = json.loads((EVENTS_DIR / "approval_callback/get-confirm.json").read_text())["queryStringParameters"]["t"]
     w.mapping[sample] = mailed
@@ -408,7 +409,7 @@ def asked_the_approvers(w: World, result: dict) -> None:
     assert result == {"release_id": SAMPLE_RELEASE, "requested": True}
     # The token is kept in the ledger, and never mailed
     assert w.ledger.get_token(SAMPLE_RELEASE, "approval") == SAMPLE_TASK_TOKEN
-    [message] = wait_until(w.mail, 10, "the approval mail")
+    [message] = wait_until(w.mail, HANG_GUARD_SECONDS, "the approval mail")
     assert SAMPLE_TASK_TOKEN not in message and SAMPLE_RELEASE in message
     # The mail links to the stack's approval page, one signed link per decision
     callback = w.control.outputs["ApprovalCallbackUrl"].rstrip("/") + "/decide?t="

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import promote_with_traffic
+from conftest import HANG_GUARD_SECONDS, promote_with_traffic
 from modelgate_harness.polling import wait_until
 from modelgate_harness.trail import audit_rows, revoke, verify_release
 
@@ -18,7 +18,7 @@ def test_a_newer_artefact_supersedes_the_release_in_its_canary(with_live_v2):
     pipeline.set_policy(approval="auto", bake_seconds=5000, min_canary_invocations=1)  # a 10 s bake here
     older = pipeline.driver.submit(pipeline.examples / "v4", commit=pipeline.commit_for("v4-older"))
     ledger = pipeline.control.ledger()
-    wait_until(lambda: (ledger.get(older.release_id) or {}).get("status") == "Baking", 30, "the older canary")
+    wait_until(lambda: (ledger.get(older.release_id) or {}).get("status") == "Baking", HANG_GUARD_SECONDS, "the older canary")
     assert pipeline.live()[1]  # the older release holds canary weight
 
     # When a newer artefact of the same service arrives
