@@ -95,7 +95,7 @@ def snapshot(release: dict[str, Any]) -> dict[str, Any]:
 class ChainRecord(BaseModel):
     """One record of a service's chain, as stored and as hashed."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built when a release ends or a chain is read
 
     service: str
     seq: int = Field(ge=1)

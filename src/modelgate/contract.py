@@ -274,12 +274,17 @@ class ReleaseContext(_Contract):
 class CallbackEvent(_Contract):
     """A waitForTaskToken task: the context and the task token (stored, never logged)."""
 
+    # Built at its first validation: two of the handlers that import the contract take it.
+    model_config = ConfigDict(defer_build=True)
+
     release: ReleaseContext
     task_token: str = Field(min_length=1)
 
 
 class ShardEvent(_Contract):
     """One item of the evaluation's Distributed Map."""
+
+    model_config = ConfigDict(defer_build=True)  # Evaluate's alone: built at its first validation
 
     release: ReleaseContext
     shard: Shard

@@ -472,7 +472,12 @@ class ReleasePolicy(_Strict):
 
 
 class ServiceConfig(_Strict):
-    """One managed service, as registered with the control plane (an SSM parameter)."""
+    """One managed service, as registered with the control plane (an SSM parameter).
+
+    Built at its first validation (``registry.get_service``): most handlers that import the
+    policy never read a registration."""
+
+    model_config = ConfigDict(defer_build=True)
 
     service: str
     function_name: str

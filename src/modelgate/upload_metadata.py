@@ -69,7 +69,7 @@ class CiEvaluation(BaseModel):
 class UploadMetadata(BaseModel):
     """The provenance metadata of one manifest upload (all optional: a hand upload may carry none)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # Validate's and the CLI's
 
     commit: str | None = None
     branch: str | None = None
