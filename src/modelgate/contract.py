@@ -16,8 +16,6 @@ Events the ASL builds around the context: ``CallbackEvent`` (a waitForTaskToken 
 context + token) and ``ShardEvent`` (one item of the evaluation Map).
 """
 
-from __future__ import annotations
-
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -21,8 +21,6 @@ instead of landing in the table), ``ReleaseRecord`` is the item as read back
 (``Ledger.release``).
 """
 
-from __future__ import annotations
-
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone

@@ -8,8 +8,6 @@ deployed without a variable fails at its first invocation naming it, never halfw
 through a step and never by calling AWS with "". Resource names have no defaults.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Mapping
 from functools import lru_cache

@@ -23,8 +23,6 @@ passing evaluation (:func:`check_required`): the metadata is what CI recorded, s
 to running ``modelgate eval`` on exactly what it uploads; it proves nothing CI could not write.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import math
