@@ -68,7 +68,70 @@ DEFERRED = {
     "approval_decision": ("modelgate.evaluation.comparison",),
     "approval_callback": ("modelgate.evaluation.comparison",),
     "attest": ("modelgate.evaluation.comparison", "modelgate.pipeline.outcome"),
+    # The end steps share pipeline.outcome: the drift baseline is Promote's (its handler loads it),
+    # the take-over of a lock, the chain and the registration are the manual rollback's.
+    "rollback": ("modelgate.monitor.baseline", "modelgate.pipeline.candidate", "modelgate.chain", "modelgate.registry"),
+    "record_outcome": ("modelgate.monitor.baseline", "modelgate.pipeline.candidate", "modelgate.chain"),
+    "promote": ("modelgate.pipeline.candidate", "modelgate.chain"),
+    # The prompt templates' check (the inference module, its providers) is Validate's alone.
+    "acquire_lock": ("modelgate.inference", "modelgate.providers"),
+    "publish_candidate": ("modelgate.inference", "modelgate.providers"),
+    "intake": ("modelgate.chain",),  # a refused upload's
 }
+
+# pydantic evaluates every string annotation of a model's fields at class creation (it compiles
+# and evaluates each one); without ``from __future__ import annotations`` the annotations are
+# already objects. The modules whose models every pipeline handler builds at import stay so.
+MODEL_MODULES = (
+    "canary_judge.py",
+    "chain.py",
+    "contract.py",
+    "ledger.py",
+    "manifest.py",
+    "monitor/policy.py",
+    "policy.py",
+    "rollout.py",
+    "settings.py",
+    "upload_metadata.py",
+)
+
+
+@pytest.mark.parametrize("module", MODEL_MODULES)
+def test_the_shared_model_modules_have_no_postponed_annotations(module: str) -> None:
+    tree = ast.parse((ROOT / "src" / "modelgate" / module).read_text())
+    future = [
+        alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        for alias in node.names
+    ]
+    assert "annotations" not in future, f"src/modelgate/{module} postpones its annotations again"
+
+
+# Models built at their first validation (defer_build), not at import: after a handler's cold
+# import that never validates them, pydantic has not completed them.
+DEFERRED_MODELS = (
+    "modelgate.settings.PromoteSettings",
+    "modelgate.settings.PipelineSettings",
+    "modelgate.ledger.ReleaseRecord",
+    "modelgate.policy.ServiceConfig",
+    "modelgate.contract.CallbackEvent",
+    "modelgate.contract.ShardEvent",
+)
+
+
+def test_models_a_handler_does_not_validate_are_not_built_at_its_cold_start() -> None:
+    check = (
+        "import importlib\n"
+        "built = []\n"
+        f"for path in {DEFERRED_MODELS!r}:\n"
+        "    module, name = path.rsplit('.', 1)\n"
+        "    if getattr(importlib.import_module(module), name).__pydantic_complete__: built.append(path)\n"
+        "assert built == [], built\n"
+        "from modelgate.ledger import ReleaseFields\n"
+        "assert ReleaseFields.__pydantic_complete__  # every task that records validates it: built at import\n"
+    )
+    cold_import("intake", then=check)
 
 
 def cold_import(handler: str, then: str = "") -> set[str]:
