@@ -5,6 +5,10 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from modelgate.contract import ReleaseContext
+
+# Every call asks for the drift baseline (pipeline.outcome imports it inside promote, for the
+# other end steps' sake): loaded at init with the rest of what each call runs.
+from modelgate.monitor import baseline  # noqa: F401
 from modelgate.observability import logger
 from modelgate.pipeline import outcome
 from modelgate.pipeline.deps import default_deps

@@ -4,6 +4,10 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from modelgate.contract import ReleaseContext
+
+# Every call checks the prompts as templates (pipeline.candidate imports this inside that check,
+# for the lock and publish steps' sake): loaded at init with the rest of what each call runs.
+from modelgate.inference import checked_template  # noqa: F401
 from modelgate.observability import logger
 from modelgate.pipeline import candidate
 from modelgate.pipeline.deps import default_deps

@@ -41,8 +41,6 @@ Per-invocation durations exist only in the functions' REPORT log lines (Logs Ins
 log stream names carry the version); an adapter for those can feed the same judge.
 """
 
-from __future__ import annotations
-
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -85,7 +83,7 @@ class SideSample(_Frozen):
     latency_basis: str = "per invocation"
 
     @model_validator(mode="after")
-    def _errors_within_invocations(self) -> SideSample:
+    def _errors_within_invocations(self) -> "SideSample":
         if self.errors > self.invocations:
             raise ValueError(f"{self.errors} errors out of {self.invocations} invocations")
         return self

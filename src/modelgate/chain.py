@@ -38,8 +38,6 @@ cancelled (``TransactionCanceledException``) and it appends again after the winn
 marker makes an append idempotent: a retried Attest finds its record and adds none.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 from collections.abc import Callable, Iterable
@@ -64,7 +62,7 @@ CHAINED_FIELDS = (
 APPEND_ATTEMPTS = 10
 
 
-def chain_ended(table: Any, release: dict[str, Any]) -> ChainRecord:
+def chain_ended(table: Any, release: dict[str, Any]) -> "ChainRecord":
     """Append the ended release's record (kind "release", its ``snapshot``) to its service's
     chain; the existing one when it has it already (a retried or a concurrent closer)."""
     service, release_id = release.get("service"), release.get("release_id")
@@ -95,7 +93,7 @@ def snapshot(release: dict[str, Any]) -> dict[str, Any]:
 class ChainRecord(BaseModel):
     """One record of a service's chain, as stored and as hashed."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built when a release ends or a chain is read
 
     service: str
     seq: int = Field(ge=1)
@@ -113,7 +111,7 @@ class ChainRecord(BaseModel):
     def computed_hash(self) -> str:
         return sha256_hex(canonical(self.content()))
 
-    def sealed(self) -> ChainRecord:
+    def sealed(self) -> "ChainRecord":
         return self.model_copy(update={"record_hash": self.computed_hash()})
 
 

@@ -17,8 +17,6 @@ Events the ASL builds around the context: ``CallbackEvent`` (a waitForTaskToken 
 context + token) and ``ShardEvent`` (one item of the evaluation Map).
 """
 
-from __future__ import annotations
-
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -279,12 +277,17 @@ class ReleaseContext(_Contract):
 class CallbackEvent(_Contract):
     """A waitForTaskToken task: the context and the task token (stored, never logged)."""
 
+    # Built at its first validation: two of the handlers that import the contract take it.
+    model_config = ConfigDict(defer_build=True)
+
     release: ReleaseContext
     task_token: str = Field(min_length=1)
 
 
 class ShardEvent(_Contract):
     """One item of the evaluation's Distributed Map."""
+
+    model_config = ConfigDict(defer_build=True)  # Evaluate's alone: built at its first validation
 
     release: ReleaseContext
     shard: Shard

@@ -21,8 +21,6 @@ instead of landing in the table), ``ReleaseRecord`` is the item as read back
 (``Ledger.release``).
 """
 
-from __future__ import annotations
-
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -93,7 +91,9 @@ class _ReleaseData(BaseModel):
     """The release's own fields, as the pipeline's tasks record them (all optional: each
     task sets the ones it knows)."""
 
-    model_config = ConfigDict(protected_namespaces=())  # model_id is the release's model
+    # model_id is the release's model. defer_build: never validated itself (ReleaseFields and
+    # ReleaseRecord are), so nothing is built for it at import; see ReleaseRecord.
+    model_config = ConfigDict(protected_namespaces=(), defer_build=True)
 
     # intake and validate
     service: str | None = None
@@ -148,13 +148,15 @@ class _ReleaseData(BaseModel):
 class ReleaseFields(_ReleaseData):
     """What ``record``, ``receive`` and ``set_fields`` accept as keywords: nothing else."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=False)  # every task that records validates it
 
     approval: Approval | None = None  # an automatic approval; people decide through ``decide``
 
 
 class RecordedDecision(BaseModel):
     """An approval decision as the ledger keeps it (``decide``, or an automatic approval)."""
+
+    model_config = ConfigDict(defer_build=True)  # only inside ReleaseRecord
 
     decision: Literal["approve", "reject"]
     approver: str
@@ -164,6 +166,8 @@ class RecordedDecision(BaseModel):
 
 class HistoryEntry(BaseModel):
     """One status change: when, what, why and who."""
+
+    model_config = ConfigDict(defer_build=True)  # only inside ReleaseRecord
 
     at: str
     status: str
@@ -177,6 +181,9 @@ class ReleaseRecord(_ReleaseData):
     Every field this version writes is named; a record written by an older version may
     carry others, which are kept (extra="allow") rather than failing the read: the ledger
     outlives the code that wrote it.
+
+    Built at its first read (defer_build, inherited): only the lock and supersede paths and the
+    CLI read a record back, while every task imports the ledger to write one.
     """
 
     model_config = ConfigDict(extra="allow")

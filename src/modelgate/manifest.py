@@ -8,8 +8,6 @@ reported instead of silently ignored), and every string has a length limit, so a
 a ledger record built from a manifest stays bounded.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import math
@@ -160,7 +158,7 @@ class Manifest(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _unique_prompts(self) -> Manifest:
+    def _unique_prompts(self) -> "Manifest":
         names = [p.name for p in self.prompts]
         if len(names) != len(set(names)):
             raise ValueError(f"prompt names must be unique, got {names}")

@@ -1,7 +1,5 @@
 """A managed service and its release policy: owned by the control plane, never by the artefact."""
 
-from __future__ import annotations
-
 import re
 from fnmatch import fnmatchcase
 from typing import Annotated, Literal
@@ -74,7 +72,7 @@ class LiveRelativeThreshold(_Strict):
     without_live_data: Literal["fail", "candidate", "floor"] = "fail"
 
     @model_validator(mode="after")
-    def _whole_minutes(self) -> LiveRelativeThreshold:
+    def _whole_minutes(self) -> "LiveRelativeThreshold":
         if self.window_seconds % 60:
             raise ValueError(
                 f"window_seconds must be a whole number of minutes (Lambda metrics are per minute), "
@@ -111,7 +109,7 @@ class CanaryAlarmSpec(_Strict):
     evaluation_periods: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
-    def _one_threshold(self) -> CanaryAlarmSpec:
+    def _one_threshold(self) -> "CanaryAlarmSpec":
         if self.period_seconds not in (10, 20, 30) and self.period_seconds % 60:
             raise ValueError(
                 f"alarm {self.name}: period_seconds must be 10, 20, 30 or a multiple of 60, got {self.period_seconds}"
@@ -451,7 +449,7 @@ class ReleasePolicy(_Strict):
         return mapped
 
     @model_validator(mode="after")
-    def _rollout_resolves(self) -> ReleasePolicy:
+    def _rollout_resolves(self) -> "ReleasePolicy":
         self.rollout_plan()  # an unknown preset or a bad step list fails at registration
         return self
 
@@ -472,7 +470,12 @@ class ReleasePolicy(_Strict):
 
 
 class ServiceConfig(_Strict):
-    """One managed service, as registered with the control plane (an SSM parameter)."""
+    """One managed service, as registered with the control plane (an SSM parameter).
+
+    Built at its first validation (``registry.get_service``): most handlers that import the
+    policy never read a registration."""
+
+    model_config = ConfigDict(defer_build=True)
 
     service: str
     function_name: str

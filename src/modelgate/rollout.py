@@ -46,8 +46,6 @@ so a team moving from CodeDeploy keeps its vocabulary and its timings:
 Pure: no AWS calls, nothing at import time but the preset table.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -95,7 +93,7 @@ class Rollout(BaseModel):
     steps: tuple[RolloutStep, ...] = Field(min_length=1, max_length=MAX_STEPS)
 
     @model_validator(mode="after")
-    def _shape(self) -> Rollout:
+    def _shape(self) -> "Rollout":
         weights = [s.weight for s in self.steps]
         for before, after in zip(weights, weights[1:]):
             if after <= before:

@@ -8,8 +8,6 @@ deployed without a variable fails at its first invocation naming it, never halfw
 through a step and never by calling AWS with "". Resource names have no defaults.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Mapping
 from functools import lru_cache
@@ -36,7 +34,11 @@ __all__ = [
 
 
 class _Env(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+    # defer_build: a function validates one of these models, once; building the other dozen at
+    # import was most of this module's cold-start cost. Each is built at its first validation
+    # (pydantic ConfigDict.defer_build: "defer model validator and serializer construction until
+    # the first model validation", https://docs.pydantic.dev/latest/api/config/).
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore", defer_build=True)
 
 
 # ---------------------------------------------------------------------- shared pieces

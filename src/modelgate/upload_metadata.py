@@ -23,8 +23,6 @@ passing evaluation (:func:`check_required`): the metadata is what CI recorded, s
 to running ``modelgate eval`` on exactly what it uploads; it proves nothing CI could not write.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import math
@@ -69,7 +67,7 @@ class CiEvaluation(BaseModel):
 class UploadMetadata(BaseModel):
     """The provenance metadata of one manifest upload (all optional: a hand upload may carry none)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # Validate's and the CLI's
 
     commit: str | None = None
     branch: str | None = None

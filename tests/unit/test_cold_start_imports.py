@@ -9,6 +9,9 @@ the cost; these tests only hold the import graph to what was measured.
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -65,7 +68,70 @@ DEFERRED = {
     "approval_decision": ("modelgate.evaluation.comparison",),
     "approval_callback": ("modelgate.evaluation.comparison",),
     "attest": ("modelgate.evaluation.comparison", "modelgate.pipeline.outcome"),
+    # The end steps share pipeline.outcome: the drift baseline is Promote's (its handler loads it),
+    # the take-over of a lock, the chain and the registration are the manual rollback's.
+    "rollback": ("modelgate.monitor.baseline", "modelgate.pipeline.candidate", "modelgate.chain", "modelgate.registry"),
+    "record_outcome": ("modelgate.monitor.baseline", "modelgate.pipeline.candidate", "modelgate.chain"),
+    "promote": ("modelgate.pipeline.candidate", "modelgate.chain"),
+    # The prompt templates' check (the inference module, its providers) is Validate's alone.
+    "acquire_lock": ("modelgate.inference", "modelgate.providers"),
+    "publish_candidate": ("modelgate.inference", "modelgate.providers"),
+    "intake": ("modelgate.chain",),  # a refused upload's
 }
+
+# pydantic evaluates every string annotation of a model's fields at class creation (it compiles
+# and evaluates each one); without ``from __future__ import annotations`` the annotations are
+# already objects. The modules whose models every pipeline handler builds at import stay so.
+MODEL_MODULES = (
+    "canary_judge.py",
+    "chain.py",
+    "contract.py",
+    "ledger.py",
+    "manifest.py",
+    "monitor/policy.py",
+    "policy.py",
+    "rollout.py",
+    "settings.py",
+    "upload_metadata.py",
+)
+
+
+@pytest.mark.parametrize("module", MODEL_MODULES)
+def test_the_shared_model_modules_have_no_postponed_annotations(module: str) -> None:
+    tree = ast.parse((ROOT / "src" / "modelgate" / module).read_text())
+    future = [
+        alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        for alias in node.names
+    ]
+    assert "annotations" not in future, f"src/modelgate/{module} postpones its annotations again"
+
+
+# Models built at their first validation (defer_build), not at import: after a handler's cold
+# import that never validates them, pydantic has not completed them.
+DEFERRED_MODELS = (
+    "modelgate.settings.PromoteSettings",
+    "modelgate.settings.PipelineSettings",
+    "modelgate.ledger.ReleaseRecord",
+    "modelgate.policy.ServiceConfig",
+    "modelgate.contract.CallbackEvent",
+    "modelgate.contract.ShardEvent",
+)
+
+
+def test_models_a_handler_does_not_validate_are_not_built_at_its_cold_start() -> None:
+    check = (
+        "import importlib\n"
+        "built = []\n"
+        f"for path in {DEFERRED_MODELS!r}:\n"
+        "    module, name = path.rsplit('.', 1)\n"
+        "    if getattr(importlib.import_module(module), name).__pydantic_complete__: built.append(path)\n"
+        "assert built == [], built\n"
+        "from modelgate.ledger import ReleaseFields\n"
+        "assert ReleaseFields.__pydantic_complete__  # every task that records validates it: built at import\n"
+    )
+    cold_import("intake", then=check)
 
 
 def cold_import(handler: str, then: str = "") -> set[str]:
@@ -115,13 +181,41 @@ EMPTY_PEM = "-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----"
 DEFERRED_PATHS = [
     ("monitor", "from modelgate.monitor import reevaluation", "modelgate.evaluation.comparison"),
     ("monitor", "from modelgate.monitor import lifecycle, actions", "modelgate.monitor.lifecycle"),
-    ("monitor", "from modelgate.pipeline.outcome import rollback_service", "modelgate.chain"),
+    ("monitor", "from modelgate.pipeline.outcome import rollback_service", "modelgate.pipeline.fencing"),
     (
         "attest",
         f"from modelgate.attestation import load_public_keys\ntry: load_public_keys({EMPTY_PEM!r})\nexcept ValueError: pass",
         "cryptography.hazmat.primitives.asymmetric.ec",
     ),
 ]
+
+
+def _function_level_imports() -> list[tuple[str, int, str, str]]:
+    """(module file, line, module, name) of every ``from modelgate... import name`` inside a function."""
+    found = []
+    for path in sorted((ROOT / "src" / "modelgate").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for func in ast.walk(tree):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(func):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("modelgate"):
+                    found += [(path.name, node.lineno, node.module, alias.name) for alias in node.names]
+    return found
+
+
+def test_every_deferred_import_in_the_package_resolves() -> None:
+    # An import inside a function runs only on that function's path: a renamed module or name
+    # would fail there, in production, not at import. Each must name something that exists.
+    imports = _function_level_imports()
+    assert len(imports) > 10, "the scan found no deferred imports: it reads nothing"
+    missing = []
+    for file, line, module, name in imports:
+        loaded = importlib.import_module(module)
+        submodule = hasattr(loaded, "__path__") and importlib.util.find_spec(f"{module}.{name}") is not None
+        if not hasattr(loaded, name) and not submodule:
+            missing.append(f"{file}:{line}: from {module} import {name}")
+    assert missing == []
 
 
 @pytest.mark.parametrize(("handler", "path", "needs"), DEFERRED_PATHS)

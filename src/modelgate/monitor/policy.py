@@ -14,8 +14,6 @@ Owned by the control plane like the rest of the release policy (an artefact can'
 what happens when it regresses).
 """
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -116,7 +114,7 @@ class MonitoringPolicy(_Strict):
     output_schema: dict | None = None
 
     @model_validator(mode="after")
-    def _drift_needs_capture(self) -> MonitoringPolicy:
+    def _drift_needs_capture(self) -> "MonitoringPolicy":
         if self.drift.enabled and not (self.capture.enabled and self.capture.sample_rate > 0):
             raise ValueError(
                 "monitoring: the drift check compares captured live traffic with the baseline; enable capture "

@@ -20,7 +20,6 @@ from modelgate.errors import (
     Superseded,
     error_code,
 )
-from modelgate.inference import checked_template
 from modelgate.lease import Lease
 from modelgate.ledger import FINAL_STATUSES
 from modelgate.manifest import (
@@ -167,6 +166,10 @@ def _checked_prompts(deps: Deps, art: ArtifactRef, manifest: Manifest) -> dict[s
     """Each prompt file's version, once all are present, within their sizes (HeadObject
     first: nothing too big is read), and hold what the manifest says, as a template the
     inference function renders; else ManifestInvalid naming every problem (at most 10)."""
+    # Validate's alone of the candidate steps (its handler loads it at init): the template
+    # check brings the inference module and its providers, which the lock and publish steps never use.
+    from modelgate.inference import checked_template
+
     problems: list[str] = []
     sized: list[tuple[PromptFile, str, int, str]] = []
     for prompt in manifest.prompts:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from modelgate.chain import chain_ended
 from modelgate.contract import ReleaseContext
 from modelgate.errors import ManifestInvalid, error_code, shown
 from modelgate.manifest import ArtifactRef, key_service, parse_release_key, refused_release_id, release_id_for
@@ -88,6 +87,8 @@ def refuse_upload(deps: Deps[IntakeSettings], bucket: str, key: str, version_id:
     # A key without a service name belongs to no service's chain (no service can audit it).
     record = deps.ledger.get(release_id) if key_service(key) else None
     if record is not None:
+        from modelgate.chain import chain_ended  # a refused upload's path, not a started release's
+
         chain_ended(deps.ledger.table, record)
     logger.warning("upload refused", extra={"release_id": release_id, "reason": reason, "first": first})
     return {"release_id": release_id, "started": False, "reason": reason}

@@ -11,19 +11,15 @@ from datetime import datetime, timezone
 
 from modelgate import clock
 from modelgate.adapters import lambda_alias
-from modelgate.chain import LedgerChain, snapshot
 from modelgate.contract import Outcome, ReleaseContext, TaskError
 from modelgate.errors import DecisionConflict, LeaseLost, ReleaseClosed, bounded
 from modelgate.lease import Lease
-from modelgate.monitor.baseline import request_baseline
 from modelgate.observability import logger
 from modelgate.pipeline.canary import cleanup_canary
-from modelgate.pipeline.candidate import finish_owed_cancels
 from modelgate.pipeline.deps import Deps, target
 from modelgate.pipeline.fencing import Fence, delete_alarms, describe, fence_of
 from modelgate.pipeline.model_registry import mirror_package, mirror_status
 from modelgate.policy import managed_function_prefix
-from modelgate.registry import get_service
 from modelgate.text import one_line
 
 
@@ -41,6 +37,9 @@ def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
 
     Then it asks the monitor function for the promoted version's drift baseline, asynchronously
     (``monitor.baseline.request_baseline``); the baseline is built after Promote returns."""
+    # Promote's alone among the steps that import this module (its handler loads it at init)
+    from modelgate.monitor.baseline import request_baseline
+
     fn, alias = target(ctx)
     assert ctx.candidate_version
     record = deps.ledger.get(ctx.release_id) or {}
@@ -134,6 +133,11 @@ def rollback_service(
     returned, and none of its tasks still running can move the alias after. The last known
     good version is the one that was live before the live release was promoted.
     """
+    # The CLI's and the monitor's (a policy's rollback action), not the pipeline's end steps:
+    # the registration, the lock's take-over and the chain are loaded when one runs.
+    from modelgate.pipeline.candidate import finish_owed_cancels
+    from modelgate.registry import get_service
+
     config = get_service(
         deps.ssm, deps.settings.services_prefix, service, function_prefix=managed_function_prefix(deps.settings.stack_name)
     )
@@ -192,6 +196,8 @@ def _roll_back_live(
         error=error,
     )
     mirror_package(deps, release_id, live_release.get("model_package_arn"), "Rejected", f"RolledBack: {why}")
+    from modelgate.chain import LedgerChain, snapshot  # rollback_service's, see there
+
     # an ended release changed: the change is a record of the service's chain (chain.py)
     LedgerChain(deps.ledger.table).append(service, "manual-rollback", release_id, snapshot(record))
     deps.sns.publish(
@@ -236,6 +242,8 @@ def _withdraw_canary(
         )
         status = record["status"]
         mirror_package(deps, release_id, release.get("model_package_arn"), "Rejected", f"RolledBack: {why}")
+        from modelgate.chain import LedgerChain, snapshot  # rollback_service's, see there
+
         # an ended release (RollbackFailed, chained by the last resort) changed: a record of the chain
         LedgerChain(deps.ledger.table).append(service, "manual-rollback", release_id, snapshot(record))
     deps.sns.publish(
