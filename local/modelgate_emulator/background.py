@@ -3,10 +3,11 @@ S3 Lifecycle): started once, stopped by setting ``_stopping`` and joining."""
 
 from __future__ import annotations
 
+import abc
 import threading
 
 
-class BackgroundLoop:
+class BackgroundLoop(abc.ABC):
     """``start``/``stop`` of a daemon thread running ``self._run`` until ``_stopping`` is set.
     A subclass names its thread (``thread_name``) and calls ``_init_loop`` in ``__init__``."""
 
@@ -16,8 +17,9 @@ class BackgroundLoop:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @abc.abstractmethod
     def _run(self) -> None:
-        raise NotImplementedError
+        """The loop's body: runs until ``self._stopping`` is set."""
 
     def start(self) -> None:
         if self._thread and self._thread.is_alive():
