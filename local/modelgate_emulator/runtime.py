@@ -49,7 +49,7 @@ from botocore.exceptions import ClientError
 from modelgate import clock as pipeline_clock
 from modelgate.adapters import clients as aws
 from modelgate.approval import keys as signing_keys
-from modelgate_emulator import bedrock, dynamodb, iam, kms, lambda_aliases, limits, s3_lifecycle, sagemaker
+from modelgate_emulator import bedrock, dynamodb, iam, kms, lambda_aliases, limits, s3_lifecycle, sagemaker, serializer
 from modelgate_emulator import logs as function_logs
 from modelgate_emulator import s3 as s3_policies
 from modelgate_emulator import stepfunctions as sfn_patches
@@ -362,6 +362,7 @@ class LocalAWS:
             exit_stack.callback(self.s3_lifecycle.stop)
             exit_stack.enter_context(s3_policies.signature_v2_refused())
             exit_stack.enter_context(dynamodb.serialised_requests())
+            exit_stack.enter_context(serializer.cached_alias_search())  # moto's responses, faster (serializer.py)
             exit_stack.enter_context(sagemaker.model_registry_as_aws())
             exit_stack.enter_context(kms.digest_signing())
             self.aliases = lambda_aliases.AliasRecorder()  # a fresh history per start
