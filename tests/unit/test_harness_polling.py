@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import time
+
 import pytest
 from modelgate_harness.polling import wait_until
 
@@ -36,3 +39,24 @@ def test_an_error_in_the_condition_is_not_waited_out():
     # Given a check that fails / When waited for / Then its error comes out at once, not a timeout
     with pytest.raises(ZeroDivisionError):
         wait_until(lambda: 1 / 0, 60, "a broken check")
+
+
+def test_an_expensive_check_is_made_less_often():
+    # Given a check that burns 5 ms of CPU per look and holds on its fourth
+    from modelgate_harness.polling import POLL_IDLE_FACTOR
+
+    looks: list[tuple[float, float, float]] = []  # (started, ended, CPU it took), real seconds
+
+    def expensive():
+        started, cpu = time.monotonic(), time.thread_time()
+        while time.thread_time() - cpu < 0.005:
+            pass
+        looks.append((started, time.monotonic(), time.thread_time() - cpu))
+        return len(looks) == 4
+
+    # When waited for with a 1 ms interval
+    assert wait_until(expensive, 60, "the expensive check", interval=0.001)
+    # Then each look was followed by at least POLL_IDLE_FACTOR times its CPU time before the next
+    gaps = [(nxt[0] - ended, POLL_IDLE_FACTOR * cpu) for (_, ended, cpu), nxt in itertools.pairwise(looks)]
+    assert len(gaps) == 3
+    assert all(gap >= idle for gap, idle in gaps), gaps
