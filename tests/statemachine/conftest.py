@@ -187,6 +187,32 @@ def shared_live_v2(_module_live_v2):
         yield pipeline
 
 
+def live_release(pipeline: Pipeline) -> ReleaseRun:
+    """The promoted release whose candidate the live alias serves alone (what a manual rollback of
+    the next promotion returns to: ``outcome.rollback_service`` goes to the live release's
+    ``live_version``)."""
+    version, weights = pipeline.live()
+    assert weights == {}, f"live is not on one version: {version} + {weights}"
+    records = pipeline.control.ledger().list_releases(service=SERVICE, limit=200)
+    record = next((r for r in records if r.get("status") == "Promoted" and str(r.get("candidate_version")) == version),
+                  None)
+    assert record is not None, f"no promoted release of {SERVICE} put version {version} on live"
+    return ReleaseRun(record["release_id"], record["execution_arn"], record=record)
+
+
+@pytest.fixture
+def shared_live_promoted_over(shared_live_v2, request) -> tuple[Pipeline, ReleaseRun, ReleaseRun]:
+    """``shared_live_v2`` with this test's own v2 promoted over the promoted release live served
+    (what ``with_live_v1_then_v2`` gave on a stack of its own, for one promotion instead of a
+    stack and two): (pipeline, that earlier release, this test's). A manual rollback returns live
+    to the earlier one, which leaves the stack as ``shared_live_v2`` wants it."""
+    pipeline = shared_live_v2
+    first = live_release(pipeline)
+    [second] = promote_with_traffic(pipeline, "v2", label=f" over live, {request.node.name}")
+    assert second.record["live_version"] == first.record["candidate_version"], second.record
+    return pipeline, first, second
+
+
 @pytest.fixture
 def shared_pipeline(module_pipeline):
     """``module_pipeline`` (one stack per module, live on the stack's first version until a test

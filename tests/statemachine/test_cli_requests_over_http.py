@@ -59,8 +59,9 @@ def _normal(value: Any) -> Any:
     return value
 
 
-def test_every_cli_call_round_trips_through_the_http_mapper(with_live_v2, cli_calls):
-    pipeline = with_live_v2
+def test_every_cli_call_round_trips_through_the_http_mapper(pipeline, cli_calls):
+    # (a fresh stack: no release promoted first, which only gave the rollback below a live release
+    # to find; the rollback's GetFunctionConfiguration is in tests/unit/local/test_http_iam.py)
     control = pipeline.control
     # Given the CLI's commands: submit (ci), approve (approver), status, dataset, logs, rollback (operator)
     run = pipeline.driver.submit(pipeline.examples / "v4", commit=pipeline.commit_for("v4"))
@@ -71,8 +72,8 @@ def test_every_cli_call_round_trips_through_the_http_mapper(with_live_v2, cli_ca
         control.ledger().get(run.release_id)
         read_events(control.client("logs"), pipeline.function, limit=5)
     put_dataset(control, "support-bot", pipeline.examples / "dataset.jsonl")
-    with control.acting("operator"), pytest.raises(DecisionConflict, match="first release"):
-        # v4 in flight is cancelled first; live v2 was the service's first release: nothing older to return to
+    with control.acting("operator"), pytest.raises(DecisionConflict, match="nothing to roll back to"):
+        # v4 in flight is cancelled first; live serves the template's version, which no release put there
         outcome.rollback_service(control.deps(), "support-bot", caller_identity(control), "captured")
     pipeline.driver.finish(run)
 

@@ -4,6 +4,8 @@ Real work (handlers, live requests) costs no nominal time on the runtime's clock
 alarms are evaluated exactly at their period boundaries, so a canary alarm ends a default
 900 s bake the same way on a loaded 2-core machine as on an idle one (this path used to
 fail when the machine was busy: the scaled bake ran out before the alarm was evaluated).
+The busy processes spin from the approval on (the traffic shift, the bake, its alarm and the
+rollback): spinning through the evaluation before it only slowed the rest of the suite.
 """
 
 from __future__ import annotations
@@ -11,15 +13,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 
-import pytest
 
-
-@pytest.fixture
-def busy_machine(with_live_v2) -> Iterator[None]:
-    """Two processes spinning on a CPU each while the test's release runs (killed after).
-    They start once ``with_live_v2`` has set the stage: spinning through the stack's build
-    and v2's promotion only slowed the rest of the suite (the other xdist worker)."""
+@contextmanager
+def busy_machine() -> Iterator[None]:
+    """Two processes spinning on a CPU each (killed after). The test starts them once the stage
+    is set: spinning through the stack's build, v2's promotion and the release's evaluation
+    only slowed the rest of the suite (the other xdist worker)."""
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
         yield
@@ -30,7 +31,7 @@ def busy_machine(with_live_v2) -> Iterator[None]:
             spinner.wait()
 
 
-def test_a_canary_alarm_ends_the_default_bake_on_a_busy_machine(with_live_v2, busy_machine):
+def test_a_canary_alarm_ends_the_default_bake_on_a_busy_machine(with_live_v2):
     pipeline = with_live_v2
     # The default bake (900 s) and the default alarm (one candidate error in a minute)
     pipeline.set_policy(approval="manual", min_canary_invocations=3)
@@ -38,7 +39,13 @@ def test_a_canary_alarm_ends_the_default_bake_on_a_busy_machine(with_live_v2, bu
     traffic = pipeline.traffic()
     traffic.start()
     try:
-        run = pipeline.release("v4")  # its prompt fails every live request
+        # Given v4 (its prompt fails every live request) evaluated and waiting for approval
+        run = pipeline.driver.submit(pipeline.examples / "v4", commit=pipeline.commit_for("v4"))
+        assert pipeline.driver.wait_for_decision_point(run)
+        # When the release is approved and canaried with two busy processes beside it
+        with busy_machine():
+            pipeline.driver.decide(run, "approve")
+            run = pipeline.driver.finish(run)
     finally:
         traffic.stop()
     # The alarm ended the bake: no timeout, no judge

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from conftest import SETUP_BAKE_SECONDS
 from modelgate_harness.control import update_policy
 from modelgate_harness.driver import ReleaseDriver, sample_stack
 from modelgate_harness.polling import wait_until
@@ -34,7 +35,9 @@ SHIFTED = [
 @pytest.fixture(scope="module")
 def promoted():
     with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=7, run_schedules=True) as (local, control):
-        update_policy(control, SERVICE, approval="auto", min_canary_invocations=3)
+        # (set-up bakes, as conftest's set-up promotions: 300 nominal s per step, not 900)
+        update_policy(control, SERVICE, approval="auto", min_canary_invocations=3, bake_seconds=SETUP_BAKE_SECONDS,
+                      post_promotion_watch_seconds=SETUP_BAKE_SECONDS)
         # a week's window: on a loaded machine the nominal clock (500 nominal s per real s here)
         # can carry the shifted requests out of an hour's window before the check runs
         with control.acting("operator"):

@@ -3,7 +3,9 @@ running moves nothing after that, and a burst of uploads for one service leaves 
 release final, the alias where it belongs and no alarm behind.
 
 The embedded AWS records every UpdateAlias it answered (``LocalAWS.aliases``) and takes
-hooks that hold one in flight: that is how these tests make an alias update slow.
+hooks that hold one in flight: that is how these tests make an alias update slow. The tests
+share one stack (``shared_live_v2``): each leaves live on a promoted release, no release
+running and the lock free.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import time
 from typing import Any
 
 import pytest
-from conftest import promote_with_traffic
 from modelgate_emulator.lambda_aliases import AliasUpdate
 from modelgate_harness.polling import wait_until
 
@@ -23,13 +24,6 @@ from modelgate.pipeline import outcome
 
 SERVICE = "support-bot"
 HOLD_SECONDS = 120  # a guard against a hang only: the test releases the held update itself
-
-
-@pytest.fixture
-def with_live_v1_then_v2(pipeline):
-    """Live serves v2's version, promoted over v1's (so a manual rollback has somewhere to go)."""
-    first, second = promote_with_traffic(pipeline, "v1", "v2")
-    return pipeline, first, second
 
 
 class HeldUpdate:
@@ -55,8 +49,9 @@ def shift_traffic_ended(pipeline, count: int) -> Any:
 
 
 @pytest.mark.parametrize("phase", ["before", "after"])
-def test_a_release_superseded_during_a_slow_alias_update_moves_nothing_after(with_live_v1_then_v2, phase):
-    pipeline, first, second = with_live_v1_then_v2
+def test_a_release_superseded_during_a_slow_alias_update_moves_nothing_after(shared_live_promoted_over, phase):
+    # Live serves this test's v2 (second), promoted over first: a manual rollback has somewhere to go
+    pipeline, first, second = shared_live_promoted_over
     ledger = pipeline.control.ledger()
     live_before = pipeline.live()
     assert live_before == (second.record["candidate_version"], {})
@@ -105,7 +100,7 @@ def test_a_release_superseded_during_a_slow_alias_update_moves_nothing_after(wit
     sfn = pipeline.control.client("stepfunctions")
     assert sfn.describe_execution(executionArn=older.execution_arn)["status"] == "ABORTED"
 
-    # And `modelgate rollback` works: it cancels the newer release and returns live to v1's version
+    # And `modelgate rollback` works: it cancels the newer release and returns live to first's version
     result = outcome.rollback_service(pipeline.control.deps(), SERVICE, "ops", "fencing test")
     assert result["to_version"] == first.record["candidate_version"]
     assert pipeline.live() == (first.record["candidate_version"], {})
@@ -116,11 +111,13 @@ def test_a_release_superseded_during_a_slow_alias_update_moves_nothing_after(wit
 
 # One seed in `make test`; the repeats (issue #10: "a 20-upload burst (repeated)") in `make test-slow`.
 @pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow)])
-def test_a_burst_of_uploads_for_one_service_leaves_every_release_final(with_live_v2, seed):
-    pipeline = with_live_v2
+def test_a_burst_of_uploads_for_one_service_leaves_every_release_final(shared_live_v2, seed):
+    pipeline = shared_live_v2
     rng = random.Random(seed)
     ledger = pipeline.control.ledger()
-    pipeline.set_policy(approval="auto", bake_seconds=300, min_canary_invocations=1)
+    # (the last release's final bake as short as its canary: live traffic runs through the whole burst, and
+    # every nominal second of a bake costs CPU; the supersedes land in canaries, not in that final bake)
+    pipeline.set_policy(approval="auto", bake_seconds=300, post_promotion_watch_seconds=300, min_canary_invocations=1)
 
     def jitter(update: AliasUpdate, phase: str) -> None:
         # Alias updates that take a little while, at random (seeded): supersedes land mid-update.

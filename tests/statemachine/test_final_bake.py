@@ -2,7 +2,8 @@
 
 AWS documents the ``ExecutedVersion`` metric dimension for weighted aliases only, and the
 embedded AWS publishes it for nothing else: a final bake on an unweighted alias would watch
-nothing here, as it might on AWS. Only Promote makes the alias unweighted.
+nothing here, as it might on AWS. Only Promote makes the alias unweighted. The tests share one
+stack (``shared_live_v2``): each leaves live on one promoted version and no alarm behind.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import inspect
 import json
 import threading
 
-from conftest import HANG_GUARD_SECONDS
+from conftest import HANG_GUARD_SECONDS, SETUP_BAKE_SECONDS
 from modelgate_harness.polling import wait_until
 from modelgate_harness.traffic import TrafficGenerator
 from moto.awslambda.models import LambdaBackend
@@ -61,12 +62,13 @@ def in_final_bake(ledger, release_id: str) -> bool:
     return record.get("status") == "Baking" and any(h["status"] == "Watching" for h in record.get("history", []))
 
 
-def test_a_candidate_failing_in_the_final_bake_is_rolled_back_by_its_alarm(with_live_v2, monkeypatch):
+def test_a_candidate_failing_in_the_final_bake_is_rolled_back_by_its_alarm(shared_live_v2, monkeypatch):
     # Given v2 live, and v4 (its prompt needs customer_tier) released with an alarm on the
     # first candidate error and a final bake long enough that only that alarm can end it
-    pipeline = with_live_v2
+    # (the canary step bakes 300 nominal s, as conftest's set-up promotions: enough for the judge)
+    pipeline = shared_live_v2
     pipeline.set_policy(
-        approval="auto", min_canary_invocations=3, bake_seconds=900, post_promotion_watch_seconds=100_000,
+        approval="auto", min_canary_invocations=3, bake_seconds=SETUP_BAKE_SECONDS, post_promotion_watch_seconds=100_000,
         canary_alarms=ERRORS_ALARM,
     )
     live_before, _ = pipeline.live()
@@ -104,16 +106,21 @@ def test_a_candidate_failing_in_the_final_bake_is_rolled_back_by_its_alarm(with_
     assert not [a for a in pipeline.alarms() if "-canary-" in a]
 
 
-def test_a_healthy_release_bakes_weighted_and_only_promote_makes_the_alias_unweighted(pipeline, monkeypatch):
-    # Given a fresh stack (live on version 1) and live traffic
-    pipeline.set_policy(approval="auto", min_canary_invocations=3, canary_alarms=ERRORS_ALARM)
+def test_a_healthy_release_bakes_weighted_and_only_promote_makes_the_alias_unweighted(shared_live_v2, monkeypatch):
+    # Given live on one version (a promoted v2) and live traffic
+    pipeline = shared_live_v2
+    # (bakes of 300 nominal s, as conftest's set-up promotions: the alias's steps are tested, not how long
+    # each bakes; every nominal second of a bake under live traffic costs CPU)
+    pipeline.set_policy(approval="auto", min_canary_invocations=3, canary_alarms=ERRORS_ALARM,
+                        bake_seconds=SETUP_BAKE_SECONDS, post_promotion_watch_seconds=SETUP_BAKE_SECONDS)
     before, _ = pipeline.live()
     history = AliasHistory(monkeypatch, pipeline.function)
     callers = pipeline.traffic()
     callers.start()
     try:
-        # When v1 is released
-        run = pipeline.release("v1", decision=None)
+        # When v2 is released again (a commit of its own: it passes the gate against live v2)
+        run = pipeline.driver.release(pipeline.examples / "v2", commit=pipeline.commit_for("v2-final-bake-healthy"),
+                                      decision=None)
     finally:
         callers.stop()
     # Then it is promoted after its final bake

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import SETUP_BAKE_SECONDS
 from hostile_corpus import CORPUS, EXAMPLES, ROOT, SERVICE, Case, run
 from modelgate_harness.control import update_policy
 from modelgate_harness.driver import ReleaseDriver, sample_stack
@@ -31,7 +32,9 @@ def stack():
     """One stack for the corpus, its live alias serving v2 (released and promoted first)."""
     with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED,
                       run_schedules=False) as (local, control):
-        update_policy(control, SERVICE, approval="auto", min_canary_invocations=3)
+        # (set-up bakes, as conftest's set-up promotions: 300 nominal s per step, not 900)
+        update_policy(control, SERVICE, approval="auto", min_canary_invocations=3, bake_seconds=SETUP_BAKE_SECONDS,
+                      post_promotion_watch_seconds=SETUP_BAKE_SECONDS)
         function = local.stack.outputs["SampleServiceFunctionName"]
         requests = [{"inputs": json.loads(line)} for line in (EXAMPLES / "traffic.jsonl").read_text().splitlines() if line]
         traffic = TrafficGenerator(lambda_client=control.client("lambda"), function_name=function, qualifier="live",

@@ -6,10 +6,15 @@ handler fails at start (ConfigurationError). The last resort then writes the led
 lock directly (DynamoDB) and alerts the approvers' topic (SNS): no Lambda involved. Then,
 like every ended release, the release is chained and attested (LastResortAttest, the Attest
 function: a separate function from the broken one).
+
+The tests share one stack (``shared_pipeline``): each breaks the function it needs broken and
+has it mended after it (``broken``), reads the alerts of a queue of its own, and runs releases
+of its own commits.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -27,13 +32,26 @@ OUTCOME_NOT_RECORDED = ["CheckRecorded", "RecordedAnyway", "OutcomeStepFailed"]
 ROLLBACK_NOT_RECORDED = ["CheckRolledBack", "RolledBackAnyway", "RollbackStepFailed"]
 
 
-def break_function(pipeline, logical_id: str) -> None:
-    """Deploy the function without LEDGER_TABLE: every invocation fails at start."""
+@pytest.fixture
+def broken(shared_pipeline):
+    """``broken(logical_id)`` deploys the function without LEDGER_TABLE: every invocation fails at
+    start (a changed environment is a new execution environment, as on AWS, so the module's warm
+    ones don't hide it). The test's pipeline; each function broken is mended after the test."""
+    pipeline = shared_pipeline
     lambda_ = pipeline.control.client("lambda")
-    name = pipeline.local.stack.function_name(logical_id)
-    variables = lambda_.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
-    del variables["LEDGER_TABLE"]
-    lambda_.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
+    mended: dict[str, dict] = {}
+
+    def break_function(logical_id: str):
+        name = pipeline.local.stack.function_name(logical_id)
+        variables = lambda_.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+        mended.setdefault(name, dict(variables))
+        del variables["LEDGER_TABLE"]
+        lambda_.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
+        return pipeline
+
+    yield break_function
+    for name, variables in mended.items():
+        lambda_.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
 
 
 def attempts(pipeline, run: ReleaseRun, state: str) -> int:
@@ -49,12 +67,16 @@ def attempts(pipeline, run: ReleaseRun, state: str) -> int:
 
 
 @pytest.fixture
-def alerts(pipeline):
-    """What reaches the approvers' topic: an SQS queue subscribed to it, read on demand."""
+def alerts(shared_pipeline, request):
+    """What reaches the approvers' topic from the test on: an SQS queue of the test's own subscribed
+    to it, read on demand (unsubscribed and deleted after the test)."""
+    pipeline = shared_pipeline
     sqs, sns = pipeline.control.client("sqs"), pipeline.control.client("sns")
-    queue_url = sqs.create_queue(QueueName="approvers-inbox")["QueueUrl"]
+    queue_name = "approvers-inbox-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]
+    queue_url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=pipeline.local.stack.outputs["ApprovalTopicArn"], Protocol="sqs", Endpoint=queue_arn)
+    subscription = sns.subscribe(TopicArn=pipeline.local.stack.outputs["ApprovalTopicArn"], Protocol="sqs",
+                                 Endpoint=queue_arn, ReturnSubscriptionArn=True)["SubscriptionArn"]
     received: list[dict] = []
 
     def read() -> list[dict]:
@@ -65,15 +87,18 @@ def alerts(pipeline):
             )
         return [m for m in received if "last resort" in m.get("Subject", "")]
 
-    return read
+    yield read
+    sns.unsubscribe(SubscriptionArn=subscription)
+    sqs.delete_queue(QueueUrl=queue_url)
 
 
-def test_a_failing_outcome_step_still_closes_the_release_frees_the_lock_and_alerts(pipeline, alerts):
+def test_a_failing_outcome_step_still_closes_the_release_frees_the_lock_and_alerts(broken, alerts):
     # Given RecordOutcome is broken, and a release the gate will stop (after it took the lock)
-    break_function(pipeline, "RecordOutcomeFunction")
+    pipeline = broken("RecordOutcomeFunction")
     pipeline.set_policy(min_cases=100_000)  # inconclusive: fails closed
+    live_before = pipeline.live()
     # When the release runs
-    run = pipeline.release("v1")
+    run = pipeline.driver.release(pipeline.examples / "v1", commit=pipeline.commit_for("v1 outcome fails"))
     # Then the outcome step was tried once (its own failure is not transient) and the last resort ran
     assert run.path[-10:] == ["Gate", "RecordOutcome", *OUTCOME_NOT_RECORDED, *LAST_RESORT]
     assert attempts(pipeline, run, "RecordOutcome") == 1
@@ -86,7 +111,7 @@ def test_a_failing_outcome_step_still_closes_the_release_frees_the_lock_and_aler
     assert run.record["history"][-1]["actor"] == "state machine (last resort)"
     # And the lock is free, the live alias untouched, and humans were told
     assert pipeline.control.ledger().lock_holder("support-bot") is None
-    assert pipeline.live() == ("1", {})
+    assert pipeline.live() == live_before
     (alert,) = wait_until(alerts, HANG_GUARD_SECONDS, "the last-resort alert")
     assert run.release_id in alert["Message"] and "its RecordOutcome step failed" in alert["Message"]
     # And the release is chained with the status the last resort wrote, and verifies (chain and attestation)
@@ -97,10 +122,11 @@ def test_a_failing_outcome_step_still_closes_the_release_frees_the_lock_and_aler
     assert report.ok, report.lines()
 
 
-def test_the_last_resort_never_overwrites_a_final_status(pipeline, alerts):
+def test_the_last_resort_never_overwrites_a_final_status(broken, alerts):
     # Given RecordOutcome is broken and a release the approver rejects (the decision is final)
-    break_function(pipeline, "RecordOutcomeFunction")
-    run = pipeline.release("v1", decision="reject", comment="not this one")
+    pipeline = broken("RecordOutcomeFunction")
+    run = pipeline.driver.release(pipeline.examples / "v1", commit=pipeline.commit_for("v1 rejected"),
+                                  decision="reject", comment="not this one")
     # Then the last resort ran (the decision's status is not RecordOutcome's write), kept the
     # decision's status, and still freed the lock and alerted
     assert run.path[-9:] == ["RecordOutcome", *OUTCOME_NOT_RECORDED, *LAST_RESORT]
@@ -112,30 +138,34 @@ def test_the_last_resort_never_overwrites_a_final_status(pipeline, alerts):
     assert "ConditionalCheckFailed" in alert["Message"]  # what the last resort saw: the status was kept
 
 
-def test_the_last_resort_leaves_another_releases_lock_alone(pipeline, alerts):
+def test_the_last_resort_leaves_another_releases_lock_alone(broken, alerts):
     # Given RecordOutcome is broken, another release holds the service's lock, and the
-    # service is not registered any more (so this release fails at Validate, lockless)
-    break_function(pipeline, "RecordOutcomeFunction")
+    # service is not registered any more (so this release fails at Validate, lockless;
+    # the registration is put back after the test, the other lock freed)
+    pipeline = broken("RecordOutcomeFunction")
     ledger = pipeline.control.ledger()
     ledger.acquire_lock("support-bot", "another-release", lease_seconds=3600)
-    pipeline.control.client("ssm").delete_parameter(Name=pipeline.control.outputs["ServicesPrefix"] + "support-bot")
-    # When the release runs
-    run = pipeline.release("v1")
-    # Then it is closed by the last resort, and the other release's lock is still there
-    assert run.path == ["Validate", "RecordOutcome", *OUTCOME_NOT_RECORDED, *LAST_RESORT]
-    assert run.status == "Failed" and "ending with ServiceNotRegistered" in run.record["reason"]
-    assert ledger.lock_holder("support-bot") == "another-release"
-    (alert,) = wait_until(alerts, HANG_GUARD_SECONDS, "the last-resort alert")
-    assert "unlock_error" in alert["Message"]  # the conditional delete refused, as it should
+    try:
+        pipeline.control.client("ssm").delete_parameter(Name=pipeline.control.outputs["ServicesPrefix"] + "support-bot")
+        # When the release runs
+        run = pipeline.driver.release(pipeline.examples / "v1", commit=pipeline.commit_for("v1 unregistered"))
+        # Then it is closed by the last resort, and the other release's lock is still there
+        assert run.path == ["Validate", "RecordOutcome", *OUTCOME_NOT_RECORDED, *LAST_RESORT]
+        assert run.status == "Failed" and "ending with ServiceNotRegistered" in run.record["reason"]
+        assert ledger.lock_holder("support-bot") == "another-release"
+        (alert,) = wait_until(alerts, HANG_GUARD_SECONDS, "the last-resort alert")
+        assert "unlock_error" in alert["Message"]  # the conditional delete refused, as it should
+    finally:
+        ledger.release_lock("support-bot", "another-release")
 
 
 def test_a_failing_rollback_ends_rollback_failed_alerts_and_the_command_it_names_restores_live(
-    pipeline, alerts, monkeypatch, capsys
+    broken, alerts, monkeypatch, capsys
 ):
     # Given Rollback is broken, and a release baking its canary
-    break_function(pipeline, "RollbackFunction")
+    pipeline = broken("RollbackFunction")
     pipeline.set_policy(approval="auto", bake_seconds=5000, min_canary_invocations=1)  # a 10 s bake here
-    run = pipeline.driver.submit(pipeline.examples / "v1", commit=pipeline.commit_for("v1"))
+    run = pipeline.driver.submit(pipeline.examples / "v1", commit=pipeline.commit_for("v1 rollback fails"))
     ledger = pipeline.control.ledger()
     wait_until(lambda: (ledger.get(run.release_id) or {}).get("status") == "Baking", HANG_GUARD_SECONDS, "the canary")
     assert ledger.lock_holder("support-bot") == run.release_id

@@ -10,7 +10,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import EXAMPLES, HANG_GUARD_SECONDS, JUMP_WHEN_IDLE, ROOT, ROUTING_SEED, SERVICE, TIME_FACTOR, commit_for
+from conftest import (
+    EXAMPLES,
+    HANG_GUARD_SECONDS,
+    JUMP_WHEN_IDLE,
+    ROOT,
+    ROUTING_SEED,
+    SERVICE,
+    SETUP_BAKE_SECONDS,
+    TIME_FACTOR,
+    commit_for,
+)
 from modelgate_emulator.bedrock import degraded
 from modelgate_harness import cli
 from modelgate_harness.control import update_policy
@@ -30,7 +40,10 @@ def monitored():
     """support-bot with v2 promoted over v1, re-evaluated every nominal hour, rolling back on a regression."""
     with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED, jump_when_idle=JUMP_WHEN_IDLE,
                       ReevaluationSchedule=SCHEDULE) as (local, control):
+        # (set-up bakes, as conftest's set-up promotions: 300 nominal s per step, not 900; the
+        # schedule's re-evaluations of live during them are not what the test waits for)
         update_policy(control, SERVICE, approval="auto", min_canary_invocations=3,
+                      bake_seconds=SETUP_BAKE_SECONDS, post_promotion_watch_seconds=SETUP_BAKE_SECONDS,
                       monitoring={"on_reevaluation_regression": ["alert", "rollback"]})
         function = local.stack.outputs["SampleServiceFunctionName"]
         requests = [{"inputs": json.loads(line)} for line in (EXAMPLES / "traffic.jsonl").read_text().splitlines() if line]

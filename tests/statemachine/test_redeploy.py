@@ -3,7 +3,8 @@
 The stack is redeployed locally (a CloudFormation stack update, LocalAWS.redeploy) with the
 sample service's code changed, once while a release holds canary weight on `live` and once
 after a promotion. `live`'s version and weights stay as the pipeline left them, the stack
-publishes no version, and the next release still goes through.
+publishes no version, and the next release still goes through. The tests share one stack
+(``shared_live_v2``): each redeploys it with a change of its own and leaves live promoted.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def changed_service_template(tmp_path: Path) -> Path:
     code = tmp_path / "inference"
     shutil.copytree(ROOT / "functions" / "inference", code, ignore=shutil.ignore_patterns("__pycache__"))
     app = code / "app.py"
-    app.write_text(app.read_text() + "\n# A change to the managed function's code, deployed with `sam deploy`.\n")
+    # (a change of this test's own: the module's tests redeploy one stack, each to new code)
+    app.write_text(app.read_text() + f"\n# A change to the managed function's code, deployed with `sam deploy` ({tmp_path.name}).\n")
     text = _LOCAL_URI.sub(
         lambda m: m[1] + str((ROOT / m[2]).resolve()) + ("/" if m[2].endswith("/") else ""),
         (ROOT / "template.yaml").read_text(),
@@ -67,8 +69,8 @@ def release_after_redeploy(pipeline, label: str) -> None:
     assert config["CodeSha256"] == lam.get_function_configuration(FunctionName=pipeline.function)["CodeSha256"]
 
 
-def test_a_redeploy_during_a_canary_leaves_live_and_its_weights(with_live_v2, tmp_path):
-    pipeline = with_live_v2
+def test_a_redeploy_during_a_canary_leaves_live_and_its_weights(shared_live_v2, tmp_path):
+    pipeline = shared_live_v2
     # Given a release baking on `live` with canary weight
     pipeline.set_policy(approval="auto", bake_seconds=30000, min_canary_invocations=1)  # a 60 s bake here
     canary = pipeline.driver.submit(pipeline.examples / "v4", commit=pipeline.commit_for("v4-canary"))
@@ -91,8 +93,8 @@ def test_a_redeploy_during_a_canary_leaves_live_and_its_weights(with_live_v2, tm
     assert ledger.get(canary.release_id)["status"] == "Superseded"
 
 
-def test_a_redeploy_after_a_promotion_leaves_live(with_live_v2, tmp_path):
-    pipeline = with_live_v2
+def test_a_redeploy_after_a_promotion_leaves_live(shared_live_v2, tmp_path):
+    pipeline = shared_live_v2
     live_before = pipeline.live()
     assert live_before[1] == {}
     lam = pipeline.control.client("lambda")

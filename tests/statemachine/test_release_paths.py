@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import SETUP_BAKE_SECONDS
 from modelgate_harness.driver import ReleaseRun
 from modelgate_harness.polling import wait_until
 
@@ -22,8 +23,10 @@ def statuses(run) -> list[str]:
 
 
 def test_first_release_is_approved_canaried_and_promoted(pipeline):
-    # Given a fresh stack whose live alias serves the unconfigured template version
-    pipeline.set_policy(min_canary_invocations=3)
+    # Given a fresh stack whose live alias serves the unconfigured template version (and bakes of 300
+    # nominal s, as conftest's set-up promotions: the path is tested, not how long each step bakes)
+    pipeline.set_policy(min_canary_invocations=3, bake_seconds=SETUP_BAKE_SECONDS,
+                        post_promotion_watch_seconds=SETUP_BAKE_SECONDS)
     before, _ = pipeline.live()
     traffic = pipeline.traffic()
     traffic.start()

@@ -1,15 +1,26 @@
 """A dataset too large for one invocation is sharded by the state machine and reduced
 into one report (Distributed Map locally on moto's interpreter, as on AWS). `make test` runs it on
-400 cases; the 5,000-case run is marked slow (`make test-slow`)."""
+400 cases; the 5,000-case run is marked slow (`make test-slow`). The tests share one stack
+(``shared_pipeline``): what a test changes (the service's dataset, the state machine's role) is
+put back after it."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from conftest import EXAMPLES, SERVICE
+from modelgate_harness.control import put_dataset
 
 from modelgate.evaluation.comparison import EvaluationReport
 from modelgate.evaluation.dataset import parse_dataset
+
+
+@pytest.fixture
+def dataset_restored(shared_pipeline):
+    """The test's pipeline; the service's dataset is the sample's again after the test."""
+    yield shared_pipeline
+    put_dataset(shared_pipeline.control, SERVICE, EXAMPLES / "dataset.jsonl")
 
 
 @pytest.mark.parametrize(("replicas", "shard_size", "shards"), [
@@ -19,7 +30,9 @@ from modelgate.evaluation.dataset import parse_dataset
     # the scale run: 5,000 cases in shards of 500 (`make test-slow`)
     pytest.param(125, 500, 10, marks=pytest.mark.slow),
 ])
-def test_a_large_dataset_is_sharded_and_reduced_into_one_report(pipeline, tmp_path, replicas, shard_size, shards):
+def test_a_large_dataset_is_sharded_and_reduced_into_one_report(dataset_restored, tmp_path, replicas, shard_size,
+                                                                shards):
+    pipeline = dataset_restored
     # Given the 40-case dataset replicated, in shards that do not line up with the replicas
     base = [json.loads(line) for line in (pipeline.examples / "dataset.jsonl").read_text().splitlines() if line.strip()]
     cases = [dict(case, id=f"{case['id']}-{i}") for i in range(replicas) for case in base]
@@ -27,13 +40,12 @@ def test_a_large_dataset_is_sharded_and_reduced_into_one_report(pipeline, tmp_pa
     assert len(cases) == n_cases and -(-n_cases // shard_size) == shards
     big = tmp_path / "big.jsonl"
     big.write_text("\n".join(json.dumps(c) for c in cases) + "\n")
-    from modelgate_harness.control import put_dataset
-
-    put_dataset(pipeline.control, "support-bot", big)
+    put_dataset(pipeline.control, SERVICE, big)
     pipeline.set_policy(eval_shard_size=shard_size, eval_concurrency=16, approval_timeout_seconds=60)
 
     # When a release is submitted (nobody approves it: it stops after the gate)
-    run = pipeline.release("v1", decision=None)
+    run = pipeline.driver.release(pipeline.examples / "v1", commit=pipeline.commit_for(f"v1 in {shards} shards"),
+                                  decision=None)
 
     # Then the evaluation ran as that many shards and was reduced into one report of all cases
     assert run.path[:8] == ["Validate", "AcquireLock", "PublishCandidate", "PlanEvaluation", "EvaluationMode",
@@ -66,16 +78,30 @@ def _without_action(document: dict, action: str) -> tuple[dict, int]:
     return {**document, "Statement": statements}, removed
 
 
-def test_shards_do_not_start_without_start_execution_on_the_state_machine(pipeline):
-    # Given the state machine's role without states:StartExecution (its Distributed Map's children)
-    iam = pipeline.local.client("iam")
-    sfn = pipeline.local.client("stepfunctions")
-    machine = pipeline.control.outputs["ReleasePipelineArn"]
+@pytest.fixture
+def machine_role(shared_pipeline):
+    """(pipeline, the state machine's role, its inline policies): the policies as they were are put
+    back after the test."""
+    iam = shared_pipeline.local.client("iam")
+    sfn = shared_pipeline.local.client("stepfunctions")
+    machine = shared_pipeline.control.outputs["ReleasePipelineArn"]
     role = sfn.describe_state_machine(stateMachineArn=machine)["roleArn"].rsplit("/", 1)[-1]
-    removed = 0
+    policies = {}
     for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
         document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-        document = json.loads(document) if isinstance(document, str) else document
+        policies[name] = json.loads(document) if isinstance(document, str) else document
+    yield shared_pipeline, role, policies
+    for name, document in policies.items():
+        iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
+
+
+def test_shards_do_not_start_without_start_execution_on_the_state_machine(machine_role):
+    # Given the state machine's role without states:StartExecution (its Distributed Map's children)
+    pipeline, role, policies = machine_role
+    iam = pipeline.local.client("iam")
+    machine = pipeline.control.outputs["ReleasePipelineArn"]
+    removed = 0
+    for name, document in policies.items():
         changed, count = _without_action(document, "states:StartExecution")
         if count and changed["Statement"]:
             iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(changed))
@@ -85,7 +111,8 @@ def test_shards_do_not_start_without_start_execution_on_the_state_machine(pipeli
     assert removed == 1  # SAM's StepFunctionsExecutionPolicy grant, and nothing else, gave it
 
     # When a release is evaluated
-    run = pipeline.release("v1", decision=None)
+    run = pipeline.driver.release(pipeline.examples / "v1", commit=pipeline.commit_for("v1 without shards"),
+                                  decision=None)
 
     # Then the Evaluate Map fails when it starts its first shard: IAM's AccessDenied on the
     # state machine's ARN, for the state machine's role, ends the release before the gate

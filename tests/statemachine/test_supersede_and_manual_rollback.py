@@ -1,9 +1,12 @@
-"""One release per service (a newer artefact supersedes), and `modelgate rollback`."""
+"""One release per service (a newer artefact supersedes), and `modelgate rollback`.
+
+Both tests share one stack (``shared_live_v2``): each runs its own releases and leaves live on
+a promoted v2, no release running and the lock free."""
 
 from __future__ import annotations
 
 import pytest
-from conftest import HANG_GUARD_SECONDS, promote_with_traffic
+from conftest import HANG_GUARD_SECONDS
 from modelgate_harness.polling import wait_until
 from modelgate_harness.trail import audit_rows, revoke, verify_release
 
@@ -12,8 +15,8 @@ from modelgate.pipeline import outcome
 from modelgate.pipeline.revocation import RevocationFailed
 
 
-def test_a_newer_artefact_supersedes_the_release_in_its_canary(with_live_v2):
-    pipeline = with_live_v2
+def test_a_newer_artefact_supersedes_the_release_in_its_canary(shared_live_v2):
+    pipeline = shared_live_v2
     live_before, _ = pipeline.live()
     pipeline.set_policy(approval="auto", bake_seconds=5000, min_canary_invocations=1)  # a 10 s bake here
     older = pipeline.driver.submit(pipeline.examples / "v4", commit=pipeline.commit_for("v4-older"))
@@ -49,16 +52,20 @@ def test_a_newer_artefact_supersedes_the_release_in_its_canary(with_live_v2):
 
 
 @pytest.fixture
-def with_live_v1_then_v2(pipeline):
-    first, second = promote_with_traffic(pipeline, "v1", "v2")
-    return pipeline, first, second
-
-
-def test_manual_rollback_returns_to_the_last_known_good_version_while_an_alarm_fires(with_live_v1_then_v2):
-    pipeline, first, second = with_live_v1_then_v2
+def service_alarm_firing(shared_live_promoted_over):
+    """The sample service's own errors alarm in ALARM for the test (back to OK after it: the module shares its stack)."""
+    pipeline = shared_live_promoted_over[0]
     cloudwatch = pipeline.control.client("cloudwatch")
-    alarm = [a for a in pipeline.alarms() if "SampleServiceErrorsAlarm" in a][0]
+    alarm = next(a for a in pipeline.alarms() if "SampleServiceErrorsAlarm" in a)
     cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="errors everywhere")
+    yield
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="test over")
+
+
+def test_manual_rollback_returns_to_the_last_known_good_version_while_an_alarm_fires(shared_live_promoted_over,
+                                                                                     service_alarm_firing):
+    # Given live serves v2 (second), promoted over the promoted release first, and the service's alarm fires
+    pipeline, first, second = shared_live_promoted_over
     assert pipeline.live()[0] == second.record["candidate_version"]
 
     # When an operator rolls the service back
@@ -81,7 +88,10 @@ def test_manual_rollback_returns_to_the_last_known_good_version_while_an_alarm_f
     with pytest.raises(RevocationFailed, match="NotRevocable: release .* is Promoted, not RolledBack"):
         revoke(pipeline.control, first.release_id)
 
-    # And rolling back again goes to the version before v1's, which serves no model: refused
+    # And rolling back again goes to the version live served before first was promoted; first is the
+    # module stack's set-up v2, the service's first release, so that is the template's version 1,
+    # which serves no model: refused
+    assert first.record["live_version"] == "1", first.record
     with pytest.raises(DecisionConflict, match="first release"):
         outcome.rollback_service(pipeline.control.deps(), "support-bot", "ops", "again")
     assert pipeline.live() == (first.record["candidate_version"], {})
