@@ -163,6 +163,20 @@ def test_no_handler_imports_what_it_does_not_use(handler: str, imported: dict[st
     assert heavy == [], f"functions/{handler} imports {heavy} at cold start"
 
 
+# Powertools' parser package (beyond pydantic: pydantic.networks, importlib.metadata, the
+# middleware factory, a TypeAdapter per model) only where an event comes in one of its
+# EventBridge envelopes; every other handler validates its event with its model's own
+# validator (modelgate.lambda_event).
+PARSER = "aws_lambda_powertools.utilities.parser"
+ENVELOPED = ("intake", "on_alarm")
+
+
+@pytest.mark.parametrize("handler", [h for h in HANDLERS if h not in ENVELOPED])
+def test_only_enveloped_events_import_the_powertools_parser(handler: str, imported: dict[str, set[str]]) -> None:
+    parser = sorted(m for m in imported[handler] if m == PARSER or m.startswith(PARSER + "."))
+    assert parser == [], f"functions/{handler} imports {parser} at cold start"
+
+
 @pytest.mark.parametrize("handler", HANDLERS)
 def test_no_handler_imports_the_evaluation_stack_at_cold_start(handler: str, imported: dict[str, set[str]]) -> None:
     loaded = sorted(m for m in imported[handler] if m in EVALUATION_STACK)
