@@ -31,9 +31,15 @@ def parse_event(model: type[M], event: Any) -> M:
 
 
 def event_model(model: type[M]) -> Callable[[Callable[[M, Any], R]], Callable[[Any, Any], R]]:
-    """Decorate a handler ``(event: model, context)`` so it is called with the parsed event."""
+    """Decorate a handler ``(event: model, context)`` so it is called with the parsed event
+    (``model`` built now, at the handler's init, if it was not)."""
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise TypeError(f"event_model needs a pydantic model class, got {model!r}")
+    # Every call validates the event: a model built at its first validation (defer_build, for
+    # the handlers that import it without validating it) is built here, at the handler's init,
+    # not on its first call.
+    if not model.__pydantic_complete__:
+        model.model_rebuild()
 
     def decorate(handler: Callable[[M, Any], R]) -> Callable[[Any, Any], R]:
         @functools.wraps(handler)

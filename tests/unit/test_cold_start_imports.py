@@ -56,6 +56,12 @@ EVALUATION_STACK = (
 #   policy rolls back (the drift check never does: it asks the monitor to act);
 # - the approval mail's metrics line (evaluation.comparison) is RequestApproval's, not the
 #   approval links' or the IAM decision's.
+VALIDATE_ONLY = (
+    "modelgate.registry",
+    "modelgate.approval.identity",
+    "modelgate.pipeline.model_registry",
+    "modelgate.pipeline.upstream",
+)
 DEFERRED = {
     "monitor": (
         "modelgate.monitor.reevaluation",
@@ -73,9 +79,11 @@ DEFERRED = {
     "rollback": ("modelgate.monitor.baseline", "modelgate.pipeline.candidate", "modelgate.chain", "modelgate.registry"),
     "record_outcome": ("modelgate.monitor.baseline", "modelgate.pipeline.candidate", "modelgate.chain"),
     "promote": ("modelgate.pipeline.candidate", "modelgate.chain"),
-    # The prompt templates' check (the inference module, its providers) is Validate's alone.
-    "acquire_lock": ("modelgate.inference", "modelgate.providers"),
-    "publish_candidate": ("modelgate.inference", "modelgate.providers"),
+    # The prompt templates' check (the inference module, its providers) is Validate's alone, as
+    # are the registration, the upload's author, the registry group and upstream
+    # checks; the chain and the registry mirror are a supersede's (pipeline.candidate).
+    "acquire_lock": ("modelgate.inference", "modelgate.providers") + VALIDATE_ONLY + ("modelgate.chain",),
+    "publish_candidate": ("modelgate.inference", "modelgate.providers") + VALIDATE_ONLY + ("modelgate.chain",),
     "intake": ("modelgate.chain",),  # a refused upload's
 }
 
@@ -132,6 +140,72 @@ def test_models_a_handler_does_not_validate_are_not_built_at_its_cold_start() ->
         "assert ReleaseFields.__pydantic_complete__  # every task that records validates it: built at import\n"
     )
     cold_import("intake", then=check)
+
+
+# Parts of the release context that nothing validates, constructs or dumps on its own
+# (manifest._Nested, policy._Nested, the judge's and the monitoring policy): compiled inline
+# into their parent's schema and never built by themselves, neither at a handler's cold start
+# nor on the call that validates the context and returns it (their defaults are validated by
+# the parent's schema: validate_default). So no handler's first call pays what its cold start
+# no longer does.
+NESTED_MODELS = (
+    "modelgate.manifest.ModelSpec",
+    "modelgate.manifest.PromptFile",
+    "modelgate.manifest.SourceInfo",
+    "modelgate.policy.LiveRelativeThreshold",
+    "modelgate.policy.CanaryAlarmSpec",
+    "modelgate.policy.SliceCriteria",
+    "modelgate.policy.EvaluationMode",
+    "modelgate.policy.ModelRegistryPolicy",
+    "modelgate.canary_judge.JudgePolicy",
+    "modelgate.monitor.policy.ReevaluationPolicy",
+    "modelgate.monitor.policy.CapturePolicy",
+    "modelgate.monitor.policy.DriftPolicy",
+    "modelgate.monitor.policy.MonitoringPolicy",
+)
+# A policy that names every nested section, and one that names none (all defaults).
+FULL_POLICY = {
+    "slices": {"security": {"max_accuracy_drop": 0.0}},
+    "model_registry": {"group": "modelgate-dev-support"},
+    "evaluation": {"mode": "auto"},
+    "judge": {"max_extensions": 1},
+    "canary_alarms": [
+        {"name": "errors", "metric": "Errors", "threshold": 1},
+        {"name": "latency", "metric": "Duration", "statistic": "p95",
+         "relative_to_live": {"factor": 2.0, "floor_ms": 100}},
+    ],
+    "monitoring": {"capture": {"enabled": True}, "drift": {"enabled": True}, "reevaluation": {"min_cases": 5}},
+}
+
+
+@pytest.mark.parametrize(("handler", "event"), [("check_canary", "baked.json"), ("gate", "evaluated.json")])
+def test_nested_parts_of_the_context_are_built_neither_at_cold_start_nor_on_a_call(handler: str, event: str) -> None:
+    path = ROOT / "events" / handler / event
+    check = (
+        "import importlib, json\n"
+        "from modelgate.contract import ReleaseContext\n"
+        "from modelgate.policy import ReleasePolicy, ServiceConfig\n"
+        f"NESTED = {NESTED_MODELS!r}\n"
+        "def built():\n"
+        "    out = []\n"
+        "    for path in NESTED:\n"
+        "        module, name = path.rsplit('.', 1)\n"
+        "        if getattr(importlib.import_module(module), name).__pydantic_complete__: out.append(path)\n"
+        "    return out\n"
+        "assert built() == [], ('at import', built())\n"
+        f"event = json.loads(open({str(path)!r}).read())\n"
+        "assert event['policy'] and event['manifest']\n"
+        f"for policy in (event['policy'], {FULL_POLICY!r}, {{}}):\n"
+        "    ctx = ReleaseContext.model_validate({**event, 'policy': policy})\n"
+        "    ctx.policy.judge_policy(); ctx.policy.step_plan()\n"
+        "    assert ReleaseContext.model_validate(json.loads(json.dumps(ctx.dump()))) == ctx\n"
+        "assert ctx.policy == ReleasePolicy() and ctx.policy.judge.max_extensions == 2\n"
+        "assert [a.name for a in ctx.policy.canary_alarms] == ['errors'] and not ctx.policy.monitoring.drift.enabled\n"
+        "assert built() == [], ('on a call', built())\n"
+        "ServiceConfig.model_validate({'service': 's', 'function_name': 'f', 'dataset_key': 'd', 'policy': {}})\n"
+        "assert built() == [], ('reading a registration', built())\n"
+    )
+    cold_import(handler, then=check)
 
 
 def cold_import(handler: str, then: str = "") -> set[str]:
@@ -193,6 +267,12 @@ def test_a_handler_defers_what_only_one_of_its_paths_needs(handler: str, importe
 # cold start (the same sys.path) and bring what that path needs.
 EMPTY_PEM = "-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----"
 DEFERRED_PATHS = [
+    (
+        "acquire_lock",
+        "from modelgate.pipeline.candidate import upload_author\nassert upload_author({}, None, four_eyes=False) is None",
+        "modelgate.approval.identity",
+    ),
+
     ("monitor", "from modelgate.monitor import reevaluation", "modelgate.evaluation.comparison"),
     ("monitor", "from modelgate.monitor import lifecycle, actions", "modelgate.monitor.lifecycle"),
     ("monitor", "from modelgate.pipeline.outcome import rollback_service", "modelgate.pipeline.fencing"),

@@ -52,3 +52,15 @@ def test_the_decorated_handler_gets_the_parsed_event_and_the_context() -> None:
 def test_event_model_refuses_what_is_not_a_pydantic_model() -> None:
     with pytest.raises(TypeError, match="needs a pydantic model class, got <class 'dict'>"):
         event_model(dict)  # type: ignore[arg-type]
+
+
+def test_a_deferred_event_model_is_built_when_the_handler_is_decorated_not_on_its_first_call() -> None:
+    class Deferred(BaseModel):
+        model_config = ConfigDict(defer_build=True)
+
+        release_id: str
+
+    assert not Deferred.__pydantic_complete__
+    handler = event_model(Deferred)(lambda event, context: event.release_id)
+    assert Deferred.__pydantic_complete__
+    assert handler({"release_id": "r-4"}, None) == "r-4"
