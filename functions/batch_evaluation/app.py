@@ -10,6 +10,10 @@ event is the release context.
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from modelgate.contract import ReleaseContext
+
+# What all three steps' every call runs that pipeline.batch_evaluation imports inside them: loaded
+# at init. (The runner, SubmitBatch's and ReduceBatch's alone, still loads on their first call.)
+from modelgate.evaluation import batch  # noqa: F401
 from modelgate.lambda_event import event_model
 from modelgate.observability import logger
 from modelgate.pipeline import batch_evaluation

@@ -7,6 +7,10 @@ per-case results go to S3, the state carries only where they are.
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from modelgate.contract import ShardEvent
+
+# What every call runs that pipeline.evaluation imports inside evaluate_shard (so that the other handlers
+# sharing the module skip it): loaded here, at init, not on this function's first call.
+from modelgate.evaluation import dataset, model_scorers, runner  # noqa: F401
 from modelgate.lambda_event import event_model
 from modelgate.observability import logger
 from modelgate.pipeline import evaluation

@@ -3,6 +3,10 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from modelgate.contract import ReleaseContext
+
+# What every call runs that pipeline.evaluation imports inside gate (so that the other handlers
+# sharing the module skip it): loaded here, at init, not on this function's first call.
+from modelgate.evaluation import gate, report  # noqa: F401
 from modelgate.lambda_event import event_model
 from modelgate.observability import logger
 from modelgate.pipeline import evaluation

@@ -11,13 +11,14 @@ from modelgate.contract import ReleaseContext
 from modelgate.inference import checked_template  # noqa: F401
 from modelgate.lambda_event import event_model
 from modelgate.observability import logger
-from modelgate.pipeline import candidate, model_registry, upstream  # noqa: F401
+from modelgate.pipeline import candidate
 from modelgate.pipeline.deps import default_deps
 from modelgate.policy import ServiceConfig
 from modelgate.registry import get_service  # noqa: F401
 from modelgate.settings import ValidateSettings
 from modelgate.upload_metadata import UploadMetadata
 
+candidate.load_validate_checks()
 # Every call validates the service's registration and builds the upload's metadata, models the
 # other handlers that import them never validate (defer_build): built here, at init.
 ServiceConfig.model_rebuild()

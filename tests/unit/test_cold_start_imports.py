@@ -35,9 +35,11 @@ NO_HANDLER_IMPORTS = (
     "cryptography",
 )
 # The evaluation stack (the dataset parser, every scorer, the runner, the report, the gate)
-# belongs to the evaluation steps that use it, imported when they run: pipeline.evaluation
-# imports it inside plan_evaluation / evaluate_shard / gate, and the approval page's metrics
-# come from evaluation.comparison, which needs none of it.
+# belongs to the evaluation steps that use it: pipeline.evaluation imports it inside
+# plan_evaluation / evaluate_shard / gate, and the approval page's metrics come from
+# evaluation.comparison, which needs none of it. Each evaluation step's handler imports at init
+# the part that every one of its calls runs (a Lambda's first invoke is part of its cold start:
+# never moved there to flatter bench/cold_start.py), and no other part.
 EVALUATION_STACK = (
     "modelgate.evaluation.dataset",
     "modelgate.evaluation.scorers",
@@ -251,10 +253,26 @@ def test_only_enveloped_events_import_the_powertools_parser(handler: str, import
     assert parser == [], f"functions/{handler} imports {parser} at cold start"
 
 
+_DATASET = ("modelgate.evaluation.dataset", "modelgate.evaluation.scorers", "modelgate.evaluation.model_scorers")
+EVERY_CALL_EVALUATION = {
+    "plan_evaluation": _DATASET,  # the dataset parsed and checked, the batch plan decided
+    "evaluate": (*_DATASET, "modelgate.evaluation.runner"),  # its shard's cases run
+    "gate": ("modelgate.evaluation.gate", "modelgate.evaluation.report"),  # judged, the HTML report written
+    "batch_evaluation": _DATASET,  # evaluation.batch, which all three batch steps call, parses cases
+}
+
+
 @pytest.mark.parametrize("handler", HANDLERS)
 def test_no_handler_imports_the_evaluation_stack_at_cold_start(handler: str, imported: dict[str, set[str]]) -> None:
-    loaded = sorted(m for m in imported[handler] if m in EVALUATION_STACK)
+    own = EVERY_CALL_EVALUATION.get(handler, ())
+    loaded = sorted(m for m in imported[handler] if m in EVALUATION_STACK and m not in own)
     assert loaded == [], f"functions/{handler} imports {loaded} at cold start"
+
+
+@pytest.mark.parametrize("handler", sorted(EVERY_CALL_EVALUATION))
+def test_an_evaluation_step_imports_at_init_what_every_call_runs(handler: str, imported: dict[str, set[str]]) -> None:
+    missing = sorted(set(EVERY_CALL_EVALUATION[handler]) - imported[handler])
+    assert missing == [], f"functions/{handler} would import {missing} on its first call"
 
 
 @pytest.mark.parametrize("handler", sorted(DEFERRED))

@@ -124,6 +124,12 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     return updated
 
 
+def load_validate_checks() -> None:
+    """Import the stage checks validate() imports inside it (the registry group, the upstream
+    stage): Validate's handler calls this at init, since every one of its calls runs them."""
+    from modelgate.pipeline import model_registry, upstream  # noqa: F401
+
+
 def required_stages(settings: Any, policy: ReleasePolicy) -> list[str]:
     """The upstream stages an artefact must have been promoted in: the stack's (Validate's
     ``REQUIRES_STAGE``, the template's RequiresStage parameter: only ``ValidateSettings``
