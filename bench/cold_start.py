@@ -3,6 +3,7 @@
     python bench/cold_start.py                     # builds the layer if needed, 11 repeats
     python bench/cold_start.py --repeats 21 --handlers gate intake
     python bench/cold_start.py --without-bytecode  # the same layer with its bytecode removed
+    python bench/cold_start.py --instructions      # instruction counts under valgrind, once each
 
 What is timed, in fresh CPython 3.12 processes (pyenv's is used when ``python3.12`` is not on
 PATH), wall clock from spawn to exit:
@@ -16,6 +17,13 @@ busy machine hits all of them alike; a handler's figure is the median over repea
 system: what the import costs, and nearly independent of other load on the machine); the
 wall-clock ratio is printed beside it. The last line printed is one JSON object:
 ``{"worst": {"handler", "ratio"}, "handlers": {name: {"ratio", "median_cpu_ms", "wall_ratio"}}, ...}``.
+
+``--instructions`` counts each program's instructions instead, once, under valgrind
+(``cachegrind --cache-sim=no``: its ``I refs``, the process's instructions executed) with a fixed
+hash seed: nearly independent of the machine's load (±1% between runs: the hash seed fixes
+dict and set order, not addresses), so handlers a few percent apart can be told apart on a busy
+machine where CPU-time ratios move by 0.1. ``ratio`` is then the instruction count's ratio and
+``median_cpu_ms`` is absent (``instructions_m``: millions).
 
 The layer is the one ``sam build`` lays out: ``src/Makefile``'s ``build-ModelgateLayer``
 target (what ``sam build`` runs for ``BuildMethod: makefile``), run here with this machine's
@@ -178,16 +186,68 @@ def _timed(python: str, program: str, env: dict[str, str]) -> tuple[float, float
     return usage.ru_utime + usage.ru_stime, wall
 
 
-def measure(python: str, layer: Path, runtime: Path, handlers: list[str], repeats: int, seed: int) -> dict:
-    if repeats < 1:
-        raise SystemExit("cold_start: --repeats must be at least 1")
-    env = _environment()
+def _instructions(python: str, program: str, env: dict[str, str]) -> float:
+    """Instructions (millions) one fresh process executes running ``program``, under valgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("cold_start: --instructions needs valgrind on PATH")
+    process = subprocess.run(
+        [
+            valgrind,
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            "--cachegrind-out-file=/dev/null",
+            python,
+            "-I",
+            "-B",
+            "-c",
+            program,
+        ],
+        env={**env, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if process.returncode != 0:
+        raise SystemExit(f"cold_start: the import failed under valgrind:\n{program}\n{process.stderr.strip()[-2000:]}")
+    counted = [line for line in process.stderr.splitlines() if "I" in line and "refs:" in line]
+    if not counted:
+        raise SystemExit(f"cold_start: valgrind printed no instruction count:\n{process.stderr.strip()[-2000:]}")
+    return int(counted[-1].split("refs:")[1].strip().replace(",", "")) / 1e6
+
+
+def _programs(layer: Path, runtime: Path, handlers: list[str]) -> dict[str, str]:
     programs = {BASELINE: _program([runtime], 'import boto3; boto3.client("s3")')}
     for name in handlers:
         code = ROOT / "functions" / name
         if not (code / "app.py").is_file():
             raise SystemExit(f"cold_start: no handler functions/{name}/app.py")
         programs[name] = _program([code, layer, runtime], "import app")
+    return programs
+
+
+def count_instructions(python: str, layer: Path, runtime: Path, handlers: list[str]) -> dict:
+    env = _environment()
+    counts = {
+        name: _instructions(python, program, env) for name, program in _programs(layer, runtime, handlers).items()
+    }
+    results = {
+        name: {"ratio": round(counts[name] / counts[BASELINE], 3), "instructions_m": round(counts[name], 1)}
+        for name in handlers
+    }
+    worst = max(handlers, key=lambda n: results[n]["ratio"])
+    return {
+        "baseline_instructions_m": round(counts[BASELINE], 1),
+        "handlers": results,
+        "worst": {"handler": worst, "ratio": results[worst]["ratio"]},
+    }
+
+
+def measure(python: str, layer: Path, runtime: Path, handlers: list[str], repeats: int, seed: int) -> dict:
+    if repeats < 1:
+        raise SystemExit("cold_start: --repeats must be at least 1")
+    env = _environment()
+    programs = _programs(layer, runtime, handlers)
     rng = random.Random(seed)
     cpu: dict[str, list[float]] = {name: [] for name in programs}
     wall: dict[str, list[float]] = {name: [] for name in programs}
@@ -232,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebuild", action="store_true", help="rebuild the layer even if it is up to date")
     parser.add_argument("--without-bytecode", action="store_true", help="time the layer with its bytecode removed")
     parser.add_argument("--seed", type=int, default=7, help="seed of the run order")
+    parser.add_argument("--instructions", action="store_true", help="count instructions under valgrind, once each")
     args = parser.parse_args(argv)
 
     python = find_python312(args.python)
@@ -242,9 +303,17 @@ def main(argv: list[str] | None = None) -> int:
         layer = strip_bytecode(layer)
     runtime = build_runtime(python)
     handlers = args.handlers or sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
+    width = max(len(h) for h in handlers)
+    if args.instructions:
+        result = count_instructions(python, layer, runtime, handlers)
+        result["bytecode"] = not args.without_bytecode
+        print(f"baseline (python + import boto3 + one client): {result['baseline_instructions_m']:,.1f} M instructions")
+        for name, figures in sorted(result["handlers"].items(), key=lambda kv: -kv[1]["ratio"]):
+            print(f"  {name:<{width}}  {figures['instructions_m']:9,.1f} M  ratio {figures['ratio']:.3f}")
+        print(json.dumps(result, sort_keys=True))
+        return 0
     result = measure(python, layer, runtime, handlers, args.repeats, args.seed)
     result["bytecode"] = not args.without_bytecode
-    width = max(len(h) for h in handlers)
     print(f"baseline (python + import boto3 + one client): {result['baseline_median_cpu_ms']} ms CPU median")
     for name, figures in sorted(result["handlers"].items(), key=lambda kv: -kv[1]["ratio"]):
         print(

@@ -1,15 +1,15 @@
 """AcquireLock: one release per service (a lease in the ledger)."""
 
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from modelgate.contract import ReleaseContext
+from modelgate.lambda_event import event_model
 from modelgate.observability import logger
 from modelgate.pipeline import candidate
 from modelgate.pipeline.deps import default_deps
 
 
 @logger.inject_lambda_context(correlation_id_path="release_id")
-@event_parser(model=ReleaseContext)
+@event_model(ReleaseContext)
 def lambda_handler(event: ReleaseContext, context: LambdaContext) -> dict:
     return candidate.acquire_lock(default_deps(), event).dump()

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from modelgate.lambda_event import event_model
 from modelgate.monitor import dashboard
 from modelgate.monitor.baseline import BaselineRequest, build_for_release
 from modelgate.observability import logger
@@ -58,7 +58,7 @@ class MonitorTask(BaseModel):
 
 
 @logger.inject_lambda_context(correlation_id_path="service")
-@event_parser(model=MonitorTask)
+@event_model(MonitorTask)
 def lambda_handler(event: MonitorTask, context: LambdaContext) -> dict[str, Any]:
     deps = default_deps(MonitorSettings)
     if event.task == "act":

@@ -1,10 +1,10 @@
 """Promote: the live alias wholly to the candidate; then the drift baseline is asked of the monitor
 function (asynchronous invoke, built after this returns: modelgate.monitor.baseline)."""
 
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from modelgate.contract import ReleaseContext
+from modelgate.lambda_event import event_model
 
 # Every call asks for the drift baseline (pipeline.outcome imports it inside promote, for the
 # other end steps' sake): loaded at init with the rest of what each call runs.
@@ -16,6 +16,6 @@ from modelgate.settings import PromoteSettings
 
 
 @logger.inject_lambda_context(correlation_id_path="release_id")
-@event_parser(model=ReleaseContext)
+@event_model(ReleaseContext)
 def lambda_handler(event: ReleaseContext, context: LambdaContext) -> dict:
     return outcome.promote(default_deps(PromoteSettings), event).dump()

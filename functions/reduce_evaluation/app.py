@@ -4,16 +4,16 @@ The event is the release context with the Map's results at "eval_shards"
 ([{"index", "key", "version", "cases"}, ...]).
 """
 
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from modelgate.contract import ReleaseContext
+from modelgate.lambda_event import event_model
 from modelgate.observability import logger
 from modelgate.pipeline import evaluation
 from modelgate.pipeline.deps import default_deps
 
 
 @logger.inject_lambda_context(correlation_id_path="release_id")
-@event_parser(model=ReleaseContext)
+@event_model(ReleaseContext)
 def lambda_handler(event: ReleaseContext, context: LambdaContext) -> dict:
     return evaluation.reduce_evaluation(default_deps(), event).dump()

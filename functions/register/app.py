@@ -1,15 +1,15 @@
 """Register: the release and its metrics in the ledger, pending approval."""
 
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from modelgate.contract import ReleaseContext
+from modelgate.lambda_event import event_model
 from modelgate.observability import logger
 from modelgate.pipeline import approval
 from modelgate.pipeline.deps import default_deps
 
 
 @logger.inject_lambda_context(correlation_id_path="release_id")
-@event_parser(model=ReleaseContext)
+@event_model(ReleaseContext)
 def lambda_handler(event: ReleaseContext, context: LambdaContext) -> dict:
     return approval.register(default_deps(), event).dump()

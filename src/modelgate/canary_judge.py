@@ -94,7 +94,12 @@ class SideSample(_Frozen):
 
 
 class JudgePolicy(_Frozen):
-    """How the judge decides, per service (part of the release policy)."""
+    """How the judge decides, per service (part of the release policy).
+
+    Validated only inside the release policy (``ReleasePolicy.judge_policy`` copies it without
+    validating): built with the policy's schema, never on its own at import (policy._Nested)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     min_invocations: int = Field(default=20, ge=1)
     significance_level: float = Field(default=0.05, gt=0.0, lt=0.5)

@@ -33,6 +33,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _Nested(_Strict):
+    """A part of a bigger model that nothing validates, constructs or dumps on its own: its
+    schema is compiled inline into its parent's, and pydantic builds no validator and
+    serializer of its own at import (``defer_build``: "defer model validator and serializer
+    construction until the first model validation", pydantic ConfigDict). Every pipeline
+    handler imports it and validates it on every call, inside the release context, so this is
+    what each cold start no longer pays (bench/cold_start.py; the guard:
+    tests/unit/test_cold_start_imports.py). A model that code constructs or dumps by itself
+    stays a plain model, built at import."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -63,7 +76,7 @@ MAX_AUTHOR = 256
 MAX_REPOSITORY = 512
 
 
-class ModelSpec(_Strict):
+class ModelSpec(_Nested):
     provider: Literal["bedrock", "local"] = "bedrock"
     model_id: str = Field(max_length=MAX_MODEL_ID)
 
@@ -99,7 +112,7 @@ MAX_PROMPT_NAME = 64
 MAX_PROMPT_PATH = 256
 
 
-class PromptFile(_Strict):
+class PromptFile(_Nested):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=MAX_PROMPT_NAME)
     file: str = Field(min_length=1, max_length=MAX_PROMPT_PATH)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -113,7 +126,7 @@ class PromptFile(_Strict):
         return value
 
 
-class SourceInfo(_Strict):
+class SourceInfo(_Nested):
     commit: str = Field(max_length=40)
     branch: str = Field(min_length=1, max_length=MAX_BRANCH)
     repository: str | None = Field(default=None, min_length=1, max_length=MAX_REPOSITORY)

@@ -22,6 +22,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _Nested(_Strict):
+    """A part of a bigger model that nothing validates, constructs or dumps on its own: its
+    schema is compiled inline into its parent's, and pydantic builds no validator and
+    serializer of its own at import (``defer_build``: "defer model validator and serializer
+    construction until the first model validation", pydantic ConfigDict). Every pipeline
+    handler imports it and validates it on every call, inside the release context, so this is
+    what each cold start no longer pays (bench/cold_start.py; the guard:
+    tests/unit/test_cold_start_imports.py). A model that code constructs or dumps by itself
+    stays a plain model, built at import."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 # CloudWatch percentile statistics: "p0.0" to "p100" (PutMetricAlarm ExtendedStatistic,
 # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html).
 _PERCENTILE = re.compile(r"^p(100(\.0+)?|\d{1,2}(\.\d+)?)$")
@@ -37,7 +50,7 @@ def is_percentile(statistic: str) -> bool:
     return bool(_PERCENTILE.match(statistic))
 
 
-class LiveRelativeThreshold(_Strict):
+class LiveRelativeThreshold(_Nested):
     """A latency alarm's threshold from live's measured latency, not a number tuned once.
 
     threshold = max(``floor_ms``, ``factor`` x live's value of the alarm's own statistic of
@@ -81,7 +94,7 @@ class LiveRelativeThreshold(_Strict):
         return self
 
 
-class CanaryAlarmSpec(_Strict):
+class CanaryAlarmSpec(_Nested):
     """One alarm created on the candidate alone (ExecutedVersion dimension) for a canary.
 
     Its threshold is fixed (``threshold``) or, for ``Duration``, relative to live's measured
@@ -239,7 +252,7 @@ def resolve_threshold(
 SLICE_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
-class SliceCriteria(_Strict):
+class SliceCriteria(_Nested):
     """A slice's own gate: the cases tagged with its name, judged on their own.
 
     ``max_accuracy_drop`` is judged like the overall one (paired, with the family's Holm
@@ -257,7 +270,7 @@ APPROVER_EMAIL = re.compile(r"^[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}(?:\.[a-z0-9-]
 IDENTITY_NAME = re.compile(r"^[a-z0-9._+=,-]{1,128}$")
 
 
-class EvaluationMode(_Strict):
+class EvaluationMode(_Nested):
     """How the evaluation calls the models (evaluation/batch.py).
 
     ``on_demand``: every case through the service's function (the default). ``batch``: every
@@ -281,7 +294,7 @@ class EvaluationMode(_Strict):
     poll_seconds: int = Field(default=300, ge=10, le=3600)
 
 
-class ModelRegistryPolicy(_Strict):
+class ModelRegistryPolicy(_Nested):
     """Mirror each release in SageMaker Model Registry (``modelgate.pipeline.model_registry``).
 
     ``group``: the model package group (created if missing when a release is registered), a
@@ -329,7 +342,9 @@ class ReleasePolicy(_Strict):
     # dataset, the prompts and modelgate.pricing (evaluation/cost.py); over it, the release
     # ends Failed (OverBudget) before a model is called. Unset: no cap.
     max_cost_usd: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
-    evaluation: EvaluationMode = Field(default_factory=EvaluationMode)
+    # The nested sections' defaults are validated by this model's own schema (validate_default), so
+    # a policy that omits them builds no model of its own for them (see _Nested).
+    evaluation: EvaluationMode = Field(default={}, validate_default=True)
     approval: Literal["auto", "manual"] = "manual"
     approval_timeout_seconds: int = Field(default=86_400, ge=1)
     # Four eyes: the release's author (who uploaded it: the CI actor, see
@@ -365,11 +380,9 @@ class ReleasePolicy(_Strict):
     # dg/monitoring-metrics.html), so the last minute before "now" is still incomplete. The
     # judge's window ends this long before now, so both sides are counted in full.
     metrics_delay_seconds: int = Field(default=60, ge=0, le=3600)
-    judge: JudgePolicy = Field(default_factory=JudgePolicy)
+    judge: JudgePolicy = Field(default={}, validate_default=True)
     canary_alarms: list[CanaryAlarmSpec] = Field(
-        default_factory=lambda: [
-            CanaryAlarmSpec(name="errors", metric="Errors", statistic="Sum", threshold=1),
-        ]
+        default=[{"name": "errors", "metric": "Errors", "statistic": "Sum", "threshold": 1}], validate_default=True
     )
     lock_lease_seconds: int = Field(default=3 * 86_400, ge=60)
     # The models a release may use: shell-style patterns over the manifest's model id
@@ -381,7 +394,7 @@ class ReleasePolicy(_Strict):
     model_registry: ModelRegistryPolicy | None = None
     # What to do when live is found wanting after its release (drift, a re-evaluation regression,
     # a LEGACY model), and whether Validate refuses a LEGACY model: modelgate.monitor.policy.
-    monitoring: MonitoringPolicy = Field(default_factory=MonitoringPolicy)
+    monitoring: MonitoringPolicy = Field(default={}, validate_default=True)
     # Promotion across stages: an artefact is accepted only if the same artefact (manifest and
     # every prompt, by sha256) was promoted in this upstream stage, proven by that stage's
     # attestation signed with a key this stack trusts (pipeline/upstream.py). Unset: any

@@ -35,9 +35,11 @@ NO_HANDLER_IMPORTS = (
     "cryptography",
 )
 # The evaluation stack (the dataset parser, every scorer, the runner, the report, the gate)
-# belongs to the evaluation steps that use it, imported when they run: pipeline.evaluation
-# imports it inside plan_evaluation / evaluate_shard / gate, and the approval page's metrics
-# come from evaluation.comparison, which needs none of it.
+# belongs to the evaluation steps that use it: pipeline.evaluation imports it inside
+# plan_evaluation / evaluate_shard / gate, and the approval page's metrics come from
+# evaluation.comparison, which needs none of it. Each evaluation step's handler imports at init
+# the part that every one of its calls runs (a Lambda's first invoke is part of its cold start:
+# never moved there to flatter bench/cold_start.py), and no other part.
 EVALUATION_STACK = (
     "modelgate.evaluation.dataset",
     "modelgate.evaluation.scorers",
@@ -56,6 +58,12 @@ EVALUATION_STACK = (
 #   policy rolls back (the drift check never does: it asks the monitor to act);
 # - the approval mail's metrics line (evaluation.comparison) is RequestApproval's, not the
 #   approval links' or the IAM decision's.
+VALIDATE_ONLY = (
+    "modelgate.registry",
+    "modelgate.approval.identity",
+    "modelgate.pipeline.model_registry",
+    "modelgate.pipeline.upstream",
+)
 DEFERRED = {
     "monitor": (
         "modelgate.monitor.reevaluation",
@@ -73,9 +81,11 @@ DEFERRED = {
     "rollback": ("modelgate.monitor.baseline", "modelgate.pipeline.candidate", "modelgate.chain", "modelgate.registry"),
     "record_outcome": ("modelgate.monitor.baseline", "modelgate.pipeline.candidate", "modelgate.chain"),
     "promote": ("modelgate.pipeline.candidate", "modelgate.chain"),
-    # The prompt templates' check (the inference module, its providers) is Validate's alone.
-    "acquire_lock": ("modelgate.inference", "modelgate.providers"),
-    "publish_candidate": ("modelgate.inference", "modelgate.providers"),
+    # The prompt templates' check (the inference module, its providers) is Validate's alone, as
+    # are the registration, the upload's author, the registry group and upstream
+    # checks; the chain and the registry mirror are a supersede's (pipeline.candidate).
+    "acquire_lock": ("modelgate.inference", "modelgate.providers") + VALIDATE_ONLY + ("modelgate.chain",),
+    "publish_candidate": ("modelgate.inference", "modelgate.providers") + VALIDATE_ONLY + ("modelgate.chain",),
     "intake": ("modelgate.chain",),  # a refused upload's
 }
 
@@ -134,6 +144,72 @@ def test_models_a_handler_does_not_validate_are_not_built_at_its_cold_start() ->
     cold_import("intake", then=check)
 
 
+# Parts of the release context that nothing validates, constructs or dumps on its own
+# (manifest._Nested, policy._Nested, the judge's and the monitoring policy): compiled inline
+# into their parent's schema and never built by themselves, neither at a handler's cold start
+# nor on the call that validates the context and returns it (their defaults are validated by
+# the parent's schema: validate_default). So no handler's first call pays what its cold start
+# no longer does.
+NESTED_MODELS = (
+    "modelgate.manifest.ModelSpec",
+    "modelgate.manifest.PromptFile",
+    "modelgate.manifest.SourceInfo",
+    "modelgate.policy.LiveRelativeThreshold",
+    "modelgate.policy.CanaryAlarmSpec",
+    "modelgate.policy.SliceCriteria",
+    "modelgate.policy.EvaluationMode",
+    "modelgate.policy.ModelRegistryPolicy",
+    "modelgate.canary_judge.JudgePolicy",
+    "modelgate.monitor.policy.ReevaluationPolicy",
+    "modelgate.monitor.policy.CapturePolicy",
+    "modelgate.monitor.policy.DriftPolicy",
+    "modelgate.monitor.policy.MonitoringPolicy",
+)
+# A policy that names every nested section, and one that names none (all defaults).
+FULL_POLICY = {
+    "slices": {"security": {"max_accuracy_drop": 0.0}},
+    "model_registry": {"group": "modelgate-dev-support"},
+    "evaluation": {"mode": "auto"},
+    "judge": {"max_extensions": 1},
+    "canary_alarms": [
+        {"name": "errors", "metric": "Errors", "threshold": 1},
+        {"name": "latency", "metric": "Duration", "statistic": "p95",
+         "relative_to_live": {"factor": 2.0, "floor_ms": 100}},
+    ],
+    "monitoring": {"capture": {"enabled": True}, "drift": {"enabled": True}, "reevaluation": {"min_cases": 5}},
+}
+
+
+@pytest.mark.parametrize(("handler", "event"), [("check_canary", "baked.json"), ("gate", "evaluated.json")])
+def test_nested_parts_of_the_context_are_built_neither_at_cold_start_nor_on_a_call(handler: str, event: str) -> None:
+    path = ROOT / "events" / handler / event
+    check = (
+        "import importlib, json\n"
+        "from modelgate.contract import ReleaseContext\n"
+        "from modelgate.policy import ReleasePolicy, ServiceConfig\n"
+        f"NESTED = {NESTED_MODELS!r}\n"
+        "def built():\n"
+        "    out = []\n"
+        "    for path in NESTED:\n"
+        "        module, name = path.rsplit('.', 1)\n"
+        "        if getattr(importlib.import_module(module), name).__pydantic_complete__: out.append(path)\n"
+        "    return out\n"
+        "assert built() == [], ('at import', built())\n"
+        f"event = json.loads(open({str(path)!r}).read())\n"
+        "assert event['policy'] and event['manifest']\n"
+        f"for policy in (event['policy'], {FULL_POLICY!r}, {{}}):\n"
+        "    ctx = ReleaseContext.model_validate({**event, 'policy': policy})\n"
+        "    ctx.policy.judge_policy(); ctx.policy.step_plan()\n"
+        "    assert ReleaseContext.model_validate(json.loads(json.dumps(ctx.dump()))) == ctx\n"
+        "assert ctx.policy == ReleasePolicy() and ctx.policy.judge.max_extensions == 2\n"
+        "assert [a.name for a in ctx.policy.canary_alarms] == ['errors'] and not ctx.policy.monitoring.drift.enabled\n"
+        "assert built() == [], ('on a call', built())\n"
+        "ServiceConfig.model_validate({'service': 's', 'function_name': 'f', 'dataset_key': 'd', 'policy': {}})\n"
+        "assert built() == [], ('reading a registration', built())\n"
+    )
+    cold_import(handler, then=check)
+
+
 def cold_import(handler: str, then: str = "") -> set[str]:
     """The modules in ``sys.modules`` after ``import app`` (and the code ``then``) in a fresh interpreter."""
     program = (
@@ -163,10 +239,40 @@ def test_no_handler_imports_what_it_does_not_use(handler: str, imported: dict[st
     assert heavy == [], f"functions/{handler} imports {heavy} at cold start"
 
 
+# Powertools' parser package (beyond pydantic: pydantic.networks, importlib.metadata, the
+# middleware factory, a TypeAdapter per model) only where an event comes in one of its
+# EventBridge envelopes; every other handler validates its event with its model's own
+# validator (modelgate.lambda_event).
+PARSER = "aws_lambda_powertools.utilities.parser"
+ENVELOPED = ("intake", "on_alarm")
+
+
+@pytest.mark.parametrize("handler", [h for h in HANDLERS if h not in ENVELOPED])
+def test_only_enveloped_events_import_the_powertools_parser(handler: str, imported: dict[str, set[str]]) -> None:
+    parser = sorted(m for m in imported[handler] if m == PARSER or m.startswith(PARSER + "."))
+    assert parser == [], f"functions/{handler} imports {parser} at cold start"
+
+
+_DATASET = ("modelgate.evaluation.dataset", "modelgate.evaluation.scorers", "modelgate.evaluation.model_scorers")
+EVERY_CALL_EVALUATION = {
+    "plan_evaluation": _DATASET,  # the dataset parsed and checked, the batch plan decided
+    "evaluate": (*_DATASET, "modelgate.evaluation.runner"),  # its shard's cases run
+    "gate": ("modelgate.evaluation.gate", "modelgate.evaluation.report"),  # judged, the HTML report written
+    "batch_evaluation": _DATASET,  # evaluation.batch, which all three batch steps call, parses cases
+}
+
+
 @pytest.mark.parametrize("handler", HANDLERS)
 def test_no_handler_imports_the_evaluation_stack_at_cold_start(handler: str, imported: dict[str, set[str]]) -> None:
-    loaded = sorted(m for m in imported[handler] if m in EVALUATION_STACK)
+    own = EVERY_CALL_EVALUATION.get(handler, ())
+    loaded = sorted(m for m in imported[handler] if m in EVALUATION_STACK and m not in own)
     assert loaded == [], f"functions/{handler} imports {loaded} at cold start"
+
+
+@pytest.mark.parametrize("handler", sorted(EVERY_CALL_EVALUATION))
+def test_an_evaluation_step_imports_at_init_what_every_call_runs(handler: str, imported: dict[str, set[str]]) -> None:
+    missing = sorted(set(EVERY_CALL_EVALUATION[handler]) - imported[handler])
+    assert missing == [], f"functions/{handler} would import {missing} on its first call"
 
 
 @pytest.mark.parametrize("handler", sorted(DEFERRED))
@@ -179,6 +285,12 @@ def test_a_handler_defers_what_only_one_of_its_paths_needs(handler: str, importe
 # cold start (the same sys.path) and bring what that path needs.
 EMPTY_PEM = "-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----"
 DEFERRED_PATHS = [
+    (
+        "acquire_lock",
+        "from modelgate.pipeline.candidate import upload_author\nassert upload_author({}, None, four_eyes=False) is None",
+        "modelgate.approval.identity",
+    ),
+
     ("monitor", "from modelgate.monitor import reevaluation", "modelgate.evaluation.comparison"),
     ("monitor", "from modelgate.monitor import lifecycle, actions", "modelgate.monitor.lifecycle"),
     ("monitor", "from modelgate.pipeline.outcome import rollback_service", "modelgate.pipeline.fencing"),

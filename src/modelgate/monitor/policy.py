@@ -27,7 +27,11 @@ ActionName = Literal["alert", "reevaluate", "rollback"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validated inside the release policy's schema by every pipeline handler; on its own only
+    # where a handler reads a registration's monitoring section (the inference function's
+    # capture, which imports this module on that path): no validator and serializer of its
+    # own at import (defer_build; see modelgate.policy._Nested).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class ReevaluationPolicy(_Strict):
@@ -106,9 +110,10 @@ class MonitoringPolicy(_Strict):
     on_model_legacy: list[Literal["alert"]] = Field(default_factory=lambda: ["alert"], max_length=1)
     # Validate refuses a release whose pinned Bedrock model is LEGACY (lifecycle.py).
     refuse_legacy_models: bool = False
-    reevaluation: ReevaluationPolicy = Field(default_factory=ReevaluationPolicy)
-    capture: CapturePolicy = Field(default_factory=CapturePolicy)
-    drift: DriftPolicy = Field(default_factory=DriftPolicy)
+    # defaults validated by this schema (validate_default): no model of their own is built for them
+    reevaluation: ReevaluationPolicy = Field(default={}, validate_default=True)
+    capture: CapturePolicy = Field(default={}, validate_default=True)
+    drift: DriftPolicy = Field(default={}, validate_default=True)
     # The service's output schema (a JSON Schema object): when set, each answer's validity
     # is a metric (SchemaValid) and a drift feature.
     output_schema: dict | None = None

@@ -9,8 +9,6 @@ from botocore.exceptions import ClientError
 
 from modelgate.adapters import lambda_alias
 from modelgate.adapters.s3 import object_metadata, object_size, put_json, read_sized
-from modelgate.approval.identity import AUTHOR_METADATA, AuthorInvalid, verified_author
-from modelgate.chain import chain_ended
 from modelgate.contract import ReleaseContext
 from modelgate.errors import (
     CandidatePublishFailed,
@@ -39,12 +37,8 @@ from modelgate.manifest import (
 from modelgate.pipeline.canary import cleanup_canary, return_canary_traffic
 from modelgate.pipeline.deps import Deps, target
 from modelgate.pipeline.fencing import Fence
-from modelgate.pipeline.model_registry import check_group, mirror_package
-from modelgate.pipeline.upstream import check_upstream
 from modelgate.policy import ReleasePolicy, managed_function_prefix
-from modelgate.registry import get_service
 from modelgate.settings import ValidateSettings
-from modelgate.upload_metadata import check_against, check_required, read_upload_metadata
 
 
 def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
@@ -52,6 +46,14 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     types), its service and commit against its key, its model against the policy's allow
     list, and every prompt file: present, within its size, the digest the manifest names, and
     a template the inference function renders. Every reason is bounded (ManifestInvalid)."""
+    # Validate's own checks, imported here so the lock and publish steps, which share this
+    # module and never run them, don't load them at their cold start; Validate's handler
+    # (functions/validate/app.py) imports them at init, since every one of its calls runs them.
+    from modelgate.pipeline.model_registry import check_group
+    from modelgate.pipeline.upstream import check_upstream
+    from modelgate.registry import get_service
+    from modelgate.upload_metadata import check_against, check_required, read_upload_metadata
+
     art = ctx.artifact
     manifest_bytes = _read_manifest(deps, art)
     manifest = parse_manifest(manifest_bytes, art.key)
@@ -122,6 +124,12 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     return updated
 
 
+def load_validate_checks() -> None:
+    """Import the stage checks validate() imports inside it (the registry group, the upstream
+    stage): Validate's handler calls this at init, since every one of its calls runs them."""
+    from modelgate.pipeline import model_registry, upstream  # noqa: F401
+
+
 def required_stages(settings: Any, policy: ReleasePolicy) -> list[str]:
     """The upstream stages an artefact must have been promoted in: the stack's (Validate's
     ``REQUIRES_STAGE``, the template's RequiresStage parameter: only ``ValidateSettings``
@@ -135,6 +143,8 @@ def upload_author(metadata: dict[str, str], art: ArtifactRef, *, four_eyes: bool
     """Who uploaded the manifest: the author ``modelgate submit`` wrote in the object's metadata
     (the CI actor, or the uploader's own ARN; ``modelgate.approval.identity`` says why this and
     not the manifest's ``source.author``). Required when the policy asks for four eyes."""
+    from modelgate.approval.identity import AUTHOR_METADATA, AuthorInvalid, verified_author  # Validate's (above)
+
     try:
         author, _ = verified_author(metadata)
     except AuthorInvalid as exc:
@@ -252,6 +262,10 @@ def cancel_release(
     more). Its execution is stopped, its candidate leaves the alias (unless it was promoted:
     then it is live by right), its alarms and tokens are removed and the ledger records why
     (a status already final stays). Idempotent."""
+    # A supersede's alone (a lock taken over, a manual rollback), not every call's: loaded here.
+    from modelgate.chain import chain_ended
+    from modelgate.pipeline.model_registry import mirror_package
+
     record = deps.ledger.release(release_id)
     if record is None:
         raise DecisionConflict(f"no release {release_id} in the ledger")
