@@ -3,7 +3,8 @@
 For every Lambda task of statemachine/release_pipeline.asl.json:
 - a **transient** fault (Invoke throttled, then a ServiceException after the handler ran
   and its result was lost) is retried by the task's Retry, and the release ends exactly as
-  without the fault: same path through the states, Promoted, live on the candidate;
+  without the fault: same path through the states, Promoted, live on the candidate (every
+  task's transient faults are armed in one release: each state's Retry is its own);
 - a **permanent** fault (the handler raises an unhandled exception on every attempt) ends
   the release in a final ledger status whose reason names the failing task, with the
   service's lock free and the live alias exactly as before.
@@ -185,18 +186,60 @@ def test_the_synthetic_release_without_faults_sends_synthetic_traffic_and_is_pro
     assert_nothing_left(faulty, run)
 
 
+@dataclass
+class TransientRun:
+    """One release with every task's transient faults armed at once, and what fired."""
+
+    run: ReleaseRun
+    fired: dict[str, list[int]]  # function name -> its attempts that failed
+    functions: dict[str, str]  # task name -> its function's name
+    live: tuple[str, dict]  # the live alias right after the release
+
+
+@pytest.fixture(scope="module")
+def all_transient(stack):
+    """A transient fault in every task of HAPPY_PATH, all armed for one release: each task's
+    Retry is its own (per state), so the faults don't interact, and one release serves every
+    task's test below instead of one release each. SendSynthetic runs only under another
+    policy, so it gets a release of its own (``synthetic_transient``)."""
+    yield _transient_release(stack, [name for name in TASKS if name != "send_synthetic"], "transient in every task")
+
+
+@pytest.fixture(scope="module")
+def synthetic_transient(stack):
+    yield _transient_release(stack, ["send_synthetic"], "transient in send_synthetic")
+
+
+def _transient_release(stack, names: list[str], label: str) -> TransientRun:
+    stack.set_policy(approval="manual", rollout="AllAtOnce", post_promotion_watch_seconds=60,
+                     canary_weight=0.1, min_canary_invocations=20, judge={})
+    if names == ["send_synthetic"]:
+        stack.set_policy(**SYNTHETIC_POLICY)
+    mark = len(stack.local.runtime.faults.fired())
+    functions = {}
+    try:
+        for name in names:
+            first, second = transient_faults(TASKS[name])
+            functions[name] = inject(stack, TASKS[name].function, first, attempts=[1])
+            inject(stack, TASKS[name].function, second, attempts=[2])
+        run = stack.release(label)
+        fired: dict[str, list[int]] = {}
+        for fault in stack.local.runtime.faults.fired()[mark:]:
+            fired.setdefault(fault.function_name, []).append(fault.attempt)
+        return TransientRun(run, fired, functions, stack.live())
+    finally:
+        stack.local.runtime.faults.clear()
+
+
 @pytest.mark.parametrize("name", TASKS)
-def test_a_transient_fault_is_retried_and_the_release_ends_as_without_it(faulty, name):
-    # Given the task's function fails its first two invocations transiently
+def test_a_transient_fault_is_retried_and_the_release_ends_as_without_it(faulty, name, request):
+    # Given the task's function failed its first two invocations transiently (in one release
+    # with every task's faults armed; SendSynthetic's in a release of its own)
     task = TASKS[name]
-    first, second = transient_faults(task)
-    use_policy_for(faulty, name)
-    function = inject(faulty, task.function, first, attempts=[1])
-    inject(faulty, task.function, second, attempts=[2])
-    # When the release runs
-    run = faulty.release(faulty.label)
+    transient = request.getfixturevalue("synthetic_transient" if name == "send_synthetic" else "all_transient")
+    run, function = transient.run, transient.functions[name]
     # Then both faults happened, the task's Retry absorbed them, and nothing else changed
-    assert fired(faulty, function) == [1, 2]
+    assert transient.fired.get(function) == [1, 2]
     assert run.execution["status"] == "SUCCEEDED" and run.status == "Promoted", run.record.get("reason")
     if name == "send_synthetic":
         assert task.state in run.path
@@ -204,7 +247,7 @@ def test_a_transient_fault_is_retried_and_the_release_ends_as_without_it(faulty,
         assert run.path == HAPPY_PATH
     if name not in ("evaluate", "send_synthetic"):  # evaluate: the shards run as child executions
         assert scheduled(faulty, run, task.state) == HAPPY_PATH.count(task.state) + 2
-    assert faulty.live() == (str(run.record["candidate_version"]), {})
+    assert transient.live == (str(run.record["candidate_version"]), {})
     assert_nothing_left(faulty, run)
 
 
