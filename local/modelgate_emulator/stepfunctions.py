@@ -16,9 +16,9 @@ moto 5.2.1 (``moto/stepfunctions/parser``, LocalStack's ASL interpreter) behavio
   ("Task workflow state", TimeoutSeconds: the maximum time a task can run before it fails
   with ``States.Timeout``, https://docs.aws.amazon.com/step-functions/latest/dg/state-task.html),
   and a Lambda task runs as long as its function's code does. Locally real seconds measure
-  the machine: on a loaded 2-core machine the CheckCanary task of a 9,000 s bake (about a
-  second of CPU reading the bake's metrics) ran past 60 real seconds and rolled a good
-  release back with ``States.Timeout``. A Task state's time is now its *task time*
+  the machine: on a loaded 2-core machine the CheckCanary task of a 9,000 s bake (its
+  handler reading the bake's metrics, each query a scan of every stored datapoint in moto)
+  ran past 60 real seconds and rolled a good release back with ``States.Timeout``. A Task state's time is now its *task time*
   (:class:`_TaskTime`): the handler time (``handler_time.py``: CPU time and deliberate
   waits) of the task's worker thread, which includes the handler time of the Lambda
   function it invokes, while its callback waits run on the clock as above. The guard on
