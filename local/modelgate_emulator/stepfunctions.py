@@ -18,10 +18,11 @@ moto 5.2.1 (``moto/stepfunctions/parser``, LocalStack's ASL interpreter) behavio
   and a Lambda task runs as long as its function's code does. Locally real seconds measure
   the machine: on a loaded 2-core machine the CheckCanary task of a 9,000 s bake (its
   handler reading the bake's metrics, each query a scan of every stored datapoint in moto)
-  ran past 60 real seconds and rolled a good release back with ``States.Timeout``. A Task state's time is now its *task time*
-  (:class:`_TaskTime`): the handler time (``handler_time.py``: CPU time and deliberate
-  waits) of the task's worker thread, which includes the handler time of the Lambda
-  function it invokes, while its callback waits run on the clock as above. The guard on
+  ran past 60 real seconds and rolled a good release back with ``States.Timeout``. A Task
+  state's time is now its *task time* (:class:`_TaskTime`): the handler time
+  (``handler_time.py``: CPU time and deliberate waits) of the task's worker thread, which
+  includes the handler time of the Lambda function it invokes, while its callback waits run
+  on the clock as above. The guard on
   real seconds stays as a hang guard only (``handler_time.hang_guard_seconds``), as for a
   Lambda handler. Map and Parallel states keep the real-time guard.
 - ``WaitFunction._wait_interval`` truncates the elapsed time to whole seconds and waits
