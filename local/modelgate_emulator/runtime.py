@@ -200,9 +200,10 @@ class LocalAWS:
 
     ``time_factor``: real seconds per nominal second for Step Functions waits and timeouts
     and CloudWatch alarm periods. ``work_timeout_floor``: a task that does real work (a
-    request-response Lambda task) gets at least ``min(TimeoutSeconds, floor)`` real seconds;
-    by default the whole nominal TimeoutSeconds, as on AWS (handlers run at real speed, so
-    a busy machine must not turn slow work into a spurious States.Timeout).
+    request-response Lambda task) gets at least ``min(TimeoutSeconds, floor)`` seconds of
+    task time (handler time, not real seconds: ``stepfunctions``); by default the whole
+    nominal TimeoutSeconds, as on AWS (handlers run at real speed, so a busy machine must not
+    turn slow work into a spurious States.Timeout).
     ``metrics_delay_seconds``: nominal seconds before an invocation's AWS/Lambda metrics
     can be read (AWS sends them in 1-minute intervals; see ``cloudwatch``).
     ``emf_delay_seconds``: nominal seconds before metrics in functions' EMF log lines can be

@@ -11,6 +11,20 @@ moto 5.2.1 (``moto/stepfunctions/parser``, LocalStack's ASL interpreter) behavio
   real speed) is never scaled below ``min(nominal, work_timeout_floor)`` seconds, so a
   0.01 factor does not turn a 30 s Lambda task timeout into a spurious 0.3 s one; callback
   (``.waitForTaskToken``) timeouts and heartbeats are scaled without a floor.
+- moto measures a Task state's ``TimeoutSeconds`` in real wall-clock seconds (an
+  ``Event.wait`` around the task's worker thread). On AWS it bounds how long the task runs
+  ("Task workflow state", TimeoutSeconds: the maximum time a task can run before it fails
+  with ``States.Timeout``, https://docs.aws.amazon.com/step-functions/latest/dg/state-task.html),
+  and a Lambda task runs as long as its function's code does. Locally real seconds measure
+  the machine: on a loaded 2-core machine the CheckCanary task of a 9,000 s bake (its
+  handler reading the bake's metrics, each query a scan of every stored datapoint in moto)
+  ran past 60 real seconds and rolled a good release back with ``States.Timeout``. A Task
+  state's time is now its *task time* (:class:`_TaskTime`): the handler time
+  (``handler_time.py``: CPU time and deliberate waits) of the task's worker thread, which
+  includes the handler time of the Lambda function it invokes, while its callback waits run
+  on the clock as above. The guard on
+  real seconds stays as a hang guard only (``handler_time.hang_guard_seconds``), as for a
+  Lambda handler. Map and Parallel states keep the real-time guard.
 - ``WaitFunction._wait_interval`` truncates the elapsed time to whole seconds and waits
   again for the remainder, so a fractional wait would never end: replaced.
 - ``Timestamp`` waits compare a UTC timestamp with local naive ``datetime.now()``: the
@@ -67,10 +81,11 @@ import threading
 import time
 import types
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 from unittest import mock
 
+from modelgate_emulator import handler_time
 from modelgate_emulator.clock import Clock, ScaledClock, observe
 
 _POLL_SECONDS = 0.02
@@ -244,12 +259,36 @@ class StepFunctionsPatches:
         class ScaledEvent(threading.Event):
             """The Event ExecutionState waits on for a task to finish within TimeoutSeconds."""
 
+            def __init__(self) -> None:
+                super().__init__()
+                self._task: _TaskTime | None = getattr(_task_state, "starting", None)
+
             def wait(self, timeout: float | None = None) -> bool:
                 if timeout is None:
                     return super().wait()
-                real = max(float(timeout) * factor, min(float(timeout), patches.work_timeout_floor))
+                limit = max(float(timeout) * factor, min(float(timeout), patches.work_timeout_floor))
                 with clock.blocked_on(self.is_set):  # the state's own thread does the work
-                    return super().wait(real)
+                    if self._task is None:  # Map, Parallel: real seconds
+                        return super().wait(limit)
+                    return self._task.wait(self, limit)
+
+        def task_thread(*args: Any, **kwargs: Any) -> threading.Thread:
+            """``Thread`` in moto's execute_state: a Task state's worker counts its task time."""
+            task, _task_state.starting = getattr(_task_state, "starting", None), None
+            thread = threading.Thread(*args, **kwargs)
+            if task is not None:
+                thread.run = task.counting(thread.run)  # type: ignore[method-assign]
+            return thread
+
+        original_evaluate_with_timeout = execute_state.ExecutionState._evaluate_with_timeout
+
+        def evaluate_with_timeout(state: Any, env: Any) -> None:
+            # Read by the ScaledEvent and the worker thread that moto creates next, in this thread.
+            _task_state.starting = _TaskTime() if isinstance(state, StateTask) else None
+            try:
+                original_evaluate_with_timeout(state, env)
+            finally:
+                _task_state.starting = None
 
         threading_for_execute_state = types.SimpleNamespace(**{k: getattr(threading, k) for k in dir(threading) if not k.startswith("__")})
         threading_for_execute_state.Event = ScaledEvent
@@ -258,7 +297,8 @@ class StepFunctionsPatches:
             return getattr(patches._callback_state, "name", None) not in patches.internal_callbacks
 
         def callback_wait(endpoint: Any, timeout: float | None = None) -> Any:
-            clock.wait(endpoint._notify_event, None if timeout is None else float(timeout), external=external_callback())
+            with _TaskTime.callback_wait():  # on the clock, which ends it: not task time
+                clock.wait(endpoint._notify_event, None if timeout is None else float(timeout), external=external_callback())
             return endpoint._outcome
 
         def heartbeat_clear_and_wait(endpoint: Any) -> bool:
@@ -266,7 +306,8 @@ class StepFunctionsPatches:
                 if endpoint._next_heartbeat_event.is_set():
                     endpoint._next_heartbeat_event.clear()
                     return True
-            return clock.wait(endpoint._next_heartbeat_event, float(endpoint._heartbeat_seconds), external=external_callback())
+            with _TaskTime.callback_wait():
+                return clock.wait(endpoint._next_heartbeat_event, float(endpoint._heartbeat_seconds), external=external_callback())
 
         original_wait_for_task_token = StateTaskServiceCallback._eval_wait_for_task_token
 
@@ -434,6 +475,8 @@ class StepFunctionsPatches:
             (WaitFunction, "_wait_interval", wait_interval),
             (Timestamp, "_get_wait_seconds", timestamp_wait_seconds),
             (execute_state, "threading", threading_for_execute_state),
+            (execute_state, "Thread", task_thread),
+            (execute_state.ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout),
             (CallbackEndpoint, "wait", callback_wait),
             (StateTaskServiceCallback, "_eval_wait_for_task_token", eval_wait_for_task_token),
             (HeartbeatEndpoint, "clear_and_wait", heartbeat_clear_and_wait),
@@ -461,6 +504,81 @@ def _child_start_denied(env: Any) -> str | None:
     except iam.AccessDenied as denied:
         return str(denied)
     return None
+
+
+_task_state = threading.local()  # starting: the _TaskTime of the Task state this thread evaluates; task: a worker's
+
+
+class _TaskTime:
+    """How long one Task state's work has run, counted so that machine load does not stretch it.
+
+    The worker thread moto starts for the state counts as one invocation's handler time
+    (``handler_time.Meter``): its CPU time, its deliberate waits, and the handler time of
+    each Lambda function it invokes synchronously (``handler_time.waiting_for``), so a
+    busy machine that leaves it waiting for a CPU or the GIL adds nothing, as it adds
+    nothing to a Lambda handler's time. Its callback waits (``.waitForTaskToken``,
+    heartbeats) run on the runtime's clock, which ends them at their nominal timeout: they
+    are not task time, and not hang time either.
+    """
+
+    def __init__(self) -> None:
+        self.meter = handler_time.Meter()
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._waited = 0.0  # real seconds in callback waits that ended
+        self._waiting_since: float | None = None
+
+    def counting(self, run: Callable[[], None]) -> Callable[[], None]:
+        """``run`` (the worker thread's) counting for this task."""
+
+        def run_counted() -> None:
+            _task_state.task = self
+            try:
+                with self.meter.counting():
+                    run()
+            finally:
+                _task_state.task = None
+
+        return run_counted
+
+    @staticmethod
+    @contextlib.contextmanager
+    def callback_wait() -> Iterator[None]:
+        """The calling thread waits for a callback on the clock (if it is a task's worker)."""
+        task: _TaskTime | None = getattr(_task_state, "task", None)
+        if task is None:
+            yield
+            return
+        since = time.monotonic()
+        with task._lock:
+            task._waiting_since = since
+        try:
+            yield
+        finally:
+            with task._lock:
+                task._waited += time.monotonic() - since
+                task._waiting_since = None
+
+    def elapsed(self) -> tuple[float, float]:
+        """(task seconds, real seconds outside callback waits) so far."""
+        now = time.monotonic()
+        with self._lock:
+            waited = self._waited + (now - self._waiting_since if self._waiting_since is not None else 0.0)
+        return self.meter.elapsed(), max(0.0, now - self._started - waited)
+
+    def wait(self, done: threading.Event, limit: float) -> bool:
+        """Wait until ``done`` is set (True) or the task time reaches ``limit`` seconds (False); a
+        task that gains no task time (blocked on something that never happens) ends after the
+        hang guard's real seconds outside callback waits."""
+        guard = handler_time.hang_guard_seconds(limit)
+        wait_real = threading.Event.wait
+        while True:
+            used, real = self.elapsed()
+            if used >= limit or real >= guard:
+                return done.is_set()
+            # Task time and real time outside callback waits grow at most as fast as real time.
+            if wait_real(done, max(min(limit - used, guard - real), handler_time.MIN_POLL_SECONDS)):
+                return True
 
 
 class _Joined:

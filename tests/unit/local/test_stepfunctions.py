@@ -8,6 +8,7 @@ real-second hang guard, however busy the machine.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -299,3 +300,107 @@ def test_a_definition_is_parsed_once_and_every_execution_gets_its_own_program() 
     for _ in range(2):  # a syntax error is never kept: it is raised every time
         with pytest.raises(ASLParserException):
             parse_definition(broken)
+
+
+# ------------------------------------------------------------------ task timeouts on a busy machine
+# A busy machine leaves the emulator's threads waiting for a CPU: real seconds pass while no work
+# runs. Simulated here deterministically by a thread that waits (no CPU) where it would have run.
+STALL_SECONDS = 1.5  # longer than each task's TimeoutSeconds below, in real seconds
+
+
+def test_a_lambda_task_timeout_counts_its_work_not_a_busy_machine(local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a Lambda task of TimeoutSeconds 1 whose invocation is not scheduled for 1.5 real s
+    # (its work takes milliseconds: the CheckCanary of a long bake at load ~15 rolled back this way)
+    invoke = local_aws.runtime.invoke
+
+    def descheduled_invoke(*args: Any, **kwargs: Any) -> Any:
+        threading.Event().wait(STALL_SECONDS)
+        return invoke(*args, **kwargs)
+
+    monkeypatch.setattr(local_aws.runtime, "invoke", descheduled_invoke)
+    task = lambda_task(local_aws.stack.function("EchoFunction").arn, {"n": 1}, TimeoutSeconds=1, End=True)
+    # When it runs
+    description, elapsed = timed_run(local_aws, machine(local_aws, {"StartAt": "Work", "States": {"Work": task}}), {})
+    # Then it succeeded: the real seconds nobody worked are no task time
+    assert elapsed >= STALL_SECONDS
+    assert description["status"] == "SUCCEEDED", description.get("error")
+    assert json.loads(description["output"])["Payload"]["event"] == {"n": 1}
+
+
+def test_a_lambda_task_that_works_past_its_timeout_still_times_out(local_aws: LocalAWS) -> None:
+    # A handler that sleeps 3 s (deliberate waiting: task time) in a task of TimeoutSeconds 1
+    task = lambda_task(local_aws.stack.function("EchoFunction").arn, {"sleep": 3}, TimeoutSeconds=1, End=True)
+    description, _ = timed_run(local_aws, machine(local_aws, {"StartAt": "Work", "States": {"Work": task}}), {})
+    assert (description["status"], description["error"]) == ("FAILED", "States.Timeout")
+
+
+def test_a_callback_task_waits_its_timeout_on_the_clock_while_real_work_holds_it(
+    local_aws: LocalAWS, poll: Callable[..., Any], task_token: Callable[..., Any]
+) -> None:
+    # Given a callback task of TimeoutSeconds 1 (nominal) while real work holds the clock for
+    # 1.5 real s, as slow live requests do during a canary bake on a busy machine
+    token_arn = local_aws.stack.function("TokenFunction").arn
+    task = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {"FunctionName": token_arn, "Payload": {"token.$": "$$.Task.Token"}},
+        "TimeoutSeconds": 1,
+        "End": True,
+    }
+    machine_arn = machine(local_aws, {"StartAt": "Ask", "States": {"Ask": task}})
+    with local_aws.clock.hold():
+        arn = start(local_aws, machine_arn, {})
+        token = poll(lambda: task_token(local_aws, arn), what="the task token")
+        threading.Event().wait(STALL_SECONDS)
+        # When the callback comes after 1.5 real s but no nominal time
+        local_aws.client("stepfunctions").send_task_success(taskToken=token, output=json.dumps({"ok": True}))
+    # Then the task had not timed out: its timeout is nominal time, which stood still
+    description = local_aws.wait_for_execution(arn)
+    assert description["status"] == "SUCCEEDED", description.get("error")
+    assert json.loads(description["output"]) == {"ok": True}
+
+
+def test_a_task_that_gains_no_task_time_ends_after_the_hang_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelgate_emulator import handler_time
+    from modelgate_emulator.stepfunctions import _TaskTime
+
+    # A hang guard of 0.3 real s for a task of 1 s (AWS's always ends a task; 20 x, at least 120 s, here)
+    monkeypatch.setattr(handler_time, "HANG_GUARD_FACTOR", 0.3)
+    monkeypatch.setattr(handler_time, "HANG_GUARD_MIN_SECONDS", 0.0)
+    release, done = threading.Event(), threading.Event()
+    # A worker blocked on something that never happens: no CPU, no deliberate wait
+    task = _TaskTime()
+    worker = threading.Thread(target=task.counting(lambda: (release.wait(), done.set())), daemon=True)
+    worker.start()
+    try:
+        assert task.wait(done, limit=1.0) is False
+        used, real = task.elapsed()
+        assert used < 1.0 and real >= 0.3  # ended by the guard, not by task time
+    finally:
+        release.set()
+        worker.join()
+
+
+def test_a_callback_wait_is_neither_task_time_nor_hang_time() -> None:
+    from modelgate_emulator.stepfunctions import _TaskTime
+
+    answered, waiting, done = threading.Event(), threading.Event(), threading.Event()
+    task = _TaskTime()
+
+    def worker_run() -> None:
+        with _TaskTime.callback_wait():  # a callback wait (on the clock, which ends it)
+            waiting.set()
+            answered.wait()
+        done.set()
+
+    worker = threading.Thread(target=task.counting(worker_run), daemon=True)
+    worker.start()
+    waiting.wait()
+    before = task.elapsed()
+    threading.Event().wait(0.05)  # real time passes inside the callback wait
+    after = task.elapsed()
+    assert after[1] == pytest.approx(before[1], abs=1e-6)  # no hang time
+    assert after[0] == pytest.approx(before[0], abs=1e-3)  # no task time (a blocked thread)
+    answered.set()
+    assert task.wait(done, limit=60.0) is True
+    worker.join()
