@@ -294,6 +294,28 @@ def test_get_metric_data_computes_percentiles_from_the_raw_datapoints(cw: Any, p
     assert {r["Id"]: r["Label"] for r in result["MetricDataResults"]}["p95"] == "Latency p95"
 
 
+def test_get_metric_data_puts_each_datapoint_in_its_own_period_for_percentiles(cw: Any, patched: None) -> None:
+    # Given latencies in three minutes, put out of order, one exactly on a minute's start
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    live = [{"Name": "Resource", "Value": "fn:live"}]
+    points = [(2, 0, 300.0), (0, 10, 10.0), (1, 59, 20.0), (0, 59, 11.0), (2, 30, 301.0), (1, 0, 21.0)]
+    cw.put_metric_data(Namespace="App", MetricData=[
+        {"MetricName": "Latency", "Dimensions": live, "Value": value,
+         "Timestamp": start + timedelta(minutes=minute, seconds=second)}
+        for minute, second, value in points
+    ])
+    query = {"Id": "p50", "MetricStat": {"Metric": {"Namespace": "App", "MetricName": "Latency", "Dimensions": live},
+                                         "Period": 60, "Stat": "p50"}}
+    # When GetMetricData asks for the median per minute
+    result = cw.get_metric_data(MetricDataQueries=[query], StartTime=start, EndTime=start + timedelta(minutes=3),
+                                ScanBy="TimestampAscending")
+    # Then each minute's value is its own datapoints' median (a point on a minute's start is in
+    # that minute, not the one before)
+    series = result["MetricDataResults"][0]
+    by_minute = {int((t - start).total_seconds() // 60): v for t, v in zip(series["Timestamps"], series["Values"])}
+    assert by_minute == {0: 10.0, 1: 20.0, 2: 300.0}
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
