@@ -97,7 +97,7 @@ class JudgePolicy(_Frozen):
     """How the judge decides, per service (part of the release policy).
 
     Validated only inside the release policy (``ReleasePolicy.judge_policy`` copies it without
-    validating): built with the policy's schema, never on its own at import (policy._Nested)."""
+    validating): built with the policy's schema, never on its own at import (modelgate.model_base.Nested)."""
 
     model_config = ConfigDict(defer_build=True)
 

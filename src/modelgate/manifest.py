@@ -15,9 +15,11 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from modelgate.errors import ManifestInvalid, shown
+from modelgate.model_base import Nested as _Nested
+from modelgate.model_base import Strict as _Strict
 
 MANIFEST_FILENAME = "model-config.json"
 RELEASES_PREFIX = "releases/"
@@ -27,23 +29,6 @@ RELEASES_PREFIX = "releases/"
 _PINNED_MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9.\-]*-v\d+(:\d+)?$")
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,40}[a-z0-9]$")
 _COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Nested(_Strict):
-    """A part of a bigger model that nothing validates, constructs or dumps on its own: its
-    schema is compiled inline into its parent's, and pydantic builds no validator and
-    serializer of its own at import (``defer_build``: "defer model validator and serializer
-    construction until the first model validation", pydantic ConfigDict). Every pipeline
-    handler imports it and validates it on every call, inside the release context, so this is
-    what each cold start no longer pays (bench/cold_start.py; the guard:
-    tests/unit/test_cold_start_imports.py). A model that code constructs or dumps by itself
-    stays a plain model, built at import."""
-
-    model_config = ConfigDict(defer_build=True)
 
 
 def sha256_hex(data: bytes) -> str:

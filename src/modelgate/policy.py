@@ -4,10 +4,12 @@ import re
 from fnmatch import fnmatchcase
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from modelgate.canary_judge import JudgePolicy
 from modelgate.errors import NotEnoughEvidence
+from modelgate.model_base import Nested as _Nested
+from modelgate.model_base import Strict as _Strict
 from modelgate.monitor.policy import MonitoringPolicy
 from modelgate.rollout import (
     PlannedStep,
@@ -16,24 +18,6 @@ from modelgate.rollout import (
     resolve_rollout,
     step_plan,
 )
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Nested(_Strict):
-    """A part of a bigger model that nothing validates, constructs or dumps on its own: its
-    schema is compiled inline into its parent's, and pydantic builds no validator and
-    serializer of its own at import (``defer_build``: "defer model validator and serializer
-    construction until the first model validation", pydantic ConfigDict). Every pipeline
-    handler imports it and validates it on every call, inside the release context, so this is
-    what each cold start no longer pays (bench/cold_start.py; the guard:
-    tests/unit/test_cold_start_imports.py). A model that code constructs or dumps by itself
-    stays a plain model, built at import."""
-
-    model_config = ConfigDict(defer_build=True)
-
 
 # CloudWatch percentile statistics: "p0.0" to "p100" (PutMetricAlarm ExtendedStatistic,
 # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html).

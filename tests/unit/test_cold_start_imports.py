@@ -145,7 +145,7 @@ def test_models_a_handler_does_not_validate_are_not_built_at_its_cold_start() ->
 
 
 # Parts of the release context that nothing validates, constructs or dumps on its own
-# (manifest._Nested, policy._Nested, the judge's and the monitoring policy): compiled inline
+# (modelgate.model_base.Nested in the manifest and the policy, the judge's and the monitoring policy): compiled inline
 # into their parent's schema and never built by themselves, neither at a handler's cold start
 # nor on the call that validates the context and returns it (their defaults are validated by
 # the parent's schema: validate_default). So no handler's first call pays what its cold start

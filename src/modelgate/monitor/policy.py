@@ -30,7 +30,7 @@ class _Strict(BaseModel):
     # Validated inside the release policy's schema by every pipeline handler; on its own only
     # where a handler reads a registration's monitoring section (the inference function's
     # capture, which imports this module on that path): no validator and serializer of its
-    # own at import (defer_build; see modelgate.policy._Nested).
+    # own at import (defer_build; see modelgate.model_base.Nested).
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
