@@ -53,6 +53,14 @@ def lambda_task(function_arn: str, payload: dict[str, Any], **extra: Any) -> dic
     }
 
 
+def token_task(local: LocalAWS, **extra: Any) -> dict[str, Any]:
+    """A ``.waitForTaskToken`` task handing TokenFunction its task token; it ends the execution."""
+    return {
+        **lambda_task(local.stack.function("TokenFunction").arn, {"token.$": "$$.Task.Token"}, End=True, **extra),
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+    }
+
+
 # A hang guard in real seconds, not a speed limit: the scaled runs below take about 1 s, an
 # unscaled one 100 s or more, so only a wait the time factor failed to scale reaches it.
 HANG_GUARD_SECONDS = 60.0
@@ -190,29 +198,14 @@ def test_retry_intervals_are_scaled(local_aws: LocalAWS) -> None:
 
 
 def test_a_callback_timeout_is_scaled_and_reports_states_timeout(local_aws: LocalAWS) -> None:
-    token_arn = local_aws.stack.function("TokenFunction").arn
-    task = {
-        "Type": "Task",
-        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-        "Parameters": {"FunctionName": token_arn, "Payload": {"token.$": "$$.Task.Token"}},
-        "TimeoutSeconds": 100,
-        "End": True,
-    }
+    task = token_task(local_aws, TimeoutSeconds=100)
     description, elapsed = timed_run(local_aws, machine(local_aws, {"StartAt": "Ask", "States": {"Ask": task}}), {})
     assert (description["status"], description["error"]) == ("FAILED", "States.Timeout")
     assert elapsed >= 0.8  # never skipped
 
 
 def test_heartbeat_expiry_is_scaled_and_reports_states_heartbeat_timeout(local_aws: LocalAWS) -> None:
-    token_arn = local_aws.stack.function("TokenFunction").arn
-    task = {
-        "Type": "Task",
-        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-        "Parameters": {"FunctionName": token_arn, "Payload": {"token.$": "$$.Task.Token"}},
-        "TimeoutSeconds": 100_000,
-        "HeartbeatSeconds": 100,
-        "End": True,
-    }
+    task = token_task(local_aws, TimeoutSeconds=100_000, HeartbeatSeconds=100)
     description, elapsed = timed_run(local_aws, machine(local_aws, {"StartAt": "Ask", "States": {"Ask": task}}), {})
     assert (description["status"], description["error"]) == ("FAILED", "States.HeartbeatTimeout")
     assert elapsed >= 0.8  # never skipped
@@ -339,14 +332,7 @@ def test_a_callback_task_waits_its_timeout_on_the_clock_while_real_work_holds_it
 ) -> None:
     # Given a callback task of TimeoutSeconds 1 (nominal) while real work holds the clock for
     # 1.5 real s, as slow live requests do during a canary bake on a busy machine
-    token_arn = local_aws.stack.function("TokenFunction").arn
-    task = {
-        "Type": "Task",
-        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-        "Parameters": {"FunctionName": token_arn, "Payload": {"token.$": "$$.Task.Token"}},
-        "TimeoutSeconds": 1,
-        "End": True,
-    }
+    task = token_task(local_aws, TimeoutSeconds=1)
     machine_arn = machine(local_aws, {"StartAt": "Ask", "States": {"Ask": task}})
     with local_aws.clock.hold():
         arn = start(local_aws, machine_arn, {})
