@@ -125,8 +125,11 @@ def validate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
 
 
 def load_validate_checks() -> None:
-    """Import the stage checks validate() imports inside it (the registry group, the upstream
-    stage): Validate's handler calls this at init, since every one of its calls runs them."""
+    """Import what validate() imports inside it (the prompts' template check, the registration,
+    the upload's metadata and author, the registry group, the upstream stage): Validate's
+    handler calls this at init, since every one of its calls runs them."""
+    from modelgate import inference, registry, upload_metadata  # noqa: F401
+    from modelgate.approval import identity  # noqa: F401
     from modelgate.pipeline import model_registry, upstream  # noqa: F401
 
 
