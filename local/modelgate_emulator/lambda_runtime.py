@@ -416,9 +416,8 @@ class LambdaRuntime:
             for env in self._environments.values():
                 sys.modules.pop(env.module.__name__, None)
             self._environments.clear()
-        for added in self._added_paths:
-            with contextlib.suppress(ValueError):
-                sys.path.remove(added)
+        added = set(self._added_paths)
+        _set_sys_path([p for p in sys.path if p not in added])
         self._added_paths.clear()
         for directory in self._extracted.values():
             shutil.rmtree(directory, ignore_errors=True)
@@ -782,10 +781,10 @@ class LambdaRuntime:
             warm = self._warm(key)
             if warm is not None:
                 return warm, False
-            for directory in layer_dirs:
-                if str(directory) not in sys.path:
-                    sys.path.append(str(directory))
-                    self._added_paths.append(str(directory))
+            new_dirs = [str(d) for d in layer_dirs if str(d) not in sys.path]
+            if new_dirs:
+                _set_sys_path([*sys.path, *new_dirs])
+                self._added_paths.extend(new_dirs)
             safe = re.sub(r"\W", "_", f"{target.function_name}_{target.executed_version}")
             module_name = f"_modelgate_lambda_{safe}_{fingerprint}"
             stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[{target.executed_version}]{uuid.uuid4().hex}"
@@ -900,10 +899,22 @@ def _run_with_timeout(
             done.wait(min(max(timeout - used, handler_time.MIN_POLL_SECONDS), guard - real))
 
 
+def _set_sys_path(entries: list[str]) -> None:
+    """Give ``sys.path`` a new list rather than change the one it holds.
+
+    Other threads of the process (other functions' invocations, the embedded AWS's own lazy
+    imports) may be searching ``sys.path`` at that moment: the import system iterates the list
+    object it read, and an entry removed from the front of that list while it iterates shifts
+    the rest left, so the entry after the one being searched is skipped and an installed
+    package is reported missing. A list that is never changed in place can't be skipped through.
+    """
+    sys.path = entries
+
+
 def _load_handler(code_dir: Path, handler: str, module_name: str) -> tuple[ModuleType, Callable[[Any, Any], Any]]:
     """Import ``handler`` ("app.lambda_handler") from ``code_dir`` under ``module_name``.
 
-    The code dir is first on sys.path only while the module executes, so sibling modules
+    The code dir is first on sys.path only while the module executes (``_set_sys_path``), so sibling modules
     it imports resolve to this function's files; they are then dropped from sys.modules
     so another function's sibling of the same name is imported from its own directory.
     """
@@ -920,7 +931,7 @@ def _load_handler(code_dir: Path, handler: str, module_name: str) -> tuple[Modul
         raise _HandlerError("Runtime.ImportModuleError", f"Unable to import module '{module_path}'", [])
     module = importlib.util.module_from_spec(spec)
     before = set(sys.modules)
-    sys.path.insert(0, str(code_dir))
+    _set_sys_path([str(code_dir), *sys.path])
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
@@ -930,8 +941,9 @@ def _load_handler(code_dir: Path, handler: str, module_name: str) -> tuple[Modul
             "Runtime.ImportModuleError", f"Unable to import module '{module_path}': {exc}", _stack(exc)
         ) from exc
     finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(str(code_dir))
+        first = sys.path.index(str(code_dir)) if str(code_dir) in sys.path else None
+        if first is not None:
+            _set_sys_path(sys.path[:first] + sys.path[first + 1:])
         root = code_dir.resolve()
         for name in set(sys.modules) - before - {module_name}:
             file = getattr(sys.modules.get(name), "__file__", None)

