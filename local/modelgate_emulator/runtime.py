@@ -39,7 +39,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from unittest import mock
 from urllib.parse import urlsplit
 
@@ -288,9 +288,32 @@ class LocalAWS:
         self.foundation_models = bedrock.FoundationModels()  # Bedrock's catalogue: mark a model LEGACY here
 
     # ---------------------------------------------------------------- lifecycle
+    # The LocalAWS running in this process, if any: moto keeps one set of backends per process,
+    # so a second stack started beside it would find the first one's tables, buckets and functions.
+    _running: ClassVar[LocalAWS | None] = None
+    _running_lock: ClassVar[threading.Lock] = threading.Lock()
+
     def __enter__(self) -> LocalAWS:
         if self._exit is not None:
             raise RuntimeError("this LocalAWS is already running")
+        with LocalAWS._running_lock:
+            other = LocalAWS._running
+            if other is not None:
+                raise RuntimeError(
+                    f"another embedded AWS (stack {other.stack_name!r}) is running in this process: moto keeps "
+                    "one set of backends per process, so a second stack's resources would collide with its "
+                    "own; stop it first (in tests: a test with a stack of its own can't share a module, and "
+                    "so a worker, with a module-scoped stack that is still up)"
+                )
+            LocalAWS._running = self
+        try:
+            return self._enter()
+        except BaseException:
+            with LocalAWS._running_lock:
+                LocalAWS._running = None
+            raise
+
+    def _enter(self) -> LocalAWS:
         from moto import mock_aws
         from moto.core.models import DEFAULT_ACCOUNT_ID
 
@@ -441,10 +464,15 @@ class LocalAWS:
 
     def __exit__(self, *exc_info: object) -> None:
         exit_stack, self._exit = self._exit, None
-        if exit_stack is not None:
-            exit_stack.close()
-        self._stack = None
-        self.runtime = None
+        try:
+            if exit_stack is not None:
+                exit_stack.close()
+        finally:
+            self._stack = None
+            self.runtime = None
+            with LocalAWS._running_lock:
+                if LocalAWS._running is self:
+                    LocalAWS._running = None
 
     def _stop_enforcing(self, enforcer: iam.Enforcer) -> None:
         enforcer.uninstall()
