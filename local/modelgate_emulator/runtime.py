@@ -288,29 +288,30 @@ class LocalAWS:
         self.foundation_models = bedrock.FoundationModels()  # Bedrock's catalogue: mark a model LEGACY here
 
     # ---------------------------------------------------------------- lifecycle
-    # The LocalAWS running in this process, if any: moto keeps one set of backends per process,
-    # so a second stack started beside it would find the first one's tables, buckets and functions.
-    _running: ClassVar[LocalAWS | None] = None
+    # The stacks running in this process, by name: moto keeps one set of backends per process, and a
+    # stack's physical names derive from its name (and seed), so a second stack of the same name
+    # started beside the first would find the first one's tables, buckets and functions.
+    _running: ClassVar[set[str]] = set()
     _running_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __enter__(self) -> LocalAWS:
         if self._exit is not None:
             raise RuntimeError("this LocalAWS is already running")
         with LocalAWS._running_lock:
-            other = LocalAWS._running
-            if other is not None:
+            if self.stack_name in LocalAWS._running:
                 raise RuntimeError(
-                    f"another embedded AWS (stack {other.stack_name!r}) is running in this process: moto keeps "
-                    "one set of backends per process, so a second stack's resources would collide with its "
-                    "own; stop it first (in tests: a test with a stack of its own can't share a module, and "
-                    "so a worker, with a module-scoped stack that is still up)"
+                    f"a stack named {self.stack_name!r} is already running on the embedded AWS in this process: "
+                    "moto keeps one set of backends per process and a stack's resources are named after it, "
+                    "so this one's would collide with it; stop that one first or give this one another stack "
+                    "name (in tests: a test with a stack of its own can't share a module, and so a worker, with a "
+                    "module-scoped stack of the same name that is still up)"
                 )
-            LocalAWS._running = self
+            LocalAWS._running.add(self.stack_name)
         try:
             return self._enter()
         except BaseException:
             with LocalAWS._running_lock:
-                LocalAWS._running = None
+                LocalAWS._running.discard(self.stack_name)
             raise
 
     def _enter(self) -> LocalAWS:
@@ -471,8 +472,7 @@ class LocalAWS:
             self._stack = None
             self.runtime = None
             with LocalAWS._running_lock:
-                if LocalAWS._running is self:
-                    LocalAWS._running = None
+                LocalAWS._running.discard(self.stack_name)
 
     def _stop_enforcing(self, enforcer: iam.Enforcer) -> None:
         enforcer.uninstall()

@@ -141,12 +141,23 @@ def test_acting_as_covers_threads_and_unknown_principals_are_refused(local):
 
 
 def test_every_decision_is_recorded_with_the_principal(local):
-    records = [r for r in local.enforcer.records if r.action == "states:SendTaskSuccess"]
-    assert records and not any(r.allowed for r in records)
-    assert all(r.principal.startswith("arn:aws:sts::") for r in records)
-    asked = [r for r in local.enforcer.records
-             if r.action == "lambda:InvokeFunctionUrl" and r.principal.startswith("arn:aws:sts::")]
-    assert {r.allowed for r in asked} == {True, False}
+    # Given the decisions recorded so far (xdist may run this module's other tests on another worker)
+    seen = len(local.enforcer.records)
+    # When CI and the approver each call the task-token API and the decision URL
+    for principal in ("ci", "approver"):
+        with pytest.raises(ClientError):
+            local.client("stepfunctions", principal=principal).send_task_success(taskToken="t" * 10, output="{}")
+        local.call_function_url(local.stack.outputs["ApprovalDecisionUrl"], *_decision_request("support-bot-none"),
+                                caller=local.principal(principal))
+    # Then each decision is recorded with the principal's session ARN, denials as denials
+    records = local.enforcer.records[seen:]
+    token_calls = [r for r in records if r.action == "states:SendTaskSuccess"]
+    assert len(token_calls) == 2 and not any(r.allowed for r in token_calls)
+    assert all(r.principal.startswith("arn:aws:sts::") for r in token_calls)
+    asked = {r.principal.rsplit("/", 1)[-1]: r.allowed for r in records
+             if r.action == "lambda:InvokeFunctionUrl" and r.principal.startswith("arn:aws:sts::")}
+    assert {name.removeprefix("modelgate-"): allowed for name, allowed in asked.items()} == {
+        "ci": False, "approver": True}, asked
 
 
 def test_the_approval_url_is_public_through_its_resource_policy(local):

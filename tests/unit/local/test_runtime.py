@@ -79,24 +79,24 @@ def test_local_aws_is_not_reentrant_and_its_stack_needs_it_running(fixture_templ
         local.stack
 
 
-def test_a_second_local_aws_in_the_process_is_refused_while_one_runs(fixture_template: Path) -> None:
-    # Given one embedded AWS running in this process
+def test_a_second_stack_of_the_same_name_in_the_process_is_refused_while_one_runs(fixture_template: Path) -> None:
+    # Given a stack running on the embedded AWS in this process
     with LocalAWS(fixture_template, stack_name="first") as first:
         tables = first.client("dynamodb").list_tables()["TableNames"]
-        # When a second one starts beside it (moto's backends are the process's: its tables would collide)
-        with pytest.raises(RuntimeError, match=r"another embedded AWS \(stack 'first'\) is running in this process"):
-            with LocalAWS(fixture_template, stack_name="second"):
+        # When a second stack of the same name starts beside it (its tables would be the first one's)
+        with pytest.raises(RuntimeError, match=r"a stack named 'first' is already running on the embedded AWS"):
+            with LocalAWS(fixture_template, stack_name="first"):
                 pass
         # Then the first one runs on untouched
         assert first.client("dynamodb").list_tables()["TableNames"] == tables
         assert first.invoke("OtherFunction", {})["module"] == "other"
-    # And once it stopped, another may start (and one whose deploy failed frees the process too)
+    # And once it stopped, another of that name may start (and one whose deploy failed frees its name too)
     broken = fixture_template.parent / "no-such-template.yaml"
-    with pytest.raises(Exception):  # noqa: B017, PT011 - any deploy failure: what follows is the subject
-        with LocalAWS(broken, stack_name="broken"):
+    with pytest.raises(FileNotFoundError):
+        with LocalAWS(broken, stack_name="first"):
             pass
-    with LocalAWS(fixture_template, stack_name="second") as second:
-        assert second.invoke("OtherFunction", {})["module"] == "other"
+    with LocalAWS(fixture_template, stack_name="first") as again:
+        assert again.invoke("OtherFunction", {})["module"] == "other"
 
 
 def test_a_failed_deploy_leaves_nothing_patched(tmp_path: Path) -> None:
