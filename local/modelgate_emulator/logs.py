@@ -230,7 +230,13 @@ def _patch_stream_handler(undo: contextlib.ExitStack, patches: _Patches) -> None
 
     def emit(self: logging.StreamHandler, record: logging.LogRecord) -> None:  # type: ignore[type-arg]
         capture = _CAPTURE.get()
-        if capture is None or isinstance(self, logging.FileHandler) or not patches.is_console(self.stream):
+        console = not isinstance(self, logging.FileHandler) and patches.is_console(self.stream)
+        if console and getattr(_unwrap(self.stream), "closed", False):
+            # A console stream closed under the handler (pytest's capsys closes its buffer at the end
+            # of the test in which a layer's logger was made): on Lambda stdout never closes, so
+            # the handler writes to the process's console as it is now.
+            self.stream = sys.stdout
+        if capture is None or not console:
             original_emit(self, record)
             return
         try:

@@ -35,6 +35,7 @@ def _messages(events: list[dict[str, Any]]) -> list[str]:
 def test_concurrent_functions_log_only_their_own_context_into_their_own_group(local_aws: LocalAWS) -> None:
     # Given two functions sharing the layer's one Powertools logger, running at the same time
     calls = {"LogsAlphaFunction": "rel-alpha", "LogsBetaFunction": "rel-beta"}
+    before = {function: len(_events(local_aws, function)) for function in calls}  # earlier tests' lines
 
     def call(function: str) -> dict[str, Any]:
         return dict(local_aws.invoke(function, {"meet": True, "release_id": calls[function]}))
@@ -47,7 +48,7 @@ def test_concurrent_functions_log_only_their_own_context_into_their_own_group(lo
     for function, other in (("LogsAlphaFunction", "LogsBetaFunction"), ("LogsBetaFunction", "LogsAlphaFunction")):
         who, other_who = results[function]["who"], results[other]["who"]
         request_id, other_request_id = results[function]["request_id"], results[other]["request_id"]
-        events = _events(local_aws, function)
+        events = _events(local_aws, function)[before[function]:]
         messages = _messages(events)
         assert f"START RequestId: {request_id} Version: $LATEST" in messages
         assert f"END RequestId: {request_id}" in messages
@@ -173,3 +174,34 @@ def test_the_logs_command_prints_a_functions_recent_lines(
     state.write_text(json.dumps({"stacks": {local_aws.stack_name: {"functions": {}}}}))
     with pytest.raises(SystemExit, match="state file has no function LogsBetaFunction"):
         cli.main(["--local", "--local-state", str(state), "logs", "LogsBetaFunction", "-t", str(fixture_template)])
+
+
+def test_a_logger_whose_console_stream_was_closed_logs_to_the_console_as_it_is_now(
+    local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import logging
+
+    from modelgate_emulator.logs import _PATCHES
+
+    # Given a logger made while stdout was a buffer that has since closed (pytest's capsys closes
+    # its buffer after the test in which a layer's logger was first made), and stdout another one now
+    first, now = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", first)
+    _PATCHES.ensure_console()
+    logger = logging.getLogger("modelgate-test-closed-console")
+    handler = logging.StreamHandler(sys.stdout)
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "propagate", False)
+    try:
+        first.close()
+        monkeypatch.setattr(sys, "stdout", now)
+        _PATCHES.ensure_console()
+        # When it logs, outside an invocation and then inside one (echoed to the console)
+        logger.warning("outside an invocation")
+        result = local_aws.invoke("LogsAlphaFunction", {"release_id": "rel-closed-console"})
+        # Then nothing failed, and the line went to the console as it is now (on Lambda stdout never closes)
+        assert result["who"] == "alpha"
+        assert "outside an invocation" in now.getvalue()
+    finally:
+        logger.removeHandler(handler)
