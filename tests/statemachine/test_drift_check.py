@@ -149,11 +149,28 @@ def test_the_scheduled_check_finds_a_new_traffic_mix_reports_and_alerts(promoted
 def test_modelgate_drift_prints_the_latest_verdict_and_its_report(promoted, monkeypatch, capsys):
     from modelgate_harness import cli
 
-    _local, control, run = promoted
+    local, control, run = promoted
+    s3 = local.client("s3")
+
+    def about_the_release():  # a scheduled check of the promoted release (whichever test ran before this one)
+        try:
+            latest = json.loads(s3.get_object(Bucket=control.bucket, Key=check.latest_key(SERVICE))["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            return None
+        return latest if latest["release_id"] == run.release_id else None
+
     monkeypatch.setattr(cli, "_control", lambda args: cli.with_principal(control, args))
-    assert cli.main(["drift", SERVICE]) == 0  # as the operator
-    out = capsys.readouterr().out
-    assert f"{SERVICE} version" in out and f"release {run.release_id}" in out
-    assert "input.locale" in out and f"report: s3://{control.bucket}/reports/{SERVICE}/drift/" in out
+
+    def printed():  # the command's output, with the verdict it read (none if a check ran meanwhile)
+        before = wait_until(about_the_release, HANG_GUARD_SECONDS, "a drift check of the promoted release")
+        assert cli.main(["drift", SERVICE]) == 0  # as the operator
+        out = capsys.readouterr().out
+        return (out, before) if about_the_release() == before else None
+
+    out, latest = wait_until(printed, HANG_GUARD_SECONDS, "the drift command between two scheduled checks")
+    assert out.splitlines()[0].startswith(f"{SERVICE} version {latest['version']} (release {run.release_id}): "
+                                          f"{latest['verdict']} over {latest['records']} records")
+    assert latest["checks"] and all(f" {c['feature']} " in out for c in latest["checks"])
+    assert f"report: s3://{control.bucket}/{latest['report_key']}" in out
     assert cli.main(["drift", "no-such-service"]) == 2
     assert "no drift verdict yet" in capsys.readouterr().err

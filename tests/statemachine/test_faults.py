@@ -89,6 +89,7 @@ class Stack:
     function: str
     label: str = ""  # the running test's name: its release's commit
     mark: int = 0  # how many faults had fired before the running test
+    sdk_mark: int = 0  # how many SDK throttles had fired before the running test (``throttles``)
 
     def set_policy(self, **overrides: Any) -> None:
         update_policy(self.control, SERVICE, **overrides)
@@ -460,6 +461,7 @@ def throttles(faulty, monkeypatch):
 
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", delay_amount)
     faulty.waits = waits
+    faulty.sdk_mark = len(faulty.local.sdk_faults.fired())  # what fired in earlier tests stays recorded
     try:
         yield faulty
     finally:
@@ -467,7 +469,9 @@ def throttles(faulty, monkeypatch):
 
 
 def throttled(pipeline, service: str, operation: str) -> list:
-    return [f for f in pipeline.local.sdk_faults.fired() if (f.service, f.operation) == (service, operation)]
+    """The SDK throttles that fired during this test (``throttles`` marks where it began)."""
+    fired = pipeline.local.sdk_faults.fired()[pipeline.sdk_mark:]
+    return [f for f in fired if (f.service, f.operation) == (service, operation)]
 
 
 def test_a_throttled_alias_update_in_shift_traffic_is_absorbed_by_the_sdks_retries(throttles):
