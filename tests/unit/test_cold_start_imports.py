@@ -44,6 +44,8 @@ EVALUATION_STACK = (
     "modelgate.evaluation.dataset",
     "modelgate.evaluation.scorers",
     "modelgate.evaluation.model_scorers",
+    "modelgate.evaluation.comparison",
+    "modelgate.evaluation.judges",
     "modelgate.evaluation.runner",
     "modelgate.evaluation.report",
     "modelgate.evaluation.gate",
@@ -87,6 +89,11 @@ DEFERRED = {
     "acquire_lock": ("modelgate.inference", "modelgate.providers") + VALIDATE_ONLY + ("modelgate.chain",),
     "publish_candidate": ("modelgate.inference", "modelgate.providers") + VALIDATE_ONLY + ("modelgate.chain",),
     "intake": ("modelgate.chain",),  # a refused upload's
+    # Pricing each side's release (inference, providers, pricing) is a budget's (max_cost_usd), and
+    # PlanEvaluation names the sides without the result models (evaluation.comparison, judges).
+    "plan_evaluation": ("modelgate.inference", "modelgate.providers", "modelgate.pricing"),
+    # The local model's tokeniser (providers) is the local scoring models' alone (off AWS).
+    "evaluate": ("modelgate.providers", "modelgate.inference"),
 }
 
 # pydantic evaluates every string annotation of a model's fields at class creation (it compiles
@@ -94,6 +101,8 @@ DEFERRED = {
 # already objects. The modules whose models every pipeline handler builds at import stay so.
 MODEL_MODULES = (
     "canary_judge.py",
+    "evaluation/comparison.py",  # the evaluation steps' results (EvaluateShard, ReduceEvaluation, Gate)
+    "evaluation/judges.py",
     "chain.py",
     "contract.py",
     "ledger.py",
@@ -180,6 +189,49 @@ FULL_POLICY = {
 }
 
 
+# The evaluation stack's models and patterns that only some datasets use: each scorer's options
+# (validated for the lines naming that scorer), the Bedrock judge's reply, the graded answers
+# (compiled into DatasetCase's schema, never built alone), and the text scorers' regexes
+# (compiled on their scorer's first use). Neither PlanEvaluation's nor EvaluateShard's cold start
+# builds them; a dataset naming them does, on the call that parses it.
+EVALUATION_ON_USE = (
+    "modelgate.evaluation.scorers.ScorerOptions",
+    "modelgate.evaluation.scorers.NumericOptions",
+    "modelgate.evaluation.scorers.RefusalOptions",
+    "modelgate.evaluation.model_scorers.SemanticOptions",
+    "modelgate.evaluation.model_scorers.JudgeOptions",
+    "modelgate.evaluation.model_scorers.Grade",
+    "modelgate.evaluation.dataset.GradedAnswer",
+)
+
+
+@pytest.mark.parametrize("handler", ["plan_evaluation", "evaluate"])
+def test_the_evaluation_steps_build_a_scorers_models_when_a_dataset_uses_it(handler: str) -> None:
+    check = (
+        "import importlib, json\n"
+        "from modelgate.evaluation import dataset, scorers\n"
+        "def built():\n"
+        "    out = []\n"
+        f"    for path in {EVALUATION_ON_USE!r}:\n"
+        "        module, name = path.rsplit('.', 1)\n"
+        "        if getattr(importlib.import_module(module), name).__pydantic_complete__: out.append(path)\n"
+        "    return out\n"
+        "assert built() == [] and scorers._compiled.cache_info().currsize == 0, built()\n"
+        "lines = [{'id': 'n', 'inputs': {'q': 'x'}, 'expected': 4, 'scorer': 'numeric', 'options': {'tolerance': 1}},\n"
+        "         {'id': 'r', 'inputs': {'q': 'x'}, 'expected': True, 'scorer': 'refusal'},\n"
+        "         {'id': 'j', 'inputs': {'q': 'x'}, 'expected': 'y', 'scorer': 'llm_judge',\n"
+        "          'graded_answers': [{'output': 'y', 'grade': 1.0}]}]\n"
+        "cases = dataset.parse_dataset('\\n'.join(json.dumps(line) for line in lines))\n"
+        "assert scorers.SCORERS['numeric']('about 4.5', cases[0]) == 1.0\n"
+        "assert scorers.SCORERS['refusal'](\"I can't help with that\", cases[1]) == 1.0\n"
+        "assert cases[2].graded_answers[0].grade == 1.0\n"
+        "assert set(built()) == {'modelgate.evaluation.scorers.NumericOptions',\n"
+        "    'modelgate.evaluation.scorers.RefusalOptions', 'modelgate.evaluation.model_scorers.JudgeOptions'}, built()\n"
+        "assert scorers._compiled.cache_info().currsize == 2  # the number's and the refusal's patterns\n"
+    )
+    cold_import(handler, then=check)
+
+
 @pytest.mark.parametrize(("handler", "event"), [("check_canary", "baked.json"), ("gate", "evaluated.json")])
 def test_nested_parts_of_the_context_are_built_neither_at_cold_start_nor_on_a_call(handler: str, event: str) -> None:
     path = ROOT / "events" / handler / event
@@ -254,11 +306,16 @@ def test_only_enveloped_events_import_the_powertools_parser(handler: str, import
 
 
 _DATASET = ("modelgate.evaluation.dataset", "modelgate.evaluation.scorers", "modelgate.evaluation.model_scorers")
+_RESULTS = ("modelgate.evaluation.comparison", "modelgate.evaluation.judges")  # the results and their statistics
 EVERY_CALL_EVALUATION = {
     "plan_evaluation": _DATASET,  # the dataset parsed and checked, the batch plan decided
-    "evaluate": (*_DATASET, "modelgate.evaluation.runner"),  # its shard's cases run
-    "gate": ("modelgate.evaluation.gate", "modelgate.evaluation.report"),  # judged, the HTML report written
-    "batch_evaluation": _DATASET,  # evaluation.batch, which all three batch steps call, parses cases
+    "evaluate": (*_DATASET, *_RESULTS, "modelgate.evaluation.runner"),  # its shard's cases run, their report built
+    "reduce_evaluation": _RESULTS,  # the shards' results merged into one report
+    # judged, the HTML report written
+    "gate": (*_RESULTS, "modelgate.evaluation.gate", "modelgate.evaluation.report"),
+    # evaluation.batch, which all three batch steps call, parses cases; SubmitBatch's sample and
+    # ReduceBatch's answers are reported (pipeline.batch_evaluation imports the results at the top)
+    "batch_evaluation": (*_DATASET, *_RESULTS),
 }
 
 
@@ -294,6 +351,12 @@ DEFERRED_PATHS = [
     ("monitor", "from modelgate.monitor import reevaluation", "modelgate.evaluation.comparison"),
     ("monitor", "from modelgate.monitor import lifecycle, actions", "modelgate.monitor.lifecycle"),
     ("monitor", "from modelgate.pipeline.outcome import rollback_service", "modelgate.pipeline.fencing"),
+    (
+        "evaluate",
+        "from modelgate.evaluation.model_scorers import LocalScoringModels\n"
+        "assert LocalScoringModels().similarity('reset a password', 'password reset') == 1.0",
+        "modelgate.providers",
+    ),
     (
         "attest",
         f"from modelgate.attestation import load_public_keys\ntry: load_public_keys({EMPTY_PEM!r})\nexcept ValueError: pass",
@@ -334,6 +397,21 @@ def test_every_deferred_import_in_the_package_resolves() -> None:
 def test_a_deferred_path_imports_what_it_needs(handler: str, path: str, needs: str, imported: dict) -> None:
     assert needs not in imported[handler]
     assert needs in cold_import(handler, then=path)
+
+
+def test_the_approval_mail_loads_no_result_model() -> None:
+    # Every RequestApproval call writes the mail with each side's metrics line
+    # (modelgate.evaluation.format_side), from the summary in the context: no report model.
+    event = ROOT / "events" / "request_approval" / "waiting.json"
+    check = (
+        "import json, sys\n"
+        "from modelgate.approval.page import approval_message\n"
+        "from modelgate.contract import ReleaseContext\n"
+        f"ctx = ReleaseContext.model_validate(json.loads(open({str(event)!r}).read())['release'])\n"
+        "assert ctx.evaluation is not None and 'accuracy ' in approval_message(ctx)\n"
+    )
+    modules = cold_import("request_approval", then=check)
+    assert not modules & set(EVALUATION_STACK), sorted(modules & set(EVALUATION_STACK))
 
 
 def test_the_guard_sees_a_module_a_handler_imports() -> None:

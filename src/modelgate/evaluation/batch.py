@@ -30,13 +30,15 @@ import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from modelgate.errors import EvaluationFailed, PromptVariableMissing
-from modelgate.evaluation.comparison import DeltaEstimate, EvaluationReport
 from modelgate.evaluation.dataset import DatasetCase
-from modelgate.inference import LoadedRelease
 from modelgate.policy import EvaluationMode, ReleasePolicy
+
+if TYPE_CHECKING:  # SubmitBatch's and ReduceBatch's (not PlanEvaluation's, which calls uses_batch)
+    from modelgate.evaluation.comparison import EvaluationReport
+    from modelgate.inference import LoadedRelease
 
 JobState = Literal["running", "done", "failed"]
 
@@ -254,6 +256,8 @@ def with_sample_latency(report: EvaluationReport, sample: EvaluationReport) -> E
     (0.0 elsewhere: no call of its own was timed), and ``latency_samples``, the sample's timed
     calls per side (what a canary alarm relative to live's latency counts as evidence, not the
     batch's case count). Scores, errors and costs stay the batch's."""
+    from modelgate.evaluation.comparison import DeltaEstimate  # loaded with ReduceBatch's report
+
     latency_fields = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
     sides = {
         name: metrics.model_copy(update={
