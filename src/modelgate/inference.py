@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -62,8 +62,10 @@ from modelgate.manifest import (
     is_pinned,
 )
 from modelgate.observability import logger
-from modelgate.providers import ModelProvider
 from modelgate.settings import InferenceSettings
+
+if TYPE_CHECKING:  # the caller passes its provider: the inference function, which imports providers itself
+    from modelgate.providers import ModelProvider
 
 DEFAULT_USER_TEMPLATE = "{question}"
 _MISSING_OBJECT_CODES = {"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404", "InvalidArgument"}

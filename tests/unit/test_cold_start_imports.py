@@ -22,7 +22,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
-HANDLERS = sorted(p.parent.name for p in FUNCTIONS.glob("*/app.py"))
+# Each handler module: "<folder>" for functions/<folder>/app.py, "<folder>/<module>" for a folder
+# that gives each of its functions its own module (batch evaluation's three steps).
+HANDLERS = sorted(
+    p.parent.name if p.stem == "app" else f"{p.parent.name}/{p.stem}" for p in FUNCTIONS.glob("*/*.py")
+)
 
 # Powertools' event_handler package imports every resolver it has (AppSync and asyncio,
 # Bedrock agents, OpenAPI); parser.models.s3 builds all sixteen S3 event models. cryptography
@@ -94,6 +98,11 @@ DEFERRED = {
     "plan_evaluation": ("modelgate.inference", "modelgate.providers", "modelgate.pricing"),
     # The local model's tokeniser (providers) is the local scoring models' alone (off AWS).
     "evaluate": ("modelgate.providers", "modelgate.inference"),
+    # A release is read and its prompts rendered without a model provider: the inference function
+    # passes its own (providers), so Validate and SubmitBatch load inference without it.
+    "validate": ("modelgate.providers",),
+    "batch_evaluation": ("modelgate.providers",),
+    "batch_evaluation/poll_batch": ("modelgate.inference", "modelgate.evaluation.dataset"),
 }
 
 # pydantic evaluates every string annotation of a model's fields at class creation (it compiles
@@ -263,11 +272,13 @@ def test_nested_parts_of_the_context_are_built_neither_at_cold_start_nor_on_a_ca
 
 
 def cold_import(handler: str, then: str = "") -> set[str]:
-    """The modules in ``sys.modules`` after ``import app`` (and the code ``then``) in a fresh interpreter."""
+    """The modules in ``sys.modules`` after importing the handler's module (``app`` unless the handler
+    names another: "<folder>/<module>") and the code ``then``, in a fresh interpreter."""
+    folder, _, module = handler.partition("/")
     program = (
         "import json, sys\n"
-        f"sys.path[:0] = [{str(FUNCTIONS / handler)!r}, {str(ROOT / 'src')!r}]\n"
-        "import app\n"
+        f"sys.path[:0] = [{str(FUNCTIONS / folder)!r}, {str(ROOT / 'src')!r}]\n"
+        f"import {module or 'app'}\n"
         f"{then}\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
@@ -313,9 +324,10 @@ EVERY_CALL_EVALUATION = {
     "reduce_evaluation": _RESULTS,  # the shards' results merged into one report
     # judged, the HTML report written
     "gate": (*_RESULTS, "modelgate.evaluation.gate", "modelgate.evaluation.report"),
-    # evaluation.batch, which all three batch steps call, parses cases; SubmitBatch's sample and
-    # ReduceBatch's answers are reported (pipeline.batch_evaluation imports the results at the top)
-    "batch_evaluation": (*_DATASET, *_RESULTS),
+    # SubmitBatch: the cases parsed, each side's records built, the latency sample run and reported;
+    # ReduceBatch: the cases parsed, the jobs' answers scored and reported. PollBatch reads job states only.
+    "batch_evaluation": (*_DATASET, *_RESULTS, "modelgate.evaluation.runner", "modelgate.evaluation.batch"),
+    "batch_evaluation/reduce_batch": (*_DATASET, *_RESULTS, "modelgate.evaluation.runner", "modelgate.evaluation.batch"),
 }
 
 
@@ -353,8 +365,10 @@ DEFERRED_PATHS = [
     ("monitor", "from modelgate.pipeline.outcome import rollback_service", "modelgate.pipeline.fencing"),
     (
         "evaluate",
-        "from modelgate.evaluation.model_scorers import LocalScoringModels\n"
-        "assert LocalScoringModels().similarity('reset a password', 'password reset') == 1.0",
+        (
+            "from modelgate.evaluation.model_scorers import LocalScoringModels\n"
+            "assert LocalScoringModels().similarity('reset a password', 'password reset') == 1.0"
+        ),
         "modelgate.providers",
     ),
     (

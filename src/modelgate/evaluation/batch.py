@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from modelgate.errors import EvaluationFailed, PromptVariableMissing
-from modelgate.evaluation.dataset import DatasetCase
 from modelgate.policy import EvaluationMode, ReleasePolicy
 
-if TYPE_CHECKING:  # SubmitBatch's and ReduceBatch's (not PlanEvaluation's, which calls uses_batch)
+if TYPE_CHECKING:  # SubmitBatch's and ReduceBatch's (not PlanEvaluation's nor PollBatch's)
     from modelgate.evaluation.comparison import EvaluationReport
+    from modelgate.evaluation.dataset import DatasetCase
     from modelgate.inference import LoadedRelease
 
 JobState = Literal["running", "done", "failed"]
