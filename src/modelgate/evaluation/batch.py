@@ -29,8 +29,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from modelgate.errors import EvaluationFailed, PromptVariableMissing
 from modelgate.policy import EvaluationMode, ReleasePolicy
@@ -114,8 +113,7 @@ def record_id(index: int) -> str:
     return f"C{index:010d}"
 
 
-@dataclass(frozen=True, slots=True)
-class BatchInput:
+class BatchInput(NamedTuple):
     """One side's job input: the JSONL body, and the cases that could not be put in it (why)."""
 
     jsonl: str
@@ -147,8 +145,7 @@ def batch_input(release: LoadedRelease, cases: Sequence[DatasetCase]) -> BatchIn
     return BatchInput("\n".join(lines) + ("\n" if lines else ""), len(lines), unsendable)
 
 
-@dataclass(frozen=True, slots=True)
-class BatchAnswer:
+class BatchAnswer(NamedTuple):
     """One case's answer from the job's output (or why there is none)."""
 
     case_id: str

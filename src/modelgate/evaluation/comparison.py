@@ -24,8 +24,7 @@ sqrt(k) for evidence that is not there (repeats of one case are correlated).
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -269,8 +268,7 @@ def compare(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class CaseOutcome:
+class CaseOutcome(NamedTuple):
     """One side's calls on one case, as one unit (see "Repeats" in the module docstring)."""
 
     case_id: str

@@ -55,9 +55,8 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -86,8 +85,7 @@ class ScorerError(ModelgateError):
 # --------------------------------------------------------------------------- registry
 
 
-@dataclass(frozen=True, slots=True)
-class ScorerSpec:
+class ScorerSpec(NamedTuple):
     """What a dataset line must carry for one scorer."""
 
     name: str
