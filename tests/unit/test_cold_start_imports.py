@@ -72,6 +72,8 @@ VALIDATE_ONLY = (
 )
 DEFERRED = {
     "monitor": (
+        "modelgate.monitor.baseline",  # task baseline's (the event's request model: monitor.baseline_request)
+        "modelgate.monitor.drift",
         "modelgate.monitor.reevaluation",
         "modelgate.monitor.lifecycle",
         "modelgate.evaluation.comparison",
@@ -86,7 +88,8 @@ DEFERRED = {
     # the take-over of a lock, the chain and the registration are the manual rollback's.
     "rollback": ("modelgate.monitor.baseline", "modelgate.pipeline.candidate", "modelgate.chain", "modelgate.registry"),
     "record_outcome": ("modelgate.monitor.baseline", "modelgate.pipeline.candidate", "modelgate.chain"),
-    "promote": ("modelgate.pipeline.candidate", "modelgate.chain"),
+    # Promote asks for the drift baseline (monitor.baseline_request); the monitor builds it.
+    "promote": ("modelgate.pipeline.candidate", "modelgate.chain", "modelgate.monitor.baseline", "modelgate.monitor.drift"),
     # The prompt templates' check (the inference module, its providers) is Validate's alone, as
     # are the registration, the upload's author, the registry group and upstream
     # checks; the chain and the registry mirror are a supersede's (pipeline.candidate).
@@ -362,6 +365,7 @@ DEFERRED_PATHS = [
 
     ("monitor", "from modelgate.monitor import reevaluation", "modelgate.evaluation.comparison"),
     ("monitor", "from modelgate.monitor import lifecycle, actions", "modelgate.monitor.lifecycle"),
+    ("monitor", "from modelgate.monitor.baseline import build_for_release", "modelgate.monitor.drift"),
     ("monitor", "from modelgate.pipeline.outcome import rollback_service", "modelgate.pipeline.fencing"),
     (
         "evaluate",
