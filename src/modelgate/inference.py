@@ -33,9 +33,9 @@ from __future__ import annotations
 import string
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
@@ -124,15 +124,14 @@ class PromptTemplate(NamedTuple):
 # --------------------------------------------------------------------------- release
 
 
-@dataclass(frozen=True, slots=True)
-class LoadedRelease:
+class LoadedRelease(NamedTuple):
     """A release as one function version serves it: manifest + verified, parsed prompts."""
 
     bucket: str
     key: str
     config_version: str
     manifest: Manifest
-    prompts: Mapping[str, PromptTemplate] = field(default_factory=dict)
+    prompts: Mapping[str, PromptTemplate] = MappingProxyType({})
 
     @property
     def system(self) -> PromptTemplate:
@@ -399,7 +398,7 @@ def load_bootstrap(folder: Path) -> LoadedRelease:
             files[prompt.file] = path.read_bytes()
         except OSError as exc:
             raise ConfigurationError(f"bootstrap prompt {path} can't be read: {exc.strerror}") from exc
-    return replace(release_from_files(manifest, files, source=BOOTSTRAP_SOURCE), config_version=BOOTSTRAP_SOURCE)
+    return release_from_files(manifest, files, source=BOOTSTRAP_SOURCE)._replace(config_version=BOOTSTRAP_SOURCE)
 
 
 def serve(
