@@ -35,7 +35,12 @@ from modelgate.monitor import dashboard
 from modelgate.monitor.baseline_request import BaselineRequest
 from modelgate.observability import logger
 from modelgate.pipeline.deps import default_deps
+from modelgate.policy import ServiceConfig
 from modelgate.settings import MonitorSettings
+
+# Every task ends by writing the service's dashboard from its registration (registry.get_service),
+# a model built on first use (defer_build) by the handlers that seldom read it: built here, at init.
+ServiceConfig.model_rebuild()
 
 
 class MonitorTask(BaseModel):

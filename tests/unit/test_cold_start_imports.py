@@ -165,6 +165,14 @@ def test_models_a_handler_does_not_validate_are_not_built_at_its_cold_start() ->
     cold_import("intake", then=check)
 
 
+# Handlers whose every call reads the service's registration (registry.get_service): Validate checks the
+# upload against it, the drift check reads the policy, the monitor writes the dashboard after each task.
+# ServiceConfig is deferred for the others, so these build it at init, not on their first call.
+@pytest.mark.parametrize("handler", ["validate", "drift_check", "monitor"])
+def test_a_handler_that_reads_the_registration_on_every_call_builds_it_at_init(handler: str) -> None:
+    cold_import(handler, then="from modelgate.policy import ServiceConfig\nassert ServiceConfig.__pydantic_complete__\n")
+
+
 # Parts of the release context that nothing validates, constructs or dumps on its own
 # (modelgate.model_base.Nested in the manifest and the policy, the judge's and the monitoring policy): compiled inline
 # into their parent's schema and never built by themselves, neither at a handler's cold start
