@@ -119,6 +119,8 @@ MODEL_MODULES = (
     "contract.py",
     "ledger.py",
     "manifest.py",
+    "monitor/baseline.py",  # the drift check's every call: the baseline and its drift profile
+    "monitor/drift.py",
     "monitor/policy.py",
     "policy.py",
     "rollout.py",

@@ -24,8 +24,6 @@ the alias or the release's status: the ledger says why (``baseline_error``) and 
 check says "insufficient" until a baseline exists.
 """
 
-from __future__ import annotations
-
 import json
 from collections import Counter
 from datetime import datetime
