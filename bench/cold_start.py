@@ -10,7 +10,9 @@ PATH), wall clock from spawn to exit:
 - baseline: ``import boto3; boto3.client("s3")``, the least any function here does;
 - each handler: ``import app`` from ``functions/<name>/`` with ``sys.path`` as the Lambda
   Python runtime orders it (the function's code, then the layer's ``python/``, then the
-  runtime's boto3), i.e. what a cold start runs before the first event.
+  runtime's boto3), i.e. what a cold start runs before the first event; a code folder that
+  holds one handler module per function (``functions/batch_evaluation/poll_batch.py``) gives
+  one more handler each, named ``<folder>/<module>``.
 Each repeat runs the baseline and every handler once, in a shuffled order, so drift on a
 busy machine hits all of them alike; a handler's figure is the median over repeats of
 (handler time / that repeat's baseline time), where time is the process's CPU time (user +
@@ -216,13 +218,23 @@ def _instructions(python: str, program: str, env: dict[str, str]) -> float:
     return int(counted[-1].split("refs:")[1].strip().replace(",", "")) / 1e6
 
 
+def all_handlers() -> list[str]:
+    """Every handler module under functions/: ``<folder>`` for its app.py, ``<folder>/<module>``
+    for another module of a folder that gives each of its functions its own (template.yaml's Handler)."""
+    return sorted(
+        path.parent.name if path.stem == "app" else f"{path.parent.name}/{path.stem}"
+        for path in (ROOT / "functions").glob("*/*.py")
+    )
+
+
 def _programs(layer: Path, runtime: Path, handlers: list[str]) -> dict[str, str]:
     programs = {BASELINE: _program([runtime], 'import boto3; boto3.client("s3")')}
     for name in handlers:
-        code = ROOT / "functions" / name
-        if not (code / "app.py").is_file():
-            raise SystemExit(f"cold_start: no handler functions/{name}/app.py")
-        programs[name] = _program([code, layer, runtime], "import app")
+        folder, _, module = name.partition("/")
+        code = ROOT / "functions" / folder
+        if not (code / f"{module or 'app'}.py").is_file():
+            raise SystemExit(f"cold_start: no handler functions/{folder}/{module or 'app'}.py")
+        programs[name] = _program([code, layer, runtime], f"import {module or 'app'}")
     return programs
 
 
@@ -286,7 +298,9 @@ def measure(python: str, layer: Path, runtime: Path, handlers: list[str], repeat
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--handlers", nargs="*", help="functions/<name> to time (default: all)")
+    parser.add_argument(
+        "--handlers", nargs="*", help="functions/<name> (its app.py) or <name>/<module> to time (default: all)"
+    )
     parser.add_argument("--python", help="CPython 3.12 to run (default: python3.12 on PATH, else pyenv's)")
     parser.add_argument("--layer", type=Path, help="a built layer's python/ folder (default: build it)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the layer even if it is up to date")
@@ -302,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.without_bytecode:
         layer = strip_bytecode(layer)
     runtime = build_runtime(python)
-    handlers = args.handlers or sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
+    handlers = args.handlers or all_handlers()
     width = max(len(h) for h in handlers)
     if args.instructions:
         result = count_instructions(python, layer, runtime, handlers)

@@ -11,7 +11,12 @@ from typing import Any
 from modelgate.monitor import check
 from modelgate.observability import logger
 from modelgate.pipeline.deps import default_deps
+from modelgate.policy import ServiceConfig
 from modelgate.settings import DriftCheckSettings
+
+# Every check reads the service's registration (registry.get_service), a model the handlers that
+# import it without validating it build on first use (defer_build): built here, at init.
+ServiceConfig.model_rebuild()
 
 
 @logger.inject_lambda_context(log_event=True)

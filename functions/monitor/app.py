@@ -32,10 +32,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelgate.lambda_event import event_model
 from modelgate.monitor import dashboard
-from modelgate.monitor.baseline import BaselineRequest, build_for_release
+from modelgate.monitor.baseline_request import BaselineRequest
 from modelgate.observability import logger
 from modelgate.pipeline.deps import default_deps
+from modelgate.policy import ServiceConfig
 from modelgate.settings import MonitorSettings
+
+# Every task ends by writing the service's dashboard from its registration (registry.get_service),
+# a model built on first use (defer_build) by the handlers that seldom read it: built here, at init.
+ServiceConfig.model_rebuild()
 
 
 class MonitorTask(BaseModel):
@@ -70,6 +75,8 @@ def lambda_handler(event: MonitorTask, context: LambdaContext) -> dict[str, Any]
         logger.info("monitoring actions done", managed_service=event.service, trigger=event.trigger, results=results)
         return {"service": event.service, "trigger": event.trigger, "actions": results}
     if event.task == "baseline":
+        from modelgate.monitor.baseline import build_for_release  # the drift profile's models: this task's
+
         assert event.baseline is not None  # the model's validator
         entry = build_for_release(deps, event.service, event.baseline)
         logger.info("baseline task done", managed_service=event.service, status=entry["status"],

@@ -6,9 +6,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from modelgate.contract import ReleaseContext
 from modelgate.lambda_event import event_model
 
-# Every call asks for the drift baseline (pipeline.outcome imports it inside promote, for the
-# other end steps' sake): loaded at init with the rest of what each call runs.
-from modelgate.monitor import baseline  # noqa: F401
+# Every call asks for the drift baseline (pipeline.outcome imports the request inside promote, for
+# the other end steps' sake): loaded at init with the rest of what each call runs. The monitor builds it.
+from modelgate.monitor import baseline_request  # noqa: F401
 from modelgate.observability import logger
 from modelgate.pipeline import outcome
 from modelgate.pipeline.deps import default_deps

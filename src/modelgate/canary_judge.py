@@ -44,8 +44,7 @@ log stream names carry the version); an adapter for those can feed the same judg
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -200,8 +199,7 @@ def _log_tail(log_pmf: Callable[[int], float], xs: range) -> float:
 # --------------------------------------------------------------------------- latency
 
 
-@dataclass(frozen=True)
-class RankTest:
+class RankTest(NamedTuple):
     u: float  # the candidate's U: pairs where it is slower, ties counting one half
     p_value: float
     method: Literal["exact", "asymptotic"]

@@ -33,10 +33,10 @@ from __future__ import annotations
 import string
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -62,8 +62,10 @@ from modelgate.manifest import (
     is_pinned,
 )
 from modelgate.observability import logger
-from modelgate.providers import ModelProvider
 from modelgate.settings import InferenceSettings
+
+if TYPE_CHECKING:  # the caller passes its provider: the inference function, which imports providers itself
+    from modelgate.providers import ModelProvider
 
 DEFAULT_USER_TEMPLATE = "{question}"
 _MISSING_OBJECT_CODES = {"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404", "InvalidArgument"}
@@ -76,8 +78,7 @@ class InvalidRequest(ModelgateError):
 # --------------------------------------------------------------------------- templates
 
 
-@dataclass(frozen=True, slots=True)
-class PromptTemplate:
+class PromptTemplate(NamedTuple):
     """A parsed ``{name}`` template: literal text and the variables between it."""
 
     name: str
@@ -123,15 +124,14 @@ class PromptTemplate:
 # --------------------------------------------------------------------------- release
 
 
-@dataclass(frozen=True, slots=True)
-class LoadedRelease:
+class LoadedRelease(NamedTuple):
     """A release as one function version serves it: manifest + verified, parsed prompts."""
 
     bucket: str
     key: str
     config_version: str
     manifest: Manifest
-    prompts: Mapping[str, PromptTemplate] = field(default_factory=dict)
+    prompts: Mapping[str, PromptTemplate] = MappingProxyType({})
 
     @property
     def system(self) -> PromptTemplate:
@@ -398,7 +398,7 @@ def load_bootstrap(folder: Path) -> LoadedRelease:
             files[prompt.file] = path.read_bytes()
         except OSError as exc:
             raise ConfigurationError(f"bootstrap prompt {path} can't be read: {exc.strerror}") from exc
-    return replace(release_from_files(manifest, files, source=BOOTSTRAP_SOURCE), config_version=BOOTSTRAP_SOURCE)
+    return release_from_files(manifest, files, source=BOOTSTRAP_SOURCE)._replace(config_version=BOOTSTRAP_SOURCE)
 
 
 def serve(

@@ -13,10 +13,9 @@ https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.Con
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -31,8 +30,7 @@ def _conditional_failed(exc: ClientError) -> bool:
     return error_code(exc) == "ConditionalCheckFailedException"
 
 
-@dataclass(frozen=True)
-class Lease:
+class Lease(NamedTuple):
     """A service's lease as one holder took it: the holder and the generation (fencing token)."""
 
     service: str

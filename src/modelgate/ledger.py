@@ -22,7 +22,6 @@ instead of landing in the table), ``ReleaseRecord`` is the item as read back
 """
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Literal
@@ -214,11 +213,17 @@ def release_fields(fields: dict[str, Any]) -> dict[str, Any]:
     return {name: None if value is None else to_dynamo(value) for name, value in values.items()}
 
 
-@dataclass(frozen=True)
 class Ledger(ServiceLocks):
-    """Adapter over the ledger table; takes a boto3 DynamoDB *resource* Table."""
+    """Adapter over the ledger table; takes a boto3 DynamoDB *resource* Table.
 
-    table: Any
+    A plain class rather than a frozen dataclass: every pipeline handler loads it, and a dataclass
+    compiles its generated methods at import (about 4 M instructions, issue #7's cold start)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __repr__(self) -> str:
+        return f"Ledger(table={self.table!r})"
 
     # ------------------------------------------------------------------ releases
     def record(

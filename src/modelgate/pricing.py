@@ -15,7 +15,7 @@ must not look cheaper than live.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from modelgate.errors import ModelgateError
 
@@ -26,8 +26,7 @@ class UnknownModelPrice(ModelgateError):
     """The price table has no entry for this model id."""
 
 
-@dataclass(frozen=True, slots=True)
-class Price:
+class Price(NamedTuple):
     """USD per 1,000 input tokens and per 1,000 output tokens."""
 
     input_per_1k: float

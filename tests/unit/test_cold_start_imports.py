@@ -22,7 +22,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
-HANDLERS = sorted(p.parent.name for p in FUNCTIONS.glob("*/app.py"))
+# Each handler module: "<folder>" for functions/<folder>/app.py, "<folder>/<module>" for a folder
+# that gives each of its functions its own module (batch evaluation's three steps).
+HANDLERS = sorted(
+    p.parent.name if p.stem == "app" else f"{p.parent.name}/{p.stem}" for p in FUNCTIONS.glob("*/*.py")
+)
 
 # Powertools' event_handler package imports every resolver it has (AppSync and asyncio,
 # Bedrock agents, OpenAPI); parser.models.s3 builds all sixteen S3 event models. cryptography
@@ -44,6 +48,8 @@ EVALUATION_STACK = (
     "modelgate.evaluation.dataset",
     "modelgate.evaluation.scorers",
     "modelgate.evaluation.model_scorers",
+    "modelgate.evaluation.comparison",
+    "modelgate.evaluation.judges",
     "modelgate.evaluation.runner",
     "modelgate.evaluation.report",
     "modelgate.evaluation.gate",
@@ -66,6 +72,8 @@ VALIDATE_ONLY = (
 )
 DEFERRED = {
     "monitor": (
+        "modelgate.monitor.baseline",  # task baseline's (the event's request model: monitor.baseline_request)
+        "modelgate.monitor.drift",
         "modelgate.monitor.reevaluation",
         "modelgate.monitor.lifecycle",
         "modelgate.evaluation.comparison",
@@ -80,13 +88,24 @@ DEFERRED = {
     # the take-over of a lock, the chain and the registration are the manual rollback's.
     "rollback": ("modelgate.monitor.baseline", "modelgate.pipeline.candidate", "modelgate.chain", "modelgate.registry"),
     "record_outcome": ("modelgate.monitor.baseline", "modelgate.pipeline.candidate", "modelgate.chain"),
-    "promote": ("modelgate.pipeline.candidate", "modelgate.chain"),
+    # Promote asks for the drift baseline (monitor.baseline_request); the monitor builds it.
+    "promote": ("modelgate.pipeline.candidate", "modelgate.chain", "modelgate.monitor.baseline", "modelgate.monitor.drift"),
     # The prompt templates' check (the inference module, its providers) is Validate's alone, as
     # are the registration, the upload's author, the registry group and upstream
     # checks; the chain and the registry mirror are a supersede's (pipeline.candidate).
     "acquire_lock": ("modelgate.inference", "modelgate.providers") + VALIDATE_ONLY + ("modelgate.chain",),
     "publish_candidate": ("modelgate.inference", "modelgate.providers") + VALIDATE_ONLY + ("modelgate.chain",),
     "intake": ("modelgate.chain",),  # a refused upload's
+    # Pricing each side's release (inference, providers, pricing) is a budget's (max_cost_usd), and
+    # PlanEvaluation names the sides without the result models (evaluation.comparison, judges).
+    "plan_evaluation": ("modelgate.inference", "modelgate.providers", "modelgate.pricing"),
+    # The local model's tokeniser (providers) is the local scoring models' alone (off AWS).
+    "evaluate": ("modelgate.providers", "modelgate.inference"),
+    # A release is read and its prompts rendered without a model provider: the inference function
+    # passes its own (providers), so Validate and SubmitBatch load inference without it.
+    "validate": ("modelgate.providers",),
+    "batch_evaluation": ("modelgate.providers",),
+    "batch_evaluation/poll_batch": ("modelgate.inference", "modelgate.evaluation.dataset"),
 }
 
 # pydantic evaluates every string annotation of a model's fields at class creation (it compiles
@@ -94,10 +113,14 @@ DEFERRED = {
 # already objects. The modules whose models every pipeline handler builds at import stay so.
 MODEL_MODULES = (
     "canary_judge.py",
+    "evaluation/comparison.py",  # the evaluation steps' results (EvaluateShard, ReduceEvaluation, Gate)
+    "evaluation/judges.py",
     "chain.py",
     "contract.py",
     "ledger.py",
     "manifest.py",
+    "monitor/baseline.py",  # the drift check's every call: the baseline and its drift profile
+    "monitor/drift.py",
     "monitor/policy.py",
     "policy.py",
     "rollout.py",
@@ -144,6 +167,14 @@ def test_models_a_handler_does_not_validate_are_not_built_at_its_cold_start() ->
     cold_import("intake", then=check)
 
 
+# Handlers whose every call reads the service's registration (registry.get_service): Validate checks the
+# upload against it, the drift check reads the policy, the monitor writes the dashboard after each task.
+# ServiceConfig is deferred for the others, so these build it at init, not on their first call.
+@pytest.mark.parametrize("handler", ["validate", "drift_check", "monitor"])
+def test_a_handler_that_reads_the_registration_on_every_call_builds_it_at_init(handler: str) -> None:
+    cold_import(handler, then="from modelgate.policy import ServiceConfig\nassert ServiceConfig.__pydantic_complete__\n")
+
+
 # Parts of the release context that nothing validates, constructs or dumps on its own
 # (modelgate.model_base.Nested in the manifest and the policy, the judge's and the monitoring policy): compiled inline
 # into their parent's schema and never built by themselves, neither at a handler's cold start
@@ -180,6 +211,49 @@ FULL_POLICY = {
 }
 
 
+# The evaluation stack's models and patterns that only some datasets use: each scorer's options
+# (validated for the lines naming that scorer), the Bedrock judge's reply, the graded answers
+# (compiled into DatasetCase's schema, never built alone), and the text scorers' regexes
+# (compiled on their scorer's first use). Neither PlanEvaluation's nor EvaluateShard's cold start
+# builds them; a dataset naming them does, on the call that parses it.
+EVALUATION_ON_USE = (
+    "modelgate.evaluation.scorers.ScorerOptions",
+    "modelgate.evaluation.scorers.NumericOptions",
+    "modelgate.evaluation.scorers.RefusalOptions",
+    "modelgate.evaluation.model_scorers.SemanticOptions",
+    "modelgate.evaluation.model_scorers.JudgeOptions",
+    "modelgate.evaluation.model_scorers.Grade",
+    "modelgate.evaluation.dataset.GradedAnswer",
+)
+
+
+@pytest.mark.parametrize("handler", ["plan_evaluation", "evaluate"])
+def test_the_evaluation_steps_build_a_scorers_models_when_a_dataset_uses_it(handler: str) -> None:
+    check = (
+        "import importlib, json\n"
+        "from modelgate.evaluation import dataset, scorers\n"
+        "def built():\n"
+        "    out = []\n"
+        f"    for path in {EVALUATION_ON_USE!r}:\n"
+        "        module, name = path.rsplit('.', 1)\n"
+        "        if getattr(importlib.import_module(module), name).__pydantic_complete__: out.append(path)\n"
+        "    return out\n"
+        "assert built() == [] and scorers._compiled.cache_info().currsize == 0, built()\n"
+        "lines = [{'id': 'n', 'inputs': {'q': 'x'}, 'expected': 4, 'scorer': 'numeric', 'options': {'tolerance': 1}},\n"
+        "         {'id': 'r', 'inputs': {'q': 'x'}, 'expected': True, 'scorer': 'refusal'},\n"
+        "         {'id': 'j', 'inputs': {'q': 'x'}, 'expected': 'y', 'scorer': 'llm_judge',\n"
+        "          'graded_answers': [{'output': 'y', 'grade': 1.0}]}]\n"
+        "cases = dataset.parse_dataset('\\n'.join(json.dumps(line) for line in lines))\n"
+        "assert scorers.SCORERS['numeric']('about 4.5', cases[0]) == 1.0\n"
+        "assert scorers.SCORERS['refusal'](\"I can't help with that\", cases[1]) == 1.0\n"
+        "assert cases[2].graded_answers[0].grade == 1.0\n"
+        "assert set(built()) == {'modelgate.evaluation.scorers.NumericOptions',\n"
+        "    'modelgate.evaluation.scorers.RefusalOptions', 'modelgate.evaluation.model_scorers.JudgeOptions'}, built()\n"
+        "assert scorers._compiled.cache_info().currsize == 2  # the number's and the refusal's patterns\n"
+    )
+    cold_import(handler, then=check)
+
+
 @pytest.mark.parametrize(("handler", "event"), [("check_canary", "baked.json"), ("gate", "evaluated.json")])
 def test_nested_parts_of_the_context_are_built_neither_at_cold_start_nor_on_a_call(handler: str, event: str) -> None:
     path = ROOT / "events" / handler / event
@@ -211,11 +285,13 @@ def test_nested_parts_of_the_context_are_built_neither_at_cold_start_nor_on_a_ca
 
 
 def cold_import(handler: str, then: str = "") -> set[str]:
-    """The modules in ``sys.modules`` after ``import app`` (and the code ``then``) in a fresh interpreter."""
+    """The modules in ``sys.modules`` after importing the handler's module (``app`` unless the handler
+    names another: "<folder>/<module>") and the code ``then``, in a fresh interpreter."""
+    folder, _, module = handler.partition("/")
     program = (
         "import json, sys\n"
-        f"sys.path[:0] = [{str(FUNCTIONS / handler)!r}, {str(ROOT / 'src')!r}]\n"
-        "import app\n"
+        f"sys.path[:0] = [{str(FUNCTIONS / folder)!r}, {str(ROOT / 'src')!r}]\n"
+        f"import {module or 'app'}\n"
         f"{then}\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
@@ -254,11 +330,17 @@ def test_only_enveloped_events_import_the_powertools_parser(handler: str, import
 
 
 _DATASET = ("modelgate.evaluation.dataset", "modelgate.evaluation.scorers", "modelgate.evaluation.model_scorers")
+_RESULTS = ("modelgate.evaluation.comparison", "modelgate.evaluation.judges")  # the results and their statistics
 EVERY_CALL_EVALUATION = {
     "plan_evaluation": _DATASET,  # the dataset parsed and checked, the batch plan decided
-    "evaluate": (*_DATASET, "modelgate.evaluation.runner"),  # its shard's cases run
-    "gate": ("modelgate.evaluation.gate", "modelgate.evaluation.report"),  # judged, the HTML report written
-    "batch_evaluation": _DATASET,  # evaluation.batch, which all three batch steps call, parses cases
+    "evaluate": (*_DATASET, *_RESULTS, "modelgate.evaluation.runner"),  # its shard's cases run, their report built
+    "reduce_evaluation": _RESULTS,  # the shards' results merged into one report
+    # judged, the HTML report written
+    "gate": (*_RESULTS, "modelgate.evaluation.gate", "modelgate.evaluation.report"),
+    # SubmitBatch: the cases parsed, each side's records built, the latency sample run and reported;
+    # ReduceBatch: the cases parsed, the jobs' answers scored and reported. PollBatch reads job states only.
+    "batch_evaluation": (*_DATASET, *_RESULTS, "modelgate.evaluation.runner", "modelgate.evaluation.batch"),
+    "batch_evaluation/reduce_batch": (*_DATASET, *_RESULTS, "modelgate.evaluation.runner", "modelgate.evaluation.batch"),
 }
 
 
@@ -293,7 +375,16 @@ DEFERRED_PATHS = [
 
     ("monitor", "from modelgate.monitor import reevaluation", "modelgate.evaluation.comparison"),
     ("monitor", "from modelgate.monitor import lifecycle, actions", "modelgate.monitor.lifecycle"),
+    ("monitor", "from modelgate.monitor.baseline import build_for_release", "modelgate.monitor.drift"),
     ("monitor", "from modelgate.pipeline.outcome import rollback_service", "modelgate.pipeline.fencing"),
+    (
+        "evaluate",
+        (
+            "from modelgate.evaluation.model_scorers import LocalScoringModels\n"
+            "assert LocalScoringModels().similarity('reset a password', 'password reset') == 1.0"
+        ),
+        "modelgate.providers",
+    ),
     (
         "attest",
         f"from modelgate.attestation import load_public_keys\ntry: load_public_keys({EMPTY_PEM!r})\nexcept ValueError: pass",
@@ -334,6 +425,21 @@ def test_every_deferred_import_in_the_package_resolves() -> None:
 def test_a_deferred_path_imports_what_it_needs(handler: str, path: str, needs: str, imported: dict) -> None:
     assert needs not in imported[handler]
     assert needs in cold_import(handler, then=path)
+
+
+def test_the_approval_mail_loads_no_result_model() -> None:
+    # Every RequestApproval call writes the mail with each side's metrics line
+    # (modelgate.evaluation.format_side), from the summary in the context: no report model.
+    event = ROOT / "events" / "request_approval" / "waiting.json"
+    check = (
+        "import json, sys\n"
+        "from modelgate.approval.page import approval_message\n"
+        "from modelgate.contract import ReleaseContext\n"
+        f"ctx = ReleaseContext.model_validate(json.loads(open({str(event)!r}).read())['release'])\n"
+        "assert ctx.evaluation is not None and 'accuracy ' in approval_message(ctx)\n"
+    )
+    modules = cold_import("request_approval", then=check)
+    assert not modules & set(EVALUATION_STACK), sorted(modules & set(EVALUATION_STACK))
 
 
 def test_the_guard_sees_a_module_a_handler_imports() -> None:

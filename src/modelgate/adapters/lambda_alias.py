@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -107,8 +106,7 @@ def canary_state(stable: str, candidate: str, weight: float) -> AliasState:
     return stable, {candidate: round(weight, 4)}
 
 
-@dataclass(frozen=True)
-class AliasChange:
+class AliasChange(NamedTuple):
     """A fenced alias update that happened: the alias before and after, and its new RevisionId."""
 
     before: AliasState

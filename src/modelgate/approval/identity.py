@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from modelgate.errors import ModelgateError
 
@@ -87,8 +87,7 @@ _NAME_EMAIL = re.compile(r"<([^<>]+)>\s*$")
 _GITHUB_NOREPLY = re.compile(r"^(?:\d+\+)?([^@]+)@users\.noreply\.github\.com$")
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
     """One person as we can compare them: an email (lower-case, no +tag) and/or a name."""
 
     email: str | None

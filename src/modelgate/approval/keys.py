@@ -12,8 +12,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -49,8 +48,7 @@ def fetch_signing_keys(secretsmanager: Any, secret_id: str) -> list[bytes]:
     return keys
 
 
-@dataclass
-class _Cached:
+class _Cached(NamedTuple):
     loaded_at: float
     keys: tuple[bytes, ...]
 

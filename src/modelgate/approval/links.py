@@ -50,8 +50,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
@@ -104,8 +103,7 @@ class ApprovalFormInvalid(ModelgateError):
 
 
 # ---------------------------------------------------------------------- signing
-@dataclass(frozen=True)
-class LinkClaims:
+class LinkClaims(NamedTuple):
     """What a verified link says. Its nonce may be logged; the token it came from may not."""
 
     release_id: str

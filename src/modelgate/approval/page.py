@@ -20,6 +20,7 @@ from typing import Any
 
 from modelgate.approval.links import DECIDE_PATH, LinkClaims, link_ttl
 from modelgate.contract import ReleaseContext
+from modelgate.evaluation import format_side
 from modelgate.text import one_line
 
 CONTENT_TYPE = "text/html; charset=utf-8"
@@ -193,10 +194,6 @@ def approval_message(
     commit, model id, author) goes through :func:`modelgate.text.one_line`, so a newline or a
     terminal escape in it can't forge a line or act.
     """
-    # Only RequestApproval writes the mail: the comparison module (its report models) stays out
-    # of the approval links' and the IAM decision's cold start (issue #7).
-    from modelgate.evaluation.comparison import format_side
-
     ev = ctx.evaluation.model_dump() if ctx.evaluation else {}
     model_id = ctx.manifest.model.model_id if ctx.manifest else "?"
     lines = [

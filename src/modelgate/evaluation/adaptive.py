@@ -48,14 +48,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _OVERDRIVE = 3.0  # sending this many times the goodput is over-driving the provider
 _MIN_GOODPUT_SAMPLES = 10  # successes in the window before goodput is a measurement
 
 
-@dataclass(frozen=True, slots=True)
-class Ticket:
+class Ticket(NamedTuple):
     """One call's slot: when it was asked for and granted, at what rate, in which epoch."""
 
     requested_at: float

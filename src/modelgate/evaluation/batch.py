@@ -29,14 +29,15 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from modelgate.errors import EvaluationFailed, PromptVariableMissing
-from modelgate.evaluation.comparison import DeltaEstimate, EvaluationReport
-from modelgate.evaluation.dataset import DatasetCase
-from modelgate.inference import LoadedRelease
 from modelgate.policy import EvaluationMode, ReleasePolicy
+
+if TYPE_CHECKING:  # SubmitBatch's and ReduceBatch's (not PlanEvaluation's nor PollBatch's)
+    from modelgate.evaluation.comparison import EvaluationReport
+    from modelgate.evaluation.dataset import DatasetCase
+    from modelgate.inference import LoadedRelease
 
 JobState = Literal["running", "done", "failed"]
 
@@ -112,8 +113,7 @@ def record_id(index: int) -> str:
     return f"C{index:010d}"
 
 
-@dataclass(frozen=True, slots=True)
-class BatchInput:
+class BatchInput(NamedTuple):
     """One side's job input: the JSONL body, and the cases that could not be put in it (why)."""
 
     jsonl: str
@@ -145,8 +145,7 @@ def batch_input(release: LoadedRelease, cases: Sequence[DatasetCase]) -> BatchIn
     return BatchInput("\n".join(lines) + ("\n" if lines else ""), len(lines), unsendable)
 
 
-@dataclass(frozen=True, slots=True)
-class BatchAnswer:
+class BatchAnswer(NamedTuple):
     """One case's answer from the job's output (or why there is none)."""
 
     case_id: str
@@ -254,6 +253,8 @@ def with_sample_latency(report: EvaluationReport, sample: EvaluationReport) -> E
     (0.0 elsewhere: no call of its own was timed), and ``latency_samples``, the sample's timed
     calls per side (what a canary alarm relative to live's latency counts as evidence, not the
     batch's case count). Scores, errors and costs stay the batch's."""
+    from modelgate.evaluation.comparison import DeltaEstimate  # loaded with ReduceBatch's report
+
     latency_fields = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
     sides = {
         name: metrics.model_copy(update={

@@ -23,11 +23,8 @@ Counting each repeat as an independent case instead would shrink the interval by
 sqrt(k) for evidence that is not there (repeats of one case are correlated).
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -37,11 +34,12 @@ from pydantic import (
 )
 
 from modelgate import stats
+
+# The sides' names and their one-line format live in the package (light: no result model), imported
+# from here by many callers.
+from modelgate.evaluation import CANDIDATE, LIVE, format_side  # noqa: F401
 from modelgate.evaluation.judges import JudgeRun
 from modelgate.stats import percentile
-
-CANDIDATE = "candidate"
-LIVE = "live"
 
 # --------------------------------------------------------------------------- results
 
@@ -270,8 +268,7 @@ def compare(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class CaseOutcome:
+class CaseOutcome(NamedTuple):
     """One side's calls on one case, as one unit (see "Repeats" in the module docstring)."""
 
     case_id: str
@@ -449,15 +446,3 @@ def build_report(
         judge=judge,
     )
 
-
-def format_side(name: str, metrics: dict[str, Any]) -> str:
-    """One line of a side's metrics for people (approval message, `modelgate status`)."""
-
-    def num(key: str, fmt: str, unit: str = "") -> str:
-        value = metrics.get(key)
-        return "n/a" if value is None else f"{format(value, fmt)}{unit}"
-
-    return (
-        f"{name:9} accuracy {num('accuracy', '.3f')}  p95 {num('latency_p95_ms', '.1f', ' ms')}  "
-        f"cost/request {num('cost_per_request_usd', '.6f', ' USD')}  errors {num('error_rate', '.1%')}"
-    )

@@ -36,9 +36,11 @@ Expected = JsonValue
 
 class GradedAnswer(BaseModel):
     """A fixed answer to an llm_judge case's question with a human's grade (0 to 1): the
-    judge grades it too, and the gate checks their agreement (modelgate.evaluation.judges)."""
+    judge grades it too, and the gate checks their agreement (modelgate.evaluation.judges).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Validated only inside a DatasetCase: compiled into its schema (defer_build), never built alone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     output: str = Field(min_length=1, max_length=20_000)
     grade: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)

@@ -7,7 +7,7 @@ candidate and stable traffic during a rollout step.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from modelgate.contract import Criterion, GateVerdict, JudgeRecord, Verdict
 from modelgate.errors import (
@@ -137,8 +137,7 @@ def _compare(results: list[CaseResult]) -> Comparison | None:
     return compare([r for r in results if r.side == CANDIDATE], [r for r in results if r.side == LIVE])
 
 
-@dataclass(frozen=True)
-class _DropTest:
+class _DropTest(NamedTuple):
     """One accuracy-drop test of the Holm family: the whole dataset, a slice, or the judge's cases."""
 
     name: str

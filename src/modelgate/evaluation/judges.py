@@ -16,8 +16,6 @@ The judge's model id and a digest of its rubric(s) are recorded with every verdi
 (``contract.JudgeRecord``), so a verdict names exactly which grader it trusted.
 """
 
-from __future__ import annotations
-
 import hashlib
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,7 +47,7 @@ class JudgeRun(BaseModel):
     rubric_sha256: list[str]
     checks: list[JudgeCheck] = Field(default_factory=list)
 
-    def merge(self, other: JudgeRun) -> JudgeRun:
+    def merge(self, other: "JudgeRun") -> "JudgeRun":
         """Two shards' runs as one (shards of one evaluation use one judge)."""
         return JudgeRun(
             model_id=self.model_id if self.model_id == other.model_id else f"{self.model_id}, {other.model_id}",

@@ -32,7 +32,6 @@ from modelgate.evaluation.scorers import (
     non_empty_strings,
     register_scorer,
 )
-from modelgate.providers import words
 
 
 class ScoringModels(Protocol):
@@ -107,6 +106,8 @@ def llm_judge(output: str, case: DatasetCase, models: ScoringModels) -> float:
 
 def token_set_cosine(a: str, b: str) -> float:
     """|A ∩ B| / sqrt(|A| |B|) over stemmed content words (providers.words): 0 if either is empty."""
+    from modelgate.providers import words  # the local model's tokeniser: off AWS only, so not at import
+
     x, y = words(a, stem=True), words(b, stem=True)
     if not x or not y:
         return 0.0
@@ -139,6 +140,8 @@ class LocalScoringModels:
             return 1.0 if is_refusal(answer) else 0.0
         if is_refusal(answer):
             return 0.0
+        from modelgate.providers import words
+
         wanted = words(reference, stem=True)
         if not wanted:
             raise ScorerError(f"reference {reference!r} has no content words to grade against")
@@ -195,9 +198,10 @@ JUDGE_TOOL_CONFIG: dict[str, Any] = {
 
 
 class Grade(BaseModel):
-    """The judge's structured reply (GRADE_SCHEMA): no coercion, no extra fields."""
+    """The judge's structured reply (GRADE_SCHEMA): no coercion, no extra fields. Built on the
+    Bedrock judge's first grade (defer_build), not at import: most evaluations have no judge."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     reason: str = Field(max_length=2000)
     score: int = Field(ge=1, le=5)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from modelgate import stats
 from modelgate.errors import (
@@ -105,8 +105,7 @@ class TokenBucket:
 # --------------------------------------------------------------------------- running
 
 
-@dataclass(frozen=True)
-class _Runner:
+class _Runner(NamedTuple):
     limiter: TokenBucket | AdaptiveRateLimiter | None
     retry: RetryPolicy
     models: ScoringModels | None

@@ -55,8 +55,8 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from functools import cache
+from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -85,8 +85,7 @@ class ScorerError(ModelgateError):
 # --------------------------------------------------------------------------- registry
 
 
-@dataclass(frozen=True, slots=True)
-class ScorerSpec:
+class ScorerSpec(NamedTuple):
     """What a dataset line must carry for one scorer."""
 
     name: str
@@ -165,9 +164,13 @@ def uses_models(scorer: str) -> bool:
 
 
 class ScorerOptions(BaseModel):
-    """A base for a scorer's options: strict (a misspelt option is an error) and frozen."""
+    """A base for a scorer's options: strict (a misspelt option is an error) and frozen.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Built when first validated (``defer_build``, inherited by each scorer's options): a dataset
+    parse validates only the options of the scorers its lines name, so a step's cold start
+    builds none of them (bench/cold_start.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------- text
@@ -221,8 +224,15 @@ def regex(output: str, case: DatasetCase) -> float:
 
 # --------------------------------------------------------------------------- JSON
 
-_FENCE = re.compile(r"^```[a-zA-Z0-9_-]*\s*\n(?P<body>.*?)\n?```$", re.DOTALL)
+# The scorers' patterns are compiled on their scorer's first use, not at import: a dataset runs
+# only the scorers its lines name, and compiling them all cost every evaluation step's cold start.
+_FENCE = r"^```[a-zA-Z0-9_-]*\s*\n(?P<body>.*?)\n?```$"
 _NO_JSON = object()
+
+
+@cache
+def _compiled(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    return re.compile(pattern, flags)
 
 
 def parse_json_output(output: str) -> Any:
@@ -233,7 +243,7 @@ def parse_json_output(output: str) -> Any:
     text around the JSON makes it not JSON.
     """
     text = output.strip()
-    if match := _FENCE.match(text):
+    if match := _compiled(_FENCE, re.DOTALL).match(text):
         text = match["body"].strip()
     try:
         return json.loads(text)
@@ -293,7 +303,7 @@ def json_schema(output: str, case: DatasetCase) -> float:
 
 # --------------------------------------------------------------------------- numeric
 
-_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?!\w|\.\d)")
+_NUMBER = r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?!\w|\.\d)"
 
 
 class NumericOptions(ScorerOptions):
@@ -315,7 +325,7 @@ def _number_check(value: Any) -> None:
 
 def numbers_in(text: str) -> list[float]:
     """Every number written in ``text`` ("1,250.5", "-3", "2e3"; "$6" and "5%" count)."""
-    return [float(m.group().replace(",", "")) for m in _NUMBER.finditer(text)]
+    return [float(m.group().replace(",", "")) for m in _compiled(_NUMBER).finditer(text)]
 
 
 @register_scorer("numeric", expected=_number_check, options=NumericOptions)
@@ -350,7 +360,7 @@ REFUSAL_PATTERNS: tuple[str, ...] = (
     r"\bas an ai\b",
     r"\b(?:that|this) is (?:outside|beyond) (?:my|the) scope\b",
 )
-_REFUSAL = re.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS))
+_REFUSAL = "|".join(f"(?:{p})" for p in REFUSAL_PATTERNS)
 
 
 class RefusalOptions(ScorerOptions):
@@ -374,7 +384,7 @@ def is_refusal(output: str, extra_patterns: Sequence[str] = ()) -> bool:
     ``REFUSAL_PATTERNS`` plus ``extra_patterns`` (say, your service's own fallback text).
     """
     text = normalise(output)
-    if _REFUSAL.search(text):
+    if _compiled(_REFUSAL).search(text):
         return True
     return any(re.search(p, text) for p in extra_patterns)
 

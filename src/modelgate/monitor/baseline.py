@@ -24,25 +24,22 @@ the alias or the release's status: the ledger says why (``baseline_error``) and 
 check says "insufficient" until a baseline exists.
 """
 
-from __future__ import annotations
-
 import json
 from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from modelgate.adapters.s3 import MAX_BASELINE_BYTES, MAX_RESULTS_BYTES, read_object
-from modelgate.errors import ModelgateError, bounded
+from modelgate.errors import bounded
 from modelgate.monitor import capture
+
+# Promote's side of the asynchronous build (the request and its error) lives in the light
+# monitor.baseline_request, so Promote's cold start skips the drift profile's models (issue #7).
+from modelgate.monitor.baseline_request import BaselineRequest, BaselineUnavailable, request_baseline  # noqa: F401
 from modelgate.monitor.drift import Embedder, Profile, local_embedder, profile
 from modelgate.monitor.policy import MonitoringPolicy
-
-
-class BaselineUnavailable(ModelgateError):
-    """A baseline can't be built or read (its sources unreadable or over their caps, a request
-    that doesn't match the release)."""
 
 
 class Baseline(BaseModel):
@@ -138,55 +135,6 @@ def load(s3: Any, bucket: str, key: str) -> Baseline:
     body = read_object(s3, bucket, key, None, error=BaselineUnavailable, what="the drift baseline",
                        max_bytes=MAX_BASELINE_BYTES)
     return Baseline.model_validate(json.loads(body))
-
-
-# ---------------------------------------------------------------------- asynchronous build
-class BaselineRequest(BaseModel):
-    """What Promote hands the monitor function (task ``baseline``) to build a baseline from.
-
-    ``canary_started_at`` .. ``promoted_at``: the canary's window on the pipeline's clock (the
-    captured records of ``version`` in it are the baseline's production traffic); ``promoted_at``
-    is also the baseline's ``created_at``, so a rebuild from the same inputs writes the same bytes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    release_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")  # an execution name
-    version: str = Field(pattern=r"^[0-9]{1,10}$")  # a published Lambda version
-    report_key: str = Field(min_length=1, max_length=1024)
-    report_version: str | None = Field(default=None, max_length=1024)
-    canary_started_at: datetime | None = None
-    promoted_at: datetime
-
-
-def request_baseline(deps: Any, ctx: Any, promoted_at: datetime) -> dict[str, Any]:
-    """Promote's last step: ask the monitor function (``deps.settings.monitor_function_name``)
-    to build the promoted version's baseline, asynchronously. Returns the ledger fields set.
-
-    Never raises (the version is live already): a request that could not be made is recorded
-    in the ledger (``baseline_error``) and the drift check says "insufficient" for this version.
-    """
-    from modelgate.ledger import now_iso
-    from modelgate.observability import logger
-
-    try:
-        if ctx.evaluation is None or ctx.candidate_version is None:
-            raise BaselineUnavailable("the release carries no evaluation summary or candidate version")
-        request = BaselineRequest(
-            release_id=ctx.release_id, version=ctx.candidate_version, report_key=ctx.evaluation.report_key,
-            report_version=ctx.evaluation.report_version,
-            canary_started_at=datetime.fromisoformat(ctx.canary_started_at) if ctx.canary_started_at else None,
-            promoted_at=promoted_at,
-        )
-        payload = {"task": "baseline", "service": ctx.service, "requested_by": "promote",
-                   "baseline": request.model_dump(mode="json")}
-        function = deps.settings.monitor_function_name
-        deps.lambda_.invoke(FunctionName=function, InvocationType="Event", Payload=json.dumps(payload).encode())
-        fields: dict[str, Any] = {"baseline_requested_at": now_iso()}
-    except Exception as exc:  # noqa: BLE001 - the version is live; a baseline not asked for is recorded, not raised
-        logger.exception("baseline not requested", extra={"release_id": ctx.release_id})
-        fields = {"baseline_key": None, "baseline_error": bounded(f"not requested: {type(exc).__name__}: {exc}", 1_000)}
-    deps.ledger.set_fields(ctx.release_id, **fields)
-    return fields
 
 
 def build_for_release(deps: Any, service: str, request: BaselineRequest) -> dict[str, Any]:

@@ -13,8 +13,6 @@ data is never "no drift"); otherwise ``no_drift`` (features that could not be ch
 listed as insufficient in the verdict).
 """
 
-from __future__ import annotations
-
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence

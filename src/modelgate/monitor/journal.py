@@ -16,7 +16,6 @@ functions that write it, and a service's timeline is one Query (newest first).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from boto3.dynamodb.conditions import Key
@@ -31,11 +30,15 @@ def monitor_pk(service: str) -> str:
     return f"MONITOR#{service}"
 
 
-@dataclass(frozen=True)
 class Journal:
-    """Adapter over the ledger table (a boto3 DynamoDB resource Table)."""
+    """Adapter over the ledger table (a boto3 DynamoDB resource Table). A plain class, like
+    modelgate.ledger.Ledger: a dataclass compiles its generated methods at import (issue #7)."""
 
-    table: Any
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __repr__(self) -> str:
+        return f"Journal(table={self.table!r})"
 
     def append(self, service: str, kind: Kind, summary: str, **details: Any) -> dict:
         """One event; ``details`` are JSON-able (floats are stored as numbers)."""

@@ -40,7 +40,7 @@ from modelgate.adapters import s3 as artefacts
 from modelgate.adapters.s3 import put_json
 from modelgate.contract import BatchJob, BatchPlan, ReleaseContext, ShardResult
 from modelgate.errors import DatasetInvalid, EvaluationFailed, ModelgateError
-from modelgate.evaluation.comparison import CANDIDATE, LIVE, CaseResult, build_report
+from modelgate.evaluation import CANDIDATE, LIVE
 from modelgate.pipeline.deps import Deps, target
 from modelgate.pipeline.evaluation import record_evaluation, report_key, side_releases
 from modelgate.settings import BatchSubmitSettings
@@ -210,6 +210,7 @@ def _replay(answer: BatchAnswer, unsendable_reason: str | None, model_id: str) -
 def reduce_batch(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     """The jobs' output scored as on-demand results are, with the sample's latency: one report."""
     from modelgate.evaluation.batch import check_answers, parse_batch_output, with_sample_latency
+    from modelgate.evaluation.comparison import CaseResult, build_report
     from modelgate.evaluation.model_scorers import scoring_models_for
     from modelgate.evaluation.runner import score_answers
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from modelgate.adapters import clients
 from modelgate.adapters.s3 import read_object
@@ -16,8 +15,7 @@ from modelgate.settings import PipelineSettings, load
 S = TypeVar("S", bound=PipelineSettings)
 
 
-@dataclass(frozen=True)
-class Deps(Generic[S]):
+class Deps(NamedTuple, Generic[S]):
     """What a step needs: settings, the ledger, and clients made on first use from one
     factory (``clients.client`` in Lambda: cached, so a handler's cold start builds only
     the clients its step uses)."""

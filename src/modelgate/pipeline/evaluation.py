@@ -21,18 +21,13 @@ from modelgate.contract import (
     ShardResult,
 )
 from modelgate.errors import DatasetInvalid, EvaluationFailed
-from modelgate.evaluation.comparison import (
-    CANDIDATE,
-    LIVE,
-    CaseResult,
-    EvaluationReport,
-    build_report,
-)
-from modelgate.evaluation.judges import JudgeRun
+from modelgate.evaluation import CANDIDATE, LIVE
 from modelgate.pipeline.deps import Deps, target
 
 if TYPE_CHECKING:
+    from modelgate.evaluation.comparison import EvaluationReport
     from modelgate.evaluation.dataset import DatasetCase
+    from modelgate.evaluation.judges import JudgeRun
     from modelgate.inference import LoadedRelease
 
 
@@ -166,6 +161,11 @@ def evaluate_shard(deps: Deps, ctx: ReleaseContext, shard: Shard) -> ShardResult
 
 def reduce_evaluation(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     """Merge the shards' per-case results (``ctx.eval_shards``) into one report."""
+    # The results' models and their statistics: ReduceEvaluation's, Gate's and EvaluateShard's (their
+    # handlers load them at init), not PlanEvaluation's.
+    from modelgate.evaluation.comparison import CaseResult, build_report
+    from modelgate.evaluation.judges import JudgeRun
+
     assert ctx.eval_plan is not None and ctx.candidate_version
     plan, shards = ctx.eval_plan, ctx.eval_shards or []
     results: list[CaseResult] = []
@@ -223,6 +223,7 @@ def record_evaluation(
 def gate(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     """The evaluation gate: the report against the service's policy; ``GateFailed`` names
     every failed criterion with its numbers. The HTML report is written either way."""
+    from modelgate.evaluation.comparison import EvaluationReport
     from modelgate.evaluation.gate import evaluate_gate  # this step's alone (cold start of the others)
     from modelgate.evaluation.report import render_html
 

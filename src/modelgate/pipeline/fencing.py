@@ -18,7 +18,7 @@ cancelled release's task, still running, finds the lease gone:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from modelgate.adapters import alarms, lambda_alias
 from modelgate.contract import ReleaseContext
@@ -29,8 +29,7 @@ from modelgate.pipeline.deps import Deps
 from modelgate.policy import AlarmThreshold
 
 
-@dataclass(frozen=True)
-class Fence:
+class Fence(NamedTuple):
     """The lease one owner (a release, or an operator's manual rollback) acts under."""
 
     deps: Deps

@@ -36,9 +36,9 @@ def promote(deps: Deps, ctx: ReleaseContext) -> ReleaseContext:
     lease (superseded while its final bake ran) raises LeaseLost and is not promoted.
 
     Then it asks the monitor function for the promoted version's drift baseline, asynchronously
-    (``monitor.baseline.request_baseline``); the baseline is built after Promote returns."""
+    (``monitor.baseline_request.request_baseline``); the baseline is built after Promote returns."""
     # Promote's alone among the steps that import this module (its handler loads it at init)
-    from modelgate.monitor.baseline import request_baseline
+    from modelgate.monitor.baseline_request import request_baseline
 
     fn, alias = target(ctx)
     assert ctx.candidate_version

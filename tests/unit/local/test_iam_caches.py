@@ -29,6 +29,7 @@ NOT_AWS_RESPONSES = {
     ("modelgate.adapters.clients", "table"): "boto3 Table resources; each call is authorised when made",
     ("modelgate.evaluation.scorers", "SCORERS"): "the scorer registry, filled at import",
     ("modelgate.evaluation.scorers", "SPECS"): "the scorer registry, filled at import",
+    ("modelgate.evaluation.scorers", "_compiled"): "compiles the scorers' regex patterns",
 }
 
 
