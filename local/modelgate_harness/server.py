@@ -156,6 +156,35 @@ def local_stack_state(state_file: Path, stack: str | None = None) -> dict[str, A
     return stacks[stack]
 
 
+SIGNAL_POLL_SECONDS = 0.2
+
+
+def stop_on_signals() -> list[int]:
+    """SIGINT and SIGTERM ask the server to stop: the list they are appended to (empty until then).
+
+    The handlers only append: ``Event.set`` takes the event's lock, which the main thread may hold
+    at the moment Python runs the handler (in ``Event.wait``), and a second acquire would never
+    return. Off the main thread no handler can be installed, and the list stays empty."""
+    signalled: list[int] = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, _frame: signalled.append(signum))
+    return signalled
+
+
+def wait_for_stop(stop: threading.Event, signalled: list[int]) -> None:
+    """Until ``stop`` is set or a signal arrived, in short waits rather than one.
+
+    A signal sent to the process is delivered to any of its threads, and Python runs the handler
+    in the main thread, the next time that thread runs bytecode ("Python signal handlers are always
+    executed in the main Python thread ... even if the signal was received in another thread",
+    https://docs.python.org/3/library/signal.html). A main thread blocked in one ``Event.wait()``
+    for ever never gets there when the signal went to another thread (a handler's, the traffic's):
+    `modelgate local up` then ignored SIGTERM (seen in a test's teardown)."""
+    while not stop.is_set() and not signalled:
+        stop.wait(SIGNAL_POLL_SECONDS)
+
+
 def serve(
     template_path: Path,
     *,
@@ -176,9 +205,7 @@ def serve(
     from modelgate_harness.traffic import TrafficGenerator
 
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+    signalled = stop_on_signals()
     claim_stack(state_file, stack_name)  # before the deploy: a stack served twice is refused at once
     with sample_stack(template_path, time_factor=time_factor, stack_name=stack_name,
                       **(parameters or {})) as (local, control):
@@ -221,7 +248,7 @@ def serve(
                   f"(time factor {time_factor}); state in {state_file}", flush=True)
             if ready is not None:
                 ready.set()
-            stop.wait()
+            wait_for_stop(stop, signalled)
         finally:
             if traffic is not None:
                 traffic.stop()

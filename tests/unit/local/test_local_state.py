@@ -141,3 +141,46 @@ def test_a_parameter_the_template_does_not_declare_is_refused_before_anything_ru
     err = capsys.readouterr().err
     assert "TemplateParameterUnknown: Parameters: ['RequireStage'] do not exist in" in err and "RequiresStage" in err
     assert not (tmp_path / "local.json").exists()
+
+
+# A process whose SIGTERM is delivered to a thread other than the main one (the kernel may pick any
+# thread of the process): the main thread, waiting for the stop, must still see it.
+_SIGNAL_TO_ANOTHER_THREAD = """
+import signal, sys, threading, time
+from modelgate_harness.server import stop_on_signals, wait_for_stop
+
+stop = threading.Event()
+signalled = stop_on_signals()
+waiting = threading.Event()
+
+def deliver_here():
+    waiting.wait()
+    time.sleep(0.5)  # the main thread blocked in its wait (whether it is yet or not, it must see the signal)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # to this thread, not the main one
+    time.sleep(3600)
+
+threading.Thread(target=deliver_here, daemon=True).start()
+waiting.set()
+wait_for_stop(stop, signalled)
+print("stopped by", signalled)
+"""
+
+
+def test_the_server_stops_on_sigterm_delivered_to_another_thread() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root / "local")])}
+    # When SIGTERM reaches the waiting process through another of its threads
+    try:  # a hang guard, no speed limit: before the fix the process waited for ever
+        done = subprocess.run([sys.executable, "-c", _SIGNAL_TO_ANOTHER_THREAD], env=env, capture_output=True,
+                              text=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the SIGTERM delivered to another thread never stopped the wait")
+    # Then the wait ended, on that signal
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"stopped by [{int(signal.SIGTERM)}]"
