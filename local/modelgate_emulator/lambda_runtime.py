@@ -941,9 +941,10 @@ def _load_handler(code_dir: Path, handler: str, module_name: str) -> tuple[Modul
             "Runtime.ImportModuleError", f"Unable to import module '{module_path}': {exc}", _stack(exc)
         ) from exc
     finally:
-        first = sys.path.index(str(code_dir)) if str(code_dir) in sys.path else None
-        if first is not None:
-            _set_sys_path(sys.path[:first] + sys.path[first + 1:])
+        path = list(sys.path)
+        with contextlib.suppress(ValueError):
+            path.remove(str(code_dir))
+        _set_sys_path(path)
         root = code_dir.resolve()
         for name in set(sys.modules) - before - {module_name}:
             file = getattr(sys.modules.get(name), "__file__", None)
