@@ -20,6 +20,7 @@ from typing import Any
 from modelgate_harness.control import Control, update_policy
 from modelgate_harness.polling import wait_until
 
+from modelgate.chain import LedgerChain
 from modelgate.errors import ManifestInvalid
 from modelgate.ledger import FINAL_STATUSES
 from modelgate.manifest import MAX_PROMPT_BYTES, parse_release_key, refused_release_id, release_id_for
@@ -222,6 +223,12 @@ def run(control: Control, case: Case, timeout: float = 300) -> Outcome:
             if not record or record.get("status") not in FINAL_STATUSES:
                 return None
             if not record.get("execution_arn"):
+                # refused at intake: its final record is written before the intake chains it (so a
+                # crash between the two is finished by the event's redelivery); the intake's
+                # invocation has ended when the service's chain holds it
+                service = record.get("service")
+                if service and LedgerChain(ledger.table).recorded(service, "release", release_id) is None:
+                    return None
                 return record, None
             execution = sfn.describe_execution(executionArn=record["execution_arn"])
             return (record, execution) if execution["status"] != "RUNNING" else None
