@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Protocol
 
+from modelgate_emulator import thread_start
+
 _MIN_REAL_WAIT = 0.002  # real seconds: the shortest re-check of a wait whose deadline is ahead
 
 
@@ -222,17 +224,15 @@ class _Participant:
 
 _running_lock = threading.Lock()
 _running: list[JumpingClock] = []
-_original_start = threading.Thread.start
 
 
-def _start_enrolled(thread: threading.Thread) -> None:
-    """``threading.Thread.start`` while a :class:`JumpingClock` runs: a thread started by a
+def _enrol_started(thread: threading.Thread) -> Callable[[], None] | None:
+    """A :mod:`thread_start` hook while a :class:`JumpingClock` runs: a thread started by a
     participant is a participant (enrolled before it starts, so the clock never sees a gap)."""
     parent = threading.current_thread()
     clocks = [clock for clock in list(_running) if clock._enrolled(parent)]
     if not clocks:
-        _original_start(thread)
-        return
+        return None
     for clock in clocks:
         clock._enrol(thread)
     run = thread.run
@@ -245,19 +245,19 @@ def _start_enrolled(thread: threading.Thread) -> None:
                 clock._leave(thread)
 
     thread.run = run_enrolled  # type: ignore[method-assign]
-    try:
-        _original_start(thread)
-    except BaseException:
+
+    def not_started() -> None:
         for clock in clocks:
             clock._leave(thread)
-        raise
+
+    return not_started
 
 
 class JumpingClock(LoadSafeClock):
     """A :class:`LoadSafeClock` that jumps to the next deadline when every participant waits.
 
     Participants are threads: the one that calls :meth:`running` and, while it runs, every
-    thread a participant starts (``threading.Thread.start`` enrols it before it starts; it
+    thread a participant starts (a :mod:`thread_start` hook enrols it before it starts; it
     leaves when its ``run`` returns), plus any thread inside :meth:`participant`. A
     participant counts as *active* unless it is
 
@@ -295,7 +295,7 @@ class JumpingClock(LoadSafeClock):
             self._live = True
         with _running_lock:
             if not _running:
-                threading.Thread.start = _start_enrolled  # type: ignore[method-assign]
+                thread_start.add_hook(_enrol_started)
             _running.append(self)
         try:
             with self.participant():
@@ -304,7 +304,7 @@ class JumpingClock(LoadSafeClock):
             with _running_lock:
                 _running.remove(self)
                 if not _running:
-                    threading.Thread.start = _original_start  # type: ignore[method-assign]
+                    thread_start.remove_hook(_enrol_started)
             with self._lock:
                 self._live = False
                 self._participants.clear()

@@ -12,7 +12,7 @@ How:
   asyncio task, and nested invocations (a handler invoking another function) restore
   the caller's overlay on return;
 - a new thread does not inherit context variables before Python 3.14, so
-  :func:`install` also patches ``threading.Thread.start``: a thread started while an
+  :func:`install` also hooks ``threading.Thread.start`` (:mod:`thread_start`): a thread started while an
   overlay is active runs inside a copy of its creator's context. This covers
   ``ThreadPoolExecutor`` inside handlers (its workers are created on ``submit`` by the
   submitting thread). It is the behaviour Python 3.14 offers as ``thread_inherit_context``.
@@ -35,6 +35,8 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+
+from modelgate_emulator import thread_start
 
 # Overlay of the current invocation: key -> value, or None for "deleted in this sandbox".
 _OVERLAY: contextvars.ContextVar[dict[str, str | None] | None] = contextvars.ContextVar(
@@ -170,38 +172,35 @@ def inherit_in_threads(var: contextvars.ContextVar[Any]) -> None:
 _lock = threading.Lock()
 _installed = 0
 _original_environ: Any = None
-_original_thread_start: Any = None
 
 
-def _inheriting_start(self: threading.Thread) -> None:
-    """Thread.start that runs the thread in a copy of its creator's context when the
-    creator is inside a Lambda invocation or has an inherited variable set (see the
-    module docstring)."""
+def _inherit_context(thread: threading.Thread) -> None:
+    """A thread started when its creator is inside a Lambda invocation or has an inherited
+    variable set runs in a copy of its creator's context (see the module docstring); a
+    :mod:`thread_start` hook."""
     inherit = _OVERLAY.get() is not None or any(var.get() is not None for var in _INHERITED)
-    if inherit and not getattr(self, "_modelgate_context", None):
+    if inherit and not getattr(thread, "_modelgate_context", None):
         context = contextvars.copy_context()
-        run = self.run
-        self._modelgate_context = context  # type: ignore[attr-defined]
-        self.run = lambda: context.run(run)  # type: ignore[method-assign]
-    _original_thread_start(self)
+        run = thread.run
+        thread._modelgate_context = context  # type: ignore[attr-defined]
+        thread.run = lambda: context.run(run)  # type: ignore[method-assign]
 
 
 def install() -> None:
     """Replace ``os.environ`` and patch ``Thread.start`` (reference counted, idempotent)."""
-    global _installed, _original_environ, _original_thread_start
+    global _installed, _original_environ
     with _lock:
         _installed += 1
         if _installed > 1:
             return
         _original_environ = os.environ
         os.environ = OverlayEnviron(_original_environ)  # also what os.getenv reads
-        _original_thread_start = threading.Thread.start
-        threading.Thread.start = _inheriting_start  # type: ignore[method-assign]
+        thread_start.add_hook(_inherit_context)
 
 
 def uninstall() -> None:
     """Undo :func:`install` once every installer has called this."""
-    global _installed, _original_environ, _original_thread_start
+    global _installed, _original_environ
     with _lock:
         if _installed == 0:
             return
@@ -209,9 +208,8 @@ def uninstall() -> None:
         if _installed:
             return
         os.environ = _original_environ
-        threading.Thread.start = _original_thread_start  # type: ignore[method-assign]
+        thread_start.remove_hook(_inherit_context)
         _original_environ = None
-        _original_thread_start = None
 
 
 def is_installed() -> bool:

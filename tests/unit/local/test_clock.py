@@ -253,3 +253,43 @@ def test_without_participants_a_jumping_clock_flows_like_a_load_safe_clock() -> 
 def test_a_jumping_clock_refuses_a_bad_poll_interval() -> None:
     with pytest.raises(ValueError, match="poll_seconds"):
         JumpingClock(0.01, poll_seconds=0)
+
+
+def test_a_thread_started_under_a_running_jumping_clock_keeps_its_creators_context_in_either_order() -> None:
+    # Given a context variable threads inherit (as the IAM principal is) and the process
+    # environment's overlay, installed before or after a jumping clock starts running
+    import contextvars
+
+    from modelgate_emulator import environ
+
+    principal: contextvars.ContextVar[str | None] = contextvars.ContextVar("test_principal", default=None)
+    environ.inherit_in_threads(principal)
+    original_start = threading.Thread.start
+    for environ_first in (True, False):
+        clock = JumpingClock(math.inf, origin=T0)
+        if environ_first:
+            environ.install()
+        with clock.running():
+            if not environ_first:
+                environ.install()
+            try:
+                # When a participant holding the principal starts a thread
+                seen: list[tuple[str | None, dict[str, str]]] = []
+                token = principal.set("state-machine-role")
+                try:
+                    thread = threading.Thread(target=lambda: seen.append((principal.get(), clock.participants())),
+                                              name="child")
+                    thread.start()
+                finally:
+                    principal.reset(token)
+                join(thread)
+            finally:
+                if not environ_first:
+                    environ.uninstall()
+        if environ_first:
+            environ.uninstall()
+        # Then the thread ran as its creator's principal and as a participant of the clock
+        assert seen and seen[0][0] == "state-machine-role", (environ_first, seen)
+        assert seen[0][1].get("child") == "active", (environ_first, seen)
+        # And with both undone, in either order, Thread.start is Python's own again
+        assert threading.Thread.start is original_start
