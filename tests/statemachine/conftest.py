@@ -2,11 +2,14 @@
 
 Each test gets a fresh stack (deploying takes well under a second). Waits, bakes and
 timeouts are scaled by TIME_FACTOR, never skipped: a 900 s bake lasts 1.8 s here.
-MODELGATE_JUMPING_CLOCK=1 runs them on a clock that jumps over waits when everything waits
-(``LocalAWS(jump_when_idle=True)``; the tests wait through ``wait_until`` and the driver,
-so a test acting on "Baking" sees it before the bake is jumped over). Off by default: with
-it, live traffic gets its full nominal rate on a loaded machine, and a few waits in the
-tests (60 s for "the watch") are then too short there.
+They run on a clock that jumps over waits when everything waits (``LocalAWS(jump_when_idle=True)``:
+modelgate_emulator.clock.JumpingClock); the tests wait through ``wait_until`` and the driver,
+so a test acting on "Baking" sees it before the bake is jumped over. Nominal time then costs
+no real time where nothing runs, and the work a release does is the same on a loaded machine
+as on an idle one (live traffic gets its full nominal rate: the clock never jumps past a
+request that is due). Waits on real time are hang guards only (HANG_GUARD_SECONDS).
+MODELGATE_JUMPING_CLOCK=0 runs them on the load-safe clock alone (nominal time flows at
+TIME_FACTOR, and stands still while handlers run), as `modelgate local up` and the demo do.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ TIME_FACTOR = 0.002
 # Weighted aliases route at random as on AWS; a seed makes a failing run repeatable.
 ROUTING_SEED = 20261130
 HANG_GUARD_SECONDS = 900
-JUMP_WHEN_IDLE = os.environ.get("MODELGATE_JUMPING_CLOCK") == "1"
+JUMP_WHEN_IDLE = os.environ.get("MODELGATE_JUMPING_CLOCK", "1") != "0"
 SERVICE = "support-bot"
 
 

@@ -21,6 +21,7 @@ import pytest
 from conftest import (
     EXAMPLES,
     HANG_GUARD_SECONDS,
+    JUMP_WHEN_IDLE,
     ROOT,
     ROUTING_SEED,
     SERVICE,
@@ -59,7 +60,7 @@ def states(control, run) -> list[str]:
 def stack(tmp_path_factory):
     """The stack, its dataset 120 cases, v2 released through batch with live traffic (with the
     set-up releases' shorter bakes: the evaluation, not the canary, is this module's subject)."""
-    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED,
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED, jump_when_idle=JUMP_WHEN_IDLE,
                       run_schedules=False) as (local, control):
         path = tmp_path_factory.mktemp("batch") / "dataset.jsonl"
         path.write_text(dataset_text())

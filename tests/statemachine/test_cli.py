@@ -7,10 +7,11 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import HANG_GUARD_SECONDS
+from conftest import HANG_GUARD_SECONDS, JUMP_WHEN_IDLE
 from modelgate_emulator import LocalAWS
 from modelgate_harness import cli
 from modelgate_harness.control import Control, put_dataset
+from modelgate_harness.driver import INTERNAL_CALLBACKS
 
 from modelgate.adapters import clients as aws
 
@@ -23,7 +24,8 @@ def _module_stack():
     """One stack for the module's tests (each submits its own commits and leaves no release
     running); its scheduled checks off, as the release tests' (nothing here is about them)."""
     with LocalAWS(ROOT / "template.yaml", parameters={"ModelProvider": "local", "LogLevel": "WARNING"},
-                  time_factor=0.002, run_schedules=False) as local:
+                  time_factor=0.002, run_schedules=False, jump_when_idle=JUMP_WHEN_IDLE,
+                  internal_callbacks=INTERNAL_CALLBACKS) as local:
         # each command runs as its principal (submit: ci, approve/reject: approver, status: operator)
         control = Control(local.stack_name, local.stack.outputs, aws.client, boto3.resource, act_as=local.acting_as,
                           call_url=local.call_function_url)

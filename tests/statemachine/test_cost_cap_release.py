@@ -13,6 +13,7 @@ import pytest
 from conftest import (
     EXAMPLES,
     HANG_GUARD_SECONDS,
+    JUMP_WHEN_IDLE,
     ROOT,
     ROUTING_SEED,
     SERVICE,
@@ -31,7 +32,7 @@ from modelgate.adapters.lambda_alias import alias_state
 def stack():
     """One stack, its live alias serving v2, released under a cap of one dollar (with the
     set-up releases' shorter bakes: the cap, not the canary, is this module's subject)."""
-    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED,
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED, jump_when_idle=JUMP_WHEN_IDLE,
                       run_schedules=False) as (local, control):
         update_policy(control, SERVICE, approval="auto", min_canary_invocations=3, max_cost_usd=1.0,
                       bake_seconds=SETUP_BAKE_SECONDS, post_promotion_watch_seconds=SETUP_BAKE_SECONDS)

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import SETUP_BAKE_SECONDS
+from conftest import JUMP_WHEN_IDLE, SETUP_BAKE_SECONDS
 from modelgate_harness.control import update_policy
 from modelgate_harness.driver import ReleaseDriver, sample_stack
 from modelgate_harness.polling import wait_until
@@ -34,7 +34,8 @@ SHIFTED = [
 
 @pytest.fixture(scope="module")
 def promoted():
-    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=7, run_schedules=True) as (local, control):
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=7, jump_when_idle=JUMP_WHEN_IDLE,
+                      run_schedules=True) as (local, control):
         # (set-up bakes, as conftest's set-up promotions: 300 nominal s per step, not 900)
         update_policy(control, SERVICE, approval="auto", min_canary_invocations=3, bake_seconds=SETUP_BAKE_SECONDS,
                       post_promotion_watch_seconds=SETUP_BAKE_SECONDS)

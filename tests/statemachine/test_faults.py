@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HANG_GUARD_SECONDS
+from conftest import HANG_GUARD_SECONDS, JUMP_WHEN_IDLE
 from modelgate_emulator import Fault, LocalAWS
 from modelgate_emulator.stepfunctions import execution_history
 from modelgate_harness.control import Control, update_policy
@@ -107,7 +107,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack():
-    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=SEED,
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=SEED, jump_when_idle=JUMP_WHEN_IDLE,
                       run_schedules=False) as (local, control):
         yield Stack(local, control, ReleaseDriver(control, timeout=900), local.stack.outputs["SampleServiceFunctionName"])
 

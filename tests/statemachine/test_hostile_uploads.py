@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SETUP_BAKE_SECONDS
+from conftest import JUMP_WHEN_IDLE, SETUP_BAKE_SECONDS
 from hostile_corpus import CORPUS, EXAMPLES, ROOT, SERVICE, Case, run
 from modelgate_harness.control import update_policy
 from modelgate_harness.driver import ReleaseDriver, sample_stack
@@ -30,7 +30,7 @@ HANG_GUARD_SECONDS = 900  # a hang guard, no speed limit
 @pytest.fixture(scope="module")
 def stack():
     """One stack for the corpus, its live alias serving v2 (released and promoted first)."""
-    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED,
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED, jump_when_idle=JUMP_WHEN_IDLE,
                       run_schedules=False) as (local, control):
         # (set-up bakes, as conftest's set-up promotions: 300 nominal s per step, not 900)
         update_policy(control, SERVICE, approval="auto", min_canary_invocations=3, bake_seconds=SETUP_BAKE_SECONDS,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SETUP_BAKE_SECONDS
+from conftest import JUMP_WHEN_IDLE, SETUP_BAKE_SECONDS
 from hostile_corpus import EXAMPLES, ROOT, SERVICE
 from modelgate_harness.control import format_release, update_policy
 from modelgate_harness.driver import ReleaseDriver, sample_stack
@@ -21,7 +21,7 @@ HANG_GUARD_SECONDS = 900  # a hang guard, no speed limit
 @pytest.fixture(scope="module")
 def registry():
     """One stack whose support-bot policy mirrors releases into <stack>-support-bot; v2 promoted, then v4 (passes the gate) rejected."""
-    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED,
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED, jump_when_idle=JUMP_WHEN_IDLE,
                       run_schedules=False) as (local, control):
         group = f"{local.stack_name}-{SERVICE}"
         # (set-up bakes, as conftest's set-up promotions: 300 nominal s per step, not 900)

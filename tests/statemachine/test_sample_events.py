@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cfn_flip import load_yaml
-from conftest import HANG_GUARD_SECONDS
+from conftest import HANG_GUARD_SECONDS, JUMP_WHEN_IDLE
 from modelgate_harness.control import Control
 from modelgate_harness.driver import sample_stack
 from modelgate_harness.polling import wait_until
@@ -159,7 +159,8 @@ class World:
 def world():
     """A fresh stack for each sample (the sample service's dataset uploaded): no sample sees
     what another one did. Nothing starts a release on its own: each sample is what runs."""
-    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED) as (local, control):
+    with sample_stack(ROOT / "template.yaml", time_factor=TIME_FACTOR, seed=ROUTING_SEED,
+                      jump_when_idle=JUMP_WHEN_IDLE) as (local, control):
         w = World(local, control)
         s3 = control.client("s3")
         dataset_key = "datasets/support-bot/dataset.jsonl"

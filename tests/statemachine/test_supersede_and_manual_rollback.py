@@ -35,7 +35,7 @@ def test_a_newer_artefact_supersedes_the_release_in_its_canary(shared_live_v2):
     assert newer.release_id in record["reason"]
     sfn = pipeline.control.client("stepfunctions")
     wait_until(lambda: sfn.describe_execution(executionArn=older.execution_arn)["status"] == "ABORTED",
-               30, "the older execution to stop")
+               HANG_GUARD_SECONDS, "the older execution to stop")
     assert pipeline.live() == (live_before, {})  # its canary traffic went back to live
     assert not [a for a in pipeline.alarms() if older.release_id in a]
     assert ledger.lock_holder("support-bot") == newer.release_id
