@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modelgate import clock, inference, providers, service_metrics, settings
+from modelgate import clock, inference, providers, refusal, service_metrics, settings
 from modelgate.adapters import clients as aws
 from modelgate.observability import logger
 from modelgate.settings import InferenceSettings
@@ -26,6 +26,7 @@ from modelgate.settings import InferenceSettings
 CODE_ROOT = Path(__file__).resolve().parent  # the function's code (MODEL_BOOTSTRAP is a folder in it)
 MANAGED_FUNCTION_INFIX = "-svc-"  # modelgate.policy.MANAGED_FUNCTION_INFIX (not imported: cold start)
 _capture: Any = None  # (PolicyCache, CaptureBuffer) once a registration names a monitoring policy
+refusal.compiled()  # every served request's answer is checked (the Refusals metric): at init, not on the first
 
 
 @logger.inject_lambda_context(log_event=False)  # requests may carry customer text
@@ -69,24 +70,22 @@ def _observe(
         except Exception:  # noqa: BLE001 - a policy read that fails costs the capture, not the metrics
             logger.exception("monitoring policy not read: no capture or schema metric for this request")
             monitoring = None
-        refusal = schema_valid = None
+        refused = schema_valid = None
         if response is not None:
-            from modelgate.evaluation.scorers import is_refusal
-
-            refusal = is_refusal(str(response.get("output") or ""))
+            refused = refusal.is_refusal(str(response.get("output") or ""))
             if monitoring is not None and monitoring.output_schema is not None:
                 schema_valid = service_metrics.schema_valid(str(response.get("output") or ""), monitoring.output_schema)
         now = clock.now()
         service_metrics.emit(service_metrics.request_document(
             service=service, version=version, when=now, latency_ms=latency_ms, failed=response is None,
-            response=response, refusal=refusal, schema_valid=schema_valid,
+            response=response, refusal=refused, schema_valid=schema_valid,
         ))
         if monitoring is not None and config is not None and _capture[1].sampled(monitoring.capture):
             from modelgate.monitor.capture import build_record
 
             record = build_record(
                 monitoring.capture, service=service, version=version, when=now, event=event, response=response,
-                latency_ms=latency_ms, refusal=refusal, schema_valid=schema_valid, error=error,
+                latency_ms=latency_ms, refusal=refused, schema_valid=schema_valid, error=error,
             )
             _capture[1].add(monitoring.capture, record, aws.client("s3"), config.bucket, now)
     except Exception:  # noqa: BLE001 - observability must never fail or hide the request's own outcome

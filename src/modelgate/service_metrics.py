@@ -23,7 +23,7 @@ Latency            Milliseconds  1 s         the handler's time for this request
 InputTokens        Count         60 s        model input tokens
 OutputTokens       Count         60 s        model output tokens
 Cost               None          60 s        USD (pricing.py)
-Refusals           Count         60 s        1 when the answer declines (scorers.is_refusal)
+Refusals           Count         60 s        1 when the answer declines (refusal.is_refusal)
 OutputLength       Count         60 s        characters of the answer
 SchemaValid        Count         60 s        1/0: the answer is JSON valid against the
                                              service's declared output schema (only then)

@@ -231,6 +231,7 @@ EVALUATION_ON_USE = (
 def test_the_evaluation_steps_build_a_scorers_models_when_a_dataset_uses_it(handler: str) -> None:
     check = (
         "import importlib, json\n"
+        "from modelgate import refusal\n"
         "from modelgate.evaluation import dataset, scorers\n"
         "def built():\n"
         "    out = []\n"
@@ -239,6 +240,7 @@ def test_the_evaluation_steps_build_a_scorers_models_when_a_dataset_uses_it(hand
         "        if getattr(importlib.import_module(module), name).__pydantic_complete__: out.append(path)\n"
         "    return out\n"
         "assert built() == [] and scorers._compiled.cache_info().currsize == 0, built()\n"
+        "assert refusal.compiled.cache_info().currsize == 0\n"
         "lines = [{'id': 'n', 'inputs': {'q': 'x'}, 'expected': 4, 'scorer': 'numeric', 'options': {'tolerance': 1}},\n"
         "         {'id': 'r', 'inputs': {'q': 'x'}, 'expected': True, 'scorer': 'refusal'},\n"
         "         {'id': 'j', 'inputs': {'q': 'x'}, 'expected': 'y', 'scorer': 'llm_judge',\n"
@@ -249,7 +251,8 @@ def test_the_evaluation_steps_build_a_scorers_models_when_a_dataset_uses_it(hand
         "assert cases[2].graded_answers[0].grade == 1.0\n"
         "assert set(built()) == {'modelgate.evaluation.scorers.NumericOptions',\n"
         "    'modelgate.evaluation.scorers.RefusalOptions', 'modelgate.evaluation.model_scorers.JudgeOptions'}, built()\n"
-        "assert scorers._compiled.cache_info().currsize == 2  # the number's and the refusal's patterns\n"
+        "assert scorers._compiled.cache_info().currsize == 1  # the number's pattern\n"
+        "assert refusal.compiled.cache_info().currsize == 1  # and the refusal's\n"
     )
     cold_import(handler, then=check)
 
@@ -313,6 +316,21 @@ def imported() -> dict[str, set[str]]:
 def test_no_handler_imports_what_it_does_not_use(handler: str, imported: dict[str, set[str]]) -> None:
     heavy = sorted(m for m in imported[handler] if m.startswith(NO_HANDLER_IMPORTS))
     assert heavy == [], f"functions/{handler} imports {heavy} at cold start"
+
+
+def test_the_inference_function_loads_at_init_what_every_request_runs(imported: dict[str, set[str]]) -> None:
+    # Every served request's answer is checked for a refusal (the Refusals metric): the check is
+    # loaded and its patterns compiled at init, and the request path imports nothing of the
+    # evaluation stack (it used to import evaluation.scorers, all the scorers' models, on the
+    # first request: a cold start the bench did not see)
+    assert "modelgate.refusal" in imported["inference"]
+    assert not [m for m in imported["inference"] if m.startswith("modelgate.evaluation")]
+    tree = ast.parse((FUNCTIONS / "inference" / "app.py").read_text())
+    deferred = [node.module for func in ast.walk(tree) if isinstance(func, ast.FunctionDef)
+                for node in ast.walk(func) if isinstance(node, ast.ImportFrom)]
+    assert not [m for m in deferred if (m or "").startswith("modelgate.evaluation")], deferred
+    # (the patterns were compiled by the import: the program fails otherwise)
+    cold_import("inference", then="from modelgate import refusal\nassert refusal.compiled.cache_info().currsize == 1")
 
 
 # Powertools' parser package (beyond pydantic: pydantic.networks, importlib.metadata, the

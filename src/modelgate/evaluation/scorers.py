@@ -54,13 +54,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import cache
 from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelgate.errors import ModelgateError, validation_problems
+from modelgate.refusal import REFUSAL_PATTERNS, is_refusal, normalise  # noqa: F401 - re-exported
 
 
 class DatasetCase(Protocol):
@@ -174,11 +175,6 @@ class ScorerOptions(BaseModel):
 
 
 # --------------------------------------------------------------------------- text
-
-
-def normalise(text: str) -> str:
-    """Case-folded, whitespace-collapsed text: formatting isn't what we measure."""
-    return " ".join(text.casefold().replace("\u2019", "'").split())
 
 
 def non_empty_strings(name: str) -> ExpectedCheck:
@@ -348,19 +344,6 @@ def numeric(output: str, case: DatasetCase) -> float:
 
 # --------------------------------------------------------------------------- refusal
 
-REFUSAL_PATTERNS: tuple[str, ...] = (
-    r"\bi (?:really )?(?:don't|do not) know\b",
-    r"\bi(?: can't| cannot| can not| won't| will not| am unable to|'m unable to"
-    r"| am not able to|'m not able to) (?:help|assist|answer|provide|share|do that|comply"
-    r"|discuss)",
-    r"\bi can only (?:help|answer|assist)",
-    r"\bi(?:'m| am) (?:sorry|afraid),? (?:but )?i (?:can't|cannot|can not|won't|am unable)",
-    r"\bi must (?:decline|refuse)\b",
-    r"\bi(?:'m| am) not (?:allowed|permitted|able) to\b",
-    r"\bas an ai\b",
-    r"\b(?:that|this) is (?:outside|beyond) (?:my|the) scope\b",
-)
-_REFUSAL = "|".join(f"(?:{p})" for p in REFUSAL_PATTERNS)
 
 
 class RefusalOptions(ScorerOptions):
@@ -375,18 +358,6 @@ class RefusalOptions(ScorerOptions):
             except re.error as exc:
                 raise ValueError(f"pattern {pattern!r} is not a valid regex: {exc}") from None
         return patterns
-
-
-def is_refusal(output: str, extra_patterns: Sequence[str] = ()) -> bool:
-    """Whether ``output`` declines to answer ("I don't know", "I can't help with ...").
-
-    Matched on normalised text (case-folded, curly apostrophes straightened) against
-    ``REFUSAL_PATTERNS`` plus ``extra_patterns`` (say, your service's own fallback text).
-    """
-    text = normalise(output)
-    if _compiled(_REFUSAL).search(text):
-        return True
-    return any(re.search(p, text) for p in extra_patterns)
 
 
 @register_scorer("refusal", expected=bool, options=RefusalOptions)

@@ -60,7 +60,7 @@ def baseline_key(service: str, release_id: str) -> str:
 
 def evaluation_records(report: dict[str, Any], side: str = "candidate") -> list[dict[str, Any]]:
     """The evaluation report's calls of one side, as capture records (no latency: see above)."""
-    from modelgate.evaluation.scorers import is_refusal
+    from modelgate.refusal import is_refusal
 
     records = []
     for r in report.get("results", []):
