@@ -30,6 +30,7 @@ NOT_AWS_RESPONSES = {
     ("modelgate.evaluation.scorers", "SCORERS"): "the scorer registry, filled at import",
     ("modelgate.evaluation.scorers", "SPECS"): "the scorer registry, filled at import",
     ("modelgate.evaluation.scorers", "_compiled"): "compiles the scorers' regex patterns",
+    ("modelgate.refusal", "compiled"): "compiles the refusal patterns (constants)",
 }
 
 
