@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import mimetypes
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -83,7 +84,17 @@ class Control:
         return Settings.model_validate(values)
 
     def ledger(self) -> Ledger:
-        return Ledger(self.resource("dynamodb").Table(self.outputs["LedgerTableName"]))
+        """The stack's ledger. Its DynamoDB ``Table`` resource is built once per thread (boto3's
+        resources are not thread-safe) and kept: building one costs a session and a client
+        (~20 ms), and a watcher (`status`, the tests' waits) reads the ledger on every poll.
+        Calls are authorised when made, as the acting principal, so one resource serves all."""
+        local = self.__dict__.get("_per_thread")
+        if local is None:  # (a frozen dataclass: kept beside the fields, never compared or copied)
+            local = self.__dict__.setdefault("_per_thread", threading.local())
+        table = getattr(local, "ledger_table", None)
+        if table is None:
+            table = local.ledger_table = self.resource("dynamodb").Table(self.outputs["LedgerTableName"])
+        return Ledger(table)
 
     def deps(self) -> deps.Deps:
         return deps.Deps(self.settings(), self.client, self.ledger())
