@@ -48,6 +48,7 @@ EVALUATION_STACK = (
     "modelgate.evaluation.dataset",
     "modelgate.evaluation.scorers",
     "modelgate.evaluation.model_scorers",
+    "modelgate.evaluation.results",
     "modelgate.evaluation.comparison",
     "modelgate.evaluation.judges",
     "modelgate.evaluation.runner",
@@ -113,7 +114,8 @@ DEFERRED = {
 # already objects. The modules whose models every pipeline handler builds at import stay so.
 MODEL_MODULES = (
     "canary_judge.py",
-    "evaluation/comparison.py",  # the evaluation steps' results (EvaluateShard, ReduceEvaluation, Gate)
+    "evaluation/results.py",  # the evaluation steps' results (EvaluateShard, SubmitBatch, the reduces, Gate)
+    "evaluation/comparison.py",  # the report's models (ReduceEvaluation, ReduceBatch, Gate)
     "evaluation/judges.py",
     "chain.py",
     "contract.py",
@@ -330,16 +332,20 @@ def test_only_enveloped_events_import_the_powertools_parser(handler: str, import
 
 
 _DATASET = ("modelgate.evaluation.dataset", "modelgate.evaluation.scorers", "modelgate.evaluation.model_scorers")
-_RESULTS = ("modelgate.evaluation.comparison", "modelgate.evaluation.judges")  # the results and their statistics
+# One call's result and the judge's checks (what EvaluateShard and SubmitBatch record), and the report
+# with its statistics over them (what the reduce steps build and Gate reads).
+_CASE_RESULTS = ("modelgate.evaluation.results", "modelgate.evaluation.judges")
+_RESULTS = (*_CASE_RESULTS, "modelgate.evaluation.comparison")
 EVERY_CALL_EVALUATION = {
     "plan_evaluation": _DATASET,  # the dataset parsed and checked, the batch plan decided
-    "evaluate": (*_DATASET, *_RESULTS, "modelgate.evaluation.runner"),  # its shard's cases run, their report built
+    # its shard's cases run and their results recorded (ReduceEvaluation builds the one report)
+    "evaluate": (*_DATASET, *_CASE_RESULTS, "modelgate.evaluation.runner"),
     "reduce_evaluation": _RESULTS,  # the shards' results merged into one report
     # judged, the HTML report written
     "gate": (*_RESULTS, "modelgate.evaluation.gate", "modelgate.evaluation.report"),
-    # SubmitBatch: the cases parsed, each side's records built, the latency sample run and reported;
+    # SubmitBatch: the cases parsed, each side's records built, the latency sample run (its results only);
     # ReduceBatch: the cases parsed, the jobs' answers scored and reported. PollBatch reads job states only.
-    "batch_evaluation": (*_DATASET, *_RESULTS, "modelgate.evaluation.runner", "modelgate.evaluation.batch"),
+    "batch_evaluation": (*_DATASET, *_CASE_RESULTS, "modelgate.evaluation.runner", "modelgate.evaluation.batch"),
     "batch_evaluation/reduce_batch": (*_DATASET, *_RESULTS, "modelgate.evaluation.runner", "modelgate.evaluation.batch"),
 }
 
