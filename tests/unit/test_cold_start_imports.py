@@ -115,6 +115,10 @@ DEFERRED = {
 MODEL_MODULES = (
     "canary_judge.py",
     "evaluation/results.py",  # the evaluation steps' results (EvaluateShard, SubmitBatch, the reduces, Gate)
+    "evaluation/dataset.py",  # the dataset's cases and the scorers' options (the steps that parse a dataset)
+    "evaluation/scorers.py",
+    "evaluation/model_scorers.py",
+    "inference.py",  # a release's prompt pin and the inference request (Validate, SubmitBatch, the function)
     "evaluation/comparison.py",  # the report's models (ReduceEvaluation, ReduceBatch, Gate)
     "evaluation/judges.py",
     "chain.py",
