@@ -119,6 +119,9 @@ MODEL_MODULES = (
     "evaluation/scorers.py",
     "evaluation/model_scorers.py",
     "inference.py",  # a release's prompt pin and the inference request (Validate, SubmitBatch, the function)
+    "evaluation/power.py",  # Gate's report
+    "monitor/baseline_request.py",  # Promote's
+    "approval/links.py",  # the approval links' claims (RequestApproval, the callback)
     "evaluation/comparison.py",  # the report's models (ReduceEvaluation, ReduceBatch, Gate)
     "evaluation/judges.py",
     "chain.py",
