@@ -5,7 +5,9 @@ metrics and the paired comparison. On its own, without the report's models, so t
 only record results (EvaluateShard, SubmitBatch's latency sample) load none of them (issue #7).
 """
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class CaseResult(BaseModel):
@@ -26,7 +28,10 @@ class CaseResult(BaseModel):
     output_tokens: int = 0
     cost_usd: float | None = None
     scorer: str | None = None
-    expected: JsonValue = None  # the case's ``expected`` (dataset.Expected: any JSON value)
+    # The case's ``expected``, already checked as a JSON value where it is read (dataset.Expected, from the
+    # uploaded dataset). A result is only produced (the runner copies it from a parsed case) and read back
+    # from the JSON its own steps wrote, so ``Any``: pydantic builds no JSON-value schema for it again.
+    expected: Any = None
     inputs: dict[str, str] | None = None
     tags: list[str] = Field(default_factory=list)
     repeat: int = Field(default=0, ge=0)  # 0 .. k-1 with the policy's repeats: k
