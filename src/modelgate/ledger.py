@@ -86,13 +86,17 @@ def _conditional_failed(exc: ClientError) -> bool:
 
 
 # ---------------------------------------------------------------------- the release record
-class _ReleaseData(BaseModel):
+class ReleaseFields(BaseModel):
     """The release's own fields, as the pipeline's tasks record them (all optional: each
-    task sets the ones it knows)."""
+    task sets the ones it knows): what ``record``, ``receive`` and ``set_fields`` accept as
+    keywords, nothing else. ``ReleaseRecord`` (the item read back) adds the item's keys.
 
-    # model_id is the release's model. defer_build: never validated itself (ReleaseFields and
-    # ReleaseRecord are), so nothing is built for it at import; see ReleaseRecord.
-    model_config = ConfigDict(protected_namespaces=(), defer_build=True)
+    Built at import: every task that records validates it. (No separate base class of the
+    shared fields: pydantic collects and copies a class's fields when it is created, and every
+    handler imports this module; issue #7.)"""
+
+    # model_id is the release's model.
+    model_config = ConfigDict(protected_namespaces=(), extra="forbid")
 
     # intake and validate
     service: str | None = None
@@ -142,13 +146,6 @@ class _ReleaseData(BaseModel):
     baseline_key: str | None = None
     baseline_sources: dict[str, int] | None = None
     baseline_error: str | None = None
-
-
-class ReleaseFields(_ReleaseData):
-    """What ``record``, ``receive`` and ``set_fields`` accept as keywords: nothing else."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=False)  # every task that records validates it
-
     approval: Approval | None = None  # an automatic approval; people decide through ``decide``
 
 
@@ -174,18 +171,19 @@ class HistoryEntry(BaseModel):
     actor: str
 
 
-class ReleaseRecord(_ReleaseData):
-    """The release item as read back (``Ledger.release``).
+class ReleaseRecord(ReleaseFields):
+    """The release item as read back (``Ledger.release``): the release's fields, its keys, its
+    history and the recorded decision (in place of an automatic approval).
 
     Every field this version writes is named; a record written by an older version may
     carry others, which are kept (extra="allow") rather than failing the read: the ledger
     outlives the code that wrote it.
 
-    Built at its first read (defer_build, inherited): only the lock and supersede paths and the
-    CLI read a record back, while every task imports the ledger to write one.
+    Built at its first read (defer_build): only the lock and supersede paths and the CLI read
+    a record back, while every task imports the ledger to write one.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     pk: str
     sk: str
