@@ -37,6 +37,8 @@ NO_HANDLER_IMPORTS = (
     "aws_lambda_powertools.utilities.parser.models.s3",
     "asyncio",
     "cryptography",
+    # A release's record read back (Ledger.release): the lock take-over and supersede paths' and the CLI's.
+    "modelgate.release_record",
 )
 # The evaluation stack (the dataset parser, every scorer, the runner, the report, the gate)
 # belongs to the evaluation steps that use it: pipeline.evaluation imports it inside
@@ -127,6 +129,8 @@ MODEL_MODULES = (
     "chain.py",
     "contract.py",
     "ledger.py",
+    "release_data.py",  # the fields every task records (built at import)
+    "release_record.py",
     "manifest.py",
     "monitor/baseline.py",  # the drift check's every call: the baseline and its drift profile
     "monitor/drift.py",
@@ -155,7 +159,7 @@ def test_the_shared_model_modules_have_no_postponed_annotations(module: str) -> 
 DEFERRED_MODELS = (
     "modelgate.settings.PromoteSettings",
     "modelgate.settings.PipelineSettings",
-    "modelgate.ledger.ReleaseRecord",
+    "modelgate.release_record.ReleaseRecord",
     "modelgate.policy.ServiceConfig",
     "modelgate.contract.CallbackEvent",
     "modelgate.contract.ShardEvent",

@@ -1,0 +1,77 @@
+"""The release item's fields as the pipeline's tasks record them (``Ledger.record``).
+
+Apart from the ledger's code so that the record read back (``modelgate.release_record``, which
+extends these fields) is a module the ledger loads only when a record is read, without an import
+cycle between the two.
+"""
+
+from pydantic import BaseModel, ConfigDict
+
+from modelgate.canary_judge import CanaryVerdict
+from modelgate.contract import Approval, EvaluationSummary, GateVerdict, PlannedStep
+from modelgate.manifest import ArtifactRef
+from modelgate.policy import AlarmThreshold
+from modelgate.upload_metadata import CiEvaluation
+
+
+class ReleaseFields(BaseModel):
+    """The release's own fields, as the pipeline's tasks record them (all optional: each
+    task sets the ones it knows): what ``record``, ``receive`` and ``set_fields`` accept as
+    keywords, nothing else. ``ReleaseRecord`` (the item read back) adds the item's keys.
+
+    Built at import: every task that records validates it. (No separate base class of the
+    shared fields: pydantic collects and copies a class's fields when it is created, and every
+    handler imports this module; issue #7.)"""
+
+    # model_id is the release's model.
+    model_config = ConfigDict(protected_namespaces=(), extra="forbid")
+
+    # intake and validate
+    service: str | None = None
+    commit: str | None = None
+    branch: str | None = None
+    author: str | None = None
+    model_id: str | None = None
+    artifact: ArtifactRef | None = None
+    execution_arn: str | None = None
+    function_name: str | None = None
+    alias: str | None = None
+    ci_evaluation: CiEvaluation | None = None  # what CI's `modelgate eval` found, from the upload's metadata
+    # candidate
+    candidate_version: str | None = None
+    live_version: str | None = None
+    # evaluation, gate, approval request
+    evaluation: EvaluationSummary | None = None
+    gate: GateVerdict | None = None
+    four_eyes: bool | None = None  # the policy as it was when approval was asked
+    approvers: list[str] | None = None  # the named approvers whose links may approve (same moment)
+    # SageMaker Model Registry (policy model_registry): the release's model package and the
+    # approval status last mirrored there (or why mirroring failed)
+    model_package_arn: str | None = None
+    model_package_status: str | None = None
+    identities: dict[str, str] | None = None  # the policy's login / IAM name -> email map (four eyes)
+    # canary
+    canary_alarms: list[str] | None = None
+    canary_started_at: str | None = None
+    step: PlannedStep | None = None
+    verdict: CanaryVerdict | None = None
+    canary_invocations: int | None = None
+    canary_thresholds: list[AlarmThreshold] | None = None  # each canary alarm's threshold and its inputs
+    # the end
+    promoted_at: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    # the release's attestation: why a release ended on a path that signs none (superseded in
+    # flight, refused at intake, a manifest over Attest's hashing cap; chained, so it can't be
+    # added later to excuse a missing one),
+    # or what made its Attest step fail for good (not chained: written after the chain record)
+    unattested: str | None = None
+    attestation_error: str | None = None
+    # monitoring (modelgate.monitor.baseline): the promoted version's drift baseline, asked for
+    # by Promote and built asynchronously by the monitor function
+    baseline_requested_at: str | None = None
+    baseline_built_at: str | None = None
+    baseline_key: str | None = None
+    baseline_sources: dict[str, int] | None = None
+    baseline_error: str | None = None
+    approval: Approval | None = None  # an automatic approval; people decide through ``decide``
