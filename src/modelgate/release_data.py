@@ -5,12 +5,13 @@ extends these fields) is a module the ledger loads only when a record is read, w
 cycle between the two.
 """
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
 
-from modelgate.canary_judge import CanaryVerdict
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+
 from modelgate.contract import Approval, EvaluationSummary, GateVerdict, PlannedStep
+from modelgate.errors import validation_problems
 from modelgate.manifest import ArtifactRef
-from modelgate.policy import AlarmThreshold
 from modelgate.upload_metadata import CiEvaluation
 
 
@@ -54,9 +55,11 @@ class ReleaseFields(BaseModel):
     canary_alarms: list[str] | None = None
     canary_started_at: str | None = None
     step: PlannedStep | None = None
-    verdict: CanaryVerdict | None = None
+    # The judge's verdict (a canary_judge.CanaryVerdict) and each canary alarm's threshold and its
+    # inputs (alarm_thresholds.AlarmThreshold): checked against those models by _canary_models.
+    verdict: Any = None
     canary_invocations: int | None = None
-    canary_thresholds: list[AlarmThreshold] | None = None  # each canary alarm's threshold and its inputs
+    canary_thresholds: Any = None
     # the end
     promoted_at: str | None = None
     reason: str | None = None
@@ -75,3 +78,30 @@ class ReleaseFields(BaseModel):
     baseline_sources: dict[str, int] | None = None
     baseline_error: str | None = None
     approval: Approval | None = None  # an automatic approval; people decide through ``decide``
+
+    @field_validator("verdict", "canary_thresholds")
+    @classmethod
+    def _canary_models(cls, value: Any, info: ValidationInfo) -> Any:
+        """The verdict and the thresholds validated into their models, which are loaded here: only the
+        canary steps build them (and load them at init, pipeline.canary), so no other handler's cold
+        start builds their schemas into this model's (issue #7). Same checks as a typed field."""
+        if value is None:
+            return None
+        if info.field_name == "verdict":
+            from modelgate.canary_judge import CanaryVerdict
+
+            try:
+                return CanaryVerdict.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(validation_problems(exc, "verdict")) from None
+        from modelgate.alarm_thresholds import AlarmThreshold
+
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"a list of alarm thresholds, not {type(value).__name__}")
+        thresholds = []
+        for index, threshold in enumerate(value):
+            try:
+                thresholds.append(AlarmThreshold.model_validate(threshold))
+            except ValidationError as exc:
+                raise ValueError(f"[{index}] {validation_problems(exc, 'threshold')}") from None
+        return thresholds

@@ -130,6 +130,8 @@ MODEL_MODULES = (
     "contract.py",
     "ledger.py",
     "release_data.py",  # the fields every task records (built at import)
+    "judge_policy.py",
+    "alarm_thresholds.py",
     "release_record.py",
     "manifest.py",
     "monitor/baseline.py",  # the drift check's every call: the baseline and its drift profile
@@ -340,6 +342,28 @@ ENVELOPED = ("intake", "on_alarm")
 def test_only_enveloped_events_import_the_powertools_parser(handler: str, imported: dict[str, set[str]]) -> None:
     parser = sorted(m for m in imported[handler] if m == PARSER or m.startswith(PARSER + "."))
     assert parser == [], f"functions/{handler} imports {parser} at cold start"
+
+
+# The canary judge's verdict models and the alarm thresholds' (modelgate.canary_judge,
+# modelgate.alarm_thresholds) are built by the steps that arm or judge a canary (pipeline.canary,
+# which the lock, supersede and end paths share); ReleaseFields checks a recorded verdict or
+# threshold against them, loading them then. The canary steps record one on every call: loaded at
+# init. No other handler builds them at its cold start.
+CANARY_MODULES = ("modelgate.canary_judge", "modelgate.alarm_thresholds")
+EVERY_CALL_CANARY = ("check_canary", "shift_traffic", "start_bake")
+CANARY_PATHS = {*EVERY_CALL_CANARY, "send_synthetic", "on_alarm", "acquire_lock", "publish_candidate", "validate",
+                "promote", "record_outcome", "rollback"}
+
+
+@pytest.mark.parametrize("handler", [h for h in HANDLERS if h not in CANARY_PATHS])
+def test_only_the_canary_paths_load_the_verdict_and_threshold_models(handler: str, imported: dict) -> None:
+    loaded = sorted(m for m in imported[handler] if m in CANARY_MODULES)
+    assert loaded == [], f"functions/{handler} imports {loaded} at cold start"
+
+
+@pytest.mark.parametrize("handler", EVERY_CALL_CANARY)
+def test_a_canary_step_loads_the_verdict_and_threshold_models_at_init(handler: str, imported: dict) -> None:
+    assert set(CANARY_MODULES) <= imported[handler]
 
 
 _DATASET = ("modelgate.evaluation.dataset", "modelgate.evaluation.scorers", "modelgate.evaluation.model_scorers")
