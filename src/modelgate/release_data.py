@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 from modelgate.contract import Approval, EvaluationSummary, GateVerdict, PlannedStep
 from modelgate.errors import validation_problems
 from modelgate.manifest import ArtifactRef
-from modelgate.upload_metadata import CiEvaluation
 
 
 class ReleaseFields(BaseModel):
@@ -37,7 +36,9 @@ class ReleaseFields(BaseModel):
     execution_arn: str | None = None
     function_name: str | None = None
     alias: str | None = None
-    ci_evaluation: CiEvaluation | None = None  # what CI's `modelgate eval` found, from the upload's metadata
+    # What CI's `modelgate eval` found, from the upload's metadata (an upload_metadata.CiEvaluation:
+    # Validate's alone, checked by _loaded_models like the canary's verdict and thresholds).
+    ci_evaluation: Any = None
     # candidate
     candidate_version: str | None = None
     live_version: str | None = None
@@ -56,7 +57,7 @@ class ReleaseFields(BaseModel):
     canary_started_at: str | None = None
     step: PlannedStep | None = None
     # The judge's verdict (a canary_judge.CanaryVerdict) and each canary alarm's threshold and its
-    # inputs (alarm_thresholds.AlarmThreshold): checked against those models by _canary_models.
+    # inputs (alarm_thresholds.AlarmThreshold): checked against those models by _loaded_models.
     verdict: Any = None
     canary_invocations: int | None = None
     canary_thresholds: Any = None
@@ -79,14 +80,22 @@ class ReleaseFields(BaseModel):
     baseline_error: str | None = None
     approval: Approval | None = None  # an automatic approval; people decide through ``decide``
 
-    @field_validator("verdict", "canary_thresholds")
+    @field_validator("ci_evaluation", "verdict", "canary_thresholds")
     @classmethod
-    def _canary_models(cls, value: Any, info: ValidationInfo) -> Any:
-        """The verdict and the thresholds validated into their models, which are loaded here: only the
-        canary steps build them (and load them at init, pipeline.canary), so no other handler's cold
-        start builds their schemas into this model's (issue #7). Same checks as a typed field."""
+    def _loaded_models(cls, value: Any, info: ValidationInfo) -> Any:
+        """CI's evaluation, the verdict and the thresholds validated into their models, which are loaded
+        here: only Validate (upload_metadata) and the canary steps (pipeline.canary) build them, and
+        they load them at init, so no other handler's cold start builds their schemas into this
+        model's (issue #7). The same checks as a typed field."""
         if value is None:
             return None
+        if info.field_name == "ci_evaluation":
+            from modelgate.upload_metadata import CiEvaluation
+
+            try:
+                return CiEvaluation.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(validation_problems(exc, "ci_evaluation")) from None
         if info.field_name == "verdict":
             from modelgate.canary_judge import CanaryVerdict
 

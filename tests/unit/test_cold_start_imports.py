@@ -205,7 +205,7 @@ NESTED_MODELS = (
     "modelgate.policy.SliceCriteria",
     "modelgate.policy.EvaluationMode",
     "modelgate.policy.ModelRegistryPolicy",
-    "modelgate.canary_judge.JudgePolicy",
+    "modelgate.judge_policy.JudgePolicy",
     "modelgate.monitor.policy.ReevaluationPolicy",
     "modelgate.monitor.policy.CapturePolicy",
     "modelgate.monitor.policy.DriftPolicy",
@@ -359,6 +359,14 @@ CANARY_PATHS = {*EVERY_CALL_CANARY, "send_synthetic", "on_alarm", "acquire_lock"
 def test_only_the_canary_paths_load_the_verdict_and_threshold_models(handler: str, imported: dict) -> None:
     loaded = sorted(m for m in imported[handler] if m in CANARY_MODULES)
     assert loaded == [], f"functions/{handler} imports {loaded} at cold start"
+
+
+# The upload's metadata and CI's evaluation in it (modelgate.upload_metadata): Validate reads them on every
+# call and records CI's evaluation; ReleaseFields loads the module to check a recorded one.
+@pytest.mark.parametrize("handler", [h for h in HANDLERS if h != "validate"])
+def test_only_validate_loads_the_upload_metadata(handler: str, imported: dict) -> None:
+    assert "modelgate.upload_metadata" not in imported[handler]
+    assert "modelgate.upload_metadata" in imported["validate"]
 
 
 @pytest.mark.parametrize("handler", EVERY_CALL_CANARY)
