@@ -198,6 +198,7 @@ def test_a_handler_that_reads_the_registration_on_every_call_builds_it_at_init(h
 # no longer does.
 NESTED_MODELS = (
     "modelgate.manifest.ModelSpec",
+    "modelgate.manifest.InferenceParameters",
     "modelgate.manifest.PromptFile",
     "modelgate.manifest.SourceInfo",
     "modelgate.policy.LiveRelativeThreshold",
