@@ -163,7 +163,9 @@ def _environment() -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_LAMBDA_FUNCTION_NAME": "bench",
+        # template.yaml's Globals
         "POWERTOOLS_SERVICE_NAME": "modelgate",
+        "PYDANTIC_DISABLE_PLUGINS": "__all__",
     }
 
 

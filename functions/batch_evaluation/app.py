@@ -14,7 +14,8 @@ from modelgate import inference  # noqa: F401  (each side's release, rendered in
 from modelgate.contract import ReleaseContext
 
 # What every call runs that pipeline.batch_evaluation imports inside submit_batch: the cases parsed,
-# each side's records, the latency sample run (the runner, its scorers and its report): loaded at init.
+# each side's records, the latency sample run (the runner, its scorers and the results it records;
+# ReduceBatch builds the sample's report): loaded at init.
 from modelgate.evaluation import batch, dataset, model_scorers, runner  # noqa: F401
 from modelgate.lambda_event import event_model
 from modelgate.observability import logger

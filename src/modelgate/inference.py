@@ -28,8 +28,6 @@ Prompt templates use ``{name}`` placeholders filled from the request's ``inputs`
 ``user`` prompt shapes the user message and defaults to ``{question}``.
 """
 
-from __future__ import annotations
-
 import string
 import threading
 from collections.abc import Callable, Mapping
@@ -86,7 +84,7 @@ class PromptTemplate(NamedTuple):
     parts: tuple[tuple[str, str | None], ...]  # (literal, variable or None)
 
     @classmethod
-    def parse(cls, name: str, file: str, text: str) -> PromptTemplate:
+    def parse(cls, name: str, file: str, text: str) -> "PromptTemplate":
         """Parse once at load time, so a malformed template fails the release, not a request."""
         parts: list[tuple[str, str | None]] = []
         try:
@@ -354,7 +352,7 @@ def handle_request(
     settings: InferenceSettings,
     pin: ReleasePin,
     s3_client: Any,
-    provider: ModelProvider,
+    provider: "ModelProvider",
 ) -> dict[str, Any]:
     """Answer one request with the pinned release; returns output, usage, cost and release."""
     request = parse_request(event)
@@ -406,7 +404,7 @@ def serve(
     settings: InferenceSettings,
     environment: Mapping[str, str],
     s3_client: Callable[[], Any],
-    provider: ModelProvider,
+    provider: "ModelProvider",
     code_root: Path,
 ) -> dict[str, Any]:
     """One request: with the release this version pins, else with the function's bootstrap
@@ -426,7 +424,7 @@ def serve(
 
 
 def answer(
-    release: LoadedRelease, inputs: Mapping[str, str], provider: ModelProvider
+    release: LoadedRelease, inputs: Mapping[str, str], provider: "ModelProvider"
 ) -> dict[str, Any]:
     """Render the release's prompts with ``inputs``, call the model, price the call.
 

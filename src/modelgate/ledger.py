@@ -15,27 +15,26 @@ Items (pk / sk):
 
 It outlives Step Functions' 90-day history, so it carries the who / when / why itself.
 
-The release item's fields are typed: ``ReleaseFields`` lists every field a task may set
-(``record``, ``receive`` and ``set_fields`` refuse any other name, so a typo fails the task
-instead of landing in the table), ``ReleaseRecord`` is the item as read back
-(``Ledger.release``).
+The release item's fields are typed: ``ReleaseFields`` (``modelgate.release_data``) lists every
+field a task may set (``record``, ``receive`` and ``set_fields`` refuse any other name, so a typo
+fails the task instead of landing in the table), ``modelgate.release_record.ReleaseRecord`` is
+the item as read back (``Ledger.release``).
 """
 
 import json
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from modelgate.canary_judge import CanaryVerdict
-from modelgate.contract import Approval, EvaluationSummary, GateVerdict, PlannedStep
 from modelgate.errors import DecisionConflict, ReleaseClosed, error_code, validation_problems
 from modelgate.lease import Lease, ServiceLocks
-from modelgate.manifest import ArtifactRef
-from modelgate.policy import AlarmThreshold
-from modelgate.upload_metadata import CiEvaluation
+from modelgate.release_data import ReleaseFields
+
+if TYPE_CHECKING:
+    from modelgate.release_record import ReleaseRecord
 
 # Final states: a release in one of these never changes again.
 FINAL_STATUSES = frozenset(
@@ -86,117 +85,6 @@ def _conditional_failed(exc: ClientError) -> bool:
 
 
 # ---------------------------------------------------------------------- the release record
-class _ReleaseData(BaseModel):
-    """The release's own fields, as the pipeline's tasks record them (all optional: each
-    task sets the ones it knows)."""
-
-    # model_id is the release's model. defer_build: never validated itself (ReleaseFields and
-    # ReleaseRecord are), so nothing is built for it at import; see ReleaseRecord.
-    model_config = ConfigDict(protected_namespaces=(), defer_build=True)
-
-    # intake and validate
-    service: str | None = None
-    commit: str | None = None
-    branch: str | None = None
-    author: str | None = None
-    model_id: str | None = None
-    artifact: ArtifactRef | None = None
-    execution_arn: str | None = None
-    function_name: str | None = None
-    alias: str | None = None
-    ci_evaluation: CiEvaluation | None = None  # what CI's `modelgate eval` found, from the upload's metadata
-    # candidate
-    candidate_version: str | None = None
-    live_version: str | None = None
-    # evaluation, gate, approval request
-    evaluation: EvaluationSummary | None = None
-    gate: GateVerdict | None = None
-    four_eyes: bool | None = None  # the policy as it was when approval was asked
-    approvers: list[str] | None = None  # the named approvers whose links may approve (same moment)
-    # SageMaker Model Registry (policy model_registry): the release's model package and the
-    # approval status last mirrored there (or why mirroring failed)
-    model_package_arn: str | None = None
-    model_package_status: str | None = None
-    identities: dict[str, str] | None = None  # the policy's login / IAM name -> email map (four eyes)
-    # canary
-    canary_alarms: list[str] | None = None
-    canary_started_at: str | None = None
-    step: PlannedStep | None = None
-    verdict: CanaryVerdict | None = None
-    canary_invocations: int | None = None
-    canary_thresholds: list[AlarmThreshold] | None = None  # each canary alarm's threshold and its inputs
-    # the end
-    promoted_at: str | None = None
-    reason: str | None = None
-    error: str | None = None
-    # the release's attestation: why a release ended on a path that signs none (superseded in
-    # flight, refused at intake, a manifest over Attest's hashing cap; chained, so it can't be
-    # added later to excuse a missing one),
-    # or what made its Attest step fail for good (not chained: written after the chain record)
-    unattested: str | None = None
-    attestation_error: str | None = None
-    # monitoring (modelgate.monitor.baseline): the promoted version's drift baseline, asked for
-    # by Promote and built asynchronously by the monitor function
-    baseline_requested_at: str | None = None
-    baseline_built_at: str | None = None
-    baseline_key: str | None = None
-    baseline_sources: dict[str, int] | None = None
-    baseline_error: str | None = None
-
-
-class ReleaseFields(_ReleaseData):
-    """What ``record``, ``receive`` and ``set_fields`` accept as keywords: nothing else."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=False)  # every task that records validates it
-
-    approval: Approval | None = None  # an automatic approval; people decide through ``decide``
-
-
-class RecordedDecision(BaseModel):
-    """An approval decision as the ledger keeps it (``decide``, or an automatic approval)."""
-
-    model_config = ConfigDict(defer_build=True)  # only inside ReleaseRecord
-
-    decision: Literal["approve", "reject"]
-    approver: str
-    comment: str = ""
-    at: str | None = None
-
-
-class HistoryEntry(BaseModel):
-    """One status change: when, what, why and who."""
-
-    model_config = ConfigDict(defer_build=True)  # only inside ReleaseRecord
-
-    at: str
-    status: str
-    detail: str
-    actor: str
-
-
-class ReleaseRecord(_ReleaseData):
-    """The release item as read back (``Ledger.release``).
-
-    Every field this version writes is named; a record written by an older version may
-    carry others, which are kept (extra="allow") rather than failing the read: the ledger
-    outlives the code that wrote it.
-
-    Built at its first read (defer_build, inherited): only the lock and supersede paths and the
-    CLI read a record back, while every task imports the ledger to write one.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    pk: str
-    sk: str
-    release_id: str
-    status: str
-    created_at: str
-    updated_at: str
-    history: list[HistoryEntry] = Field(default_factory=list)
-    approval: RecordedDecision | None = None
-
-
 def release_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """``fields`` checked against ``ReleaseFields`` and made storable; ValueError naming
     each unknown or ill-typed field. A None stays None (``record`` reads it as "not set")."""
@@ -346,8 +234,10 @@ class Ledger(ServiceLocks):
         item = self.table.get_item(Key={"pk": f"RELEASE#{release_id}", "sk": "RELEASE"}).get("Item")
         return from_dynamo(item) if item else None
 
-    def release(self, release_id: str) -> ReleaseRecord | None:
+    def release(self, release_id: str) -> "ReleaseRecord | None":
         """The release's record, typed (``get`` returns the same as a plain dict)."""
+        from modelgate.release_record import ReleaseRecord  # the read-back model: see its module
+
         item = self.get(release_id)
         return ReleaseRecord.model_validate(item) if item is not None else None
 

@@ -78,7 +78,10 @@ class ModelSpec(_Nested):
         return value
 
 
-class InferenceParameters(_Strict):
+class InferenceParameters(_Nested):
+    """How the model is called (the providers read it as the manifest's attribute; never validated,
+    built or dumped on its own)."""
+
     temperature: float = Field(default=0.0, ge=0.0, le=1.0)
     # Sent only when the manifest sets it: newer Claude models on Bedrock refuse temperature
     # and top_p together ("temperature and top_p cannot both be specified").
@@ -136,7 +139,8 @@ class Manifest(_Strict):
     schema_version: Literal[1] = 1
     service: str
     model: ModelSpec
-    parameters: InferenceParameters = InferenceParameters()
+    # The default is validated by this model's schema (validate_default), like the policy's sections.
+    parameters: InferenceParameters = Field(default={}, validate_default=True)
     prompts: list[PromptFile] = Field(min_length=1, max_length=MAX_PROMPT_FILES)
     source: SourceInfo
 

@@ -1,9 +1,8 @@
 """Function settings: pydantic models validated from ``os.environ``, one per function.
 
-Built from shared pieces (the cookbook's env-var models): every pipeline function has the
-stack's common variables (``PipelineSettings``: what template.yaml's Globals set); a
-function that needs more declares its own model with those fields required. A handler
-loads its model before it does anything (``load(IntakeSettings)``), so a function
+Every pipeline function has the stack's common variables (``PipelineSettings``: what
+template.yaml's Globals set); a function that needs more declares its own model with those
+fields required. A handler loads its model before it does anything (``load(IntakeSettings)``), so a function
 deployed without a variable fails at its first invocation naming it, never halfway
 through a step and never by calling AWS with "". Resource names have no defaults.
 """
@@ -41,46 +40,34 @@ class _Env(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore", defer_build=True)
 
 
-# ---------------------------------------------------------------------- shared pieces
-class _Ledger(_Env):
-    ledger_table: str = Field(alias="LEDGER_TABLE", min_length=1)
-
-
-class _Artifacts(_Env):
-    artifact_bucket: str = Field(alias="ARTIFACT_BUCKET", min_length=1)
-
-
-class _Services(_Env):
-    services_prefix: str = Field(alias="SERVICES_PREFIX", min_length=1)
-
-
-class _Notifications(_Env):
-    approval_topic_arn: str = Field(alias="APPROVAL_TOPIC_ARN", min_length=1)
-
-
-class _Stack(_Env):
-    stack_name: str = Field(alias="STACK_NAME", min_length=1)
-
-
-class _Signing(_Env):
-    signing_secret_arn: str = Field(alias="SIGNING_SECRET_ARN", min_length=1)
-
-
 # ---------------------------------------------------------------------- per function
-class PipelineSettings(_Ledger, _Artifacts, _Services, _Notifications, _Stack):
-    """What every pipeline task has (template.yaml's Globals)."""
+class PipelineSettings(_Env):
+    """What every pipeline task has (template.yaml's Globals).
+
+    Its fields are declared here, not gathered from a mixin per variable: each class costs every
+    cold start its creation (pydantic collects and copies its fields), and the handlers import
+    all of this module's (issue #7)."""
+
+    stack_name: str = Field(alias="STACK_NAME", min_length=1)
+    approval_topic_arn: str = Field(alias="APPROVAL_TOPIC_ARN", min_length=1)
+    services_prefix: str = Field(alias="SERVICES_PREFIX", min_length=1)
+    artifact_bucket: str = Field(alias="ARTIFACT_BUCKET", min_length=1)
+    ledger_table: str = Field(alias="LEDGER_TABLE", min_length=1)
 
 
 class IntakeSettings(PipelineSettings):
     state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", min_length=1)
 
 
-class ApprovalRequestSettings(PipelineSettings, _Signing):
+class ApprovalRequestSettings(PipelineSettings):
+    signing_secret_arn: str = Field(alias="SIGNING_SECRET_ARN", min_length=1)
     approval_base_url: str = Field(alias="APPROVAL_BASE_URL", min_length=1)
 
 
-class ApprovalCallbackSettings(PipelineSettings, _Signing):
+class ApprovalCallbackSettings(PipelineSettings):
     """The approval links' Function URL."""
+
+    signing_secret_arn: str = Field(alias="SIGNING_SECRET_ARN", min_length=1)
 
 
 class MonitorSettings(PipelineSettings):

@@ -37,6 +37,8 @@ NO_HANDLER_IMPORTS = (
     "aws_lambda_powertools.utilities.parser.models.s3",
     "asyncio",
     "cryptography",
+    # A release's record read back (Ledger.release): the lock take-over and supersede paths' and the CLI's.
+    "modelgate.release_record",
 )
 # The evaluation stack (the dataset parser, every scorer, the runner, the report, the gate)
 # belongs to the evaluation steps that use it: pipeline.evaluation imports it inside
@@ -48,6 +50,7 @@ EVALUATION_STACK = (
     "modelgate.evaluation.dataset",
     "modelgate.evaluation.scorers",
     "modelgate.evaluation.model_scorers",
+    "modelgate.evaluation.results",
     "modelgate.evaluation.comparison",
     "modelgate.evaluation.judges",
     "modelgate.evaluation.runner",
@@ -113,11 +116,23 @@ DEFERRED = {
 # already objects. The modules whose models every pipeline handler builds at import stay so.
 MODEL_MODULES = (
     "canary_judge.py",
-    "evaluation/comparison.py",  # the evaluation steps' results (EvaluateShard, ReduceEvaluation, Gate)
+    "evaluation/results.py",  # the evaluation steps' results (EvaluateShard, SubmitBatch, the reduces, Gate)
+    "evaluation/dataset.py",  # the dataset's cases and the scorers' options (the steps that parse a dataset)
+    "evaluation/scorers.py",
+    "evaluation/model_scorers.py",
+    "inference.py",  # a release's prompt pin and the inference request (Validate, SubmitBatch, the function)
+    "evaluation/power.py",  # Gate's report
+    "monitor/baseline_request.py",  # Promote's
+    "approval/links.py",  # the approval links' claims (RequestApproval, the callback)
+    "evaluation/comparison.py",  # the report's models (ReduceEvaluation, ReduceBatch, Gate)
     "evaluation/judges.py",
     "chain.py",
     "contract.py",
     "ledger.py",
+    "release_data.py",  # the fields every task records (built at import)
+    "judge_policy.py",
+    "alarm_thresholds.py",
+    "release_record.py",
     "manifest.py",
     "monitor/baseline.py",  # the drift check's every call: the baseline and its drift profile
     "monitor/drift.py",
@@ -146,7 +161,7 @@ def test_the_shared_model_modules_have_no_postponed_annotations(module: str) -> 
 DEFERRED_MODELS = (
     "modelgate.settings.PromoteSettings",
     "modelgate.settings.PipelineSettings",
-    "modelgate.ledger.ReleaseRecord",
+    "modelgate.release_record.ReleaseRecord",
     "modelgate.policy.ServiceConfig",
     "modelgate.contract.CallbackEvent",
     "modelgate.contract.ShardEvent",
@@ -183,6 +198,7 @@ def test_a_handler_that_reads_the_registration_on_every_call_builds_it_at_init(h
 # no longer does.
 NESTED_MODELS = (
     "modelgate.manifest.ModelSpec",
+    "modelgate.manifest.InferenceParameters",
     "modelgate.manifest.PromptFile",
     "modelgate.manifest.SourceInfo",
     "modelgate.policy.LiveRelativeThreshold",
@@ -190,7 +206,7 @@ NESTED_MODELS = (
     "modelgate.policy.SliceCriteria",
     "modelgate.policy.EvaluationMode",
     "modelgate.policy.ModelRegistryPolicy",
-    "modelgate.canary_judge.JudgePolicy",
+    "modelgate.judge_policy.JudgePolicy",
     "modelgate.monitor.policy.ReevaluationPolicy",
     "modelgate.monitor.policy.CapturePolicy",
     "modelgate.monitor.policy.DriftPolicy",
@@ -347,17 +363,51 @@ def test_only_enveloped_events_import_the_powertools_parser(handler: str, import
     assert parser == [], f"functions/{handler} imports {parser} at cold start"
 
 
+# The canary judge's verdict models and the alarm thresholds' (modelgate.canary_judge,
+# modelgate.alarm_thresholds) are built by the steps that arm or judge a canary (pipeline.canary,
+# which the lock, supersede and end paths share); ReleaseFields checks a recorded verdict or
+# threshold against them, loading them then. The canary steps record one on every call: loaded at
+# init. No other handler builds them at its cold start.
+CANARY_MODULES = ("modelgate.canary_judge", "modelgate.alarm_thresholds")
+EVERY_CALL_CANARY = ("check_canary", "shift_traffic", "start_bake")
+CANARY_PATHS = {*EVERY_CALL_CANARY, "send_synthetic", "on_alarm", "acquire_lock", "publish_candidate", "validate",
+                "promote", "record_outcome", "rollback"}
+
+
+@pytest.mark.parametrize("handler", [h for h in HANDLERS if h not in CANARY_PATHS])
+def test_only_the_canary_paths_load_the_verdict_and_threshold_models(handler: str, imported: dict) -> None:
+    loaded = sorted(m for m in imported[handler] if m in CANARY_MODULES)
+    assert loaded == [], f"functions/{handler} imports {loaded} at cold start"
+
+
+# The upload's metadata and CI's evaluation in it (modelgate.upload_metadata): Validate reads them on every
+# call and records CI's evaluation; ReleaseFields loads the module to check a recorded one.
+@pytest.mark.parametrize("handler", [h for h in HANDLERS if h != "validate"])
+def test_only_validate_loads_the_upload_metadata(handler: str, imported: dict) -> None:
+    assert "modelgate.upload_metadata" not in imported[handler]
+    assert "modelgate.upload_metadata" in imported["validate"]
+
+
+@pytest.mark.parametrize("handler", EVERY_CALL_CANARY)
+def test_a_canary_step_loads_the_verdict_and_threshold_models_at_init(handler: str, imported: dict) -> None:
+    assert set(CANARY_MODULES) <= imported[handler]
+
+
 _DATASET = ("modelgate.evaluation.dataset", "modelgate.evaluation.scorers", "modelgate.evaluation.model_scorers")
-_RESULTS = ("modelgate.evaluation.comparison", "modelgate.evaluation.judges")  # the results and their statistics
+# One call's result and the judge's checks (what EvaluateShard and SubmitBatch record), and the report
+# with its statistics over them (what the reduce steps build and Gate reads).
+_CASE_RESULTS = ("modelgate.evaluation.results", "modelgate.evaluation.judges")
+_RESULTS = (*_CASE_RESULTS, "modelgate.evaluation.comparison")
 EVERY_CALL_EVALUATION = {
     "plan_evaluation": _DATASET,  # the dataset parsed and checked, the batch plan decided
-    "evaluate": (*_DATASET, *_RESULTS, "modelgate.evaluation.runner"),  # its shard's cases run, their report built
+    # its shard's cases run and their results recorded (ReduceEvaluation builds the one report)
+    "evaluate": (*_DATASET, *_CASE_RESULTS, "modelgate.evaluation.runner"),
     "reduce_evaluation": _RESULTS,  # the shards' results merged into one report
     # judged, the HTML report written
     "gate": (*_RESULTS, "modelgate.evaluation.gate", "modelgate.evaluation.report"),
-    # SubmitBatch: the cases parsed, each side's records built, the latency sample run and reported;
+    # SubmitBatch: the cases parsed, each side's records built, the latency sample run (its results only);
     # ReduceBatch: the cases parsed, the jobs' answers scored and reported. PollBatch reads job states only.
-    "batch_evaluation": (*_DATASET, *_RESULTS, "modelgate.evaluation.runner", "modelgate.evaluation.batch"),
+    "batch_evaluation": (*_DATASET, *_CASE_RESULTS, "modelgate.evaluation.runner", "modelgate.evaluation.batch"),
     "batch_evaluation/reduce_batch": (*_DATASET, *_RESULTS, "modelgate.evaluation.runner", "modelgate.evaluation.batch"),
 }
 

@@ -10,7 +10,8 @@ import pytest
 from modelgate.canary_judge import CanaryVerdict
 from modelgate.contract import Approval, Criterion, EvaluationSummary, GateVerdict, PlannedStep
 from modelgate.errors import DecisionConflict, ServiceLocked
-from modelgate.ledger import Ledger, ReleaseRecord
+from modelgate.ledger import Ledger
+from modelgate.release_record import ReleaseRecord
 from modelgate.manifest import ArtifactRef
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelgate import service_metrics
-from modelgate.policy import AlarmThreshold, CanaryAlarmSpec, LiveLatency, is_percentile
+from modelgate.policy import CanaryAlarmSpec, is_percentile
+
+if TYPE_CHECKING:
+    from modelgate.alarm_thresholds import AlarmThreshold, LiveLatency
 
 LAMBDA_NAMESPACE = "AWS/Lambda"
 SERVICE_METRIC_NAMES = {"Errors": service_metrics.HEALTH_METRIC, "Duration": service_metrics.LATENCY_METRIC}
@@ -147,6 +150,9 @@ def live_latency(
         EndTime=end,
         ScanBy="TimestampAscending",
     )
+    # The steps that arm a canary (pipeline.canary) load the thresholds' models at init.
+    from modelgate.alarm_thresholds import LiveLatency
+
     values: dict[str, list[float]] = {"samples": [], "value": []}
     for result in response.get("MetricDataResults", []):
         if result.get("StatusCode") in ("InternalError", "Forbidden"):

@@ -40,8 +40,6 @@ verifies against keys read from Secrets Manager at that moment, so every link si
 before the revocation fails at once, in warm containers too.
 """
 
-from __future__ import annotations
-
 import base64
 import binascii
 import hashlib

@@ -2,9 +2,10 @@
 
 One module per concern, each importing only the ones before it:
 ``scorers`` (grading one output; the registry and the text scorers) -> ``model_scorers``
-(``semantic``, ``llm_judge`` and their models) -> ``dataset`` (the JSONL cases) -> ``comparison``
-(results, per-side metrics, paired deltas) -> ``runner`` (calls, rate limit, retries) and
-``gate`` (criteria verdicts) -> ``report`` (the HTML page).
+(``semantic``, ``llm_judge`` and their models) -> ``dataset`` (the JSONL cases) -> ``results``
+(one call's result) -> ``comparison`` (the report: per-side metrics, paired deltas) ->
+``runner`` (calls, rate limit, retries; the report only when asked for one) and ``gate``
+(criteria verdicts) -> ``report`` (the HTML page).
 
 Their small immutable records (a scorer's spec, a case's outcome, a rate-limiter ticket, a batch
 answer) are ``NamedTuple``s, not frozen dataclasses: a dataclass compiles its generated methods

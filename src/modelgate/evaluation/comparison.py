@@ -26,12 +26,7 @@ sqrt(k) for evidence that is not there (repeats of one case are correlated).
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    JsonValue,
-)
+from pydantic import BaseModel, ConfigDict, Field
 
 from modelgate import stats
 
@@ -39,33 +34,13 @@ from modelgate import stats
 # from here by many callers.
 from modelgate.evaluation import CANDIDATE, LIVE, format_side  # noqa: F401
 from modelgate.evaluation.judges import JudgeRun
+
+# One call's result lives in its own module: EvaluateShard and SubmitBatch record results without
+# building a report (none of the models below). Re-exported here for the report's readers.
+from modelgate.evaluation.results import CaseResult  # noqa: F401
 from modelgate.stats import percentile
 
 # --------------------------------------------------------------------------- results
-
-
-class CaseResult(BaseModel):
-    """One call of one side on one case (with what the case asked, for the report)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    side: str
-    case_id: str
-    weight: float = 1.0
-    score: float
-    error: str | None = None
-    throttled: bool = False
-    attempts: int = 1
-    latency_ms: float
-    output: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float | None = None
-    scorer: str | None = None
-    expected: JsonValue = None  # the case's ``expected`` (dataset.Expected: any JSON value)
-    inputs: dict[str, str] | None = None
-    tags: list[str] = Field(default_factory=list)
-    repeat: int = Field(default=0, ge=0)  # 0 .. k-1 with the policy's repeats: k
 
 
 PASS_SCORE = 0.5  # a call "passes" when it scores at least this (binary scorers: 1)

@@ -5,8 +5,6 @@ or a misspelt option is a ``DatasetInvalid`` naming the line, not a crash halfwa
 an evaluation.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -69,7 +67,7 @@ class DatasetCase(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _fits_scorer(self) -> DatasetCase:
+    def _fits_scorer(self) -> "DatasetCase":
         check_case(self)
         if self.graded_answers and self.scorer != "llm_judge":
             raise ValueError(

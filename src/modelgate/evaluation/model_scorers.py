@@ -11,8 +11,6 @@ fallback from one to the other: an evaluation whose dataset needs scoring models
 none fails before the first call, because a silently swapped judge changes every score.
 """
 
-from __future__ import annotations
-
 import json
 import math
 import re

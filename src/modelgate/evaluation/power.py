@@ -17,8 +17,6 @@ Assumptions, stated with every figure (``modelgate.gate_stats`` has the formulas
   the observed one.
 """
 
-from __future__ import annotations
-
 import math
 
 from pydantic import BaseModel, ConfigDict

@@ -1,6 +1,7 @@
 """Running an evaluation: a bounded pool of calls, a rate limit, throttles retried.
 
-``evaluate`` only runs calls and records one ``CaseResult`` per (side, case). A *throttled*
+``run_cases`` only runs calls and records one ``CaseResult`` per (side, case) and the judge's
+checks; ``evaluate`` adds the report (``comparison.build_report``). A *throttled*
 call says nothing about the model: it is retried with backoff (full jitter); if it is
 still throttled it is recorded (with its error text) but never scored, and its case is
 left out on every side.
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from modelgate import stats
 from modelgate.errors import (
@@ -23,16 +24,16 @@ from modelgate.errors import (
     is_throttle,
 )
 from modelgate.evaluation.adaptive import AdaptiveRateLimiter, Ticket
-from modelgate.evaluation.comparison import (
-    CANDIDATE,
-    CaseResult,
-    EvaluationReport,
-    build_report,
-)
+from modelgate.evaluation import CANDIDATE
 from modelgate.evaluation.dataset import DatasetCase
 from modelgate.evaluation.judges import JUDGE_SCORER, JudgeCheck, JudgeRun, rubric_digest
 from modelgate.evaluation.model_scorers import JudgeOptions, ScoringModels
+from modelgate.evaluation.results import CaseResult
 from modelgate.evaluation.scorers import SCORERS, uses_models
+
+if TYPE_CHECKING:
+    # The report's models: ``evaluate`` and ``score_answers`` import them when they build one.
+    from modelgate.evaluation.comparison import EvaluationReport
 
 _MAX_OUTPUT_CHARS = 2_000  # per-case output kept in the full report (S3), bounded
 
@@ -250,6 +251,13 @@ def _score(output: str, case: DatasetCase, models: ScoringModels | None) -> floa
     return score
 
 
+class CaseResults(NamedTuple):
+    """What running the cases gives: one result per call, and the judge's run (None: no llm_judge case)."""
+
+    results: list[CaseResult]
+    judge: JudgeRun | None
+
+
 def evaluate(
     cases: list[DatasetCase],
     invokers: Mapping[str, Invoker],
@@ -264,7 +272,32 @@ def evaluate(
     resamples: int = stats.DEFAULT_RESAMPLES,
     repeats: int = 1,
 ) -> EvaluationReport:
-    """Run every case against every side (same cases for all), ``concurrency`` calls at once.
+    """``run_cases`` (see there for every argument but ``resamples``), then the report over its
+    results: per-side metrics and the paired comparison (``comparison.build_report``)."""
+    from modelgate.evaluation.comparison import build_report
+
+    results, judge = run_cases(
+        cases, invokers, concurrency=concurrency, rate_limit=rate_limit, retry=retry,
+        scoring_models=scoring_models, clock=clock, sleep=sleep, jitter_seed=jitter_seed, repeats=repeats,
+    )
+    return build_report(results, resamples=resamples, judge=judge)
+
+
+def run_cases(
+    cases: list[DatasetCase],
+    invokers: Mapping[str, Invoker],
+    *,
+    concurrency: int,
+    rate_limit: float | Literal["adaptive"] | None = None,
+    retry: RetryPolicy | None = None,
+    scoring_models: ScoringModels | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    jitter_seed: int | None = None,
+    repeats: int = 1,
+) -> CaseResults:
+    """Run every case against every side (same cases for all), ``concurrency`` calls at once:
+    every call's result and the judge's run, no report (``evaluate`` builds one from them).
 
     ``rate_limit``: calls per second over all sides together (candidate and live usually
     share one account quota), enforced by a ``TokenBucket``; retries pass through it too.
@@ -307,7 +340,7 @@ def evaluate(
         for case in cases
         for repeat in range(repeats)
     ]
-    return _run(runner, jobs, cases, concurrency, resamples)
+    return _run(runner, jobs, cases, concurrency)
 
 
 def _require_scoring_models(cases: list[DatasetCase], scoring_models: ScoringModels | None, fix: str) -> None:
@@ -321,14 +354,13 @@ def _require_scoring_models(cases: list[DatasetCase], scoring_models: ScoringMod
 
 
 def _run(
-    runner: _Runner, jobs: list[tuple[str, DatasetCase, Invoker, int]], cases: list[DatasetCase],
-    concurrency: int, resamples: int,
-) -> EvaluationReport:
+    runner: _Runner, jobs: list[tuple[str, DatasetCase, Invoker, int]], cases: list[DatasetCase], concurrency: int
+) -> CaseResults:
     graded = [(case, i) for case in cases for i in range(len(case.graded_answers))]
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eval") as pool:
         results = list(pool.map(lambda job: runner.run(*job), jobs))
         checks = [c for c in pool.map(lambda job: runner.check_judge(*job), graded) if c is not None]
-    return build_report(results, resamples=resamples, judge=judge_run(cases, runner.models, checks))
+    return CaseResults(results, judge_run(cases, runner.models, checks))
 
 
 Answer = Callable[[], Mapping[str, Any]]
@@ -358,13 +390,16 @@ def score_answers(
         if missing := [c.id for c in cases if c.id not in by_case]:
             raise EvaluationFailed(f"side {side!r} has no answer for {len(missing)} case(s), first {missing[0]!r}")
     _require_scoring_models(cases, scoring_models, " (policy scoring_models)")
+    from modelgate.evaluation.comparison import build_report
+
     runner = _Runner(limiter=None, retry=RetryPolicy(), models=scoring_models, sleep=time.sleep, rng=random.Random(0))
     jobs = [
         (side, case, (lambda _inputs, answer=by_case[case.id]: answer()), 0)
         for side, by_case in answers.items()
         for case in cases
     ]
-    return _run(runner, jobs, cases, concurrency, resamples)
+    results, judge = _run(runner, jobs, cases, concurrency)
+    return build_report(results, resamples=resamples, judge=judge)
 
 
 # --------------------------------------------------------------------------- gate

@@ -49,8 +49,6 @@ and use it as ``{"id": "..", "inputs": {..}, "expected": "Yes", "scorer": "start
 A scorer registered with ``uses_models=True`` is called as ``fn(output, case, models)``.
 """
 
-from __future__ import annotations
-
 import json
 import math
 import re

@@ -8,8 +8,6 @@ baseline (``monitor.baseline.build_for_release``). Apart from the building modul
 Promote's and the monitor's other tasks' cold start skip the drift profile's models (issue #7).
 """
 
-from __future__ import annotations
-
 import json
 from datetime import datetime
 from typing import Any

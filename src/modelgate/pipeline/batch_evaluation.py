@@ -93,7 +93,7 @@ def submit_batch(deps: Deps[BatchSubmitSettings], ctx: ReleaseContext) -> Releas
     """The on-demand latency sample, then one batch inference job per side (see the module doc)."""
     from modelgate.evaluation.batch import batch_input, check_batch_size, latency_sample
     from modelgate.evaluation.model_scorers import scoring_models_for
-    from modelgate.evaluation.runner import evaluate
+    from modelgate.evaluation.runner import run_cases
 
     assert ctx.policy is not None and ctx.eval_plan is not None and ctx.candidate_version and ctx.live_version
     plan, policy, bucket = ctx.eval_plan, ctx.policy, deps.settings.artifact_bucket
@@ -110,7 +110,8 @@ def submit_batch(deps: Deps[BatchSubmitSettings], ctx: ReleaseContext) -> Releas
     invokers = {CANDIDATE: partial(lambda_alias.invoke_version, deps.lambda_, fn, ctx.candidate_version)}
     if plan.live_configured:
         invokers[LIVE] = partial(lambda_alias.invoke_version, deps.lambda_, fn, ctx.live_version)
-    sample = evaluate(
+    # Its results only: ReduceBatch builds the sample's report when it merges the latencies in.
+    sample = run_cases(
         sample_cases, invokers, concurrency=policy.eval_concurrency, rate_limit=policy.eval_rate_limit_rps,
         scoring_models=scoring_models_for(policy.scoring_models) if policy.scoring_models else None,
     )

@@ -13,6 +13,7 @@ from modelgate import canary_judge, clock
 from modelgate.adapters import alarms, lambda_alias
 from modelgate.adapters import s3 as artefacts
 from modelgate.adapters.metrics import collect_window
+from modelgate.alarm_thresholds import AlarmThreshold, LiveLatency, resolve_threshold
 from modelgate.contract import ReleaseContext
 from modelgate.errors import (
     TASK_GONE_CODES,
@@ -25,7 +26,7 @@ from modelgate.errors import (
 from modelgate.observability import logger
 from modelgate.pipeline import fencing
 from modelgate.pipeline.deps import Deps, target
-from modelgate.policy import EVALUATED_PERCENTILES, AlarmThreshold, LiveLatency, resolve_threshold
+from modelgate.policy import EVALUATED_PERCENTILES
 from modelgate.rollout import format_weight
 
 

@@ -125,7 +125,7 @@ def evaluate_shard(deps: Deps, ctx: ReleaseContext, shard: Shard) -> ShardResult
     # other evaluation handlers' cold start skips them (bench/cold_start.py).
     from modelgate.evaluation.dataset import parse_dataset
     from modelgate.evaluation.model_scorers import scoring_models_for
-    from modelgate.evaluation.runner import evaluate
+    from modelgate.evaluation.runner import run_cases
 
     fn, _ = target(ctx)
     assert ctx.policy is not None and ctx.candidate_version and ctx.live_version and ctx.eval_plan
@@ -138,7 +138,9 @@ def evaluate_shard(deps: Deps, ctx: ReleaseContext, shard: Shard) -> ShardResult
     invokers = {CANDIDATE: partial(lambda_alias.invoke_version, deps.lambda_, fn, ctx.candidate_version)}
     if plan.live_configured:
         invokers[LIVE] = partial(lambda_alias.invoke_version, deps.lambda_, fn, ctx.live_version)
-    report = evaluate(
+    # The shard's results and the judge's run, no report: ReduceEvaluation builds the one report
+    # over every shard's results.
+    run = run_cases(
         cases,
         invokers,
         concurrency=ctx.policy.eval_concurrency,
@@ -152,8 +154,8 @@ def evaluate_shard(deps: Deps, ctx: ReleaseContext, shard: Shard) -> ShardResult
         deps.settings.artifact_bucket,
         key,
         {
-            "results": [r.model_dump(mode="json") for r in report.results],
-            "judge": report.judge.model_dump(mode="json") if report.judge else None,
+            "results": [r.model_dump(mode="json") for r in run.results],
+            "judge": run.judge.model_dump(mode="json") if run.judge else None,
         },
     )
     return ShardResult(index=shard.index, key=key, version=version, cases=len(cases))

@@ -18,7 +18,7 @@ cancelled release's task, still running, finds the lease gone:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from modelgate.adapters import alarms, lambda_alias
 from modelgate.contract import ReleaseContext
@@ -26,7 +26,9 @@ from modelgate.errors import LeaseLost
 from modelgate.lease import Lease
 from modelgate.ledger import FINAL_STATUSES
 from modelgate.pipeline.deps import Deps
-from modelgate.policy import AlarmThreshold
+
+if TYPE_CHECKING:
+    from modelgate.alarm_thresholds import AlarmThreshold
 
 
 class Fence(NamedTuple):

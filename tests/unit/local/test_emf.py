@@ -21,7 +21,8 @@ from moto.core import DEFAULT_ACCOUNT_ID
 
 from modelgate import service_metrics
 from modelgate.adapters import alarms
-from modelgate.policy import AlarmThreshold, CanaryAlarmSpec
+from modelgate.alarm_thresholds import AlarmThreshold
+from modelgate.policy import CanaryAlarmSpec
 
 REGION = "us-east-1"
 ACCOUNT = DEFAULT_ACCOUNT_ID
