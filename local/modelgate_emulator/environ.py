@@ -187,7 +187,7 @@ def _inherit_context(thread: threading.Thread) -> None:
 
 
 def install() -> None:
-    """Replace ``os.environ`` and patch ``Thread.start`` (reference counted, idempotent)."""
+    """Replace ``os.environ`` and hook ``Thread.start`` (reference counted, idempotent)."""
     global _installed, _original_environ
     with _lock:
         _installed += 1

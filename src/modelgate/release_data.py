@@ -89,28 +89,23 @@ class ReleaseFields(BaseModel):
         model's (issue #7). The same checks as a typed field."""
         if value is None:
             return None
+        if info.field_name == "canary_thresholds":
+            from modelgate.alarm_thresholds import AlarmThreshold
+
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(f"a list of alarm thresholds, not {type(value).__name__}")
+            return [_validated(AlarmThreshold, threshold, "threshold", f"[{index}] ")
+                    for index, threshold in enumerate(value)]
         if info.field_name == "ci_evaluation":
-            from modelgate.upload_metadata import CiEvaluation
+            from modelgate.upload_metadata import CiEvaluation as model
+        else:
+            from modelgate.canary_judge import CanaryVerdict as model
+        return _validated(model, value, info.field_name)
 
-            try:
-                return CiEvaluation.model_validate(value)
-            except ValidationError as exc:
-                raise ValueError(validation_problems(exc, "ci_evaluation")) from None
-        if info.field_name == "verdict":
-            from modelgate.canary_judge import CanaryVerdict
 
-            try:
-                return CanaryVerdict.model_validate(value)
-            except ValidationError as exc:
-                raise ValueError(validation_problems(exc, "verdict")) from None
-        from modelgate.alarm_thresholds import AlarmThreshold
-
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"a list of alarm thresholds, not {type(value).__name__}")
-        thresholds = []
-        for index, threshold in enumerate(value):
-            try:
-                thresholds.append(AlarmThreshold.model_validate(threshold))
-            except ValidationError as exc:
-                raise ValueError(f"[{index}] {validation_problems(exc, 'threshold')}") from None
-        return thresholds
+def _validated(model: type[BaseModel], value: Any, name: str, prefix: str = "") -> BaseModel:
+    """``value`` as ``model``; a ValueError naming each problem (under ``name``) otherwise."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise ValueError(prefix + validation_problems(exc, name)) from None
