@@ -268,20 +268,29 @@ def parse_request(
         raise UnparsedRequest(f"{service}: the {protocol} protocol is not parsed by the local runtime")
     operation_model = model.operation_model(operation)
     parser = PROTOCOL_PARSERS[protocol](operation_model)
+    # A blob payload (S3 PutObject's Body, Lambda Invoke's Payload) is the body's bytes as sent:
+    # moto's parser decodes it as UTF-8, which refused a binary upload that AWS accepts.
+    shape = operation_model.input_shape
+    blob = shape.serialization.get("payload") if shape is not None else None
+    if blob is not None and shape.members[blob].type_name != "blob":
+        blob = None
     try:
         params = parser.parse(
             {
                 "method": method,
                 "values": values,
                 "headers": Headers(list(headers.items())),
-                "body": body,
+                "body": b"" if blob else body,
                 "url_path": unquote(raw_path),
                 "url_params": url_params,
             }
         )
     except Exception as exc:  # any parser failure: refuse the request, naming why
         raise UnparsedRequest(f"{service} {operation}: the parameters can't be read back ({exc})") from exc
-    return ParsedRequest(service, operation, dict(params or {}))
+    params = dict(params or {})
+    if blob and body:
+        params[blob] = body
+    return ParsedRequest(service, operation, params)
 
 
 # ---------------------------------------------------------------------------- error shapes

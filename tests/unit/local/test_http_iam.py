@@ -122,6 +122,17 @@ def test_botocore_requests_map_back_to_their_operation_and_parameters(service, o
                                        wire.body) != signed.signature
 
 
+def test_a_binary_body_maps_back_as_the_bytes_sent():
+    # Given an S3 upload whose body is not UTF-8 (an artefact's binary file, a hostile manifest)
+    body = b"\xff\xfe\x00 not text \x80"
+    wire = http_iam.serialize_call("s3", "PutObject", {"Bucket": "artefacts", "Key": "releases/x/y.bin",
+                                                         "Body": body}, **KEYS)
+    # When the mapper reads it, Then it is the same operation with the same bytes (it used to
+    # refuse the request: moto's parser decodes a blob payload as UTF-8), as AWS accepts it
+    parsed = http_iam.parse_request("s3", wire.method, wire.raw_url, wire.headers, wire.body)
+    assert (parsed.operation, parsed.params["Key"], parsed.params["Body"]) == ("PutObject", "releases/x/y.bin", body)
+
+
 def test_requests_no_operation_matches_are_refused_by_the_mapper():
     with pytest.raises(http_iam.UnparsedRequest, match="NoSuchOperation"):
         http_iam.parse_request("dynamodb", "POST", "/", {"X-Amz-Target": "DynamoDB_20120810.NoSuchOperation"}, b"{}")
